@@ -1,0 +1,197 @@
+"""Settings shared by every environment; each value comes from the environment via django-environ.
+
+With no environment at all the portal runs embedded: SQLite in WAL mode and Celery's filesystem
+broker in the ignored `.local/` folder. `DATABASE_URL`, `CELERY_BROKER_URL` and `CACHE_URL`
+switch to PostgreSQL, Redis or RabbitMQ.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+LOCAL_DIR = BASE_DIR / ".local"
+
+env = environ.Env()
+env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
+
+# ---------------------------------------------------------------------------- core
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
+USE_TZ = True
+USE_I18N = True
+LANGUAGE_CODE = "en-us"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "tracking",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# ---------------------------------------------------------------------------- database
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{LOCAL_DIR / 'portal.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN, so
+    # concurrent writers queue on busy_timeout instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# ---------------------------------------------------------------------------- cache
+# Shared across processes even on the embedded default, because the D1 access token is cached
+# here for the web, worker and beat processes alike.
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{LOCAL_DIR / 'cache'}")}
+
+# ---------------------------------------------------------------------------- auth
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+# ---------------------------------------------------------------------------- API
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "D1 card-order tracking portal",
+    "DESCRIPTION": "D1's notification webhook and the read API over derived card-order state.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# ---------------------------------------------------------------------------- webhook
+# Bodies above this size are answered 413 before they are parsed.
+D1_WEBHOOK_MAX_BODY_BYTES = env.int("D1_WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# The per-call cap D1 agrees at onboarding; more operations in one POST are answered 400.
+D1_WEBHOOK_MAX_OPERATIONS = env.int("D1_WEBHOOK_MAX_OPERATIONS", default=1000)
+# How much of a refused body is kept for staff.
+D1_REJECTED_BODY_KEEP_BYTES = env.int("D1_REJECTED_BODY_KEEP_BYTES", default=64 * 1024)
+
+# ---------------------------------------------------------------------------- D1 on-demand API
+D1_API_BASE_URL = env("D1_API_BASE_URL", default="https://api.d1.thalescloud.io/banking/v1")
+D1_TOKEN_URL = env("D1_TOKEN_URL", default="https://api.d1.thalescloud.io/authz/v1/oauth2/token")
+D1_KEY_ID = env("D1_KEY_ID", default="")
+D1_PRIVATE_KEY_PATH = env("D1_PRIVATE_KEY_PATH", default="")
+D1_CLIENT_CERT = env("D1_CLIENT_CERT", default="")
+D1_CLIENT_KEY = env("D1_CLIENT_KEY", default="")
+D1_CA_BUNDLE = env("D1_CA_BUNDLE", default="")
+D1_CONNECT_TIMEOUT = env.float("D1_CONNECT_TIMEOUT", default=3.05)
+D1_READ_TIMEOUT = env.float("D1_READ_TIMEOUT", default=10.0)
+D1_MAX_RETRIES = env.int("D1_MAX_RETRIES", default=3)
+D1_ISSUER_OVERRIDES = env.json("D1_ISSUER_OVERRIDES", default={})
+
+# ---------------------------------------------------------------------------- Celery
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = LOCAL_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Tasks must finish (and be acked) well inside the visibility timeout, or Redis redelivers.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(LOCAL_DIR / "celerybeat-schedule")
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# ---------------------------------------------------------------------------- reconciliation
+# How long an order may stay in a stage before it is worth asking D1 (non-terminal stages).
+RECONCILE_STAGE_THRESHOLDS = env.json(
+    "RECONCILE_STAGE_THRESHOLDS",
+    default={
+        "CARD_PROD_REQUESTED": 3600,
+        "DATA_PREPARED": 6 * 3600,
+        "CARD_PROD_READY": 24 * 3600,
+        "CARD_PROD_ONGOING": 24 * 3600,
+        "CARD_PROD_DONE": 24 * 3600,
+    },
+)
+RECONCILE_DEFAULT_STAGE_THRESHOLD = timedelta(
+    seconds=env.int("RECONCILE_DEFAULT_STAGE_THRESHOLD", default=24 * 3600)
+)
+
+# ---------------------------------------------------------------------------- logging
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,12 @@
+"""Settings for the test suite: fast hashing, an in-process cache, tasks run eagerly."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import LOCAL_DIR, env
+
+SECRET_KEY = "tests-only-not-a-secret"
+DEBUG = False
+LOCAL_DIR.mkdir(exist_ok=True)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+CELERY_TASK_EAGER_PROPAGATES = True

@@ -1,0 +1,20 @@
+"""Top-level URLs: D1's webhook, the read API and its schema, and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+
+from tracking.api.webhook import CardNotificationView
+
+urlpatterns = [
+    path(
+        "notifications/d1/v2/issuers/<str:issuer_id>/cards",
+        CardNotificationView.as_view(),
+        name="d1-card-notifications",
+    ),
+    path("api/v1/", include("tracking.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("admin/", admin.site.urls),
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+]

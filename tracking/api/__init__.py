@@ -1,0 +1,1 @@
+"""HTTP interfaces: D1's notification webhook and the read API for integrations."""

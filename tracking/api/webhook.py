@@ -1,0 +1,159 @@
+"""The endpoint D1 posts card-operation notifications to (SPEC §1).
+
+A thin DRF view: it checks the transport (method, issuer, size, content type), then hands the
+bytes to `tracking.services.deliveries`, which owns what is stored and what is answered. It is
+not wrapped in a transaction on purpose: a refusal must be recorded even when the ingest
+transaction rolls back.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tracking.models import Issuer
+from tracking.services.deliveries import Answer, Envelope, delivery_receive, delivery_refuse
+from tracking.validation import ID_PATTERN
+
+D1_ERROR = inline_serializer(
+    "D1Error", {"errorCode": serializers.CharField(), "error": serializers.CharField()}
+)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _correlation_id(value: str) -> str:
+    # D1's pattern; anything else is not trusted into our logs and records.
+    return value if value and len(value) <= 64 and ID_PATTERN.fullmatch(value) else ""
+
+
+class CardNotificationView(APIView):
+    """POST /notifications/d1/v2/issuers/{issuerId}/cards"""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="notify_card_operations",
+        summary="D1 notifies card operations (production and shipment)",
+        request=OpenApiTypes.OBJECT,
+        responses={
+            204: OpenApiResponse(description="Stored and applied."),
+            400: D1_ERROR,
+            404: D1_ERROR,
+            413: D1_ERROR,
+            415: D1_ERROR,
+            503: D1_ERROR,
+        },
+        tags=["D1 notifications"],
+    )
+    def post(self, request: Request, issuer_id: str) -> Response:
+        http = request._request
+        envelope = Envelope(
+            issuer_id_in_path=issuer_id,
+            correlation_id=_correlation_id(http.headers.get("x-correlation-id", "")),
+            client_identity=getattr(http, "d1_client_identity", ""),
+            remote_addr=http.META.get("REMOTE_ADDR", "")[:64],
+            content_type=http.headers.get("content-type", ""),
+            byte_size=_content_length(http),
+        )
+        issuer = Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
+        if issuer is None:
+            return self._refusal(
+                delivery_refuse(
+                    envelope=envelope,
+                    status=404,
+                    error_code="ISSUER_NOT_FOUND",
+                    error=f"Issuer {issuer_id!r} is not registered or not active.",
+                    body=_read(http, settings.D1_REJECTED_BODY_KEEP_BYTES),
+                )
+            )
+        cap = settings.D1_WEBHOOK_MAX_BODY_BYTES
+        if envelope.byte_size > cap:
+            return self._refusal(self._too_large(envelope, issuer, http, cap))
+        if not _is_json(envelope.content_type):
+            return self._refusal(
+                delivery_refuse(
+                    envelope=envelope,
+                    status=415,
+                    error_code="UNSUPPORTED_MEDIA_TYPE",
+                    error="The body must be sent as application/json.",
+                    body=_read(http, settings.D1_REJECTED_BODY_KEEP_BYTES),
+                    issuer=issuer,
+                )
+            )
+        body = _read(http, cap + 1)
+        if len(body) > cap:  # a body without Content-Length, or one that lied about it
+            return self._refusal(self._too_large(envelope, issuer, http, cap, body))
+        envelope = Envelope(**{**envelope.__dict__, "byte_size": len(body)})
+        answer = delivery_receive(envelope=envelope, issuer=issuer, body=body)
+        if answer.status == 204:
+            return Response(status=204)
+        return self._refusal(answer)
+
+    def _too_large(self, envelope, issuer, http, cap, body=b"") -> Answer:
+        return delivery_refuse(
+            envelope=envelope,
+            status=413,
+            error_code="PAYLOAD_TOO_LARGE",
+            error=f"The body is larger than {cap} bytes.",
+            body=body or _read(http, settings.D1_REJECTED_BODY_KEEP_BYTES),
+            issuer=issuer,
+        )
+
+    @staticmethod
+    def _refusal(answer: Answer) -> Response:
+        response = Response(answer.body, status=answer.status)
+        if answer.status == 503:
+            response["Retry-After"] = "5"
+        return response
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Answer every framework refusal (405, 401, ...) in D1's error shape, and record it."""
+        if not isinstance(exc, exceptions.APIException):
+            return super().handle_exception(exc)
+        response = super().handle_exception(exc)
+        http = self.request._request
+        code = {405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}.get(
+            response.status_code, str(exc.default_code).upper()
+        )
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        answer = delivery_refuse(
+            envelope=Envelope(
+                issuer_id_in_path=self.kwargs.get("issuer_id", ""),
+                correlation_id=_correlation_id(http.headers.get("x-correlation-id", "")),
+                remote_addr=http.META.get("REMOTE_ADDR", "")[:64],
+                content_type=http.headers.get("content-type", ""),
+                byte_size=_content_length(http),
+            ),
+            status=response.status_code,
+            error_code=code,
+            error=str(detail),
+        )
+        response.data = answer.body
+        return response
+
+
+def _content_length(http) -> int:
+    try:
+        return max(int(http.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _read(http, limit: int) -> bytes:
+    try:
+        return http.read(limit)
+    except Exception:
+        return b""

@@ -1,0 +1,222 @@
+"""The portal's data: issuers, card orders (derived state), the events behind them, deliveries."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from tracking.rules import Outcome, ReconcileReason
+
+
+class Issuer(models.Model):
+    """A D1 issuer whose notifications the portal accepts."""
+
+    issuer_id = models.CharField("D1 issuer id", max_length=10, unique=True)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    # Where this issuer's D1 credentials live when they differ from the settings: a key id and a
+    # path (or secret reference) to the private key; never the key itself.
+    d1_key_id = models.CharField("D1 key id", max_length=100, blank=True)
+    d1_private_key_path = models.CharField("D1 private key path", max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["issuer_id"]
+
+    def __str__(self) -> str:
+        return f"{self.issuer_id} ({self.name})" if self.name else self.issuer_id
+
+
+class EventSource(models.TextChoices):
+    WEBHOOK = "webhook", "Webhook"
+    ON_DEMAND = "on_demand", "On-demand (reconciliation)"
+    REPLAY = "replay", "Replay"
+
+
+class NotificationDelivery(models.Model):
+    """One POST from D1 (or one on-demand answer), accepted or refused; never deleted."""
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    issuer = models.ForeignKey(Issuer, null=True, blank=True, on_delete=models.PROTECT)
+    issuer_id_in_path = models.CharField(max_length=64, blank=True)
+    source = models.CharField(max_length=16, choices=EventSource, default=EventSource.WEBHOOK)
+    correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
+    client_identity = models.CharField(max_length=255, blank=True)
+    remote_addr = models.CharField(max_length=64, blank=True)
+    content_type = models.CharField(max_length=255, blank=True)
+    byte_size = models.PositiveIntegerField(default=0)
+    item_count = models.PositiveIntegerField(default=0)
+    new_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    # Kept only for refused bodies (capped): accepted items live on their events.
+    body = models.TextField(blank=True)
+    body_truncated = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name_plural = "notification deliveries"
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["status_code", "-received_at"],
+                name="delivery_status_recent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery #{self.pk} ({self.status_code})"
+
+    @property
+    def is_rejected(self) -> bool:
+        return self.status_code >= 400 or self.rejected_count > 0
+
+
+class CardOrder(models.Model):
+    """One PRODUCE (or STANDALONE_TRACKING) operation for one card, with its derived state.
+
+    Every state column is re-derived from the order's events by `tracking.rules`; nothing here is
+    edited by hand.
+    """
+
+    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="orders")
+    card_id = models.CharField(max_length=48)
+    operation_id = models.CharField(max_length=64)
+    operation = models.CharField(max_length=64)
+    tracking_type = models.CharField(max_length=32, blank=True)
+
+    operation_status = models.CharField(max_length=32, blank=True)
+    production_status = models.CharField(max_length=64, blank=True)
+    production_rank = models.SmallIntegerField(null=True, blank=True)
+    is_terminal = models.BooleanField(default=False)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    issuer_request_id = models.CharField(max_length=255, blank=True)
+    input_file_name = models.CharField(max_length=255, blank=True)
+    production_site = models.CharField(max_length=255, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    error_code = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+
+    # The latest shipment, as columns for search and filters, and whole as D1 sent it.
+    shipment = models.JSONField(null=True, blank=True)
+    carrier = models.CharField(max_length=64, blank=True)
+    tracking_number = models.CharField(max_length=255, blank=True)
+    tracking_url = models.URLField(max_length=2048, blank=True)
+    shipment_status = models.CharField(max_length=64, blank=True)
+    shipment_message = models.TextField(blank=True)
+    shipment_final = models.BooleanField(default=False)
+
+    # Flags derived from the events.
+    has_conflict = models.BooleanField(default=False)
+    has_unknown_status = models.BooleanField(default=False)
+    has_gap = models.BooleanField(default=False)
+    unknown_codes = models.JSONField(default=list, blank=True)
+    missing_steps = models.JSONField(default=list, blank=True)
+    state_fingerprint = models.CharField(max_length=64, blank=True)
+
+    # When things happened, as the portal saw them.
+    stage_first_seen = models.JSONField(default=dict, blank=True)
+    stage_entered_at = models.DateTimeField(null=True, blank=True)
+    first_event_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    event_count = models.PositiveIntegerField(default=0)
+
+    # Reconciliation bookkeeping.
+    needs_reconcile = models.BooleanField(default=False)
+    reconcile_reason = models.CharField(max_length=32, blank=True, choices=ReconcileReason.CHOICES)
+    reconcile_next_at = models.DateTimeField(null=True, blank=True)
+    reconcile_attempts = models.PositiveIntegerField(default=0)
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
+    last_reconcile_outcome = models.CharField(max_length=32, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "card_id", "operation_id"], name="order_unique_per_issuer"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["card_id"], name="order_card_id"),
+            models.Index(fields=["operation_id"], name="order_operation_id"),
+            models.Index(fields=["issuer_request_id"], name="order_issuer_request_id"),
+            models.Index(fields=["tracking_number"], name="order_tracking_number"),
+            models.Index(fields=["input_file_name"], name="order_input_file_name"),
+            models.Index(
+                fields=["production_status", "stage_entered_at"], name="order_status_stage"
+            ),
+            models.Index(fields=["operation_status", "-updated_at"], name="order_opstatus_recent"),
+            models.Index(
+                fields=["reconcile_next_at"],
+                name="order_needs_reconcile",
+                condition=Q(needs_reconcile=True),
+            ),
+            models.Index(fields=["due_date"], name="order_due_date"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.card_id} / {self.operation_id}"
+
+    def timeline(self) -> models.QuerySet[OperationEvent]:
+        """The order's events and the card's other operations (UPDATE_ORDER, ...), as they came."""
+        return OperationEvent.objects.filter(
+            Q(order=self) | Q(order__isnull=True, issuer_id=self.issuer_id, card_id=self.card_id)
+        ).order_by("first_received_at", "id")
+
+
+class OperationEvent(models.Model):
+    """One distinct notification item, append-only; copies only raise `times_received`."""
+
+    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="events")
+    order = models.ForeignKey(
+        CardOrder, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    delivery = models.ForeignKey(
+        NotificationDelivery, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    fingerprint = models.CharField(max_length=64)
+    card_id = models.CharField(max_length=48, blank=True)
+    operation_id = models.CharField(max_length=64, blank=True)
+    operation = models.CharField(max_length=64, blank=True)
+    operation_status = models.CharField(max_length=32, blank=True)
+    production_status = models.CharField(max_length=64, blank=True)
+    shipment_status = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField()
+    source = models.CharField(max_length=16, choices=EventSource, default=EventSource.WEBHOOK)
+    first_received_at = models.DateTimeField(default=timezone.now)
+    last_received_at = models.DateTimeField(default=timezone.now)
+    times_received = models.PositiveIntegerField(default=1)
+    outcome = models.CharField(max_length=32, choices=Outcome.CHOICES, blank=True)
+    validation_error = models.TextField(blank=True)
+    # Null between storing and applying; the safety-net sweep applies what a crash left behind.
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["first_received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "fingerprint"], name="event_unique_fingerprint"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["order", "first_received_at"], name="event_order_timeline"),
+            models.Index(fields=["issuer", "card_id"], name="event_card"),
+            models.Index(fields=["operation_id"], name="event_operation_id"),
+            models.Index(fields=["outcome", "-first_received_at"], name="event_outcome_recent"),
+            models.Index(
+                fields=["first_received_at"],
+                name="event_unapplied",
+                condition=Q(applied_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.card_id} {self.production_status or self.operation} ({self.outcome})"

@@ -1,0 +1,1 @@
+"""Business logic as plain functions; views, admin actions, tasks and commands call these."""

@@ -1,0 +1,345 @@
+"""Ingest: store D1 operation items as events and re-derive the state of the orders they touch.
+
+The one path for webhooks, on-demand answers (reconciliation) and replays. It is set-based, so
+a batch of 50 items costs about as many queries as one item:
+
+1. upsert the orders the items belong to and lock them (sorted, so two batches never deadlock);
+2. insert the distinct items as events (ON CONFLICT DO NOTHING on issuer + fingerprint), then
+   add every repeated copy to `times_received`, copies inside the same POST included;
+3. re-derive each touched order from all its events (`tracking.rules`) and save the state, the
+   reconcile flag and what each event did.
+
+The caller owns the transaction: nothing is acknowledged before it commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+
+from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
+from tracking.rules import (
+    EventFacts,
+    OrderState,
+    Outcome,
+    derive_order_state,
+    needs_reconcile_after,
+    reconcile_reason_for,
+)
+from tracking.validation import ItemCheck, check_item
+
+
+def item_fingerprint(item: Any) -> str:
+    """SHA-256 of the item's canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class IngestResult:
+    """What one ingest did: counts per kind and the orders it touched."""
+
+    item_count: int = 0
+    new_count: int = 0
+    duplicate_count: int = 0
+    rejected_count: int = 0
+    order_ids: set[int] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    raw: Any
+    check: ItemCheck
+    fingerprint: str
+    copies: int = 1
+
+
+def ingest_operations(
+    *,
+    issuer: Issuer,
+    operations: Sequence[Any],
+    source: str = EventSource.WEBHOOK,
+    delivery: NotificationDelivery,
+) -> IngestResult:
+    """Store `operations` for `issuer` and re-derive every order they touch.
+
+    Writes events (new or `times_received` += copies), upserts card orders and saves their
+    derived state; invalid items are stored with their reason and outcome `invalid`. Must run
+    inside a transaction. Raises only database errors (the caller answers 5xx so D1 retries).
+    """
+    now = timezone.now()
+    result = IngestResult(item_count=len(operations))
+
+    items: dict[str, _Item] = {}
+    for raw in operations:
+        fingerprint = item_fingerprint(raw)
+        if fingerprint in items:
+            items[fingerprint].copies += 1
+            continue
+        items[fingerprint] = _Item(raw=raw, check=check_item(raw), fingerprint=fingerprint)
+    for item in items.values():
+        if not item.check.is_valid:
+            result.rejected_count += item.copies
+            result.errors.append(item.check.error)
+
+    orders = _lock_orders(issuer=issuer, items=items.values(), now=now)
+    _store_events(
+        issuer=issuer, items=items, orders=orders, source=source, delivery=delivery, now=now
+    )
+    new_fingerprints = _count_copies(issuer=issuer, items=items, delivery=delivery, now=now)
+    result.new_count = len(new_fingerprints)
+    result.duplicate_count = sum(i.copies for i in items.values()) - result.new_count
+
+    touched = {
+        orders[(i.check.card_id, i.check.operation_id)].pk
+        for i in items.values()
+        if i.fingerprint in new_fingerprints and i.check.is_valid and i.check.is_tracked
+    }
+    if touched:
+        refresh_orders([o for o in orders.values() if o.pk in touched], now=now)
+    result.order_ids = {o.pk for o in orders.values()}
+    return result
+
+
+def _lock_orders(
+    *, issuer: Issuer, items: Iterable[_Item], now
+) -> dict[tuple[str, str], CardOrder]:
+    """Create missing orders and lock all of them, in a fixed order to avoid deadlocks."""
+    keys: dict[tuple[str, str], str] = {}
+    for item in items:
+        if item.check.is_valid and item.check.is_tracked:
+            keys.setdefault((item.check.card_id, item.check.operation_id), item.check.operation)
+    if not keys:
+        return {}
+    new_orders = [
+        CardOrder(
+            issuer=issuer,
+            card_id=card_id,
+            operation_id=operation_id,
+            operation=operation,
+            created_at=now,
+            updated_at=now,
+        )
+        for (card_id, operation_id), operation in sorted(keys.items())
+    ]
+    # DO UPDATE rather than DO NOTHING: it returns the ids of existing rows too, and it takes
+    # the row lock that serialises concurrent deliveries for the same order.
+    CardOrder.objects.bulk_create(
+        new_orders,
+        update_conflicts=True,
+        unique_fields=["issuer", "card_id", "operation_id"],
+        update_fields=["updated_at"],
+    )
+    if any(order.pk is None for order in new_orders):  # a backend without RETURNING
+        by_key = {
+            (o.card_id, o.operation_id): o
+            for o in CardOrder.objects.select_for_update().filter(
+                issuer=issuer, card_id__in={k[0] for k in keys}
+            )
+        }
+        return {key: by_key[key] for key in keys}
+    return {(o.card_id, o.operation_id): o for o in new_orders}
+
+
+def _store_events(*, issuer, items, orders, source, delivery, now) -> None:
+    events = []
+    for item in sorted(items.values(), key=lambda i: i.fingerprint):
+        check = item.check
+        order = orders.get((check.card_id, check.operation_id)) if check.is_tracked else None
+        details = item.raw.get("details") if isinstance(item.raw, dict) else None
+        details = details if isinstance(details, dict) else {}
+        shipment = details.get("shipment") if isinstance(details.get("shipment"), dict) else {}
+        if not check.is_valid:
+            outcome, applied_at = Outcome.INVALID, now
+        elif not check.is_tracked:
+            outcome, applied_at = Outcome.NOT_TRACKED, now
+        else:
+            outcome, applied_at = "", None
+        events.append(
+            OperationEvent(
+                issuer=issuer,
+                order=order if check.is_valid else None,
+                delivery=delivery,
+                fingerprint=item.fingerprint,
+                card_id=check.card_id or _short(item.raw, "cardId", 48),
+                operation_id=check.operation_id or _short(item.raw, "operationId", 64),
+                operation=check.operation[:64],
+                operation_status=_short(item.raw, "status", 32),
+                production_status=_short(details, "status", 64),
+                shipment_status=_short(shipment, "status", 64),
+                payload=item.raw,
+                source=source,
+                first_received_at=now,
+                last_received_at=now,
+                times_received=item.copies,
+                outcome=outcome,
+                validation_error=check.error,
+                applied_at=applied_at,
+            )
+        )
+    OperationEvent.objects.bulk_create(events, ignore_conflicts=True)
+
+
+def _short(source: Any, name: str, max_len: int) -> str:
+    value = source.get(name) if isinstance(source, dict) else None
+    return value[:max_len] if isinstance(value, str) else ""
+
+
+def _count_copies(*, issuer, items, delivery, now) -> set[str]:
+    """Add repeated copies to existing events; return the fingerprints that are new here."""
+    stored = OperationEvent.objects.filter(issuer=issuer, fingerprint__in=list(items)).values_list(
+        "id", "fingerprint", "delivery_id"
+    )
+    new: set[str] = set()
+    repeats: dict[int, list[int]] = defaultdict(list)
+    for event_id, fingerprint, delivery_id in stored:
+        # An event is new here if this delivery stored it; a concurrent delivery that stored the
+        # same item first has committed before our insert returned, so ours is a repeat.
+        if delivery_id == delivery.pk:
+            new.add(fingerprint)
+        else:
+            repeats[items[fingerprint].copies].append(event_id)
+    for copies, event_ids in repeats.items():
+        OperationEvent.objects.filter(id__in=event_ids).update(
+            times_received=F("times_received") + copies, last_received_at=now
+        )
+    return new
+
+
+# ---------------------------------------------------------------------------- re-derivation
+
+_STATE_FIELDS = [
+    "operation",
+    "tracking_type",
+    "operation_status",
+    "production_status",
+    "production_rank",
+    "is_terminal",
+    "start_time",
+    "end_time",
+    "issuer_request_id",
+    "input_file_name",
+    "production_site",
+    "due_date",
+    "reason",
+    "error_code",
+    "error",
+    "shipment",
+    "carrier",
+    "tracking_number",
+    "tracking_url",
+    "shipment_status",
+    "shipment_message",
+    "shipment_final",
+    "has_conflict",
+    "has_unknown_status",
+    "has_gap",
+    "unknown_codes",
+    "missing_steps",
+    "state_fingerprint",
+    "stage_first_seen",
+    "stage_entered_at",
+    "first_event_at",
+    "last_event_at",
+    "event_count",
+    "needs_reconcile",
+    "reconcile_reason",
+    "updated_at",
+]
+
+
+def refresh_orders(orders: Sequence[CardOrder], *, now=None) -> None:
+    """Re-derive and save the state of locked `orders` from all their events.
+
+    Also records each event's outcome and marks unapplied events applied. Callers hold the
+    orders' row locks (or SQLite's write lock) so that no concurrent ingest interleaves.
+    """
+    now = now or timezone.now()
+    by_order: dict[int, list[EventFacts]] = defaultdict(list)
+    current_outcome: dict[int, tuple[str, bool]] = {}
+    rows = OperationEvent.objects.filter(order__in=[o.pk for o in orders]).values_list(
+        "id",
+        "order_id",
+        "fingerprint",
+        "first_received_at",
+        "last_received_at",
+        "payload",
+        "outcome",
+        "applied_at",
+    )
+    for event_id, order_id, fingerprint, first, last, payload, outcome, applied_at in rows:
+        by_order[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
+        current_outcome[event_id] = (outcome, applied_at is not None)
+
+    changed_events: list[OperationEvent] = []
+    for order in orders:
+        state = derive_order_state(by_order[order.pk])
+        _apply_state(order, state, now=now)
+        for event_id, outcome in state.outcomes.items():
+            if current_outcome[event_id] != (outcome, True):
+                changed_events.append(OperationEvent(id=event_id, outcome=outcome, applied_at=now))
+    CardOrder.objects.bulk_update(orders, _STATE_FIELDS)
+    if changed_events:
+        OperationEvent.objects.bulk_update(changed_events, ["outcome", "applied_at"])
+
+
+def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
+    before = OrderState(
+        has_conflict=order.has_conflict,
+        unknown_codes=list(order.unknown_codes or []),
+        missing_steps=list(order.missing_steps or []),
+    )
+    order.needs_reconcile = needs_reconcile_after(
+        before=before, after=state, needs_reconcile=order.needs_reconcile
+    )
+    order.reconcile_reason = reconcile_reason_for(state) if order.needs_reconcile else ""
+    for name in (
+        "operation",
+        "tracking_type",
+        "operation_status",
+        "production_status",
+        "production_rank",
+        "is_terminal",
+        "start_time",
+        "end_time",
+        "issuer_request_id",
+        "input_file_name",
+        "production_site",
+        "due_date",
+        "reason",
+        "error_code",
+        "error",
+        "shipment",
+        "has_conflict",
+        "unknown_codes",
+        "missing_steps",
+        "state_fingerprint",
+        "stage_first_seen",
+        "stage_entered_at",
+        "first_event_at",
+        "last_event_at",
+        "event_count",
+    ):
+        setattr(order, name, getattr(state, name))
+    shipment = state.shipment or {}
+    order.carrier = _clip(shipment.get("carrier"), 64)
+    order.tracking_number = _clip(shipment.get("trackingNumber"), 255)
+    order.tracking_url = _clip(shipment.get("trackingUrl"), 2048)
+    order.shipment_status = _clip(shipment.get("status"), 64)
+    order.shipment_message = _clip(shipment.get("message"), 2048)
+    order.shipment_final = state.shipment_final
+    order.has_unknown_status = bool(state.unknown_codes)
+    order.has_gap = bool(state.missing_steps)
+    order.updated_at = now
+
+
+def _clip(value: Any, max_len: int) -> str:
+    return value[:max_len] if isinstance(value, str) else ""
