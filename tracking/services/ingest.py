@@ -136,7 +136,7 @@ def _lock_orders(
         new_orders,
         update_conflicts=True,
         unique_fields=["issuer", "card_id", "operation_id"],
-        update_fields=["updated_at"],
+        update_fields=["operation"],
     )
     if any(order.pk is None for order in new_orders):  # a backend without RETURNING
         by_key = {

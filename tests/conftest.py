@@ -1,0 +1,90 @@
+"""Shared fixtures: an issuer, staff with API tokens, and a helper that posts to the webhook."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.fixtures.spec_examples import ISSUER_ID
+from tracking.models import Issuer
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `postgres` need the real PostgreSQL; on SQLite they are skipped."""
+    del config
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def issuer(db) -> Issuer:
+    return Issuer.objects.create(issuer_id=ISSUER_ID, name="Example Bank")
+
+
+@pytest.fixture
+def d1_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def post_notification(d1_client) -> Callable[..., Any]:
+    """POST a body to the webhook the way D1 does; dicts are sent as JSON."""
+
+    def post(body: Any, *, issuer_id: str = ISSUER_ID, **extra):
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        content_type = extra.pop("content_type", "application/json")
+        return d1_client.generic(
+            "POST",
+            f"/notifications/d1/v2/issuers/{issuer_id}/cards",
+            data,
+            content_type=content_type,
+            **extra,
+        )
+
+    return post
+
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user(
+        "staff", "staff@example.com", "staff-password", is_staff=True
+    )
+
+
+@pytest.fixture
+def api(staff_user) -> APIClient:
+    """A read-API client authenticated with a DRF token, as an integration would be."""
+    client = APIClient()
+    token = Token.objects.create(user=staff_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def order_state(api) -> Callable[[str], dict]:
+    """The order of a card as the read API shows it (exactly one order expected)."""
+
+    def state(card_id: str) -> dict:
+        response = api.get("/api/v1/orders/", {"card_id": card_id})
+        assert response.status_code == 200, response.content
+        results = response.json()["results"]
+        assert len(results) == 1, results
+        return results[0]
+
+    return state
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"

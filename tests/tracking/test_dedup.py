@@ -1,0 +1,59 @@
+"""Duplicates: every copy is counted, none changes the state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures import spec_examples as spec
+from tracking.models import CardOrder, NotificationDelivery, OperationEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_same_item_twice_is_one_event_received_twice(issuer, post_notification):
+    post_notification(spec.E6)
+    order_before = CardOrder.objects.get()
+
+    assert post_notification(spec.E6).status_code == 204
+
+    event = OperationEvent.objects.get()
+    assert event.times_received == 2
+    assert event.last_received_at >= event.first_received_at
+    order_after = CardOrder.objects.get()
+    assert order_after.updated_at == order_before.updated_at
+    assert order_after.production_status == "CARD_SHIPPED"
+    second = NotificationDelivery.objects.order_by("id").last()
+    assert (second.new_count, second.duplicate_count) == (0, 1)
+
+
+def test_copies_inside_one_post_all_count(issuer, post_notification):
+    item = spec.E4["operations"][0]
+
+    post_notification({"operations": [item, item, item]})
+    post_notification({"operations": [item]})
+
+    event = OperationEvent.objects.get()
+    assert event.times_received == 4
+    first = NotificationDelivery.objects.order_by("id").first()
+    assert (first.new_count, first.duplicate_count) == (1, 2)
+
+
+def test_key_order_and_whitespace_do_not_make_a_new_event(issuer, post_notification):
+    item = spec.E4["operations"][0]
+    reordered = dict(reversed(list(item.items())))
+
+    post_notification({"operations": [item]})
+    spaced = json.dumps(reordered, indent=3)
+    post_notification('{"operations": [  ' + spaced + " ]}")
+
+    assert OperationEvent.objects.get().times_received == 2
+
+
+def test_repeated_shipped_with_new_carrier_data_is_a_new_event(issuer, post_notification):
+    post_notification(spec.E6)
+    post_notification(spec.E7)
+
+    assert OperationEvent.objects.count() == 2
+    assert CardOrder.objects.get().shipment_status == "DELIVERED"
