@@ -3,9 +3,12 @@
 import os
 
 from celery import Celery
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# observability: bind the request id (and task id) of the enqueuing request in worker logs.
+app.steps["worker"].add(DjangoStructLogInitStep)
 app.autodiscover_tasks()

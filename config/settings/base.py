@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from tracking.observability.logs import logging_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 LOCAL_DIR = BASE_DIR / ".local"
 
@@ -41,9 +43,15 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "tracking",
+    # observability: health probes, metrics, request-id logs, alerts
+    "django_structlog",
+    "tracking.observability",
 ]
 
 MIDDLEWARE = [
+    # observability: time the webhook, then bind one request id for every log line
+    "tracking.observability.middleware.WebhookTimingMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -188,12 +196,47 @@ RECONCILE_DEFAULT_STAGE_THRESHOLD = timedelta(
     seconds=env.int("RECONCILE_DEFAULT_STAGE_THRESHOLD", default=24 * 3600)
 )
 
-# ---------------------------------------------------------------------------- logging
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# ---------------------------------------------------------------------------- observability
+# Logs: "json" lines (production) or readable "console" lines (development); one request id per
+# request (D1's x-correlation-id when well formed), carried into Celery tasks.
+LOG_FORMAT = env("LOG_FORMAT", default="console")
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = logging_settings(log_format=LOG_FORMAT, level=LOG_LEVEL)
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = env.bool("LOG_CLIENT_IP", default=True)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# /readyz: the oldest stored-but-unapplied item may wait this long (seconds) before the
+# instance reports not ready; the broker check can be switched off for web-only instances.
+READINESS_MAX_UNAPPLIED_AGE = env.int("READINESS_MAX_UNAPPLIED_AGE", default=300)
+READINESS_CHECK_BROKER = env.bool("READINESS_CHECK_BROKER", default=True)
+
+# /metrics: a bearer token, or peers in these networks (loopback only by default).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+# Counters of every process of a host are summed from files in this folder (prometheus-client
+# multiprocess mode); empty keeps them in the process (one process only).
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default=str(LOCAL_DIR / "prometheus"))
+# Database-derived gauges are shared by scrapes for this long (seconds; 0 = computed each time).
+METRICS_DB_CACHE_SECONDS = env.int("METRICS_DB_CACHE_SECONDS", default=15)
+
+# Alerts (admin dashboard and portal_alert_active). Inbound silence: no POST from an issuer for
+# ALERT_SILENCE_AFTER seconds, counted only inside ALERT_SILENCE_HOURS on ALERT_SILENCE_WEEKDAYS
+# (ALERT_TIME_ZONE); ALERT_SILENCE_OVERRIDES = {"ISSUERX001": {"after": 7200, "hours":
+# "08:00-18:00", "weekdays": "mon-fri"}}.
+ALERT_TIME_ZONE = env("ALERT_TIME_ZONE", default=TIME_ZONE)
+ALERT_SILENCE_AFTER = env.int("ALERT_SILENCE_AFTER", default=3600)
+ALERT_SILENCE_HOURS = env("ALERT_SILENCE_HOURS", default="00:00-24:00")
+ALERT_SILENCE_WEEKDAYS = env("ALERT_SILENCE_WEEKDAYS", default="mon-sun")
+ALERT_SILENCE_OVERRIDES = env.json("ALERT_SILENCE_OVERRIDES", default={})
+# Refused POSTs: alert when their share in the window reaches this and is rising.
+ALERT_REFUSED_SHARE = env.float("ALERT_REFUSED_SHARE", default=0.05)
+ALERT_REFUSED_WINDOW = env.int("ALERT_REFUSED_WINDOW", default=3600)
+ALERT_REFUSED_MIN_DELIVERIES = env.int("ALERT_REFUSED_MIN_DELIVERIES", default=20)
+# Stuck orders (past RECONCILE_STAGE_THRESHOLDS): alert from this many, critical from the next.
+ALERT_STUCK_MIN_ORDERS = env.int("ALERT_STUCK_MIN_ORDERS", default=1)
+ALERT_STUCK_CRITICAL = env.int("ALERT_STUCK_CRITICAL", default=50)
+# Reconciliation failing: orders still flagged after this many attempts.
+ALERT_RECONCILE_ATTEMPTS = env.int("ALERT_RECONCILE_ATTEMPTS", default=5)
+# No successful reconcile sweep for this long (seconds; 0 switches the alert off).
+ALERT_SWEEP_LATE = env.int("ALERT_SWEEP_LATE", default=3600)

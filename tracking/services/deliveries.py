@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from tracking.models import EventSource, Issuer, NotificationDelivery
+from tracking.observability.signals import delivery_answered
 from tracking.services.ingest import IngestResult, ingest_operations
 from tracking.validation import EnvelopeError, parse_envelope
 
@@ -98,6 +99,12 @@ def delivery_refuse(
         status,
         error_code,
         envelope.correlation_id,
+    )
+    delivery_answered.send(
+        sender=NotificationDelivery,
+        issuer_id=envelope.issuer_id_in_path,
+        status=status,
+        error_code=error_code,
     )
     return Answer(status, error_code, error, delivery_id)
 
@@ -184,6 +191,15 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         result.duplicate_count,
         result.rejected_count,
         envelope.correlation_id,
+    )
+    delivery_answered.send(
+        sender=NotificationDelivery,
+        issuer_id=issuer.issuer_id,
+        status=answer.status,
+        error_code=answer.error_code,
+        new_count=result.new_count,
+        duplicate_count=result.duplicate_count,
+        rejected_count=result.rejected_count,
     )
     return Answer(answer.status, answer.error_code, answer.error, delivery.pk)
 

@@ -1,0 +1,241 @@
+"""Prometheus metrics: event counters on the hot paths and gauges read from the database.
+
+Two kinds, so that the numbers are right however many gunicorn workers and Celery processes run:
+
+- counters and histograms of things that happen (a POST answered, an item received, a D1 call
+  made) are incremented where they happen. With `PROMETHEUS_MULTIPROC_DIR` set, every process
+  writes them to its own memory-mapped file in that folder and `/metrics` sums the files of the
+  host (prometheus-client's multiprocess mode); an increment is a few microseconds.
+- gauges of the current state (orders per stage, stuck orders, the oldest unapplied item, time
+  since an issuer's last notification, time since the last sweep, active alerts) are computed
+  from the database when `/metrics` is scraped, so every instance reports the same truth. They
+  are cached for `METRICS_DB_CACHE_SECONDS` in the shared cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+
+# prometheus-client picks its storage when it is first imported, so the folder must be known
+# before that import (the gunicorn config or the unit file usually sets it already).
+if getattr(settings, "PROMETHEUS_MULTIPROC_DIR", ""):
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", settings.PROMETHEUS_MULTIPROC_DIR)
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LABEL_MAX = 40
+# Webhook answers are a few milliseconds; the tail (lock waits, a slow disk) is what matters.
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+D1_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+NOTIFICATIONS = Counter(
+    "portal_d1_notifications",
+    "POSTs from D1 to the webhook, by the status answered and the reason (errorCode) of a refusal",
+    ["status", "reason"],
+)
+NOTIFICATION_ITEMS = Counter(
+    "portal_d1_notification_items",
+    "Operation items received in accepted bodies: new (first copy), duplicate, rejected (invalid)",
+    ["outcome"],
+)
+WEBHOOK_DURATION = Histogram(
+    "portal_d1_webhook_duration_seconds",
+    "Time to answer D1's webhook POST, by status class",
+    ["status_class"],
+    buckets=WEBHOOK_BUCKETS,
+)
+RECONCILE_ATTEMPTS = Counter(
+    "portal_reconcile_attempts",
+    "On-demand productionStatus calls made by reconciliation, by outcome",
+    ["outcome"],
+)
+D1_DURATION = Histogram(
+    "portal_d1_api_duration_seconds",
+    "Latency of D1's productionStatus during reconciliation, by outcome",
+    ["outcome"],
+    buckets=D1_BUCKETS,
+)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def _label(value: object) -> str:
+    return str(value or "")[:LABEL_MAX]
+
+
+def notification_observe(
+    *,
+    status: int,
+    error_code: str = "",
+    new_count: int = 0,
+    duplicate_count: int = 0,
+    rejected_count: int = 0,
+) -> None:
+    """Count one answered POST and its items (the webhook's hot path: no I/O beyond mmap)."""
+    NOTIFICATIONS.labels(str(status), _label(error_code) or "accepted").inc()
+    if new_count:
+        NOTIFICATION_ITEMS.labels("new").inc(new_count)
+    if duplicate_count:
+        NOTIFICATION_ITEMS.labels("duplicate").inc(duplicate_count)
+    if rejected_count:
+        NOTIFICATION_ITEMS.labels("rejected").inc(rejected_count)
+
+
+def webhook_duration_observe(*, status: int, seconds: float) -> None:
+    WEBHOOK_DURATION.labels(f"{status // 100}xx").observe(seconds)
+
+
+def reconcile_attempt_observe(*, outcome: str, seconds: float | None) -> None:
+    """Count one on-demand call of reconciliation and, when it reached D1, its latency."""
+    RECONCILE_ATTEMPTS.labels(_label(outcome) or "unknown").inc()
+    if seconds is not None:
+        D1_DURATION.labels(_label(outcome) or "unknown").observe(seconds)
+
+
+# ---------------------------------------------------------------------------- scrape-time gauges
+
+
+class DatabaseCollector(Collector):
+    """Gauges of the current state, read from the database (and cached) at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.core.cache import cache
+
+        ttl = settings.METRICS_DB_CACHE_SECONDS
+        snapshot = cache.get(_SNAPSHOT_KEY) if ttl > 0 else None
+        if snapshot is None:
+            snapshot = state_snapshot()
+            if ttl > 0:
+                cache.set(_SNAPSHOT_KEY, snapshot, ttl)
+        yield from _families(snapshot)
+
+
+_SNAPSHOT_KEY = "observability:metrics-snapshot"
+
+
+def state_snapshot() -> dict:
+    """The numbers behind the gauges, as plain data (so that they can be cached)."""
+    from tracking.observability.alerts import alerts_current
+    from tracking.observability.state import operations_state
+
+    state = operations_state()
+    return {
+        "taken_at": time.time(),
+        "orders_by_stage": state.orders_by_stage,
+        "stuck_by_stage": state.stuck_by_stage,
+        "needs_reconcile_by_reason": state.needs_reconcile_by_reason,
+        "events_by_outcome": state.events_by_outcome,
+        "unapplied_count": state.unapplied_count,
+        "unapplied_oldest_age": state.unapplied_oldest_age,
+        "issuer_silence": state.issuer_silence,
+        "sweep_age": state.sweep_age,
+        "alerts": [(a.kind, a.subject, a.severity) for a in alerts_current(state=state)],
+    }
+
+
+def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
+    family = GaugeMetricFamily(
+        "portal_orders", "Card orders by current production status", labels=["production_status"]
+    )
+    for stage, count in sorted(snapshot["orders_by_stage"].items()):
+        family.add_metric([_label(stage) or "none"], count)
+    yield family
+
+    family = GaugeMetricFamily(
+        "portal_orders_past_threshold",
+        "Orders in a non-terminal stage longer than RECONCILE_STAGE_THRESHOLDS allows",
+        labels=["production_status"],
+    )
+    for stage, count in sorted(snapshot["stuck_by_stage"].items()):
+        family.add_metric([_label(stage) or "none"], count)
+    yield family
+
+    family = GaugeMetricFamily(
+        "portal_orders_needing_reconcile",
+        "Orders flagged for reconciliation, by reason",
+        labels=["reason"],
+    )
+    for reason, count in sorted(snapshot["needs_reconcile_by_reason"].items()):
+        family.add_metric([_label(reason) or "none"], count)
+    yield family
+
+    family = GaugeMetricFamily(
+        "portal_items",
+        "Distinct notification items stored, by what each did to its order",
+        labels=["outcome"],
+    )
+    for outcome, count in sorted(snapshot["events_by_outcome"].items()):
+        family.add_metric([_label(outcome) or "pending"], count)
+    yield family
+
+    yield GaugeMetricFamily(
+        "portal_unapplied_items",
+        "Items stored but not yet applied to their order",
+        value=snapshot["unapplied_count"],
+    )
+    yield GaugeMetricFamily(
+        "portal_unapplied_items_oldest_age_seconds",
+        "Age of the oldest stored-but-unapplied item (0 when there is none)",
+        value=snapshot["unapplied_oldest_age"] or 0.0,
+    )
+
+    family = GaugeMetricFamily(
+        "portal_issuer_last_notification_age_seconds",
+        "Seconds since the last accepted notification from each active issuer "
+        "(since the issuer was registered when none came yet)",
+        labels=["issuer"],
+    )
+    for issuer_id, age in sorted(snapshot["issuer_silence"].items()):
+        family.add_metric([issuer_id], age)
+    yield family
+
+    if snapshot["sweep_age"] is not None:
+        yield GaugeMetricFamily(
+            "portal_reconcile_sweep_last_success_age_seconds",
+            "Seconds since a reconcile sweep last finished without error",
+            value=snapshot["sweep_age"],
+        )
+
+    family = GaugeMetricFamily(
+        "portal_alert_active",
+        "1 for each alert operators should see now (kind, subject, severity)",
+        labels=["kind", "subject", "severity"],
+    )
+    for kind, subject, severity in snapshot["alerts"]:
+        family.add_metric([kind, _label(subject), severity], 1)
+    yield family
+    yield GaugeMetricFamily(
+        "portal_snapshot_age_seconds",
+        "How old the database-derived gauges of this scrape are",
+        value=max(time.time() - snapshot["taken_at"], 0.0),
+    )
+
+
+def metrics_render() -> tuple[bytes, str]:
+    """The exposition text of every metric of this host, and its content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector())
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    # One process: its own counters (and the process collectors of the default registry).
+    return generate_latest(REGISTRY) + generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,301 @@
+"""The alerts operators see: on the admin dashboard and as `portal_alert_active` on /metrics.
+
+`alerts_current()` reads the operational state and returns what needs a human now:
+
+- `inbound_silence`: no POST from an active issuer for ALERT_SILENCE_AFTER seconds, counted only
+  inside the hours and weekdays when that issuer is expected to send (ALERT_SILENCE_HOURS,
+  ALERT_SILENCE_WEEKDAYS, ALERT_TIME_ZONE; per issuer in ALERT_SILENCE_OVERRIDES);
+- `refused_share`: the share of refused POSTs (4xx and 5xx) in the last ALERT_REFUSED_WINDOW
+  seconds reached ALERT_REFUSED_SHARE and is higher than in the window before, with at least
+  ALERT_REFUSED_MIN_DELIVERIES POSTs in the window;
+- `orders_stuck`: orders in a non-terminal stage longer than its threshold (one alert per stage),
+  critical from ALERT_STUCK_CRITICAL orders on;
+- `reconcile_failing`: orders still needing reconciliation after ALERT_RECONCILE_ATTEMPTS attempts;
+- `sweep_late`: no successful reconcile sweep for ALERT_SWEEP_LATE seconds;
+- `unapplied_items`: a stored item not applied for READINESS_MAX_UNAPPLIED_AGE seconds.
+
+Nothing is written: the function is a pure read, safe to call on every page view and scrape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from tracking.observability.state import OperationsState, operations_state
+
+WARNING = "warning"
+CRITICAL = "critical"
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One active alert: what, about whom, how bad, a sentence for operators, and the figures."""
+
+    kind: str
+    subject: str
+    severity: str
+    message: str
+    value: float
+    threshold: float
+    since: dt.datetime | None = None
+
+
+def alerts_current(
+    *, now: dt.datetime | None = None, state: OperationsState | None = None
+) -> list[Alert]:
+    """The alerts active at `now`, most severe first. Reads the database; writes nothing."""
+    state = state or operations_state(now=now)
+    alerts = [
+        *_inbound_silence(state),
+        *_refused_share(state),
+        *_orders_stuck(state),
+        *_reconcile_failing(state),
+        *_sweep_late(state),
+        *_unapplied(state),
+    ]
+    return sorted(alerts, key=lambda a: (a.severity != CRITICAL, a.kind, a.subject))
+
+
+# ---------------------------------------------------------------------------- inbound silence
+
+
+@dataclass(frozen=True)
+class SilenceRule:
+    after: dt.timedelta
+    start: dt.time
+    end: dt.time  # exclusive; 24:00 is written as 00:00 with start 00:00 meaning all day
+    weekdays: frozenset[int]
+    tz: zoneinfo.ZoneInfo
+
+
+def silence_rule(issuer_id: str) -> SilenceRule:
+    """The silence rule of `issuer_id`: the global settings overlaid with its overrides."""
+    values = {
+        "after": settings.ALERT_SILENCE_AFTER,
+        "hours": settings.ALERT_SILENCE_HOURS,
+        "weekdays": settings.ALERT_SILENCE_WEEKDAYS,
+        **settings.ALERT_SILENCE_OVERRIDES.get(issuer_id, {}),
+    }
+    start, end = _hours(values["hours"])
+    return SilenceRule(
+        after=dt.timedelta(seconds=int(values["after"])),
+        start=start,
+        end=end,
+        weekdays=_weekdays(values["weekdays"]),
+        tz=zoneinfo.ZoneInfo(settings.ALERT_TIME_ZONE),
+    )
+
+
+def _hours(text: str) -> tuple[dt.time, dt.time]:
+    start_text, end_text = (part.strip() for part in text.split("-", 1))
+    start = dt.time.fromisoformat(start_text)
+    end = dt.time(0, 0) if end_text in ("24:00", "24") else dt.time.fromisoformat(end_text)
+    return start, end
+
+
+def _weekdays(text: str) -> frozenset[int]:
+    days: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        if "-" in part:
+            first, last = (_WEEKDAYS.index(p[:3]) for p in part.split("-", 1))
+            days.update(
+                range(first, last + 1) if first <= last else [*range(first, 7), *range(last + 1)]
+            )
+        elif part:
+            days.add(_WEEKDAYS.index(part[:3]))
+    return frozenset(days)
+
+
+def _window_start(rule: SilenceRule, now: dt.datetime) -> dt.datetime | None:
+    """When the expected-traffic window containing `now` opened, or None outside any window."""
+    local = now.astimezone(rule.tz)
+    all_day = rule.start == rule.end
+    for days_back in (0, 1):
+        day = local.date() - dt.timedelta(days=days_back)
+        if day.weekday() not in rule.weekdays:
+            continue
+        opens = dt.datetime.combine(day, rule.start, tzinfo=rule.tz)
+        if all_day:
+            closes = opens + dt.timedelta(days=1)
+        else:
+            closes = dt.datetime.combine(day, rule.end, tzinfo=rule.tz)
+            if closes <= opens:  # a window that runs past midnight
+                closes += dt.timedelta(days=1)
+        if opens <= local < closes:
+            # An all-day window on consecutive days never really closes.
+            if all_day:
+                while (opens - dt.timedelta(days=1)).weekday() in rule.weekdays and (
+                    local - opens
+                ) < dt.timedelta(days=8):
+                    opens -= dt.timedelta(days=1)
+            return opens
+    return None
+
+
+def _inbound_silence(state: OperationsState) -> list[Alert]:
+    alerts = []
+    for issuer_id, silence in state.issuer_silence.items():
+        rule = silence_rule(issuer_id)
+        opened = _window_start(rule, state.now)
+        if opened is None:
+            continue
+        last = state.issuer_last_notification.get(issuer_id)
+        since = state.now - dt.timedelta(seconds=silence)
+        # Silence counts only from when traffic was expected again.
+        counted_from = max(since, opened)
+        quiet = (state.now - counted_from).total_seconds()
+        if quiet < rule.after.total_seconds():
+            continue
+        alerts.append(
+            Alert(
+                kind="inbound_silence",
+                subject=issuer_id,
+                severity=WARNING,
+                message=(
+                    f"No notification from {issuer_id} for {_duration(silence)}"
+                    + ("" if last else " (none received yet)")
+                    + "."
+                ),
+                value=silence,
+                threshold=rule.after.total_seconds(),
+                since=last,
+            )
+        )
+    return alerts
+
+
+# ---------------------------------------------------------------------------- refused deliveries
+
+
+def _refused_share(state: OperationsState) -> list[Alert]:
+    total = state.deliveries_in_window
+    if total < settings.ALERT_REFUSED_MIN_DELIVERIES or not total:
+        return []
+    share = state.refused_in_window / total
+    previous_total = state.deliveries_in_previous_window
+    previous = state.refused_in_previous_window / previous_total if previous_total else 0.0
+    if share < settings.ALERT_REFUSED_SHARE or share <= previous:
+        return []
+    reasons = ", ".join(
+        f"{code or 'unknown'} {count}"
+        for code, count in sorted(state.refused_by_reason.items(), key=lambda kv: -kv[1])[:5]
+    )
+    return [
+        Alert(
+            kind="refused_share",
+            subject="webhook",
+            severity=CRITICAL if share >= 2 * settings.ALERT_REFUSED_SHARE else WARNING,
+            message=(
+                f"{share:.0%} of D1's POSTs refused in the last "
+                f"{_duration(settings.ALERT_REFUSED_WINDOW)} (before: {previous:.0%}): {reasons}."
+            ),
+            value=share,
+            threshold=settings.ALERT_REFUSED_SHARE,
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------- orders and sweeps
+
+
+def _orders_stuck(state: OperationsState) -> list[Alert]:
+    from tracking.observability.state import stage_threshold
+
+    alerts = []
+    for stage, count in sorted(state.stuck_by_stage.items()):
+        if count < settings.ALERT_STUCK_MIN_ORDERS:
+            continue
+        alerts.append(
+            Alert(
+                kind="orders_stuck",
+                subject=stage or "none",
+                severity=CRITICAL if count >= settings.ALERT_STUCK_CRITICAL else WARNING,
+                message=(
+                    f"{count} order(s) in {stage or 'no stage'} for more than "
+                    f"{_duration(stage_threshold(stage).total_seconds())}."
+                ),
+                value=count,
+                threshold=settings.ALERT_STUCK_MIN_ORDERS,
+            )
+        )
+    return alerts
+
+
+def _reconcile_failing(state: OperationsState) -> list[Alert]:
+    count = state.reconcile_failing_orders
+    if not count:
+        return []
+    return [
+        Alert(
+            kind="reconcile_failing",
+            subject="reconcile",
+            severity=CRITICAL if count >= settings.ALERT_STUCK_CRITICAL else WARNING,
+            message=(
+                f"{count} order(s) still need reconciliation after "
+                f"{settings.ALERT_RECONCILE_ATTEMPTS} or more attempts."
+            ),
+            value=count,
+            threshold=settings.ALERT_RECONCILE_ATTEMPTS,
+        )
+    ]
+
+
+def _sweep_late(state: OperationsState) -> list[Alert]:
+    late_after = settings.ALERT_SWEEP_LATE
+    if not late_after:
+        return []
+    age = state.sweep_age
+    if age is not None and age < late_after:
+        return []
+    if age is None and not state.orders_by_stage:
+        return []  # a fresh install with nothing to sweep yet
+    return [
+        Alert(
+            kind="sweep_late",
+            subject="reconcile",
+            severity=WARNING,
+            message=(
+                "No successful reconcile sweep recorded yet."
+                if age is None
+                else f"Last successful reconcile sweep {_duration(age)} ago."
+            ),
+            value=age if age is not None else -1,
+            threshold=late_after,
+            since=state.sweep_last_success,
+        )
+    ]
+
+
+def _unapplied(state: OperationsState) -> list[Alert]:
+    age = state.unapplied_oldest_age
+    if age is None or age <= settings.READINESS_MAX_UNAPPLIED_AGE:
+        return []
+    return [
+        Alert(
+            kind="unapplied_items",
+            subject="ingest",
+            severity=CRITICAL,
+            message=(
+                f"{state.unapplied_count} stored item(s) not applied; the oldest for "
+                f"{_duration(age)}."
+            ),
+            value=age,
+            threshold=settings.READINESS_MAX_UNAPPLIED_AGE,
+        )
+    ]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"

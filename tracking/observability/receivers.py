@@ -1,0 +1,88 @@
+"""Signal receivers that feed the metrics and the log context; connected by the app's ready()."""
+
+from __future__ import annotations
+
+import structlog
+from django.db import transaction
+
+from tracking import metrics
+from tracking.observability.logs import request_id_from_header, request_id_new
+from tracking.observability.signals import delivery_answered
+
+
+def on_delivery_answered(
+    sender,
+    *,
+    status: int,
+    error_code: str = "",
+    new_count: int = 0,
+    duplicate_count: int = 0,
+    rejected_count: int = 0,
+    **kwargs,
+) -> None:
+    metrics.notification_observe(
+        status=status,
+        error_code=error_code,
+        new_count=new_count,
+        duplicate_count=duplicate_count,
+        rejected_count=rejected_count,
+    )
+
+
+def on_request_started(sender, *, request, logger, log_kwargs, **kwargs) -> None:
+    """Make D1's well-formed x-correlation-id the request id (django-structlog made a uuid)."""
+    request_id = request_id_from_header(request.headers.get("x-correlation-id"))
+    request.request_id = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def on_request_finished(sender, *, request, response, **kwargs) -> None:
+    request_id = getattr(request, "request_id", None)
+    if request_id:
+        response["X-Request-ID"] = request_id
+
+
+def on_task_started(sender, *, task, logger, **kwargs) -> None:
+    """A task enqueued outside any request (beat, a shell) still gets a request id to follow."""
+    if "request_id" not in structlog.contextvars.get_contextvars():
+        structlog.contextvars.bind_contextvars(request_id=request_id_new())
+
+
+def on_reconcile_attempt_saved(sender, *, instance, created: bool, **kwargs) -> None:
+    """Count an on-demand call once its row commits (a rolled-back attempt did not happen)."""
+    if not created:
+        return
+    outcome = str(getattr(instance, "outcome", "") or "unknown")
+    latency_ms = getattr(instance, "latency_ms", None)
+    seconds = latency_ms / 1000 if isinstance(latency_ms, (int, float)) else None
+    transaction.on_commit(
+        lambda: metrics.reconcile_attempt_observe(outcome=outcome, seconds=seconds)
+    )
+
+
+def receivers_connect() -> None:
+    from django.apps import apps
+    from django.db.models.signals import post_save
+    from django_structlog import signals as structlog_signals
+    from django_structlog.celery import signals as structlog_celery_signals
+
+    delivery_answered.connect(on_delivery_answered, dispatch_uid="observability-delivery")
+    structlog_signals.bind_extra_request_metadata.connect(
+        on_request_started, dispatch_uid="observability-request-id"
+    )
+    structlog_signals.bind_extra_request_finished_metadata.connect(
+        on_request_finished, dispatch_uid="observability-request-id-header"
+    )
+    structlog_celery_signals.bind_extra_task_metadata.connect(
+        on_task_started, dispatch_uid="observability-task-request-id"
+    )
+    # Reconciliation records each on-demand call as a ReconcileAttempt row (when that model is
+    # installed); counting its creation keeps the reconcile code free of metrics calls.
+    try:
+        attempt_model = apps.get_model("tracking", "ReconcileAttempt")
+    except LookupError:
+        attempt_model = None
+    if attempt_model is not None:
+        post_save.connect(
+            on_reconcile_attempt_saved, sender=attempt_model, dispatch_uid="observability-attempt"
+        )

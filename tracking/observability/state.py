@@ -1,0 +1,155 @@
+"""The operational state read from the database: what the gauges and the alerts are made of.
+
+Every query here is bounded by an index or a time window, because `/metrics` runs them on every
+scrape (behind a short cache) and the admin dashboard on every visit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
+
+SWEEP_LAST_SUCCESS_KEY = "observability:sweep-last-success"
+
+
+@dataclass
+class OperationsState:
+    """A snapshot of the numbers operators watch, taken at `now`."""
+
+    now: dt.datetime
+    orders_by_stage: dict[str, int] = field(default_factory=dict)
+    stuck_by_stage: dict[str, int] = field(default_factory=dict)
+    needs_reconcile_by_reason: dict[str, int] = field(default_factory=dict)
+    reconcile_failing_orders: int = 0
+    events_by_outcome: dict[str, int] = field(default_factory=dict)
+    unapplied_count: int = 0
+    unapplied_oldest_age: float | None = None
+    # issuer_id → seconds since its last webhook POST (since it was registered when none came).
+    issuer_silence: dict[str, float] = field(default_factory=dict)
+    issuer_last_notification: dict[str, dt.datetime | None] = field(default_factory=dict)
+    deliveries_in_window: int = 0
+    refused_in_window: int = 0
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
+    deliveries_in_previous_window: int = 0
+    refused_in_previous_window: int = 0
+    sweep_last_success: dt.datetime | None = None
+
+    @property
+    def sweep_age(self) -> float | None:
+        if self.sweep_last_success is None:
+            return None
+        return max((self.now - self.sweep_last_success).total_seconds(), 0.0)
+
+
+def stage_threshold(stage: str) -> dt.timedelta:
+    """How long an order may sit in `stage` before it counts as stuck (reconciliation's rule)."""
+    seconds = settings.RECONCILE_STAGE_THRESHOLDS.get(stage)
+    if seconds is None:
+        return settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
+    return dt.timedelta(seconds=seconds)
+
+
+def stuck_orders_filter(*, now: dt.datetime) -> Q:
+    """Non-terminal orders that have stayed in their stage longer than its threshold."""
+    known = settings.RECONCILE_STAGE_THRESHOLDS
+    condition = Q(
+        stage_entered_at__lt=now - settings.RECONCILE_DEFAULT_STAGE_THRESHOLD,
+    ) & ~Q(production_status__in=list(known))
+    for stage, seconds in known.items():
+        condition |= Q(
+            production_status=stage, stage_entered_at__lt=now - dt.timedelta(seconds=seconds)
+        )
+    return Q(is_terminal=False) & condition
+
+
+def sweep_success_record(*, at: dt.datetime | None = None) -> None:
+    """Remember that a reconcile sweep finished without error (shared cache, all processes)."""
+    cache.set(SWEEP_LAST_SUCCESS_KEY, (at or timezone.now()).timestamp(), None)
+
+
+def sweep_last_success() -> dt.datetime | None:
+    stamp = cache.get(SWEEP_LAST_SUCCESS_KEY)
+    if stamp is None:
+        return None
+    return dt.datetime.fromtimestamp(stamp, tz=dt.UTC)
+
+
+def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
+    """Read the operational numbers from the database (about ten indexed queries)."""
+    now = now or timezone.now()
+    state = OperationsState(now=now)
+
+    state.orders_by_stage = dict(
+        CardOrder.objects.order_by()
+        .values_list("production_status")
+        .annotate(n=Count("id"))
+        .values_list("production_status", "n")
+    )
+    state.stuck_by_stage = dict(
+        CardOrder.objects.filter(stuck_orders_filter(now=now))
+        .order_by()
+        .values_list("production_status")
+        .annotate(n=Count("id"))
+        .values_list("production_status", "n")
+    )
+    state.needs_reconcile_by_reason = dict(
+        CardOrder.objects.filter(needs_reconcile=True)
+        .order_by()
+        .values_list("reconcile_reason")
+        .annotate(n=Count("id"))
+        .values_list("reconcile_reason", "n")
+    )
+    state.reconcile_failing_orders = CardOrder.objects.filter(
+        needs_reconcile=True, reconcile_attempts__gte=settings.ALERT_RECONCILE_ATTEMPTS
+    ).count()
+    state.events_by_outcome = dict(
+        OperationEvent.objects.order_by()
+        .values_list("outcome")
+        .annotate(n=Count("id"))
+        .values_list("outcome", "n")
+    )
+    unapplied = OperationEvent.objects.filter(applied_at__isnull=True).aggregate(
+        n=Count("id"), oldest=Min("first_received_at")
+    )
+    state.unapplied_count = unapplied["n"]
+    if unapplied["oldest"] is not None:
+        state.unapplied_oldest_age = max((now - unapplied["oldest"]).total_seconds(), 0.0)
+
+    last_post = (
+        NotificationDelivery.objects.filter(issuer=OuterRef("pk"), source=EventSource.WEBHOOK)
+        .order_by("-received_at")
+        .values("received_at")[:1]
+    )
+    for issuer_id, created_at, last in (
+        Issuer.objects.filter(is_active=True)
+        .annotate(last=Subquery(last_post))
+        .values_list("issuer_id", "created_at", "last")
+    ):
+        state.issuer_last_notification[issuer_id] = last
+        state.issuer_silence[issuer_id] = max((now - (last or created_at)).total_seconds(), 0.0)
+
+    window = dt.timedelta(seconds=settings.ALERT_REFUSED_WINDOW)
+    webhook = NotificationDelivery.objects.filter(source=EventSource.WEBHOOK)
+    current = webhook.filter(received_at__gt=now - window, received_at__lte=now)
+    previous = webhook.filter(received_at__gt=now - 2 * window, received_at__lte=now - window)
+    state.deliveries_in_window = current.count()
+    state.refused_by_reason = dict(
+        current.filter(status_code__gte=400)
+        .order_by()
+        .values_list("error_code")
+        .annotate(n=Count("id"))
+        .values_list("error_code", "n")
+    )
+    state.refused_in_window = sum(state.refused_by_reason.values())
+    state.deliveries_in_previous_window = previous.count()
+    state.refused_in_previous_window = previous.filter(status_code__gte=400).count()
+
+    state.sweep_last_success = sweep_last_success()
+    return state
