@@ -50,7 +50,8 @@ NOTIFICATIONS = Counter(
 )
 NOTIFICATION_ITEMS = Counter(
     "portal_d1_notification_items",
-    "Operation items received in accepted bodies: new (first copy), duplicate, rejected (invalid)",
+    "Items received in parsed bodies: new (first copy stored, invalid ones included), "
+    "duplicate (a copy of a stored item), rejected (invalid, kept with its reason)",
     ["outcome"],
 )
 WEBHOOK_DURATION = Histogram(

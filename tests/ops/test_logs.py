@@ -1,0 +1,99 @@
+"""Log lines: one request id per request, D1's correlation id when well formed, no payloads."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from tests.fixtures import spec_examples as spec
+from tracking.observability.logs import (
+    REQUEST_ID_PATTERN,
+    logging_settings,
+    request_id_current,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+class JsonLines(logging.Handler):
+    """Collects what production would print: the JSON lines of the configured formatter."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        config = logging_settings(log_format="json", level="INFO")["formatters"]["structured"]
+        factory = config.pop("()")
+        self.setFormatter(factory(**config))
+        self.lines: list[dict] = []
+
+    def emit(self, record):
+        self.lines.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def log_lines():
+    handler = JsonLines()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.INFO)
+    yield handler.lines
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def test_d1_correlation_id_becomes_the_request_id_of_every_line(
+    issuer, post_notification, log_lines
+):
+    response = post_notification(spec.E12, HTTP_X_CORRELATION_ID="d1-corr_0042")
+
+    assert response.status_code == 204
+    assert response["X-Request-ID"] == "d1-corr_0042"
+    events = {line["event"].split(" ")[0]: line for line in log_lines}
+    assert {"request_started", "delivery", "request_finished"} <= set(events)
+    assert {line.get("request_id") for line in log_lines} == {"d1-corr_0042"}
+    stored = next(line for line in log_lines if line["event"].startswith("delivery stored"))
+    assert stored["logger"] == "tracking.services.deliveries"
+    assert stored["level"] == "info"
+
+
+@pytest.mark.parametrize(
+    "header", ["has spaces in it", "x" * 65, "semi;colon", "card\nforged-line"]
+)
+def test_malformed_correlation_id_is_replaced_by_a_generated_one(
+    issuer, post_notification, log_lines, header
+):
+    response = post_notification(spec.E1, HTTP_X_CORRELATION_ID=header)
+
+    request_id = response["X-Request-ID"]
+    assert request_id != header
+    assert REQUEST_ID_PATTERN.fullmatch(request_id)
+    assert {line.get("request_id") for line in log_lines} == {request_id}
+    assert not any(header in json.dumps(line) for line in log_lines)
+
+
+def test_each_request_gets_its_own_id(issuer, post_notification):
+    first = post_notification(spec.E1)["X-Request-ID"]
+    second = post_notification(spec.E1)["X-Request-ID"]
+
+    assert first != second
+
+
+def test_log_lines_carry_ids_and_codes_never_the_payload(issuer, post_notification, log_lines):
+    shipped = spec.E6["operations"][0]
+    post_notification(spec.E6)
+    post_notification(b'{"operations": [{"secret": "do-not-log-me"')
+
+    text = "\n".join(json.dumps(line) for line in log_lines)
+    assert "do-not-log-me" not in text
+    assert shipped["details"]["shipment"]["trackingNumber"] not in text
+    assert "PARSING_ERROR" in text and "delivery stored" in text
+
+
+def test_request_id_is_offered_to_outgoing_calls_only_inside_a_request_or_task():
+    structlog.contextvars.clear_contextvars()
+    assert request_id_current() is None
+    with structlog.contextvars.bound_contextvars(request_id="d1-corr_0042"):
+        assert request_id_current() == "d1-corr_0042"
