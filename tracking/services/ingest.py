@@ -33,6 +33,7 @@ from tracking.rules import (
     needs_reconcile_after,
     reconcile_reason_for,
 )
+from tracking.services.bulk import rows_insert_new, rows_update
 from tracking.validation import ItemCheck, check_item
 
 
@@ -91,10 +92,10 @@ def ingest_operations(
             result.errors.append(item.check.error)
 
     orders = _lock_orders(issuer=issuer, items=items.values(), now=now)
-    _store_events(
+    new_fingerprints = _store_events(
         issuer=issuer, items=items, orders=orders, source=source, delivery=delivery, now=now
     )
-    new_fingerprints = _count_copies(issuer=issuer, items=items, delivery=delivery, now=now)
+    _count_repeats(issuer=issuer, items=items, new_fingerprints=new_fingerprints, now=now)
     result.new_count = len(new_fingerprints)
     result.duplicate_count = sum(i.copies for i in items.values()) - result.new_count
 
@@ -149,7 +150,8 @@ def _lock_orders(
     return {(o.card_id, o.operation_id): o for o in new_orders}
 
 
-def _store_events(*, issuer, items, orders, source, delivery, now) -> None:
+def _store_events(*, issuer, items, orders, source, delivery, now) -> set[str]:
+    """Insert the distinct items as events; return the fingerprints that were new."""
     events = []
     for item in sorted(items.values(), key=lambda i: i.fingerprint):
         check = item.check
@@ -179,13 +181,15 @@ def _store_events(*, issuer, items, orders, source, delivery, now) -> None:
                 source=source,
                 first_received_at=now,
                 last_received_at=now,
-                times_received=item.copies,
+                times_received=1,
                 outcome=outcome,
                 validation_error=check.error,
                 applied_at=applied_at,
             )
         )
-    OperationEvent.objects.bulk_create(events, ignore_conflicts=True)
+    return set(
+        rows_insert_new(events, conflict_fields=["issuer", "fingerprint"], returning="fingerprint")
+    )
 
 
 def _short(source: Any, name: str, max_len: int) -> str:
@@ -193,25 +197,17 @@ def _short(source: Any, name: str, max_len: int) -> str:
     return value[:max_len] if isinstance(value, str) else ""
 
 
-def _count_copies(*, issuer, items, delivery, now) -> set[str]:
-    """Add repeated copies to existing events; return the fingerprints that are new here."""
-    stored = OperationEvent.objects.filter(issuer=issuer, fingerprint__in=list(items)).values_list(
-        "id", "fingerprint", "delivery_id"
-    )
-    new: set[str] = set()
-    repeats: dict[int, list[int]] = defaultdict(list)
-    for event_id, fingerprint, delivery_id in stored:
-        # An event is new here if this delivery stored it; a concurrent delivery that stored the
-        # same item first has committed before our insert returned, so ours is a repeat.
-        if delivery_id == delivery.pk:
-            new.add(fingerprint)
-        else:
-            repeats[items[fingerprint].copies].append(event_id)
-    for copies, event_ids in repeats.items():
-        OperationEvent.objects.filter(id__in=event_ids).update(
+def _count_repeats(*, issuer, items, new_fingerprints, now) -> None:
+    """Add every copy that did not create its event to that event's `times_received`."""
+    repeats: dict[int, list[str]] = defaultdict(list)
+    for fingerprint, item in items.items():
+        copies = item.copies - (1 if fingerprint in new_fingerprints else 0)
+        if copies:
+            repeats[copies].append(fingerprint)
+    for copies, fingerprints in repeats.items():
+        OperationEvent.objects.filter(issuer=issuer, fingerprint__in=fingerprints).update(
             times_received=F("times_received") + copies, last_received_at=now
         )
-    return new
 
 
 # ---------------------------------------------------------------------------- re-derivation
@@ -286,9 +282,8 @@ def refresh_orders(orders: Sequence[CardOrder], *, now=None) -> None:
         for event_id, outcome in state.outcomes.items():
             if current_outcome[event_id] != (outcome, True):
                 changed_events.append(OperationEvent(id=event_id, outcome=outcome, applied_at=now))
-    CardOrder.objects.bulk_update(orders, _STATE_FIELDS)
-    if changed_events:
-        OperationEvent.objects.bulk_update(changed_events, ["outcome", "applied_at"])
+    rows_update(orders, _STATE_FIELDS)
+    rows_update(changed_events, ["outcome", "applied_at"])
 
 
 def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
