@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import connection, models
+from django.db.models.expressions import Col
 
 
 def rows_update(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
@@ -48,8 +49,8 @@ def rows_update(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
 
 
 def rows_insert_new(
-    objs: Sequence[models.Model], *, conflict_fields: Sequence[str], returning: str
-) -> list:
+    objs: Sequence[models.Model], *, conflict_fields: Sequence[str], returning: Sequence[str]
+) -> list[tuple]:
     """INSERT `objs`, skipping rows that clash on `conflict_fields`; return `returning` of new rows.
 
     One statement, `INSERT ... ON CONFLICT (...) DO NOTHING RETURNING ...`: a row that another
@@ -70,8 +71,63 @@ def rows_insert_new(
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
         f"VALUES {', '.join([row] * len(objs))} "
         f"ON CONFLICT ({conflict}) DO NOTHING "
-        f"RETURNING {quote(meta.get_field(returning).column)}"
+        f"RETURNING {', '.join(quote(meta.get_field(name).column) for name in returning)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [r[0] for r in cursor.fetchall()]
+        return [tuple(r) for r in cursor.fetchall()]
+
+
+def rows_upsert(
+    objs: Sequence[models.Model],
+    *,
+    conflict_fields: Sequence[str],
+    update_fields: Sequence[str],
+    returning: Sequence[str],
+) -> list[dict]:
+    """INSERT or UPDATE `objs` on `conflict_fields`; return `returning` of every row as stored.
+
+    `ON CONFLICT DO UPDATE` locks each existing row until the transaction ends, which serialises
+    concurrent writers of the same rows; callers sort `objs` so that two batches lock in the same
+    order and cannot deadlock.
+    """
+    if not objs:
+        return []
+    meta = type(objs[0])._meta
+    quote = connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params: list = []
+    for obj in objs:
+        params.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
+    conflict = ", ".join(quote(meta.get_field(name).column) for name in conflict_fields)
+    updates = ", ".join(
+        f"{quote(meta.get_field(n).column)} = EXCLUDED.{quote(meta.get_field(n).column)}"
+        for n in update_fields
+    )
+    returned = [meta.get_field(name) for name in returning]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * len(objs))} "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates} "
+        f"RETURNING {', '.join(quote(f.column) for f in returned)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    # The same conversions a queryset applies (JSON decoding, SQLite booleans, ...).
+    converters = []
+    for field in returned:
+        column = Col(meta.db_table, field)
+        converters.append(
+            (column, connection.ops.get_db_converters(column) + field.get_db_converters(connection))
+        )
+    result = []
+    for values in rows:
+        record = {}
+        for (column, column_converters), value in zip(converters, values, strict=True):
+            for converter in column_converters:
+                value = converter(value, column, connection)
+            record[column.target.attname] = value
+        result.append(record)
+    return result
