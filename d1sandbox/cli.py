@@ -467,6 +467,8 @@ def _feed(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import requests
+
     from d1sandbox.state import StateStore
     from d1sandbox.verify import verify_run
 
@@ -478,12 +480,16 @@ def _verify(args: argparse.Namespace) -> int:
         if run_id is None:
             print(f"no run {args.run} of seed {args.seed} in {args.state}", file=sys.stderr)
             return 2
-    report = verify_run(
-        portal_url=args.portal,
-        token=args.token,
-        issuer_ids=args.issuer,
-        state_path=args.state,
-        run_id=run_id,
-        timeout=args.timeout,
-    )
+    try:
+        report = verify_run(
+            portal_url=args.portal,
+            token=args.token,
+            issuer_ids=args.issuer,
+            state_path=args.state,
+            run_id=run_id,
+            timeout=args.timeout,
+        )
+    except requests.RequestException as exc:
+        print(f"the portal's read API failed: {exc}", file=sys.stderr)
+        return 2
     return 0 if report.ok else 1
