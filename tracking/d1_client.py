@@ -145,6 +145,11 @@ class D1Client:
             )
         if config.ca_bundle:
             self.session.verify = config.ca_bundle
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment override
+        # session.verify, so both are passed again on every request, where they always win.
+        self._tls_options: dict[str, Any] = {"verify": self.session.verify}
+        if self.session.cert:
+            self._tls_options["cert"] = self.session.cert
         self._private_key: ec.EllipticCurvePrivateKey | None = None
         self._jitter = random.Random()
 
@@ -336,12 +341,14 @@ class D1Client:
             retry_after: float | None = None
             try:
                 response = self.session.request(
-                    method, url, headers=headers, data=data, timeout=timeout
+                    method, url, headers=headers, data=data, timeout=timeout, **self._tls_options
                 )
             except requests.Timeout as exc:
                 error = D1Error(f"D1 call timed out ({type(exc).__name__})", retryable=True)
+                error.__cause__ = exc
             except requests.RequestException as exc:
                 error = D1Error(f"D1 unreachable ({type(exc).__name__})", retryable=True)
+                error.__cause__ = exc
             else:
                 elapsed_ms = round((time.monotonic() - started) * 1000)
                 logger.info(
