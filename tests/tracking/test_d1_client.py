@@ -81,9 +81,8 @@ def d1_sandbox_process(
 
 @pytest.fixture
 def d1_sandbox(d1_sandbox_process: SandboxProcess, d1_keys: KeyPairFiles, settings):
-    """A clean sandbox, an empty token cache, and settings pointing the client at the sandbox."""
+    """A clean sandbox, no cached token, and settings pointing the client at the sandbox."""
     d1_sandbox_process.reset()
-    cache.clear()
     settings.D1_API_BASE_URL = d1_sandbox_process.api_base_url
     settings.D1_TOKEN_URL = d1_sandbox_process.token_url
     settings.D1_KEY_ID = d1_keys.key_id
@@ -98,8 +97,11 @@ def d1_sandbox(d1_sandbox_process: SandboxProcess, d1_keys: KeyPairFiles, settin
     settings.D1_BACKOFF_CAP = 0.05
     settings.D1_RETRY_AFTER_MAX = 5.0
     settings.D1_ISSUER_OVERRIDES = {}
+    # Only this sandbox's entries: the cache may be a Redis shared with other tests.
+    token_key = D1Client.for_issuer(ISSUER).token_cache_key()
+    cache.delete_many([token_key, f"{token_key}:lock"])
     yield d1_sandbox_process
-    cache.clear()
+    cache.delete_many([token_key, f"{token_key}:lock"])
 
 
 def _status_requests(sandbox: SandboxProcess) -> dict[str, int]:
