@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -360,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if args.command in ("serve", "feed"):
+        # Process managers (honcho, systemd) stop with SIGTERM: finish as cleanly as on Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "keys":
         return _keys(args)
     if args.command == "serve":
@@ -375,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.seed is not None) != bool(args.run is not None):
         parser.error("--seed and --run go together")
     return _verify(args)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _keys(args: argparse.Namespace) -> int:
