@@ -276,8 +276,9 @@ def test_cli_runs_a_finite_feed_and_prints_the_summary(tmp_path: Path) -> None:
     assert len(portal.posts) > 0
 
 
-@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
-def test_continuous_feed_runs_until_interrupted(tmp_path: Path) -> None:
+@pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_continuous_feed_runs_until_interrupted(tmp_path: Path, stop_signal: int) -> None:
     with FakePortal() as portal:
         process = subprocess.Popen(
             _feed_command(
@@ -297,10 +298,11 @@ def test_continuous_feed_runs_until_interrupted(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while len(portal.posts) < 60 and time.monotonic() < deadline:
             time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         stdout, stderr = process.communicate(timeout=20)
 
     assert process.returncode == 0, stderr
     assert "interrupted" in stdout
+    assert "POSTs:" in stdout
     cards = {item["cardId"] for item in portal.acknowledged_items()}
     assert len(cards) > 5, "finished orders are replaced by new ones"
