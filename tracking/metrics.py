@@ -25,7 +25,10 @@ from django.conf import settings
 # before that import (the gunicorn config or the unit file usually sets it already).
 if getattr(settings, "PROMETHEUS_MULTIPROC_DIR", ""):
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", settings.PROMETHEUS_MULTIPROC_DIR)
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+else:  # set but empty means off; prometheus-client would otherwise take it as on
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,

@@ -6,6 +6,9 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+# The D1 sandbox served over real HTTP, shared with the reconciliation tests.
+from tests.reconcile.conftest import d1, sandbox  # noqa: F401
+
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """{(sample name, sorted labels): value} of an exposition text."""

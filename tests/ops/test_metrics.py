@@ -90,3 +90,31 @@ def test_metrics_are_refused_to_other_networks_without_the_token(settings):
     assert outsider.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
     assert Client(REMOTE_ADDR="10.1.4.2").get("/metrics").status_code == 200
     assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 403
+
+
+def test_reconcile_attempts_latency_and_sweep_age_are_exported(
+    d1, issuer, post_notification, scrape
+):
+    from tests.reconcile.items import body, item
+    from tracking.tasks import reconcile_order_task, reconcile_sweep_task
+
+    steps = [item("met-1", "CARD_PROD_REQUESTED"), item("met-1", "DATA_PREPARED")]
+    d1.truth_record(issuer_id=issuer.issuer_id, items=steps)
+    assert post_notification(body(steps[0])).status_code == 204
+    before = samples(scrape())
+    assert "portal_reconcile_sweep_last_success_age_seconds" not in {n for n, _ in before}
+
+    reconcile_order_task.delay(CardOrder.objects.get(card_id="met-1").pk)
+    reconcile_sweep_task.delay()  # eager in tests: runs here and now
+
+    after = samples(scrape())
+    changed = value(after, "portal_reconcile_attempts_total", outcome="changed") - value(
+        before, "portal_reconcile_attempts_total", outcome="changed"
+    )
+    assert changed == 1
+    assert (
+        value(after, "portal_d1_api_duration_seconds_count", outcome="changed")
+        - value(before, "portal_d1_api_duration_seconds_count", outcome="changed")
+        == 1
+    )
+    assert 0 <= value(after, "portal_reconcile_sweep_last_success_age_seconds") < 60

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import structlog
-from django.db import transaction
 
 from tracking import metrics
 from tracking.observability.logs import request_id_from_header, request_id_new
 from tracking.observability.signals import delivery_answered
+from tracking.observability.state import sweep_success_record
 
 
 def on_delivery_answered(
@@ -49,18 +49,27 @@ def on_task_started(sender, *, task, logger, **kwargs) -> None:
 
 
 def on_reconcile_attempt_saved(sender, *, instance, created: bool, **kwargs) -> None:
-    """Count an on-demand call once its row commits (a rolled-back attempt did not happen)."""
+    """Count an on-demand call when its row is written: the call to D1 has happened by then."""
     if not created:
         return
-    outcome = str(getattr(instance, "outcome", "") or "unknown")
     latency_ms = getattr(instance, "latency_ms", None)
-    seconds = latency_ms / 1000 if isinstance(latency_ms, (int, float)) else None
-    transaction.on_commit(
-        lambda: metrics.reconcile_attempt_observe(outcome=outcome, seconds=seconds)
+    metrics.reconcile_attempt_observe(
+        outcome=str(getattr(instance, "outcome", "") or "unknown"),
+        seconds=latency_ms / 1000 if isinstance(latency_ms, (int, float)) else None,
     )
 
 
+SWEEP_TASK_NAME = "tracking.reconcile_sweep"
+
+
+def on_task_success(sender=None, **kwargs) -> None:
+    """Remember when a reconcile sweep last finished (for the gauge and the late-sweep alert)."""
+    if getattr(sender, "name", None) == SWEEP_TASK_NAME:
+        sweep_success_record()
+
+
 def receivers_connect() -> None:
+    from celery.signals import task_success
     from django.apps import apps
     from django.db.models.signals import post_save
     from django_structlog import signals as structlog_signals
@@ -76,6 +85,7 @@ def receivers_connect() -> None:
     structlog_celery_signals.bind_extra_task_metadata.connect(
         on_task_started, dispatch_uid="observability-task-request-id"
     )
+    task_success.connect(on_task_success, dispatch_uid="observability-sweep-success")
     # Reconciliation records each on-demand call as a ReconcileAttempt row (when that model is
     # installed); counting its creation keeps the reconcile code free of metrics calls.
     try:
