@@ -95,8 +95,13 @@ def test_metrics_are_refused_to_other_networks_without_the_token(settings):
 def test_reconcile_attempts_latency_and_sweep_age_are_exported(
     d1, issuer, post_notification, scrape
 ):
+    from django.core.cache import cache
+
     from tests.reconcile.items import body, item
+    from tracking.observability.state import SWEEP_LAST_SUCCESS_KEY
     from tracking.tasks import reconcile_order_task, reconcile_sweep_task
+
+    cache.delete(SWEEP_LAST_SUCCESS_KEY)
 
     steps = [item("met-1", "CARD_PROD_REQUESTED"), item("met-1", "DATA_PREPARED")]
     d1.truth_record(issuer_id=issuer.issuer_id, items=steps)
