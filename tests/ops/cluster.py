@@ -7,6 +7,7 @@ Every process writes its output to a file in the test's folder; `Cluster.stop_al
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -220,10 +221,8 @@ class Cluster:
 
     def stop_all(self) -> None:
         for name in reversed(list(self.processes)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.stop(name)
-            except ProcessLookupError:
-                pass
 
 
 def _answers(url: str, process: subprocess.Popen) -> bool:
@@ -361,10 +360,8 @@ class ThrowawayPostgres:
         self._run(_postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from d1sandbox.keys import key_pair_ensure
+from tests.ops.cluster import Cluster
 
 # The D1 sandbox served over real HTTP, shared with the reconciliation tests.
 from tests.reconcile.conftest import d1, sandbox, sandbox_serve  # noqa: F401
-from tests.ops.cluster import Cluster
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
