@@ -199,6 +199,11 @@ class Cluster:
                 found.append(int(Path(status).parent.name))
         return sorted(found)
 
+    @staticmethod
+    def kill(pid: int) -> None:
+        """SIGKILL one process: no cleanup, no goodbye, as the kernel's OOM killer would."""
+        os.kill(pid, signal.SIGKILL)
+
     def stop(self, name: str, *, timeout: float = 15) -> None:
         process = self.processes[name]
         if process.poll() is not None:
