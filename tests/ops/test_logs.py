@@ -97,3 +97,43 @@ def test_request_id_is_offered_to_outgoing_calls_only_inside_a_request_or_task()
     assert request_id_current() is None
     with structlog.contextvars.bound_contextvars(request_id="d1-corr_0042"):
         assert request_id_current() == "d1-corr_0042"
+
+
+def test_tasks_queued_by_a_request_carry_its_request_id(
+    issuer, post_notification, redis_url, django_capture_on_commit_callbacks
+):
+    """What a worker receives: the request id of the request that queued the task."""
+    import uuid
+
+    from kombu import Connection
+
+    from config.celery_app import app
+    from tests.reconcile.items import body, item
+    from tracking.models import CardOrder
+    from tracking.services.reconcile import orders_reconcile_now
+
+    assert post_notification(body(item("log-1", "CARD_PROD_REQUESTED"))).status_code == 204
+    order = CardOrder.objects.get(card_id="log-1")
+    from tracking.tasks import reconcile_order_task
+
+    # A queue of this test's own, so that no worker takes the message and nothing is left over.
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    reconcile_order_task.queue, reconcile_order_task._exec_options = queue, None
+    try:
+        with (
+            structlog.contextvars.bound_contextvars(request_id="d1-corr_0042"),
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            orders_reconcile_now(order_ids=[order.pk])
+        with Connection(redis_url) as connection:
+            message = connection.SimpleQueue(queue).get(timeout=5)
+            message.ack()
+            connection.SimpleQueue(queue).queue.delete()
+    finally:
+        app.conf.task_always_eager = eager
+        reconcile_order_task.queue, reconcile_order_task._exec_options = None, None
+
+    assert message.headers["task"] == "tracking.reconcile_order"
+    assert message.headers["__django_structlog__"]["request_id"] == "d1-corr_0042"
