@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from d1sandbox.testing import SandboxProcess  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -74,6 +76,7 @@ def main() -> None:
     }
     python = sys.executable
     children: list[subprocess.Popen] = []
+    sandbox = None
     try:
         subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
         subprocess.run(
@@ -92,33 +95,15 @@ def main() -> None:
             text=True,
         ).stdout
         key_lines = dict(line.split("=", 1) for line in keys.splitlines() if "=" in line)
-        sandbox = subprocess.Popen(
-            [
-                python,
-                "-m",
-                "d1sandbox",
-                "serve",
-                "--port",
-                "0",
-                "--keys",
-                str(work / "keys"),
-                "--state",
-                str(work / "state.sqlite3"),
-                "--latency-ms",
-                str(args.latency_ms),
-                "--log-level",
-                "WARNING",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
+        sandbox = SandboxProcess(
+            keys_dir=work / "keys",
+            state_path=work / "state.sqlite3",
+            log_path=work / "sandbox.log",
+            extra_args=["--latency-ms", str(args.latency_ms), "--log-level", "WARNING"],
         )
-        children.append(sandbox)
-        sandbox_url = sandbox.stdout.readline().rsplit(" ", 1)[-1].strip()
         env.update(
-            D1_API_BASE_URL=f"{sandbox_url}/banking/v1",
-            D1_TOKEN_URL=f"{sandbox_url}/authz/v1/oauth2/token",
+            D1_API_BASE_URL=sandbox.api_base_url,
+            D1_TOKEN_URL=sandbox.token_url,
             D1_KEY_ID=key_lines["D1_KEY_ID"],
             D1_PRIVATE_KEY_PATH=key_lines["D1_PRIVATE_KEY_PATH"],
         )
@@ -264,6 +249,8 @@ def main() -> None:
         for child in reversed(children):
             child.terminate()
             child.wait(timeout=15)
+        if sandbox is not None:
+            sandbox.stop()
 
 
 def _token() -> str:

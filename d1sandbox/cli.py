@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -360,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if args.command in ("serve", "feed"):
+        # Process managers (honcho, systemd) stop with SIGTERM: finish as cleanly as on Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "keys":
         return _keys(args)
     if args.command == "serve":
@@ -375,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.seed is not None) != bool(args.run is not None):
         parser.error("--seed and --run go together")
     return _verify(args)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -467,6 +475,8 @@ def _feed(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import requests
+
     from d1sandbox.state import StateStore
     from d1sandbox.verify import verify_run
 
@@ -478,12 +488,16 @@ def _verify(args: argparse.Namespace) -> int:
         if run_id is None:
             print(f"no run {args.run} of seed {args.seed} in {args.state}", file=sys.stderr)
             return 2
-    report = verify_run(
-        portal_url=args.portal,
-        token=args.token,
-        issuer_ids=args.issuer,
-        state_path=args.state,
-        run_id=run_id,
-        timeout=args.timeout,
-    )
+    try:
+        report = verify_run(
+            portal_url=args.portal,
+            token=args.token,
+            issuer_ids=args.issuer,
+            state_path=args.state,
+            run_id=run_id,
+            timeout=args.timeout,
+        )
+    except requests.RequestException as exc:
+        print(f"the portal's read API failed: {exc}", file=sys.stderr)
+        return 2
     return 0 if report.ok else 1

@@ -228,6 +228,7 @@ class PortalPoster:
         options = self._options
         body = post.body()
         url = options.webhook_url(post.issuer_id)
+        self._tally.add(posts=1)
         attempt = 0
         while True:
             attempt += 1
@@ -405,7 +406,6 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
             if happenings:
                 store.items_record(run_id=run_id, happenings=happenings)
                 happenings.clear()
-            tally.add(posts=1)
             pacer.wait(items=len(event.items), stopping=stopping)
             slots.acquire()
             future = executor.submit(poster.deliver, event)

@@ -145,6 +145,11 @@ class D1Client:
             )
         if config.ca_bundle:
             self.session.verify = config.ca_bundle
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment override
+        # session.verify, so both are passed again on every request, where they always win.
+        self._tls_options: dict[str, Any] = {"verify": self.session.verify}
+        if self.session.cert:
+            self._tls_options["cert"] = self.session.cert
         self._private_key: ec.EllipticCurvePrivateKey | None = None
         self._jitter = random.Random()
 
@@ -207,38 +212,43 @@ class D1Client:
 
         `stale_token` is one D1 just refused: it is dropped from the cache and never returned.
         """
-        key = self._token_cache_key()
+        key = self.token_cache_key()
         lock_key = f"{key}:lock"
         if stale_token is not None:
-            if cache.get(key) == stale_token:
+            cached = cache.get(key)
+            if isinstance(cached, dict) and cached.get("token") == stale_token:
                 cache.delete(key)
-        else:
-            token = cache.get(key)
-            if token:
-                return token
+        token = _token_usable(cache.get(key), refused=stale_token)
+        if token:
+            return token
 
         give_up_at = time.monotonic() + 2 * TOKEN_LOCK_TIMEOUT_SECONDS
         while True:
             if cache.add(lock_key, "locked", timeout=TOKEN_LOCK_TIMEOUT_SECONDS):
                 try:
                     # Another worker may have stored a fresh token between our read and the lock.
-                    token = cache.get(key)
-                    if token and token != stale_token:
+                    token = _token_usable(cache.get(key), refused=stale_token)
+                    if token:
                         return token
                     token, expires_in = self._token_fetch()
-                    margin = min(TOKEN_REFRESH_MARGIN_SECONDS, expires_in / 2)
-                    cache.set(key, token, timeout=max(1.0, expires_in - margin))
+                    lifetime = max(
+                        1.0, expires_in - min(TOKEN_REFRESH_MARGIN_SECONDS, expires_in / 2)
+                    )
+                    # The refresh moment travels with the token, so every worker (and any cache
+                    # backend, whose own expiry may run on another clock) agrees when it is due.
+                    entry = {"token": token, "refresh_at": time.time() + lifetime}
+                    cache.set(key, entry, timeout=lifetime)
                     return token
                 finally:
                     cache.delete(lock_key)
             time.sleep(TOKEN_WAIT_POLL_SECONDS)
-            token = cache.get(key)
-            if token and token != stale_token:
+            token = _token_usable(cache.get(key), refused=stale_token)
+            if token:
                 return token
             if time.monotonic() > give_up_at:
                 raise D1Error("timed out waiting for another worker's D1 token", retryable=True)
 
-    def _token_cache_key(self) -> str:
+    def token_cache_key(self) -> str:
         # Keyed by where and with which key the token was obtained, so a config change never
         # reuses a token minted for another endpoint or key.
         digest = hashlib.sha256(
@@ -336,12 +346,14 @@ class D1Client:
             retry_after: float | None = None
             try:
                 response = self.session.request(
-                    method, url, headers=headers, data=data, timeout=timeout
+                    method, url, headers=headers, data=data, timeout=timeout, **self._tls_options
                 )
             except requests.Timeout as exc:
                 error = D1Error(f"D1 call timed out ({type(exc).__name__})", retryable=True)
+                error.__cause__ = exc
             except requests.RequestException as exc:
                 error = D1Error(f"D1 unreachable ({type(exc).__name__})", retryable=True)
+                error.__cause__ = exc
             else:
                 elapsed_ms = round((time.monotonic() - started) * 1000)
                 logger.info(
@@ -418,6 +430,14 @@ def retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _token_usable(entry: Any, *, refused: str | None) -> str | None:
+    """The cached token unless it is missing, due for refresh, or the one D1 just refused."""
+    if not isinstance(entry, dict) or time.time() >= entry.get("refresh_at", 0):
+        return None
+    token = entry.get("token")
+    return token if token and token != refused else None
 
 
 def _ids_text(log_ids: dict[str, str]) -> str:

@@ -1,28 +1,29 @@
-"""The D1 sandbox as tests use it: `serve` on a free port, and its truth written directly."""
+"""The D1 sandbox as reconciliation tests use it: a `serve` process and its truth."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
+from d1sandbox.keys import KeyPairFiles
 from d1sandbox.state import ItemKey, StateStore
+from d1sandbox.testing import PROJECT_ROOT, SandboxProcess
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = PROJECT_ROOT
 
 
 @dataclass
 class Sandbox:
-    """A running `python -m d1sandbox serve` and the files it shares with the test."""
+    """A running sandbox, the key pair it trusts and the state file it answers from."""
 
-    url: str
-    keys_dir: Path
-    key_id: str
+    process: SandboxProcess
+    keys: KeyPairFiles
     state_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.process.url
 
     def truth_record(self, *, issuer_id: str, items: list[dict[str, Any]]) -> None:
         """Make `items` (in lifecycle order) what D1 knows; productionStatus returns the last."""
@@ -39,40 +40,19 @@ class Sandbox:
             store.close()
 
     def faults(self, **changes: Any) -> None:
-        requests.post(f"{self.url}/_sandbox/faults", json=changes, timeout=5).raise_for_status()
+        self.process.faults(**changes)
 
     def stats(self) -> dict[str, Any]:
-        return requests.get(f"{self.url}/_sandbox/stats", timeout=5).json()
+        return self.process.stats()
 
     def reset(self) -> None:
-        requests.post(f"{self.url}/_sandbox/reset", timeout=5).raise_for_status()
+        self.process.reset()
 
-
-def sandbox_serve(*, directory: Path, extra_args: tuple[str, ...] = ()) -> tuple[Any, str]:
-    """Start the sandbox on a free port; returns the process and its base URL."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "d1sandbox",
-            "serve",
-            "--port",
-            "0",
-            "--keys",
-            str(directory / "keys"),
-            "--state",
-            str(directory / "state.sqlite3"),
-            "--log-level",
-            "WARNING",
-            *extra_args,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise RuntimeError(f"the sandbox did not start: {line!r}")
-    return process, line.rsplit(" ", 1)[-1].strip()
+    def portal_settings(self) -> dict[str, str]:
+        """The D1_* settings that point the portal's client at this sandbox."""
+        return {
+            "D1_API_BASE_URL": self.process.api_base_url,
+            "D1_TOKEN_URL": self.process.token_url,
+            "D1_KEY_ID": self.keys.key_id,
+            "D1_PRIVATE_KEY_PATH": str(self.keys.private_key_path),
+        }

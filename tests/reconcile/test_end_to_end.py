@@ -29,8 +29,9 @@ from django.db.models import Count
 from rest_framework.authtoken.models import Token
 
 from d1sandbox.keys import key_pair_ensure
+from d1sandbox.testing import SandboxProcess
 from d1sandbox.verify import verify_run
-from tests.reconcile.sandbox import ROOT, sandbox_serve
+from tests.reconcile.sandbox import ROOT, Sandbox
 from tracking.models import CardOrder, Issuer, ReconcileAttempt
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -100,6 +101,7 @@ class Processes:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.running: list[tuple[str, subprocess.Popen]] = []
+        self.sandboxes: list[SandboxProcess] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = (self.directory / f"{name}.log").open("w")
@@ -108,6 +110,13 @@ class Processes:
         )
         self.running.append((name, process))
         return process
+
+    def sandbox(self, *, keys_dir: Path, state_path: Path) -> SandboxProcess:
+        server = SandboxProcess(
+            keys_dir=keys_dir, state_path=state_path, log_path=self.directory / "sandbox.log"
+        )
+        self.sandboxes.append(server)
+        return server
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         text = (self.directory / f"{name}.log").read_text(errors="replace")
@@ -123,6 +132,8 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for server in self.sandboxes:
+            server.stop()
 
 
 @pytest.fixture
@@ -131,7 +142,10 @@ def processes(tmp_path) -> Iterator[Processes]:
     yield running
     running.stop_all()
     # Shown by pytest only when the test fails.
-    for name, _ in running.running:
+    names = [name for name, _ in running.running]
+    if running.sandboxes:
+        names.append("sandbox")
+    for name in names:
         print(f"----- {name} (last lines)\n{running.log_tail(name)}")
 
 
@@ -155,11 +169,13 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
     token = Token.objects.create(user=staff).key
 
     sandbox_dir = tmp_path / "sandbox"
-    key_pair = key_pair_ensure(directory=sandbox_dir / "keys")
-    sandbox_process, sandbox_url = sandbox_serve(directory=sandbox_dir)
-    processes.running.append(("sandbox", sandbox_process))
-    (tmp_path / "sandbox.log").write_text("(sandbox output not captured)\n")
+    keys = key_pair_ensure(directory=sandbox_dir / "keys")
     state_path = sandbox_dir / "state.sqlite3"
+    sandbox = Sandbox(
+        process=processes.sandbox(keys_dir=keys.directory, state_path=state_path),
+        keys=keys,
+        state_path=state_path,
+    )
 
     web_port = _free_port()
     portal_url = f"http://127.0.0.1:{web_port}"
@@ -174,10 +190,7 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
         # A queue of its own: nothing left in the broker by another run reaches this worker.
         "CELERY_TASK_DEFAULT_QUEUE": f"e2e-{uuid.uuid4().hex[:12]}",
         "CACHE_URL": os.environ.get("CACHE_URL") or f"filecache://{tmp_path / 'cache'}",
-        "D1_API_BASE_URL": f"{sandbox_url}/banking/v1",
-        "D1_TOKEN_URL": f"{sandbox_url}/authz/v1/oauth2/token",
-        "D1_KEY_ID": key_pair.key_id,
-        "D1_PRIVATE_KEY_PATH": str(key_pair.private_key_path),
+        **sandbox.portal_settings(),
         "D1_MAX_RETRIES": "2",
         **SHORT_CLOCKS,
     }
