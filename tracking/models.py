@@ -165,6 +165,16 @@ class CardOrder(models.Model):
                 condition=Q(needs_reconcile=True),
             ),
             models.Index(fields=["due_date"], name="order_due_date"),
+            # Reconciliation: the sweep looks only at open orders and shipped ones awaiting
+            # delivery, a small part of all orders once most have shipped.
+            models.Index(
+                fields=["stage_entered_at"], name="order_open", condition=Q(is_terminal=False)
+            ),
+            models.Index(
+                fields=["last_event_at"],
+                name="order_awaiting_delivery",
+                condition=Q(production_status="CARD_SHIPPED", shipment_final=False),
+            ),
         ]
 
     def __str__(self) -> str:
