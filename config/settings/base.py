@@ -151,6 +151,8 @@ D1_ISSUER_OVERRIDES = env.json("D1_ISSUER_OVERRIDES", default={})
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Reconciliation: workers publish while they consume, which the stock transport cannot take.
+    CELERY_BROKER_TRANSPORT = "config.broker:AtomicFilesystemTransport"
     _broker_dir = LOCAL_DIR / "broker"
     for _folder in ("out", "processed"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
@@ -159,6 +161,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # Exchange tables too, so the broker leaves nothing in the working directory.
+        "control_folder": str(_broker_dir / "control"),
     }
 else:
     # Tasks must finish (and be acked) well inside the visibility timeout, or Redis redelivers.
