@@ -150,12 +150,17 @@ D1_CA_BUNDLE = env("D1_CA_BUNDLE", default="")
 D1_CONNECT_TIMEOUT = env.float("D1_CONNECT_TIMEOUT", default=3.05)
 D1_READ_TIMEOUT = env.float("D1_READ_TIMEOUT", default=10.0)
 D1_MAX_RETRIES = env.int("D1_MAX_RETRIES", default=3)
+D1_BACKOFF_BASE = env.float("D1_BACKOFF_BASE", default=0.5)
+D1_BACKOFF_CAP = env.float("D1_BACKOFF_CAP", default=8.0)
+D1_RETRY_AFTER_MAX = env.float("D1_RETRY_AFTER_MAX", default=30.0)
 D1_ISSUER_OVERRIDES = env.json("D1_ISSUER_OVERRIDES", default={})
 
 # ---------------------------------------------------------------------------- Celery
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Reconciliation: workers publish while they consume, which the stock transport cannot take.
+    CELERY_BROKER_TRANSPORT = "config.broker:AtomicFilesystemTransport"
     _broker_dir = LOCAL_DIR / "broker"
     for _folder in ("out", "processed"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
@@ -164,6 +169,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # Exchange tables too, so the broker leaves nothing in the working directory.
+        "control_folder": str(_broker_dir / "control"),
     }
 else:
     # Tasks must finish (and be acked) well inside the visibility timeout, or Redis redelivers.

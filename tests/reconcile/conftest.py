@@ -2,111 +2,32 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 
 from d1sandbox.keys import key_pair_ensure
-from d1sandbox.state import ItemKey, StateStore
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-SANDBOX_START_TIMEOUT = 20
-
-
-@dataclass
-class Sandbox:
-    """A running `python -m d1sandbox serve` and the files it shares with the test."""
-
-    url: str
-    keys_dir: Path
-    key_id: str
-    state_path: Path
-
-    def truth_record(self, *, issuer_id: str, items: list[dict[str, Any]]) -> None:
-        """Make `items` (in lifecycle order) what D1 knows; productionStatus returns the last."""
-        store = StateStore(self.state_path)
-        try:
-            store.items_record(
-                run_id=1,
-                happenings=[
-                    (ItemKey(issuer_id, item["cardId"], item["operationId"], step), item, False)
-                    for step, item in enumerate(items)
-                ],
-            )
-        finally:
-            store.close()
-
-    def faults(self, **changes: Any) -> None:
-        requests.post(f"{self.url}/_sandbox/faults", json=changes, timeout=5).raise_for_status()
-
-    def stats(self) -> dict[str, Any]:
-        return requests.get(f"{self.url}/_sandbox/stats", timeout=5).json()
-
-    def reset(self) -> None:
-        requests.post(f"{self.url}/_sandbox/reset", timeout=5).raise_for_status()
-
-
-def sandbox_serve(*, directory: Path, extra_args: tuple[str, ...] = ()) -> tuple[Any, str]:
-    """Start the sandbox on a free port; returns the process and its base URL."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "d1sandbox",
-            "serve",
-            "--port",
-            "0",
-            "--keys",
-            str(directory / "keys"),
-            "--state",
-            str(directory / "state.sqlite3"),
-            "--log-level",
-            "WARNING",
-            *extra_args,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise RuntimeError(f"the sandbox did not start: {line!r}")
-    return process, line.rsplit(" ", 1)[-1].strip()
+from d1sandbox.testing import SandboxProcess
+from tests.reconcile.sandbox import Sandbox
 
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory) -> Iterator[Sandbox]:
     directory = tmp_path_factory.mktemp("d1sandbox")
-    key_pair = key_pair_ensure(directory=directory / "keys")
-    process, url = sandbox_serve(directory=directory)
-    try:
-        yield Sandbox(
-            url=url,
-            keys_dir=key_pair.directory,
-            key_id=key_pair.key_id,
-            state_path=directory / "state.sqlite3",
-        )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    keys = key_pair_ensure(directory=directory / "keys")
+    state_path = directory / "state.sqlite3"
+    with SandboxProcess(
+        keys_dir=keys.directory, state_path=state_path, log_path=directory / "serve.log"
+    ) as process:
+        yield Sandbox(process=process, keys=keys, state_path=state_path)
 
 
 @pytest.fixture
 def d1(sandbox, settings) -> Sandbox:
     """The portal pointed at the sandbox, with fast client retries and no faults left over."""
     sandbox.reset()
-    settings.D1_API_BASE_URL = f"{sandbox.url}/banking/v1"
-    settings.D1_TOKEN_URL = f"{sandbox.url}/authz/v1/oauth2/token"
-    settings.D1_KEY_ID = sandbox.key_id
-    settings.D1_PRIVATE_KEY_PATH = str(sandbox.keys_dir / "private_key.pem")
+    for name, value in sandbox.portal_settings().items():
+        setattr(settings, name, value)
     settings.D1_MAX_RETRIES = 1
     settings.D1_BACKOFF_BASE = 0.01
     settings.D1_BACKOFF_CAP = 0.02

@@ -29,7 +29,9 @@ def rows_update(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
     def placeholder(field) -> str:
         return f"CAST(%s AS {field.db_type(connection)})" if cast else "%s"
 
-    row = "(" + ", ".join(placeholder(f) for f in [pk, *concrete]) + ")"
+    # PostgreSQL types a VALUES column from its typed rows, so casting the first row is enough.
+    first_row = "(" + ", ".join(placeholder(f) for f in [pk, *concrete]) + ")"
+    row = "(" + ", ".join(["%s"] * (len(concrete) + 1)) + ")"
     params: list = []
     for obj in objs:
         params.append(pk.get_db_prep_save(obj.pk, connection))
@@ -40,7 +42,7 @@ def rows_update(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
     # Only quoted identifiers from the model's metadata are interpolated; values are parameters.
     sql = (
         f"WITH {alias} ({', '.join(quote(c) for c in columns)}) AS "  # noqa: S608
-        f"(VALUES {', '.join([row] * len(objs))}) "
+        f"(VALUES {', '.join([first_row] + [row] * (len(objs) - 1))}) "
         f"UPDATE {quote(meta.db_table)} SET {assignments} FROM {alias} "
         f"WHERE {quote(meta.db_table)}.{quote(pk.column)} = {alias}.{quote(pk.column)}"
     )
@@ -81,12 +83,14 @@ def rows_insert_new(
 def rows_upsert(
     objs: Sequence[models.Model],
     *,
+    insert_fields: Sequence[str],
     conflict_fields: Sequence[str],
     update_fields: Sequence[str],
     returning: Sequence[str],
 ) -> list[dict]:
     """INSERT or UPDATE `objs` on `conflict_fields`; return `returning` of every row as stored.
 
+    Only `insert_fields` are written for new rows; the other columns take their `db_default`.
     `ON CONFLICT DO UPDATE` locks each existing row until the transaction ends, which serialises
     concurrent writers of the same rows; callers sort `objs` so that two batches lock in the same
     order and cannot deadlock.
@@ -95,7 +99,7 @@ def rows_upsert(
         return []
     meta = type(objs[0])._meta
     quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = [meta.get_field(name) for name in insert_fields]
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     params: list = []
     for obj in objs:

@@ -142,6 +142,14 @@ def _lock_orders(
             )
             for (card_id, operation_id), operation in sorted(keys.items())
         ],
+        insert_fields=[
+            "issuer",
+            "card_id",
+            "operation_id",
+            "operation",
+            "created_at",
+            "updated_at",
+        ],
         conflict_fields=["issuer", "card_id", "operation_id"],
         update_fields=["operation"],
         returning=_BOOKKEEPING_FIELDS,
