@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -14,10 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from d1sandbox.keys import key_pair_ensure
+from d1sandbox.testing import SandboxProcess
 from tests.ops.cluster import Cluster
 
 # The D1 sandbox served over real HTTP, shared with the reconciliation tests.
-from tests.reconcile.conftest import d1, sandbox, sandbox_serve  # noqa: F401
+from tests.reconcile.conftest import d1, sandbox  # noqa: F401
+from tests.reconcile.sandbox import Sandbox
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -82,35 +83,21 @@ def cluster(tmp_path) -> Iterator[Cluster]:
         print(f"----- {name} (last lines)\n{running.log_tail(name)}")
 
 
-class RunningSandbox:
-    def __init__(self, url: str, key_id: str, private_key_path: Path, folder: Path) -> None:
-        self.url = url
-        self.key_id = key_id
-        self.private_key_path = private_key_path
-        self.folder = folder
-
-    def env(self) -> dict[str, str]:
-        """The portal's D1_* settings pointing at this sandbox."""
-        return {
-            "D1_API_BASE_URL": f"{self.url}/banking/v1",
-            "D1_TOKEN_URL": f"{self.url}/authz/v1/oauth2/token",
-            "D1_KEY_ID": self.key_id,
-            "D1_PRIVATE_KEY_PATH": str(self.private_key_path),
-            "D1_MAX_RETRIES": "2",
-        }
-
-    def faults(self, **changes) -> None:
-        requests.post(f"{self.url}/_sandbox/faults", json=changes, timeout=5).raise_for_status()
-
-
 @pytest.fixture
-def d1_sandbox(tmp_path, cluster) -> RunningSandbox:
-    """A sandbox of this test's own (its state store is the truth `verify` compares with)."""
+def d1_sandbox(tmp_path) -> Iterator[Sandbox]:
+    """A sandbox of this test's own: its state store is the truth `verify` compares with."""
     folder = tmp_path / "sandbox"
-    key_pair = key_pair_ensure(directory=folder / "keys")
-    process, url = sandbox_serve(directory=folder)
-    cluster.processes["sandbox"] = process
-    return RunningSandbox(url, key_pair.key_id, key_pair.private_key_path, folder)
+    keys = key_pair_ensure(directory=folder / "keys")
+    state_path = folder / "state.sqlite3"
+    with SandboxProcess(
+        keys_dir=keys.directory, state_path=state_path, log_path=folder / "serve.log"
+    ) as process:
+        yield Sandbox(process=process, keys=keys, state_path=state_path)
+
+
+def sandbox_env(running: Sandbox) -> dict[str, str]:
+    """The D1_* environment of portal processes that talk to `running`."""
+    return {**running.portal_settings(), "D1_MAX_RETRIES": "2"}
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from tests.ops.cluster import (
     session_database_url,
     wait_until,
 )
-from tests.ops.conftest import scrape_url, value
+from tests.ops.conftest import sandbox_env, scrape_url, value
 from tests.reconcile.items import body, item
 from tracking.models import (
     CardOrder,
@@ -76,7 +76,7 @@ def drill_env(tmp_path, d1_sandbox, redis_url):
         broker_url=redis_url,
         cache_url=redis_url.rsplit("/", 1)[0] + "/5",
         folder=tmp_path,
-        **d1_sandbox.env(),
+        **sandbox_env(d1_sandbox),
     )
 
 
@@ -95,14 +95,14 @@ def test_postgres_stopped_while_d1_posts(tmp_path, cluster, d1_sandbox, redis_ur
             broker_url=redis_url,
             cache_url=f"filecache://{tmp_path / 'cache'}",
             folder=tmp_path,
-            **d1_sandbox.env(),
+            **sandbox_env(d1_sandbox),
         )
         cluster.manage(env, "migrate", "--no-input", "-v", "0")
         cluster.manage(env, "create_issuer", ISSUER_ID, "--name", "Drill Bank")
         cluster.manage(env, "ensure_staff_user", "verifier", "--password", "drill-only-pass")
         token = cluster.manage(env, "drf_create_token", "verifier").split()[2]
         web = cluster.web("web", env, workers=2, threads=2)
-        truth = d1_sandbox.folder / "state.sqlite3"
+        truth = d1_sandbox.state_path
         feed = sandbox_feed(
             cluster,
             name="feed",
@@ -208,16 +208,10 @@ def test_gunicorn_worker_killed_mid_request(cluster, drill_env):
 
 def test_celery_worker_killed_in_the_middle_of_a_reconcile(cluster, drill_env, d1_sandbox):
     from config.celery_app import app
-    from tests.reconcile.conftest import Sandbox
     from tracking.tasks import reconcile_order_task
 
     steps = [item("kill-2", "CARD_PROD_REQUESTED"), item("kill-2", "DATA_PREPARED")]
-    Sandbox(
-        url=d1_sandbox.url,
-        keys_dir=d1_sandbox.private_key_path.parent,
-        key_id=d1_sandbox.key_id,
-        state_path=d1_sandbox.folder / "state.sqlite3",
-    ).truth_record(issuer_id=ISSUER_ID, items=steps)
+    d1_sandbox.truth_record(issuer_id=ISSUER_ID, items=steps)
     web = cluster.web("web", drill_env, workers=1, threads=2)
     url = f"{web}/notifications/d1/v2/issuers/{ISSUER_ID}/cards"
     assert post_like_d1(url, body(steps[0])) == ["204"]
@@ -278,7 +272,7 @@ def test_redis_stopped_webhooks_still_answer_and_reconciliation_resumes(
         broker_url=f"{redis.url}/0",
         cache_url=f"{redis.url}/1",
         folder=tmp_path,
-        **d1_sandbox.env(),
+        **sandbox_env(d1_sandbox),
     )
     web = cluster.web("web", env, workers=2, threads=2)
     cluster.worker("worker", env, concurrency=2)
@@ -287,7 +281,7 @@ def test_redis_stopped_webhooks_still_answer_and_reconciliation_resumes(
     redis.stop()
     stopped_at = time.monotonic()
 
-    truth = d1_sandbox.folder / "state.sqlite3"
+    truth = d1_sandbox.state_path
     feed = sandbox_feed(
         cluster,
         name="feed",
@@ -333,15 +327,8 @@ def test_redis_stopped_webhooks_still_answer_and_reconciliation_resumes(
 
 
 def test_two_beats_at_once_reconcile_each_order_once(cluster, drill_env, d1_sandbox):
-    from tests.reconcile.conftest import Sandbox
-
     orders = 20
-    store = Sandbox(
-        url=d1_sandbox.url,
-        keys_dir=d1_sandbox.private_key_path.parent,
-        key_id=d1_sandbox.key_id,
-        state_path=d1_sandbox.folder / "state.sqlite3",
-    )
+    store = d1_sandbox
     web = cluster.web("web", drill_env, workers=1, threads=2)
     url = f"{web}/notifications/d1/v2/issuers/{ISSUER_ID}/cards"
     for n in range(orders):

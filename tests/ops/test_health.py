@@ -76,13 +76,13 @@ def test_an_item_left_unapplied_too_long_makes_the_instance_not_ready(
 def test_an_unreachable_broker_makes_the_instance_not_ready_and_says_nothing_more(probe, settings):
     from config.celery_app import app
 
-    previous = app.conf.broker_write_url
+    previous = app.conf.broker_write_url, app.conf.broker_transport
     # A port nothing listens on (the discard port of loopback).
-    app.conf.broker_write_url = "redis://127.0.0.1:9/0"
+    app.conf.broker_write_url, app.conf.broker_transport = "redis://127.0.0.1:9/0", "redis"
     try:
         response = probe.get("/readyz")
     finally:
-        app.conf.broker_write_url = previous
+        app.conf.broker_write_url, app.conf.broker_transport = previous
 
     assert response.status_code == 503
     text = response.content.decode()

@@ -18,7 +18,7 @@ from tests.ops.cluster import (
     sandbox_verify,
     session_database_url,
 )
-from tests.ops.conftest import scrape_url, total, value
+from tests.ops.conftest import sandbox_env, scrape_url, total, value
 from tracking.models import CardOrder, Issuer, NotificationDelivery, ReconcileAttempt
 
 pytestmark = [pytest.mark.postgres, pytest.mark.drill, pytest.mark.django_db(transaction=True)]
@@ -37,7 +37,7 @@ def test_two_web_instances_two_workers_one_beat_end_in_the_truth(
         broker_url=redis_url,
         cache_url=redis_url.rsplit("/", 1)[0] + "/5",
         folder=tmp_path,
-        **d1_sandbox.env(),
+        **sandbox_env(d1_sandbox),
     )
     web_a = cluster.web("web-a", env, workers=2, threads=2)
     web_b = cluster.web("web-b", env, workers=2, threads=2)
@@ -46,7 +46,7 @@ def test_two_web_instances_two_workers_one_beat_end_in_the_truth(
     cluster.beat("beat", env)
 
     # Both feeds record the truth in the store the sandbox answers productionStatus from.
-    truth = d1_sandbox.folder / "state.sqlite3"
+    truth = d1_sandbox.state_path
     feeds = [
         sandbox_feed(
             cluster,
