@@ -14,6 +14,8 @@ Two kinds, so that the numbers are right however many gunicorn workers and Celer
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -40,6 +42,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
 
 LABEL_MAX = 40
 # Webhook answers are a few milliseconds; the tail (lock waits, a slow disk) is what matters.
@@ -121,13 +125,29 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.core.cache import cache
+        from django.db import DatabaseError
 
         ttl = settings.METRICS_DB_CACHE_SECONDS
-        snapshot = cache.get(_SNAPSHOT_KEY) if ttl > 0 else None
+        try:
+            snapshot = cache.get(_SNAPSHOT_KEY) if ttl > 0 else None
+        except Exception:  # the shared cache is away: read the database directly
+            ttl, snapshot = 0, None
         if snapshot is None:
-            snapshot = state_snapshot()
+            try:
+                snapshot = state_snapshot()
+            except DatabaseError:
+                # The counters are still worth scraping while the database is away.
+                logger.warning("metrics: database-derived gauges unavailable", exc_info=True)
+                yield GaugeMetricFamily(
+                    "portal_database_up", "1 when the gauges could be read from the database", 0
+                )
+                return
             if ttl > 0:
-                cache.set(_SNAPSHOT_KEY, snapshot, ttl)
+                with contextlib.suppress(Exception):  # a cache outage only costs a re-read
+                    cache.set(_SNAPSHOT_KEY, snapshot, ttl)
+        yield GaugeMetricFamily(
+            "portal_database_up", "1 when the gauges could be read from the database", 1
+        )
         yield from _families(snapshot)
 
 

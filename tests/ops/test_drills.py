@@ -122,8 +122,13 @@ def test_postgres_stopped_while_d1_posts(tmp_path, cluster, d1_sandbox, redis_ur
         time.sleep(2)  # the feed is under way
         outage_started = time.monotonic()
         postgres.stop()
-        time.sleep(3)
+        # While it is away: not ready, and the counters are still served.
+        ready = requests.get(f"{web}/readyz", timeout=10)
+        during = requests.get(f"{web}/metrics", timeout=10)
+        time.sleep(max(3 - (time.monotonic() - outage_started), 0))
         postgres.start()
+        assert ready.status_code == 503 and "database: fail" in ready.text
+        assert during.status_code == 200 and value(during.text, "portal_database_up") == 0
         outage = time.monotonic() - outage_started
         assert feed.wait(timeout=120) == 0, cluster.log_tail("feed")
         output = cluster.log_text("feed")

@@ -7,6 +7,7 @@ scrape (behind a short cache) and the admin dashboard on every visit.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -15,6 +16,8 @@ from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
+
+logger = logging.getLogger(__name__)
 
 SWEEP_LAST_SUCCESS_KEY = "observability:sweep-last-success"
 
@@ -71,11 +74,19 @@ def stuck_orders_filter(*, now: dt.datetime) -> Q:
 
 def sweep_success_record(*, at: dt.datetime | None = None) -> None:
     """Remember that a reconcile sweep finished without error (shared cache, all processes)."""
-    cache.set(SWEEP_LAST_SUCCESS_KEY, (at or timezone.now()).timestamp(), None)
+    try:
+        cache.set(SWEEP_LAST_SUCCESS_KEY, (at or timezone.now()).timestamp(), None)
+    except Exception:  # a cache outage must not fail the sweep task
+        logger.warning("could not record the sweep's success in the cache", exc_info=True)
 
 
 def sweep_last_success() -> dt.datetime | None:
-    stamp = cache.get(SWEEP_LAST_SUCCESS_KEY)
+    """When a sweep last succeeded, or None (also when the cache cannot be read)."""
+    try:
+        stamp = cache.get(SWEEP_LAST_SUCCESS_KEY)
+    except Exception:
+        logger.warning("could not read the sweep's last success from the cache", exc_info=True)
+        return None
     if stamp is None:
         return None
     return dt.datetime.fromtimestamp(stamp, tz=dt.UTC)
