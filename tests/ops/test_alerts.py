@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from tests.fixtures import spec_examples as spec
 from tests.ops.conftest import value
-from tracking.models import CardOrder, NotificationDelivery
+from tracking.models import CardOrder, NotificationDelivery, OperationEvent
 from tracking.observability.alerts import alerts_current
 from tracking.observability.state import sweep_success_record
 
@@ -154,3 +154,26 @@ def test_alerts_are_exported_as_metrics(issuer, settings, scrape):
         )
         == 1
     )
+
+
+def test_alerts_command_prints_them_and_fails_on_a_critical_one(issuer, settings):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("alerts", stdout=out)
+    assert out.getvalue().strip() == "no active alert"
+
+    settings.READINESS_MAX_UNAPPLIED_AGE = 60
+    OperationEvent.objects.create(
+        issuer=issuer,
+        fingerprint="f" * 64,
+        payload={},
+        first_received_at=timezone.now() - dt.timedelta(minutes=10),
+    )
+    out = StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("alerts", stdout=out)
+    assert raised.value.returncode == 2
+    assert "unapplied_items" in out.getvalue()
