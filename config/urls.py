@@ -6,13 +6,13 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from tracking.api.webhook import CardNotificationView
-from tracking.observability.health import ReadinessView, liveness
+from tracking.observability.health import liveness, readiness
 from tracking.observability.views import metrics_view
 
 urlpatterns = [
     # observability: probes for load balancers and the Prometheus endpoint
     path("healthz", liveness, name="healthz"),
-    path("readyz", ReadinessView.as_view(), name="readyz"),
+    path("readyz", readiness, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path(
         "notifications/d1/v2/issuers/<str:issuer_id>/cards",

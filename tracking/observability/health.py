@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -30,6 +31,7 @@ from health_check.views import HealthCheckView
 _migrations_seen_applied = False
 
 
+@login_not_required
 @require_GET
 def liveness(request: HttpRequest) -> HttpResponse:
     """GET /healthz: the process answers. No database, broker or cache is touched."""
@@ -155,3 +157,7 @@ class ReadinessView(HealthCheckView):
         return HttpResponse(
             "\n".join(lines) + "\n", content_type="text/plain; charset=utf-8", status=status
         )
+
+
+# Open to the load balancer even where LoginRequiredMiddleware guards every other page.
+readiness = login_not_required(ReadinessView.as_view())

@@ -7,6 +7,7 @@ import ipaddress
 from functools import cache
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET
@@ -36,6 +37,8 @@ def metrics_access_allowed(request: HttpRequest) -> bool:
     return any(peer in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
 
 
+# Guarded by its own token or network rule, not by a staff login.
+@login_not_required
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     if not metrics_access_allowed(request):
