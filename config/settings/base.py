@@ -264,9 +264,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 READINESS_MAX_UNAPPLIED_AGE = env.int("READINESS_MAX_UNAPPLIED_AGE", default=300)
 READINESS_CHECK_BROKER = env.bool("READINESS_CHECK_BROKER", default=True)
 
-# /metrics: a bearer token, or peers in these networks (loopback only by default).
+# /metrics: a bearer token, or peers in these networks. Nobody by default: behind a proxy on the
+# same machine every caller looks like loopback, so no address is trusted unless listed.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
-METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 # Counters of every process of a host are summed from files in this folder (prometheus-client
 # multiprocess mode); empty keeps them in the process (one process only).
 PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default=str(LOCAL_DIR / "prometheus"))

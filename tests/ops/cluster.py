@@ -28,6 +28,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PYTHON = sys.executable
+METRICS_TOKEN = "drill-scraper-token"
 
 # Clocks short enough for a drill to take seconds (see tests/reconcile for their meaning).
 SHORT_CLOCKS = {
@@ -85,6 +86,7 @@ def portal_env(*, database_url: str, broker_url: str, cache_url: str, folder: Pa
         "CELERY_TASK_DEFAULT_QUEUE": f"drill-{uuid.uuid4().hex[:12]}",
         "CACHE_URL": cache_url,
         "PROMETHEUS_MULTIPROC_DIR": str(folder / "prometheus"),
+        "METRICS_TOKEN": METRICS_TOKEN,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "GUNICORN_TIMEOUT": "20",

@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.testing import SandboxProcess
-from tests.ops.cluster import Cluster
+from tests.ops.cluster import METRICS_TOKEN, Cluster
 
 # The D1 sandbox served over real HTTP, shared with the reconciliation tests.
 from tests.reconcile.conftest import d1, sandbox  # noqa: F401
@@ -41,9 +41,10 @@ def total(text: str, name: str) -> float:
 
 
 @pytest.fixture
-def scrape():
-    """GET /metrics from loopback (allowed by default) and return the text."""
-    client = Client(REMOTE_ADDR="127.0.0.1")
+def scrape(settings):
+    """GET /metrics as a scraper with the token and return the text."""
+    settings.METRICS_TOKEN = "scraper-token"
+    client = Client(HTTP_AUTHORIZATION="Bearer scraper-token")
 
     def get() -> str:
         response = client.get("/metrics")
@@ -54,7 +55,10 @@ def scrape():
 
 
 def scrape_url(base_url: str) -> str:
-    response = requests.get(f"{base_url}/metrics", timeout=30)
+    """GET /metrics of a running instance (started with `portal_env`, which sets the token)."""
+    response = requests.get(
+        f"{base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return response.text
 

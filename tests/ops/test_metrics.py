@@ -80,6 +80,11 @@ def test_time_since_each_issuers_last_notification(issuer, post_notification, sc
     assert 3 * 3600 <= silent < 3 * 3600 + 100
 
 
+def test_metrics_are_refused_to_anonymous_callers_by_default():
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 403
+    assert Client(REMOTE_ADDR="192.0.2.7").get("/metrics").status_code == 403
+
+
 def test_metrics_are_refused_to_other_networks_without_the_token(settings):
     settings.METRICS_ALLOWED_NETWORKS = ["10.1.0.0/16"]
     settings.METRICS_TOKEN = "scrape-secret"
