@@ -106,5 +106,6 @@ def sandbox_env(running: Sandbox) -> dict[str, str]:
 
 @pytest.fixture
 def read_token(db) -> str:
-    staff = get_user_model().objects.create_user("verifier", is_staff=True)
+    # A superuser: the read API asks for model permissions where staff roles are in force.
+    staff = get_user_model().objects.create_user("verifier", is_staff=True, is_superuser=True)
     return Token.objects.create(user=staff).key

@@ -16,6 +16,7 @@ import requests
 from django.db.models import Count, Sum
 
 from tests.ops.cluster import (
+    METRICS_TOKEN,
     ThrowawayPostgres,
     ThrowawayRedis,
     feed_figure,
@@ -99,7 +100,9 @@ def test_postgres_stopped_while_d1_posts(tmp_path, cluster, d1_sandbox, redis_ur
         )
         cluster.manage(env, "migrate", "--no-input", "-v", "0")
         cluster.manage(env, "create_issuer", ISSUER_ID, "--name", "Drill Bank")
-        cluster.manage(env, "ensure_staff_user", "verifier", "--password", "drill-only-pass")
+        cluster.manage(
+            env, "ensure_staff_user", "verifier", "--password", "drill-only-pass", "--superuser"
+        )
         token = cluster.manage(env, "drf_create_token", "verifier").split()[2]
         web = cluster.web("web", env, workers=2, threads=2)
         truth = d1_sandbox.state_path
@@ -124,7 +127,9 @@ def test_postgres_stopped_while_d1_posts(tmp_path, cluster, d1_sandbox, redis_ur
         postgres.stop()
         # While it is away: not ready, and the counters are still served.
         ready = requests.get(f"{web}/readyz", timeout=10)
-        during = requests.get(f"{web}/metrics", timeout=10)
+        during = requests.get(
+            f"{web}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+        )
         time.sleep(max(3 - (time.monotonic() - outage_started), 0))
         postgres.start()
         assert ready.status_code == 503 and "database: fail" in ready.text
