@@ -8,6 +8,7 @@ data. Unknown operations, statuses and extra fields are valid: D1 says new codes
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999 parses as infinity, which no JSON column can store
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
 def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
     """The `operations` list of a body, or EnvelopeError saying why the body is refused."""
     try:
@@ -44,7 +52,7 @@ def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
     except UnicodeDecodeError as exc:
         raise EnvelopeError("PARSING_ERROR", "The body is not UTF-8 encoded.") from exc
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise EnvelopeError("PARSING_ERROR", "The body is nested too deeply.") from exc
     except ValueError as exc:
@@ -65,19 +73,35 @@ def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
             "TOO_MANY_OPERATIONS",
             f'"operations" has {len(operations)} items; at most {max_operations} are accepted.',
         )
-    if _depth(body) > MAX_JSON_DEPTH:
-        raise EnvelopeError("PARSING_ERROR", "The body is nested too deeply.")
+    _check_storable(body)
     return operations
 
 
-def _depth(value: Any, level: int = 0) -> int:
+def _check_storable(value: Any, level: int = 0) -> None:
+    """Refuse what no database column can hold: deep nesting, NUL, unpaired surrogates."""
     if level > MAX_JSON_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+        raise EnvelopeError("PARSING_ERROR", "The body is nested too deeply.")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_storable(item, level + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item, level + 1)
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise EnvelopeError("PARSING_ERROR", "The body contains a NUL character (\\u0000).")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EnvelopeError(
+                "PARSING_ERROR", "The body contains an unpaired UTF-16 surrogate escape."
+            ) from exc
 
 
 @dataclass(frozen=True)

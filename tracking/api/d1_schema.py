@@ -1,0 +1,72 @@
+"""The OpenAPI description of D1's notification body (SPEC §1.4), for readers and for fuzzing.
+
+Documentation only: the webhook never validates through these serializers. What is accepted
+is decided by `tracking.validation`, which is deliberately more forgiving (unknown fields and
+codes are kept).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from tracking.validation import (
+    CARD_ID_MAX,
+    CODE_MAX,
+    LONG_TEXT_MAX,
+    OPERATION_ID_MAX,
+    TEXT_MAX,
+)
+
+
+def _text(max_length: int, **kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=max_length, required=False, **kwargs)
+
+
+# Field names are D1's own (camelCase), as they appear on the wire.
+
+
+class ShipmentSchema(serializers.Serializer):
+    carrier = _text(CODE_MAX, help_text="Carrier code, e.g. ups.")
+    trackingNumber = _text(TEXT_MAX)
+    status = _text(CODE_MAX, help_text="Carrier status (values not published by D1).")
+    message = _text(LONG_TEXT_MAX)
+    trackingUrl = _text(LONG_TEXT_MAX)
+
+
+class DetailsSchema(serializers.Serializer):
+    status = serializers.CharField(
+        max_length=CODE_MAX, help_text="details.status, e.g. CARD_PROD_REQUESTED; any code."
+    )
+    reason = _text(LONG_TEXT_MAX)
+    dueDate = serializers.DateField(required=False)
+    productionSite = _text(TEXT_MAX)
+    inputFileName = _text(TEXT_MAX)
+    issuerRequestId = _text(TEXT_MAX)
+    shipment = ShipmentSchema(required=False)
+
+
+class OperationSchema(serializers.Serializer):
+    operationId = serializers.RegexField(
+        rf"^[A-Za-z0-9_-]{{1,{OPERATION_ID_MAX}}}$", max_length=OPERATION_ID_MAX
+    )
+    operation = serializers.CharField(
+        max_length=CODE_MAX, help_text="PRODUCE or STANDALONE_TRACKING; others are stored only."
+    )
+    status = serializers.CharField(max_length=CODE_MAX, help_text="PENDING, SUCCESSFUL, FAILED.")
+    startTime = serializers.DateTimeField()
+    endTime = serializers.DateTimeField(required=False)
+    cardId = serializers.RegexField(rf"^[A-Za-z0-9_-]{{1,{CARD_ID_MAX}}}$", max_length=CARD_ID_MAX)
+    details = DetailsSchema(required=False)
+    errorCode = _text(TEXT_MAX)
+    error = _text(LONG_TEXT_MAX)
+    inputFileName = _text(TEXT_MAX)
+    issuerRequestId = _text(TEXT_MAX)
+
+
+class NotificationBodySchema(serializers.Serializer):
+    operations = serializers.ListField(
+        child=OperationSchema(),
+        min_length=1,
+        max_length=settings.D1_WEBHOOK_MAX_OPERATIONS,
+    )
