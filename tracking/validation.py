@@ -7,6 +7,7 @@ data. Unknown operations, statuses and extra fields are valid: D1 says new codes
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import re
@@ -19,7 +20,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 ISSUER_ID_LENGTH = 10
 OPERATION_ID_MAX = 64
 CARD_ID_MAX = 48
-CODE_MAX = 64  # operation, status, details.status, carrier, shipment status
+CODE_MAX = 64  # operation, details.status, carrier, shipment status
+SHORT_CODE_MAX = 32  # status, trackingType (the columns they are derived into)
 TEXT_MAX = 255  # issuerRequestId, inputFileName, productionSite, errorCode, trackingNumber
 LONG_TEXT_MAX = 2048  # error, reason, message, trackingUrl
 MAX_JSON_DEPTH = 32
@@ -155,16 +157,19 @@ def check_item(item: Any) -> ItemCheck:
     operation_id = identifier("operationId", OPERATION_ID_MAX)
     card_id = identifier("cardId", CARD_ID_MAX)
     operation = text(item, "operation", required=True, max_len=CODE_MAX)
-    text(item, "status", required=True, max_len=CODE_MAX)
+    text(item, "status", required=True, max_len=SHORT_CODE_MAX)
     for name, required in (("startTime", True), ("endTime", False)):
         value = text(item, name, required=required, max_len=64)
-        if value and parse_time(value) is None:
+        if value and not _storable_time(value):
             problems.append(f"{name} must be an ISO 8601 date-time")
     for name, max_len in (
         ("errorCode", TEXT_MAX),
         ("error", LONG_TEXT_MAX),
         ("inputFileName", TEXT_MAX),
         ("issuerRequestId", TEXT_MAX),
+        # Read at the top level too when D1 puts them there (tracking.rules._text).
+        ("productionSite", TEXT_MAX),
+        ("trackingType", SHORT_CODE_MAX),
     ):
         text(item, name, required=False, max_len=max_len)
 
@@ -178,6 +183,18 @@ def check_item(item: Any) -> ItemCheck:
         _check_details(details, operation, text, problems)
 
     return ItemCheck("; ".join(problems), card_id, operation_id, operation)
+
+
+def _storable_time(value: str) -> bool:
+    """An ISO 8601 time that also exists in UTC (year 1 at +14:00 does not)."""
+    parsed = parse_time(value)
+    if parsed is None:
+        return False
+    try:
+        parsed.astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_details(details: dict, operation: str, text, problems: list[str]) -> None:
@@ -194,7 +211,7 @@ def _check_details(details: dict, operation: str, text, problems: list[str]) -> 
         ("productionSite", TEXT_MAX),
         ("inputFileName", TEXT_MAX),
         ("issuerRequestId", TEXT_MAX),
-        ("trackingType", CODE_MAX),
+        ("trackingType", SHORT_CODE_MAX),
     ):
         text(details, name, required=False, max_len=max_len, label=f"details.{name}")
     due = text(details, "dueDate", required=False, max_len=64, label="details.dueDate")

@@ -124,9 +124,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # trust: the schema is for staff and integrations, not for anonymous callers.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tracking.api.d1_schema.add_token_endpoint",
+    ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {
-            "d1Bearer": {"type": "http", "scheme": "bearer"},
             "d1ClientCredentials": {"type": "http", "scheme": "basic"},
         }
     },

@@ -8,6 +8,7 @@ codes are kept).
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import serializers
 
 from tracking.validation import (
@@ -70,3 +71,83 @@ class NotificationBodySchema(serializers.Serializer):
         min_length=1,
         max_length=settings.D1_WEBHOOK_MAX_OPERATIONS,
     )
+
+
+def add_token_endpoint(result: dict, generator, request, public) -> dict:
+    """drf-spectacular hook: describe D1's token endpoint, a django-oauth-toolkit view."""
+    del generator, request, public
+    error = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+        "required": ["error"],
+    }
+    result.setdefault("paths", {})["/authz/d1/v1/oauth2/token"] = {
+        "post": {
+            "operationId": "d1_token",
+            "summary": "D1 gets a bearer token for the notification webhook (SPEC §5.3)",
+            "tags": ["D1 notifications"],
+            "security": [{"d1ClientCredentials": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                "scope": {"type": "string"},
+                            },
+                            "required": ["grant_type"],
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "A bearer token.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "access_token": {"type": "string"},
+                                    "token_type": {"type": "string", "enum": ["Bearer"]},
+                                    "expires_in": {"type": "integer"},
+                                    "scope": {"type": "string"},
+                                    "expires_at": {"type": "string", "format": "date-time"},
+                                },
+                                "required": ["access_token", "token_type", "expires_in"],
+                            }
+                        }
+                    },
+                },
+                **{
+                    status: {
+                        "description": description,
+                        "content": {"application/json": {"schema": error}},
+                    }
+                    for status, description in (
+                        ("400", "Bad request (grant type, scope)."),
+                        ("401", "Unknown client or wrong secret."),
+                        ("403", "No client certificate, when one is required."),
+                        ("429", "Too many token requests from this address."),
+                    )
+                },
+            },
+        }
+    }
+    return result
+
+
+class D1CallerAuthenticationScheme(OpenApiAuthenticationExtension):
+    """The webhook's bearer token, as the schema shows it."""
+
+    target_class = "tracking.api.d1_auth.D1CallerAuthentication"
+    name = "d1Bearer"
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token from POST /authz/d1/v1/oauth2/token (when required).",
+        }

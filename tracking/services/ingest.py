@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, JSONNull
 from django.utils import timezone
 
 from tracking.data_care import pan_mask_item
@@ -202,7 +202,8 @@ def _store_events(*, issuer, items, orders, source, delivery, now) -> dict[str, 
                 operation_status=_short(item.raw, "status", 32),
                 production_status=_short(details, "status", 64),
                 shipment_status=_short(shipment, "status", 64),
-                payload=item.raw,
+                # JSON null is a value D1 sent, not a missing column (SQL NULL).
+                payload=JSONNull() if item.raw is None else item.raw,
                 source=source,
                 first_received_at=now,
                 last_received_at=now,
