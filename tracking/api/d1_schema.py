@@ -2,7 +2,7 @@
 
 Documentation only: the webhook never validates through these serializers. What is accepted
 is decided by `tracking.validation`, which is deliberately more forgiving (unknown fields and
-codes are kept).
+codes are kept). Field names are D1's own (camelCase), as they appear on the wire.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from tracking.validation import (
     CODE_MAX,
     LONG_TEXT_MAX,
     OPERATION_ID_MAX,
+    SHORT_CODE_MAX,
     TEXT_MAX,
 )
 
 
 def _text(max_length: int, **kwargs) -> serializers.CharField:
     return serializers.CharField(max_length=max_length, required=False, **kwargs)
-
-
-# Field names are D1's own (camelCase), as they appear on the wire.
 
 
 class ShipmentSchema(serializers.Serializer):
@@ -54,7 +52,9 @@ class OperationSchema(serializers.Serializer):
     operation = serializers.CharField(
         max_length=CODE_MAX, help_text="PRODUCE or STANDALONE_TRACKING; others are stored only."
     )
-    status = serializers.CharField(max_length=CODE_MAX, help_text="PENDING, SUCCESSFUL, FAILED.")
+    status = serializers.CharField(
+        max_length=SHORT_CODE_MAX, help_text="PENDING, SUCCESSFUL, FAILED."
+    )
     startTime = serializers.DateTimeField()
     endTime = serializers.DateTimeField(required=False)
     cardId = serializers.RegexField(rf"^[A-Za-z0-9_-]{{1,{CARD_ID_MAX}}}$", max_length=CARD_ID_MAX)
