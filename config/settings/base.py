@@ -306,6 +306,9 @@ ALERT_STUCK_CRITICAL = env.int("ALERT_STUCK_CRITICAL", default=50)
 ALERT_RECONCILE_ATTEMPTS = env.int("ALERT_RECONCILE_ATTEMPTS", default=5)
 # No successful reconcile sweep for this long (seconds; 0 switches the alert off).
 ALERT_SWEEP_LATE = env.int("ALERT_SWEEP_LATE", default=3600)
+
+# Scale-out: pool processes per Celery worker (default: one per CPU); `--concurrency` overrides.
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 # ---------------------------------------------------------------------------- trust boundary
 # How D1 proves it is D1, who on staff may do what, the audit trail and data care. The README's
 # "Production access" section explains these together.
