@@ -71,3 +71,33 @@ def test_threads_posting_one_order_at_once_end_in_the_sequential_state(live_serv
     assert order.unknown_codes == expected.unknown_codes
     assert order.error_code == expected.error_code
     assert order.event_count == len(items)
+
+
+def test_a_copy_of_a_stored_item_is_answered_while_its_order_is_locked(live_server):
+    import threading
+
+    from django.db import connection, transaction
+
+    Issuer.objects.create(issuer_id=spec.ISSUER_ID, name="Example Bank")
+    url = f"{live_server.url}/notifications/d1/v2/issuers/{spec.ISSUER_ID}/cards"
+    headers = {"Content-Type": "application/json"}
+    assert requests.post(url, data=json.dumps(spec.E4), headers=headers).status_code == 204
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_order_lock():
+        with transaction.atomic():
+            list(CardOrder.objects.select_for_update())
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_the_order_lock)
+    holder.start()
+    try:
+        assert locked.wait(5)
+        response = requests.post(url, data=json.dumps(spec.E4), headers=headers, timeout=5)
+        assert response.status_code == 204
+        assert OperationEvent.objects.get().times_received == 2
+    finally:
+        release.set()
+        holder.join()

@@ -10,6 +10,7 @@ even when the ingest transaction rolls back.
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import DatabaseError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -170,6 +171,17 @@ class CardNotificationView(APIView):
 
         The body of a caller that did not authenticate is not kept: it is not D1's until proven.
         """
+        if isinstance(exc, DatabaseError):
+            # The database is away (issuer lookup, token check): nothing was stored, so D1
+            # must retry later. Recording the refusal is best effort for the same reason.
+            return self._refusal(
+                delivery_refuse(
+                    envelope=_envelope(self.request._request, self.kwargs.get("issuer_id", "")),
+                    status=503,
+                    error_code="TEMPORARILY_UNAVAILABLE",
+                    error="The notification could not be stored; retry later.",
+                )
+            )
         if not isinstance(exc, exceptions.APIException):
             return super().handle_exception(exc)
         response = super().handle_exception(exc)

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, JSONNull
 from django.utils import timezone
 
@@ -94,12 +95,16 @@ def ingest_operations(
             result.rejected_count += item.copies
             result.errors.append(item.check.error)
 
-    orders = _lock_orders(issuer=issuer, items=items.values(), now=now)
+    # Copies of items already stored are counted first, without touching their orders: a retry
+    # storm of one notification then never queues on the order's row lock.
+    known = _count_known_copies(issuer=issuer, items=items, now=now)
+    unseen = {f: item for f, item in items.items() if f not in known}
+    orders = _lock_orders(issuer=issuer, items=unseen.values(), now=now)
     new_events = _store_events(
-        issuer=issuer, items=items, orders=orders, source=source, delivery=delivery, now=now
+        issuer=issuer, items=unseen, orders=orders, source=source, delivery=delivery, now=now
     )
     new_fingerprints = set(new_events)
-    _count_repeats(issuer=issuer, items=items, new_fingerprints=new_fingerprints, now=now)
+    _count_repeats(issuer=issuer, items=unseen, new_fingerprints=new_fingerprints, now=now)
     result.new_count = len(new_fingerprints)
     result.duplicate_count = sum(i.copies for i in items.values()) - result.new_count
 
@@ -107,7 +112,7 @@ def ingest_operations(
     # new events are all it has, so they need not be read back.
     touched: dict[int, CardOrder] = {}
     fresh: dict[int, list[EventFacts]] = defaultdict(list)
-    for item in items.values():
+    for item in unseen.values():
         if item.fingerprint not in new_events or not (
             item.check.is_valid and item.check.is_tracked
         ):
@@ -222,6 +227,26 @@ def _store_events(*, issuer, items, orders, source, delivery, now) -> dict[str, 
 def _short(source: Any, name: str, max_len: int) -> str:
     value = source.get(name) if isinstance(source, dict) else None
     return value[:max_len] if isinstance(value, str) else ""
+
+
+def _count_known_copies(*, issuer: Issuer, items: dict[str, _Item], now) -> set[str]:
+    """Add the copies of items that are already stored; return their fingerprints."""
+    known: set[str] = set()
+    by_copies: dict[int, list[str]] = defaultdict(list)
+    for fingerprint, item in items.items():
+        by_copies[item.copies].append(fingerprint)
+    table = connection.ops.quote_name(OperationEvent._meta.db_table)
+    for copies, fingerprints in by_copies.items():
+        placeholders = ", ".join(["%s"] * len(fingerprints))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET times_received = times_received + %s, "  # noqa: S608
+                f"last_received_at = %s WHERE issuer_id = %s AND fingerprint IN ({placeholders}) "
+                "RETURNING fingerprint",
+                [copies, now, issuer.pk, *fingerprints],
+            )
+            known.update(row[0] for row in cursor.fetchall())
+    return known
 
 
 def _count_repeats(*, issuer, items, new_fingerprints, now) -> None:

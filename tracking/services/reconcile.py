@@ -40,6 +40,7 @@ from tracking.models import (
     ReconcileOutcome,
     ReconcileTrigger,
 )
+from tracking.observability.logs import request_id_current
 from tracking.services.ingest import ingest_operations, refresh_orders
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,8 @@ def order_reconcile(
 
     issuer = order.issuer
     reason = order_due_reason(order=order, now=timezone.now())
-    correlation_id = uuid.uuid4().hex
+    # The request or task that caused this call lends its id, so one id follows it to D1.
+    correlation_id = request_id_current() or uuid.uuid4().hex
     started_at = timezone.now()
     started = time.monotonic()
     operations: list[dict[str, Any]] | None = None
