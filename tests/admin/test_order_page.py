@@ -1,0 +1,167 @@
+"""The order page: timeline lanes and markers, stage times, D1's error, and the operator actions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.fixtures.backoffice import Card, post_items
+from tracking import admin as tracking_admin
+from tracking.models import CardOrder, OrderAcknowledgement
+
+pytestmark = pytest.mark.django_db
+
+
+def page_url(orders, name: str, action: str = "change") -> str:
+    return f"/admin/tracking/cardorder/{orders[name]}/{action}/"
+
+
+def lanes(html: str) -> list[str]:
+    return re.findall(r'data-lane="(production|shipment)"', html)
+
+
+def test_the_page_costs_a_bounded_number_of_queries(boss, orders, bo_issuer):
+    with CaptureQueriesContext(connection) as small:
+        assert boss.get(page_url(orders, "stale")).status_code == 200
+    # Ten more carrier updates for the same order do not cost more queries.
+    shipped = CardOrder.objects.get(pk=orders["stale"])
+    news = Card(shipped.card_id, shipped.operation_id, shipped.input_file_name, "x")
+    for n in range(10):
+        shipment = {"carrier": "dhl", "trackingNumber": "JD01", "status": f"IN_TRANSIT_{n}"}
+        post_items(bo_issuer, [news.item("CARD_SHIPPED", shipment=shipment)], shipped.updated_at)
+    with CaptureQueriesContext(connection) as large:
+        assert boss.get(page_url(orders, "stale")).status_code == 200
+    assert len(large) == len(small) <= 8, [q["sql"] for q in large.captured_queries]
+
+
+def test_both_lanes_and_the_stale_marker(boss, orders):
+    html = boss.get(page_url(orders, "stale")).content.decode()
+    assert lanes(html).count("production") == 6  # five steps, READY late, and SHIPPED
+    assert lanes(html).count("shipment") == 1
+    stale_row = re.search(r'data-outcome="stale".*?</tr>', html, re.S).group(0)
+    assert "CARD_PROD_READY" in stale_row
+    assert "Stale · out of order" in stale_row
+    assert "<summary>Raw JSON</summary>" in html
+    assert "&quot;status&quot;: &quot;CARD_PROD_READY&quot;" in html
+
+
+def test_later_carrier_updates_are_in_the_shipment_lane_only(boss, orders):
+    html = boss.get(page_url(orders, "delivered")).content.decode()
+    assert lanes(html).count("shipment") == 2
+    assert "DELIVERED" in html and "FedEx" in html
+    # the card's other operation (UPDATE_ORDER) is on the timeline too
+    assert "UPDATE_ORDER" in html
+
+
+def test_duplicates_show_how_many_times_an_item_came(boss, orders):
+    html = boss.get(page_url(orders, "duplicate")).content.decode()
+    assert "Received 3 times" in html
+
+
+def test_d1_error_and_reason_are_prominent(boss, orders):
+    html = boss.get(page_url(orders, "exception")).content.decode()
+    alert = re.search(r'role="alert".*?</div>\s*</div>', html, re.S).group(0)
+    assert "INVALID_CARD_DATA" in alert
+    assert "Card data rejected by the personalization bureau" in alert
+    assert "Embossing name exceeds 26 characters" in alert
+
+
+def test_unknown_codes_and_conflicts_are_explained(boss, orders):
+    assert "CARD_PROD_ON_HOLD" in boss.get(page_url(orders, "unknown")).content.decode()
+    conflict = boss.get(page_url(orders, "conflict")).content.decode()
+    assert "Conflict:" in conflict and 'data-outcome="conflict"' in conflict
+
+
+def test_time_spent_in_each_stage(boss, orders):
+    response = boss.get(page_url(orders, "shipped"))
+    stages = [s.status for s in response.context["stages"]]
+    assert stages[:3] == ["CARD_PROD_REQUESTED", "DATA_PREPARED", "CARD_PROD_READY"]
+    assert str(response.context["stages"][1].duration) == "5:00:00"
+    assert "Time in each stage" in response.content.decode()
+
+
+def test_the_page_cannot_be_posted_to(boss, orders):
+    assert boss.post(page_url(orders, "shipped"), {"production_status": "X"}).status_code == 403
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+def test_replay_restores_the_state_from_the_events(admin_client_as, orders):
+    operator = admin_client_as("tracking.view_cardorder", "tracking.replay_cardorder")
+    CardOrder.objects.filter(pk=orders["shipped"]).update(production_status="DATA_PREPARED")
+    response = operator.post(page_url(orders, "shipped", "replay"), follow=True)
+    assert "changed: production_status" in response.content.decode()
+    assert CardOrder.objects.get(pk=orders["shipped"]).production_status == "CARD_SHIPPED"
+    again = operator.post(page_url(orders, "shipped", "replay"), follow=True)
+    assert "the state is unchanged" in again.content.decode()
+
+
+def test_replay_needs_its_permission_and_a_post(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    assert viewer.post(page_url(orders, "shipped", "replay")).status_code == 403
+    operator = admin_client_as(
+        "tracking.view_cardorder", "tracking.replay_cardorder", username="operator"
+    )
+    assert operator.get(page_url(orders, "shipped", "replay")).status_code == 405
+
+
+# ---------------------------------------------------------------------------- acknowledge
+
+
+def test_acknowledge_with_a_note(admin_client_as, orders):
+    operator = admin_client_as("tracking.view_cardorder", "tracking.add_orderacknowledgement")
+    response = operator.post(
+        page_url(orders, "exception", "acknowledge"),
+        {"note": "Customer re-ordered; name shortened."},
+        follow=True,
+    )
+    assert "left the Exceptions list" in response.content.decode()
+    ack = OrderAcknowledgement.objects.get(order_id=orders["exception"])
+    assert ack.note == "Customer re-ordered; name shortened."
+    assert ack.user.username == "clerk"
+    assert "Customer re-ordered; name shortened." in response.content.decode()
+
+
+def test_acknowledge_needs_a_note_and_the_permission(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    assert (
+        viewer.post(page_url(orders, "exception", "acknowledge"), {"note": "x"}).status_code == 403
+    )
+    operator = admin_client_as(
+        "tracking.view_cardorder", "tracking.add_orderacknowledgement", username="operator"
+    )
+    response = operator.post(
+        page_url(orders, "exception", "acknowledge"), {"note": " "}, follow=True
+    )
+    assert "Write a note" in response.content.decode()
+    assert not OrderAcknowledgement.objects.exists()
+
+
+def test_actions_a_viewer_may_not_run_are_disabled(admin_client_as, orders):
+    html = admin_client_as("tracking.view_cardorder").get(page_url(orders, "exception"))
+    html = html.content.decode()
+    assert re.search(r"<button[^>]*disabled[^>]*>\s*<span[^>]*>replay</span>", html)
+    assert "You do not have permission to do this." in html
+
+
+# ---------------------------------------------------------------------------- reconcile now
+
+
+@pytest.mark.skipif(
+    tracking_admin.orders_reconcile_now is not None, reason="reconciliation is in this build"
+)
+def test_reconcile_now_says_it_is_unavailable_without_reconciliation(boss, orders):
+    html = boss.get(page_url(orders, "gap")).content.decode()
+    assert "Reconciliation with D1 is not available in this build." in html
+    response = boss.post(page_url(orders, "gap", "reconcile"), follow=True)
+    assert "Reconciliation is not available in this build." in response.content.decode()
+    changelist = boss.post(
+        "/admin/tracking/cardorder/",
+        {"action": "reconcile_now_unavailable", "_selected_action": [orders["gap"]]},
+        follow=True,
+    )
+    assert "no order was sent to D1" in changelist.content.decode()
