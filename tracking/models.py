@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import JSONField, Q, Value
 from django.utils import timezone
 
 from tracking.rules import Outcome, ReconcileReason
@@ -86,54 +86,56 @@ class CardOrder(models.Model):
     issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="orders")
     card_id = models.CharField(max_length=48)
     operation_id = models.CharField(max_length=64)
-    operation = models.CharField(max_length=64)
-    tracking_type = models.CharField(max_length=32, blank=True)
+    operation = models.CharField(max_length=64, db_default="")
+    tracking_type = models.CharField(max_length=32, blank=True, db_default="")
 
-    operation_status = models.CharField(max_length=32, blank=True)
-    production_status = models.CharField(max_length=64, blank=True)
+    operation_status = models.CharField(max_length=32, blank=True, db_default="")
+    production_status = models.CharField(max_length=64, blank=True, db_default="")
     production_rank = models.SmallIntegerField(null=True, blank=True)
-    is_terminal = models.BooleanField(default=False)
+    is_terminal = models.BooleanField(default=False, db_default=False)
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)
-    issuer_request_id = models.CharField(max_length=255, blank=True)
-    input_file_name = models.CharField(max_length=255, blank=True)
-    production_site = models.CharField(max_length=255, blank=True)
+    issuer_request_id = models.CharField(max_length=255, blank=True, db_default="")
+    input_file_name = models.CharField(max_length=255, blank=True, db_default="")
+    production_site = models.CharField(max_length=255, blank=True, db_default="")
     due_date = models.DateField(null=True, blank=True)
-    reason = models.TextField(blank=True)
-    error_code = models.CharField(max_length=255, blank=True)
-    error = models.TextField(blank=True)
+    reason = models.TextField(blank=True, db_default="")
+    error_code = models.CharField(max_length=255, blank=True, db_default="")
+    error = models.TextField(blank=True, db_default="")
 
     # The latest shipment, as columns for search and filters, and whole as D1 sent it.
     shipment = models.JSONField(null=True, blank=True)
-    carrier = models.CharField(max_length=64, blank=True)
-    tracking_number = models.CharField(max_length=255, blank=True)
-    tracking_url = models.URLField(max_length=2048, blank=True)
-    shipment_status = models.CharField(max_length=64, blank=True)
-    shipment_message = models.TextField(blank=True)
-    shipment_final = models.BooleanField(default=False)
+    carrier = models.CharField(max_length=64, blank=True, db_default="")
+    tracking_number = models.CharField(max_length=255, blank=True, db_default="")
+    tracking_url = models.URLField(max_length=2048, blank=True, db_default="")
+    shipment_status = models.CharField(max_length=64, blank=True, db_default="")
+    shipment_message = models.TextField(blank=True, db_default="")
+    shipment_final = models.BooleanField(default=False, db_default=False)
 
     # Flags derived from the events.
-    has_conflict = models.BooleanField(default=False)
-    has_unknown_status = models.BooleanField(default=False)
-    has_gap = models.BooleanField(default=False)
-    unknown_codes = models.JSONField(default=list, blank=True)
-    missing_steps = models.JSONField(default=list, blank=True)
-    state_fingerprint = models.CharField(max_length=64, blank=True)
+    has_conflict = models.BooleanField(default=False, db_default=False)
+    has_unknown_status = models.BooleanField(default=False, db_default=False)
+    has_gap = models.BooleanField(default=False, db_default=False)
+    unknown_codes = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
+    missing_steps = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
+    state_fingerprint = models.CharField(max_length=64, blank=True, db_default="")
 
     # When things happened, as the portal saw them.
-    stage_first_seen = models.JSONField(default=dict, blank=True)
+    stage_first_seen = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
     stage_entered_at = models.DateTimeField(null=True, blank=True)
     first_event_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
-    event_count = models.PositiveIntegerField(default=0)
+    event_count = models.PositiveIntegerField(default=0, db_default=0)
 
     # Reconciliation bookkeeping.
-    needs_reconcile = models.BooleanField(default=False)
-    reconcile_reason = models.CharField(max_length=32, blank=True, choices=ReconcileReason.CHOICES)
+    needs_reconcile = models.BooleanField(default=False, db_default=False)
+    reconcile_reason = models.CharField(
+        max_length=32, blank=True, choices=ReconcileReason.CHOICES, db_default=""
+    )
     reconcile_next_at = models.DateTimeField(null=True, blank=True)
-    reconcile_attempts = models.PositiveIntegerField(default=0)
+    reconcile_attempts = models.PositiveIntegerField(default=0, db_default=0)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
-    last_reconcile_outcome = models.CharField(max_length=32, blank=True)
+    last_reconcile_outcome = models.CharField(max_length=32, blank=True, db_default="")
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -145,6 +145,9 @@ D1_CA_BUNDLE = env("D1_CA_BUNDLE", default="")
 D1_CONNECT_TIMEOUT = env.float("D1_CONNECT_TIMEOUT", default=3.05)
 D1_READ_TIMEOUT = env.float("D1_READ_TIMEOUT", default=10.0)
 D1_MAX_RETRIES = env.int("D1_MAX_RETRIES", default=3)
+D1_BACKOFF_BASE = env.float("D1_BACKOFF_BASE", default=0.5)
+D1_BACKOFF_CAP = env.float("D1_BACKOFF_CAP", default=8.0)
+D1_RETRY_AFTER_MAX = env.float("D1_RETRY_AFTER_MAX", default=30.0)
 D1_ISSUER_OVERRIDES = env.json("D1_ISSUER_OVERRIDES", default={})
 
 # ---------------------------------------------------------------------------- Celery

@@ -57,3 +57,22 @@ def test_repeated_shipped_with_new_carrier_data_is_a_new_event(issuer, post_noti
 
     assert OperationEvent.objects.count() == 2
     assert CardOrder.objects.get().shipment_status == "DELIVERED"
+
+
+def test_a_cleared_reconcile_flag_stays_clear_until_something_new_appears(
+    issuer, post_notification
+):
+    requested, ongoing = spec.E1["operations"][0], spec.E4["operations"][0]
+    post_notification({"operations": [requested, ongoing]})  # skips two steps: a gap
+    order = CardOrder.objects.get()
+    assert (order.needs_reconcile, order.reconcile_reason) == (True, "gap")
+    CardOrder.objects.filter(pk=order.pk).update(needs_reconcile=False, reconcile_reason="")
+
+    post_notification(spec.E5)  # the same gap, nothing new
+    assert CardOrder.objects.get().needs_reconcile is False
+
+    shipped = {**spec.E6["operations"][0]}
+    shipped["details"] = {**shipped["details"], "shipment": {"status": "HELD_AT_CUSTOMS"}}
+    post_notification({"operations": [shipped]})  # a new unknown carrier status
+    order = CardOrder.objects.get()
+    assert (order.needs_reconcile, order.reconcile_reason) == (True, "unknown_status")

@@ -33,6 +33,7 @@ from tracking.rules import (
     needs_reconcile_after,
     reconcile_reason_for,
 )
+from tracking.services.bulk import rows_insert_new, rows_update, rows_upsert
 from tracking.validation import ItemCheck, check_item
 
 
@@ -91,20 +92,30 @@ def ingest_operations(
             result.errors.append(item.check.error)
 
     orders = _lock_orders(issuer=issuer, items=items.values(), now=now)
-    _store_events(
+    new_events = _store_events(
         issuer=issuer, items=items, orders=orders, source=source, delivery=delivery, now=now
     )
-    new_fingerprints = _count_copies(issuer=issuer, items=items, delivery=delivery, now=now)
+    new_fingerprints = set(new_events)
+    _count_repeats(issuer=issuer, items=items, new_fingerprints=new_fingerprints, now=now)
     result.new_count = len(new_fingerprints)
     result.duplicate_count = sum(i.copies for i in items.values()) - result.new_count
 
-    touched = {
-        orders[(i.check.card_id, i.check.operation_id)].pk
-        for i in items.values()
-        if i.fingerprint in new_fingerprints and i.check.is_valid and i.check.is_tracked
-    }
+    # Only orders that got a new event can change; for an order that had no events before, the
+    # new events are all it has, so they need not be read back.
+    touched: dict[int, CardOrder] = {}
+    fresh: dict[int, list[EventFacts]] = defaultdict(list)
+    for item in items.values():
+        if item.fingerprint not in new_events or not (
+            item.check.is_valid and item.check.is_tracked
+        ):
+            continue
+        order = orders[(item.check.card_id, item.check.operation_id)]
+        touched[order.pk] = order
+        if order.event_count == 0:
+            fact = EventFacts(new_events[item.fingerprint], item.fingerprint, now, now, item.raw)
+            fresh[order.pk].append(fact)
     if touched:
-        refresh_orders([o for o in orders.values() if o.pk in touched], now=now)
+        refresh_orders(list(touched.values()), now=now, known_events=fresh)
     result.order_ids = {o.pk for o in orders.values()}
     return result
 
@@ -119,37 +130,50 @@ def _lock_orders(
             keys.setdefault((item.check.card_id, item.check.operation_id), item.check.operation)
     if not keys:
         return {}
-    new_orders = [
-        CardOrder(
-            issuer=issuer,
-            card_id=card_id,
-            operation_id=operation_id,
-            operation=operation,
-            created_at=now,
-            updated_at=now,
-        )
-        for (card_id, operation_id), operation in sorted(keys.items())
-    ]
-    # DO UPDATE rather than DO NOTHING: it returns the ids of existing rows too, and it takes
-    # the row lock that serialises concurrent deliveries for the same order.
-    CardOrder.objects.bulk_create(
-        new_orders,
-        update_conflicts=True,
-        unique_fields=["issuer", "card_id", "operation_id"],
-        update_fields=["operation"],
-    )
-    if any(order.pk is None for order in new_orders):  # a backend without RETURNING
-        by_key = {
-            (o.card_id, o.operation_id): o
-            for o in CardOrder.objects.select_for_update().filter(
-                issuer=issuer, card_id__in={k[0] for k in keys}
+    rows = rows_upsert(
+        [
+            CardOrder(
+                issuer=issuer,
+                card_id=card_id,
+                operation_id=operation_id,
+                operation=operation,
+                created_at=now,
+                updated_at=now,
             )
-        }
-        return {key: by_key[key] for key in keys}
-    return {(o.card_id, o.operation_id): o for o in new_orders}
+            for (card_id, operation_id), operation in sorted(keys.items())
+        ],
+        insert_fields=[
+            "issuer",
+            "card_id",
+            "operation_id",
+            "operation",
+            "created_at",
+            "updated_at",
+        ],
+        conflict_fields=["issuer", "card_id", "operation_id"],
+        update_fields=["operation"],
+        returning=_BOOKKEEPING_FIELDS,
+    )
+    # The stored bookkeeping (flags seen before, whether reconciliation is pending) is what the
+    # re-derivation compares against, so it comes back from the database, not from defaults.
+    return {(r["card_id"], r["operation_id"]): CardOrder(issuer=issuer, **r) for r in rows}
 
 
-def _store_events(*, issuer, items, orders, source, delivery, now) -> None:
+_BOOKKEEPING_FIELDS = [
+    "id",
+    "card_id",
+    "operation_id",
+    "event_count",
+    "has_conflict",
+    "unknown_codes",
+    "missing_steps",
+    "needs_reconcile",
+    "reconcile_reason",
+]
+
+
+def _store_events(*, issuer, items, orders, source, delivery, now) -> dict[str, int]:
+    """Insert the distinct items as events; return the new ones as fingerprint → event id."""
     events = []
     for item in sorted(items.values(), key=lambda i: i.fingerprint):
         check = item.check
@@ -179,13 +203,16 @@ def _store_events(*, issuer, items, orders, source, delivery, now) -> None:
                 source=source,
                 first_received_at=now,
                 last_received_at=now,
-                times_received=item.copies,
+                times_received=1,
                 outcome=outcome,
                 validation_error=check.error,
                 applied_at=applied_at,
             )
         )
-    OperationEvent.objects.bulk_create(events, ignore_conflicts=True)
+    inserted = rows_insert_new(
+        events, conflict_fields=["issuer", "fingerprint"], returning=["fingerprint", "id"]
+    )
+    return dict(inserted)
 
 
 def _short(source: Any, name: str, max_len: int) -> str:
@@ -193,25 +220,17 @@ def _short(source: Any, name: str, max_len: int) -> str:
     return value[:max_len] if isinstance(value, str) else ""
 
 
-def _count_copies(*, issuer, items, delivery, now) -> set[str]:
-    """Add repeated copies to existing events; return the fingerprints that are new here."""
-    stored = OperationEvent.objects.filter(issuer=issuer, fingerprint__in=list(items)).values_list(
-        "id", "fingerprint", "delivery_id"
-    )
-    new: set[str] = set()
-    repeats: dict[int, list[int]] = defaultdict(list)
-    for event_id, fingerprint, delivery_id in stored:
-        # An event is new here if this delivery stored it; a concurrent delivery that stored the
-        # same item first has committed before our insert returned, so ours is a repeat.
-        if delivery_id == delivery.pk:
-            new.add(fingerprint)
-        else:
-            repeats[items[fingerprint].copies].append(event_id)
-    for copies, event_ids in repeats.items():
-        OperationEvent.objects.filter(id__in=event_ids).update(
+def _count_repeats(*, issuer, items, new_fingerprints, now) -> None:
+    """Add every copy that did not create its event to that event's `times_received`."""
+    repeats: dict[int, list[str]] = defaultdict(list)
+    for fingerprint, item in items.items():
+        copies = item.copies - (1 if fingerprint in new_fingerprints else 0)
+        if copies:
+            repeats[copies].append(fingerprint)
+    for copies, fingerprints in repeats.items():
+        OperationEvent.objects.filter(issuer=issuer, fingerprint__in=fingerprints).update(
             times_received=F("times_received") + copies, last_received_at=now
         )
-    return new
 
 
 # ---------------------------------------------------------------------------- re-derivation
@@ -256,16 +275,28 @@ _STATE_FIELDS = [
 ]
 
 
-def refresh_orders(orders: Sequence[CardOrder], *, now=None) -> None:
+def refresh_orders(
+    orders: Sequence[CardOrder],
+    *,
+    now=None,
+    known_events: dict[int, list[EventFacts]] | None = None,
+) -> None:
     """Re-derive and save the state of locked `orders` from all their events.
 
     Also records each event's outcome and marks unapplied events applied. Callers hold the
     orders' row locks (or SQLite's write lock) so that no concurrent ingest interleaves.
+    `known_events` gives, per order id, every event of orders whose events the caller already
+    holds (just inserted, not applied yet); the others are read from the database.
     """
     now = now or timezone.now()
+    known_events = known_events or {}
     by_order: dict[int, list[EventFacts]] = defaultdict(list)
     current_outcome: dict[int, tuple[str, bool]] = {}
-    rows = OperationEvent.objects.filter(order__in=[o.pk for o in orders]).values_list(
+    for order_id, facts in known_events.items():
+        by_order[order_id] = list(facts)
+        current_outcome.update({fact.key: ("", False) for fact in facts})
+    to_read = [o.pk for o in orders if o.pk not in known_events]
+    rows = OperationEvent.objects.filter(order__in=to_read).values_list(
         "id",
         "order_id",
         "fingerprint",
@@ -275,7 +306,9 @@ def refresh_orders(orders: Sequence[CardOrder], *, now=None) -> None:
         "outcome",
         "applied_at",
     )
-    for event_id, order_id, fingerprint, first, last, payload, outcome, applied_at in rows:
+    for event_id, order_id, fingerprint, first, last, payload, outcome, applied_at in (
+        rows if to_read else []
+    ):
         by_order[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
         current_outcome[event_id] = (outcome, applied_at is not None)
 
@@ -286,9 +319,8 @@ def refresh_orders(orders: Sequence[CardOrder], *, now=None) -> None:
         for event_id, outcome in state.outcomes.items():
             if current_outcome[event_id] != (outcome, True):
                 changed_events.append(OperationEvent(id=event_id, outcome=outcome, applied_at=now))
-    CardOrder.objects.bulk_update(orders, _STATE_FIELDS)
-    if changed_events:
-        OperationEvent.objects.bulk_update(changed_events, ["outcome", "applied_at"])
+    rows_update(orders, _STATE_FIELDS)
+    rows_update(changed_events, ["outcome", "applied_at"])
 
 
 def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:

@@ -1,0 +1,28 @@
+-- wrk script: POST D1 notification bodies of N new card orders each (N = first script argument).
+-- Every item is a new card, so each one costs an order upsert, an event insert and a fold.
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  batch = tonumber(args[1]) or 1
+  nonce = args[2] or "run"
+  counter = 0
+end
+
+function request()
+  counter = counter + 1
+  local ops = {}
+  for i = 1, batch do
+    local card = string.format("%s-%d-%d-%d", nonce, tid, counter, i)
+    ops[i] = string.format(
+      '{"operationId":"op-%s","operation":"PRODUCE","status":"PENDING",' ..
+      '"startTime":"2026-03-02T09:15:04.120Z","cardId":"%s","issuerRequestId":"req-%s",' ..
+      '"details":{"status":"CARD_PROD_REQUESTED"}}', card, card, card)
+  end
+  local body = '{"operations":[' .. table.concat(ops, ",") .. ']}'
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end

@@ -1,0 +1,1 @@
+"""A stand-in for Thales D1 that feeds, answers and checks the portal over real HTTP."""

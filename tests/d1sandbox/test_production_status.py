@@ -1,0 +1,190 @@
+"""The sandbox's productionStatus API: bearer checks, the truth's latest item, injected faults."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from d1sandbox.keys import KeyPairFiles
+from d1sandbox.state import ItemKey, StateStore
+from d1sandbox.testing import SandboxProcess
+from tests.d1sandbox.assertions import JWT_BEARER, assertion_make
+
+ISSUER = "ISSUERX001"
+CARD = "card-000123"
+OPERATION = "op-7f3c9a12e4b54d01"
+REQUESTED = {
+    "operationId": OPERATION,
+    "operation": "PRODUCE",
+    "status": "PENDING",
+    "startTime": "2026-03-02T09:15:04.120Z",
+    "cardId": CARD,
+    "details": {"status": "CARD_PROD_REQUESTED"},
+}
+PREPARED = {**REQUESTED, "details": {"status": "DATA_PREPARED", "dueDate": "2026-03-05"}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _truth(sandbox_state_path: Path) -> None:
+    store = StateStore(sandbox_state_path)
+    run_id, _ = store.run_start(seed=0, run_number=None, options={})
+    store.items_record(
+        run_id=run_id,
+        happenings=[
+            (ItemKey(ISSUER, CARD, OPERATION, 0), REQUESTED, False),
+            (ItemKey(ISSUER, CARD, OPERATION, 1), PREPARED, True),
+        ],
+    )
+    store.close()
+
+
+def _token(sandbox: SandboxProcess, keys: KeyPairFiles, issuer_id: str = ISSUER) -> str:
+    response = requests.post(
+        sandbox.token_url,
+        data={"grant_type": JWT_BEARER, "assertion": assertion_make(keys, issuer_id=issuer_id)},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def _status(
+    sandbox: SandboxProcess,
+    token: str | None,
+    *,
+    issuer_id: str = ISSUER,
+    card_id: str = CARD,
+    correlation_id: str = "test-correlation-1",
+) -> requests.Response:
+    headers = {"Accept": "application/json", "x-correlation-id": correlation_id}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    url = f"{sandbox.api_base_url}/issuers/{issuer_id}/physicalCards/{card_id}/productionStatus"
+    return requests.get(url, headers=headers, timeout=5)
+
+
+def test_answers_the_latest_item_exactly_as_generated(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    response = _status(sandbox, _token(sandbox, sandbox_keys), correlation_id="corr-latest-42")
+
+    assert response.status_code == 200
+    # The latest step counts even though the feed dropped it: D1 knows what happened.
+    assert response.json() == {"operations": [PREPARED]}
+    assert sandbox.stats()["status_requests"] == {"total": 1, "ok": 1}
+    time.sleep(0.1)
+    assert "correlation=corr-latest-42" in sandbox.log_text()
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token"])
+def test_missing_or_unknown_token_is_401(sandbox: SandboxProcess, token: str | None) -> None:
+    response = _status(sandbox, token)
+
+    assert response.status_code == 401
+    assert response.json()["errorCode"] == "AUTHORIZER_UNAUTHORIZED"
+
+
+def test_revoked_token_is_401(sandbox: SandboxProcess, sandbox_keys: KeyPairFiles) -> None:
+    token = _token(sandbox, sandbox_keys)
+    assert _status(sandbox, token).status_code == 200
+
+    assert sandbox.revoke_tokens() == 1
+
+    assert _status(sandbox, token).status_code == 401
+
+
+def test_expired_token_is_401(
+    sandbox_keys: KeyPairFiles, sandbox_state_path: Path, tmp_path: Path
+) -> None:
+    with SandboxProcess(
+        keys_dir=sandbox_keys.directory,
+        state_path=sandbox_state_path,
+        log_path=tmp_path / "serve.log",
+        extra_args=["--token-ttl", "1"],
+    ) as short_lived:
+        token = _token(short_lived, sandbox_keys)
+        assert _status(short_lived, token).status_code == 200
+        time.sleep(1.1)
+        response = _status(short_lived, token)
+
+    assert response.status_code == 401
+    assert response.json()["errorCode"] == "AUTHORIZER_UNAUTHORIZED"
+
+
+def test_token_of_another_issuer_is_403(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    other_token = _token(sandbox, sandbox_keys, issuer_id="ISSUERX002")
+
+    response = _status(sandbox, other_token)
+
+    assert response.status_code == 403
+    assert sandbox.stats()["status_requests"] == {"total": 1, "forbidden": 1}
+
+
+def test_unknown_card_is_404_card_not_found(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    response = _status(sandbox, _token(sandbox, sandbox_keys), card_id="card-unknown")
+
+    assert response.status_code == 404
+    assert response.json()["errorCode"] == "CARD_NOT_FOUND"
+
+
+def test_injected_429_carries_retry_after(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    token = _token(sandbox, sandbox_keys)
+    sandbox.faults(script=[429], retry_after=3)
+
+    limited = _status(sandbox, token)
+    after = _status(sandbox, token)
+
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "3"
+    assert after.status_code == 200
+    assert sandbox.stats()["status_requests"] == {"total": 2, "injected_429": 1, "ok": 1}
+
+
+def test_fault_rates_apply_to_every_call_until_changed(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    token = _token(sandbox, sandbox_keys)
+    sandbox.faults(rate_5xx=1.0, status_5xx=502)
+
+    answers = [_status(sandbox, token).status_code for _ in range(3)]
+    sandbox.faults(rate_5xx=0.0)
+
+    assert answers == [502, 502, 502]
+    assert _status(sandbox, token).status_code == 200
+
+
+def test_latency_is_added_before_answering(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    token = _token(sandbox, sandbox_keys)
+    sandbox.faults(latency_ms=300)
+
+    started = time.monotonic()
+    response = _status(sandbox, token)
+
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_startup_flags_inject_faults(
+    sandbox_keys: KeyPairFiles, sandbox_state_path: Path, tmp_path: Path
+) -> None:
+    with SandboxProcess(
+        keys_dir=sandbox_keys.directory,
+        state_path=sandbox_state_path,
+        log_path=tmp_path / "serve.log",
+        extra_args=["--rate-429", "1", "--retry-after", "7"],
+    ) as limited:
+        response = _status(limited, _token(limited, sandbox_keys))
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
