@@ -26,20 +26,18 @@ from unfold.admin import ModelAdmin
 from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters
-from tracking.models import CardOrder, Issuer, NotificationDelivery, OperationEvent
+from tracking.admin_reconcile import ReconcileAttemptAdmin, reconcile_now_action
+from tracking.models import (
+    CardOrder,
+    Issuer,
+    NotificationDelivery,
+    OperationEvent,
+    ReconcileAttempt,
+)
 from tracking.services import order_actions, order_search
 from tracking.services.export import orders_csv_lines
+from tracking.services.reconcile import orders_reconcile_now
 from tracking.services.timeline import humanize_duration, stage_spans, timeline_entries
-
-try:  # Reconciliation (tracking.admin_reconcile) may be absent from a build.
-    from tracking.admin_reconcile import reconcile_now_action
-except ImportError:  # pragma: no cover - depends on the build
-    reconcile_now_action = None
-
-try:
-    from tracking.services.reconcile import orders_reconcile_now
-except ImportError:  # pragma: no cover - depends on the build
-    orders_reconcile_now = None
 
 # queue -> (title, what is in it)
 QUEUES = {
@@ -145,7 +143,7 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
     ]
     list_before_template = "admin/tracking/cardorder/list_toolbar.html"
     list_fullwidth = True
-    actions = [reconcile_now_action] if reconcile_now_action else ["reconcile_now_unavailable"]
+    actions = [reconcile_now_action]
 
     # ------------------------------------------------------------------ permissions
 
@@ -257,16 +255,6 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
             request.backoffice_now = timezone.now()
         return request.backoffice_now
 
-    @admin.action(
-        description="Reconcile now (not available in this build)", permissions=["reconcile"]
-    )
-    def reconcile_now_unavailable(self, request, queryset):
-        self.message_user(
-            request,
-            "Reconciliation is not available in this build: no order was sent to D1.",
-            messages.WARNING,
-        )
-
     # ------------------------------------------------------------------ urls
 
     def get_urls(self):
@@ -339,9 +327,7 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
             "reconcile_attempts": _reconcile_attempts(order),
             "acknowledgements": list(order.acknowledgements.select_related("user")[:20]),
             "exception": order_is_exception(order),
-            "can_reconcile": orders_reconcile_now is not None
-            and self.has_reconcile_permission(request),
-            "reconcile_available": orders_reconcile_now is not None,
+            "can_reconcile": self.has_reconcile_permission(request),
             "can_replay": self.has_replay_permission(request),
             "can_acknowledge": self.has_acknowledge_permission(request),
             "shipment_json": json.dumps(order.shipment, indent=2, sort_keys=True)
@@ -365,19 +351,24 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         if not self.has_reconcile_permission(request):
             raise PermissionDenied
         order = self._order_or_404(object_id)
-        if orders_reconcile_now is None:
-            messages.warning(request, "Reconciliation is not available in this build.")
-            return self._back_to(order.pk)
+        asked_at = timezone.now()
         orders_reconcile_now(order_ids=[order.pk], user=request.user)
-        attempt = (_reconcile_attempts(order) or [None])[0]
+        # Queued after this request commits; a worker that runs tasks at once (or tests,
+        # eager) has already answered, and then the outcome is worth saying.
+        attempt = (
+            ReconcileAttempt.objects.filter(order=order, started_at__gte=asked_at)
+            .order_by("-started_at", "-pk")
+            .first()
+        )
         if attempt is None:
-            messages.info(request, "Reconciliation requested; the result will appear here.")
+            messages.info(
+                request, "Reconciliation queued; the attempt appears on this page once D1 answers."
+            )
         else:
-            messages.success(
-                request,
-                f"Asked D1 for the truth: {attempt.get_outcome_display()}"
-                + (f" ({attempt.error})" if getattr(attempt, "error", "") else "")
-                + ".",
+            level = messages.ERROR if attempt.outcome == "error" else messages.SUCCESS
+            detail = f" ({attempt.error})" if attempt.error else ""
+            messages.add_message(
+                request, level, f"Asked D1 for this order: {attempt.get_outcome_display()}{detail}."
             )
         return self._back_to(order.pk)
 
@@ -431,13 +422,11 @@ def order_is_exception(order: CardOrder) -> bool:
 
 
 def _reconcile_attempts(order: CardOrder) -> list:
-    from django.apps import apps
-
-    try:
-        attempt_model = apps.get_model("tracking", "ReconcileAttempt")
-    except LookupError:
-        return []
-    return list(attempt_model.objects.filter(order=order).order_by("-started_at", "-pk")[:20])
+    return list(
+        ReconcileAttempt.objects.filter(order=order)
+        .select_related("requested_by")
+        .order_by("-started_at", "-pk")[:20]
+    )
 
 
 # ---------------------------------------------------------------------------- evidence
@@ -531,3 +520,16 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             delivery.body,
             " (truncated)" if delivery.body_truncated else "",
         )
+
+
+# ---------------------------------------------------------------------------- reconciliation
+
+# tracking.admin_reconcile registers the attempts with the stock admin class; this is the same
+# admin with the theme's look and a list that does not count the table.
+if admin.site.is_registered(ReconcileAttempt):
+    admin.site.unregister(ReconcileAttempt)
+
+
+@admin.register(ReconcileAttempt)
+class ThemedReconcileAttemptAdmin(FastListMixin, ReconcileAttemptAdmin, ModelAdmin):
+    list_filter_submit = False

@@ -12,7 +12,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from tracking.admin_filters import NONE
-from tracking.services.dashboard import FINAL_GROUPS, DashboardFigures, dashboard_figures
+from tracking.services.dashboard import (
+    DAY,
+    FINAL_GROUPS,
+    WEEK,
+    DashboardFigures,
+    dashboard_figures,
+)
 
 PRIMARY = "#2563eb"
 DANGER = "#dc2626"
@@ -228,7 +234,16 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
                     "notificationdelivery",
                     received_at__gte=figures.hours[0].hour.isoformat(),
                 ),
-                "reconcile_changed": _changelist("reconcileattempt", outcome__exact="changed"),
+                "reconcile_changed_24h": _changelist(
+                    "reconcileattempt",
+                    outcome__exact="changed",
+                    started_at__gte=(figures.now - DAY).isoformat(),
+                ),
+                "reconcile_changed_7d": _changelist(
+                    "reconcileattempt",
+                    outcome__exact="changed",
+                    started_at__gte=(figures.now - WEEK).isoformat(),
+                ),
                 "reconcile_attempts": _changelist("reconcileattempt"),
             },
             "stage_chart": json.dumps(_stage_chart(figures)),

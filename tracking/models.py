@@ -136,6 +136,8 @@ class CardOrder(models.Model):
     reconcile_attempts = models.PositiveIntegerField(default=0, db_default=0)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconcile_outcome = models.CharField(max_length=32, blank=True, db_default="")
+    # Reconciliation: a sweep's lease on the order, so that two sweeps never queue it twice.
+    reconcile_claimed_until = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -174,9 +176,22 @@ class CardOrder(models.Model):
                 | Q(has_unknown_status=True)
                 | ~Q(error_code=""),
             ),
+            # Reconciliation: the sweep looks only at open orders and shipped ones awaiting
+            # delivery, a small part of all orders once most have shipped.
+            models.Index(
+                fields=["stage_entered_at"], name="order_open", condition=Q(is_terminal=False)
+            ),
+            models.Index(
+                fields=["last_event_at"],
+                name="order_awaiting_delivery",
+                condition=Q(production_status="CARD_SHIPPED", shipment_final=False),
+            ),
         ]
         # admin: what operators may do beyond viewing.
-        permissions = [("replay_cardorder", "Can replay an order from its stored events")]
+        permissions = [
+            ("reconcile_cardorder", "Can ask D1 for an order's status now"),
+            ("replay_cardorder", "Can replay an order from its stored events"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.card_id} / {self.operation_id}"
@@ -236,6 +251,64 @@ class OperationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_id} {self.production_status or self.operation} ({self.outcome})"
+
+
+# ---------------------------------------------------------------------------- reconciliation
+
+
+class ReconcileOutcome(models.TextChoices):
+    CHANGED = "changed", "Changed the order"
+    UNCHANGED = "unchanged", "D1 said the same"
+    NOT_FOUND = "not_found", "Unknown at D1"
+    ERROR = "error", "Error"
+
+
+class ReconcileTrigger(models.TextChoices):
+    SWEEP = "sweep", "Sweep"
+    STAFF = "staff", "Staff (reconcile now)"
+    COMMAND = "command", "Command"
+
+
+class ReconcileAttempt(models.Model):
+    """One on-demand productionStatus call for one order and what it did; never edited."""
+
+    order = models.ForeignKey(CardOrder, on_delete=models.PROTECT, related_name="reconcile_history")
+    started_at = models.DateTimeField(default=timezone.now)
+    trigger = models.CharField(
+        max_length=16, choices=ReconcileTrigger, default=ReconcileTrigger.SWEEP
+    )
+    # Why the order was asked about: a flag (conflict, unknown_status, gap), stage_threshold,
+    # past_due, awaiting_delivery, or empty when staff or a command asked without a reason.
+    reason = models.CharField(max_length=32, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    correlation_id = models.CharField(max_length=64, blank=True)
+    # None when no HTTP answer came back (timeout, connection refused, configuration).
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=ReconcileOutcome)
+    error = models.TextField(blank=True)
+    items_received = models.PositiveIntegerField(default=0)
+    status_before = models.CharField(max_length=64, blank=True)
+    status_after = models.CharField(max_length=64, blank=True)
+    delivery = models.ForeignKey(
+        NotificationDelivery, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["order", "-started_at"], name="attempt_order_recent"),
+            models.Index(fields=["outcome", "-started_at"], name="attempt_outcome_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"reconcile #{self.pk} of order {self.order_id}: {self.outcome}"
 
 
 # ---------------------------------------------------------------------------- admin

@@ -154,6 +154,8 @@ D1_ISSUER_OVERRIDES = env.json("D1_ISSUER_OVERRIDES", default={})
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Reconciliation: workers publish while they consume, which the stock transport cannot take.
+    CELERY_BROKER_TRANSPORT = "config.broker:AtomicFilesystemTransport"
     _broker_dir = LOCAL_DIR / "broker"
     for _folder in ("out", "processed"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
@@ -162,6 +164,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # Exchange tables too, so the broker leaves nothing in the working directory.
+        "control_folder": str(_broker_dir / "control"),
     }
 else:
     # Tasks must finish (and be acked) well inside the visibility timeout, or Redis redelivers.
@@ -177,6 +181,8 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(LOCAL_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+# One queue name per deployment; tests give their worker a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 
 # ---------------------------------------------------------------------------- reconciliation
 # How long an order may stay in a stage before it is worth asking D1 (non-terminal stages).
@@ -192,6 +198,50 @@ RECONCILE_STAGE_THRESHOLDS = env.json(
 )
 RECONCILE_DEFAULT_STAGE_THRESHOLD = timedelta(
     seconds=env.int("RECONCILE_DEFAULT_STAGE_THRESHOLD", default=24 * 3600)
+)
+# An order still before shipment this long after its dueDate is asked about.
+RECONCILE_DUE_DATE_GRACE = timedelta(
+    seconds=env.int("RECONCILE_DUE_DATE_GRACE", default=2 * 24 * 3600)
+)
+# Shipped orders whose carrier has not reported delivery are asked at this slower cadence,
+# until delivery or until this long after shipment.
+RECONCILE_SHIPPED_INTERVAL = timedelta(
+    seconds=env.int("RECONCILE_SHIPPED_INTERVAL", default=12 * 3600)
+)
+RECONCILE_SHIPPED_MAX_AGE = timedelta(
+    seconds=env.int("RECONCILE_SHIPPED_MAX_AGE", default=30 * 24 * 3600)
+)
+# Per order, when D1 keeps saying the same or keeps failing: base * 2^(n-1), at most the cap.
+RECONCILE_BACKOFF_BASE = timedelta(seconds=env.int("RECONCILE_BACKOFF_BASE", default=60))
+RECONCILE_BACKOFF_CAP = timedelta(seconds=env.int("RECONCILE_BACKOFF_CAP", default=6 * 3600))
+# How often the sweep runs, how many orders it claims per transaction and per run, and how
+# long a claim lasts. The lease must outlast the queue: MAX_ORDERS at the task rate limit.
+RECONCILE_SWEEP_INTERVAL = env.float("RECONCILE_SWEEP_INTERVAL", default=60.0)
+RECONCILE_SWEEP_BATCH = env.int("RECONCILE_SWEEP_BATCH", default=100)
+RECONCILE_SWEEP_MAX_ORDERS = env.int("RECONCILE_SWEEP_MAX_ORDERS", default=1000)
+RECONCILE_CLAIM_SECONDS = env.int("RECONCILE_CLAIM_SECONDS", default=300)
+# Celery rate limit of the reconcile task, per worker process ("10/s", "600/m").
+RECONCILE_TASK_RATE_LIMIT = env("RECONCILE_TASK_RATE_LIMIT", default="10/s")
+# Safety net: stored events never applied (a crash between store and apply) are re-applied
+# once they are this old; the job runs at this interval.
+RECONCILE_PENDING_EVENTS_AGE = timedelta(
+    seconds=env.int("RECONCILE_PENDING_EVENTS_AGE", default=10)
+)
+RECONCILE_PENDING_EVENTS_INTERVAL = env.float("RECONCILE_PENDING_EVENTS_INTERVAL", default=60.0)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # `expires`: a tick that no worker took before the next one is dropped, not piled up.
+        "reconcile-sweep": {
+            "task": "tracking.reconcile_sweep",
+            "schedule": RECONCILE_SWEEP_INTERVAL,
+            "options": {"expires": RECONCILE_SWEEP_INTERVAL},
+        },
+        "apply-pending-events": {
+            "task": "tracking.apply_pending_events",
+            "schedule": RECONCILE_PENDING_EVENTS_INTERVAL,
+            "options": {"expires": RECONCILE_PENDING_EVENTS_INTERVAL},
+        },
+    }
 )
 
 # ---------------------------------------------------------------------------- admin (back office)

@@ -15,8 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect, sync_playwright
 
-from tests.fixtures.backoffice import load_backoffice_orders
-from tracking import admin as tracking_admin
+from tests.fixtures.backoffice import PATH, Card, load_backoffice_orders
 from tracking.models import CardOrder, OrderAcknowledgement
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -169,15 +168,18 @@ def test_filter_exceptions_acknowledge_one_and_export_the_list(page, orders):
     assert page.get_by_role("link", name="card-000999").count() == 0
 
 
-@pytest.mark.skipif(
-    tracking_admin.orders_reconcile_now is not None,
-    reason="reconciliation is in this build; see the reconcile-now test that drives the sandbox",
-)
-def test_reconcile_now_action_from_the_list(page, orders):
-    page.goto("/admin/tracking/cardorder/?queue=reconcile")
+def test_reconcile_now_from_the_order_page(page, orders, issuer, d1):
     gap = CardOrder.objects.get(pk=orders["gap"])
-    row = page.locator("#result_list tr", has=page.get_by_role("link", name=gap.card_id))
-    row.locator("input.action-select").check()
-    page.locator("select[name=action]").select_option("reconcile_now_unavailable")
-    page.get_by_role("button", name="Run").click()
-    expect(page.get_by_text("no order was sent to D1")).to_be_visible()
+    card = Card(gap.card_id, gap.operation_id, gap.input_file_name, gap.issuer_request_id)
+    d1.truth_record(issuer_id=issuer.issuer_id, items=[card.item(step) for step in PATH])
+    page.goto(f"/admin/tracking/cardorder/{gap.pk}/change/")
+    assert page.get_by_text("No call to D1 recorded for this order.").is_visible()
+
+    page.get_by_role("button", name="Reconcile now").click()
+
+    expect(page.get_by_text("Asked D1 for this order: Changed the order.")).to_be_visible()
+    attempts = page.get_by_role("table", name="Calls to D1's on-demand API for this order")
+    expect(attempts.get_by_text("Changed the order")).to_be_visible()
+    answer = page.locator('[data-lane="production"]', has_text="On-demand (reconciliation)")
+    expect(answer.locator(".bo-badge", has_text="CARD_PROD_DONE")).to_be_visible()
+    expect(page.locator("dd", has_text="CARD_PROD_DONE").first).to_be_visible()

@@ -8,9 +8,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.fixtures.backoffice import Card, post_items
-from tracking import admin as tracking_admin
-from tracking.models import CardOrder, OrderAcknowledgement
+from tests.fixtures.backoffice import PATH, Card, post_items
+from tracking.models import CardOrder, OrderAcknowledgement, ReconcileAttempt
 
 pytestmark = pytest.mark.django_db
 
@@ -151,17 +150,51 @@ def test_actions_a_viewer_may_not_run_are_disabled(admin_client_as, orders):
 # ---------------------------------------------------------------------------- reconcile now
 
 
-@pytest.mark.skipif(
-    tracking_admin.orders_reconcile_now is not None, reason="reconciliation is in this build"
-)
-def test_reconcile_now_says_it_is_unavailable_without_reconciliation(boss, orders):
-    html = boss.get(page_url(orders, "gap")).content.decode()
-    assert "Reconciliation with D1 is not available in this build." in html
-    response = boss.post(page_url(orders, "gap", "reconcile"), follow=True)
-    assert "Reconciliation is not available in this build." in response.content.decode()
-    changelist = boss.post(
-        "/admin/tracking/cardorder/",
-        {"action": "reconcile_now_unavailable", "_selected_action": [orders["gap"]]},
-        follow=True,
-    )
-    assert "no order was sent to D1" in changelist.content.decode()
+def tell_d1_the_gap_order_is_done(d1, orders, issuer) -> CardOrder:
+    """D1's truth for the gap order: every step up to CARD_PROD_DONE (the portal saw ONGOING)."""
+    order = CardOrder.objects.get(pk=orders["gap"])
+    card = Card(order.card_id, order.operation_id, order.input_file_name, order.issuer_request_id)
+    d1.truth_record(issuer_id=issuer.issuer_id, items=[card.item(step) for step in PATH])
+    return order
+
+
+def test_reconcile_now_asks_d1_and_the_page_shows_its_answer(
+    admin_client_as, orders, bo_issuer, d1, django_capture_on_commit_callbacks
+):
+    order = tell_d1_the_gap_order_is_done(d1, orders, bo_issuer)
+    operator = admin_client_as("tracking.view_cardorder", "tracking.reconcile_cardorder")
+
+    # The task is queued when the request commits (run at once here, as tests run tasks eager).
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator.post(page_url(orders, "gap", "reconcile"), follow=True)
+    assert "Reconciliation queued" in response.content.decode()
+
+    html = operator.get(page_url(orders, "gap")).content.decode()
+    order.refresh_from_db()
+    assert order.production_status == "CARD_PROD_DONE"
+    attempt = ReconcileAttempt.objects.get(order=order)
+    assert (attempt.trigger, attempt.requested_by.username) == ("staff", "clerk")
+    assert "On-demand (reconciliation)" in html  # D1's answer is on the timeline
+    assert "Staff (reconcile now) · clerk" in html  # and in the attempts
+    assert "Changed the order" in html
+
+
+def test_reconcile_now_needs_its_permission(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    assert viewer.post(page_url(orders, "gap", "reconcile")).status_code == 403
+    html = viewer.get(page_url(orders, "gap")).content.decode()
+    assert re.search(r"<button[^>]*disabled[^>]*>\s*<span[^>]*>sync</span>Reconcile now", html)
+
+
+def test_reconcile_now_from_the_list_queues_the_selected_orders(
+    boss, orders, bo_issuer, d1, django_capture_on_commit_callbacks
+):
+    tell_d1_the_gap_order_is_done(d1, orders, bo_issuer)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = boss.post(
+            "/admin/tracking/cardorder/",
+            {"action": "reconcile_now_action", "_selected_action": [orders["gap"]]},
+            follow=True,
+        )
+    assert "Reconciliation queued for 1 order(s)" in response.content.decode()
+    assert ReconcileAttempt.objects.filter(order_id=orders["gap"], outcome="changed").exists()

@@ -13,11 +13,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.apps import apps
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import TruncHour
 
-from tracking.models import CardOrder, NotificationDelivery, OperationEvent
+from tracking.models import (
+    CardOrder,
+    NotificationDelivery,
+    OperationEvent,
+    ReconcileAttempt,
+    ReconcileOutcome,
+)
 from tracking.rules import Outcome
 from tracking.services import order_queues
 
@@ -70,7 +75,6 @@ class DashboardFigures:
     open_exceptions: int = 0
     needs_reconcile: int = 0
     hours: list[HourCount] = field(default_factory=list)
-    reconcile_available: bool = False
     reconcile_changed: dict[str, int] = field(default_factory=dict)
     reconcile_attempts: dict[str, int] = field(default_factory=dict)
 
@@ -210,17 +214,14 @@ def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime) -> Non
 
 
 def _reconciliation(figures: DashboardFigures, *, now: dt.datetime) -> None:
-    try:
-        attempt_model = apps.get_model("tracking", "ReconcileAttempt")
-    except LookupError:
-        return
-    figures.reconcile_available = True
-    counts = attempt_model.objects.filter(started_at__gte=now - WEEK).aggregate(
+    counts = ReconcileAttempt.objects.filter(started_at__gte=now - WEEK).aggregate(
         # Orders, not attempts: an order corrected twice counts once.
         changed_24h=Count(
-            "order", filter=Q(outcome="changed", started_at__gte=now - DAY), distinct=True
+            "order",
+            filter=Q(outcome=ReconcileOutcome.CHANGED, started_at__gte=now - DAY),
+            distinct=True,
         ),
-        changed_7d=Count("order", filter=Q(outcome="changed"), distinct=True),
+        changed_7d=Count("order", filter=Q(outcome=ReconcileOutcome.CHANGED), distinct=True),
         all_24h=Count("pk", filter=Q(started_at__gte=now - DAY)),
         all_7d=Count("pk"),
     )

@@ -1,0 +1,85 @@
+"""Admin for reconciliation: the attempts list, an order-page inline, a "Reconcile now" action."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from tracking.models import ReconcileAttempt
+from tracking.services.reconcile import orders_reconcile_now
+
+ATTEMPT_FIELDS = [
+    "started_at",
+    "trigger",
+    "reason",
+    "outcome",
+    "http_status",
+    "latency_ms",
+    "items_received",
+    "status_before",
+    "status_after",
+    "error",
+    "correlation_id",
+    "requested_by",
+]
+
+
+class ReadOnlyMixin:
+    """Attempts are evidence: nobody adds, edits or deletes them."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReconcileAttempt)
+class ReconcileAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "started_at",
+        "order",
+        "trigger",
+        "reason",
+        "outcome",
+        "http_status",
+        "latency_ms",
+        "status_before",
+        "status_after",
+    ]
+    list_filter = ["outcome", "http_status", "trigger", "reason"]
+    list_select_related = ["order"]
+    search_fields = ["=order__card_id", "=order__operation_id", "=correlation_id"]
+    show_full_result_count = False
+    fields = ["order", *ATTEMPT_FIELDS, "delivery"]
+    readonly_fields = fields
+
+
+class ReconcileAttemptInline(ReadOnlyMixin, admin.TabularInline):
+    """The order page's list of its reconcile attempts, newest first."""
+
+    model = ReconcileAttempt
+    fk_name = "order"
+    extra = 0
+    can_delete = False
+    ordering = ["-started_at", "-id"]
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
+    verbose_name_plural = "reconcile attempts"
+
+
+@admin.action(description="Reconcile now with D1")
+def reconcile_now_action(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
+    """Queue a reconcile of every selected order, whatever its backoff."""
+    order_ids = list(queryset.values_list("pk", flat=True))
+    orders_reconcile_now(order_ids=order_ids, user=request.user)
+    modeladmin.message_user(
+        request,
+        f"Reconciliation queued for {len(order_ids)} order(s); each order's page lists its "
+        "attempts once D1 has answered.",
+        messages.SUCCESS,
+    )

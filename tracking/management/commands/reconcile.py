@@ -1,0 +1,88 @@
+"""`manage.py reconcile [ORDER_ID ...] [--due] [--all] [--dry-run] [--inline]`: ask D1."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from tracking.models import CardOrder, ReconcileTrigger
+from tracking.services.reconcile import (
+    ReconcileResult,
+    order_due_reason,
+    orders_due_for_reconcile,
+    orders_open_for_reconcile,
+    orders_reconcile_now,
+    reconcile_sweep,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Reconcile card orders with D1's productionStatus: the given order ids, --due (what the "
+        "sweep would pick) or --all (every order not in a final state). Queues tasks for the "
+        "workers unless --inline; --dry-run only lists the orders."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("order_ids", nargs="*", type=int, metavar="ORDER_ID")
+        parser.add_argument("--due", action="store_true", help="the orders the sweep would pick")
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            dest="every",
+            help="every order not in a final state, shipped orders awaiting delivery included",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="list, change nothing")
+        parser.add_argument("--inline", action="store_true", help="work here, not in a worker")
+
+    def handle(self, *args, order_ids, due, every, dry_run, inline, **options) -> None:
+        if sum([bool(order_ids), due, every]) != 1:
+            raise CommandError("Give order ids, --due or --all (exactly one of them).")
+        now = timezone.now()
+
+        if due and not dry_run:
+            # The sweep's own path: claims keep it apart from a sweep running at the same time.
+            result = reconcile_sweep(inline=inline, trigger=ReconcileTrigger.COMMAND)
+            self._report(len(result.order_ids), result.results, inline=inline)
+            return
+
+        if due:
+            orders = orders_due_for_reconcile(now=now)
+        elif every:
+            orders = orders_open_for_reconcile()
+        else:
+            orders = CardOrder.objects.filter(pk__in=order_ids).order_by("id")
+            missing = set(order_ids) - set(orders.values_list("id", flat=True))
+            if missing:
+                raise CommandError(f"No such order: {', '.join(map(str, sorted(missing)))}")
+
+        if dry_run:
+            count = 0
+            for order in orders.select_related("issuer").iterator():
+                count += 1
+                reason = order_due_reason(order=order, now=now) or "-"
+                self.stdout.write(
+                    f"{order.pk}\t{order.issuer.issuer_id}\t{order.card_id}\t"
+                    f"{order.production_status or '-'}\t{reason}"
+                )
+            self.stdout.write(f"{count} orders would be reconciled.")
+            return
+
+        ids = list(orders.values_list("id", flat=True))
+        results = orders_reconcile_now(
+            order_ids=ids, inline=inline, trigger=ReconcileTrigger.COMMAND
+        )
+        self._report(len(ids), results, inline=inline)
+
+    def _report(self, count: int, results: list[ReconcileResult], *, inline: bool) -> None:
+        if not inline:
+            self.stdout.write(f"Queued {count} orders for reconciliation.")
+            return
+        for result in results:
+            detail = f" ({result.error})" if result.error else ""
+            self.stdout.write(f"{result.order_id}\t{result.outcome}{detail}")
+        outcomes = Counter(result.outcome for result in results)
+        summary = ", ".join(f"{name} {n}" for name, n in sorted(outcomes.items())) or "nothing"
+        self.stdout.write(f"Reconciled {len(results)} orders: {summary}.")

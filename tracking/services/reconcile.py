@@ -1,0 +1,538 @@
+"""Reconciliation: ask D1 for an order's truth, fold it in like a webhook, and find who needs it.
+
+- `order_reconcile` calls productionStatus for one order and feeds the answer through
+  `ingest_operations` (source on_demand), so dedup, ranking and flags are those of webhooks;
+  it records a ReconcileAttempt and backs off per order when D1 keeps saying the same.
+- `orders_due_for_reconcile` says which orders need the truth now; `reconcile_sweep` claims
+  them in batches (SKIP LOCKED on PostgreSQL, a conditional-update lease elsewhere), so that
+  two sweeps never queue the same order, and queues one task per order after commit.
+- `events_apply_pending` is the safety net that re-applies stored events never applied.
+
+The D1 call never runs inside a transaction: no row lock is held while D1 is slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from tracking.d1_client import D1CardNotFoundError, D1Client, D1Config, D1Error
+from tracking.models import (
+    CardOrder,
+    EventSource,
+    Issuer,
+    NotificationDelivery,
+    OperationEvent,
+    ReconcileAttempt,
+    ReconcileOutcome,
+    ReconcileTrigger,
+)
+from tracking.services.ingest import ingest_operations, refresh_orders
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = "skipped"
+# Carrier tracking only exists for a shipped card; a returned one expects nothing more.
+AWAITING_DELIVERY_STATUS = "CARD_SHIPPED"
+
+
+class DueReason:
+    """Why an order is due, besides the flags set by ingest (conflict, unknown_status, gap)."""
+
+    STAGE_THRESHOLD = "stage_threshold"
+    PAST_DUE = "past_due"
+    AWAITING_DELIVERY = "awaiting_delivery"
+
+
+# The derived-state columns whose change makes an attempt "changed" (arrival times excluded).
+_STATE_COLUMNS = (
+    "operation_status",
+    "production_status",
+    "is_terminal",
+    "end_time",
+    "production_site",
+    "due_date",
+    "reason",
+    "error_code",
+    "error",
+    "shipment",
+    "has_conflict",
+    "unknown_codes",
+    "missing_steps",
+    "state_fingerprint",
+)
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one `order_reconcile` call did; `outcome` is a ReconcileOutcome or "skipped"."""
+
+    order_id: int
+    outcome: str
+    attempt_id: int | None = None
+    http_status: int | None = None
+    error: str = ""
+
+
+@dataclass
+class SweepResult:
+    """The orders one sweep claimed (and queued, unless it ran them itself)."""
+
+    order_ids: list[int] = field(default_factory=list)
+    results: list[ReconcileResult] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- D1 client
+
+
+_clients: dict[D1Config, D1Client] = {}
+_clients_lock = threading.Lock()
+
+
+def d1_client_for(issuer: Issuer) -> D1Client:
+    """The D1 client of an issuer: settings, D1_ISSUER_OVERRIDES, then the issuer's own key.
+
+    One client per configuration and process, so connections and the signing key are reused.
+    """
+    config = D1Config.for_issuer(issuer.issuer_id)
+    if issuer.d1_key_id:
+        config = dataclasses.replace(config, key_id=issuer.d1_key_id)
+    if issuer.d1_private_key_path:
+        config = dataclasses.replace(config, private_key_path=issuer.d1_private_key_path)
+    with _clients_lock:
+        client = _clients.get(config)
+        if client is None:
+            client = _clients[config] = D1Client(config)
+        return client
+
+
+# ---------------------------------------------------------------------------- one order
+
+
+def order_reconcile(
+    *,
+    order_id: int,
+    trigger: str = ReconcileTrigger.SWEEP,
+    user_id: int | None = None,
+    unless_reconciled_since: datetime | None = None,
+) -> ReconcileResult:
+    """Ask D1 for the order's latest state and fold the answer in as on-demand events.
+
+    Writes a NotificationDelivery (source on_demand) and events through `ingest_operations`
+    when D1 answers, then one ReconcileAttempt, and the order's bookkeeping: clears
+    `needs_reconcile` once D1 has answered, sets `reconcile_next_at` (exponential backoff while
+    D1 says the same, fails or does not know the card) and releases the sweep's claim.
+    Skips (records nothing) when the order is gone or was reconciled after
+    `unless_reconciled_since`, so a redelivered or doubly queued task costs no D1 call.
+    Raises only database errors; every D1 failure becomes an attempt with outcome `error`.
+    """
+    order = CardOrder.objects.select_related("issuer").filter(pk=order_id).first()
+    if order is None:
+        return ReconcileResult(order_id=order_id, outcome=SKIPPED, error="no such order")
+    if (
+        unless_reconciled_since is not None
+        and order.last_reconciled_at is not None
+        and order.last_reconciled_at >= unless_reconciled_since
+    ):
+        CardOrder.objects.filter(pk=order_id).update(reconcile_claimed_until=None)
+        return ReconcileResult(order_id=order_id, outcome=SKIPPED, error="reconciled meanwhile")
+
+    reason = order_due_reason(order=order, now=timezone.now())
+    correlation_id = uuid.uuid4().hex
+    started_at = timezone.now()
+    started = time.monotonic()
+    operations: list[dict[str, Any]] | None = None
+    http_status: int | None = None
+    error = ""
+    try:
+        operations = d1_client_for(order.issuer).get_production_status(
+            order.card_id, correlation_id=correlation_id
+        )
+        http_status = 200
+        outcome = ReconcileOutcome.UNCHANGED
+    except D1CardNotFoundError as exc:
+        http_status, error, outcome = exc.status, _error_text(exc), ReconcileOutcome.NOT_FOUND
+    except D1Error as exc:
+        http_status, error, outcome = exc.status, _error_text(exc), ReconcileOutcome.ERROR
+    latency_ms = round((time.monotonic() - started) * 1000)
+
+    with transaction.atomic():
+        # Only the order's row is locked (no join), so reconciles of one issuer run side by side.
+        order = CardOrder.objects.select_for_update().get(pk=order_id)
+        before = _state_of(order)
+        status_before = order.production_status
+        delivery = None
+        if operations is not None:
+            delivery = _on_demand_ingest(
+                issuer=order.issuer, operations=operations, correlation_id=correlation_id
+            )
+            order.refresh_from_db()
+            if _state_of(order) != before:
+                outcome = ReconcileOutcome.CHANGED
+        now = timezone.now()
+        _bookkeeping_update(order, outcome=outcome, now=now)
+        attempt = ReconcileAttempt.objects.create(
+            order=order,
+            started_at=started_at,
+            trigger=trigger,
+            reason=reason,
+            requested_by_id=user_id,
+            correlation_id=correlation_id,
+            http_status=http_status,
+            latency_ms=latency_ms,
+            outcome=outcome,
+            error=error,
+            items_received=len(operations or []),
+            status_before=status_before,
+            status_after=order.production_status,
+            delivery=delivery,
+        )
+    logger.info(
+        "reconciled order=%s card=%s outcome=%s http_status=%s latency_ms=%s correlation=%s",
+        order.pk,
+        order.card_id,
+        outcome,
+        http_status,
+        latency_ms,
+        correlation_id,
+    )
+    return ReconcileResult(
+        order_id=order.pk,
+        outcome=outcome,
+        attempt_id=attempt.pk,
+        http_status=http_status,
+        error=error,
+    )
+
+
+def _error_text(exc: D1Error) -> str:
+    text = str(exc)
+    if exc.body:
+        text = f"{text}: {exc.body}"
+    return text[:2000]
+
+
+def _state_of(order: CardOrder) -> tuple:
+    return tuple(getattr(order, name) for name in _STATE_COLUMNS)
+
+
+def _on_demand_ingest(
+    *, issuer: Issuer, operations: Sequence[Any], correlation_id: str
+) -> NotificationDelivery:
+    """Store D1's answer like a delivery, so the timeline shows where each item came from."""
+    delivery = NotificationDelivery.objects.create(
+        issuer=issuer,
+        issuer_id_in_path=issuer.issuer_id,
+        source=EventSource.ON_DEMAND,
+        correlation_id=correlation_id,
+        content_type="application/json",
+        byte_size=len(json.dumps({"operations": list(operations)}).encode()),
+        item_count=len(operations),
+        status_code=200,
+    )
+    result = ingest_operations(
+        issuer=issuer, operations=operations, source=EventSource.ON_DEMAND, delivery=delivery
+    )
+    delivery.new_count = result.new_count
+    delivery.duplicate_count = result.duplicate_count
+    delivery.rejected_count = result.rejected_count
+    if result.errors:
+        delivery.error = "; ".join(result.errors)[:2000]
+    delivery.save(update_fields=["new_count", "duplicate_count", "rejected_count", "error"])
+    return delivery
+
+
+def _bookkeeping_update(order: CardOrder, *, outcome: str, now: datetime) -> None:
+    """Clear the flag once D1 has answered; set the next attempt; release the claim."""
+    if outcome in (ReconcileOutcome.CHANGED, ReconcileOutcome.UNCHANGED):
+        order.needs_reconcile = False
+        order.reconcile_reason = ""
+    # `reconcile_attempts` counts attempts in a row that changed nothing; anything new since
+    # the last attempt (a webhook) starts the count again.
+    something_new = (
+        order.last_event_at is not None
+        and order.last_reconciled_at is not None
+        and order.last_event_at > order.last_reconciled_at
+    )
+    if outcome == ReconcileOutcome.CHANGED or something_new:
+        order.reconcile_attempts = 0
+    if outcome != ReconcileOutcome.CHANGED:
+        order.reconcile_attempts += 1
+    delay = reconcile_backoff(attempts=order.reconcile_attempts)
+    if _awaits_delivery(order):
+        delay = max(delay, settings.RECONCILE_SHIPPED_INTERVAL)
+    order.reconcile_next_at = now + delay if delay else None
+    order.reconcile_claimed_until = None
+    order.last_reconciled_at = now
+    order.last_reconcile_outcome = outcome
+    order.save(
+        update_fields=[
+            "needs_reconcile",
+            "reconcile_reason",
+            "reconcile_attempts",
+            "reconcile_next_at",
+            "reconcile_claimed_until",
+            "last_reconciled_at",
+            "last_reconcile_outcome",
+        ]
+    )
+
+
+def reconcile_backoff(*, attempts: int) -> timedelta:
+    """The wait after `attempts` attempts in a row that changed nothing: base * 2^(n-1), capped."""
+    if attempts <= 0:
+        return timedelta(0)
+    base: timedelta = settings.RECONCILE_BACKOFF_BASE
+    cap: timedelta = settings.RECONCILE_BACKOFF_CAP
+    # Bounded exponent: 2**40 base-periods is past any sensible cap and never overflows.
+    return min(cap, base * (2 ** min(attempts - 1, 40)))
+
+
+def _awaits_delivery(order: CardOrder) -> bool:
+    return (
+        order.production_status == AWAITING_DELIVERY_STATUS
+        and bool(order.shipment)
+        and not order.shipment_final
+    )
+
+
+# ---------------------------------------------------------------------------- who is due
+
+
+def _stage_stale_q(now: datetime) -> Q:
+    """Non-terminal orders in their stage for longer than the stage's threshold."""
+    thresholds: dict[str, int] = settings.RECONCILE_STAGE_THRESHOLDS
+    default: timedelta = settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
+    stale = Q()
+    for status, seconds in thresholds.items():
+        stale |= Q(production_status=status, stage_entered_at__lte=now - timedelta(seconds=seconds))
+    # Any other non-terminal status (and an order known only by unknown codes, which has no
+    # stage yet) waits for the default threshold.
+    stale |= ~Q(production_status__in=list(thresholds)) & Q(stage_entered_at__lte=now - default)
+    stale |= Q(stage_entered_at__isnull=True, last_event_at__lte=now - default)
+    return Q(is_terminal=False) & stale
+
+
+def _past_due_q(now: datetime) -> Q:
+    """Orders not shipped (nor failed) by their dueDate plus the grace period."""
+    cutoff = (now - settings.RECONCILE_DUE_DATE_GRACE).date()
+    return Q(is_terminal=False, due_date__lt=cutoff)
+
+
+def _awaiting_delivery_q(now: datetime, *, max_age: timedelta | None) -> Q:
+    """Shipped orders whose carrier has not reported delivery, quiet for the shipped interval."""
+    awaiting = Q(
+        production_status=AWAITING_DELIVERY_STATUS, shipment_final=False, shipment__isnull=False
+    )
+    quiet = Q(last_event_at__lte=now - settings.RECONCILE_SHIPPED_INTERVAL)
+    if max_age is None:
+        return awaiting
+    return awaiting & quiet & Q(stage_entered_at__gte=now - max_age)
+
+
+def _ready_q(now: datetime) -> Q:
+    return Q(reconcile_next_at__isnull=True) | Q(reconcile_next_at__lte=now)
+
+
+def _unclaimed_q(now: datetime) -> Q:
+    return Q(reconcile_claimed_until__isnull=True) | Q(reconcile_claimed_until__lte=now)
+
+
+def _active_issuers_q() -> Q:
+    # A subquery rather than a join, so that SELECT ... FOR UPDATE locks card orders only.
+    return Q(issuer__in=Issuer.objects.filter(is_active=True).values("pk"))
+
+
+def orders_due_for_reconcile(*, now: datetime | None = None) -> QuerySet[CardOrder]:
+    """Orders the sweep would pick now, flagged ones first.
+
+    Due: flagged by ingest (gap, unknown status, conflict); non-terminal and in their stage
+    longer than RECONCILE_STAGE_THRESHOLDS says; past dueDate + RECONCILE_DUE_DATE_GRACE and not
+    shipped; or shipped, carrier not final, quiet for RECONCILE_SHIPPED_INTERVAL and shipped less
+    than RECONCILE_SHIPPED_MAX_AGE ago. In every case not backing off and not claimed.
+    """
+    now = now or timezone.now()
+    due = (
+        Q(needs_reconcile=True)
+        | _stage_stale_q(now)
+        | _past_due_q(now)
+        | _awaiting_delivery_q(now, max_age=settings.RECONCILE_SHIPPED_MAX_AGE)
+    )
+    return CardOrder.objects.filter(
+        due & _ready_q(now) & _unclaimed_q(now) & _active_issuers_q()
+    ).order_by("-needs_reconcile", "id")
+
+
+def orders_open_for_reconcile() -> QuerySet[CardOrder]:
+    """Every order not in a final state: non-terminal, or shipped and still awaiting delivery."""
+    return CardOrder.objects.filter(
+        (Q(is_terminal=False) | _awaiting_delivery_q(timezone.now(), max_age=None))
+        & _active_issuers_q()
+    ).order_by("id")
+
+
+def order_due_reason(*, order: CardOrder, now: datetime) -> str:
+    """The reason an order is (or would be) due, for the attempt's record; "" when none."""
+    if order.needs_reconcile and order.reconcile_reason:
+        return order.reconcile_reason
+    if not order.is_terminal:
+        if order.due_date is not None and order.due_date < (
+            (now - settings.RECONCILE_DUE_DATE_GRACE).date()
+        ):
+            return DueReason.PAST_DUE
+        threshold = settings.RECONCILE_STAGE_THRESHOLDS.get(order.production_status)
+        limit = (
+            timedelta(seconds=threshold)
+            if threshold is not None
+            else settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
+        )
+        entered = order.stage_entered_at or order.last_event_at
+        if entered is not None and entered <= now - limit:
+            return DueReason.STAGE_THRESHOLD
+    if _awaits_delivery(order):
+        return DueReason.AWAITING_DELIVERY
+    return ""
+
+
+# ---------------------------------------------------------------------------- the sweep
+
+
+def orders_claim_for_reconcile(*, limit: int, now: datetime | None = None) -> list[int]:
+    """Claim up to `limit` due orders for RECONCILE_CLAIM_SECONDS and return their ids.
+
+    Two sweeps running at once never claim the same order: on PostgreSQL the rows are read with
+    FOR UPDATE SKIP LOCKED; elsewhere each claim is a conditional UPDATE that only succeeds on
+    an unclaimed row. Runs in its own transaction (or the caller's).
+    """
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.RECONCILE_CLAIM_SECONDS)
+    due = orders_due_for_reconcile(now=now)
+    with transaction.atomic():
+        if connection.features.has_select_for_update_skip_locked:
+            order_ids = list(
+                due.select_for_update(skip_locked=True, of=("self",)).values_list("id", flat=True)[
+                    :limit
+                ]
+            )
+            CardOrder.objects.filter(id__in=order_ids).update(reconcile_claimed_until=until)
+            return order_ids
+        claimed = []
+        for order_id in list(due.values_list("id", flat=True)[:limit]):
+            if CardOrder.objects.filter(_unclaimed_q(now), id=order_id).update(
+                reconcile_claimed_until=until
+            ):
+                claimed.append(order_id)
+        return claimed
+
+
+def reconcile_sweep(
+    *,
+    max_orders: int | None = None,
+    batch_size: int | None = None,
+    inline: bool = False,
+    trigger: str = ReconcileTrigger.SWEEP,
+) -> SweepResult:
+    """Claim due orders batch by batch and queue a reconcile task for each after commit.
+
+    With `inline` the orders are reconciled in this process instead (the command's --inline).
+    Safe to run from two beats at once: claims keep the sweeps apart.
+    """
+    from tracking.tasks import reconcile_order_task
+
+    max_orders = settings.RECONCILE_SWEEP_MAX_ORDERS if max_orders is None else max_orders
+    batch_size = batch_size or settings.RECONCILE_SWEEP_BATCH
+    result = SweepResult()
+    while len(result.order_ids) < max_orders:
+        with transaction.atomic():
+            claimed_at = timezone.now()
+            order_ids = orders_claim_for_reconcile(
+                limit=min(batch_size, max_orders - len(result.order_ids)), now=claimed_at
+            )
+            if not inline:
+                for order_id in order_ids:
+                    reconcile_order_task.delay_on_commit(
+                        order_id, enqueued_at=claimed_at.isoformat(), trigger=trigger
+                    )
+        result.order_ids += order_ids
+        if inline:
+            result.results += [
+                order_reconcile(order_id=order_id, trigger=trigger) for order_id in order_ids
+            ]
+        if len(order_ids) < batch_size:
+            break
+    if result.order_ids:
+        logger.info("reconcile sweep claimed %d orders", len(result.order_ids))
+    return result
+
+
+def orders_reconcile_now(
+    *,
+    order_ids: Iterable[int],
+    user=None,
+    inline: bool = False,
+    trigger: str = ReconcileTrigger.STAFF,
+) -> list[ReconcileResult]:
+    """Reconcile the given orders now, whatever their backoff: queued, or here with `inline`.
+
+    Queued tasks are published after the current transaction commits and go through the same
+    rate limit as the sweep's; returns the results when inline, else an empty list.
+    """
+    from tracking.tasks import reconcile_order_task
+
+    user_id = getattr(user, "pk", None)
+    order_ids = list(order_ids)
+    if inline:
+        return [
+            order_reconcile(order_id=order_id, trigger=trigger, user_id=user_id)
+            for order_id in order_ids
+        ]
+    enqueued_at = timezone.now().isoformat()
+    for order_id in order_ids:
+        reconcile_order_task.delay_on_commit(
+            order_id, enqueued_at=enqueued_at, trigger=trigger, user_id=user_id
+        )
+    return []
+
+
+# ---------------------------------------------------------------------------- safety net
+
+
+def events_apply_pending(*, older_than: timedelta | None = None, limit: int = 500) -> int:
+    """Re-derive the orders of events stored but never applied; returns how many orders.
+
+    Such events exist only after a crash between storing and applying; the orders are locked
+    in the same order ingest locks them, so a concurrent delivery waits instead of deadlocking.
+    """
+    older_than = settings.RECONCILE_PENDING_EVENTS_AGE if older_than is None else older_than
+    cutoff = timezone.now() - older_than
+    order_ids = list(
+        OperationEvent.objects.filter(
+            applied_at__isnull=True, order__isnull=False, first_received_at__lte=cutoff
+        )
+        .values_list("order_id", flat=True)
+        .distinct()[:limit]
+    )
+    if not order_ids:
+        return 0
+    with transaction.atomic():
+        orders = list(
+            CardOrder.objects.select_for_update()
+            .filter(pk__in=order_ids)
+            .order_by("issuer_id", "card_id", "operation_id")
+        )
+        refresh_orders(orders)
+    logger.warning("re-applied pending events of %d orders", len(orders))
+    return len(orders)

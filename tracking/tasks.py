@@ -1,0 +1,40 @@
+"""Celery tasks: thin callers of the reconciliation services, idempotent and safe to run twice."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+from django.conf import settings
+
+from tracking.models import ReconcileTrigger
+from tracking.services.reconcile import events_apply_pending, order_reconcile, reconcile_sweep
+
+
+@shared_task(name="tracking.reconcile_order", rate_limit=settings.RECONCILE_TASK_RATE_LIMIT)
+def reconcile_order_task(
+    order_id: int,
+    enqueued_at: str | None = None,
+    trigger: str = ReconcileTrigger.SWEEP,
+    user_id: int | None = None,
+) -> str:
+    """Reconcile one order; a copy of the task that runs after another did nothing."""
+    result = order_reconcile(
+        order_id=order_id,
+        trigger=trigger,
+        user_id=user_id,
+        unless_reconciled_since=datetime.fromisoformat(enqueued_at) if enqueued_at else None,
+    )
+    return result.outcome
+
+
+@shared_task(name="tracking.reconcile_sweep")
+def reconcile_sweep_task() -> int:
+    """Claim the orders that are due and queue one reconcile task for each."""
+    return len(reconcile_sweep().order_ids)
+
+
+@shared_task(name="tracking.apply_pending_events")
+def apply_pending_events_task() -> int:
+    """The safety net: re-apply stored events that were never applied."""
+    return events_apply_pending()
