@@ -523,6 +523,25 @@ def write_section(path: Path, section: str) -> None:
     )
 
 
+def record_load_seconds(seconds: float) -> None:
+    """Keep how long the load took with the data, for a later run with --reuse."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        comment = f"bench load seconds: {seconds:.1f}"
+        cursor.execute(f"COMMENT ON TABLE tracking_cardorder IS '{comment}'")
+
+
+def recorded_load_seconds() -> float | None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT obj_description('tracking_cardorder'::regclass, 'pg_class')")
+        comment = cursor.fetchone()[0] or ""
+    prefix = "bench load seconds: "
+    return float(comment.removeprefix(prefix)) if comment.startswith(prefix) else None
+
+
 def use_database(base_url: str, size: int) -> str:
     """Point Django at the size's own database (created when missing) and migrate it."""
     from django.core.management import call_command
@@ -564,11 +583,12 @@ def main() -> None:
         name = use_database(base_url, size)
         if args.reuse and CardOrder.objects.count() == size:
             print(f"{name}: reusing {size:,} orders", flush=True)
-            loads[size] = None
+            loads[size] = recorded_load_seconds()
         else:
             print(f"{name}: loading {size:,} orders", flush=True)
             reset()
             loads[size] = load(start=1, stop=size)
+            record_load_seconds(loads[size])
         print(f"measuring at {size:,} orders", flush=True)
         results[size] = run_pages(size, args.runs)
     section = report(results, loads, args.runs)

@@ -143,7 +143,7 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
     ]
     list_before_template = "admin/tracking/cardorder/list_toolbar.html"
     list_fullwidth = True
-    actions = [reconcile_now_action]
+    actions = ["reconcile_selected"]
 
     # ------------------------------------------------------------------ permissions
 
@@ -230,7 +230,7 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
 
     @admin.display(description="time in stage", ordering="stage_entered_at")
     def stage_time(self, order: CardOrder) -> str:
-        return admin_display.time_in_stage(order, now=self._now())
+        return admin_display.time_in_stage(order, now=timezone.now())
 
     @admin.display(description="last update", ordering="updated_at")
     def last_update(self, order: CardOrder) -> str:
@@ -239,21 +239,17 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
             '<time datetime="{}">{}</time><span class="bo-subtle block">{} ago</span>',
             order.updated_at.isoformat(),
             local.strftime("%Y-%m-%d %H:%M"),
-            humanize_duration(self._now() - order.updated_at),
+            humanize_duration(timezone.now() - order.updated_at),
         )
 
     @admin.display(description="flags")
     def flags(self, order: CardOrder) -> str:
         return admin_display.flags_html(order)
 
-    def _now(self):
-        # One "now" per request keeps every row of a page consistent.
-        request = getattr(self, "request", None)
-        if request is None:
-            return timezone.now()
-        if not hasattr(request, "backoffice_now"):
-            request.backoffice_now = timezone.now()
-        return request.backoffice_now
+    @admin.action(description="Reconcile now with D1", permissions=["reconcile"])
+    def reconcile_selected(self, request, queryset):
+        """Reconciliation's own action, offered to operators only."""
+        return reconcile_now_action(self, request, queryset)
 
     # ------------------------------------------------------------------ urls
 
@@ -286,7 +282,6 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         """The current list (its filters, queue and search) as CSV, streamed."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        self.request = request
         changelist = self.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
         lines = orders_csv_lines(queryset=queryset, chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE)
@@ -303,7 +298,6 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         order = get_object_or_404(self.get_queryset(request), pk=object_id)
         if not self.has_view_permission(request, order):
             raise PermissionDenied
-        self.request = request
         now = timezone.now()
         events = list(order.timeline().select_related(None)[: TIMELINE_LIMIT + 1])
         context = {

@@ -193,8 +193,18 @@ def test_reconcile_now_from_the_list_queues_the_selected_orders(
     with django_capture_on_commit_callbacks(execute=True):
         response = boss.post(
             "/admin/tracking/cardorder/",
-            {"action": "reconcile_now_action", "_selected_action": [orders["gap"]]},
+            {"action": "reconcile_selected", "_selected_action": [orders["gap"]]},
             follow=True,
         )
     assert "Reconciliation queued for 1 order(s)" in response.content.decode()
     assert ReconcileAttempt.objects.filter(order_id=orders["gap"], outcome="changed").exists()
+
+
+def test_a_viewer_is_not_offered_reconcile_now_in_the_list(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    assert "reconcile_selected" not in viewer.get("/admin/tracking/cardorder/").content.decode()
+    viewer.post(
+        "/admin/tracking/cardorder/",
+        {"action": "reconcile_selected", "_selected_action": [orders["gap"]]},
+    )
+    assert not ReconcileAttempt.objects.exists()
