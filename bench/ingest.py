@@ -2,7 +2,9 @@
 
 Measured, not asserted. One run:
 1. a fresh database, migrated, with one issuer;
-2. gunicorn with production settings; wrk posts bodies of 1 and of 50 new card orders each;
+2. gunicorn with production settings; wrk posts bodies of 1 and of 50 new card orders each,
+   with a bearer token from the token endpoint and the certificate header a trusted proxy sends
+   (so the figures include D1's authentication, as in production);
 3. pgbench inserts one comparable row per transaction (an event-sized JSON row) with the same
    number of connections for the same time;
 then prints items per second, p50/p99 latency, non-2xx answers and the ratio to the raw rate.
@@ -14,6 +16,7 @@ Needs PostgreSQL on 127.0.0.1:5432 (user postgres), wrk and pgbench (Debian pack
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -44,7 +47,7 @@ def psql(sql: str, db: str = "postgres") -> None:
     )
 
 
-def run_wrk(url: str, *, batch: int, duration: int, connections: int) -> dict:
+def run_wrk(url: str, *, batch: int, duration: int, connections: int, token: str) -> dict:
     out = subprocess.run(
         [
             "wrk",
@@ -61,6 +64,7 @@ def run_wrk(url: str, *, batch: int, duration: int, connections: int) -> dict:
             "--",
             str(batch),
             secrets.token_hex(4),
+            token,
         ],
         capture_output=True,
         text=True,
@@ -114,6 +118,31 @@ def run_pgbench(*, duration: int, connections: int) -> float:
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+def d1_token(*, python: str, env: dict, port: int) -> str:
+    """A D1 client for the bench issuer, and a token from the portal's own token endpoint."""
+    out = subprocess.run(
+        [python, "manage.py", "create_d1_client", ISSUER],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    values = dict(line.split("=", 1) for line in out.split())
+    pair = f"{values['client_id']}:{values['client_secret']}".encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/authz/d1/v1/oauth2/token",
+        data=b"grant_type=client_credentials",
+        headers={
+            "Authorization": "Basic " + base64.b64encode(pair).decode(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-SSL-Client-S-DN": "CN=bench-d1-client",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["access_token"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
@@ -139,6 +168,8 @@ def main() -> None:
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "LOG_LEVEL": "WARNING",
         "CELERY_BROKER_URL": "memory://",
+        # wrk plays the mTLS proxy: it sends the verified-subject header from 127.0.0.1.
+        "D1_TRUSTED_PROXIES": "127.0.0.1/32",
     }
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
@@ -173,9 +204,11 @@ def main() -> None:
                 if getattr(exc, "code", None):
                     break
                 time.sleep(0.2)
-        run_wrk(url, batch=1, duration=3, connections=args.connections)  # warm-up
-        single = run_wrk(url, batch=1, duration=args.duration, connections=args.connections)
-        batched = run_wrk(url, batch=50, duration=args.duration, connections=args.connections)
+        token = d1_token(python=python, env=env, port=args.port)
+        wrk = {"duration": args.duration, "connections": args.connections, "token": token}
+        run_wrk(url, batch=1, **{**wrk, "duration": 3})  # warm-up
+        single = run_wrk(url, batch=1, **wrk)
+        batched = run_wrk(url, batch=50, **wrk)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

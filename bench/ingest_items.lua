@@ -1,5 +1,7 @@
 -- wrk script: POST D1 notification bodies of N new card orders each (N = first script argument).
 -- Every item is a new card, so each one costs an order upsert, an event insert and a fold.
+-- With a bearer token (third argument) the requests look as they do behind the mTLS proxy in
+-- production: the token, and the verified certificate subject the proxy forwards.
 local threads = {}
 
 function setup(thread)
@@ -11,6 +13,11 @@ function init(args)
   batch = tonumber(args[1]) or 1
   nonce = args[2] or "run"
   counter = 0
+  headers = {["Content-Type"] = "application/json"}
+  if args[3] then
+    headers["Authorization"] = "Bearer " .. args[3]
+    headers["X-SSL-Client-S-DN"] = "CN=bench-d1-client"
+  end
 end
 
 function request()
@@ -24,5 +31,5 @@ function request()
       '"details":{"status":"CARD_PROD_REQUESTED"}}', card, card, card)
   end
   local body = '{"operations":[' .. table.concat(ops, ",") .. ']}'
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", nil, headers, body)
 end

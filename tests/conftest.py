@@ -8,12 +8,16 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import Issuer
+from tracking.services import roles
+from tracking.services.roles import roles_ensure
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,6 +30,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with empty rate-limit windows (and nothing else cached)."""
+    cache.clear()
 
 
 @pytest.fixture
@@ -56,11 +66,31 @@ def post_notification(d1_client) -> Callable[..., Any]:
     return post
 
 
+def make_staff(username: str, role: str | None):
+    """A staff login in one of the groups of `tracking.services.roles` (None: no group)."""
+    user = get_user_model().objects.create_user(
+        username, f"{username}@example.com", f"{username}-password", is_staff=True
+    )
+    if role is not None:
+        group = Group.objects.filter(name=role).first() or roles_ensure()[role]
+        user.groups.add(group)
+    return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
+
+
 @pytest.fixture
 def staff_user(db):
-    return get_user_model().objects.create_user(
-        "staff", "staff@example.com", "staff-password", is_staff=True
-    )
+    """An operator: reads everything (personal fields unmasked) and may act on orders."""
+    return make_staff("staff", roles.OPERATORS)
+
+
+@pytest.fixture
+def viewer_user(db):
+    return make_staff("viewer", roles.VIEWERS)
+
+
+@pytest.fixture
+def administrator_user(db):
+    return make_staff("administrator", roles.ADMINISTRATORS)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from django.contrib.admin import DateFieldListFilter
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -22,11 +23,18 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
+from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin
 from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters
-from tracking.admin_reconcile import ReconcileAttemptAdmin, reconcile_now_action
+from tracking.admin_reconcile import reconcile_now_action
+from tracking.admin_security import (
+    EvidenceAdminMixin,
+    OperatorPermissionsMixin,
+    require_permission,
+)
+from tracking.data_care import PERSONAL_MASK, can_see_personal, personal_fields
 from tracking.models import (
     CardOrder,
     Issuer,
@@ -35,6 +43,7 @@ from tracking.models import (
     ReconcileAttempt,
 )
 from tracking.services import order_actions, order_search
+from tracking.services.audit import audit_record
 from tracking.services.export import orders_csv_lines
 from tracking.services.reconcile import orders_reconcile_now
 from tracking.services.timeline import humanize_duration, stage_spans, timeline_entries
@@ -71,24 +80,17 @@ class FastListMixin:
     list_filter_submit = True
 
 
-class EvidenceAdmin(FastListMixin, ModelAdmin):
+class EvidenceAdmin(EvidenceAdminMixin, FastListMixin, ModelAdmin):
     """Events and deliveries are what D1 sent: nobody adds, edits or deletes them."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 # ---------------------------------------------------------------------------- issuers
 
 
 @admin.register(Issuer)
-class IssuerAdmin(ModelAdmin):
+class IssuerAdmin(SimpleHistoryAdmin, ModelAdmin):
+    """Issuers are configuration: every edit keeps its history (and is audited)."""
+
     list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
     search_fields = ["issuer_id", "name"]
     list_filter = ["is_active"]
@@ -107,7 +109,9 @@ class IssuerAdmin(ModelAdmin):
 
 
 @admin.register(CardOrder)
-class CardOrderAdmin(FastListMixin, ModelAdmin):
+class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin, ModelAdmin):
+    """Orders are derived state: viewed, never edited; operators act through services."""
+
     list_display = [
         "order_link",
         "issuer_code",
@@ -143,28 +147,7 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
     ]
     list_before_template = "admin/tracking/cardorder/list_toolbar.html"
     list_fullwidth = True
-    actions = ["reconcile_selected"]
-
-    # ------------------------------------------------------------------ permissions
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        # Derived state: the page is viewable, nothing on it is editable.
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_reconcile_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("tracking.reconcile_cardorder")
-
-    def has_replay_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("tracking.replay_cardorder")
-
-    def has_acknowledge_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("tracking.add_orderacknowledgement")
+    actions = [reconcile_now_action]
 
     # ------------------------------------------------------------------ list
 
@@ -224,9 +207,20 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
             order.operation_status,
         )
 
+    def get_list_display(self, request):
+        names = list(super().get_list_display(request))
+        if not can_see_personal(request.user):
+            # Viewers: the tracking number and link are personal (PERSONAL_FIELDS).
+            names = ["shipment_column_masked" if n == "shipment_column" else n for n in names]
+        return names
+
     @admin.display(description="shipment / carrier", ordering="shipment_status")
     def shipment_column(self, order: CardOrder) -> str:
         return admin_display.shipment_summary(order)
+
+    @admin.display(description="shipment / carrier", ordering="shipment_status")
+    def shipment_column_masked(self, order: CardOrder) -> str:
+        return admin_display.shipment_summary(order, personal=False)
 
     @admin.display(description="time in stage", ordering="stage_entered_at")
     def stage_time(self, order: CardOrder) -> str:
@@ -245,11 +239,6 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
     @admin.display(description="flags")
     def flags(self, order: CardOrder) -> str:
         return admin_display.flags_html(order)
-
-    @admin.action(description="Reconcile now with D1", permissions=["reconcile"])
-    def reconcile_selected(self, request, queryset):
-        """Reconciliation's own action, offered to operators only."""
-        return reconcile_now_action(self, request, queryset)
 
     # ------------------------------------------------------------------ urls
 
@@ -284,7 +273,10 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
-        lines = orders_csv_lines(queryset=queryset, chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE)
+        masked = set() if can_see_personal(request.user) else set(personal_fields(CardOrder))
+        lines = orders_csv_lines(
+            queryset=queryset, chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE, masked=masked
+        )
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="card-orders-{stamp}.csv"'
@@ -299,6 +291,7 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         if not self.has_view_permission(request, order):
             raise PermissionDenied
         now = timezone.now()
+        personal = can_see_personal(request.user)
         events = list(order.timeline().select_related(None)[: TIMELINE_LIMIT + 1])
         context = {
             **self.admin_site.each_context(request),
@@ -312,7 +305,9 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
             "production": admin_display.production_badge(order.production_status),
             "operation_tone": admin_display.operation_tone(order.operation_status),
             "shipment": admin_display.shipment_badge(order.shipment_status),
-            "carrier": admin_display.carrier_link(order),
+            "carrier": admin_display.carrier_link(order, personal=personal),
+            "personal": personal,
+            "personal_mask": PERSONAL_MASK,
             "time_in_stage": admin_display.time_in_stage(order, now=now),
             "flags": admin_display.order_flags(order),
             "timeline": timeline_entries(events[:TIMELINE_LIMIT]),
@@ -333,7 +328,9 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         return TemplateResponse(request, "admin/tracking/cardorder/order_page.html", context)
 
     def _order_or_404(self, object_id) -> CardOrder:
-        return get_object_or_404(CardOrder.objects.only("pk"), pk=object_id)
+        return get_object_or_404(
+            CardOrder.objects.only("pk", "card_id", "operation_id"), pk=object_id
+        )
 
     def _back_to(self, object_id) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:tracking_cardorder_change", args=[object_id]))
@@ -342,13 +339,14 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         return require_POST(self._reconcile)(request, object_id)
 
     def _reconcile(self, request, object_id):
-        if not self.has_reconcile_permission(request):
-            raise PermissionDenied
+        require_permission(request, "tracking.reconcile_cardorder")
         order = self._order_or_404(object_id)
         asked_at = timezone.now()
-        orders_reconcile_now(order_ids=[order.pk], user=request.user)
-        # Queued after this request commits; a worker that runs tasks at once (or tests,
-        # eager) has already answered, and then the outcome is worth saying.
+        with transaction.atomic():
+            orders_reconcile_now(order_ids=[order.pk], user=request.user)
+            audit_record(user=request.user, action="order.reconcile", target=order, request=request)
+        # Queued when the block above committed; a worker that runs tasks at once (or the
+        # tests, eager) has already answered, and then the outcome is worth saying.
         attempt = (
             ReconcileAttempt.objects.filter(order=order, started_at__gte=asked_at)
             .order_by("-started_at", "-pk")
@@ -370,10 +368,17 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         return require_POST(self._replay)(request, object_id)
 
     def _replay(self, request, object_id):
-        if not self.has_replay_permission(request):
-            raise PermissionDenied
+        require_permission(request, "tracking.replay_cardorder")
         order = self._order_or_404(object_id)
-        result = order_actions.order_replay(order_id=order.pk, user=request.user)
+        with transaction.atomic():
+            result = order_actions.order_replay(order_id=order.pk, user=request.user)
+            audit_record(
+                user=request.user,
+                action="order.replay",
+                target=order,
+                request=request,
+                details={"changed": sorted(result.changed)},
+            )
         if result.changed:
             changed = ", ".join(sorted(result.changed))
             messages.warning(request, f"Replayed from the stored events; changed: {changed}.")
@@ -385,13 +390,20 @@ class CardOrderAdmin(FastListMixin, ModelAdmin):
         return require_POST(self._acknowledge)(request, object_id)
 
     def _acknowledge(self, request, object_id):
-        if not self.has_acknowledge_permission(request):
-            raise PermissionDenied
+        require_permission(request, "tracking.acknowledge_cardorder")
         order = self._order_or_404(object_id)
         try:
-            order_actions.order_acknowledge(
-                order_id=order.pk, user=request.user, note=request.POST.get("note", "")
-            )
+            with transaction.atomic():
+                acknowledgement = order_actions.order_acknowledge(
+                    order_id=order.pk, user=request.user, note=request.POST.get("note", "")
+                )
+                audit_record(
+                    user=request.user,
+                    action="order.acknowledge",
+                    target=order,
+                    request=request,
+                    details={"acknowledgement": acknowledgement.pk},
+                )
         except ValueError:
             messages.error(request, "Write a note to acknowledge the exception.")
         else:
@@ -448,8 +460,11 @@ class OperationEventAdmin(EvidenceAdmin):
         ("first_received_at", DateFieldListFilter),
         admin_filters.IssuerFilter,
     ]
-    readonly_fields = ["raw_payload"]
     exclude = ["payload"]
+
+    def get_readonly_fields(self, request, obj=None):
+        personal = can_see_personal(request.user)
+        return ["raw_payload" if personal else "masked_payload"]
 
     @admin.display(description="card", ordering="card_id")
     def card_link(self, event: OperationEvent) -> str:
@@ -462,6 +477,10 @@ class OperationEventAdmin(EvidenceAdmin):
     def outcome_badge(self, event: OperationEvent) -> str:
         markers = timeline_entries([event])[0].markers
         return admin_display.badge(markers[0].label, markers[0].tone) if markers else ""
+
+    @admin.display(description="payload")
+    def masked_payload(self, event: OperationEvent) -> str:
+        return PERSONAL_MASK
 
     @admin.display(description="payload")
     def raw_payload(self, event: OperationEvent) -> str:
@@ -494,8 +513,14 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         "source",
         ("received_at", DateFieldListFilter),
     ]
-    readonly_fields = ["refused_body"]
     exclude = ["body"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["refused_body" if can_see_personal(request.user) else "masked_body"]
+
+    @admin.display(description="refused body (as received, capped)")
+    def masked_body(self, delivery: NotificationDelivery) -> str:
+        return PERSONAL_MASK if delivery.body else "—"
 
     @admin.display(description="answer", ordering="status_code")
     def status_badge(self, delivery: NotificationDelivery) -> str:
@@ -514,16 +539,3 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             delivery.body,
             " (truncated)" if delivery.body_truncated else "",
         )
-
-
-# ---------------------------------------------------------------------------- reconciliation
-
-# tracking.admin_reconcile registers the attempts with the stock admin class; this is the same
-# admin with the theme's look and a list that does not count the table.
-if admin.site.is_registered(ReconcileAttempt):
-    admin.site.unregister(ReconcileAttempt)
-
-
-@admin.register(ReconcileAttempt)
-class ThemedReconcileAttemptAdmin(FastListMixin, ReconcileAttemptAdmin, ModelAdmin):
-    list_filter_submit = False

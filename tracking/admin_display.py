@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from tracking.carriers import carrier_name
+from tracking.data_care import personal_mask
 from tracking.models import CardOrder
 from tracking.rules import (
     FAILURE_STATUSES,
@@ -116,22 +117,28 @@ def safe_http_url(url: str) -> str:
     return url if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
-def shipment_summary(order: CardOrder) -> str:
-    """The carrier status, then the carrier linking to its tracking page, then the number."""
+def shipment_summary(order: CardOrder, *, personal: bool = True) -> str:
+    """The carrier status, then the carrier linking to its tracking page, then the number.
+
+    Without `personal` (viewers) the tracking number and link are masked (PERSONAL_FIELDS).
+    """
     status = shipment_badge(order.shipment_status)
-    carrier = carrier_link(order)
+    carrier = carrier_link(order, personal=personal)
     if not status and not carrier:
         return ""
     return format_html('{}<span class="block">{}</span>', status, carrier)
 
 
-def carrier_link(order: CardOrder) -> str:
-    """The carrier's name linking to its tracking page (when the URL is safe), and the number."""
+def carrier_link(order: CardOrder, *, personal: bool = True) -> str:
+    """The carrier's name linking to its tracking page (when the URL is safe), and the number.
+
+    Without `personal` (viewers) neither the number nor the link is shown.
+    """
     if not order.carrier and not order.tracking_number:
         return ""
     name = carrier_name(order.carrier) or "carrier"
-    url = safe_http_url(order.tracking_url)
-    number = order.tracking_number
+    url = safe_http_url(order.tracking_url) if personal else ""
+    number = order.tracking_number if personal else personal_mask(order.tracking_number)
     if url:
         return format_html(
             '<a class="bo-link" href="{}" target="_blank" rel="noopener noreferrer" '

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from tracking.admin_security import EvidenceAdminMixin, audited_action, base_model_admin
 from tracking.models import ReconcileAttempt
 from tracking.services.reconcile import orders_reconcile_now
 
@@ -25,21 +26,10 @@ ATTEMPT_FIELDS = [
 ]
 
 
-class ReadOnlyMixin:
-    """Attempts are evidence: nobody adds, edits or deletes them."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(ReconcileAttempt)
-class ReconcileAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReconcileAttemptAdmin(EvidenceAdminMixin, base_model_admin()):
+    """Every on-demand call, newest first; evidence, so read-only for everyone."""
+
     list_display = [
         "started_at",
         "order",
@@ -59,7 +49,7 @@ class ReconcileAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = fields
 
 
-class ReconcileAttemptInline(ReadOnlyMixin, admin.TabularInline):
+class ReconcileAttemptInline(EvidenceAdminMixin, admin.TabularInline):
     """The order page's list of its reconcile attempts, newest first."""
 
     model = ReconcileAttempt
@@ -72,9 +62,9 @@ class ReconcileAttemptInline(ReadOnlyMixin, admin.TabularInline):
     verbose_name_plural = "reconcile attempts"
 
 
-@admin.action(description="Reconcile now with D1")
+@audited_action(permission="reconcile", action="order.reconcile", description="Reconcile now")
 def reconcile_now_action(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
-    """Queue a reconcile of every selected order, whatever its backoff."""
+    """Queue a reconcile of every selected order, whatever its backoff (operators only)."""
     order_ids = list(queryset.values_list("pk", flat=True))
     orders_reconcile_now(order_ids=order_ids, user=request.user)
     modeladmin.message_user(

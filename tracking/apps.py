@@ -1,6 +1,19 @@
 """App configuration for card-order tracking."""
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_roles(sender, apps=None, **kwargs) -> None:
+    # Only once the audit trail's table exists (not while migrating backwards past it).
+    try:
+        if apps is not None:
+            apps.get_model("tracking", "AuditEntry")
+    except LookupError:
+        return
+    from tracking.services.roles import roles_ensure
+
+    roles_ensure()
 
 
 class TrackingConfig(AppConfig):
@@ -9,6 +22,10 @@ class TrackingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # The reconcile attempts' admin lives beside tracking/admin.py, which autodiscovery
-        # imports; this registers it on the same site.
+        # trust: audit signals, the trust boundary's admin pages, staff groups after migrate.
+        from tracking import admin_audit, signals  # noqa: F401
+
+        post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="tracking-roles")
+        # reconciliation: the attempts' admin lives beside tracking/admin.py, which
+        # autodiscovery imports; this registers it on the same site.
         from tracking import admin_reconcile  # noqa: F401

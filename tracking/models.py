@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import JSONField, Q, Value
 from django.utils import timezone
+from oauth2_provider.settings import oauth2_settings
+from simple_history import register as history_register
+from simple_history.models import HistoricalRecords
 
 from tracking.rules import Outcome, ReconcileReason
 
@@ -187,10 +191,12 @@ class CardOrder(models.Model):
                 condition=Q(production_status="CARD_SHIPPED", shipment_final=False),
             ),
         ]
-        # admin: what operators may do beyond viewing.
+        # trust: what operators may do beyond viewing, and who sees personal fields unmasked.
         permissions = [
-            ("reconcile_cardorder", "Can ask D1 for an order's status now"),
+            ("reconcile_cardorder", "Can ask D1 for an order's current state"),
             ("replay_cardorder", "Can replay an order from its stored events"),
+            ("acknowledge_cardorder", "Can acknowledge an order's exception"),
+            ("view_personal_fields", "Can see personal fields unmasked"),
         ]
 
     def __str__(self) -> str:
@@ -251,6 +257,77 @@ class OperationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_id} {self.production_status or self.operation} ({self.outcome})"
+
+
+# ---------------------------------------------------------------------------- trust boundary
+
+# Staff edits of configuration keep their history (who, when, what); events need none.
+history_register(Issuer)
+
+
+class D1Client(models.Model):
+    """The OAuth client D1 gets bearer tokens with, bound to the one issuer it may notify for."""
+
+    application = models.OneToOneField(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="d1_client"
+    )
+    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="d1_clients")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "D1 client"
+        ordering = ["issuer__issuer_id", "id"]
+
+    def __str__(self) -> str:
+        return f"D1 client {self.application.client_id} for {self.issuer.issuer_id}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Rows that are evidence: no bulk update or delete through the ORM."""
+
+    def update(self, **kwargs):
+        raise PermissionError(f"{self.model.__name__} rows are append-only")
+
+    def delete(self):
+        raise PermissionError(f"{self.model.__name__} rows are append-only")
+
+
+class AuditEntry(models.Model):
+    """One staff action (or security-relevant change): who, when, what, on what, from where."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the entry still says who after the account is gone.
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=255, blank=True)
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise PermissionError("audit entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("audit entries are append-only")
 
 
 # ---------------------------------------------------------------------------- reconciliation

@@ -7,7 +7,9 @@ data. Unknown operations, statuses and extra fields are valid: D1 says new codes
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 ISSUER_ID_LENGTH = 10
 OPERATION_ID_MAX = 64
 CARD_ID_MAX = 48
-CODE_MAX = 64  # operation, status, details.status, carrier, shipment status
+CODE_MAX = 64  # operation, details.status, carrier, shipment status
+SHORT_CODE_MAX = 32  # status, trackingType (the columns they are derived into)
 TEXT_MAX = 255  # issuerRequestId, inputFileName, productionSite, errorCode, trackingNumber
 LONG_TEXT_MAX = 2048  # error, reason, message, trackingUrl
 MAX_JSON_DEPTH = 32
@@ -37,6 +40,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999 parses as infinity, which no JSON column can store
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
 def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
     """The `operations` list of a body, or EnvelopeError saying why the body is refused."""
     try:
@@ -44,7 +54,7 @@ def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
     except UnicodeDecodeError as exc:
         raise EnvelopeError("PARSING_ERROR", "The body is not UTF-8 encoded.") from exc
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise EnvelopeError("PARSING_ERROR", "The body is nested too deeply.") from exc
     except ValueError as exc:
@@ -65,19 +75,35 @@ def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
             "TOO_MANY_OPERATIONS",
             f'"operations" has {len(operations)} items; at most {max_operations} are accepted.',
         )
-    if _depth(body) > MAX_JSON_DEPTH:
-        raise EnvelopeError("PARSING_ERROR", "The body is nested too deeply.")
+    _check_storable(body)
     return operations
 
 
-def _depth(value: Any, level: int = 0) -> int:
+def _check_storable(value: Any, level: int = 0) -> None:
+    """Refuse what no database column can hold: deep nesting, NUL, unpaired surrogates."""
     if level > MAX_JSON_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+        raise EnvelopeError("PARSING_ERROR", "The body is nested too deeply.")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_storable(item, level + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item, level + 1)
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise EnvelopeError("PARSING_ERROR", "The body contains a NUL character (\\u0000).")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EnvelopeError(
+                "PARSING_ERROR", "The body contains an unpaired UTF-16 surrogate escape."
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -131,16 +157,19 @@ def check_item(item: Any) -> ItemCheck:
     operation_id = identifier("operationId", OPERATION_ID_MAX)
     card_id = identifier("cardId", CARD_ID_MAX)
     operation = text(item, "operation", required=True, max_len=CODE_MAX)
-    text(item, "status", required=True, max_len=CODE_MAX)
+    text(item, "status", required=True, max_len=SHORT_CODE_MAX)
     for name, required in (("startTime", True), ("endTime", False)):
         value = text(item, name, required=required, max_len=64)
-        if value and parse_time(value) is None:
+        if value and not _storable_time(value):
             problems.append(f"{name} must be an ISO 8601 date-time")
     for name, max_len in (
         ("errorCode", TEXT_MAX),
         ("error", LONG_TEXT_MAX),
         ("inputFileName", TEXT_MAX),
         ("issuerRequestId", TEXT_MAX),
+        # Read at the top level too when D1 puts them there (tracking.rules._text).
+        ("productionSite", TEXT_MAX),
+        ("trackingType", SHORT_CODE_MAX),
     ):
         text(item, name, required=False, max_len=max_len)
 
@@ -154,6 +183,18 @@ def check_item(item: Any) -> ItemCheck:
         _check_details(details, operation, text, problems)
 
     return ItemCheck("; ".join(problems), card_id, operation_id, operation)
+
+
+def _storable_time(value: str) -> bool:
+    """An ISO 8601 time that also exists in UTC (year 1 at +14:00 does not)."""
+    parsed = parse_time(value)
+    if parsed is None:
+        return False
+    try:
+        parsed.astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_details(details: dict, operation: str, text, problems: list[str]) -> None:
@@ -170,7 +211,7 @@ def _check_details(details: dict, operation: str, text, problems: list[str]) -> 
         ("productionSite", TEXT_MAX),
         ("inputFileName", TEXT_MAX),
         ("issuerRequestId", TEXT_MAX),
-        ("trackingType", CODE_MAX),
+        ("trackingType", SHORT_CODE_MAX),
     ):
         text(details, name, required=False, max_len=max_len, label=f"details.{name}")
     due = text(details, "dueDate", required=False, max_len=64, label="details.dueDate")

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     # admin: the unfold theme must come before django.contrib.admin to override its templates.
     "unfold",
     "unfold.contrib.filters",
+    "unfold.contrib.simple_history",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -113,7 +114,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # trust: the model permissions the admin uses (view_* to read); tracking/api/permissions.py
+    "DEFAULT_PERMISSION_CLASSES": ["tracking.api.permissions.ModelViewPermissions"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -124,6 +126,17 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # trust: the schema is for staff and integrations, not for anonymous callers.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tracking.api.d1_schema.add_token_endpoint",
+    ],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "d1ClientCredentials": {"type": "http", "scheme": "basic"},
+        }
+    },
 }
 
 # ---------------------------------------------------------------------------- webhook
@@ -251,7 +264,6 @@ UNFOLD = {
     "SITE_HEADER": "D1 card orders",
     "SITE_SUBHEADER": "Back office",
     "SITE_SYMBOL": "credit_card",
-    "SHOW_HISTORY": False,
     "SHOW_VIEW_ON_SITE": False,
     "COLORS": {"primary": "tracking.admin_navigation.primary_colors"},
     "STYLES": ["tracking.admin_navigation.admin_stylesheet"],
@@ -276,3 +288,109 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# ---------------------------------------------------------------------------- trust boundary
+# How D1 proves it is D1, who on staff may do what, the audit trail and data care. The README's
+# "Production access" section explains these together.
+INSTALLED_APPS += [
+    "oauth2_provider",
+    "simple_history",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+]
+
+
+def _insert_after(anchor: str, *names: str) -> None:
+    index = MIDDLEWARE.index(anchor) + 1
+    MIDDLEWARE[index:index] = list(names)
+
+
+_insert_after(
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "tracking.middleware.D1ClientCertificateMiddleware",
+)
+_insert_after(
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "tracking.middleware.StaffOTPRequiredMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # axes wants to be last
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# D1 → us OAuth (SPEC §5.3): D1 gets a bearer token from our token endpoint with
+# client_credentials and HTTP Basic; each D1 client is bound to one issuer.
+D1_WEBHOOK_REQUIRE_BEARER = env.bool("D1_WEBHOOK_REQUIRE_BEARER", default=False)
+D1_TOKEN_LIFETIME_SECONDS = env.int("D1_TOKEN_LIFETIME_SECONDS", default=900)
+D1_TOKEN_SCOPE = env("D1_TOKEN_SCOPE", default="notifications")
+# Named so that D1Client's link to the application migrates as a swappable dependency.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": D1_TOKEN_LIFETIME_SECONDS,
+    "SCOPES": {D1_TOKEN_SCOPE: "Post card-operation notifications"},
+    "DEFAULT_SCOPES": [D1_TOKEN_SCOPE],
+    "OAUTH2_VALIDATOR_CLASS": "tracking.d1_access.D1OAuth2Validator",
+    # Only client_credentials is used; every RFC 9700 gate on (tokens are kept as checksums).
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+}
+
+# mTLS ends at the reverse proxy (docs/nginx-mtls.conf), which forwards the verified client
+# certificate's subject in this header. The header is believed only from D1_TRUSTED_PROXIES.
+D1_CLIENT_CERT_HEADER = env("D1_CLIENT_CERT_HEADER", default="X-SSL-Client-S-DN")
+D1_REQUIRE_CLIENT_CERT = env.bool("D1_REQUIRE_CLIENT_CERT", default=False)
+D1_TRUSTED_PROXIES = env.list("D1_TRUSTED_PROXIES", default=[])
+# When set, only these certificate subjects are accepted (exact match); empty: any verified one.
+D1_ALLOWED_CLIENT_SUBJECTS = env.list("D1_ALLOWED_CLIENT_SUBJECTS", default=[])
+
+# Rate limits per client address, in fixed windows: token requests, and failed webhook
+# authentications (after which the address is refused 429 until the window ends).
+D1_RATE_LIMIT_WINDOW_SECONDS = env.int("D1_RATE_LIMIT_WINDOW_SECONDS", default=60)
+D1_TOKEN_RATE_LIMIT = env.int("D1_TOKEN_RATE_LIMIT", default=30)
+D1_AUTH_FAILURE_LIMIT = env.int("D1_AUTH_FAILURE_LIMIT", default=20)
+
+# Staff login: lockout after repeated failures (django-axes), per username and address.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "tracking.d1_access.client_address"
+AXES_VERBOSE = False
+# Staff sessions must be verified with a TOTP device (django-otp) before anything else.
+ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=False)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="D1 card-order portal")
+
+# Content security policy (Django's own middleware); production.py switches it on.
+SECURE_CSP: dict = {}
+
+# Data care: model fields masked for staff without tracking.view_personal_fields
+# ("app_label.Model.field"), and payload fields where a Luhn-valid 13-19 digit run is not a
+# card number but a carrier reference (see tracking/data_care.py).
+PERSONAL_FIELDS = env.list(
+    "PERSONAL_FIELDS",
+    default=[
+        "tracking.CardOrder.tracking_number",
+        "tracking.CardOrder.tracking_url",
+        "tracking.CardOrder.shipment",
+        "tracking.CardOrder.shipment_message",
+        "tracking.OperationEvent.payload",
+        "tracking.NotificationDelivery.body",
+    ],
+)
+PAN_SCAN_EXEMPT_FIELDS = env.list(
+    "PAN_SCAN_EXEMPT_FIELDS",
+    default=["details.shipment.trackingNumber", "details.shipment.trackingUrl"],
+)

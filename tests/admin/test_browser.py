@@ -95,6 +95,24 @@ def fits_the_width(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth") <= WIDTH
 
 
+# Every visible control a keyboard can reach must have a name a screen reader can say.
+UNLABELLED_CONTROLS = """
+() => [...document.querySelectorAll('input, select, textarea, button, a[href], summary')]
+    .filter(el => el.type !== 'hidden' && el.offsetParent !== null)
+    .filter(el => {
+        const named = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+            || el.getAttribute('title') || (el.labels && el.labels.length)
+            || (el.textContent || '').trim();
+        return !named;
+    })
+    .map(el => el.outerHTML.slice(0, 120))
+"""
+
+
+def unlabelled_controls(page) -> list[str]:
+    return page.evaluate(UNLABELLED_CONTROLS)
+
+
 def test_dashboard_find_a_card_by_tracking_number_and_read_its_timeline(page, orders):
     # The dashboard: figures, charts drawn by Chart.js from the local static files.
     assert page.get_by_role("heading", name="Orders per production stage").is_visible()
@@ -102,6 +120,7 @@ def test_dashboard_find_a_card_by_tracking_number_and_read_its_timeline(page, or
     assert page.evaluate("typeof Chart") == "function"
     assert page.evaluate("Chart.getChart(document.querySelector('canvas.chart')) !== undefined")
     assert fits_the_width(page)
+    assert unlabelled_controls(page) == []
     screenshot(page, "dashboard")
 
     # "/" focuses the search box; a tracking number goes straight to its order.
@@ -129,6 +148,7 @@ def test_dashboard_find_a_card_by_tracking_number_and_read_its_timeline(page, or
     assert stale.locator("pre").is_visible()
     assert '"status": "CARD_PROD_READY"' in stale.locator("pre").inner_text()
     assert fits_the_width(page)
+    assert unlabelled_controls(page) == []
     # At 1280 px: a full-page capture of a long page would repeat the fixed sidebar.
     screenshot(page, "order", width=WIDTH)
 
@@ -139,6 +159,7 @@ def test_filter_exceptions_acknowledge_one_and_export_the_list(page, orders):
 
     # The filter panel: labelled native selects, applied with a button.
     page.get_by_role("button", name="Filters").click()
+    assert unlabelled_controls(page) == []
     page.get_by_label("By queue").select_option("exceptions")
     page.get_by_role("button", name="Apply Filters").click()
     page.wait_for_url("**queue=exceptions**")

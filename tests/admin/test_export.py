@@ -105,3 +105,11 @@ def test_the_export_needs_the_view_permission(admin_client_as, orders):
 def test_the_list_offers_the_export_of_what_it_shows(boss, orders):
     html = boss.get(LIST, {"queue": "stuck", "carrier": "ups"}).content.decode()
     assert f'href="{EXPORT}?queue=stuck&amp;carrier=ups"' in html
+
+
+def test_viewers_export_personal_fields_masked(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    rows = exported(viewer.get(EXPORT, {"carrier": "ups"}))
+    assert rows and all(row["tracking_number"] == "•••••• (hidden)" for row in rows)
+    assert all(row["tracking_url"] == "•••••• (hidden)" for row in rows)
+    assert all(row["carrier"] == "ups" for row in rows)

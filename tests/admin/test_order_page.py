@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.fixtures.backoffice import PATH, Card, post_items
-from tracking.models import CardOrder, OrderAcknowledgement, ReconcileAttempt
+from tracking.models import AuditEntry, CardOrder, OrderAcknowledgement, ReconcileAttempt
 
 pytestmark = pytest.mark.django_db
 
@@ -112,7 +112,7 @@ def test_replay_needs_its_permission_and_a_post(admin_client_as, orders):
 
 
 def test_acknowledge_with_a_note(admin_client_as, orders):
-    operator = admin_client_as("tracking.view_cardorder", "tracking.add_orderacknowledgement")
+    operator = admin_client_as("tracking.view_cardorder", "tracking.acknowledge_cardorder")
     response = operator.post(
         page_url(orders, "exception", "acknowledge"),
         {"note": "Customer re-ordered; name shortened."},
@@ -131,7 +131,7 @@ def test_acknowledge_needs_a_note_and_the_permission(admin_client_as, orders):
         viewer.post(page_url(orders, "exception", "acknowledge"), {"note": "x"}).status_code == 403
     )
     operator = admin_client_as(
-        "tracking.view_cardorder", "tracking.add_orderacknowledgement", username="operator"
+        "tracking.view_cardorder", "tracking.acknowledge_cardorder", username="operator"
     )
     response = operator.post(
         page_url(orders, "exception", "acknowledge"), {"note": " "}, follow=True
@@ -193,7 +193,7 @@ def test_reconcile_now_from_the_list_queues_the_selected_orders(
     with django_capture_on_commit_callbacks(execute=True):
         response = boss.post(
             "/admin/tracking/cardorder/",
-            {"action": "reconcile_selected", "_selected_action": [orders["gap"]]},
+            {"action": "reconcile_now_action", "_selected_action": [orders["gap"]]},
             follow=True,
         )
     assert "Reconciliation queued for 1 order(s)" in response.content.decode()
@@ -202,9 +202,52 @@ def test_reconcile_now_from_the_list_queues_the_selected_orders(
 
 def test_a_viewer_is_not_offered_reconcile_now_in_the_list(admin_client_as, orders):
     viewer = admin_client_as("tracking.view_cardorder")
-    assert "reconcile_selected" not in viewer.get("/admin/tracking/cardorder/").content.decode()
+    assert "reconcile_now_action" not in viewer.get("/admin/tracking/cardorder/").content.decode()
     viewer.post(
         "/admin/tracking/cardorder/",
-        {"action": "reconcile_selected", "_selected_action": [orders["gap"]]},
+        {"action": "reconcile_now_action", "_selected_action": [orders["gap"]]},
     )
     assert not ReconcileAttempt.objects.exists()
+
+
+# ---------------------------------------------------------------------------- trust boundary
+
+
+def test_operator_actions_are_audited(admin_client_as, orders, bo_issuer, d1):
+    operator = admin_client_as(
+        "tracking.view_cardorder",
+        "tracking.reconcile_cardorder",
+        "tracking.replay_cardorder",
+        "tracking.acknowledge_cardorder",
+    )
+    tell_d1_the_gap_order_is_done(d1, orders, bo_issuer)
+    operator.post(page_url(orders, "gap", "reconcile"))
+    operator.post(page_url(orders, "shipped", "replay"))
+    operator.post(page_url(orders, "exception", "acknowledge"), {"note": "handled"})
+
+    entries = {
+        (e.action, e.target_id, e.username)
+        for e in AuditEntry.objects.filter(action__startswith="order.")
+    }
+    assert entries == {
+        ("order.reconcile", str(orders["gap"]), "clerk"),
+        ("order.replay", str(orders["shipped"]), "clerk"),
+        ("order.acknowledge", str(orders["exception"]), "clerk"),
+    }
+
+
+def test_viewers_see_the_page_with_personal_fields_masked(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    html = viewer.get(page_url(orders, "delivered")).content.decode()
+    assert "7946 1234 5678" not in html  # the tracking number
+    assert "fedex.com" not in html  # nor its link
+    assert "Delivered to the front door" not in html  # nor the carrier's message
+    assert "<summary>Raw JSON</summary>" not in html
+    assert "•••••• (hidden)" in html
+    assert "FedEx" in html and "DELIVERED" in html  # what is not personal stays
+
+    operator = admin_client_as(
+        "tracking.view_cardorder", "tracking.view_personal_fields", username="operator"
+    )
+    html = operator.get(page_url(orders, "delivered")).content.decode()
+    assert "7946 1234 5678" in html and "<summary>Raw JSON</summary>" in html

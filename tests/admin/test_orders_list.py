@@ -198,3 +198,13 @@ def test_a_tracking_url_that_is_not_http_is_not_a_link(boss, orders):
     CardOrder.objects.filter(pk=orders["shipped"]).update(tracking_url="javascript:alert(1)")
     page = boss.get(LIST).content.decode()
     assert "javascript:alert" not in page
+
+
+def test_viewers_see_the_list_with_tracking_numbers_masked(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    html = viewer.get(LIST).content.decode()
+    assert "1Z999AA10123456784" not in html and "ups.com" not in html
+    assert "•••••• (hidden)" in html
+    # ... yet the number still finds the order.
+    response = viewer.get(LIST, {"q": "1Z999AA10123456784"})
+    assert response["Location"] == f"{LIST}{orders['shipped']}/change/"

@@ -5,7 +5,26 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tracking.data_care import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder, OperationEvent
+
+
+class PersonalFieldsMaskMixin:
+    """Mask the fields PERSONAL_FIELDS marks for readers without the personal-data permission."""
+
+    # API field -> model field, where the names differ.
+    personal_sources: dict[str, str] = {}
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or can_see_personal(request.user):
+            return data
+        personal = personal_fields(self.Meta.model)
+        for name in list(data):
+            if self.personal_sources.get(name, name) in personal:
+                data[name] = personal_mask(data[name])
+        return data
 
 
 class ShipmentSerializer(serializers.Serializer):
@@ -16,7 +35,7 @@ class ShipmentSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class OperationEventSerializer(serializers.ModelSerializer):
+class OperationEventSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
     received_at = serializers.DateTimeField(source="first_received_at")
 
     class Meta:
@@ -36,9 +55,11 @@ class OperationEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class CardOrderSerializer(serializers.ModelSerializer):
+class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
     issuer_id = serializers.CharField(source="issuer.issuer_id")
     shipment = serializers.SerializerMethodField()
+    # The API's shipment is built from the columns, each masked on its own (SHIPMENT_SOURCES).
+    personal_sources = {"shipment": ""}
 
     class Meta:
         model = CardOrder
@@ -80,13 +101,28 @@ class CardOrderSerializer(serializers.ModelSerializer):
     def get_shipment(self, order: CardOrder) -> dict | None:
         if not order.shipment:
             return None
-        return {
+        shipment = {
             "carrier": order.carrier,
             "tracking_number": order.tracking_number,
             "tracking_url": order.tracking_url,
             "status": order.shipment_status,
             "message": order.shipment_message,
         }
+        request = self.context.get("request")
+        if request is not None and not can_see_personal(request.user):
+            personal = personal_fields(CardOrder)
+            for key, model_field in self.SHIPMENT_SOURCES.items():
+                if model_field in personal:
+                    shipment[key] = personal_mask(shipment[key])
+        return shipment
+
+    SHIPMENT_SOURCES = {
+        "carrier": "carrier",
+        "tracking_number": "tracking_number",
+        "tracking_url": "tracking_url",
+        "status": "shipment_status",
+        "message": "shipment_message",
+    }
 
 
 class CardOrderDetailSerializer(CardOrderSerializer):
@@ -97,4 +133,4 @@ class CardOrderDetailSerializer(CardOrderSerializer):
 
     @extend_schema_field(OperationEventSerializer(many=True))
     def get_events(self, order: CardOrder) -> list[dict]:
-        return OperationEventSerializer(order.timeline(), many=True).data
+        return OperationEventSerializer(order.timeline(), many=True, context=self.context).data

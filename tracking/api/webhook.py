@@ -1,25 +1,35 @@
 """The endpoint D1 posts card-operation notifications to (SPEC §1).
 
-A thin DRF view: it checks the transport (method, issuer, size, content type), then hands the
-bytes to `tracking.services.deliveries`, which owns what is stored and what is answered. It is
-not wrapped in a transaction on purpose: a refusal must be recorded even when the ingest
-transaction rolls back.
+A thin DRF view: D1's credentials are checked by `tracking.api.d1_auth` (client certificate,
+bearer token bound to the issuer), then the view checks the transport (method, issuer, size,
+content type) and hands the bytes to `tracking.services.deliveries`, which owns what is stored
+and what is answered. It is not wrapped in a transaction on purpose: a refusal must be recorded
+even when the ingest transaction rolls back.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers
-from rest_framework.permissions import AllowAny
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tracking.api.d1_auth import D1CallerAuthentication, D1CallerMayNotifyIssuer
+from tracking.api.d1_schema import NotificationBodySchema
+from tracking.d1_access import client_address
+from tracking.data_care import pan_mask_text
 from tracking.models import Issuer
 from tracking.services.deliveries import Answer, Envelope, delivery_receive, delivery_refuse
-from tracking.validation import ID_PATTERN
+from tracking.validation import ID_PATTERN, ISSUER_ID_LENGTH
 
 D1_ERROR = inline_serializer(
     "D1Error", {"errorCode": serializers.CharField(), "error": serializers.CharField()}
@@ -34,41 +44,77 @@ def _is_json(content_type: str) -> bool:
 
 
 def _correlation_id(value: str) -> str:
-    # D1's pattern; anything else is not trusted into our logs and records.
-    return value if value and len(value) <= 64 and ID_PATTERN.fullmatch(value) else ""
+    # D1's pattern, and not derived from personal data (SPEC §1.2); anything else is not
+    # trusted into our logs and records.
+    if not value or len(value) > 64 or not ID_PATTERN.fullmatch(value):
+        return ""
+    return value if pan_mask_text(value) == value else ""
+
+
+def _envelope(http, issuer_id: str) -> Envelope:
+    return Envelope(
+        issuer_id_in_path=issuer_id,
+        correlation_id=_correlation_id(http.headers.get("x-correlation-id", "")),
+        client_identity=getattr(http, "d1_client_identity", ""),
+        remote_addr=client_address(http)[:64],
+        content_type=http.headers.get("content-type", ""),
+        byte_size=_content_length(http),
+    )
+
+
+def _is_issuer_id(value: str) -> bool:
+    return len(value) == ISSUER_ID_LENGTH and bool(ID_PATTERN.fullmatch(value))
 
 
 class CardNotificationView(APIView):
     """POST /notifications/d1/v2/issuers/{issuerId}/cards"""
 
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
+    authentication_classes = [D1CallerAuthentication]
+    permission_classes = [D1CallerMayNotifyIssuer]
+    throttle_classes: list = []
+    parser_classes = [JSONParser]  # for the schema only: the view reads the raw body itself
 
     @extend_schema(
         operation_id="notify_card_operations",
         summary="D1 notifies card operations (production and shipment)",
-        request=OpenApiTypes.OBJECT,
+        request=NotificationBodySchema,
         responses={
             204: OpenApiResponse(description="Stored and applied."),
             400: D1_ERROR,
+            401: D1_ERROR,
+            403: D1_ERROR,
             404: D1_ERROR,
             413: D1_ERROR,
             415: D1_ERROR,
+            429: D1_ERROR,
             503: D1_ERROR,
         },
+        parameters=[
+            OpenApiParameter(
+                "issuer_id",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                pattern="^[A-Za-z0-9_-]{10}$",
+                description="The 10-character D1 issuerId.",
+            ),
+            OpenApiParameter(
+                "x-correlation-id",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="D1's correlation id, pattern ^[A-Za-z0-9_-]{1,64}$.",
+            ),
+        ],
         tags=["D1 notifications"],
     )
     def post(self, request: Request, issuer_id: str) -> Response:
         http = request._request
-        envelope = Envelope(
-            issuer_id_in_path=issuer_id,
-            correlation_id=_correlation_id(http.headers.get("x-correlation-id", "")),
-            client_identity=getattr(http, "d1_client_identity", ""),
-            remote_addr=http.META.get("REMOTE_ADDR", "")[:64],
-            content_type=http.headers.get("content-type", ""),
-            byte_size=_content_length(http),
+        envelope = _envelope(http, issuer_id)
+        issuer = (
+            Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
+            if _is_issuer_id(issuer_id)
+            else None
         )
-        issuer = Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
         if issuer is None:
             return self._refusal(
                 delivery_refuse(
@@ -120,29 +166,43 @@ class CardNotificationView(APIView):
         return response
 
     def handle_exception(self, exc: Exception) -> Response:
-        """Answer every framework refusal (405, 401, ...) in D1's error shape, and record it."""
+        """Answer every framework refusal (401, 403, 405, 429) in D1's error shape; record it.
+
+        The body of a caller that did not authenticate is not kept: it is not D1's until proven.
+        """
         if not isinstance(exc, exceptions.APIException):
             return super().handle_exception(exc)
         response = super().handle_exception(exc)
         http = self.request._request
-        code = {405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}.get(
-            response.status_code, str(exc.default_code).upper()
-        )
+        issuer_id = self.kwargs.get("issuer_id", "")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         answer = delivery_refuse(
-            envelope=Envelope(
-                issuer_id_in_path=self.kwargs.get("issuer_id", ""),
-                correlation_id=_correlation_id(http.headers.get("x-correlation-id", "")),
-                remote_addr=http.META.get("REMOTE_ADDR", "")[:64],
-                content_type=http.headers.get("content-type", ""),
-                byte_size=_content_length(http),
-            ),
+            envelope=_envelope(http, issuer_id),
             status=response.status_code,
-            error_code=code,
+            error_code=_error_code(exc, response.status_code),
             error=str(detail),
+            issuer=Issuer.objects.filter(issuer_id=issuer_id).first()
+            if _is_issuer_id(issuer_id)
+            else None,
         )
         response.data = answer.body
         return response
+
+
+_STATUS_CODES = {
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    405: "METHOD_NOT_ALLOWED",
+    429: "TOO_MANY_REQUESTS",
+}
+
+
+def _error_code(exc: exceptions.APIException, status: int) -> str:
+    """The exception's own code when it names the reason, else one per status."""
+    code = getattr(exc.detail, "code", "") or ""
+    if code and code != exc.default_code:
+        return str(code).upper()[:64]
+    return _STATUS_CODES.get(status, str(exc.default_code).upper())
 
 
 def _content_length(http) -> int:

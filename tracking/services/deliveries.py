@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
+from tracking.data_care import pan_mask_text
 from tracking.models import EventSource, Issuer, NotificationDelivery
 from tracking.services.ingest import IngestResult, ingest_operations
 from tracking.validation import EnvelopeError, parse_envelope
@@ -71,16 +72,16 @@ def delivery_refuse(
     try:
         delivery = NotificationDelivery.objects.create(
             issuer=issuer,
-            issuer_id_in_path=envelope.issuer_id_in_path[:64],
+            issuer_id_in_path=_clean(envelope.issuer_id_in_path, 64),
             correlation_id=envelope.correlation_id,
-            client_identity=envelope.client_identity,
-            remote_addr=envelope.remote_addr,
-            content_type=envelope.content_type[:255],
+            client_identity=_clean(envelope.client_identity, 255),
+            remote_addr=_clean(envelope.remote_addr, 64),
+            content_type=_clean(envelope.content_type, 255),
             byte_size=envelope.byte_size,
             status_code=status,
             error_code=error_code,
-            error=error,
-            body=body[:keep].decode("utf-8", errors="replace"),
+            error=_clean(error, 2000),
+            body=kept_body(body, keep),
             body_truncated=len(body) > keep or envelope.byte_size > keep,
             **(extra or {}),
         )
@@ -127,9 +128,9 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
                 issuer_id_in_path=issuer.issuer_id,
                 source=EventSource.WEBHOOK,
                 correlation_id=envelope.correlation_id,
-                client_identity=envelope.client_identity,
-                remote_addr=envelope.remote_addr,
-                content_type=envelope.content_type[:255],
+                client_identity=_clean(envelope.client_identity, 255),
+                remote_addr=_clean(envelope.remote_addr, 64),
+                content_type=_clean(envelope.content_type, 255),
                 byte_size=envelope.byte_size,
                 item_count=len(operations),
                 status_code=204,
@@ -146,7 +147,7 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
             delivery.error = answer.error
             if answer.status >= 400:
                 keep = settings.D1_REJECTED_BODY_KEEP_BYTES
-                delivery.body = body[:keep].decode("utf-8", errors="replace")
+                delivery.body = kept_body(body, keep)
                 delivery.body_truncated = len(body) > keep
             delivery.save(
                 update_fields=[
@@ -186,6 +187,19 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         envelope.correlation_id,
     )
     return Answer(answer.status, answer.error_code, answer.error, delivery.pk)
+
+
+def kept_body(body: bytes, keep: int) -> str:
+    """What is kept of a refused body for staff: capped, storable text, card numbers masked."""
+    return pan_mask_text(_clean(body[:keep].decode("utf-8", errors="replace"), keep))
+
+
+def _clean(text: str, max_len: int) -> str:
+    # NUL and lone surrogates cannot be stored in a PostgreSQL text column (nor sent to it).
+    text = text[:max_len]
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _answer_for(result: IngestResult) -> Answer:

@@ -7,10 +7,11 @@ an apostrophe: the file is opened by staff, and the text in it partly comes from
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from django.db.models import QuerySet
 
+from tracking.data_care import personal_mask
 from tracking.models import CardOrder
 
 # (header, value path) in the order the file shows them.
@@ -64,15 +65,25 @@ def _cell(value) -> str:
     return f"'{text}" if text.startswith(_FORMULA_PREFIXES) else text
 
 
-def orders_csv_lines(*, queryset: QuerySet[CardOrder], chunk_size: int) -> Iterator[str]:
+def orders_csv_lines(
+    *, queryset: QuerySet[CardOrder], chunk_size: int, masked: Collection[str] = ()
+) -> Iterator[str]:
     """The header and one CSV line per order of `queryset`, read `chunk_size` rows at a time.
 
-    On PostgreSQL the rows come through a server-side cursor; nothing is held beyond a chunk.
+    Columns named in `masked` (personal fields the reader may not see) carry a mask instead of
+    their value. On PostgreSQL the rows come through a server-side cursor; nothing is held
+    beyond a chunk.
     """
     writer = csv.writer(_Line())
     yield writer.writerow([header for header, _ in ORDER_COLUMNS])
+    hidden = [path in masked for _, path in ORDER_COLUMNS]
     rows = queryset.values_list(*[path for _, path in ORDER_COLUMNS]).iterator(
         chunk_size=chunk_size
     )
     for row in rows:
-        yield writer.writerow([_cell(value) for value in row])
+        yield writer.writerow(
+            [
+                _cell(personal_mask(value) if hide else value)
+                for value, hide in zip(row, hidden, strict=True)
+            ]
+        )

@@ -21,9 +21,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, JSONNull
 from django.utils import timezone
 
+from tracking.data_care import pan_mask_item
 from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
 from tracking.rules import (
     EventFacts,
@@ -73,14 +74,16 @@ def ingest_operations(
     """Store `operations` for `issuer` and re-derive every order they touch.
 
     Writes events (new or `times_received` += copies), upserts card orders and saves their
-    derived state; invalid items are stored with their reason and outcome `invalid`. Must run
+    derived state; invalid items are stored with their reason and outcome `invalid`; card
+    numbers in an item are masked before it is stored (`tracking.data_care`). Must run
     inside a transaction. Raises only database errors (the caller answers 5xx so D1 retries).
     """
     now = timezone.now()
     result = IngestResult(item_count=len(operations))
 
     items: dict[str, _Item] = {}
-    for raw in operations:
+    for sent in operations:
+        raw = pan_mask_item(sent)  # no full card number is ever stored (tracking.data_care)
         fingerprint = item_fingerprint(raw)
         if fingerprint in items:
             items[fingerprint].copies += 1
@@ -199,7 +202,8 @@ def _store_events(*, issuer, items, orders, source, delivery, now) -> dict[str, 
                 operation_status=_short(item.raw, "status", 32),
                 production_status=_short(details, "status", 64),
                 shipment_status=_short(shipment, "status", 64),
-                payload=item.raw,
+                # JSON null is a value D1 sent, not a missing column (SQL NULL).
+                payload=JSONNull() if item.raw is None else item.raw,
                 source=source,
                 first_received_at=now,
                 last_received_at=now,

@@ -25,6 +25,6 @@ def run(statements):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0003_admin_acknowledgements")]
+    dependencies = [("tracking", "0004_admin_acknowledgements")]
 
     operations = [migrations.RunPython(run(CREATE), run(DROP), elidable=False)]

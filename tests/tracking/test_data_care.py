@@ -1,0 +1,138 @@
+"""Data care: no full card number is stored anywhere, and logs carry ids and codes, not payloads."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+from django.apps import apps
+from django.db import models
+
+from tests.fixtures import spec_examples as spec
+from tracking.data_care import luhn_valid, pan_mask_item, pan_mask_text
+from tracking.models import NotificationDelivery, OperationEvent
+
+pytestmark = pytest.mark.django_db
+
+PAN = "4111111111111111"  # a test card number (passes Luhn)
+DIGIT_RUNS = re.compile(r"\d(?:[ -]?\d){12,18}")
+
+
+def stored_card_numbers() -> list[tuple[str, str]]:
+    """Every Luhn-valid 13-19 digit run in any text or JSON column of the portal's tables."""
+    found = []
+    for model in apps.get_app_config("tracking").get_models():
+        columns = [
+            f.name
+            for f in model._meta.concrete_fields
+            if isinstance(f, (models.CharField, models.TextField, models.JSONField))
+        ]
+        for row in model._default_manager.values(*columns):
+            for column, value in row.items():
+                text = value if isinstance(value, str) else json.dumps(value)
+                for run in DIGIT_RUNS.findall(text or ""):
+                    digits = re.sub(r"[ -]", "", run)
+                    if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                        found.append((f"{model.__name__}.{column}", run))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (PAN, "************1111"),
+        ("card 4111 1111 1111 1111 please", "card ************1111 please"),
+        ("5500-0000-0000-0004", "************0004"),
+        ("4111111111111112", "4111111111111112"),  # fails Luhn: not a card number
+        ("12345678901234567890123", "12345678901234567890123"),  # too long to be one
+        ("2026-03-02T09:15:04.120Z", "2026-03-02T09:15:04.120Z"),
+    ],
+)
+def test_card_numbers_are_masked_to_their_last_four_digits(text, masked):
+    assert pan_mask_text(text) == masked
+
+
+def test_masking_keeps_the_rest_of_the_item_exactly():
+    item = {
+        **spec.E6["operations"][0],
+        "error": f"card {PAN} rejected",
+        "extra": {PAN: [int(PAN), "ok"]},
+    }
+
+    masked = pan_mask_item(item)
+
+    assert masked["error"] == "card ************1111 rejected"
+    assert masked["extra"] == {"************1111": ["************1111", "ok"]}
+    rest = {k: v for k, v in masked.items() if k not in ("error", "extra")}
+    assert rest == {k: v for k, v in item.items() if k not in ("error", "extra")}
+    assert pan_mask_item(spec.E6["operations"][0]) is spec.E6["operations"][0]
+
+
+def test_no_card_number_is_stored_from_webhooks(issuer, post_notification):
+    with_pan = {
+        **spec.E11["operations"][0],
+        "error": f"PAN {PAN} not allowed",
+        "details": {"status": "DATA_EXCEPTION", "reason": "card 5500 0000 0000 0004"},
+    }
+    pan_as_card_id = {**spec.E1["operations"][0], "cardId": PAN}
+    assert post_notification({"operations": [with_pan, pan_as_card_id]}).status_code == 204
+    assert post_notification(b'{"operations": [{"cardId": "' + PAN.encode()).status_code == 400
+    post_notification(spec.E1, HTTP_X_CORRELATION_ID=PAN)
+
+    assert stored_card_numbers() == []
+    kept = OperationEvent.objects.get(validation_error__contains="cardId")
+    assert kept.outcome == "invalid"  # a masked id no longer matches D1's pattern
+    assert kept.payload["cardId"] == "************1111"
+    assert "************1111" in NotificationDelivery.objects.get(status_code=400).body
+
+
+def test_carrier_references_that_look_like_card_numbers_are_kept(issuer, post_notification):
+    fedex_like = "400000000000002"  # 15 digits, passes Luhn
+    item = {
+        **spec.E6["operations"][0],
+        "details": {
+            "status": "CARD_SHIPPED",
+            "shipment": {
+                "carrier": "fedex",
+                "trackingNumber": fedex_like,
+                "trackingUrl": f"https://www.fedex.com/fedextrack/?trknbr={fedex_like}",
+            },
+        },
+    }
+
+    assert post_notification({"operations": [item]}).status_code == 204
+
+    shipment = OperationEvent.objects.get().payload["details"]["shipment"]
+    assert shipment["trackingNumber"] == fedex_like
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(self.format(record))
+
+
+def test_logs_carry_ids_and_codes_never_payloads(issuer, post_notification):
+    secret_text = "Delivery-address-17-Rue-Example"
+    item = {**spec.E11["operations"][0], "error": secret_text}
+    bad = {**item, "cardId": "bad id"}
+    recorder, root = Recorder(), logging.getLogger()
+    root.addHandler(recorder)
+    level, root.level = root.level, logging.DEBUG
+    try:
+        post_notification({"operations": [item]}, HTTP_X_CORRELATION_ID="corr-log-1")
+        post_notification({"operations": [bad]})
+        post_notification(b"not json " + secret_text.encode())
+    finally:
+        root.removeHandler(recorder)
+        root.level = level
+
+    messages = "\n".join(recorder.messages)
+    assert "corr-log-1" in messages
+    assert "ISSUERX001" in messages
+    assert secret_text not in messages

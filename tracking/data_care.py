@@ -1,0 +1,111 @@
+"""Data care: no full card number is stored, and personal fields are masked for viewers.
+
+Card numbers. D1 never needs to send a PAN, so one in a payload is a mistake upstream. Every
+13-19 digit run (optionally grouped by spaces or dashes) that passes the Luhn check, in any
+string, number or key of an item, is replaced by asterisks keeping the last four digits
+(`************1111`) before the item is fingerprinted and stored; the rest of the item is kept
+exactly as sent. Carrier references can look like card numbers (a 15-digit tracking number
+passes Luhn one time in ten), so the fields in `PAN_SCAN_EXEMPT_FIELDS` are left alone. A
+masked identifier no longer matches D1's id pattern, so such an item is stored as invalid and
+shows up for staff instead of silently merging orders.
+
+Personal fields. `PERSONAL_FIELDS` names model fields ("app_label.Model.field") that staff
+without the `tracking.view_personal_fields` permission (viewers) see masked, in the admin and in
+the read API.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+
+PAN_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+PERSONAL_MASK = "•••••• (hidden)"
+PERSONAL_PERMISSION = "tracking.view_personal_fields"
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        if position % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def _mask_match(match: re.Match) -> str:
+    digits = re.sub(r"[ -]", "", match.group())
+    if not luhn_valid(digits):
+        return match.group()
+    return "*" * (len(digits) - 4) + digits[-4:]
+
+
+def pan_mask_text(text: str) -> str:
+    """`text` with every Luhn-valid 13-19 digit run masked to its last four digits."""
+    if len(text) < 13:
+        return text
+    return PAN_CANDIDATE.sub(_mask_match, text)
+
+
+def pan_mask_value(value: Any, *, exempt: frozenset[str] = frozenset(), path: str = "") -> Any:
+    """A copy of a JSON value with card numbers masked; the same object when nothing changed."""
+    if isinstance(value, str):
+        return pan_mask_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 10**12 <= abs(value) < 10**19 and luhn_valid(str(abs(value))):
+            return pan_mask_text(str(value))
+        return value
+    if isinstance(value, dict):
+        changed = False
+        masked = {}
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else key
+            new_key = pan_mask_text(key) if isinstance(key, str) else key
+            new_item = item if child in exempt else pan_mask_value(item, exempt=exempt, path=child)
+            changed = changed or new_key is not key or new_item is not item
+            masked[new_key] = new_item
+        return masked if changed else value
+    if isinstance(value, list):
+        items = [pan_mask_value(item, exempt=exempt, path=path) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    return value
+
+
+def pan_mask_item(item: Any) -> Any:
+    """One notification item with card numbers masked (see the module docstring)."""
+    return pan_mask_value(item, exempt=frozenset(settings.PAN_SCAN_EXEMPT_FIELDS))
+
+
+# ---------------------------------------------------------------------------- personal fields
+
+
+@lru_cache(maxsize=16)
+def _personal(entries: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    by_model: dict[str, set[str]] = {}
+    for entry in entries:
+        label, _, field = entry.strip().rpartition(".")
+        if label and field:
+            by_model.setdefault(label.lower(), set()).add(field)
+    return {label: frozenset(fields) for label, fields in by_model.items()}
+
+
+def personal_fields(model) -> frozenset[str]:
+    """The names of `model`'s fields that PERSONAL_FIELDS marks as personal."""
+    return _personal(tuple(settings.PERSONAL_FIELDS)).get(model._meta.label_lower, frozenset())
+
+
+def can_see_personal(user) -> bool:
+    return bool(user and user.is_authenticated and user.has_perm(PERSONAL_PERMISSION))
+
+
+def personal_mask(value: Any) -> Any:
+    """What a viewer sees instead of a personal value (empty values stay empty)."""
+    if value in (None, "", [], {}):
+        return value
+    return PERSONAL_MASK

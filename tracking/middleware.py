@@ -1,0 +1,57 @@
+"""Request-wide trust checks: the proxy-verified D1 certificate, and two-factor staff sessions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+from tracking.d1_access import verified_client_subject
+
+
+class D1ClientCertificateMiddleware:
+    """Set `request.d1_client_identity` to the certificate subject a trusted proxy verified.
+
+    The header is ignored from any other address, so a caller cannot claim a certificate by
+    sending the header itself.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.d1_client_identity = verified_client_subject(request)
+        return self.get_response(request)
+
+
+class StaffOTPRequiredMiddleware:
+    """With ADMIN_REQUIRE_OTP, a staff session counts only after a TOTP device verified it.
+
+    A session that has passed the password but not the second factor is sent to the
+    verification page (HTML) or refused 403 (the read API), so a stolen password alone opens
+    neither the admin nor the API. D1's endpoints and the health checks never use sessions.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not settings.ADMIN_REQUIRE_OTP:
+            return self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or user.is_verified():
+            return self.get_response(request)
+        path = request.path_info
+        if path in _exempt_paths() or path.startswith(_EXEMPT_PREFIXES):
+            return self.get_response(request)
+        if path.startswith("/api/"):
+            return JsonResponse({"detail": "Two-factor verification is required."}, status=403)
+        return redirect_to_login(request.get_full_path(), reverse("otp-verify"))
+
+
+_EXEMPT_PREFIXES = ("/notifications/", "/authz/", "/static/", "/healthz", "/readyz")
+
+
+def _exempt_paths() -> set[str]:
+    return {reverse("otp-verify"), reverse("admin:login"), reverse("admin:logout")}
