@@ -397,7 +397,7 @@ def measure(client, url: str, runs: int) -> tuple[int, list[float], list[float],
     """Status, server times, database times (ms) and query count of `runs` requests."""
     from django.db import connection
 
-    for _ in range(2):  # warm the caches (PostgreSQL's and Django's templates)
+    for _ in range(2):  # warm this page's data and templates
         client.get(url)
     durations, db_times = [], []
     for _ in range(runs):
@@ -421,9 +421,11 @@ def run_pages(size: int, runs: int) -> list[Timing]:
     )
     client = Client()
     client.force_login(user)
+    urls = [(name, first_seen_range(url)) for name, url in pages(size)]
+    for _, url in urls:  # one pass over every page first: after a load the caches are cold
+        client.get(url)
     timings = []
-    for name, url in pages(size):
-        url = first_seen_range(url)
+    for name, url in urls:
         status, durations, db_times, queries = measure(client, url, runs)
         timing = Timing(
             page=name,
@@ -493,7 +495,10 @@ def report(results: dict[int, list[Timing]], loads: dict[int, float | None], run
         "does not depend on the number of orders.",
         "",
         f"Machine: {os.cpu_count()} cores shared by client, server and PostgreSQL "
-        f"{postgres_version()}; default PostgreSQL settings (shared_buffers 128 MB).",
+        f"{postgres_version()}; default PostgreSQL settings (shared_buffers 128 MB). Other",
+        "work may share the machine (the run takes no lock on it), so a single figure can",
+        "move by a third from one run to the next; the first pass over the pages after a",
+        "load (cold caches) is not counted.",
         "",
     ]
     return "\n".join(lines)

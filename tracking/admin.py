@@ -42,7 +42,7 @@ from tracking.models import (
     OperationEvent,
     ReconcileAttempt,
 )
-from tracking.services import order_actions, order_search
+from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import audit_record
 from tracking.services.export import orders_csv_lines
 from tracking.services.reconcile import orders_reconcile_now
@@ -292,7 +292,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             raise PermissionDenied
         now = timezone.now()
         personal = can_see_personal(request.user)
-        events = list(order.timeline().select_related(None)[: TIMELINE_LIMIT + 1])
+        events = list(order.timeline()[: TIMELINE_LIMIT + 1])
         context = {
             **self.admin_site.each_context(request),
             "title": f"Card {order.card_id}",
@@ -315,7 +315,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "stages": stage_spans(order, now=now),
             "reconcile_attempts": _reconcile_attempts(order),
             "acknowledgements": list(order.acknowledgements.select_related("user")[:20]),
-            "exception": order_is_exception(order),
+            "exception": order_queues.is_exception(order),
             "can_reconcile": self.has_reconcile_permission(request),
             "can_replay": self.has_replay_permission(request),
             "can_acknowledge": self.has_acknowledge_permission(request),
@@ -409,22 +409,6 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         else:
             messages.success(request, "Exception acknowledged; the order left the Exceptions list.")
         return self._back_to(order.pk)
-
-
-def order_is_exception(order: CardOrder) -> bool:
-    """The same rule as the Exceptions queue, for one order in memory."""
-    from tracking.services import order_queues as queues
-
-    return bool(
-        order.production_status in queues.EXCEPTION_STATUSES
-        or (
-            order.operation_status == queues.FAILED_OPERATION_STATUS
-            and order.production_status not in queues.CANCELLED_STATUSES
-        )
-        or order.has_conflict
-        or order.has_unknown_status
-        or order.error_code
-    )
 
 
 def _reconcile_attempts(order: CardOrder) -> list:

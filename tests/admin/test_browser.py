@@ -86,6 +86,8 @@ def screenshot(page, name: str, *, width: int = 1440, full_page: bool = True) ->
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": width, "height": 1000})
+    # From the top, with nothing focused: sticky panels sit where a reader first sees them.
+    page.evaluate("window.scrollTo(0, 0); document.activeElement && document.activeElement.blur()")
     page.wait_for_timeout(300)
     page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
     page.set_viewport_size({"width": WIDTH, "height": 900})

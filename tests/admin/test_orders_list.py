@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from tests.fixtures.backoffice import Card, post_items
 from tracking.models import CardOrder, Issuer, OrderAcknowledgement
+from tracking.services import order_queues
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +209,10 @@ def test_viewers_see_the_list_with_tracking_numbers_masked(admin_client_as, orde
     # ... yet the number still finds the order.
     response = viewer.get(LIST, {"q": "1Z999AA10123456784"})
     assert response["Location"] == f"{LIST}{orders['shipped']}/change/"
+
+
+def test_the_order_page_and_the_queue_agree_on_what_an_exception_is(orders):
+    queue = CardOrder.objects.filter(order_queues.exception_q())
+    in_queue = set(queue.values_list("pk", flat=True))
+    assert in_queue == {o.pk for o in CardOrder.objects.all() if order_queues.is_exception(o)}
+    assert len(in_queue) >= 3

@@ -38,6 +38,20 @@ def exception_q() -> Q:
     )
 
 
+def is_exception(order) -> bool:
+    """The rule of `exception_q`, for one order already in memory."""
+    return bool(
+        order.production_status in EXCEPTION_STATUSES
+        or (
+            order.operation_status == FAILED_OPERATION_STATUS
+            and order.production_status not in CANCELLED_STATUSES
+        )
+        or order.has_conflict
+        or order.has_unknown_status
+        or order.error_code
+    )
+
+
 def acknowledged_q() -> Q:
     """Orders whose exception staff acknowledged after the last event arrived.
 
