@@ -150,6 +150,7 @@ def order_reconcile(
         CardOrder.objects.filter(pk=order_id).update(reconcile_claimed_until=None)
         return ReconcileResult(order_id=order_id, outcome=SKIPPED, error="reconciled meanwhile")
 
+    issuer = order.issuer
     reason = order_due_reason(order=order, now=timezone.now())
     correlation_id = uuid.uuid4().hex
     started_at = timezone.now()
@@ -158,7 +159,7 @@ def order_reconcile(
     http_status: int | None = None
     error = ""
     try:
-        operations = d1_client_for(order.issuer).get_production_status(
+        operations = d1_client_for(issuer).get_production_status(
             order.card_id, correlation_id=correlation_id
         )
         http_status = 200
@@ -177,7 +178,7 @@ def order_reconcile(
         delivery = None
         if operations is not None:
             delivery = _on_demand_ingest(
-                issuer=order.issuer, operations=operations, correlation_id=correlation_id
+                issuer=issuer, operations=operations, correlation_id=correlation_id
             )
             order.refresh_from_db()
             if _state_of(order) != before:
