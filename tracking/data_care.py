@@ -1,7 +1,7 @@
 """Data care: no full card number is stored, and personal fields are masked for viewers.
 
 Card numbers. D1 never needs to send a PAN, so one in a payload is a mistake upstream. Every
-13-19 digit run (optionally grouped by spaces or dashes) that passes the Luhn check, in any
+13-19 digit run (or grouped by spaces or dashes as on a card) that passes the Luhn check, in any
 string, number or key of an item, is replaced by asterisks keeping the last four digits
 (`************1111`) before the item is fingerprinted and stored; the rest of the item is kept
 exactly as sent. Carrier references can look like card numbers (a 15-digit tracking number
@@ -22,7 +22,13 @@ from typing import Any
 
 from django.conf import settings
 
-PAN_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# A run of 13-19 digits, or the groupings printed on cards (4-4-4-4[-3], 4-6-4/5) with one
+# kind of separator. Looser groupings would catch ids such as "op-000022-9215148ab1".
+PAN_CANDIDATE = re.compile(
+    r"(?<!\d)(?:\d{13,19}"
+    r"|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
+    r"|\d{4}([ -])\d{6}\2\d{4,5})(?![\d])"
+)
 PERSONAL_MASK = "•••••• (hidden)"
 PERSONAL_PERMISSION = "tracking.view_personal_fields"
 

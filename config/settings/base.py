@@ -392,5 +392,6 @@ PERSONAL_FIELDS = env.list(
 )
 PAN_SCAN_EXEMPT_FIELDS = env.list(
     "PAN_SCAN_EXEMPT_FIELDS",
-    default=["details.shipment.trackingNumber", "details.shipment.trackingUrl"],
+    # operationId is D1's own generated id, never card data.
+    default=["operationId", "details.shipment.trackingNumber", "details.shipment.trackingUrl"],
 )
