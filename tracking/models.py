@@ -169,6 +169,17 @@ class CardOrder(models.Model):
                 condition=Q(needs_reconcile=True),
             ),
             models.Index(fields=["due_date"], name="order_due_date"),
+            # admin: the Exceptions queue, newest first (same condition as
+            # tracking.services.order_queues.exception_q).
+            models.Index(
+                fields=["-updated_at"],
+                name="order_exception_recent",
+                condition=Q(production_status__in=["CARD_PROD_EXCEPTION", "DATA_EXCEPTION"])
+                | (Q(operation_status="FAILED") & ~Q(production_status__in=["CARD_PROD_CANCELED"]))
+                | Q(has_conflict=True)
+                | Q(has_unknown_status=True)
+                | ~Q(error_code=""),
+            ),
             # Reconciliation: the sweep looks only at open orders and shipped ones awaiting
             # delivery, a small part of all orders once most have shipped.
             models.Index(
@@ -375,3 +386,27 @@ class ReconcileAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"reconcile #{self.pk} of order {self.order_id}: {self.outcome}"
+
+
+# ---------------------------------------------------------------------------- admin
+
+
+class OrderAcknowledgement(models.Model):
+    """A staff note that an order's exception was seen and handled.
+
+    It takes the order out of the Exceptions queue until a newer event arrives for the order.
+    """
+
+    order = models.ForeignKey(CardOrder, on_delete=models.PROTECT, related_name="acknowledgements")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["order", "-created_at"], name="ack_order_recent")]
+
+    def __str__(self) -> str:
+        return f"acknowledgement of {self.order_id} at {self.created_at:%Y-%m-%d %H:%M}"

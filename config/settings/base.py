@@ -32,6 +32,10 @@ WSGI_APPLICATION = "config.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
+    # admin: the unfold theme must come before django.contrib.admin to override its templates.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.simple_history",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -260,6 +264,28 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
+
+# ---------------------------------------------------------------------------- admin (back office)
+# The admin's look (django-unfold), its navigation and its front page; see tracking/admin*.py.
+UNFOLD = {
+    "SITE_TITLE": "D1 card orders",
+    "SITE_HEADER": "D1 card orders",
+    "SITE_SUBHEADER": "Back office",
+    "SITE_SYMBOL": "credit_card",
+    "SHOW_VIEW_ON_SITE": False,
+    "COLORS": {"primary": "tracking.admin_navigation.primary_colors"},
+    "STYLES": ["tracking.admin_navigation.admin_stylesheet"],
+    "DASHBOARD_CALLBACK": "tracking.admin_views.dashboard_callback",
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        "navigation": "tracking.admin_navigation.sidebar_navigation",
+    },
+}
+# Rows per CSV export chunk read from the database (memory stays constant whatever the size).
+ADMIN_EXPORT_CHUNK_SIZE = env.int("ADMIN_EXPORT_CHUNK_SIZE", default=2000)
+# Orders per page in the admin lists.
+ADMIN_LIST_PER_PAGE = env.int("ADMIN_LIST_PER_PAGE", default=50)
 
 # ---------------------------------------------------------------------------- observability
 # Logs: "json" lines (production) or readable "console" lines (development); one request id per

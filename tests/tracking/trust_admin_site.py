@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.urls import path
+from unfold.sites import UnfoldAdminSite
 
 import config.urls
 from tracking.admin_security import (
@@ -15,7 +16,8 @@ from tracking.admin_security import (
 )
 from tracking.models import CardOrder, OperationEvent
 
-site = admin.AdminSite(name="trust_admin")
+# The theme's templates replace the admin's everywhere, so the test site must be the theme's too.
+site = UnfoldAdminSite(name="trust_admin")
 
 
 class EventInline(PersonalFieldsMaskMixin, admin.TabularInline):

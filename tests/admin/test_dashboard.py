@@ -1,0 +1,89 @@
+"""The dashboard: its figures, their cost, and that every number opens the rows behind it."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.admin.test_orders_list import listed_cards
+from tracking.models import CardOrder, NotificationDelivery
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_dashboard_costs_a_fixed_number_of_queries(boss, orders):
+    with CaptureQueriesContext(connection) as queries:
+        response = boss.get("/admin/")
+    assert response.status_code == 200
+    # session, user, and the figures' aggregates (one more once reconciliation is in)
+    assert len(queries) <= 10, [q["sql"] for q in queries.captured_queries]
+
+
+def test_open_orders_per_stage_and_stuck_per_stage(boss, orders):
+    figures = boss.get("/admin/").context["dashboard"]
+    stages = {s.status: s for s in figures.stages}
+    assert figures.open_orders == CardOrder.objects.filter(is_terminal=False).count()
+    for status, stage in stages.items():
+        assert stage.orders == CardOrder.objects.filter(production_status=status).count()
+    assert "CARD_SHIPPED" not in stages  # final stages are counted over a window
+    assert stages["CARD_PROD_REQUESTED"].stuck >= 1  # the order requested four days ago
+    assert stages["CARD_PROD_REQUESTED"].orders > stages["CARD_PROD_REQUESTED"].stuck
+
+
+def test_final_stages_in_the_last_24_hours_and_7_days(boss, orders):
+    figures = boss.get("/admin/").context["dashboard"]
+    assert figures.final["failed"] == {"24h": 1, "7d": 1}
+    assert figures.final["cancelled"] == {"24h": 0, "7d": 2}
+    assert figures.final["shipped"] == {"24h": 0, "7d": 3}
+
+
+def test_notifications_per_hour_with_duplicate_and_out_of_order_rates(boss, orders):
+    figures = boss.get("/admin/").context["dashboard"]
+    assert len(figures.hours) == 24
+    day = figures.last_24h
+    stored = NotificationDelivery.objects.filter(received_at__gte=figures.hours[0].hour)
+    assert day.deliveries == stored.count()
+    assert day.duplicates == 2  # the item delivered three times, six hours ago
+    assert day.duplicate_rate == pytest.approx(2 / day.items)
+    assert day.rejected == 1
+
+
+def test_every_number_links_to_the_rows_behind_it(boss, orders):
+    response = boss.get("/admin/")
+    html = response.content.decode()
+    figures = response.context["dashboard"]
+    for row in response.context["stage_rows"]:
+        assert f'href="{row["orders_url"]}"' in html.replace("&amp;", "&")
+        assert len(listed_cards(boss.get(row["orders_url"]))) == row["stage"].orders
+        if row["stuck_url"]:
+            assert len(listed_cards(boss.get(row["stuck_url"]))) == row["stage"].stuck
+    links = response.context["links"]
+    assert len(listed_cards(boss.get(links["exceptions"]))) == figures.open_exceptions
+    assert len(listed_cards(boss.get(links["stuck"]))) == figures.total_stuck
+    assert len(listed_cards(boss.get(links["reconcile"]))) == figures.needs_reconcile
+    assert len(listed_cards(boss.get(links["open"]))) == figures.open_orders
+    for row in response.context["final_rows"]:
+        for window in ("24h", "7d"):
+            shown = listed_cards(boss.get(row["urls"][window]))
+            assert len(shown) == row["counts"][window], (row["title"], window)
+
+
+def test_hourly_numbers_open_the_deliveries_and_events_of_that_hour(boss, orders):
+    response = boss.get("/admin/")
+    busiest = max(response.context["hour_rows"], key=lambda row: row["hour"].duplicates)
+    deliveries = boss.get(busiest["duplicates_url"])
+    assert deliveries.status_code == 200
+    assert len(re.findall(r"accepted</span>", deliveries.content.decode())) == 2
+    query = parse_qs(urlsplit(busiest["stale_url"]).query)
+    assert query["outcome__exact"] == ["stale"]
+    assert boss.get(busiest["stale_url"]).status_code == 200
+
+
+def test_staff_who_may_not_view_orders_see_no_figures(admin_client_as, orders):
+    response = admin_client_as().get("/admin/")
+    assert response.status_code == 200
+    assert "dashboard" not in response.context

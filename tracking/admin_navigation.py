@@ -1,0 +1,199 @@
+"""The admin's sidebar and look: the queues staff work from, in the order they use them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest
+from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
+
+ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
+
+# Tailwind's blue scale: calmer than the theme's default purple for an all-day tool.
+_BLUE = {
+    "50": "oklch(97% .014 254.604)",
+    "100": "oklch(93.2% .032 255.585)",
+    "200": "oklch(88.2% .059 254.128)",
+    "300": "oklch(80.9% .105 251.813)",
+    "400": "oklch(70.7% .165 254.624)",
+    "500": "oklch(62.3% .214 259.815)",
+    "600": "oklch(54.6% .245 262.881)",
+    "700": "oklch(48.8% .243 264.376)",
+    "800": "oklch(42.4% .199 265.638)",
+    "900": "oklch(37.9% .146 265.522)",
+    "950": "oklch(28.2% .091 267.935)",
+}
+
+
+def primary_colors(request: HttpRequest) -> dict[str, str]:
+    del request
+    return dict(_BLUE)
+
+
+def admin_stylesheet(request: HttpRequest) -> str:
+    del request
+    return static("tracking/admin.css")
+
+
+def _url(name: str, query: str = "") -> str:
+    try:
+        url = reverse(name)
+    except NoReverseMatch:
+        return ""
+    return f"{url}?{query}" if query else url
+
+
+def _can_view(app_model: str) -> Callable[[HttpRequest], bool]:
+    def check(request: HttpRequest) -> bool:
+        return request.user.has_perm(f"tracking.view_{app_model}")
+
+    return check
+
+
+def _queue_active(queue: str) -> Callable[[HttpRequest], bool]:
+    """Active when the orders list shows this queue (or no queue, for plain Orders)."""
+
+    def check(request: HttpRequest) -> bool:
+        orders_path = _url(ORDERS_CHANGELIST)
+        if not orders_path or not request.path.startswith(orders_path):
+            return False
+        if queue == "":
+            return "queue" not in request.GET
+        return request.GET.get("queue") == queue
+
+    return check
+
+
+def _path_active(name: str, *, when: Callable[[HttpRequest], bool] | None = None):
+    def check(request: HttpRequest) -> bool:
+        path = _url(name)
+        return bool(path) and request.path.startswith(path) and (when is None or when(request))
+
+    return check
+
+
+def sidebar_navigation(request: HttpRequest) -> list[dict]:
+    """The sidebar groups; items the user may not view are hidden by unfold."""
+    del request
+    view_orders = _can_view("cardorder")
+    reconcile_attempts = _url("admin:tracking_reconcileattempt_changelist")
+    reconciliation = (
+        {
+            "title": "Reconcile attempts",
+            "icon": "sync",
+            "link": reconcile_attempts,
+            "permission": _can_view("reconcileattempt"),
+            "active": _path_active("admin:tracking_reconcileattempt_changelist"),
+        }
+        if reconcile_attempts
+        else None
+    )
+    return [
+        {
+            "title": "Card orders",
+            "separator": False,
+            "items": [
+                {
+                    "title": "Dashboard",
+                    "icon": "space_dashboard",
+                    "link": _url("admin:index"),
+                },
+                {
+                    "title": "Orders",
+                    "icon": "credit_card",
+                    "link": _url(ORDERS_CHANGELIST),
+                    "permission": view_orders,
+                    "active": _queue_active(""),
+                },
+                {
+                    "title": "Exceptions",
+                    "icon": "error",
+                    "link": _url(ORDERS_CHANGELIST, "queue=exceptions"),
+                    "permission": view_orders,
+                    "active": _queue_active("exceptions"),
+                },
+                {
+                    "title": "Stuck orders",
+                    "icon": "hourglass_top",
+                    "link": _url(ORDERS_CHANGELIST, "queue=stuck"),
+                    "permission": view_orders,
+                    "active": _queue_active("stuck"),
+                },
+            ],
+        },
+        {
+            "title": "Reconciliation",
+            "separator": True,
+            "items": [
+                {
+                    "title": "Needs reconciliation",
+                    "icon": "published_with_changes",
+                    "link": _url(ORDERS_CHANGELIST, "queue=reconcile"),
+                    "permission": view_orders,
+                    "active": _queue_active("reconcile"),
+                },
+                *([reconciliation] if reconciliation else []),
+            ],
+        },
+        {
+            "title": "What D1 sent",
+            "separator": True,
+            "items": [
+                {
+                    "title": "Deliveries",
+                    "icon": "inbox",
+                    "link": _url("admin:tracking_notificationdelivery_changelist"),
+                    "permission": _can_view("notificationdelivery"),
+                    "active": _path_active(
+                        "admin:tracking_notificationdelivery_changelist",
+                        when=lambda r: "refused" not in r.GET,
+                    ),
+                },
+                {
+                    "title": "Refused deliveries",
+                    "icon": "block",
+                    "link": _url("admin:tracking_notificationdelivery_changelist", "refused=yes"),
+                    "permission": _can_view("notificationdelivery"),
+                    "active": _path_active(
+                        "admin:tracking_notificationdelivery_changelist",
+                        when=lambda r: "refused" in r.GET,
+                    ),
+                },
+                {
+                    "title": "Events",
+                    "icon": "list_alt",
+                    "link": _url("admin:tracking_operationevent_changelist"),
+                    "permission": _can_view("operationevent"),
+                    "active": _path_active("admin:tracking_operationevent_changelist"),
+                },
+            ],
+        },
+        {
+            "title": "Configuration",
+            "separator": True,
+            "items": [
+                {
+                    "title": "Issuers",
+                    "icon": "account_balance",
+                    "link": _url("admin:tracking_issuer_changelist"),
+                    "permission": _can_view("issuer"),
+                    "active": _path_active("admin:tracking_issuer_changelist"),
+                },
+                {
+                    "title": "Users",
+                    "icon": "person",
+                    "link": _url("admin:auth_user_changelist"),
+                    "permission": lambda r: r.user.has_perm("auth.view_user"),
+                    "active": _path_active("admin:auth_user_changelist"),
+                },
+                {
+                    "title": "Groups",
+                    "icon": "group",
+                    "link": _url("admin:auth_group_changelist"),
+                    "permission": lambda r: r.user.has_perm("auth.view_group"),
+                    "active": _path_active("admin:auth_group_changelist"),
+                },
+            ],
+        },
+    ]

@@ -1,0 +1,255 @@
+"""The admin's front page: the dashboard figures, their charts, and the list behind each number."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from tracking.admin_filters import NONE
+from tracking.services.dashboard import (
+    DAY,
+    FINAL_GROUPS,
+    WEEK,
+    DashboardFigures,
+    dashboard_figures,
+)
+
+PRIMARY = "#2563eb"
+DANGER = "#dc2626"
+WARNING = "#ea580c"
+NEUTRAL = "#64748b"
+
+
+def _changelist(model: str, **params: Any) -> str:
+    try:
+        url = reverse(f"admin:tracking_{model}_changelist")
+    except NoReverseMatch:
+        return ""
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+    return f"{url}?{query}" if query else url
+
+
+def orders_url(**params: Any) -> str:
+    return _changelist("cardorder", **params)
+
+
+def _chart_options(
+    *, stacked: bool = False, percent_axis: bool = False, skip_labels: bool = True
+) -> dict:
+    axis_colour = "#64748b"
+    options: dict[str, Any] = {
+        "animation": False,
+        "responsive": True,
+        "maintainAspectRatio": False,
+        "plugins": {
+            "legend": {
+                "display": True,
+                "position": "top",
+                "align": "start",
+                "labels": {"color": axis_colour, "usePointStyle": True, "boxWidth": 8},
+            },
+            "tooltip": {"enabled": True},
+        },
+        "scales": {
+            "x": {
+                "stacked": stacked,
+                "ticks": {"color": axis_colour, "autoSkip": skip_labels, "maxRotation": 40},
+                "grid": {"display": False},
+            },
+            "y": {
+                "stacked": stacked,
+                "beginAtZero": True,
+                "ticks": {"color": axis_colour, "precision": 0},
+                "title": {"display": True, "text": "items", "color": axis_colour},
+            },
+        },
+    }
+    if percent_axis:
+        options["scales"]["y1"] = {
+            "position": "right",
+            "beginAtZero": True,
+            "suggestedMax": 10,
+            "grid": {"drawOnChartArea": False},
+            "ticks": {"color": axis_colour},
+            "title": {"display": True, "text": "% of items", "color": axis_colour},
+        }
+    return options
+
+
+def _short_stage(status: str) -> str:
+    """CARD_PROD_ONGOING -> ONGOING: the chart's axis has room for short names only."""
+    if not status:
+        return "(no known status)"
+    for prefix in ("CARD_PROD_", "CARD_"):
+        if status.startswith(prefix):
+            return status.removeprefix(prefix)
+    return status
+
+
+def _stage_chart(figures: DashboardFigures) -> dict:
+    stages = figures.stages
+    return {
+        "labels": [_short_stage(s.status) for s in stages],
+        "datasets": [
+            {
+                "label": "Within the stage's threshold",
+                "data": [s.orders - (s.stuck or 0) for s in stages],
+                "backgroundColor": PRIMARY,
+                "borderRadius": 4,
+            },
+            {
+                "label": "Stuck beyond threshold",
+                "data": [s.stuck or 0 for s in stages],
+                "backgroundColor": DANGER,
+                "borderRadius": 4,
+            },
+        ],
+    }
+
+
+def _hourly_chart(figures: DashboardFigures) -> dict:
+    def pct(value: float | None) -> float:
+        return round(100 * value, 2) if value is not None else 0
+
+    return {
+        "labels": [timezone.localtime(h.hour).strftime("%H:00") for h in figures.hours],
+        "datasets": [
+            {
+                "type": "bar",
+                "label": "Items received",
+                "data": [h.items for h in figures.hours],
+                "backgroundColor": PRIMARY,
+                "yAxisID": "y",
+                "order": 2,
+            },
+            {
+                "type": "line",
+                "label": "Duplicate rate (%)",
+                "data": [pct(h.duplicate_rate) for h in figures.hours],
+                "borderColor": WARNING,
+                "backgroundColor": WARNING,
+                "yAxisID": "y1",
+                "pointStyle": "triangle",
+                "pointRadius": 3,
+                "order": 1,
+            },
+            {
+                "type": "line",
+                "label": "Out-of-order rate (%)",
+                "data": [pct(h.stale_rate) for h in figures.hours],
+                "borderColor": DANGER,
+                "backgroundColor": DANGER,
+                "borderDash": [6, 4],
+                "yAxisID": "y1",
+                "pointStyle": "rectRot",
+                "pointRadius": 3,
+                "order": 1,
+            },
+        ],
+    }
+
+
+def _hour_links(figures: DashboardFigures) -> list[dict]:
+    rows = []
+    for hour in figures.hours:
+        window = {
+            "received_at__gte": hour.hour.isoformat(),
+            "received_at__lt": (hour.hour + dt.timedelta(hours=1)).isoformat(),
+        }
+        rows.append(
+            {
+                "hour": hour,
+                "deliveries_url": _changelist("notificationdelivery", **window),
+                "duplicates_url": _changelist("notificationdelivery", duplicates="yes", **window),
+                "refused_url": _changelist("notificationdelivery", refused="yes", **window),
+                "stale_url": _changelist(
+                    "operationevent",
+                    outcome__exact="stale",
+                    first_received_at__gte=window["received_at__gte"],
+                    first_received_at__lt=window["received_at__lt"],
+                ),
+            }
+        )
+    return rows
+
+
+FINAL_TITLES = {
+    "shipped": "Shipped",
+    "failed": "Failed in production",
+    "cancelled": "Cancelled",
+    "returned": "Returned",
+}
+
+
+def _final_url(group: str, window: str) -> str:
+    if group == "failed":
+        return orders_url(queue="failed", entered=window)
+    if group == "cancelled":
+        return orders_url(queue="cancelled", entered=window)
+    return orders_url(production_status=FINAL_GROUPS[group][0], entered=window)
+
+
+def dashboard_callback(request: HttpRequest, context: dict) -> dict:
+    """unfold's DASHBOARD_CALLBACK: add the figures for staff who may view orders."""
+    if not request.user.has_perm("tracking.view_cardorder"):
+        return context
+    figures = dashboard_figures(now=timezone.now())
+    stage_rows = [
+        {
+            "stage": stage,
+            "orders_url": orders_url(production_status=stage.status or NONE),
+            "stuck_url": orders_url(production_status=stage.status, stage_age="stuck")
+            if stage.stuck is not None
+            else "",
+        }
+        for stage in figures.stages
+    ]
+    final_rows = [
+        {
+            "title": title,
+            "statuses": FINAL_GROUPS[group],
+            "counts": figures.final[group],
+            "urls": {window: _final_url(group, window) for window in ("24h", "7d")},
+        }
+        for group, title in FINAL_TITLES.items()
+    ]
+    context.update(
+        {
+            "dashboard": figures,
+            "stage_rows": stage_rows,
+            "final_rows": final_rows,
+            "hour_rows": list(reversed(_hour_links(figures))),
+            "links": {
+                "open": orders_url(queue="open"),
+                "exceptions": orders_url(queue="exceptions"),
+                "stuck": orders_url(queue="stuck"),
+                "reconcile": orders_url(queue="reconcile"),
+                "deliveries_24h": _changelist(
+                    "notificationdelivery",
+                    received_at__gte=figures.hours[0].hour.isoformat(),
+                ),
+                "reconcile_changed_24h": _changelist(
+                    "reconcileattempt",
+                    outcome__exact="changed",
+                    started_at__gte=(figures.now - DAY).isoformat(),
+                ),
+                "reconcile_changed_7d": _changelist(
+                    "reconcileattempt",
+                    outcome__exact="changed",
+                    started_at__gte=(figures.now - WEEK).isoformat(),
+                ),
+                "reconcile_attempts": _changelist("reconcileattempt"),
+            },
+            "stage_chart": json.dumps(_stage_chart(figures)),
+            "stage_chart_options": json.dumps(_chart_options(stacked=True, skip_labels=False)),
+            "hourly_chart": json.dumps(_hourly_chart(figures)),
+            "hourly_chart_options": json.dumps(_chart_options(percent_axis=True)),
+        }
+    )
+    return context

@@ -1,0 +1,229 @@
+"""The figures on the admin's front page, each with the filter that lists the rows behind it.
+
+A handful of aggregate queries that PostgreSQL answers from indexes alone: open orders per
+stage and those stuck beyond the stage's threshold (one index range per stage on
+`order_status_stage`), what reached a final stage in the last 24 hours and 7 days, the
+Exceptions queue, notifications per hour with their duplicate and out-of-order rates, and
+what reconciliation corrected. Final stages are counted over a window, not since the
+beginning, so the page costs the same with a million shipped orders as with a thousand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models.functions import TruncHour
+
+from tracking.models import (
+    CardOrder,
+    NotificationDelivery,
+    OperationEvent,
+    ReconcileAttempt,
+    ReconcileOutcome,
+)
+from tracking.rules import Outcome
+from tracking.services import order_queues
+
+DAY = dt.timedelta(hours=24)
+WEEK = dt.timedelta(days=7)
+NO_STATUS = ""  # orders whose only items carried unknown codes
+FINAL_GROUPS = {
+    "shipped": ("CARD_SHIPPED",),
+    "returned": ("CARD_RETURNED",),
+    "failed": tuple(sorted(order_queues.EXCEPTION_STATUSES)),
+    "cancelled": tuple(sorted(order_queues.CANCELLED_STATUSES)),
+}
+
+
+@dataclass(frozen=True)
+class StageCount:
+    """An open stage: how many orders are in it now, and how many for too long."""
+
+    status: str
+    orders: int
+    stuck: int | None  # None when the stage has no threshold (no known status yet)
+    threshold: dt.timedelta | None
+
+
+@dataclass(frozen=True)
+class HourCount:
+    hour: dt.datetime
+    deliveries: int
+    items: int
+    new: int
+    duplicates: int
+    rejected: int
+    stale: int
+
+    @property
+    def duplicate_rate(self) -> float | None:
+        return self.duplicates / self.items if self.items else None
+
+    @property
+    def stale_rate(self) -> float | None:
+        return self.stale / self.new if self.new else None
+
+
+@dataclass
+class DashboardFigures:
+    now: dt.datetime
+    stages: list[StageCount] = field(default_factory=list)
+    # "shipped" / "returned" / "failed" / "cancelled" -> {"24h": n, "7d": n}
+    final: dict[str, dict[str, int]] = field(default_factory=dict)
+    open_exceptions: int = 0
+    needs_reconcile: int = 0
+    hours: list[HourCount] = field(default_factory=list)
+    reconcile_changed: dict[str, int] = field(default_factory=dict)
+    reconcile_attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def open_orders(self) -> int:
+        return sum(stage.orders for stage in self.stages)
+
+    @property
+    def total_stuck(self) -> int:
+        return sum(stage.stuck or 0 for stage in self.stages)
+
+    @property
+    def failures(self) -> dict[str, int]:
+        return self.final.get("failed", {})
+
+    @property
+    def cancellations(self) -> dict[str, int]:
+        return self.final.get("cancelled", {})
+
+    @property
+    def last_24h(self) -> HourCount:
+        return HourCount(
+            hour=self.now,
+            deliveries=sum(h.deliveries for h in self.hours),
+            items=sum(h.items for h in self.hours),
+            new=sum(h.new for h in self.hours),
+            duplicates=sum(h.duplicates for h in self.hours),
+            rejected=sum(h.rejected for h in self.hours),
+            stale=sum(h.stale for h in self.hours),
+        )
+
+
+def dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
+    """Read the dashboard's figures as of `now` (seven or eight queries; writes nothing)."""
+    figures = DashboardFigures(now=now)
+    _stage_counts(figures, now=now)
+    _final_counts(figures, now=now)
+    figures.open_exceptions = CardOrder.objects.filter(order_queues.open_exception_q()).count()
+    figures.needs_reconcile = CardOrder.objects.filter(needs_reconcile=True).count()
+    _hourly_notifications(figures, now=now)
+    _reconciliation(figures, now=now)
+    return figures
+
+
+def _count_each(conditions: dict[str, Q]) -> dict[str, int]:
+    """COUNT(*) of each condition in one UNION ALL query: one index range per branch.
+
+    Counting `*` (not a column) lets PostgreSQL answer from the index without the table.
+    """
+    parts: list[QuerySet] = [
+        CardOrder.objects.filter(condition)
+        .order_by()
+        .annotate(label=Value(label))
+        .values("label")
+        .annotate(n=Count("*"))
+        .values_list("label", "n")
+        for label, condition in conditions.items()
+    ]
+    if not parts:
+        return {}
+    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+    return dict(union.order_by())
+
+
+def _stage_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
+    thresholds = order_queues.stage_thresholds()
+    open_statuses = [*thresholds, NO_STATUS]
+    in_stage = _count_each({s: Q(production_status=s) for s in open_statuses})
+    stuck = _count_each(
+        {s: Q(production_status=s, stage_entered_at__lt=now - t) for s, t in thresholds.items()}
+    )
+    for status in open_statuses:
+        if status == NO_STATUS and not in_stage.get(status):
+            continue
+        figures.stages.append(
+            StageCount(
+                status=status,
+                orders=in_stage.get(status, 0),
+                stuck=stuck.get(status, 0) if status in thresholds else None,
+                threshold=thresholds.get(status),
+            )
+        )
+
+
+def _final_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
+    conditions = {}
+    for group, statuses in FINAL_GROUPS.items():
+        for window, since in (("24h", now - DAY), ("7d", now - WEEK)):
+            conditions[f"{group}:{window}"] = Q(
+                production_status__in=statuses, stage_entered_at__gte=since
+            )
+    counts = _count_each(conditions)
+    figures.final = {
+        group: {window: counts.get(f"{group}:{window}", 0) for window in ("24h", "7d")}
+        for group in FINAL_GROUPS
+    }
+
+
+def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime) -> None:
+    first_hour = (now - DAY).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    deliveries = {
+        row["hour"]: row
+        for row in NotificationDelivery.objects.filter(received_at__gte=first_hour)
+        .annotate(hour=TruncHour("received_at"))
+        .order_by()
+        .values("hour")
+        .annotate(
+            deliveries=Count("pk"),
+            items=Sum("item_count"),
+            new=Sum("new_count"),
+            duplicates=Sum("duplicate_count"),
+            rejected=Sum("rejected_count"),
+        )
+    }
+    stale = dict(
+        OperationEvent.objects.filter(outcome=Outcome.STALE, first_received_at__gte=first_hour)
+        .annotate(hour=TruncHour("first_received_at"))
+        .order_by()
+        .values_list("hour")
+        .annotate(n=Count("pk"))
+        .values_list("hour", "n")
+    )
+    for offset in range(24):
+        hour = first_hour + dt.timedelta(hours=offset)
+        row = deliveries.get(hour, {})
+        figures.hours.append(
+            HourCount(
+                hour=hour,
+                deliveries=row.get("deliveries") or 0,
+                items=row.get("items") or 0,
+                new=row.get("new") or 0,
+                duplicates=row.get("duplicates") or 0,
+                rejected=row.get("rejected") or 0,
+                stale=stale.get(hour, 0),
+            )
+        )
+
+
+def _reconciliation(figures: DashboardFigures, *, now: dt.datetime) -> None:
+    counts = ReconcileAttempt.objects.filter(started_at__gte=now - WEEK).aggregate(
+        # Orders, not attempts: an order corrected twice counts once.
+        changed_24h=Count(
+            "order",
+            filter=Q(outcome=ReconcileOutcome.CHANGED, started_at__gte=now - DAY),
+            distinct=True,
+        ),
+        changed_7d=Count("order", filter=Q(outcome=ReconcileOutcome.CHANGED), distinct=True),
+        all_24h=Count("pk", filter=Q(started_at__gte=now - DAY)),
+        all_7d=Count("pk"),
+    )
+    figures.reconcile_changed = {"24h": counts["changed_24h"], "7d": counts["changed_7d"]}
+    figures.reconcile_attempts = {"24h": counts["all_24h"], "7d": counts["all_7d"]}

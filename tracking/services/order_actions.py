@@ -1,0 +1,62 @@
+"""What operators do to one card order from the back office: replay it, acknowledge its exception.
+
+Reconciliation (asking D1 for the truth) lives in `tracking.services.reconcile`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from tracking.models import CardOrder, OrderAcknowledgement
+from tracking.services.ingest import _STATE_FIELDS, refresh_orders
+
+logger = logging.getLogger(__name__)
+
+# Columns whose change a replay reports; bookkeeping (updated_at) is left out.
+_REPORTED_FIELDS = [name for name in _STATE_FIELDS if name != "updated_at"]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    order_id: int
+    changed: dict[str, tuple[object, object]]  # field -> (before, after)
+
+
+def order_replay(*, order_id: int, user=None) -> ReplayResult:
+    """Re-derive one order's state from its stored events, under the order's row lock.
+
+    Writes the order's derived columns and its events' outcomes (as any ingest does) and logs
+    who asked. Raises `CardOrder.DoesNotExist` for an unknown id.
+    """
+    with transaction.atomic():
+        order = CardOrder.objects.select_for_update().get(pk=order_id)
+        before = {name: getattr(order, name) for name in _REPORTED_FIELDS}
+        refresh_orders([order], now=timezone.now())
+        after = {name: getattr(order, name) for name in _REPORTED_FIELDS}
+    changed = {k: (before[k], after[k]) for k in _REPORTED_FIELDS if before[k] != after[k]}
+    logger.info(
+        "order replayed",
+        extra={"order_id": order_id, "user": getattr(user, "pk", None), "changed": list(changed)},
+    )
+    return ReplayResult(order_id=order_id, changed=changed)
+
+
+def order_acknowledge(*, order_id: int, user, note: str) -> OrderAcknowledgement:
+    """Record that staff handled the order's exception; it leaves the Exceptions queue.
+
+    Raises `ValueError` for an empty note and `CardOrder.DoesNotExist` for an unknown id.
+    """
+    note = note.strip()
+    if not note:
+        raise ValueError("an acknowledgement needs a note")
+    order = CardOrder.objects.only("pk").get(pk=order_id)
+    acknowledgement = OrderAcknowledgement.objects.create(order=order, user=user, note=note)
+    logger.info(
+        "order exception acknowledged",
+        extra={"order_id": order_id, "user": getattr(user, "pk", None)},
+    )
+    return acknowledgement

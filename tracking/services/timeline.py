@@ -1,0 +1,187 @@
+"""What the order page shows: the two-lane timeline of events and the time spent in each stage.
+
+Pure presentation of stored facts: nothing here writes. The lanes follow D1's two streams of
+news about a card, production steps (`details.status`) and carrier updates (`details.shipment`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tracking.carriers import carrier_name
+from tracking.models import CardOrder, OperationEvent
+from tracking.rules import TRACKED_OPERATIONS, Outcome, production_rank
+from tracking.services import order_queues
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A fact about an event worth a label: always text, the tone only reinforces it."""
+
+    code: str
+    label: str
+    tone: str  # success / info / warning / danger / neutral
+    title: str = ""
+
+
+@dataclass
+class TimelineEntry:
+    event: OperationEvent
+    in_production_lane: bool
+    in_shipment_lane: bool
+    markers: list[Marker] = field(default_factory=list)
+
+    @property
+    def shipment(self) -> dict:
+        return _shipment_of(self.event)
+
+    @property
+    def carrier_name(self) -> str:
+        return carrier_name(str(self.shipment.get("carrier") or ""))
+
+    @property
+    def raw_json(self) -> str:
+        return json.dumps(self.event.payload, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+_OUTCOME_MARKERS = {
+    Outcome.ADVANCED: Marker("advanced", "Applied", "success", "This event moved the order on."),
+    Outcome.SHIPMENT_UPDATE: Marker("shipment", "Shipment update", "info"),
+    Outcome.STALE: Marker(
+        "stale",
+        "Stale · out of order",
+        "warning",
+        "It arrived after a later step and changed nothing.",
+    ),
+    Outcome.UNKNOWN_STATUS: Marker(
+        "unknown", "Unknown code", "warning", "A status the portal does not know; kept and flagged."
+    ),
+    Outcome.CONFLICT: Marker(
+        "conflict", "Conflict", "danger", "It contradicts another event; sent to reconciliation."
+    ),
+    Outcome.NO_CHANGE: Marker("no_change", "No change", "neutral"),
+    Outcome.NOT_TRACKED: Marker("other", "Other operation", "neutral"),
+    Outcome.INVALID: Marker("invalid", "Invalid", "danger"),
+}
+
+
+def timeline_entries(events: Iterable[OperationEvent]) -> list[TimelineEntry]:
+    """Each event once, in arrival order, placed in the production lane, the shipment lane or both.
+
+    A step that first reports a shipment (CARD_SHIPPED with carrier data) shows in both lanes;
+    later carrier updates show in the shipment lane only.
+    """
+    entries = []
+    for event in events:
+        has_shipment = bool(_shipment_of(event))
+        pure_shipment_news = has_shipment and event.outcome in (
+            Outcome.SHIPMENT_UPDATE,
+            Outcome.NO_CHANGE,
+        )
+        entry = TimelineEntry(
+            event=event,
+            in_production_lane=not pure_shipment_news,
+            in_shipment_lane=has_shipment,
+        )
+        entry.markers = _markers(event)
+        entries.append(entry)
+    return entries
+
+
+def _shipment_of(event: OperationEvent) -> dict:
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    details = payload.get("details")
+    shipment = details.get("shipment") if isinstance(details, dict) else None
+    return shipment if isinstance(shipment, dict) else {}
+
+
+def _markers(event: OperationEvent) -> list[Marker]:
+    markers = []
+    outcome = _OUTCOME_MARKERS.get(event.outcome)
+    if outcome is not None:
+        if event.outcome == Outcome.INVALID and event.validation_error:
+            outcome = Marker("invalid", "Invalid", "danger", event.validation_error)
+        markers.append(outcome)
+    elif not event.applied_at:
+        markers.append(Marker("pending", "Not applied yet", "neutral"))
+    if (
+        event.operation in TRACKED_OPERATIONS
+        and event.production_status
+        and production_rank(event.production_status) is None
+        and event.outcome != Outcome.UNKNOWN_STATUS
+    ):
+        markers.append(Marker("unknown", "Unknown code", "warning"))
+    if event.times_received > 1:
+        markers.append(
+            Marker(
+                "duplicate",
+                f"Received {event.times_received} times",
+                "info",
+                f"Last received {event.last_received_at:%Y-%m-%d %H:%M:%S %Z}",
+            )
+        )
+    return markers
+
+
+@dataclass(frozen=True)
+class StageSpan:
+    status: str
+    entered_at: dt.datetime
+    duration: dt.timedelta | None  # None: the order is still there and the stage is final
+    is_current: bool
+    threshold: dt.timedelta | None
+    over_threshold: bool
+
+
+def stage_spans(order: CardOrder, *, now: dt.datetime) -> list[StageSpan]:
+    """Every stage the order was seen in, with how long it stayed (until the next one began)."""
+    seen = sorted(
+        (
+            (dt.datetime.fromisoformat(at), status)
+            for status, at in (order.stage_first_seen or {}).items()
+            if isinstance(at, str)
+        ),
+        key=lambda pair: (pair[0], production_rank(pair[1]) or 0),
+    )
+    thresholds = order_queues.stage_thresholds()
+    spans = []
+    for index, (entered_at, status) in enumerate(seen):
+        is_current = status == order.production_status
+        if index + 1 < len(seen):
+            duration = seen[index + 1][0] - entered_at
+        elif is_current and not order.is_terminal:
+            duration = now - entered_at
+        else:
+            duration = None
+        threshold = thresholds.get(status)
+        spans.append(
+            StageSpan(
+                status=status,
+                entered_at=entered_at,
+                duration=duration,
+                is_current=is_current,
+                threshold=threshold,
+                over_threshold=bool(threshold and duration and duration > threshold),
+            )
+        )
+    return spans
+
+
+def humanize_duration(value: dt.timedelta | None) -> str:
+    """'2 d 4 h', '3 h 12 min', '45 min', '30 s': two units are enough to act on."""
+    if value is None:
+        return ""
+    seconds = max(int(value.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
