@@ -38,3 +38,11 @@ def reconcile_sweep_task() -> int:
 def apply_pending_events_task() -> int:
     """The safety net: re-apply stored events that were never applied."""
     return events_apply_pending()
+
+
+@shared_task(name="tracking.clear_expired_tokens")
+def clear_expired_tokens_task() -> None:
+    """Delete D1's expired and revoked OAuth tokens (django-oauth-toolkit's `cleartokens`)."""
+    from oauth2_provider.models import clear_expired
+
+    clear_expired()

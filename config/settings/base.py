@@ -262,6 +262,11 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": RECONCILE_PENDING_EVENTS_INTERVAL,
             "options": {"expires": RECONCILE_PENDING_EVENTS_INTERVAL},
         },
+        "clear-expired-tokens": {
+            "task": "tracking.clear_expired_tokens",
+            "schedule": 24 * 3600,
+            "options": {"expires": 3600},
+        },
     }
 )
 
