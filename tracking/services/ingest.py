@@ -264,7 +264,8 @@ def _count_repeats(*, issuer, items, new_fingerprints, now) -> None:
 
 # ---------------------------------------------------------------------------- re-derivation
 
-_STATE_FIELDS = [
+# Columns copied as they are from the fold's OrderState.
+_FOLDED_FIELDS = (
     "operation",
     "tracking_type",
     "operation_status",
@@ -281,15 +282,7 @@ _STATE_FIELDS = [
     "error_code",
     "error",
     "shipment",
-    "carrier",
-    "tracking_number",
-    "tracking_url",
-    "shipment_status",
-    "shipment_message",
-    "shipment_final",
     "has_conflict",
-    "has_unknown_status",
-    "has_gap",
     "unknown_codes",
     "missing_steps",
     "state_fingerprint",
@@ -298,6 +291,18 @@ _STATE_FIELDS = [
     "first_event_at",
     "last_event_at",
     "event_count",
+)
+# Every column a re-derivation writes.
+_STATE_FIELDS = [
+    *_FOLDED_FIELDS,
+    "carrier",
+    "tracking_number",
+    "tracking_url",
+    "shipment_status",
+    "shipment_message",
+    "shipment_final",
+    "has_unknown_status",
+    "has_gap",
     "needs_reconcile",
     "reconcile_reason",
     "updated_at",
@@ -362,33 +367,7 @@ def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
         before=before, after=state, needs_reconcile=order.needs_reconcile
     )
     order.reconcile_reason = reconcile_reason_for(state) if order.needs_reconcile else ""
-    for name in (
-        "operation",
-        "tracking_type",
-        "operation_status",
-        "production_status",
-        "production_rank",
-        "is_terminal",
-        "start_time",
-        "end_time",
-        "issuer_request_id",
-        "input_file_name",
-        "production_site",
-        "due_date",
-        "reason",
-        "error_code",
-        "error",
-        "shipment",
-        "has_conflict",
-        "unknown_codes",
-        "missing_steps",
-        "state_fingerprint",
-        "stage_first_seen",
-        "stage_entered_at",
-        "first_event_at",
-        "last_event_at",
-        "event_count",
-    ):
+    for name in _FOLDED_FIELDS:
         setattr(order, name, getattr(state, name))
     shipment = state.shipment or {}
     order.carrier = _clip(shipment.get("carrier"), 64)
