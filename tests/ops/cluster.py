@@ -87,6 +87,8 @@ def portal_env(*, database_url: str, broker_url: str, cache_url: str, folder: Pa
         "CACHE_URL": cache_url,
         "PROMETHEUS_MULTIPROC_DIR": str(folder / "prometheus"),
         "METRICS_TOKEN": METRICS_TOKEN,
+        # Fresh gauges on every scrape: the shared cache may hold another drill's snapshot.
+        "METRICS_DB_CACHE_SECONDS": "0",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "GUNICORN_TIMEOUT": "20",
