@@ -12,6 +12,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from tracking.admin_filters import NONE
+from tracking.observability.alerts import Alert, alerts_current
 from tracking.services.dashboard import (
     DAY,
     FINAL_GROUPS,
@@ -195,6 +196,19 @@ def _final_url(group: str, window: str) -> str:
     return orders_url(production_status=FINAL_GROUPS[group][0], entered=window)
 
 
+def _alert_url(alert: Alert) -> str:
+    """The list an operator opens to act on an alert."""
+    if alert.kind == "orders_stuck":
+        return orders_url(production_status=alert.subject, stage_age="stuck")
+    if alert.kind == "reconcile_failing":
+        return orders_url(queue="reconcile")
+    if alert.kind in ("inbound_silence", "refused_share"):
+        return _changelist("notificationdelivery")
+    if alert.kind == "sweep_late":
+        return _changelist("reconcileattempt")
+    return orders_url(queue="open")
+
+
 def dashboard_callback(request: HttpRequest, context: dict) -> dict:
     """unfold's DASHBOARD_CALLBACK: add the figures for staff who may view orders."""
     if not request.user.has_perm("tracking.view_cardorder"):
@@ -221,6 +235,10 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
     ]
     context.update(
         {
+            "alerts": [
+                {"alert": alert, "url": _alert_url(alert)}
+                for alert in alerts_current(now=figures.now)
+            ],
             "dashboard": figures,
             "stage_rows": stage_rows,
             "final_rows": final_rows,

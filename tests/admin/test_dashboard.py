@@ -19,8 +19,19 @@ def test_the_dashboard_costs_a_fixed_number_of_queries(boss, orders):
     with CaptureQueriesContext(connection) as queries:
         response = boss.get("/admin/")
     assert response.status_code == 200
-    # session, user, and the figures' aggregates (one more once reconciliation is in)
-    assert len(queries) <= 10, [q["sql"] for q in queries.captured_queries]
+    # session, user, the figures' aggregates (10) and the operator alerts' (11)
+    assert len(queries) <= 21, [q["sql"] for q in queries.captured_queries]
+
+
+def test_operator_alerts_are_shown_with_the_list_to_act_on(boss, orders):
+    response = boss.get("/admin/")
+    html = response.content.decode().replace("&amp;", "&")
+    stuck = [row for row in response.context["alerts"] if row["alert"].kind == "orders_stuck"]
+    assert stuck, response.context["alerts"]
+    assert "stage_age=stuck" in stuck[0]["url"]
+    assert f'href="{stuck[0]["url"]}"' in html
+    assert stuck[0]["alert"].message in html
+    assert stuck[0]["alert"].severity.upper() in html  # the severity is written, not only coloured
 
 
 def test_open_orders_per_stage_and_stuck_per_stage(boss, orders):
