@@ -123,12 +123,13 @@ def test_inactive_issuer_answers_404(db, post_notification):
     assert OperationEvent.objects.count() == 0
 
 
-def test_other_methods_answer_405_in_d1_shape(issuer, d1_client):
-    response = d1_client.get(f"/notifications/d1/v2/issuers/{spec.ISSUER_ID}/cards")
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_other_methods_answer_405_in_d1_shape(issuer, d1_client, method):
+    response = d1_client.generic(method, f"/notifications/d1/v2/issuers/{spec.ISSUER_ID}/cards")
 
     assert response.status_code == 405
     assert response.json()["errorCode"] == "METHOD_NOT_ALLOWED"
-    assert "POST" in response["Allow"]
+    assert response["Allow"] == "POST"
     assert NotificationDelivery.objects.get().status_code == 405
 
 

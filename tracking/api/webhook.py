@@ -72,6 +72,8 @@ class CardNotificationView(APIView):
 
     authentication_classes = [D1CallerAuthentication]
     permission_classes = [D1CallerMayNotifyIssuer]
+    # POST only: OPTIONS (DRF's metadata) and HEAD are answered 405 like any other method.
+    http_method_names = ["post"]
     throttle_classes: list = []
     parser_classes = [JSONParser]  # for the schema only: the view reads the raw body itself
 
