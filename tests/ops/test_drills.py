@@ -287,7 +287,9 @@ def test_redis_stopped_webhooks_still_answer_and_reconciliation_resumes(
     web = cluster.web("web", env, workers=2, threads=2)
     cluster.worker("worker", env, concurrency=2)
     cluster.beat("beat", env)
-    time.sleep(2)
+    # Redis goes away once both are running (connected, a first tick sent), not while they boot.
+    assert wait_until(lambda: " ready." in cluster.log_text("worker"), timeout=60)
+    assert wait_until(lambda: "Sending due task" in cluster.log_text("beat"), timeout=60)
     redis.stop()
     stopped_at = time.monotonic()
 
