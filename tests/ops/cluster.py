@@ -283,29 +283,6 @@ def sandbox_feed(
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 
-def sandbox_verify(*, portal_url: str, token: str, state_path: Path, env) -> tuple[int, str]:
-    done = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "d1sandbox",
-            "verify",
-            "--portal",
-            portal_url,
-            "--token",
-            token,
-            "--state",
-            str(state_path),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
 def feed_figure(output: str, label: str) -> int:
     match = re.search(rf"{re.escape(label)}:\s+(\d+)", output)
     assert match, output

@@ -22,12 +22,12 @@ from tests.ops.cluster import (
     feed_figure,
     portal_env,
     sandbox_feed,
-    sandbox_verify,
     session_database_url,
     wait_until,
 )
 from tests.ops.conftest import sandbox_env, scrape_url, value
 from tests.reconcile.items import body, item
+from tests.reconcile.sandbox import sandbox_verify
 from tracking.models import (
     CardOrder,
     Issuer,

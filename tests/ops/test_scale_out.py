@@ -15,10 +15,10 @@ from tests.ops.cluster import (
     feed_figure,
     portal_env,
     sandbox_feed,
-    sandbox_verify,
     session_database_url,
 )
 from tests.ops.conftest import sandbox_env, scrape_url, total, value
+from tests.reconcile.sandbox import sandbox_verify
 from tracking.models import CardOrder, Issuer, NotificationDelivery, ReconcileAttempt
 
 pytestmark = [pytest.mark.postgres, pytest.mark.drill, pytest.mark.django_db(transaction=True)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,3 +58,27 @@ class Sandbox:
             "D1_KEY_ID": self.keys.key_id,
             "D1_PRIVATE_KEY_PATH": str(self.keys.private_key_path),
         }
+
+
+def sandbox_verify(*, portal_url: str, token: str, state_path: Path, env) -> tuple[int, str]:
+    """Run `python -m d1sandbox verify` as a process; its exit status and its output."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "d1sandbox",
+            "verify",
+            "--portal",
+            portal_url,
+            "--token",
+            token,
+            "--state",
+            str(state_path),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout + done.stderr

@@ -31,7 +31,7 @@ from rest_framework.authtoken.models import Token
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.testing import SandboxProcess
 from d1sandbox.verify import verify_run
-from tests.reconcile.sandbox import ROOT, Sandbox
+from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_verify
 from tracking.models import CardOrder, Issuer, ReconcileAttempt
 from tracking.services.roles import OPERATORS, roles_ensure
 
@@ -292,28 +292,11 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
         time.sleep(2)
     assert report is not None and report.ok, "\n".join(report.mismatches[:20] if report else [])
 
-    verify = subprocess.run(
-        [
-            python,
-            "-m",
-            "d1sandbox",
-            "verify",
-            "--portal",
-            portal_url,
-            "--token",
-            token,
-            "--state",
-            str(state_path),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    code, output = sandbox_verify(
+        portal_url=portal_url, token=token, state_path=state_path, env=env
     )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "mismatches: 0" in verify.stdout
-    checked = int(re.search(r"orders checked: (\d+)", verify.stdout).group(1))
+    assert code == 0 and "mismatches: 0" in output, output
+    checked = int(re.search(r"orders checked: (\d+)", output).group(1))
     assert checked > ORDERS * 0.9
 
     outcomes = dict(
