@@ -43,8 +43,7 @@ class Command(BaseCommand):
     def _progress(self, report: RederiveReport) -> None:
         share = report.seen / report.total if report.total else 1
         self.stderr.write(
-            f"rederive: {report.seen}/{report.total} orders ({share:.0%}), "
-            f"{report.changed} changed"
+            f"rederive: {report.seen}/{report.total} orders ({share:.0%}), {report.changed} changed"
         )
 
     def _summary(self, report: RederiveReport) -> None:
