@@ -130,3 +130,12 @@ def test_rederive_of_one_issuer_and_an_unknown_issuer(old_database):
     )
     with pytest.raises(CommandError, match="no issuer"):
         rederive("--issuer", "NOSUCHISS1")
+
+
+def test_outdated_only_touches_the_orders_stamped_by_older_rules(old_database):
+    CardOrder.objects.filter(card_id="card-case-1").update(rules_version=rules.RULES_VERSION)
+
+    report = rederive("--outdated", "--dry-run")
+
+    assert f"Re-derived {len(CASES) - 1} orders" in report
+    assert "card-case-1 /" not in report

@@ -214,3 +214,23 @@ def test_every_arrival_order_gives_the_state_by_d1s_times(
 
     queue = staff_page.get("/admin/tracking/cardorder/", {"queue": "exceptions"})
     assert (case.card in queue.content.decode()) is case.exception
+
+
+def test_details_without_a_status_join_the_order_and_ask_d1(issuer, post_notification, order_state):
+    bare = op("card-case-7", "PENDING", {"reason": "Awaiting artwork"})
+
+    assert post_notification({"operations": [bare]}).status_code == 204
+
+    order = order_state("card-case-7")
+    assert (order["needs_reconcile"], order["reconcile_reason"]) == (True, "incomplete_item")
+    assert order["event_count"] == 1
+
+
+def test_an_item_that_cannot_be_correlated_is_still_refused(issuer, post_notification):
+    lost = op("card/../7", "FAILED", None, end=day(3), errorCode="E_DATA")
+
+    response = post_notification({"operations": [lost]})
+
+    assert response.status_code == 400
+    assert "cardId must match" in response.json()["error"]
+    assert "details is required" in response.json()["error"]

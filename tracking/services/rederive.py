@@ -49,12 +49,16 @@ class RederiveReport:
 def orders_rederive(
     *,
     issuer: Issuer | None = None,
+    outdated_only: bool = False,
     dry_run: bool = False,
     batch_size: int = 500,
     examples: int = 3,
     progress: Callable[[RederiveReport], None] | None = None,
 ) -> RederiveReport:
     """Fold every order (of `issuer`, or all) again from its events with the current rules.
+
+    `outdated_only` limits it to the orders stamped by older rules (RULES_VERSION), which is
+    what a deploy needs after a rule change and costs nothing once they are up to date.
 
     Writes, unless `dry_run`, the derived columns, the rule-version stamp and `updated_at` of
     the orders whose state or stamp changes, and the outcome of the events whose outcome
@@ -64,6 +68,8 @@ def orders_rederive(
     orders = CardOrder.objects.order_by("pk")
     if issuer is not None:
         orders = orders.filter(issuer=issuer)
+    if outdated_only:
+        orders = orders.filter(rules_version__lt=RULES_VERSION)
     report = RederiveReport(dry_run=dry_run, total=orders.count())
     last_pk = 0
     while True:

@@ -1,4 +1,4 @@
-"""`manage.py rederive [--issuer ID] [--dry-run]`: re-fold stored orders with the current rules."""
+"""`manage.py rederive [--issuer ID] [--outdated] [--dry-run]`: re-fold orders by current rules."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="report what would change; write nothing"
         )
+        parser.add_argument(
+            "--outdated",
+            action="store_true",
+            help="only the orders derived by older rules (the stamp is below the current one)",
+        )
         parser.add_argument("--batch-size", type=int, default=500, help="orders per transaction")
         parser.add_argument("--examples", type=int, default=3, help="examples shown per field")
 
@@ -33,12 +38,14 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1")
         report = orders_rederive(
             issuer=issuer,
+            outdated_only=options["outdated"],
             dry_run=options["dry_run"],
             batch_size=options["batch_size"],
             examples=options["examples"],
-            progress=self._progress,
+            progress=self._progress if options["verbosity"] >= 1 else None,
         )
-        self._summary(report)
+        if options["verbosity"] >= 1 or report.changed:
+            self._summary(report)
 
     def _progress(self, report: RederiveReport) -> None:
         share = report.seen / report.total if report.total else 1
