@@ -44,6 +44,7 @@ from tracking.models import (
 )
 from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import audit_record
+from tracking.services.explanation import order_explanation
 from tracking.services.export import orders_csv_lines
 from tracking.services.reconcile import orders_reconcile_now
 from tracking.services.timeline import humanize_duration, stage_spans, timeline_entries
@@ -314,6 +315,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "time_in_stage": admin_display.time_in_stage(order, now=now),
             "flags": admin_display.order_flags(order),
             "rules_stamp": admin_display.rules_stamp(order),
+            "explanation": order_explanation(order),
             "timeline": timeline_entries(events[:TIMELINE_LIMIT]),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
             "stages": stage_spans(order, now=now),

@@ -150,6 +150,52 @@ class ReconcileReason:
     ]
 
 
+class Rule:
+    """The rule that decided a field of the state: short stable codes, for staff and the API."""
+
+    HIGHEST_STEP = "highest_step"
+    STICKY_FAILURE = "sticky_failure"
+    NO_KNOWN_STEP = "no_known_step"
+    LATEST_COMPLETION = "latest_completion"
+    LATEST_EVENT = "latest_event"
+    LATEST_SHIPMENT = "latest_shipment"
+    CONFLICT = "conflict"
+    UNKNOWN_CODE = "unknown_code"
+    UNKNOWN_CODE_ENDED = "unknown_code_ended"
+    OPEN_HOLD = "open_hold"
+    INCOMPLETE_ITEM = "incomplete_item"
+    GAP = "gap"
+    RECONCILE = "reconcile"
+    ANSWERED_BY_D1 = "answered_by_d1"
+
+    TEXT = {
+        HIGHEST_STEP: "the highest step received; a lower one never lowers it",
+        STICKY_FAILURE: "a failure stays, whatever normal step comes with it",
+        NO_KNOWN_STEP: "no event with a known step yet",
+        LATEST_COMPLETION: "the completion with the latest endTime",
+        LATEST_EVENT: "the latest event by D1's times (no completion yet)",
+        LATEST_SHIPMENT: "the carrier update with the latest endTime",
+        CONFLICT: "these events contradict each other",
+        UNKNOWN_CODE: "a code the portal does not know, not followed by a completion",
+        UNKNOWN_CODE_ENDED: "a code the portal does not know; the operation completed after it",
+        OPEN_HOLD: "on hold: an unknown step no completion has followed",
+        INCOMPLETE_ITEM: "an item without details.status; it counts for what it says",
+        GAP: "this step never arrived between steps that did",
+        RECONCILE: "the portal asks D1 for the truth",
+        ANSWERED_BY_D1: "D1 has answered on demand since; nothing new calls for it",
+    }
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Which rule, and which event (its key; None when no event did, as for a gap), set a field."""
+
+    field: str
+    value: Any
+    rule: str
+    event: Any = None
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -310,6 +356,8 @@ class OrderState:
     exception_changed_at: dt.datetime | None = None
     event_count: int = 0
     outcomes: dict[Any, str] = field(default_factory=dict)
+    # Which rule and event decided each field the order shows, as the fold decided it.
+    explanation: list[Explanation] = field(default_factory=list)
 
     @property
     def shipment_final(self) -> bool:
@@ -318,7 +366,7 @@ class OrderState:
     def content(self) -> dict[str, Any]:
         """The state without arrival-time facts: equal for any order of arrival of one set."""
         skip = {"stage_first_seen", "stage_entered_at", "first_event_at", "last_event_at"}
-        skip |= {"exception_changed_at", "outcomes"}
+        skip |= {"exception_changed_at", "outcomes", "explanation"}
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
@@ -368,12 +416,16 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
 
     # Everything but the step: the latest event by D1's times.
     latest = events[-1]
+    why = Rule.LATEST_COMPLETION if latest.is_completion else Rule.LATEST_EVENT
     state.operation_status = latest.operation_status
     state.error_code = _text(latest.payload, {}, "errorCode")
     state.error = _text(latest.payload, {}, "error")
     state.end_time = latest.end_time
     state.reason = _text(latest.payload, latest.details, "reason")
     state.state_fingerprint = latest.fingerprint
+    for name in ("operation_status", "error_code", "error", "end_time", "reason"):
+        if getattr(state, name) or name == "operation_status":
+            state.explanation.append(Explanation(name, getattr(state, name), why, latest.key))
 
     # The step: the highest rank seen; a failure therefore wins over any step of the normal path.
     known = [e for e in events if e.rank is not None]
@@ -381,12 +433,20 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
         step = max(known, key=lambda e: (e.rank, e.latest_key()))
         state.production_status = step.production_status
         state.production_rank = step.rank
+        sticky = step.production_status in FAILURE_STATUSES
+        rule = Rule.STICKY_FAILURE if sticky else Rule.HIGHEST_STEP
+        state.explanation.insert(
+            0, Explanation("production_status", step.production_status, rule, step.key)
+        )
+    else:
+        state.explanation.insert(0, Explanation("production_status", "", Rule.NO_KNOWN_STEP))
     state.is_terminal = state.production_status in TERMINAL_STATUSES or (
         state.operation_status == FAILED
     )
 
     # Descriptive fields: the latest non-empty value by D1's times, so a step that lacks a field
     # does not blank what an earlier step said.
+    shipment_event: EventFacts | None = None
     for event in events:
         payload, details = event.payload, event.details
         if isinstance(payload.get("operation"), str):
@@ -409,6 +469,12 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
             state.due_date = due
         if event.shipment is not None:
             state.shipment = dict(event.shipment)
+            shipment_event = event
+    if shipment_event is not None:
+        status = state.shipment.get("status") or ""
+        state.explanation.append(
+            Explanation("shipment", status, Rule.LATEST_SHIPMENT, shipment_event.key)
+        )
 
     conflicts = _Conflicts()
     for event in known:
@@ -417,8 +483,25 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
 
     _unknown_and_incomplete(state, events)
     state.missing_steps = _missing_steps(state.operation, known)
+    state.explanation += [Explanation("missing_step", s, Rule.GAP) for s in state.missing_steps]
     _arrival_facts(state, events)
+    _explain_reconcile(state)
     return state
+
+
+def _explain_reconcile(state: OrderState) -> None:
+    """Why the order asks D1: the same reason `reconcile_reason_for` gives, and its event."""
+    reason = reconcile_reason_for(state)
+    if not reason:
+        return
+    deciding = {
+        ReconcileReason.CONFLICT: "has_conflict",
+        ReconcileReason.INCOMPLETE: "incomplete_item",
+        ReconcileReason.UNKNOWN_STATUS: "unknown_code",
+        ReconcileReason.GAP: "missing_step",
+    }[reason]
+    event = next((e.event for e in state.explanation if e.field == deciding), None)
+    state.explanation.append(Explanation("reconcile_reason", reason, Rule.RECONCILE, event))
 
 
 def _unknown_codes_of(event: EventFacts) -> list[str]:
@@ -444,9 +527,11 @@ def _unknown_and_incomplete(state: OrderState, events: list[EventFacts]) -> None
     unknown: set[str] = set()
     still_open: set[str] = set()
     hold: EventFacts | None = None
+    code_event: dict[str, EventFacts] = {}
     for event in events:  # earliest first: the last open hold is the one shown
         codes = _unknown_codes_of(event)
         unknown.update(codes)
+        code_event.update(dict.fromkeys(codes, event))
         if codes and is_open(event):
             still_open.update(codes)
             if event.production_status and event.rank is None:
@@ -456,10 +541,23 @@ def _unknown_and_incomplete(state: OrderState, events: list[EventFacts]) -> None
     if hold is not None:
         state.hold_code = hold.production_status
         state.hold_reason = _text(hold.payload, hold.details, "reason")
+        state.explanation.append(
+            Explanation("hold_code", state.hold_code, Rule.OPEN_HOLD, hold.key)
+        )
+    for code in state.unknown_codes:
+        rule = Rule.UNKNOWN_CODE if code in still_open else Rule.UNKNOWN_CODE_ENDED
+        state.explanation.append(Explanation("unknown_code", code, rule, code_event[code].key))
 
     incomplete = [e for e in events if e.is_incomplete]
     state.incomplete_items = len(incomplete)
     state.has_open_incomplete = any(is_open(e) for e in incomplete)
+    for event in incomplete:
+        if is_open(event):
+            state.explanation.append(
+                Explanation(
+                    "incomplete_item", event.operation_status, Rule.INCOMPLETE_ITEM, event.key
+                )
+            )
 
 
 def _missing_steps(operation: str, known: list[EventFacts]) -> list[str]:
@@ -528,6 +626,8 @@ def _arrival_facts(state: OrderState, events: list[EventFacts]) -> None:
             outcome = Outcome.UNKNOWN_STATUS
         elif conflicts.conflict and not was_conflict:
             outcome = Outcome.CONFLICT
+            # The event that made the order contradict itself explains the flag.
+            state.explanation.append(Explanation("has_conflict", True, Rule.CONFLICT, event.key))
         elif highest_rank is None or rank > highest_rank:
             outcome = Outcome.ADVANCED
         elif moves_shipment and current_shipment and event.shipment != current_shipment.shipment:

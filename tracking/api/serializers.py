@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from tracking.data_care import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder, OperationEvent
+from tracking.services.explanation import order_explanation
 
 
 class PersonalFieldsMaskMixin:
@@ -128,11 +129,24 @@ class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
     }
 
 
+class ExplanationSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    value = serializers.JSONField()
+    rule = serializers.CharField()
+    event_id = serializers.IntegerField(allow_null=True)
+
+
 class CardOrderDetailSerializer(CardOrderSerializer):
     events = serializers.SerializerMethodField()
+    explanation = serializers.SerializerMethodField()
 
     class Meta(CardOrderSerializer.Meta):
-        fields = [*CardOrderSerializer.Meta.fields, "events"]
+        fields = [*CardOrderSerializer.Meta.fields, "events", "explanation"]
+
+    @extend_schema_field(ExplanationSerializer(many=True))
+    def get_explanation(self, order: CardOrder) -> list[dict]:
+        """Which rule and event decided each field (`tracking.rules`, as the fold decided)."""
+        return [row.as_dict() for row in order_explanation(order)]
 
     @extend_schema_field(OperationEventSerializer(many=True))
     def get_events(self, order: CardOrder) -> list[dict]:
