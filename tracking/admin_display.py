@@ -157,7 +157,12 @@ def carrier_link(order: CardOrder, *, personal: bool = True) -> str:
     return format_html('{}<span class="bo-subtle block">{}</span>', name, number)
 
 
-_REASON_WORDS = {"conflict": "conflict", "unknown_status": "unknown code", "gap": "gap"}
+_REASON_WORDS = {
+    "conflict": "conflict",
+    "incomplete_item": "no details",
+    "unknown_status": "unknown code",
+    "gap": "gap",
+}
 
 
 def order_flags(order: CardOrder) -> list[str]:
@@ -195,7 +200,7 @@ def rules_stamp(order: CardOrder) -> str:
     """Which rules derived the order's state, and whether they are the current ones."""
     if order.rules_version == RULES_VERSION:
         return f"v{order.rules_version} (current)"
-    return f"v{order.rules_version}: older rules; `manage.py rederive` brings it up to date"
+    return f"v{order.rules_version}: older rules (manage.py rederive brings it up to date)"
 
 
 def flags_html(order: CardOrder) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.forms.models import model_to_dict
+from django.test import Client
 
 from tests.tracking.test_time_order_cases import CASES
 from tracking import rules
@@ -139,3 +141,16 @@ def test_outdated_only_touches_the_orders_stamped_by_older_rules(old_database):
 
     assert f"Re-derived {len(CASES) - 1} orders" in report
     assert "card-case-1 /" not in report
+
+
+def test_the_order_page_shows_which_rules_derived_the_state(old_database):
+    user = get_user_model().objects.create_superuser("lead", "lead@example.com", "lead-pw")
+    client = Client()
+    client.force_login(user)
+    order = CardOrder.objects.get(card_id="card-case-1")
+    page = f"/admin/tracking/cardorder/{order.pk}/change/"
+    assert "v1: older rules" in client.get(page).content.decode()
+
+    rederive()
+
+    assert f"v{rules.RULES_VERSION} (current)" in client.get(page).content.decode()
