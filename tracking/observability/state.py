@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
+from tracking.models import (
+    CardOrder,
+    EventSource,
+    Issuer,
+    NotificationDelivery,
+    OperationEvent,
+    RefusalTally,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +165,27 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
         .annotate(n=Count("id"))
         .values_list("error_code", "n")
     )
+    # Calls refused at the gate are counted per minute, not kept as deliveries: they count too.
+    tallies = RefusalTally.objects.order_by()
+    for code, n in (
+        tallies.filter(minute__gt=now - window, minute__lte=now)
+        .values_list("error_code")
+        .annotate(n=Sum("count"))
+        .values_list("error_code", "n")
+    ):
+        state.refused_by_reason[code] = state.refused_by_reason.get(code, 0) + n
+        state.deliveries_in_window += n
     state.refused_in_window = sum(state.refused_by_reason.values())
-    state.deliveries_in_previous_window = previous.count()
-    state.refused_in_previous_window = previous.filter(status_code__gte=400).count()
+    tallied_before = (
+        tallies.filter(minute__gt=now - 2 * window, minute__lte=now - window).aggregate(
+            n=Sum("count")
+        )["n"]
+        or 0
+    )
+    state.deliveries_in_previous_window = previous.count() + tallied_before
+    state.refused_in_previous_window = (
+        previous.filter(status_code__gte=400).count() + tallied_before
+    )
 
     state.sweep_last_success = sweep_last_success()
     return state
