@@ -254,3 +254,21 @@ def test_staff_host_serves_no_d1_endpoint_and_forwards_no_claimed_certificate(pr
 
     assert webhook.status == 404
     assert login.status == 200
+
+
+def test_a_chunked_body_reaches_the_portal_whole_through_the_proxy(proxy, pki):
+    Issuer.objects.create(issuer_id=spec.ISSUER_ID, name="Example Bank")
+    body = json.dumps(spec.E12).encode()
+    d1 = _pool(proxy, D1_HOST, pki, "d1")
+
+    response = d1.urlopen(
+        "POST",
+        f"/notifications/d1/v2/issuers/{spec.ISSUER_ID}/cards",
+        body=(body[start : start + 100] for start in range(0, len(body), 100)),
+        headers={"Host": D1_HOST, "Content-Type": "application/json"},
+        chunked=True,
+    )
+
+    assert response.status == 204, response.data
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.byte_size, delivery.new_count) == (len(body), 2)
