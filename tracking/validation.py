@@ -164,6 +164,8 @@ def item_storable(item: Any) -> StorableItem:
     their JSON text. The problem names each place (the item is then stored invalid). Returns the
     same object when nothing had to change.
     """
+    if _is_storable(item, 0):  # the usual case, checked without building anything
+        return StorableItem(item)
     problems: list[str] = []
     value = _storable(item, "", 0, problems)
     if not problems:
@@ -174,9 +176,27 @@ def item_storable(item: Any) -> StorableItem:
     return StorableItem(value, "stored escaped: " + "; ".join(shown))
 
 
+def _is_storable(value: Any, level: int) -> bool:
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value and (value.isascii() or _is_utf8(value))
+    if kind is dict:
+        return level <= MAX_JSON_DEPTH and all(
+            _is_storable(key, level) and _is_storable(child, level + 1)
+            for key, child in value.items()
+        )
+    if kind is list:
+        return level <= MAX_JSON_DEPTH and all(_is_storable(child, level + 1) for child in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is not UnstorableNumber
+
+
 def _storable(value: Any, path: str, level: int, problems: list[str]) -> Any:
     if isinstance(value, str):
         return _storable_text(value, path or "the item", problems)
+    if isinstance(value, float) and not math.isfinite(value):
+        value = UnstorableNumber(repr(value))  # from a parser that lets infinity and NaN through
     if isinstance(value, UnstorableNumber):
         problems.append(f"{path or 'the item'} is a number no column can hold ({value.text[:24]})")
         return value.text
@@ -195,7 +215,7 @@ def _storable(value: Any, path: str, level: int, problems: list[str]) -> Any:
         return kept if changed else value
     if isinstance(value, list):
         items = [
-            _storable(child, f"{path}[{index}]", level + 1, problems)
+            _storable(child, f"{path}[{index}]"[-2 * _PATH_SHOWN :], level + 1, problems)
             for index, child in enumerate(value)
         ]
         return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
@@ -204,7 +224,8 @@ def _storable(value: Any, path: str, level: int, problems: list[str]) -> Any:
 
 def _path(path: str, key: str) -> str:
     key = _escaped(key)[:_PATH_SHOWN]
-    return f"{path}.{key}" if path else key
+    path = f"{path}.{key}" if path else key
+    return path if len(path) <= 2 * _PATH_SHOWN else "…" + path[-2 * _PATH_SHOWN :]
 
 
 def _storable_text(text: str, where: str, problems: list[str]) -> str:

@@ -14,6 +14,7 @@ import pytest
 from tests.fixtures import spec_examples as spec
 from tests.reconcile.items import item
 from tracking.models import CardOrder, NotificationDelivery, OperationEvent
+from tracking.validation import item_storable
 
 pytestmark = pytest.mark.django_db
 
@@ -273,3 +274,14 @@ def test_odd_headers_are_stored_cleanly(issuer, post_notification):
     delivery = refused(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert "\x00" not in delivery.content_type
     assert len(delivery.content_type) <= 255
+
+
+def test_infinity_and_nan_from_another_parser_are_kept_as_text():
+    """D1's on-demand answers are parsed by requests, which lets Infinity and NaN through."""
+    storable = item_storable({**ITEM, "amount": float("inf"), "ratios": [float("nan"), 0.5]})
+
+    assert storable.value["amount"] == "inf"
+    assert storable.value["ratios"] == ["nan", 0.5]
+    assert "amount is a number no column can hold" in storable.problem
+    assert "ratios[0] is a number no column can hold" in storable.problem
+    assert item_storable(ITEM).value is ITEM and not item_storable(ITEM).problem
