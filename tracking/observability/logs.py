@@ -63,9 +63,7 @@ def request_id_from_header(value: str | None) -> str:
 def request_id_current() -> str | None:
     """The request id bound to the current request or task, if any, for outgoing calls."""
     value = structlog.contextvars.get_contextvars().get("request_id")
-    if isinstance(value, str) and REQUEST_ID_PATTERN.fullmatch(value):
-        return value
-    return None
+    return (request_id_clean(value) or None) if isinstance(value, str) else None
 
 
 def request_line(request) -> str:
