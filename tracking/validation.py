@@ -44,8 +44,8 @@ class EnvelopeError(Exception):
 # with its reason, and the item is stored invalid while the others apply.
 
 NUMBER_MAX_DIGITS = 100  # longer numbers are kept as text (and int() of them is quadratic)
-# Containers nested deeper than this fail the C parser; they are then read as text (see
-# `_deep_containers_as_text`). Body, operations array and item take three levels.
+# The body, the operations array and the item itself: the levels above an item's own nesting
+# (for `_deep_containers_as_text`, when the parser gives up on a body nested thousands deep).
 _ENVELOPE_LEVELS = 3
 _TOO_DEEP = "\x00nested-too-deep:"  # NUL makes the marker unstorable, so it is never kept as is
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)

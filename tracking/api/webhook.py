@@ -54,7 +54,7 @@ def _is_json(content_type: str) -> bool:
 def _envelope(http, issuer_id: str) -> Envelope:
     return Envelope(
         # The path is the caller's to write: a card number in it is masked before it is kept.
-        issuer_id_in_path=pan_mask_text(issuer_id[:64]),
+        issuer_id_in_path=pan_mask_text(issuer_id)[:64],
         # D1's pattern, and not derived from personal data (SPEC §1.2); anything else is not
         # trusted into our logs and records.
         correlation_id=request_id_clean(http.headers.get("x-correlation-id", "")),
