@@ -166,26 +166,25 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
         .values_list("error_code", "n")
     )
     # Calls refused at the gate are counted per minute, not kept as deliveries: they count too.
-    tallies = RefusalTally.objects.order_by()
-    for code, n in (
-        tallies.filter(minute__gt=now - window, minute__lte=now)
+    tallied_before = 0
+    for code, tallied_now, tallied_then in (
+        RefusalTally.objects.filter(minute__gt=now - 2 * window, minute__lte=now)
+        .order_by()
         .values_list("error_code")
-        .annotate(n=Sum("count"))
-        .values_list("error_code", "n")
+        .annotate(
+            now=Sum("count", filter=Q(minute__gt=now - window)),
+            then=Sum("count", filter=Q(minute__lte=now - window)),
+        )
+        .values_list("error_code", "now", "then")
     ):
-        state.refused_by_reason[code] = state.refused_by_reason.get(code, 0) + n
-        state.deliveries_in_window += n
+        if tallied_now:
+            state.refused_by_reason[code] = state.refused_by_reason.get(code, 0) + tallied_now
+            state.deliveries_in_window += tallied_now
+        tallied_before += tallied_then or 0
     state.refused_in_window = sum(state.refused_by_reason.values())
-    tallied_before = (
-        tallies.filter(minute__gt=now - 2 * window, minute__lte=now - window).aggregate(
-            n=Sum("count")
-        )["n"]
-        or 0
-    )
-    state.deliveries_in_previous_window = previous.count() + tallied_before
-    state.refused_in_previous_window = (
-        previous.filter(status_code__gte=400).count() + tallied_before
-    )
+    before = previous.aggregate(n=Count("id"), refused=Count("id", filter=Q(status_code__gte=400)))
+    state.deliveries_in_previous_window = before["n"] + tallied_before
+    state.refused_in_previous_window = before["refused"] + tallied_before
 
     state.sweep_last_success = sweep_last_success()
     return state
