@@ -30,7 +30,11 @@ def on_delivery_answered(
 
 
 def on_request_started(sender, *, request, logger, log_kwargs, **kwargs) -> None:
-    """Make D1's well-formed x-correlation-id the request id (django-structlog made a uuid)."""
+    """Make D1's x-correlation-id the request id when it is clean; log the request's line.
+
+    django-structlog made a uuid and would log the full path with its query string; the line
+    logged instead is `request_line`'s (query keys without their values).
+    """
     request_id = request_id_from_header(request.headers.get("x-correlation-id"))
     request.request_id = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
