@@ -35,6 +35,8 @@ backlog = _int("GUNICORN_BACKLOG", 2048)
 # The proxy in front (TLS, mTLS) is the only peer allowed to set X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # django-structlog logs each request
+# If switched on: the path without its query string (searches, tokens) and without the referrer.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss'
 errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 control_socket_disable = True

@@ -141,6 +141,7 @@ def proxy(pki, live_server, tmp_path, settings):
         .replace("listen 443 ssl http2;", f"listen 127.0.0.1:{tls_port} ssl;")
         .replace("listen 80;", f"listen 127.0.0.1:{http_port};")
         .replace("/etc/nginx/tls/", f"{pki}/")
+        .replace("/var/log/nginx/", f"{tmp_path}/")
     )
     assert site.count(f"127.0.0.1:{tls_port} ssl;") == 2 and f":{upstream};" in site
     (tmp_path / "site.conf").write_text(site)
@@ -149,7 +150,7 @@ def proxy(pki, live_server, tmp_path, settings):
         folder.mkdir()
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n access_log off;\n client_body_temp_path {temp['body']};\n"
+        f"http {{\n client_body_temp_path {temp['body']};\n"
         f" proxy_temp_path {temp['proxy']};\n fastcgi_temp_path {temp['fastcgi']};\n"
         f" uwsgi_temp_path {temp['uwsgi']};\n scgi_temp_path {temp['scgi']};\n"
         f" include {tmp_path}/site.conf;\n}}\n"
@@ -254,3 +255,38 @@ def test_staff_host_serves_no_d1_endpoint_and_forwards_no_claimed_certificate(pr
 
     assert webhook.status == 404
     assert login.status == 200
+
+
+def test_a_chunked_body_reaches_the_portal_whole_through_the_proxy(proxy, pki):
+    Issuer.objects.create(issuer_id=spec.ISSUER_ID, name="Example Bank")
+    body = json.dumps(spec.E12).encode()
+    d1 = _pool(proxy, D1_HOST, pki, "d1")
+
+    response = d1.urlopen(
+        "POST",
+        f"/notifications/d1/v2/issuers/{spec.ISSUER_ID}/cards",
+        body=(body[start : start + 100] for start in range(0, len(body), 100)),
+        headers={"Host": D1_HOST, "Content-Type": "application/json"},
+        chunked=True,
+    )
+
+    assert response.status == 204, response.data
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.byte_size, delivery.new_count) == (len(body), 2)
+
+
+def test_the_access_log_keeps_no_query_string(proxy, pki, tmp_path):
+    staff = _pool(proxy, STAFF_HOST, pki, None)
+
+    response = _request(
+        staff,
+        "GET",
+        "/admin/login/?next=/admin/&q=4111111111111111&access_token=s3cret",
+        STAFF_HOST,
+    )
+
+    assert response.status == 200
+    time.sleep(0.2)  # nginx writes the line after the answer
+    logged = (tmp_path / "portal-access.log").read_text()
+    assert '"GET /admin/login/ HTTP/1.1" 200' in logged
+    assert "4111111111111111" not in logged and "s3cret" not in logged

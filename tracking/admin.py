@@ -41,6 +41,7 @@ from tracking.models import (
     NotificationDelivery,
     OperationEvent,
     ReconcileAttempt,
+    RefusalTally,
 )
 from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import audit_record
@@ -478,6 +479,29 @@ class OperationEventAdmin(EvidenceAdmin):
             '<pre class="bo-json">{}</pre>',
             json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False),
         )
+
+
+@admin.register(RefusalTally)
+class RefusalTallyAdmin(EvidenceAdmin):
+    """Calls refused at the gate (401, 403, 405, 429), counted per source, minute and reason."""
+
+    list_display = [
+        "minute",
+        "source",
+        "status_badge",
+        "error_code",
+        "count",
+        "issuer_id_in_path",
+        "client_identity",
+        "last_at",
+    ]
+    search_fields = ["=source", "=issuer_id_in_path"]
+    search_help_text = "Source address (IPv6: its /64) or issuer id (exact)"
+    list_filter = [admin_filters.StatusCodeFilter, ("minute", DateFieldListFilter)]
+
+    @admin.display(description="answer", ordering="status_code")
+    def status_badge(self, tally: RefusalTally) -> str:
+        return admin_display.badge(f"{tally.status_code} refused", "danger")
 
 
 @admin.register(NotificationDelivery)

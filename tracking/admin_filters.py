@@ -338,7 +338,8 @@ class StatusCodeFilter(ChoiceFilter):
 
     def lookups(self, request, model_admin):
         return [
-            (str(code), str(code)) for code in (204, 400, 401, 403, 404, 413, 415, 429, 500, 503)
+            (str(code), str(code))
+            for code in (204, 400, 401, 403, 404, 405, 411, 413, 415, 429, 500, 503)
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:

@@ -161,6 +161,13 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
                     ),
                 },
                 {
+                    "title": "Refused calls",
+                    "icon": "gpp_bad",
+                    "link": _url("admin:tracking_refusaltally_changelist"),
+                    "permission": _can_view("refusaltally"),
+                    "active": _path_active("admin:tracking_refusaltally_changelist"),
+                },
+                {
                     "title": "Events",
                     "icon": "list_alt",
                     "link": _url("admin:tracking_operationevent_changelist"),

@@ -1,13 +1,18 @@
 """Data care: no full card number is stored, and personal fields are masked for viewers.
 
 Card numbers. D1 never needs to send a PAN, so one in a payload is a mistake upstream. Every
-13-19 digit run (or grouped by spaces or dashes as on a card) that passes the Luhn check, in any
-string, number or key of an item, is replaced by asterisks keeping the last four digits
-(`************1111`) before the item is fingerprinted and stored; the rest of the item is kept
-exactly as sent. Carrier references can look like card numbers (a 15-digit tracking number
-passes Luhn one time in ten), so the fields in `PAN_SCAN_EXEMPT_FIELDS` are left alone. A
-masked identifier no longer matches D1's id pattern, so such an item is stored as invalid and
-shows up for staff instead of silently merging orders.
+13-19 digit run (or grouped by spaces, dots, dashes or slashes as on a card) that passes the
+Luhn check, in any string, number (`4111111111111111` and `4111111111111111.0` alike) or key of
+an item, is replaced by asterisks keeping the last four digits (`************1111`) before the
+item is fingerprinted and stored; the rest of the item is kept exactly as sent. Carrier
+references can look like card numbers (a 15-digit tracking number passes Luhn one time in ten),
+so the fields in `PAN_SCAN_EXEMPT_FIELDS` are left alone. A masked identifier no longer
+matches D1's id pattern, so such an item is stored as invalid and shows up for staff instead of
+silently merging orders.
+
+Free text. What a person types (an acknowledgement note, a comment) goes through
+`free_text_mask` before it is stored: people write card numbers every which way, so any run of
+13-19 digits with a few spaces or punctuation between them that passes the Luhn check is masked.
 
 Personal fields. `PERSONAL_FIELDS` names model fields ("app_label.Model.field") that staff
 without the `tracking.view_personal_fields` permission (viewers) see masked, in the admin and in
@@ -26,9 +31,11 @@ from django.conf import settings
 # kind of separator. Looser groupings would catch ids such as "op-000022-9215148ab1".
 PAN_CANDIDATE = re.compile(
     r"(?<!\d)(?:\d{13,19}"
-    r"|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
-    r"|\d{4}([ -])\d{6}\2\d{4,5})(?![\d])"
+    r"|\d{4}([ ./\u00a0-])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?"
+    r"|\d{4}([ ./\u00a0-])\d{6}\2\d{4,5})(?![\d])"
 )
+# In free text: any run of digits with up to two spaces or punctuation marks between them.
+_FREE_TEXT_DIGIT_RUN = re.compile(r"\d(?:[\s.,/:_*-]{0,2}\d)*")
 PERSONAL_MASK = "•••••• (hidden)"
 PERSONAL_PERMISSION = "tracking.view_personal_fields"
 
@@ -45,11 +52,24 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _digits(text: str) -> str:
+    # Any script's decimal digits (full-width ones too), as ASCII.
+    return "".join(str(int(char)) for char in text if char.isdecimal())
+
+
 def _mask_match(match: re.Match) -> str:
-    digits = re.sub(r"[ -]", "", match.group())
+    digits = _digits(match.group())
     if not luhn_valid(digits):
         return match.group()
     return "*" * (len(digits) - 4) + digits[-4:]
+
+
+def _free_text_match(match: re.Match) -> str:
+    digits = _digits(match.group())
+    if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        return "*" * (len(digits) - 4) + digits[-4:]
+    # Not one card number as a whole, but it may hold some: "4111... 5500...", "4111....0".
+    return pan_mask_text(match.group())
 
 
 def pan_mask_text(text: str) -> str:
@@ -59,6 +79,18 @@ def pan_mask_text(text: str) -> str:
     return PAN_CANDIDATE.sub(_mask_match, text)
 
 
+def free_text_mask(text: str) -> str:
+    """A note a person typed, as it may be stored and shown: card numbers masked however written.
+
+    For acknowledgement notes, comments and any other free text staff enter. Looser than
+    `pan_mask_text` (which must leave D1's identifiers alone): "4111 1111-1111.1111",
+    "4 1 1 1 ..." and "4111111111111111.0" are all masked to their last four digits.
+    """
+    if sum(char.isdecimal() for char in text) < 13:
+        return text
+    return _FREE_TEXT_DIGIT_RUN.sub(_free_text_match, text)
+
+
 def pan_mask_value(value: Any, *, exempt: frozenset[str] = frozenset(), path: str = "") -> Any:
     """A copy of a JSON value with card numbers masked; the same object when nothing changed."""
     if isinstance(value, str):
@@ -66,6 +98,13 @@ def pan_mask_value(value: Any, *, exempt: frozenset[str] = frozenset(), path: st
     if isinstance(value, int) and not isinstance(value, bool):
         if 10**12 <= abs(value) < 10**19 and luhn_valid(str(abs(value))):
             return pan_mask_text(str(value))
+        return value
+    if isinstance(value, float):
+        # 4111111111111111.0 is the same card number as a JSON number with a decimal point.
+        if 1e12 <= abs(value) < 1e19:
+            digits = str(int(abs(value)))
+            if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                return "*" * (len(digits) - 4) + digits[-4:]
         return value
     if isinstance(value, dict):
         changed = False

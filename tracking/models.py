@@ -80,6 +80,40 @@ class NotificationDelivery(models.Model):
         return self.status_code >= 400 or self.rejected_count > 0
 
 
+class RefusalTally(models.Model):
+    """Refused calls counted per source, minute and reason, instead of one row per call.
+
+    Calls refused at the gate (authentication, permission, method, rate limit), of which nothing
+    is kept, cost one counter, so a flood from one address adds at most one row a minute per
+    reason. Never edited by staff.
+    """
+
+    minute = models.DateTimeField(db_index=True)
+    source = models.CharField(max_length=64, help_text="client address (IPv6: its /64)")
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True)
+    count = models.PositiveIntegerField(default=1)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    # Of the latest call in the minute: enough to tell D1 from a stranger.
+    issuer_id_in_path = models.CharField(max_length=64, blank=True)
+    client_identity = models.CharField(max_length=255, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-minute", "-last_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "source", "status_code", "error_code"],
+                name="refusal_tally_per_minute",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} times {self.status_code} {self.error_code} from {self.source}"
+
+
 class CardOrder(models.Model):
     """One PRODUCE (or STANDALONE_TRACKING) operation for one card, with its derived state.
 

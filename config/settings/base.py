@@ -152,8 +152,10 @@ SPECTACULAR_SETTINGS = {
 D1_WEBHOOK_MAX_BODY_BYTES = env.int("D1_WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # The per-call cap D1 agrees at onboarding; more operations in one POST are answered 400.
 D1_WEBHOOK_MAX_OPERATIONS = env.int("D1_WEBHOOK_MAX_OPERATIONS", default=1000)
-# How much of a refused body is kept for staff.
-D1_REJECTED_BODY_KEEP_BYTES = env.int("D1_REJECTED_BODY_KEEP_BYTES", default=64 * 1024)
+# How much of a refused body is kept for staff: by default all of it (D1 does not retry a 400).
+D1_REJECTED_BODY_KEEP_BYTES = env.int(
+    "D1_REJECTED_BODY_KEEP_BYTES", default=D1_WEBHOOK_MAX_BODY_BYTES
+)
 
 # ---------------------------------------------------------------------------- D1 on-demand API
 D1_API_BASE_URL = env("D1_API_BASE_URL", default="https://api.d1.thalescloud.io/banking/v1")

@@ -137,3 +137,44 @@ def test_tasks_queued_by_a_request_carry_its_request_id(
 
     assert message.headers["task"] == "tracking.reconcile_order"
     assert message.headers["__django_structlog__"]["request_id"] == "d1-corr_0042"
+
+
+PAN = "4111111111111111"  # a test card number (passes Luhn)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/admin/login/", "/api/v1/orders/"])
+def test_a_card_number_as_correlation_id_is_never_the_request_id(client, log_lines, path):
+    response = client.get(path, HTTP_X_CORRELATION_ID=PAN)
+
+    assert response["X-Request-ID"] != PAN
+    assert REQUEST_ID_PATTERN.fullmatch(response["X-Request-ID"])
+    assert PAN not in json.dumps(log_lines)
+
+
+def test_query_strings_are_logged_without_their_values(admin_client, log_lines):
+    query = f"q={PAN}&tracking_number__startswith=1Z9&access_token=secret-token-value&p=2&o=-1"
+
+    admin_client.get(f"/admin/tracking/cardorder/?{query}")
+
+    started = next(line for line in log_lines if line["event"] == "request_started")
+    finished = next(line for line in log_lines if line["event"] == "request_finished")
+    expected = "GET /admin/tracking/cardorder/?q&tracking_number__startswith&access_token&p=2&o=-1"
+    assert started["request"] == finished["request"] == expected
+    text = json.dumps(log_lines)
+    assert PAN not in text and "secret-token-value" not in text and "1Z9" not in text
+
+
+def test_a_card_number_in_the_issuer_path_is_masked_where_stored_and_logged(
+    db, post_notification, log_lines
+):
+    from tracking.models import NotificationDelivery
+
+    response = post_notification(spec.E1, issuer_id=PAN)
+
+    assert response.status_code == 404
+    assert PAN not in response.content.decode()
+    delivery = NotificationDelivery.objects.get()
+    assert delivery.issuer_id_in_path == "************1111"
+    assert PAN not in delivery.error
+    assert PAN not in json.dumps(log_lines)
+    assert "************1111" in json.dumps(log_lines)

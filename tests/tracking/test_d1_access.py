@@ -1,6 +1,6 @@
 """How D1 proves it is D1: the token endpoint, bearer tokens bound to issuers, client certificates.
 
-Every refusal of the webhook is answered in D1's error shape and kept as a refused delivery.
+Every refusal of the webhook is answered in D1's error shape and counted in its source's tally.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from oauth2_provider.models import AccessToken, Application
 from rest_framework.test import APIClient
 
 from tests.fixtures import spec_examples as spec
-from tracking.models import CardOrder, Issuer, NotificationDelivery
+from tracking.models import CardOrder, Issuer, NotificationDelivery, RefusalTally
 from tracking.services.d1_clients import d1_client_create, d1_client_deactivate
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +58,10 @@ def token_for(credentials) -> str:
 
 def last_delivery() -> NotificationDelivery:
     return NotificationDelivery.objects.order_by("-id").first()
+
+
+def last_refusal() -> RefusalTally:
+    return RefusalTally.objects.order_by("-last_at", "-id").first()
 
 
 # ---------------------------------------------------------------------------- token endpoint
@@ -222,11 +226,11 @@ def test_webhook_without_a_token_answers_401_with_a_bearer_challenge(
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer ")
     assert response.json()["errorCode"] == "MISSING_TOKEN"
-    refused = last_delivery()
+    refused = last_refusal()
     assert (refused.status_code, refused.error_code) == (401, "MISSING_TOKEN")
-    assert refused.issuer == issuer
+    assert refused.issuer_id_in_path == issuer.issuer_id
     assert refused.correlation_id == "corr-401"
-    assert refused.body == ""  # an unauthenticated caller's body is not kept
+    assert not NotificationDelivery.objects.exists()  # an unauthenticated caller's body is not kept
     assert not CardOrder.objects.exists()
 
 
@@ -239,7 +243,7 @@ def test_webhook_refuses_invalid_tokens_with_401(bearer_required, issuer, post_n
     assert response.status_code == 401
     assert 'error="invalid_token"' in response["WWW-Authenticate"]
     assert response.json()["errorCode"] == "INVALID_TOKEN"
-    assert last_delivery().status_code == 401
+    assert last_refusal().status_code == 401
 
 
 def test_webhook_refuses_an_expired_token(bearer_required, credentials, post_notification):
@@ -250,7 +254,7 @@ def test_webhook_refuses_an_expired_token(bearer_required, credentials, post_not
 
     assert response.status_code == 401
     assert "expired" in response["WWW-Authenticate"]
-    assert last_delivery().error_code == "INVALID_TOKEN"
+    assert last_refusal().error_code == "INVALID_TOKEN"
 
 
 def test_tokens_of_a_switched_off_client_are_refused_at_once(
@@ -279,8 +283,8 @@ def test_a_token_of_issuer_a_is_refused_on_issuer_b_with_403(
         "errorCode": "TOKEN_ISSUER_MISMATCH",
         "error": "This access token was issued for another issuer.",
     }
-    refused = last_delivery()
-    assert (refused.status_code, refused.issuer) == (403, other_issuer)
+    refused = last_refusal()
+    assert (refused.status_code, refused.issuer_id_in_path) == (403, other_issuer.issuer_id)
     assert not CardOrder.objects.exists()
 
 
@@ -304,7 +308,7 @@ def test_failed_authentications_are_rate_limited_per_address(
     assert blocked.status_code == 429  # even a good token waits until the window ends
     assert int(blocked["Retry-After"]) >= 1
     assert blocked.json()["errorCode"] == "TOO_MANY_AUTH_FAILURES"
-    assert last_delivery().status_code == 429
+    assert last_refusal().status_code == 429
     other_address = post_notification(
         spec.E1, HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="192.0.2.7"
     )
@@ -371,7 +375,7 @@ def test_a_required_certificate_that_is_absent_untrusted_or_unknown_answers_403(
 
     assert response.status_code == 403
     assert response.json()["errorCode"] == error_code
-    assert last_delivery().status_code == 403
+    assert last_refusal().status_code == 403
     assert not CardOrder.objects.exists()
     accepted = post_notification(spec.E1, REMOTE_ADDR=PROXY, HTTP_X_SSL_CLIENT_S_DN=SUBJECT)
     assert accepted.status_code == 204

@@ -11,13 +11,13 @@ from django.apps import apps
 from django.db import models
 
 from tests.fixtures import spec_examples as spec
-from tracking.data_care import luhn_valid, pan_mask_item, pan_mask_text
+from tracking.data_care import free_text_mask, luhn_valid, pan_mask_item, pan_mask_text
 from tracking.models import NotificationDelivery, OperationEvent
 
 pytestmark = pytest.mark.django_db
 
 PAN = "4111111111111111"  # a test card number (passes Luhn)
-DIGIT_RUNS = re.compile(r"\d(?:[ -]?\d){12,18}")
+DIGIT_RUNS = re.compile(r"\d(?:[ ./-]?\d){12,18}")
 
 
 def stored_card_numbers() -> list[tuple[str, str]]:
@@ -33,7 +33,7 @@ def stored_card_numbers() -> list[tuple[str, str]]:
             for column, value in row.items():
                 text = value if isinstance(value, str) else json.dumps(value)
                 for run in DIGIT_RUNS.findall(text or ""):
-                    digits = re.sub(r"[ -]", "", run)
+                    digits = re.sub(r"\D", "", run)
                     if 13 <= len(digits) <= 19 and luhn_valid(digits):
                         found.append((f"{model.__name__}.{column}", run))
     return found
@@ -136,3 +136,56 @@ def test_logs_carry_ids_and_codes_never_payloads(issuer, post_notification):
     assert "corr-log-1" in messages
     assert "ISSUERX001" in messages
     assert secret_text not in messages
+
+
+@pytest.mark.parametrize(
+    ("raw_value", "stored"),
+    [
+        (b"4111111111111111.0", "************1111"),
+        (b"4.111111111111111e15", "************1111"),
+        (b'"4111111111111111.0"', "************1111.0"),
+        (b'"4111.1111.1111.1111"', "************1111"),
+        (b'"4111/1111/1111/1111"', "************1111"),
+        (b'"\\uff14\\uff11\\uff11\\uff11' + b"\\uff11" * 12 + b'"', "************1111"),
+    ],
+    ids=["float", "exponent", "float-text", "dotted", "slashes", "full-width"],
+)
+def test_card_numbers_are_masked_in_every_form_the_luhn_check_sees(
+    issuer, post_notification, raw_value, stored
+):
+    item = json.dumps({**spec.E1["operations"][0], "reference": "placeholder"}).encode()
+
+    response = post_notification(
+        b'{"operations": [' + item.replace(b'"placeholder"', raw_value) + b"]}"
+    )
+
+    assert response.status_code == 204, response.content
+    assert OperationEvent.objects.get().payload["reference"] == stored
+    assert stored_card_numbers() == []
+
+
+@pytest.mark.parametrize(
+    ("note", "masked"),
+    [
+        ("card 4111 1111-1111.1111 reported lost", "card ************1111 reported lost"),
+        ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "************1111"),
+        ("PAN: 4111111111111111.0", "PAN: ************1111.0"),
+        ("two: 4111111111111111 5500000000000004", "two: ************1111 ************0004"),
+        ("\uff14\uff11\uff11\uff11" + "\uff11" * 12, "************1111"),
+    ],
+)
+def test_free_text_notes_have_card_numbers_masked_however_written(note, masked):
+    assert free_text_mask(note) == masked
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "shipped 2026-03-02 09:15, tracking 1Z999AA10123456784",
+        "USPS 9400 1000 0000 0000 0000 00 delivered",  # 22 digits: a tracking number
+        "call +33 6 12 34 56 78",
+        "4111111111111112 fails the Luhn check",
+    ],
+)
+def test_free_text_notes_keep_what_is_not_a_card_number(note):
+    assert free_text_mask(note) == note

@@ -19,6 +19,7 @@ import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.db.models import Sum
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,11 +30,19 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
 from tests.fixtures import spec_examples as spec
+from tests.reconcile.items import item as d1_item
 from tracking.data_care import pan_mask_item
-from tracking.models import NotificationDelivery, OperationEvent
+from tracking.models import CardOrder, NotificationDelivery, OperationEvent, RefusalTally
 from tracking.services.d1_clients import d1_client_create
 from tracking.services.ingest import item_fingerprint
-from tracking.validation import CARD_ID_MAX, ID_PATTERN, OPERATION_ID_MAX, check_item
+from tracking.validation import (
+    CARD_ID_MAX,
+    ID_PATTERN,
+    OPERATION_ID_MAX,
+    check_item,
+    item_storable,
+    parse_envelope,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -72,8 +81,13 @@ def wsgi_app():
         request_finished.connect(close_old_connections)
 
 
+def as_received(item):
+    """`item` as the webhook reads it from the JSON text it was sent as."""
+    return parse_envelope(json.dumps({"operations": [item]}).encode(), max_operations=1)[0]
+
+
 def stored(issuer, item) -> OperationEvent | None:
-    fingerprint = item_fingerprint(pan_mask_item(item))
+    fingerprint = item_fingerprint(pan_mask_item(item_storable(as_received(item)).value))
     return OperationEvent.objects.filter(issuer=issuer, fingerprint=fingerprint).first()
 
 
@@ -113,15 +127,21 @@ def d1_token(issuer) -> str:
     return response.json()["access_token"]
 
 
+def posts_recorded() -> int:
+    """Deliveries kept, plus calls refused at the gate (counted per source and minute)."""
+    tallied = RefusalTally.objects.aggregate(n=Sum("count"))["n"] or 0
+    return NotificationDelivery.objects.count() + tallied
+
+
 @FUZZ
 @given(case=st.deferred(webhook_cases))
 def test_webhook_never_answers_5xx_and_records_every_post(issuer, d1_token, wsgi_app, case):
-    before = NotificationDelivery.objects.count()
+    before = posts_recorded()
 
     response = case.call(app=wsgi_app, headers={"Authorization": f"Bearer {d1_token}"})
 
     case.validate_response(response, checks=[not_a_server_error])
-    assert NotificationDelivery.objects.count() == before + 1
+    assert posts_recorded() == before + 1
     if response.status_code >= 400:
         assert set(response.json()) == {"errorCode", "error"}
     body = case.body if isinstance(case.body, dict) else None
@@ -249,4 +269,76 @@ def test_every_item_of_an_accepted_body_is_stored(issuer, post_notification, ope
     for item in operations:
         event = stored(issuer, item)
         assert event is not None, item
-        assert (event.outcome == "invalid") == (not check_item(pan_mask_item(item)).is_valid)
+        storable = item_storable(as_received(item))
+        check = check_item(pan_mask_item(storable.value), unstorable=storable.problem)
+        assert (event.outcome == "invalid") == (not check.is_valid)
+
+
+# Raw JSON values no column can hold as sent: each must cost only the item that carries it.
+unstorable_values = st.one_of(
+    st.sampled_from(
+        [
+            b"1e999",
+            b"-1e999",
+            b"NaN",
+            b"Infinity",
+            b"1" + b"0" * 5000,
+            b'"\\u0000"',
+            b'"\\ud800"',
+            b'"\\udfff tail"',
+            b'"raw \x00 nul"',
+            b'"latin-1 caf\xe9"',
+            b'{"a": ' * 40 + b"0" + b"}" * 40,
+            b"[" * 20_000 + b"]" * 20_000,
+        ]
+    ),
+    st.text(alphabet=st.sampled_from("ab\x00\ud800\udc00\ud83d"), min_size=1, max_size=8).map(
+        lambda text: json.dumps(text).encode()
+    ),
+)
+
+
+@st.composite
+def hostile_items(draw) -> bytes:
+    """The raw JSON text of one D1-shaped item with an unstorable value in a field or a key."""
+    base = d1_item("card-hostile", draw(statuses))
+    where = draw(st.sampled_from(["top", "details", "shipment", "key"]))
+    value = draw(unstorable_values)
+    text = json.dumps(base).encode()
+    if where == "key":
+        return text[:-1] + b', "k\\u0000' + draw(st.sampled_from([b"", b"\\ud800"])) + b'": 1}'
+    field = b'"extra": ' + value
+    if where == "top":
+        return text[:-1] + b", " + field + b"}"
+    details = json.dumps(base["details"]).encode()
+    if where == "details":
+        return text.replace(details, details[:-1] + b", " + field + b"}")
+    return text.replace(details, details[:-1] + b', "shipment": {"message": ' + value + b"}}")
+
+
+@settings(FUZZ, max_examples=40)
+@given(
+    hostile=hostile_items(),
+    valid_count=st.integers(min_value=1, max_value=8),
+    position=st.integers(min_value=0, max_value=8),
+)
+def test_one_hostile_item_never_costs_the_valid_ones(
+    issuer, post_notification, hostile, valid_count, position
+):
+    OperationEvent.objects.all().delete()
+    CardOrder.objects.all().delete()
+    valid = [
+        json.dumps(d1_item(f"card-{n}", "CARD_PROD_REQUESTED")).encode() for n in range(valid_count)
+    ]
+    position = min(position, valid_count)
+    texts = [*valid[:position], hostile, *valid[position:]]
+
+    response = post_notification(b'{"operations": [' + b", ".join(texts) + b"]}")
+
+    assert response.status_code == 204, response.content
+    assert set(CardOrder.objects.values_list("card_id", flat=True)) == {
+        f"card-{n}" for n in range(valid_count)
+    }
+    kept = OperationEvent.objects.get(card_id="card-hostile")
+    assert kept.outcome == "invalid"
+    assert kept.validation_error.startswith("stored escaped: ")

@@ -12,7 +12,9 @@ import json
 import pytest
 
 from tests.fixtures import spec_examples as spec
+from tests.reconcile.items import item
 from tracking.models import CardOrder, NotificationDelivery, OperationEvent
+from tracking.validation import item_storable
 
 pytestmark = pytest.mark.django_db
 
@@ -30,23 +32,156 @@ def refused(response, status: int, error_code: str) -> NotificationDelivery:
     return delivery
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b'{"operations": [{"cardId": "card\\u0000x"}]}',
-        b'{"operations": [{"cardId": "\\ud800"}]}',
-        b'{"operations": [{"cardId": "x", "amount": 1e999}]}',
-        b'{"operations": [{"cardId": 1' + b"0" * 5000 + b"}]}",
-        b'{"operations": [{"cardId": "a\x00b"}]}',
-        b'{"operations": [' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]}",
-    ],
-    ids=["nul-escape", "lone-surrogate", "infinity", "huge-integer", "raw-nul", "deep"],
-)
-def test_bodies_no_column_could_hold_are_refused_400_and_kept(issuer, post_notification, body):
-    delivery = refused(post_notification(body), 400, "PARSING_ERROR")
+def valid_items(count: int) -> list[dict]:
+    return [item(f"card-{n:04d}", "CARD_PROD_REQUESTED") for n in range(count)]
 
+
+def with_hostile_item(hostile_item: bytes, valid: list[dict]) -> bytes:
+    """A body of `valid` items with the raw JSON text of one hostile item in the middle."""
+    texts = [json.dumps(i).encode() for i in valid]
+    middle = len(texts) // 2
+    return (
+        b'{"operations": [' + b", ".join([*texts[:middle], hostile_item, *texts[middle:]]) + b"]}"
+    )
+
+
+HOSTILE = item("card-hostile", "CARD_SHIPPED", shipment_status="IN_TRANSIT")
+HOSTILE_TEXT = json.dumps(HOSTILE).encode()
+
+
+def hostile(field: bytes) -> bytes:
+    """The hostile item's JSON text with `field` (raw JSON) added as its last field."""
+    return HOSTILE_TEXT[:-1] + b", " + field + b"}"
+
+
+# (the hostile item's raw JSON text, what its reason says, a value of its stored form)
+UNSTORABLE = {
+    "nul-in-carrier-message": (
+        HOSTILE_TEXT.replace(b'"message": "in transit"', b'"message": "in\\u0000transit"'),
+        "details.shipment.message holds a NUL character",
+        lambda p: p["details"]["shipment"]["message"] == "in\\u0000transit",
+    ),
+    "raw-nul-byte": (
+        hostile(b'"note": "a\x00b"'),
+        "note holds a NUL character",
+        lambda p: p["note"] == "a\\u0000b",
+    ),
+    "lone-surrogate": (
+        hostile(b'"note": "x\\ud800y"'),
+        "note holds an unpaired surrogate",
+        lambda p: p["note"] == "x\\ud800y",
+    ),
+    "not-utf8-byte": (
+        hostile(b'"note": "caf\xe9"'),
+        "note holds an unpaired surrogate or a byte that is not UTF-8",
+        lambda p: p["note"] == "caf\\udce9",
+    ),
+    "infinity": (
+        hostile(b'"amount": 1e999'),
+        "amount is a number no column can hold (1e999)",
+        lambda p: p["amount"] == "1e999",
+    ),
+    "nan": (
+        hostile(b'"amount": NaN'),
+        "amount is a number no column can hold (NaN)",
+        lambda p: p["amount"] == "NaN",
+    ),
+    "5000-digit-number": (
+        hostile(b'"amount": 1' + b"0" * 5000),
+        "amount is a number no column can hold",
+        lambda p: p["amount"] == "1" + "0" * 5000,
+    ),
+    "nul-in-a-key": (
+        hostile(b'"no\\u0000te": 1'),
+        "the key no\\u0000te holds a NUL character",
+        lambda p: p["no\\u0000te"] == 1,
+    ),
+    "nested-40-deep": (
+        hostile(b'"extra": ' + b'{"a": ' * 40 + b"1" + b"}" * 40),
+        "is nested deeper than 32 levels",
+        lambda p: isinstance(p["extra"]["a"], dict),
+    ),
+    "nested-beyond-the-parser": (
+        hostile(b'"extra": ' + b"[" * 50_000 + b"]" * 50_000),
+        "extra[0][0][0]",
+        lambda p: p["extra"][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][
+            0
+        ][0][0][0][0][0][0][0][0].startswith("[["),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("hostile_item", "reason", "stored_as"), UNSTORABLE.values(), ids=UNSTORABLE.keys()
+)
+def test_one_unstorable_value_costs_only_its_own_item(
+    issuer, post_notification, hostile_item, reason, stored_as
+):
+    valid = valid_items(6)
+
+    response = post_notification(with_hostile_item(hostile_item, valid))
+
+    assert response.status_code == 204, response.content
+    assert CardOrder.objects.filter(card_id__startswith="card-0").count() == len(valid)
+    kept = OperationEvent.objects.get(card_id="card-hostile")
+    assert kept.outcome == "invalid"
+    assert reason in kept.validation_error
+    assert stored_as(kept.payload)
+    assert not CardOrder.objects.filter(card_id="card-hostile").exists()
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.status_code, delivery.new_count, delivery.rejected_count) == (204, 7, 1)
+
+
+def test_900_orders_survive_one_carrier_message_with_a_nul(issuer, post_notification):
+    hostile_item, _, _ = UNSTORABLE["nul-in-carrier-message"]
+
+    response = post_notification(with_hostile_item(hostile_item, valid_items(900)))
+
+    assert response.status_code == 204, response.content
+    assert CardOrder.objects.count() == 900
+    assert OperationEvent.objects.filter(outcome="invalid").count() == 1
+
+
+def test_a_resent_hostile_item_is_a_duplicate_of_its_stored_form(issuer, post_notification):
+    hostile_item, _, _ = UNSTORABLE["lone-surrogate"]
+    body = with_hostile_item(hostile_item, valid_items(2))
+
+    assert post_notification(body).status_code == 204
+    assert post_notification(body).status_code == 204
+
+    assert OperationEvent.objects.get(card_id="card-hostile").times_received == 2
+
+
+def test_a_body_of_unstorable_items_only_is_refused_and_kept(issuer, post_notification):
+    hostile_item, _, _ = UNSTORABLE["infinity"]
+
+    delivery = refused(
+        post_notification(b'{"operations": [' + hostile_item + b"]}"), 400, "FIELD_INVALID_VALUE"
+    )
+
+    assert "1e999" in delivery.body
+    assert OperationEvent.objects.get().outcome == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("body", "error_code"),
+    [
+        (b'{"operations": [' + HOSTILE_TEXT, "PARSING_ERROR"),
+        (b"operations=" + HOSTILE_TEXT, "PARSING_ERROR"),
+        (b"\xff\xfe{\x00}\x00", "PARSING_ERROR"),
+        (b"[" * 50_000 + b"]" * 50_000, "FIELD_INVALID_FORMAT"),
+    ],
+    ids=["truncated", "form-encoded", "utf-16", "deep-array"],
+)
+def test_a_body_that_is_not_json_is_refused_and_kept_whole(
+    issuer, post_notification, body, error_code
+):
+    delivery = refused(post_notification(body), 400, error_code)
+
+    assert len(delivery.body) >= len(body)
+    assert not delivery.body_truncated
     assert "\x00" not in delivery.body
-    assert OperationEvent.objects.count() == 0
+    assert not OperationEvent.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -139,3 +274,14 @@ def test_odd_headers_are_stored_cleanly(issuer, post_notification):
     delivery = refused(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert "\x00" not in delivery.content_type
     assert len(delivery.content_type) <= 255
+
+
+def test_infinity_and_nan_from_another_parser_are_kept_as_text():
+    """D1's on-demand answers are parsed by requests, which lets Infinity and NaN through."""
+    storable = item_storable({**ITEM, "amount": float("inf"), "ratios": [float("nan"), 0.5]})
+
+    assert storable.value["amount"] == "inf"
+    assert storable.value["ratios"] == ["nan", 0.5]
+    assert "amount is a number no column can hold" in storable.problem
+    assert "ratios[0] is a number no column can hold" in storable.problem
+    assert item_storable(ITEM).value is ITEM and not item_storable(ITEM).problem

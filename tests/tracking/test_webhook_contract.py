@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.fixtures import spec_examples as spec
-from tracking.models import CardOrder, Issuer, NotificationDelivery, OperationEvent
+from tracking.models import CardOrder, Issuer, NotificationDelivery, OperationEvent, RefusalTally
 
 pytestmark = pytest.mark.django_db
 
@@ -30,12 +30,12 @@ def test_accepted_body_answers_204_with_empty_body_after_storing(issuer, post_no
     [
         (b'{"operations": [', "PARSING_ERROR"),
         (b"\xff\xfe not utf-8", "PARSING_ERROR"),
-        (b'{"operations": [{"cardId": NaN}]}', "PARSING_ERROR"),
+        (b'{"operations": [{"cardId": NaN}]}', "FIELD_INVALID_VALUE"),
         (b"[1, 2, 3]", "FIELD_INVALID_FORMAT"),
         (b'{"operation": []}', "FIELD_MISSING"),
         (b'{"operations": {"cardId": "x"}}', "FIELD_INVALID_FORMAT"),
         (b'{"operations": []}', "FIELD_INVALID_VALUE"),
-        (b'{"operations": [' + b"[" * 5000 + b"]" * 5000 + b"]}", "PARSING_ERROR"),
+        (b'{"operations": [' + b"[" * 5000 + b"]" * 5000 + b"]}", "FIELD_INVALID_VALUE"),
     ],
 )
 def test_body_that_can_never_be_valid_answers_400_and_is_kept(
@@ -49,8 +49,9 @@ def test_body_that_can_never_be_valid_answers_400_and_is_kept(
     delivery = NotificationDelivery.objects.get()
     assert delivery.status_code == 400
     assert delivery.error_code == error_code
-    assert delivery.body == body.decode("utf-8", errors="replace")
-    assert OperationEvent.objects.count() == 0
+    assert delivery.body == body.decode("utf-8", errors="backslashreplace")
+    # Items that could be read are kept too (invalid), even when none of them is valid.
+    assert OperationEvent.objects.exclude(outcome="invalid").count() == 0
 
 
 def test_invalid_item_does_not_lose_the_valid_ones(issuer, post_notification):
@@ -129,7 +130,8 @@ def test_other_methods_answer_405_in_d1_shape(issuer, d1_client, method):
     assert response.status_code == 405
     assert response.json()["errorCode"] == "METHOD_NOT_ALLOWED"
     assert response["Allow"] == "POST"
-    assert NotificationDelivery.objects.get().status_code == 405
+    assert not NotificationDelivery.objects.exists()
+    assert RefusalTally.objects.get().status_code == 405
 
 
 def test_non_json_content_type_answers_415(issuer, post_notification):

@@ -29,7 +29,14 @@ from tracking.api.d1_schema import NotificationBodySchema
 from tracking.d1_access import client_address
 from tracking.data_care import pan_mask_text
 from tracking.models import Issuer
-from tracking.services.deliveries import Answer, Envelope, delivery_receive, delivery_refuse
+from tracking.observability.logs import request_id_clean
+from tracking.services.deliveries import (
+    Answer,
+    Envelope,
+    delivery_receive,
+    delivery_refuse,
+    refusal_tally,
+)
 from tracking.validation import ID_PATTERN, ISSUER_ID_LENGTH
 
 D1_ERROR = inline_serializer(
@@ -44,18 +51,13 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _correlation_id(value: str) -> str:
-    # D1's pattern, and not derived from personal data (SPEC §1.2); anything else is not
-    # trusted into our logs and records.
-    if not value or len(value) > 64 or not ID_PATTERN.fullmatch(value):
-        return ""
-    return value if pan_mask_text(value) == value else ""
-
-
 def _envelope(http, issuer_id: str) -> Envelope:
     return Envelope(
-        issuer_id_in_path=issuer_id,
-        correlation_id=_correlation_id(http.headers.get("x-correlation-id", "")),
+        # The path is the caller's to write: a card number in it is masked before it is kept.
+        issuer_id_in_path=pan_mask_text(issuer_id)[:64],
+        # D1's pattern, and not derived from personal data (SPEC §1.2); anything else is not
+        # trusted into our logs and records.
+        correlation_id=request_id_clean(http.headers.get("x-correlation-id", "")),
         client_identity=getattr(http, "d1_client_identity", ""),
         remote_addr=client_address(http)[:64],
         content_type=http.headers.get("content-type", ""),
@@ -87,6 +89,7 @@ class CardNotificationView(APIView):
             401: D1_ERROR,
             403: D1_ERROR,
             404: D1_ERROR,
+            411: D1_ERROR,
             413: D1_ERROR,
             415: D1_ERROR,
             429: D1_ERROR,
@@ -124,7 +127,7 @@ class CardNotificationView(APIView):
                     envelope=envelope,
                     status=404,
                     error_code="ISSUER_NOT_FOUND",
-                    error=f"Issuer {issuer_id!r} is not registered or not active.",
+                    error=f"Issuer {envelope.issuer_id_in_path!r} is not registered or not active.",
                     body=_read(http, settings.D1_REJECTED_BODY_KEEP_BYTES),
                 )
             )
@@ -142,8 +145,18 @@ class CardNotificationView(APIView):
                     issuer=issuer,
                 )
             )
-        body = _read(http, cap + 1)
-        if len(body) > cap:  # a body without Content-Length, or one that lied about it
+        body = _read_body(http, cap + 1)
+        if body is None:
+            return self._refusal(
+                delivery_refuse(
+                    envelope=envelope,
+                    status=411,
+                    error_code="LENGTH_REQUIRED",
+                    error="The chunked body could not be read here; send it with Content-Length.",
+                    issuer=issuer,
+                )
+            )
+        if len(body) > cap:  # a chunked body, or one that lied about its length
             return self._refusal(self._too_large(envelope, issuer, http, cap, body))
         envelope = Envelope(**{**envelope.__dict__, "byte_size": len(body)})
         answer = delivery_receive(envelope=envelope, issuer=issuer, body=body)
@@ -169,9 +182,11 @@ class CardNotificationView(APIView):
         return response
 
     def handle_exception(self, exc: Exception) -> Response:
-        """Answer every framework refusal (401, 403, 405, 429) in D1's error shape; record it.
+        """Answer every framework refusal (401, 403, 405, 429) in D1's error shape; count it.
 
-        The body of a caller that did not authenticate is not kept: it is not D1's until proven.
+        The body of a caller that did not pass the gate is not kept: it is not D1's until
+        proven. The refusal is counted in its source's tally for the minute, not kept as a
+        delivery, so a flood of them cannot fill the deliveries table.
         """
         if isinstance(exc, DatabaseError):
             # The database is away (issuer lookup, token check): nothing was stored, so D1
@@ -187,17 +202,12 @@ class CardNotificationView(APIView):
         if not isinstance(exc, exceptions.APIException):
             return super().handle_exception(exc)
         response = super().handle_exception(exc)
-        http = self.request._request
-        issuer_id = self.kwargs.get("issuer_id", "")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        answer = delivery_refuse(
-            envelope=_envelope(http, issuer_id),
+        answer = refusal_tally(
+            envelope=_envelope(self.request._request, self.kwargs.get("issuer_id", "")),
             status=response.status_code,
             error_code=_error_code(exc, response.status_code),
             error=str(detail),
-            issuer=Issuer.objects.filter(issuer_id=issuer_id).first()
-            if _is_issuer_id(issuer_id)
-            else None,
         )
         response.data = answer.body
         return response
@@ -231,3 +241,30 @@ def _read(http, limit: int) -> bytes:
         return http.read(limit)
     except Exception:
         return b""
+
+
+def _read_body(http, limit: int) -> bytes | None:
+    """Up to `limit` bytes of the body, however it was sent; None when it cannot be read here.
+
+    Django reads only Content-Length bytes, so a chunked body (no Content-Length) would look
+    empty. A server that de-chunks the stream says so with `wsgi.input_terminated` (gunicorn
+    does); the stream is then read to its end or the limit. Any other server would hand over
+    the raw chunks, or block: that body is answered 411 rather than misread.
+    """
+    environ = http.META
+    if environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" not in environ:
+        return _read(http, limit)
+    if not environ.get("wsgi.input_terminated"):
+        return None
+    stream = environ["wsgi.input"]
+    chunks, size = [], 0
+    try:
+        while size < limit:
+            chunk = stream.read(min(limit - size, 64 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return None
+    return b"".join(chunks)

@@ -3,11 +3,14 @@
 - `logging_settings()` builds Django's LOGGING: JSON lines in production (`LOG_FORMAT=json`),
   readable key=value lines in development (`LOG_FORMAT=console`). Plain `logging` loggers go
   through the same processors, so their lines carry the request id too.
-- The request id is D1's `x-correlation-id` when it is well formed (`^[A-Za-z0-9_-]{1,64}$`),
-  otherwise a fresh one; it is bound for the request, answered in `X-Request-ID`, passed to the
-  Celery tasks the request enqueues (django-structlog puts it in the task headers), and offered to
-  the D1 client through `request_id_current()`.
-- Logs carry ids, codes and counts; nobody logs a payload.
+- The request id is D1's `x-correlation-id` when it is well formed (`^[A-Za-z0-9_-]{1,64}$`)
+  and holds no card number (`request_id_clean`), otherwise a fresh one; it is bound for the
+  request, answered in `X-Request-ID`, passed to the Celery tasks the request enqueues
+  (django-structlog puts it in the task headers), and offered to the D1 client through
+  `request_id_current()`.
+- Logs carry ids, codes and counts; nobody logs a payload. A request is logged as its method and
+  path with its query keys but not their values (`request_line`), except paging and ordering;
+  every line has its card numbers masked on the way out, whoever wrote it.
 
 This module is imported by the settings, so it must not import Django models or settings.
 """
@@ -17,10 +20,15 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 import structlog
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Query keys whose values are logged: paging and ordering, never a search, a filter or a token.
+QUERY_KEYS_LOGGED_WITH_VALUE = frozenset({"p", "page", "page_size", "o", "ordering", "format"})
+_SAFE_QUERY_VALUE = re.compile(r"^[A-Za-z0-9_.,-]{1,32}$")
+_QUERY_KEYS_SHOWN = 20
 
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -34,19 +42,63 @@ def request_id_new() -> str:
     return uuid.uuid4().hex
 
 
+def request_id_clean(value: str | None) -> str:
+    """`value` when it may be logged and stored as a request id, else "".
+
+    The one check for every id a caller sends (`x-correlation-id`): D1's pattern, and no card
+    number in it (D1 says the id must not be derived from personal data; a caller may not care).
+    """
+    if not value or not REQUEST_ID_PATTERN.fullmatch(value):
+        return ""
+    from tracking.data_care import pan_mask_text  # not at import: the settings import this module
+
+    return value if pan_mask_text(value) == value else ""
+
+
 def request_id_from_header(value: str | None) -> str:
-    """D1's correlation id when it is well formed (never trusted otherwise), else a new id."""
-    if value and REQUEST_ID_PATTERN.fullmatch(value):
-        return value
-    return request_id_new()
+    """D1's correlation id when `request_id_clean` accepts it, else a new id."""
+    return request_id_clean(value) or request_id_new()
 
 
 def request_id_current() -> str | None:
     """The request id bound to the current request or task, if any, for outgoing calls."""
     value = structlog.contextvars.get_contextvars().get("request_id")
-    if isinstance(value, str) and REQUEST_ID_PATTERN.fullmatch(value):
-        return value
-    return None
+    return (request_id_clean(value) or None) if isinstance(value, str) else None
+
+
+def request_line(request) -> str:
+    """The request as logged: method, path with card numbers masked, query keys without values.
+
+    `?q=4111...&access_token=...&p=2` is logged `?q&access_token&p=2`: what was asked, never
+    what was searched for or which credential came along.
+    """
+    from tracking.data_care import pan_mask_text  # not at import: the settings import this module
+
+    line = f"{request.method} {pan_mask_text(request.path)}"
+    query = request.META.get("QUERY_STRING", "")
+    if not query:
+        return line
+    shown = []
+    pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=None)
+    for key, value in pairs[:_QUERY_KEYS_SHOWN]:
+        name = quote(pan_mask_text(key)[:64], safe="_-.~[]")
+        if key in QUERY_KEYS_LOGGED_WITH_VALUE and _SAFE_QUERY_VALUE.fullmatch(value):
+            shown.append(f"{name}={value}")
+        else:
+            shown.append(name)
+    if len(pairs) > _QUERY_KEYS_SHOWN:
+        shown.append("…")
+    return f"{line}?{'&'.join(shown)}"
+
+
+def _card_numbers_masked(logger: Any, method_name: str, event_dict: dict) -> dict:
+    """Mask card numbers in every text of a log line, whoever wrote it (a path, an error)."""
+    from tracking.data_care import pan_mask_text
+
+    for key, value in event_dict.items():
+        if isinstance(value, str) and len(value) >= 13:
+            event_dict[key] = pan_mask_text(value)
+    return event_dict
 
 
 def logging_settings(*, log_format: str, level: str) -> dict:
@@ -66,14 +118,16 @@ def logging_settings(*, log_format: str, level: str) -> dict:
     if log_format == "json":
         renderer: list[Any] = [
             structlog.processors.format_exc_info,
+            _card_numbers_masked,
             structlog.processors.JSONRenderer(sort_keys=False),
         ]
     else:
         # Plain tracebacks: rich ones take seconds to render and fill the terminal.
         renderer = [
+            _card_numbers_masked,
             structlog.dev.ConsoleRenderer(
                 colors=False, exception_formatter=structlog.dev.plain_traceback
-            )
+            ),
         ]
     return {
         "version": 1,

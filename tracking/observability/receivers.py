@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 
 from tracking import metrics
-from tracking.observability.logs import request_id_from_header, request_id_new
+from tracking.observability.logs import request_id_from_header, request_id_new, request_line
 from tracking.observability.signals import delivery_answered
 from tracking.observability.state import sweep_success_record
 
@@ -30,13 +30,24 @@ def on_delivery_answered(
 
 
 def on_request_started(sender, *, request, logger, log_kwargs, **kwargs) -> None:
-    """Make D1's well-formed x-correlation-id the request id (django-structlog made a uuid)."""
+    """Make D1's x-correlation-id the request id when it is clean; log the request's line.
+
+    django-structlog made a uuid and would log the full path with its query string; the line
+    logged instead is `request_line`'s (query keys without their values).
+    """
     request_id = request_id_from_header(request.headers.get("x-correlation-id"))
     request.request_id = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    log_kwargs["request"] = request_line(request)
 
 
-def on_request_finished(sender, *, request, response, **kwargs) -> None:
+def on_request_failed(sender, *, request, log_kwargs, **kwargs) -> None:
+    """A failed request is logged as `request_line` shows it, like its start and finish."""
+    log_kwargs["request"] = request_line(request)
+
+
+def on_request_finished(sender, *, request, response, log_kwargs, **kwargs) -> None:
+    log_kwargs["request"] = request_line(request)
     request_id = getattr(request, "request_id", None)
     if request_id:
         response["X-Request-ID"] = request_id
@@ -81,6 +92,9 @@ def receivers_connect() -> None:
     )
     structlog_signals.bind_extra_request_finished_metadata.connect(
         on_request_finished, dispatch_uid="observability-request-id-header"
+    )
+    structlog_signals.bind_extra_request_failed_metadata.connect(
+        on_request_failed, dispatch_uid="observability-request-failed"
     )
     structlog_celery_signals.bind_extra_task_metadata.connect(
         on_task_started, dispatch_uid="observability-task-request-id"

@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
+from tracking.models import (
+    CardOrder,
+    EventSource,
+    Issuer,
+    NotificationDelivery,
+    OperationEvent,
+    RefusalTally,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +165,26 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
         .annotate(n=Count("id"))
         .values_list("error_code", "n")
     )
+    # Calls refused at the gate are counted per minute, not kept as deliveries: they count too.
+    tallied_before = 0
+    for code, tallied_now, tallied_then in (
+        RefusalTally.objects.filter(minute__gt=now - 2 * window, minute__lte=now)
+        .order_by()
+        .values_list("error_code")
+        .annotate(
+            now=Sum("count", filter=Q(minute__gt=now - window)),
+            then=Sum("count", filter=Q(minute__lte=now - window)),
+        )
+        .values_list("error_code", "now", "then")
+    ):
+        if tallied_now:
+            state.refused_by_reason[code] = state.refused_by_reason.get(code, 0) + tallied_now
+            state.deliveries_in_window += tallied_now
+        tallied_before += tallied_then or 0
     state.refused_in_window = sum(state.refused_by_reason.values())
-    state.deliveries_in_previous_window = previous.count()
-    state.refused_in_previous_window = previous.filter(status_code__gte=400).count()
+    before = previous.aggregate(n=Count("id"), refused=Count("id", filter=Q(status_code__gte=400)))
+    state.deliveries_in_previous_window = before["n"] + tallied_before
+    state.refused_in_previous_window = before["refused"] + tallied_before
 
     state.sweep_last_success = sweep_last_success()
     return state

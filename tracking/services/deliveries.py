@@ -1,23 +1,31 @@
 """Deliveries: how one POST from D1 is recorded and answered, accepted or refused.
 
 The HTTP contract lives here and nowhere else:
-- 204 only after the delivery and its items are committed;
-- 400 for a body that can never be valid (never retried by D1); kept, capped, for staff;
-- 404 for an issuer that is not registered or not active; 413 above the size cap; 415 for a
-  content type that is not JSON; 405 for other methods; each kept as a refused delivery;
-- 503 for a transient fault (the database is away), so that D1 retries later.
+- 204 only after the delivery and its items are committed, whenever at least one item is valid;
+  an item holding what no column can hold is stored escaped and invalid, the others apply;
+- 400 for a body that can never be valid (not JSON, not D1's envelope, no valid item; never
+  retried by D1): kept whole, up to the size cap, on its delivery for staff;
+- 404 for an issuer that is not registered or not active, 413 above the size cap, 415 for a
+  content type that is not JSON: kept on a delivery too (the caller passed the gate);
+- 401, 403, 405, 429 (the caller's credentials, the method, too many failures) keep nothing
+  the caller sent: they are counted per source, minute and reason in a `RefusalTally`, so a
+  flood adds one row a minute, not one per call;
+- 411 for a chunked body the server could not hand over (D1 may retry it), 503 for a
+  transient fault (the database is away), so that D1 retries later.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from tracking.data_care import pan_mask_text
-from tracking.models import EventSource, Issuer, NotificationDelivery
+from tracking.models import EventSource, Issuer, NotificationDelivery, RefusalTally
 from tracking.observability.signals import delivery_answered
 from tracking.services.ingest import IngestResult, ingest_operations
 from tracking.validation import EnvelopeError, parse_envelope
@@ -206,8 +214,13 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
 
 
 def kept_body(body: bytes, keep: int) -> str:
-    """What is kept of a refused body for staff: capped, storable text, card numbers masked."""
-    return pan_mask_text(_clean(body[:keep].decode("utf-8", errors="replace"), keep))
+    """What is kept of a refused body for staff: capped, storable text, card numbers masked.
+
+    Bytes that are not UTF-8 are written as `\\xNN` and NUL as `\\x00`, so the text shows
+    exactly what was sent.
+    """
+    text = body[:keep].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    return pan_mask_text(text)
 
 
 def _clean(text: str, max_len: int) -> str:
@@ -221,5 +234,96 @@ def _clean(text: str, max_len: int) -> str:
 def _answer_for(result: IngestResult) -> Answer:
     if result.rejected_count and result.rejected_count == result.item_count:
         # Nothing in the body can ever be applied: D1 must not retry it. The items are kept.
-        return Answer(400, "FIELD_INVALID_VALUE", "No valid operation: " + "; ".join(result.errors))
+        reasons = "; ".join(result.errors)
+        return Answer(400, "FIELD_INVALID_VALUE", _clean(f"No valid operation: {reasons}", 2000))
     return Answer(204)
+
+
+# ---------------------------------------------------------------------------- refusal tallies
+
+
+def refusal_tally(*, envelope: Envelope, status: int, error_code: str, error: str) -> Answer:
+    """Count a refused call that keeps nothing it sent, and return the refusal to send.
+
+    Adds one to the `RefusalTally` row of the caller's source, this minute and this reason (one
+    INSERT ... ON CONFLICT DO UPDATE, so concurrent refusals never lose a count). Best effort
+    like `delivery_refuse`: the refusal is answered and logged even when it cannot be counted.
+    """
+    now = timezone.now()
+    values = {
+        "minute": now.replace(second=0, microsecond=0),
+        "source": refusal_source(envelope.remote_addr),
+        "status_code": status,
+        "error_code": error_code[:64],
+        "count": 1,
+        "first_at": now,
+        "last_at": now,
+        "issuer_id_in_path": _clean(envelope.issuer_id_in_path, 64),
+        "client_identity": _clean(envelope.client_identity, 255),
+        "correlation_id": envelope.correlation_id,
+        "error": _clean(pan_mask_text(error), 255),
+    }
+    latest = ["last_at", "issuer_id_in_path", "client_identity", "correlation_id", "error"]
+    try:
+        _tally_upsert(values, latest=latest)
+    except DatabaseError:
+        logger.exception(
+            "could not count refused call source=%s status=%s code=%s",
+            values["source"],
+            status,
+            error_code,
+        )
+    logger.info(
+        "call refused issuer=%s status=%s code=%s source=%s correlation_id=%s",
+        envelope.issuer_id_in_path,
+        status,
+        error_code,
+        values["source"],
+        envelope.correlation_id,
+    )
+    delivery_answered.send(
+        sender=RefusalTally,
+        issuer_id=envelope.issuer_id_in_path,
+        status=status,
+        error_code=error_code,
+    )
+    return Answer(status, error_code, error)
+
+
+def refusal_source(address: str) -> str:
+    """Where refused calls are counted: the address, or its /64 for IPv6 (one site's block)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return _clean(address, 64)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _tally_upsert(values: dict, *, latest: list[str]) -> None:
+    # PostgreSQL and SQLite (3.24+) share this syntax; values are prepared as save() would.
+    meta = RefusalTally._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in values]
+    table = quote(meta.db_table)
+    columns = ", ".join(quote(f.column) for f in fields)
+    conflict = ", ".join(quote(meta.get_field(n).column) for n in meta.constraints[0].fields)
+    count = quote(meta.get_field("count").column)
+    updates = ", ".join(
+        [f"{count} = {table}.{count} + 1"]
+        + [
+            f"{quote(meta.get_field(n).column)} = excluded.{quote(meta.get_field(n).column)}"
+            for n in latest
+        ]
+    )
+    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    # Only quoted identifiers from the model's metadata are interpolated; values are parameters.
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "  # noqa: S608
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

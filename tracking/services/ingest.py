@@ -25,7 +25,7 @@ from django.db import connection
 from django.db.models import F, JSONNull
 from django.utils import timezone
 
-from tracking.data_care import pan_mask_item
+from tracking.data_care import pan_mask_item, pan_mask_text
 from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
 from tracking.rules import (
     RULES_VERSION,
@@ -37,7 +37,7 @@ from tracking.rules import (
     reconcile_reason_for,
 )
 from tracking.services.bulk import rows_insert_new, rows_update, rows_upsert
-from tracking.validation import ItemCheck, check_item
+from tracking.validation import ItemCheck, check_item, item_storable
 
 
 def item_fingerprint(item: Any) -> str:
@@ -76,7 +76,8 @@ def ingest_operations(
     """Store `operations` for `issuer` and re-derive every order they touch.
 
     Writes events (new or `times_received` += copies), upserts card orders and saves their
-    derived state; invalid items are stored with their reason and outcome `invalid`; card
+    derived state; invalid items are stored with their reason and outcome `invalid` (an item
+    holding what no column can hold, escaped: `tracking.validation.item_storable`); card
     numbers in an item are masked before it is stored (`tracking.data_care`). Must run
     inside a transaction. Raises only database errors (the caller answers 5xx so D1 retries).
     """
@@ -85,12 +86,14 @@ def ingest_operations(
 
     items: dict[str, _Item] = {}
     for sent in operations:
-        raw = pan_mask_item(sent)  # no full card number is ever stored (tracking.data_care)
+        storable = item_storable(sent)  # what no column can hold is escaped; the item invalid
+        raw = pan_mask_item(storable.value)  # no full card number is ever stored (data_care)
         fingerprint = item_fingerprint(raw)
         if fingerprint in items:
             items[fingerprint].copies += 1
             continue
-        items[fingerprint] = _Item(raw=raw, check=check_item(raw), fingerprint=fingerprint)
+        check = check_item(raw, unstorable=pan_mask_text(storable.problem))
+        items[fingerprint] = _Item(raw=raw, check=check, fingerprint=fingerprint)
     for item in items.values():
         if not item.check.is_valid:
             result.rejected_count += item.copies

@@ -27,7 +27,7 @@ ADMINISTRATORS = "administrators"
 # tracking models only administrators see (configuration, credentials, the audit trail).
 _ADMIN_ONLY_MODELS = {"d1client", "auditentry", "historicalissuer", "historicald1client"}
 # Evidence: never added, changed or deleted by anyone.
-EVIDENCE_MODELS = {"operationevent", "notificationdelivery", "auditentry"}
+EVIDENCE_MODELS = {"operationevent", "notificationdelivery", "refusaltally", "auditentry"}
 
 OPERATOR_EXTRA = [
     "tracking.reconcile_cardorder",
