@@ -87,9 +87,10 @@ def test_rates_produce_what_they_say(tmp_path: Path) -> None:
     assert set(received) == {_item_id(t.item) for t in truth_items} - dropped
     assert all(t.delivered_count == received[_item_id(t.item)] for t in truth_items)
 
-    # Duplicates: extra copies on the wire, exactly as many as the summary says.
+    # Duplicates and late copies: extra copies on the wire, exactly as many as the summary says.
     extra_copies = sum(count - 1 for count in received.values())
-    assert extra_copies == summary.duplicated
+    assert extra_copies == summary.duplicated + summary.late_copies
+    assert summary.late_copies > 0
     assert 0.07 < summary.duplicated / len(received) < 0.13
     assert summary.sent == len(copies)
     assert summary.delivered == len(received)
@@ -127,7 +128,15 @@ def test_rates_produce_what_they_say(tmp_path: Path) -> None:
 
 def test_without_faults_nothing_is_reordered_dropped_or_repeated(tmp_path: Path) -> None:
     with FakePortal() as portal:
-        summary = _run(portal, tmp_path / "state.sqlite3", duplicate=0, reorder=0, drop=0)
+        summary = _run(
+            portal,
+            tmp_path / "state.sqlite3",
+            duplicate=0,
+            reorder=0,
+            drop=0,
+            late_copy=0,
+            failed_step_rate=0,
+        )
 
     copies = portal.acknowledged_items()
     assert len(copies) == summary.generated == summary.delivered
@@ -287,8 +296,8 @@ def test_continuous_feed_runs_until_interrupted(tmp_path: Path, stop_signal: int
                 "--continuous",
                 "--orders",
                 "5",
-                "--rate",
-                "100",
+                "--time-scale",
+                "0.01",
             ),
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
