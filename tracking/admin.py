@@ -63,7 +63,10 @@ QUEUES = {
         "Orders that need reconciliation",
         "A gap, an unknown code or a conflict: the portal will ask D1 for the truth.",
     ),
-    "failed": ("Orders that failed in production", "DATA_EXCEPTION or CARD_PROD_EXCEPTION."),
+    "failed": (
+        "Orders that failed in production",
+        "DATA_EXCEPTION, CARD_PROD_EXCEPTION, or an operation D1 reported FAILED at any step.",
+    ),
     "cancelled": ("Cancelled orders", "CARD_PROD_CANCELED: cancelled at the issuer's request."),
     "acknowledged": ("Acknowledged exceptions", "Exceptions staff have handled."),
 }
@@ -310,6 +313,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "personal_mask": PERSONAL_MASK,
             "time_in_stage": admin_display.time_in_stage(order, now=now),
             "flags": admin_display.order_flags(order),
+            "rules_stamp": admin_display.rules_stamp(order),
             "timeline": timeline_entries(events[:TIMELINE_LIMIT]),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
             "stages": stage_spans(order, now=now),

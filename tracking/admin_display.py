@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 
 from tracking.carriers import carrier_name
 from tracking.data_care import personal_mask
@@ -19,6 +20,7 @@ from tracking.rules import (
     FAILURE_STATUSES,
     FINAL_SHIPMENT_STATUSES,
     PRODUCTION_RANK,
+    RULES_VERSION,
     SHIPMENT_STATUS_RANK,
 )
 from tracking.services import order_queues
@@ -166,7 +168,16 @@ def order_flags(order: CardOrder) -> list[str]:
         flags.append(badge(f"Reconcile: {reason}", "primary", icon="sync"))
     if order.has_conflict:
         flags.append(badge("Conflict", "danger"))
-    if order.has_unknown_status:
+    if order.hold_code:
+        # An open hold: D1's code and the reason it gave, not only in the raw JSON.
+        flags.append(
+            format_html(
+                '{}<span class="bo-subtle block">{}</span>',
+                badge(f"On hold: {order.hold_code}", "warning", icon="pause_circle"),
+                Truncator(order.hold_reason).chars(120),
+            )
+        )
+    elif order.has_unknown_status:
         codes = ", ".join(order.unknown_codes or [])
         flags.append(badge("Unknown code", "warning", title=codes))
     if order.error_code or order.error:
@@ -178,6 +189,13 @@ def order_flags(order: CardOrder) -> list[str]:
             )
         )
     return flags
+
+
+def rules_stamp(order: CardOrder) -> str:
+    """Which rules derived the order's state, and whether they are the current ones."""
+    if order.rules_version == RULES_VERSION:
+        return f"v{order.rules_version} (current)"
+    return f"v{order.rules_version}: older rules; `manage.py rederive` brings it up to date"
 
 
 def flags_html(order: CardOrder) -> str:

@@ -65,7 +65,7 @@ class QueueFilter(ChoiceFilter):
         if value == "reconcile":
             return queryset.filter(needs_reconcile=True)
         if value == "failed":
-            return queryset.filter(production_status__in=order_queues.EXCEPTION_STATUSES)
+            return queryset.filter(order_queues.failed_q())
         if value == "cancelled":
             return queryset.filter(order_queues.cancelled_q())
         if value == "acknowledged":

@@ -122,6 +122,11 @@ class CardOrder(models.Model):
     has_gap = models.BooleanField(default=False, db_default=False)
     unknown_codes = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
     missing_steps = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
+    # An open hold: the latest unknown `details.status` no completion has followed, and its reason.
+    hold_code = models.CharField(max_length=64, blank=True, db_default="")
+    hold_reason = models.TextField(blank=True, db_default="")
+    # Items without `details.status`: they count for what they say and ask D1 for the rest.
+    incomplete_items = models.PositiveIntegerField(default=0, db_default=0)
     state_fingerprint = models.CharField(max_length=64, blank=True, db_default="")
 
     # When things happened, as the portal saw them.
@@ -129,7 +134,13 @@ class CardOrder(models.Model):
     stage_entered_at = models.DateTimeField(null=True, blank=True)
     first_event_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
+    # When the exception last changed (a new failure or error code, conflict or unknown code);
+    # an acknowledgement covers the exception as it was then, whatever else arrives later.
+    exception_changed_at = models.DateTimeField(null=True, blank=True)
     event_count = models.PositiveIntegerField(default=0, db_default=0)
+    # Which version of `tracking.rules` derived this state (RULES_VERSION); older ones are
+    # brought up to date by `manage.py rederive`.
+    rules_version = models.PositiveSmallIntegerField(default=1, db_default=1)
 
     # Reconciliation bookkeeping.
     needs_reconcile = models.BooleanField(default=False, db_default=False)
@@ -394,7 +405,8 @@ class ReconcileAttempt(models.Model):
 class OrderAcknowledgement(models.Model):
     """A staff note that an order's exception was seen and handled.
 
-    It takes the order out of the Exceptions queue until a newer event arrives for the order.
+    It takes the order out of the Exceptions queue until the exception itself changes (a new
+    failure or error code, a new conflict, a new unknown code): `CardOrder.exception_changed_at`.
     """
 
     order = models.ForeignKey(CardOrder, on_delete=models.PROTECT, related_name="acknowledgements")

@@ -1,16 +1,29 @@
 """The rules that turn a card order's set of notification items into one trustworthy state.
 
 Everything that decides what an order looks like lives here, as plain data and pure functions:
-the rank tables, the terminal set, the canonical order of events, the fold, the flags and what
-each event did. The services load events, call `derive_order_state`, and save what it returns.
+the rank tables, the terminal set, the order of events by D1's own times, the fold, the flags
+and what each event did. The services load events, call `derive_order_state`, and save what it
+returns.
 
 Decisions (SPEC §3, §7 and DESIGN §3; ASSUMPTION where D1 publishes nothing):
-- production progress is ranked; a lower step after a higher one is stale and changes nothing;
-- the failures DATA_EXCEPTION, CARD_PROD_EXCEPTION and CARD_PROD_CANCELED outrank every step of
-  the normal path and are sticky; a failure together with CARD_SHIPPED (or CARD_RETURNED), or two
-  different failures, is a conflict: the failure is shown and the order is flagged;
-- CARD_SHIPPED ends production (terminal) but later carrier updates still apply;
-- an unknown `details.status` or carrier status is kept and flagged but never moves the state;
+- which event is latest is decided by D1's times, as its documentation says ("use
+  startTime/endTime to decide which event is latest"): an item with `endTime` is later than every
+  item of the operation without one, then the later `endTime`, then the later `startTime`; only
+  when the times tie does a rank (operation status, production step, carrier status) and then the
+  content fingerprint decide. When an item was received never decides anything but the timeline;
+- the latest event gives the operation's status, `errorCode`, `error`, `endTime`, the reason
+  shown and, among events with carrier data, the current shipment; a completion (SUCCESSFUL or
+  FAILED with `endTime`) is therefore never undone by a PENDING item;
+- the production step only moves forward: the highest ranked `details.status` seen; the failures
+  DATA_EXCEPTION, CARD_PROD_EXCEPTION and CARD_PROD_CANCELED outrank every normal step and stick;
+- a failure together with CARD_SHIPPED (or CARD_RETURNED), two different failures, or a FAILED
+  operation together with a higher step than the one it failed at, is a conflict: flagged and
+  sent to reconciliation, never resolved by guessing;
+- an operation whose latest word is FAILED is over: the order is terminal and shown as failed,
+  whatever its step;
+- an unknown `details.status` (a hold) or carrier status is kept and flagged but never moves the
+  step; it stays open, calling for D1's word, until the operation completes after it;
+- an item without `details` or `details.status` still counts for what it says, and asks D1;
 - a jump over steps of the PRODUCE path between the lowest and highest step seen is a gap.
 """
 
@@ -19,7 +32,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+# Which rules produced a stored state. Raise it whenever a change here can change the state of
+# stored orders, and run `manage.py rederive` after deploying (docs/deploy.md).
+#   1: ties inside a rank broken by the time the portal first received an item;
+#   2: D1's startTime/endTime decide which event is latest; holds end; incomplete items count.
+RULES_VERSION = 2
 
 # ---------------------------------------------------------------------------- tables
 
@@ -41,6 +61,12 @@ FAILURE_STATUSES = frozenset({"DATA_EXCEPTION", "CARD_PROD_EXCEPTION", "CARD_PRO
 SHIPPED_STATUSES = frozenset({"CARD_SHIPPED", "CARD_RETURNED"})
 TERMINAL_STATUSES = FAILURE_STATUSES | SHIPPED_STATUSES
 
+# The operation's own status (SPEC §1.4). Once SUCCESSFUL or FAILED the operation does not go
+# back to PENDING (SPEC §3); on a tie of times the more final word is the later one.
+FAILED = "FAILED"
+OPERATION_STATUS_RANK: Mapping[str, int] = {"PENDING": 0, "SUCCESSFUL": 1, FAILED: 2}
+COMPLETED_STATUSES = frozenset({"SUCCESSFUL", FAILED})
+
 # The central-issuance PRODUCE path, used to see steps that were skipped.
 PRODUCE_PATH: tuple[str, ...] = (
     "CARD_PROD_REQUESTED",
@@ -52,8 +78,8 @@ PRODUCE_PATH: tuple[str, ...] = (
 )
 
 # Carrier statuses inside details.shipment.status are not published by D1 (SPEC §2.3). These are
-# the common carrier milestones; an unknown one is kept, flagged, and ranked as "in transit" so
-# that it replaces earlier milestones but never a delivery.
+# the common carrier milestones. D1's times decide which carrier update is current; this rank only
+# breaks a tie of times. An unknown one is kept, flagged, and ranked as "in transit".
 SHIPMENT_STATUS_RANK: Mapping[str, int] = {
     "LABEL_CREATED": 10,
     "INFO_RECEIVED": 10,
@@ -78,6 +104,8 @@ FINAL_SHIPMENT_STATUSES = frozenset({"DELIVERED", "RETURNED_TO_SENDER", "RETURNE
 # and shown on the card's timeline without touching an order.
 TRACKED_OPERATIONS = frozenset({"PRODUCE", "STANDALONE_TRACKING"})
 
+_NO_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
+
 
 class Outcome:
     """What one event did to its order's state (stored on the event, shown on the timeline)."""
@@ -86,6 +114,7 @@ class Outcome:
     SHIPMENT_UPDATE = "shipment_update"
     STALE = "stale"
     UNKNOWN_STATUS = "unknown_status"
+    INCOMPLETE = "incomplete"
     CONFLICT = "conflict"
     NO_CHANGE = "no_change"
     NOT_TRACKED = "not_tracked"  # an operation that is not a card order (UPDATE_ORDER, ...)
@@ -94,8 +123,9 @@ class Outcome:
     CHOICES = [
         (ADVANCED, "Advanced the state"),
         (SHIPMENT_UPDATE, "Shipment update"),
-        (STALE, "Stale (arrived after a later step)"),
+        (STALE, "Stale (earlier than the current state)"),
         (UNKNOWN_STATUS, "Unknown status code"),
+        (INCOMPLETE, "Incomplete item (no details.status)"),
         (CONFLICT, "Conflict"),
         (NO_CHANGE, "No change"),
         (NOT_TRACKED, "Other operation (recorded)"),
@@ -107,11 +137,17 @@ class ReconcileReason:
     """Why an order needs the truth from D1, highest priority first."""
 
     CONFLICT = "conflict"
+    INCOMPLETE = "incomplete_item"
     UNKNOWN_STATUS = "unknown_status"
     GAP = "gap"
 
-    PRIORITY = (CONFLICT, UNKNOWN_STATUS, GAP)
-    CHOICES = [(CONFLICT, "Conflict"), (UNKNOWN_STATUS, "Unknown status"), (GAP, "Gap")]
+    PRIORITY = (CONFLICT, INCOMPLETE, UNKNOWN_STATUS, GAP)
+    CHOICES = [
+        (CONFLICT, "Conflict"),
+        (INCOMPLETE, "Item without details"),
+        (UNKNOWN_STATUS, "Unknown status"),
+        (GAP, "Gap"),
+    ]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -159,7 +195,7 @@ def _text(item: Mapping[str, Any], details: Mapping[str, Any], name: str) -> str
     return ""
 
 
-# ---------------------------------------------------------------------------- the fold
+# ---------------------------------------------------------------------------- events
 
 
 @dataclass(frozen=True)
@@ -172,7 +208,7 @@ class EventFacts:
     last_received_at: dt.datetime
     payload: Mapping[str, Any]
 
-    @property
+    @cached_property
     def details(self) -> Mapping[str, Any]:
         details = self.payload.get("details")
         return details if isinstance(details, dict) else {}
@@ -192,20 +228,47 @@ class EventFacts:
         shipment = self.details.get("shipment")
         return shipment if isinstance(shipment, dict) else None
 
-    @property
+    @cached_property
     def rank(self) -> int | None:
         return production_rank(self.production_status)
 
-    def canonical_key(self) -> tuple:
-        """Production rank, then carrier-status rank, then first receipt, then fingerprint."""
+    @property
+    def is_incomplete(self) -> bool:
+        """No `details.status`: correlatable, but it does not say which step it is about."""
+        return not self.production_status
+
+    @cached_property
+    def start_time(self) -> dt.datetime | None:
+        return parse_time(self.payload.get("startTime"))
+
+    @cached_property
+    def end_time(self) -> dt.datetime | None:
+        return parse_time(self.payload.get("endTime"))
+
+    @property
+    def is_completion(self) -> bool:
+        return self.end_time is not None and self.operation_status in COMPLETED_STATUSES
+
+    def time_key(self) -> tuple:
+        """D1's own order: with endTime after without, then endTime, then startTime."""
         return (
+            self.end_time is not None,
+            self.end_time or _NO_TIME,
+            self.start_time or _NO_TIME,
+        )
+
+    def latest_key(self) -> tuple:
+        """Which event is latest: D1's times; on a tie of times, ranks; then the content."""
+        return (
+            *self.time_key(),
+            OPERATION_STATUS_RANK.get(self.operation_status, -1),
             self.rank if self.rank is not None else -1,
             shipment_rank(self.shipment),
-            self.first_received_at,
             self.fingerprint,
         )
 
     def arrival_key(self) -> tuple:
+        """The order the portal received events in: only for the timeline and stage times."""
         return (self.first_received_at, self.fingerprint)
 
 
@@ -231,14 +294,21 @@ class OrderState:
     shipment: dict | None = None
     has_conflict: bool = False
     unknown_codes: list[str] = field(default_factory=list)
+    # The unknown codes no completion has followed yet (by D1's times): still calling for D1.
+    open_unknown_codes: list[str] = field(default_factory=list)
+    hold_code: str = ""
+    hold_reason: str = ""
+    incomplete_items: int = 0
+    has_open_incomplete: bool = False
     missing_steps: list[str] = field(default_factory=list)
+    state_fingerprint: str = ""
     # Arrival-time facts: they depend on when items came, not on what they say.
     stage_first_seen: dict[str, str] = field(default_factory=dict)
     stage_entered_at: dt.datetime | None = None
     first_event_at: dt.datetime | None = None
     last_event_at: dt.datetime | None = None
+    exception_changed_at: dt.datetime | None = None
     event_count: int = 0
-    state_fingerprint: str = ""
     outcomes: dict[Any, str] = field(default_factory=dict)
 
     @property
@@ -248,37 +318,75 @@ class OrderState:
     def content(self) -> dict[str, Any]:
         """The state without arrival-time facts: equal for any order of arrival of one set."""
         skip = {"stage_first_seen", "stage_entered_at", "first_event_at", "last_event_at"}
-        skip |= {"outcomes"}
+        skip |= {"exception_changed_at", "outcomes"}
         return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+
+class _Conflicts:
+    """Whether a set of known steps contradicts itself; events are added one at a time.
+
+    Adding events never removes a contradiction, so the same tracker serves the fold (all events)
+    and the replay in arrival order (which event made the order conflict).
+    """
+
+    def __init__(self) -> None:
+        self.failures: set[str] = set()
+        self.shipped = False
+        self.failed_at: int | None = None  # the lowest normal step a FAILED operation reported
+        self.highest_step: int | None = None  # the highest normal step seen
+
+    def add(self, event: EventFacts) -> None:
+        status, rank = event.production_status, event.rank
+        if rank is None:
+            return
+        if status in FAILURE_STATUSES:
+            self.failures.add(status)
+            return
+        self.shipped |= status in SHIPPED_STATUSES
+        if event.operation_status == FAILED:
+            self.failed_at = rank if self.failed_at is None else min(self.failed_at, rank)
+        self.highest_step = rank if self.highest_step is None else max(self.highest_step, rank)
+
+    @property
+    def conflict(self) -> bool:
+        return (
+            (bool(self.failures) and self.shipped)
+            or len(self.failures) > 1
+            or (self.failed_at is not None and self.highest_step > self.failed_at)
+        )
+
+
+# ---------------------------------------------------------------------------- the fold
 
 
 def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
     """Fold an order's events into its state; a pure function of the set of events."""
-    events = sorted(events, key=EventFacts.canonical_key)
+    events = sorted(events, key=EventFacts.latest_key)  # earliest first, by D1's times
     state = OrderState(event_count=len(events))
     if not events:
         return state
 
+    # Everything but the step: the latest event by D1's times.
+    latest = events[-1]
+    state.operation_status = latest.operation_status
+    state.error_code = _text(latest.payload, {}, "errorCode")
+    state.error = _text(latest.payload, {}, "error")
+    state.end_time = latest.end_time
+    state.reason = _text(latest.payload, latest.details, "reason")
+    state.state_fingerprint = latest.fingerprint
+
+    # The step: the highest rank seen; a failure therefore wins over any step of the normal path.
     known = [e for e in events if e.rank is not None]
-    failures = [e for e in known if e.production_status in FAILURE_STATUSES]
-    shipped = [e for e in known if e.production_status in SHIPPED_STATUSES]
+    if known:
+        step = max(known, key=lambda e: (e.rank, e.latest_key()))
+        state.production_status = step.production_status
+        state.production_rank = step.rank
+    state.is_terminal = state.production_status in TERMINAL_STATUSES or (
+        state.operation_status == FAILED
+    )
 
-    # The event whose status the order shows: the highest in canonical order; a failure
-    # therefore wins over any step of the normal path.
-    winner = known[-1] if known else None
-    if winner is not None:
-        state.production_status = winner.production_status
-        state.production_rank = winner.rank
-        state.operation_status = winner.operation_status
-        state.is_terminal = winner.production_status in TERMINAL_STATUSES
-        state.reason = _text(winner.payload, winner.details, "reason")
-        state.error_code = _text(winner.payload, {}, "errorCode")
-        state.error = _text(winner.payload, {}, "error")
-        state.end_time = parse_time(winner.payload.get("endTime"))
-        state.state_fingerprint = winner.fingerprint
-
-    # Descriptive fields: the latest non-empty value in canonical order, so a step that lacks
-    # a field does not blank what an earlier step said.
+    # Descriptive fields: the latest non-empty value by D1's times, so a step that lacks a field
+    # does not blank what an earlier step said.
     for event in events:
         payload, details = event.payload, event.details
         if isinstance(payload.get("operation"), str):
@@ -294,31 +402,64 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
             value = _text(payload, details, name)
             if value:
                 setattr(state, column, value)
-        start = parse_time(payload.get("startTime"))
-        if start is not None:
-            state.start_time = start
+        if event.start_time is not None:
+            state.start_time = event.start_time
         due = parse_date(details.get("dueDate"))
         if due is not None:
             state.due_date = due
         if event.shipment is not None:
             state.shipment = dict(event.shipment)
 
-    state.has_conflict = (bool(failures) and bool(shipped)) or (
-        len({e.production_status for e in failures}) > 1
-    )
-    unknown = {e.production_status or "(none)" for e in events if e.rank is None}
-    unknown |= {
-        f"shipment:{e.shipment['status']}"
-        for e in events
-        if e.shipment
-        and isinstance(e.shipment.get("status"), str)
-        and e.shipment["status"] not in SHIPMENT_STATUS_RANK
-    }
-    state.unknown_codes = sorted(unknown)
-    state.missing_steps = _missing_steps(state.operation, known)
+    conflicts = _Conflicts()
+    for event in known:
+        conflicts.add(event)
+    state.has_conflict = conflicts.conflict
 
+    _unknown_and_incomplete(state, events)
+    state.missing_steps = _missing_steps(state.operation, known)
     _arrival_facts(state, events)
     return state
+
+
+def _unknown_codes_of(event: EventFacts) -> list[str]:
+    """The codes of an event the portal does not know: its step, or its carrier status."""
+    codes = []
+    if event.production_status and event.rank is None:
+        codes.append(event.production_status)
+    shipment = event.shipment
+    carrier_status = shipment.get("status") if shipment else None
+    if isinstance(carrier_status, str) and carrier_status not in SHIPMENT_STATUS_RANK:
+        codes.append(f"shipment:{carrier_status}")
+    return codes
+
+
+def _unknown_and_incomplete(state: OrderState, events: list[EventFacts]) -> None:
+    """Unknown codes and incomplete items, and which of them no completion has followed yet."""
+    completions = [e.time_key() for e in events if e.is_completion]
+    last_completion = max(completions) if completions else None
+
+    def is_open(event: EventFacts) -> bool:
+        return last_completion is None or not last_completion > event.time_key()
+
+    unknown: set[str] = set()
+    still_open: set[str] = set()
+    hold: EventFacts | None = None
+    for event in events:  # earliest first: the last open hold is the one shown
+        codes = _unknown_codes_of(event)
+        unknown.update(codes)
+        if codes and is_open(event):
+            still_open.update(codes)
+            if event.production_status and event.rank is None:
+                hold = event
+    state.unknown_codes = sorted(unknown)
+    state.open_unknown_codes = sorted(still_open)
+    if hold is not None:
+        state.hold_code = hold.production_status
+        state.hold_reason = _text(hold.payload, hold.details, "reason")
+
+    incomplete = [e for e in events if e.is_incomplete]
+    state.incomplete_items = len(incomplete)
+    state.has_open_incomplete = any(is_open(e) for e in incomplete)
 
 
 def _missing_steps(operation: str, known: list[EventFacts]) -> list[str]:
@@ -332,8 +473,24 @@ def _missing_steps(operation: str, known: list[EventFacts]) -> list[str]:
     return [s for s in PRODUCE_PATH[on_path[0] : on_path[-1] + 1] if s not in seen]
 
 
+def _exception_marks(event: EventFacts) -> set[tuple[str, str]]:
+    """What an event adds to the order's exception: failure codes, errors, unknown codes."""
+    marks = {("unknown", code) for code in _unknown_codes_of(event)}
+    if event.production_status in FAILURE_STATUSES:
+        marks.add(("failure", event.production_status))
+    if event.operation_status == FAILED:
+        marks.add(("failed", event.production_status))
+    error_code = _text(event.payload, {}, "errorCode")
+    if error_code:
+        marks.add(("error", error_code))
+    return marks
+
+
 def _arrival_facts(state: OrderState, events: list[EventFacts]) -> None:
-    """Stage times and each event's outcome, replaying events in the order they first came."""
+    """Stage times, when the exception last changed, and each event's outcome, by arrival.
+
+    None of these decide the state: they say when the portal learned what it shows.
+    """
     by_arrival = sorted(events, key=EventFacts.arrival_key)
     state.first_event_at = by_arrival[0].first_received_at
     state.last_event_at = max(e.last_received_at for e in events)
@@ -345,32 +502,54 @@ def _arrival_facts(state: OrderState, events: list[EventFacts]) -> None:
     entered = state.stage_first_seen.get(state.production_status)
     state.stage_entered_at = dt.datetime.fromisoformat(entered) if entered else None
 
-    best: EventFacts | None = None  # the highest event seen so far, in canonical order
-    seen_failure = seen_shipped = False
+    latest: EventFacts | None = None  # the latest event so far, by D1's times
+    current_shipment: EventFacts | None = None
+    highest_rank: int | None = None
+    conflicts = _Conflicts()
+    marks: set[tuple[str, str]] = set()
     for event in by_arrival:
-        status, rank = event.production_status, event.rank
-        if rank is None:
+        rank = event.rank
+        was_conflict = conflicts.conflict
+        conflicts.add(event)
+        new_marks = _exception_marks(event) - marks
+        if new_marks or (conflicts.conflict and not was_conflict):
+            state.exception_changed_at = event.first_received_at
+            marks |= new_marks
+
+        newer = latest is None or event.latest_key() > latest.latest_key()
+        moves_shipment = (
+            rank is not None
+            and event.shipment is not None
+            and (current_shipment is None or event.latest_key() > current_shipment.latest_key())
+        )
+        if event.is_incomplete:
+            outcome = Outcome.INCOMPLETE
+        elif rank is None:
             outcome = Outcome.UNKNOWN_STATUS
-        elif (status in FAILURE_STATUSES and seen_shipped) or (
-            status in SHIPPED_STATUSES and seen_failure
-        ):
+        elif conflicts.conflict and not was_conflict:
             outcome = Outcome.CONFLICT
-        elif best is None:
+        elif highest_rank is None or rank > highest_rank:
             outcome = Outcome.ADVANCED
-        elif (rank, shipment_rank(event.shipment)) < (best.rank, shipment_rank(best.shipment)):
-            outcome = Outcome.STALE
-        elif status != best.production_status:
-            outcome = Outcome.ADVANCED
-        elif event.shipment != best.shipment and event.canonical_key() > best.canonical_key():
+        elif moves_shipment and current_shipment and event.shipment != current_shipment.shipment:
             outcome = Outcome.SHIPMENT_UPDATE
+        elif newer and event.time_key() > latest.time_key():
+            outcome = Outcome.ADVANCED
+        elif (
+            rank < highest_rank
+            or event.time_key() < latest.time_key()
+            or (event.shipment is not None and not moves_shipment)
+        ):
+            outcome = Outcome.STALE
         else:
             outcome = Outcome.NO_CHANGE
-        if rank is not None:
-            seen_failure |= status in FAILURE_STATUSES
-            seen_shipped |= status in SHIPPED_STATUSES
-            if best is None or event.canonical_key() > best.canonical_key():
-                best = event
         state.outcomes[event.key] = outcome
+
+        if newer:
+            latest = event
+        if moves_shipment:
+            current_shipment = event
+        if rank is not None:
+            highest_rank = rank if highest_rank is None else max(highest_rank, rank)
 
 
 # ---------------------------------------------------------------------------- reconcile flag
@@ -380,7 +559,9 @@ def reconcile_reason_for(state: OrderState) -> str:
     """The highest-priority reason the order's events give to ask D1, or ""."""
     if state.has_conflict:
         return ReconcileReason.CONFLICT
-    if state.unknown_codes:
+    if state.has_open_incomplete:
+        return ReconcileReason.INCOMPLETE
+    if state.open_unknown_codes:
         return ReconcileReason.UNKNOWN_STATUS
     if state.missing_steps:
         return ReconcileReason.GAP
@@ -392,15 +573,18 @@ def needs_reconcile_after(
 ) -> bool:
     """Whether the order needs the truth after new events turned `before` into `after`.
 
-    A flag that newly appears (a conflict, an unknown code not seen before, a step newly missing)
-    raises it; reconciliation clears it and it stays clear until something new appears. When late
-    items resolve every flag (the missing step arrives), the order no longer needs the truth.
+    A flag that newly appears (a conflict, an unknown code or an incomplete item that no
+    completion follows, a step newly missing) raises it; reconciliation clears it and it stays
+    clear until something new appears. When later items resolve every flag (the missing step
+    arrives, the operation completes after a hold), the order no longer needs the truth.
     """
     previous_unknown = set(before.unknown_codes) if before else set()
     previous_missing = set(before.missing_steps) if before else set()
+    previous_incomplete = before.incomplete_items if before else 0
     raised = (
         (after.has_conflict and not (before and before.has_conflict))
-        or bool(set(after.unknown_codes) - previous_unknown)
+        or bool(set(after.open_unknown_codes) - previous_unknown)
+        or (after.has_open_incomplete and after.incomplete_items > previous_incomplete)
         or bool(set(after.missing_steps) - previous_missing)
     )
     if raised:

@@ -173,14 +173,18 @@ def check_item(item: Any) -> ItemCheck:
     ):
         text(item, name, required=False, max_len=max_len)
 
+    # An item that can be correlated (valid cardId and operationId) but lacks `details` or
+    # `details.status` is not refused: it joins its order and asks D1 (SPEC §1.5). A 400 would
+    # lose it for good, since D1 does not retry one.
+    correlatable = bool(card_id and operation_id)
     details = item.get("details")
     if details is None:
-        if operation in TRACKED_OPERATIONS:
+        if operation in TRACKED_OPERATIONS and not correlatable:
             problems.append(f"details is required for {operation}")
     elif not isinstance(details, dict):
         problems.append("details must be an object")
     else:
-        _check_details(details, operation, text, problems)
+        _check_details(details, operation, text, problems, correlatable=correlatable)
 
     return ItemCheck("; ".join(problems), card_id, operation_id, operation)
 
@@ -197,11 +201,13 @@ def _storable_time(value: str) -> bool:
     return True
 
 
-def _check_details(details: dict, operation: str, text, problems: list[str]) -> None:
+def _check_details(
+    details: dict, operation: str, text, problems: list[str], *, correlatable: bool
+) -> None:
     status = text(
         details,
         "status",
-        required=operation in TRACKED_OPERATIONS,
+        required=operation in TRACKED_OPERATIONS and not correlatable,
         max_len=CODE_MAX,
         label="details.status",
     )

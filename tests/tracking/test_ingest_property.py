@@ -1,4 +1,4 @@
-"""The real ingest path: any subset, duplication and arrival order gives the same state."""
+"""The real ingest path: any subset, duplication, batching and arrival order gives one state."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.tracking import streams
 from tests.tracking.test_rules import lifecycle
 from tracking.models import CardOrder, NotificationDelivery
 from tracking.services.ingest import ingest_operations
@@ -22,6 +23,7 @@ ARRIVAL_COLUMNS = {
     "stage_entered_at",
     "first_event_at",
     "last_event_at",
+    "exception_changed_at",
 }
 
 
@@ -69,3 +71,27 @@ def test_any_arrival_of_a_subset_gives_the_state_of_the_sorted_set(issuer, data)
             rest = rest[size:]
 
     assert final_state(issuer, deliveries) == final_state(issuer, [notifications])
+
+
+def _batched(items: list[dict], sizes: list[int]) -> list[list[dict]]:
+    deliveries, rest = [], list(items)
+    for size in sizes:
+        if rest:
+            deliveries.append(rest[:size])
+            rest = rest[size:]
+    return deliveries
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(items=streams.order_items, data=st.data())
+def test_random_times_in_any_arrival_and_batching_give_one_state(issuer, items, data):
+    """Completions, failures, copies, holds, carrier updates and bare results with D1's times."""
+    copies = data.draw(st.lists(st.sampled_from(items), max_size=3), label="copies")
+    arrival = data.draw(st.permutations(items + copies), label="arrival")
+    sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)))
+
+    assert final_state(issuer, _batched(arrival, sizes)) == final_state(issuer, [items])

@@ -1,15 +1,20 @@
-"""The state rules: ranks, sticky failures, conflicts, gaps, unknown codes, and arrival order."""
+"""The state rules: D1's times decide the latest event, ranks only move the step forward, sticky
+failures, conflicts, gaps, holds and unknown codes, incomplete items; and arrival never counts."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
+import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.tracking import streams
+from tracking import rules
 from tracking.rules import (
     EventFacts,
     Outcome,
@@ -177,27 +182,213 @@ def lifecycle() -> list[dict]:
     ]
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    chosen=st.sets(st.integers(min_value=0, max_value=len(lifecycle()) - 1), min_size=1),
-    data=st.data(),
-)
-def test_state_is_the_same_for_any_subset_duplication_and_permutation(chosen, data):
-    notifications = [lifecycle()[i] for i in sorted(chosen)]
-    copies = data.draw(
-        st.lists(st.sampled_from(notifications), min_size=0, max_size=len(notifications))
-    )
-    arrival = data.draw(st.permutations(notifications + copies))
+# ---------------------------------------------------------------------------- D1's times decide
 
-    # Storage dedups by content; an event is first received when its first copy arrives.
+DAY = "2026-03-0{}T10:00:00.000Z"
+
+
+def timed(status: str, op_status: str, *, end_day: int | None = None, **extra) -> dict:
+    """An item of the same operation with an endTime on day `end_day` (none when None)."""
+    top = {k: extra.pop(k) for k in ("errorCode", "error") if k in extra}
+    payload = {**item(status, op_status=op_status, **extra), **top}
+    if end_day is not None:
+        payload["endTime"] = DAY.format(end_day)
+    return payload
+
+
+def carrier(status: str, *, end_day: int, message: str = "") -> dict:
+    payload = shipped(status, message=message)
+    payload["endTime"] = DAY.format(end_day)
+    return payload
+
+
+def both_orders(a: dict, b: dict):
+    """The state after `a` then `b`, and after `b` then `a`."""
+    return derive_order_state(facts([a, b])), derive_order_state(facts([b, a]))
+
+
+def test_failed_completion_is_not_undone_by_a_late_pending_copy():
+    failed = timed(
+        "CARD_PROD_ONGOING", "FAILED", end_day=4, errorCode="E_PERSO", error="Chip broken"
+    )
+    for state in both_orders(failed, item("CARD_PROD_ONGOING")):
+        assert state.operation_status == "FAILED"
+        assert (state.error_code, state.error) == ("E_PERSO", "Chip broken")
+        assert state.end_time == dt.datetime(2026, 3, 4, 10, tzinfo=dt.UTC)
+        assert state.is_terminal is True  # the operation is over, whatever its step
+
+
+def test_successful_completion_is_not_undone_by_a_late_pending_copy():
+    done = timed("CARD_PROD_DONE", "SUCCESSFUL", end_day=4)
+    for state in both_orders(done, item("CARD_PROD_DONE")):
+        assert state.operation_status == "SUCCESSFUL"
+        assert state.end_time is not None
+
+
+def test_the_later_end_time_gives_the_shipment_whatever_the_carrier_vocabulary():
+    held = carrier("HELD_AT_CUSTOMS", end_day=5)
+    rerouted = carrier("REROUTED", end_day=6)
+    for state in both_orders(held, rerouted):
+        assert state.shipment["status"] == "REROUTED"
+
+
+def test_back_in_transit_after_out_for_delivery_is_the_current_shipment():
+    updates = [
+        carrier("IN_TRANSIT", end_day=5, message="Departed hub"),
+        carrier("OUT_FOR_DELIVERY", end_day=6),
+        carrier("IN_TRANSIT", end_day=7, message="Back to depot after a failed attempt"),
+    ]
+    for arrival in itertools.permutations(updates):
+        state = derive_order_state(facts(list(arrival)))
+        assert state.shipment["status"] == "IN_TRANSIT"
+        assert state.shipment["message"] == "Back to depot after a failed attempt"
+
+
+def test_a_later_step_does_not_hide_a_failure_reported_with_end_time():
+    failed = timed("CARD_PROD_READY", "FAILED", end_day=4, errorCode="E_DATA")
+    for state in both_orders(failed, item("DATA_PREPARED")):
+        assert state.production_status == "CARD_PROD_READY"
+        assert state.operation_status == "FAILED"
+        assert state.error_code == "E_DATA"
+        assert state.has_conflict is False
+
+
+@pytest.mark.parametrize("higher", [item("CARD_PROD_DONE"), shipped("IN_TRANSIT")])
+def test_failed_completion_with_a_higher_step_is_a_conflict(higher):
+    failed = timed("CARD_PROD_ONGOING", "FAILED", end_day=4, errorCode="E_PERSO")
+    for state in both_orders(failed, higher):
+        assert state.has_conflict is True
+        assert reconcile_reason_for(state) == ReconcileReason.CONFLICT
+
+
+def test_times_tie_then_ranks_then_content_decide():
+    # Same times and ranks, different content: the fingerprint decides, not the arrival.
+    one = {**timed("CARD_PROD_DONE", "FAILED", end_day=4), "errorCode": "E_A"}
+    two = {**timed("CARD_PROD_DONE", "FAILED", end_day=4), "errorCode": "E_B"}
+    first, second = both_orders(one, two)
+    assert first.error_code == second.error_code
+    # With equal times, the more final operation status is the later word.
+    pending_shipped = item("CARD_SHIPPED")
+    successful = item("CARD_PROD_DONE", op_status="SUCCESSFUL")
+    for state in both_orders(pending_shipped, successful):
+        assert state.operation_status == "SUCCESSFUL"
+        assert state.production_status == "CARD_SHIPPED"
+
+
+def test_an_item_without_details_counts_and_asks_d1():
+    bare = {**timed("X", "FAILED", end_day=4, errorCode="E_DATA", error="Rejected")}
+    del bare["details"]
+    for state in both_orders(item("CARD_PROD_REQUESTED"), bare):
+        assert state.production_status == "CARD_PROD_REQUESTED"
+        assert (state.operation_status, state.error_code) == ("FAILED", "E_DATA")
+        assert state.unknown_codes == []
+        assert state.incomplete_items == 1
+        assert reconcile_reason_for(state) == ReconcileReason.INCOMPLETE
+        assert needs_reconcile_after(before=None, after=state, needs_reconcile=False) is True
+    assert derive_order_state(facts([bare])).outcomes == {0: Outcome.INCOMPLETE}
+
+
+def test_a_hold_shows_its_code_and_reason_until_the_operation_completes():
+    hold = item("CARD_PROD_ON_HOLD", reason="Stock item unavailable")
+    held = derive_order_state(facts([item("CARD_PROD_READY"), hold]))
+    assert (held.hold_code, held.hold_reason) == ("CARD_PROD_ON_HOLD", "Stock item unavailable")
+    assert reconcile_reason_for(held) == ReconcileReason.UNKNOWN_STATUS
+
+    completed = timed("CARD_SHIPPED", "SUCCESSFUL", end_day=6)
+    for state in both_orders(hold, completed):
+        assert state.unknown_codes == ["CARD_PROD_ON_HOLD"]  # still on the record
+        assert state.open_unknown_codes == []
+        assert state.hold_code == ""
+        assert reconcile_reason_for(state) == ""
+    # It stops calling for a reconcile once the completion is known, in either order.
+    after = derive_order_state(facts([hold, completed]))
+    assert needs_reconcile_after(before=held, after=after, needs_reconcile=True) is False
+    assert needs_reconcile_after(before=None, after=after, needs_reconcile=False) is False
+
+
+def test_a_hold_that_resumes_keeps_asking_until_d1_answers():
+    # Same times: nothing says whether the hold came before the resumed step, so D1 is asked.
+    state = derive_order_state(facts([item("CARD_PROD_ON_HOLD"), item("CARD_PROD_ONGOING")]))
+    assert state.production_status == "CARD_PROD_ONGOING"
+    assert state.hold_code == "CARD_PROD_ON_HOLD"
+    assert reconcile_reason_for(state) == ReconcileReason.UNKNOWN_STATUS
+
+
+def test_exception_changes_only_with_new_failures_conflicts_or_unknown_codes():
+    failed = timed("CARD_PROD_ONGOING", "FAILED", end_day=4, errorCode="E_PERSO")
+    state = derive_order_state(
+        facts([item("CARD_PROD_READY"), failed, item("CARD_PROD_READY", x=1)])
+    )
+    assert state.exception_changed_at == T0 + dt.timedelta(seconds=1)
+    state = derive_order_state(facts([failed, {**failed, "errorCode": "E_OTHER"}]))
+    assert state.exception_changed_at == T0 + dt.timedelta(seconds=1)
+
+
+# ---------------------------------------------------------------------------- property
+
+
+def arrive(payloads: list[dict], *, batches: list[int] | None = None) -> list[EventFacts]:
+    """Store `payloads` as the portal would: dedup by content, received in batches in order.
+
+    Items of one batch share a receipt time (one POST); each batch comes a second later.
+    """
     seen: dict[str, EventFacts] = {}
-    for position, payload in enumerate(arrival):
+    sizes = iter(batches or [1] * len(payloads))
+    batch, left = 0, next(sizes, 1)
+    for payload in payloads:
+        if left == 0:
+            batch, left = batch + 1, next(sizes, 1)
+        left -= 1
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        at = T0 + dt.timedelta(seconds=position)
-        if digest not in seen:
-            seen[digest] = EventFacts(digest, digest, at, at, payload)
-    shuffled = derive_order_state(list(seen.values()))
-    reference = derive_order_state(facts(notifications))
+        at = T0 + dt.timedelta(seconds=batch)
+        seen.setdefault(digest, EventFacts(digest, digest, at, at, payload))
+    return list(seen.values())
+
+
+def _distinct(items: list[dict]) -> list[dict]:
+    return list({json.dumps(i, sort_keys=True): i for i in items}.values())
+
+
+@settings(max_examples=400, deadline=None)
+@given(items=streams.order_items, data=st.data())
+def test_every_permutation_batching_and_duplication_gives_the_same_state(items, data):
+    items = _distinct(items)
+    copies = data.draw(st.lists(st.sampled_from(items), max_size=len(items)), label="copies")
+    arrival = data.draw(st.permutations(items + copies), label="arrival")
+    batches = data.draw(
+        st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)), label="batches"
+    )
+    reference = derive_order_state(arrive(items))
+    shuffled = derive_order_state(arrive(arrival, batches=batches))
 
     assert shuffled.content() == reference.content()
-    assert shuffled.event_count == len(chosen)
+    assert shuffled.event_count == len(items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=streams.order_items, data=st.data())
+def test_reversed_arrival_gives_the_same_state(items, data):
+    items = _distinct(items)
+    forward = derive_order_state(arrive(items))
+    backward = derive_order_state(arrive(list(reversed(items))))
+    assert forward.content() == backward.content()
+
+
+def arrival_tie_break(self: EventFacts) -> tuple:
+    """A wrong rule, for the mutation check: ties inside the times broken by receipt time."""
+    return (*self.time_key(), self.first_received_at, self.fingerprint)
+
+
+def test_the_property_catches_a_rule_that_breaks_ties_by_arrival(monkeypatch):
+    """The mutation check, kept as a test: with arrival breaking ties, some order differs."""
+    monkeypatch.setattr(rules.EventFacts, "latest_key", arrival_tie_break)
+    with pytest.raises(AssertionError):
+        test_every_permutation_batching_and_duplication_gives_the_same_state()
+
+
+def test_lifecycle_in_any_order_gives_one_state():
+    reference = derive_order_state(facts(lifecycle()))
+    for seed in range(20):
+        shuffled = list(lifecycle())
+        random.Random(seed).shuffle(shuffled)
+        assert derive_order_state(facts(shuffled)).content() == reference.content()

@@ -163,9 +163,11 @@ def _final_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
     conditions = {}
     for group, statuses in FINAL_GROUPS.items():
         for window, since in (("24h", now - DAY), ("7d", now - WEEK)):
-            conditions[f"{group}:{window}"] = Q(
-                production_status__in=statuses, stage_entered_at__gte=since
+            # "failed" also counts operations D1 reported FAILED at a normal step.
+            reached = (
+                order_queues.failed_q() if group == "failed" else Q(production_status__in=statuses)
             )
+            conditions[f"{group}:{window}"] = reached & Q(stage_entered_at__gte=since)
     counts = _count_each(conditions)
     figures.final = {
         group: {window: counts.get(f"{group}:{window}", 0) for window in ("24h", "7d")}

@@ -28,6 +28,7 @@ from django.utils import timezone
 from tracking.data_care import pan_mask_item
 from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
 from tracking.rules import (
+    RULES_VERSION,
     EventFacts,
     OrderState,
     Outcome,
@@ -174,6 +175,7 @@ _BOOKKEEPING_FIELDS = [
     "event_count",
     "has_conflict",
     "unknown_codes",
+    "incomplete_items",
     "missing_steps",
     "needs_reconcile",
     "reconcile_reason",
@@ -284,12 +286,16 @@ _FOLDED_FIELDS = (
     "shipment",
     "has_conflict",
     "unknown_codes",
+    "hold_code",
+    "hold_reason",
+    "incomplete_items",
     "missing_steps",
     "state_fingerprint",
     "stage_first_seen",
     "stage_entered_at",
     "first_event_at",
     "last_event_at",
+    "exception_changed_at",
     "event_count",
 )
 # Every column a re-derivation writes.
@@ -305,6 +311,7 @@ _STATE_FIELDS = [
     "has_gap",
     "needs_reconcile",
     "reconcile_reason",
+    "rules_version",
     "updated_at",
 ]
 
@@ -323,6 +330,22 @@ def refresh_orders(
     holds (just inserted, not applied yet); the others are read from the database.
     """
     now = now or timezone.now()
+    changed_events = orders_derive(orders, now=now, known_events=known_events)
+    rows_update(orders, _STATE_FIELDS)
+    rows_update(changed_events, ["outcome", "applied_at"])
+
+
+def orders_derive(
+    orders: Sequence[CardOrder],
+    *,
+    now,
+    known_events: dict[int, list[EventFacts]] | None = None,
+) -> list[OperationEvent]:
+    """Re-derive `orders` in memory from their events (`tracking.rules`); writes nothing.
+
+    Sets every column of `_STATE_FIELDS` on the order objects and returns the events whose
+    outcome changes (with `applied_at` = `now`), for the caller to save or only to compare.
+    """
     known_events = known_events or {}
     by_order: dict[int, list[EventFacts]] = defaultdict(list)
     current_outcome: dict[int, tuple[str, bool]] = {}
@@ -353,14 +376,14 @@ def refresh_orders(
         for event_id, outcome in state.outcomes.items():
             if current_outcome[event_id] != (outcome, True):
                 changed_events.append(OperationEvent(id=event_id, outcome=outcome, applied_at=now))
-    rows_update(orders, _STATE_FIELDS)
-    rows_update(changed_events, ["outcome", "applied_at"])
+    return changed_events
 
 
 def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
     before = OrderState(
         has_conflict=order.has_conflict,
         unknown_codes=list(order.unknown_codes or []),
+        incomplete_items=order.incomplete_items or 0,
         missing_steps=list(order.missing_steps or []),
     )
     order.needs_reconcile = needs_reconcile_after(
@@ -376,8 +399,11 @@ def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
     order.shipment_status = _clip(shipment.get("status"), 64)
     order.shipment_message = _clip(shipment.get("message"), 2048)
     order.shipment_final = state.shipment_final
-    order.has_unknown_status = bool(state.unknown_codes)
+    # An unknown code that a completion has followed (by D1's times) no longer calls for
+    # attention; it stays in `unknown_codes` and on the timeline.
+    order.has_unknown_status = bool(state.open_unknown_codes)
     order.has_gap = bool(state.missing_steps)
+    order.rules_version = RULES_VERSION
     order.updated_at = now
 
 

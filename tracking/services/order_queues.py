@@ -26,15 +26,19 @@ def exception_q() -> Q:
     `CardOrder.Meta` has a partial index with exactly this condition (`order_exception_recent`).
     """
     return (
-        Q(production_status__in=sorted(EXCEPTION_STATUSES))
         # D1 reports a cancellation as a FAILED operation; it is not an exception.
-        | (
-            Q(operation_status=FAILED_OPERATION_STATUS)
-            & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
-        )
-        | Q(has_conflict=True)
-        | Q(has_unknown_status=True)
-        | ~Q(error_code="")
+        failed_q() | Q(has_conflict=True) | Q(has_unknown_status=True) | ~Q(error_code="")
+    )
+
+
+def failed_q() -> Q:
+    """Orders that failed: a failure step, or an operation D1 reported FAILED at any step.
+
+    A cancellation is the issuer's decision, not a failure, whatever its operation status.
+    """
+    return Q(production_status__in=sorted(EXCEPTION_STATUSES)) | (
+        Q(operation_status=FAILED_OPERATION_STATUS)
+        & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
     )
 
 
@@ -53,16 +57,17 @@ def is_exception(order) -> bool:
 
 
 def acknowledged_q() -> Q:
-    """Orders whose exception staff acknowledged after the last event arrived.
+    """Orders whose exception staff acknowledged after it last changed.
 
-    A newer event re-opens the exception: the acknowledgement covered what was known then.
+    A new failure or error code, a new conflict or a new unknown code re-opens the exception
+    (`exception_changed_at`); other news, such as the next carrier update, does not.
     """
     from tracking.models import OrderAcknowledgement
 
     return Q(
         Exists(
             OrderAcknowledgement.objects.filter(
-                order=OuterRef("pk"), created_at__gte=OuterRef("last_event_at")
+                order=OuterRef("pk"), created_at__gte=OuterRef("exception_changed_at")
             )
         )
     )

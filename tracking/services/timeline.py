@@ -54,10 +54,16 @@ _OUTCOME_MARKERS = {
         "stale",
         "Stale · out of order",
         "warning",
-        "It arrived after a later step and changed nothing.",
+        "Earlier than the current state by D1's times or step; it changed nothing.",
     ),
     Outcome.UNKNOWN_STATUS: Marker(
         "unknown", "Unknown code", "warning", "A status the portal does not know; kept and flagged."
+    ),
+    Outcome.INCOMPLETE: Marker(
+        "incomplete",
+        "No details",
+        "warning",
+        "No details.status: its status, error and times count; D1 is asked for the rest.",
     ),
     Outcome.CONFLICT: Marker(
         "conflict", "Conflict", "danger", "It contradicts another event; sent to reconciliation."
