@@ -404,7 +404,7 @@ def parser_build() -> argparse.ArgumentParser:
     )
 
     verify = commands.add_parser(
-        "verify", parents=[common], help="compare the truth with the portal's read API"
+        "verify", parents=[common], help="compare the portal's read API with the sandbox's timeline"
     )
     verify.add_argument("--portal", required=True, metavar="URL", help="portal base URL")
     verify.add_argument(
