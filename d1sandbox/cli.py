@@ -37,6 +37,67 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
+# The variations of orders that `feed` draws, as (flag, default, help).
+FEED_VARIATIONS = (
+    (
+        "--failed-step-rate",
+        0.03,
+        "fraction of orders FAILED at a normal production step, each followed on the wire by "
+        "a late PENDING copy of that step",
+    ),
+    (
+        "--no-details-rate",
+        0.02,
+        "fraction of orders whose FAILED result comes without details",
+    ),
+    (
+        "--hold-completion-rate",
+        0.03,
+        "fraction of orders with a CARD_PROD_ON_HOLD that ends in the completion",
+    ),
+    (
+        "--reattempt-rate",
+        0.05,
+        "fraction of orders whose parcel goes back in transit after out-for-delivery",
+    ),
+    ("--prod-exception-rate", 0.02, "fraction of orders ending in CARD_PROD_EXCEPTION"),
+    (
+        "--no-shipment-rate",
+        0.02,
+        "fraction of orders that complete at CARD_PROD_DONE (no shipment service)",
+    ),
+    (
+        "--update-order-rate",
+        0.05,
+        "fraction of orders with a pull & change request answered by UPDATE_ORDER "
+        "(an accepted CANCEL then cancels the order)",
+    ),
+    (
+        "--reissue-rate",
+        0.03,
+        "fraction of orders whose card is ordered again (a second PRODUCE operation, same "
+        "cardId) once the first ended",
+    ),
+    (
+        "--silent-rate",
+        0.0,
+        "fraction of orders whose every notification is dropped",
+    ),
+    (
+        "--late-copy",
+        0.05,
+        "fraction of completed orders whose earlier PENDING item is sent again after the end",
+    ),
+)
+
+
 def _timestamp(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -231,7 +292,8 @@ def parser_build() -> argparse.ArgumentParser:
         type=_fraction,
         default=0.05,
         metavar="R",
-        help="fraction of orders with an unknown CARD_PROD_ON_HOLD step (default 0.05)",
+        help="fraction of orders with an unknown CARD_PROD_ON_HOLD step that then resumes "
+        "(default 0.05)",
     )
     feed.add_argument(
         "--standalone-rate",
@@ -239,6 +301,29 @@ def parser_build() -> argparse.ArgumentParser:
         default=0.05,
         metavar="R",
         help="fraction of STANDALONE_TRACKING (tracking hub) orders (default 0.05)",
+    )
+    for flag, default, text in FEED_VARIATIONS:
+        feed.add_argument(
+            flag, type=_fraction, default=default, metavar="R", help=f"{text} (default {default})"
+        )
+    feed.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        metavar="F",
+        help="multiplies every stage time (a few seconds per stage at 1; sites and stages "
+        "have their own delays) (default 1)",
+    )
+    feed.add_argument(
+        "--register",
+        action="store_true",
+        help="register each order through the portal's POST /api/v1/orders/ before D1's "
+        "first notification about it (needs --register-token)",
+    )
+    feed.add_argument(
+        "--register-token",
+        metavar="T",
+        help="API token allowed to register orders (Authorization: Token T)",
     )
     feed.add_argument(
         "--concurrency",
@@ -251,7 +336,8 @@ def parser_build() -> argparse.ArgumentParser:
         "--rate",
         type=float,
         metavar="PER_SECOND",
-        help="most notifications sent per second (default: unlimited; 2 with --continuous)",
+        help="most notifications sent per second (default: unlimited; the stage times pace "
+        "a --continuous feed)",
     )
     feed.add_argument(
         "--continuous",
@@ -318,7 +404,7 @@ def parser_build() -> argparse.ArgumentParser:
     )
 
     verify = commands.add_parser(
-        "verify", parents=[common], help="compare the truth with the portal's read API"
+        "verify", parents=[common], help="compare the portal's read API with the sandbox's timeline"
     )
     verify.add_argument("--portal", required=True, metavar="URL", help="portal base URL")
     verify.add_argument(
@@ -375,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "feed":
         if bool(args.client_id) != bool(args.client_secret):
             parser.error("--client-id and --client-secret go together")
+        if args.register and not args.register_token:
+            parser.error("--register needs --register-token")
         return _feed(args)
     if bool(args.seed is not None) != bool(args.run is not None):
         parser.error("--seed and --run go together")
@@ -439,8 +527,6 @@ def _feed(args: argparse.Namespace) -> int:
     from d1sandbox.feed import FeedOptions, feed_run
 
     rate = args.rate
-    if rate is None and args.continuous:
-        rate = 2.0
     options = FeedOptions(
         portal_url=args.portal,
         issuer_ids=args.issuer,
@@ -455,6 +541,19 @@ def _feed(args: argparse.Namespace) -> int:
         cancel_rate=args.cancel_rate,
         unknown_rate=args.unknown_rate,
         standalone_rate=args.standalone_rate,
+        failed_step_rate=args.failed_step_rate,
+        no_details_rate=args.no_details_rate,
+        hold_completion_rate=args.hold_completion_rate,
+        reattempt_rate=args.reattempt_rate,
+        prod_exception_rate=args.prod_exception_rate,
+        no_shipment_rate=args.no_shipment_rate,
+        update_order_rate=args.update_order_rate,
+        reissue_rate=args.reissue_rate,
+        silent_rate=args.silent_rate,
+        late_copy=args.late_copy,
+        time_scale=args.time_scale,
+        register=args.register,
+        register_token=args.register_token,
         concurrency=args.concurrency,
         rate=rate,
         continuous=args.continuous,
@@ -471,7 +570,9 @@ def _feed(args: argparse.Namespace) -> int:
     )
     summary = feed_run(options=options, out=lambda line: print(line, flush=True))
     # A finite run that could not deliver what it meant to is worth a non-zero exit in scripts.
-    return 0 if args.continuous or (summary.failed_posts == 0 and summary.refused_posts == 0) else 1
+    undelivered = summary.failed_posts + summary.refused_posts
+    unregistered = summary.registration_refused + summary.registration_failed
+    return 0 if args.continuous or (undelivered == 0 and unregistered == 0) else 1
 
 
 def _verify(args: argparse.Namespace) -> int:

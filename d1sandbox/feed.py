@@ -1,4 +1,8 @@
-"""Posts the planner's batches to the portal's webhook over real HTTP, retrying as D1 would."""
+"""Posts the planner's batches to the portal's webhook over real HTTP, retrying as D1 would.
+
+With `register`, each order is first registered through the portal's `POST /api/v1/orders/`,
+as the issuer that placed it would, before D1 says anything about it.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,10 @@ from d1sandbox.planner import (
     DeliveryPlanner,
     DeliveryRates,
     Happened,
+    OrderPlaced,
     Post,
     SimulatedClock,
+    WallClock,
 )
 from d1sandbox.state import DEFAULT_STATE_PATH, ItemKey, StateStore
 
@@ -36,6 +42,9 @@ RETRY_AFTER_CAP_SECONDS = 60.0
 TOKEN_RENEW_MARGIN_SECONDS = 30.0
 # Happenings are written to the state store at least this often when no batch goes out.
 HAPPENINGS_FLUSH_SIZE = 500
+REGISTRATION_PATH = "/api/v1/orders/"
+# Registration refusals logged one by one; after that only counted.
+REFUSALS_LOGGED = 5
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,19 @@ class FeedOptions:
     cancel_rate: float = 0.03
     unknown_rate: float = 0.05
     standalone_rate: float = 0.05
+    failed_step_rate: float = 0.03
+    no_details_rate: float = 0.02
+    hold_completion_rate: float = 0.03
+    reattempt_rate: float = 0.05
+    prod_exception_rate: float = 0.02
+    no_shipment_rate: float = 0.02
+    update_order_rate: float = 0.05
+    reissue_rate: float = 0.03
+    silent_rate: float = 0.0
+    late_copy: float = 0.05
+    time_scale: float = 1.0
+    register: bool = False
+    register_token: str | None = None
     concurrency: int = 1
     rate: float | None = None
     continuous: bool = False
@@ -72,6 +94,9 @@ class FeedOptions:
     def webhook_url(self, issuer_id: str) -> str:
         return f"{self.portal_url.rstrip('/')}/notifications/d1/v2/issuers/{issuer_id}/cards"
 
+    def registration_url(self) -> str:
+        return f"{self.portal_url.rstrip('/')}{REGISTRATION_PATH}"
+
     def portal_token_url(self) -> str:
         return self.token_url or f"{self.portal_url.rstrip('/')}/authz/d1/v1/oauth2/token"
 
@@ -84,10 +109,17 @@ class FeedSummary:
     run_number: int = 0
     epoch: str = ""
     orders: int = 0
+    reissued: int = 0
+    silent: int = 0
     generated: int = 0
     dropped: int = 0
     duplicated: int = 0
     reordered: int = 0
+    late_copies: int = 0
+    registered_new: int = 0
+    registered_existing: int = 0
+    registration_refused: int = 0
+    registration_failed: int = 0
     posts: int = 0
     attempts: int = 0
     retried: int = 0
@@ -103,10 +135,15 @@ class FeedSummary:
     def lines(self) -> list[str]:
         return [
             f"seed {self.seed}, run {self.run_number}, epoch {self.epoch}",
-            f"orders:                  {self.orders}",
+            f"orders:                  {self.orders} (+{self.reissued} re-orders of a card)",
+            f"silent orders:           {self.silent} (every notification dropped)",
+            f"registered:              {self.registered_new} new, {self.registered_existing} "
+            f"already there, {self.registration_refused} refused, "
+            f"{self.registration_failed} gave up",
             f"notifications generated: {self.generated}",
             f"notifications sent:      {self.sent} (distinct delivered: {self.delivered})",
             f"duplicated:              {self.duplicated}",
+            f"late copies:             {self.late_copies}",
             f"reordered:               {self.reordered}",
             f"dropped:                 {self.dropped}",
             f"retried:                 {self.retried}",
@@ -202,6 +239,73 @@ class _Tally:
         with self._lock:
             self._delivered_keys.update(keys)
             self.summary.delivered = len(self._delivered_keys)
+
+
+class OrderRegistrar:
+    """Registers orders through the portal's registration API, as the issuer that placed them.
+
+    201 (new) and 200 (already there) count as registered; 5xx, 429 and connection errors are
+    retried with backoff up to `max_retries`; any other answer is a refusal.
+    """
+
+    def __init__(self, *, options: FeedOptions, tally: _Tally) -> None:
+        self._options = options
+        self._tally = tally
+        self._session = requests.Session()
+        self._jitter = random.Random()
+        self._refusals_logged = 0
+
+    def register(self, body: dict[str, str]) -> tuple[str, bool]:
+        """Register one order; returns (outcome, registered)."""
+        options = self._options
+        headers = {
+            "Authorization": f"Token {options.register_token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = self._session.post(
+                    options.registration_url(), json=body, headers=headers, timeout=options.timeout
+                )
+            except requests.RequestException as exc:
+                outcome = type(exc).__name__
+                retryable = True
+            else:
+                outcome = str(response.status_code)
+                if response.status_code in (200, 201):
+                    field_name = (
+                        "registered_new" if response.status_code == 201 else ("registered_existing")
+                    )
+                    self._tally.add(**{field_name: 1})
+                    return outcome, True
+                retryable = response.status_code in RETRYABLE_STATUSES
+                if response.status_code == 429:
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                if not retryable:
+                    self._refused(body=body, status=response.status_code, text=response.text)
+                    return outcome, False
+            if attempt > options.max_retries:
+                self._tally.add(registration_failed=1)
+                logger.warning("registering %s gave up: %s", body.get("card_id"), outcome)
+                return outcome, False
+            ceiling = min(options.backoff_cap, options.backoff_base * 2 ** (attempt - 1))
+            time.sleep(
+                min(retry_after, RETRY_AFTER_CAP_SECONDS)
+                if retry_after is not None
+                else ceiling / 2 + self._jitter.uniform(0, ceiling / 2)
+            )
+
+    def _refused(self, *, body: dict[str, str], status: int, text: str) -> None:
+        self._tally.add(registration_refused=1)
+        if self._refusals_logged < REFUSALS_LOGGED:
+            self._refusals_logged += 1
+            logger.warning(
+                "registration of %s refused: %d %s", body.get("card_id"), status, text[:200]
+            )
 
 
 class PortalPoster:
@@ -334,14 +438,15 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
     in continuous mode it runs until KeyboardInterrupt and still writes the summary.
     """
     store = StateStore(options.state_path)
-    recorded_options = {k: str(v) for k, v in asdict(options).items() if k != "client_secret"}
+    secrets = ("client_secret", "register_token")
+    recorded_options = {k: str(v) for k, v in asdict(options).items() if k not in secrets}
     run_id, run_number = store.run_start(
         seed=options.seed, run_number=options.run_number, options=recorded_options
     )
     epoch = options.epoch or default_epoch()
     clock: Any
     if options.continuous:
-        clock = _WallClock()
+        clock = WallClock()
     else:
         clock = SimulatedClock(epoch=epoch, rng=random.Random(f"d1sandbox:{options.seed}:clock"))
     planner = DeliveryPlanner(
@@ -354,16 +459,27 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
             cancel_rate=options.cancel_rate,
             unknown_rate=options.unknown_rate,
             standalone_rate=options.standalone_rate,
+            failed_step_rate=options.failed_step_rate,
+            no_details_rate=options.no_details_rate,
+            hold_completion_rate=options.hold_completion_rate,
+            reattempt_rate=options.reattempt_rate,
+            prod_exception_rate=options.prod_exception_rate,
+            no_shipment_rate=options.no_shipment_rate,
+            update_order_rate=options.update_order_rate,
+            reissue_rate=options.reissue_rate,
+            silent_rate=options.silent_rate,
         ),
         delivery=DeliveryRates(
             duplicate=options.duplicate,
             reorder=options.reorder,
             drop=options.drop,
             batch_max=options.batch_max,
+            late_copy=options.late_copy,
         ),
         clock=clock,
         continuous=options.continuous,
         in_flight=options.in_flight,
+        time_scale=options.time_scale,
     )
     tally = _Tally()
     stopping = threading.Event()
@@ -379,6 +495,7 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
     poster = PortalPoster(
         options=options, store=store, tally=tally, token_source=token_source, stopping=stopping
     )
+    registrar = OrderRegistrar(options=options, tally=tally) if options.register else None
     out(f"d1sandbox feed: seed {options.seed}, run {run_number}, state {options.state_path}")
 
     concurrency = max(1, options.concurrency)
@@ -386,7 +503,7 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
     slots = threading.BoundedSemaphore(concurrency * 2)
     executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="d1sandbox-feed")
     pacer = _Pacer(rate=options.rate)
-    happenings: list[tuple[ItemKey, dict, bool]] = []
+    happenings: list[tuple[ItemKey, dict, bool, datetime | None]] = []
     futures: set[Future[None]] = set()
 
     def release(future: Future[None]) -> None:
@@ -397,8 +514,28 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
 
     try:
         for event in planner.events():
+            if isinstance(event, OrderPlaced):
+                store.order_record(
+                    run_id=run_id,
+                    issuer_id=event.issuer_id,
+                    card_id=event.card_id,
+                    operation_id=event.operation_id,
+                    operation=event.operation,
+                    silent=event.silent,
+                )
+                if registrar is not None and event.registration is not None:
+                    # Before D1's first word: nothing of this order has happened yet.
+                    outcome, registered = registrar.register(event.registration)
+                    store.order_registered(
+                        issuer_id=event.issuer_id,
+                        card_id=event.card_id,
+                        operation_id=event.operation_id,
+                        outcome=outcome,
+                        registered=registered,
+                    )
+                continue
             if isinstance(event, Happened):
-                happenings.append((event.key, event.item, event.dropped))
+                happenings.append((event.key, event.item, event.dropped, event.at))
                 if len(happenings) >= HAPPENINGS_FLUSH_SIZE:
                     store.items_record(run_id=run_id, happenings=happenings)
                     happenings.clear()
@@ -425,20 +562,18 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
     summary.run_number = run_number
     summary.epoch = "wall clock" if options.continuous else epoch.isoformat()
     summary.orders = counters.orders
+    summary.reissued = counters.reissued
+    summary.silent = counters.silent
     summary.generated = counters.generated
     summary.dropped = counters.dropped
     summary.duplicated = counters.duplicated
     summary.reordered = counters.reordered
+    summary.late_copies = counters.late_copies
     store.run_finish(run_id=run_id, summary=asdict(summary))
     store.close()
     for line in summary.lines():
         out(line)
     return summary
-
-
-class _WallClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class _Pacer:

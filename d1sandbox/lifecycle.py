@@ -1,12 +1,14 @@
-"""Simulated card orders: the steps each one goes through and the items D1 would send for them.
+"""Simulated card orders: the steps each one goes through, when, and the items D1 sends for them.
 
-The path of an order (happy path, data exception, cancellation, on-hold, tracking hub) and every
-value it carries are drawn up front from the order's own random generator, so an order looks the
-same whatever other orders run beside it. Only timestamps come from the clock passed at each step.
+The path of an order (happy path, failures at any step, cancellation, holds, carrier re-attempts,
+pull & change results, tracking hub), every value it carries and how long it stays in each stage
+are drawn up front from the order's own random generator, so an order looks the same whatever
+other orders run beside it. Only timestamps come from the clock passed at each step.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,11 +29,17 @@ KNOWN_DETAILS_STATUSES = frozenset(
         "CARD_RETURNED",
     }
 )
+# SPEC §3 "Terminal states".
 TERMINAL_DETAILS_STATUSES = frozenset(
     {"CARD_SHIPPED", "DATA_EXCEPTION", "CARD_PROD_EXCEPTION", "CARD_PROD_CANCELED", "CARD_RETURNED"}
 )
 # Hypothetical (SPEC §8): no on-hold code is published; it exercises the unknown-status rule.
 ON_HOLD_STATUS = "CARD_PROD_ON_HOLD"
+PRODUCE = "PRODUCE"
+STANDALONE_TRACKING = "STANDALONE_TRACKING"
+UPDATE_ORDER = "UPDATE_ORDER"
+# The normal production steps an order can fail at or be held before (SPEC §3).
+PRODUCTION_STEPS = ("DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE")
 
 CARRIER_CODES = (
     "chronopost-france",
@@ -48,12 +56,14 @@ CARRIER_CODES = (
     "ups",
     "usps-iv-api",
 )
-# Carrier statuses are not published by D1 (SPEC §2.3); these invented ones only ever move forward.
+# Carrier statuses are not published by D1 (SPEC §2.3); these are invented. A failed delivery
+# attempt sends the parcel back IN_TRANSIT after OUT_FOR_DELIVERY.
 SHIPMENT_MESSAGES = {
     "IN_TRANSIT": "Picked up by carrier",
     "OUT_FOR_DELIVERY": "Out for delivery",
     "DELIVERED": "Delivered, left at front door",
 }
+REATTEMPT_MESSAGE = "Back to depot after a failed delivery attempt"
 PRODUCTION_SITES = (
     "PERSO-SITE-EU-01",
     "PERSO-SITE-EU-02",
@@ -69,6 +79,12 @@ DATA_EXCEPTIONS = (
     ("DATA_DECRYPTION_FAILED", "Encrypted card data could not be read", "encryptedData rejected"),
     ("PRODUCT_NOT_CONFIGURED", "Card product is not configured", "cardProductId unknown"),
 )
+# Invented failures of the personalization centre (SPEC publishes no errorCode list).
+PRODUCTION_FAILURES = (
+    ("PERSO_MACHINE_FAULT", "Personalization machine fault", "Chip encoding failed twice"),
+    ("CARD_STOCK_MISSING", "Card body stock exhausted", "Plastic stock for product not available"),
+    ("EMBOSSING_FAILED", "Embossing quality check failed", "Embossed name unreadable"),
+)
 ON_HOLD_REASONS = (
     "Stock item unavailable for product variant",
     "Awaiting card carrier artwork approval",
@@ -79,6 +95,50 @@ CANCEL_REASON = "Pull and change CANCEL accepted"
 # the portal has to take terminality from details.status.
 CANCELED_TOP_LEVEL_STATUSES = ("FAILED", "PENDING", "SUCCESSFUL")
 TRACKING_TYPES = ("PRODUCTION", "SHIPMENT", "RETURN")
+# SPEC §6.1 pull & change types. The result's shape is not published: the sandbox sends the type
+# in details.type, accepted as SUCCESSFUL and rejected as FAILED with errorCode/error and reason.
+CHANGE_TYPES = ("CANCEL", "ACCELERATE", "REDIRECT", "ACCELERATE_AND_REDIRECT")
+CHANGE_ACCEPTED_REASON = "Change applied by the personalization centre"
+CHANGE_REJECTED = ("CHANGE_NOT_POSSIBLE", "Change refused at this production stage")
+
+# How long an order stays in each stage, in seconds at --time-scale 1 (the median of a
+# log-normal spread). Some sites are slower at some stages and some carriers slower to deliver,
+# so a heat-map of site x stage and the ship-date predictions have something real to find.
+STAGE_SECONDS = {
+    "CARD_PROD_REQUESTED": 5.0,
+    "DATA_PREPARED": 6.0,
+    "CARD_PROD_READY": 8.0,
+    "CARD_PROD_ONGOING": 12.0,
+    "CARD_PROD_DONE": 8.0,
+    "CARD_SHIPPED": 12.0,
+    ON_HOLD_STATUS: 20.0,
+}
+SITE_STAGE_FACTORS = {
+    ("PERSO-SITE-EU-02", "CARD_PROD_ONGOING"): 4.0,
+    ("PERSO-SITE-US-01", "CARD_PROD_DONE"): 3.0,
+    ("PERSO-SITE-APAC-01", "CARD_PROD_READY"): 3.0,
+    ("PERSO-SITE-APAC-01", "CARD_PROD_ONGOING"): 1.5,
+}
+CARRIER_FACTORS = {"usps-iv-api": 2.0, "singapore-post": 2.5, "estafeta": 1.8}
+# Stages before the card reaches a site take the same time everywhere.
+SITE_STAGES = frozenset({"CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE"})
+STAGE_SPREAD = 0.35
+# A re-order of the card (replacement) is placed this long after the first order ended.
+REISSUE_SECONDS = 10.0
+
+
+def stage_seconds(
+    *, stage: str, site: str, carrier: str, rng: random.Random | None = None
+) -> float:
+    """One draw of the time spent in `stage` at `site` (the median when rng is None)."""
+    median = STAGE_SECONDS.get(stage, 5.0)
+    if stage in SITE_STAGES:
+        median *= SITE_STAGE_FACTORS.get((site, stage), 1.0)
+    if stage == "CARD_SHIPPED":
+        median *= CARRIER_FACTORS.get(carrier, 1.0)
+    if rng is None:
+        return median
+    return median * math.exp(rng.gauss(0.0, STAGE_SPREAD))
 
 
 @dataclass(frozen=True)
@@ -87,22 +147,48 @@ class OrderRates:
 
     exception_rate: float = 0.05
     cancel_rate: float = 0.03
-    unknown_rate: float = 0.05
+    unknown_rate: float = 0.05  # holds that resume with the next step
     standalone_rate: float = 0.05
+    failed_step_rate: float = 0.0  # FAILED at a normal step, with a late PENDING copy
+    no_details_rate: float = 0.0  # FAILED result sent without details
+    hold_completion_rate: float = 0.0  # a hold followed directly by the completion
+    reattempt_rate: float = 0.0  # carrier: back in transit after out-for-delivery
+    prod_exception_rate: float = 0.0  # CARD_PROD_EXCEPTION
+    no_shipment_rate: float = 0.0  # completes at CARD_PROD_DONE (services.delivery NO_SHIPMENT)
+    update_order_rate: float = 0.0  # a pull & change request answered by UPDATE_ORDER
+    reissue_rate: float = 0.0  # the card is ordered again once this order ended
+    silent_rate: float = 0.0  # every notification of the order is dropped
 
 
 @dataclass(frozen=True)
 class Step:
     """One planned notification of an order: the business status and how it is dressed."""
 
-    details_status: str
+    details_status: str | None
     top_status: str
     completes: bool = False
     shipment_status: str | None = None
+    shipment_message: str | None = None
     with_due_date: bool = False
     with_site: bool = False
     reason: str | None = None
     error: tuple[str, str] | None = None
+    change_type: str | None = None  # an UPDATE_ORDER result, a separate operation of the card
+
+    @property
+    def stage(self) -> str:
+        return self.details_status or ""
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """One item an order sent: which operation it belongs to and its position in it."""
+
+    operation_id: str
+    operation: str
+    position: int
+    item: dict[str, Any]
+    last_of_operation: bool
 
 
 @dataclass
@@ -120,7 +206,13 @@ class SimulatedOrder:
     due_in_days: int
     request_fields: dict[str, tuple[str, str]]  # name -> (value, "top" | "details" | "both")
     request_fields_only_early: bool
+    placed_by_file: bool = False
     tracking_type: str | None = None
+    delays: list[float] = field(default_factory=list)  # seconds after each step, scale 1
+    late_copy_of: int | None = None  # a step whose PENDING copy D1 re-sends after the end
+    silent: bool = False
+    reissue: bool = False
+    update_operation_id: str | None = None
     next_step: int = 0
     start_time: datetime | None = None
     end_time: datetime | None = None
@@ -131,17 +223,57 @@ class SimulatedOrder:
         return self.next_step >= len(self.steps)
 
     @property
-    def has_more_after_current(self) -> bool:
-        """True while the item just built is not the order's last one."""
-        return self.next_step < len(self.steps)
+    def delay_after_current(self) -> float:
+        """Seconds (scale 1) between the item just built and the next one."""
+        return self.delays[self.next_step - 1] if self.next_step - 1 < len(self.delays) else 1.0
 
-    def advance(self, *, now: datetime) -> dict[str, Any]:
+    def late_copy_position(self) -> int | None:
+        """Position in the main operation of the step D1 must re-send late, if drawn."""
+        if self.late_copy_of is None:
+            return None
+        return sum(1 for step in self.steps[: self.late_copy_of] if step.change_type is None)
+
+    def last_pending_position(self) -> int | None:
+        """Position of the last PENDING step (with details) before the first completion."""
+        main = [step for step in self.steps if step.change_type is None]
+        found = None
+        for position, step in enumerate(main):
+            if step.completes:
+                return found
+            if step.top_status == "PENDING" and step.details_status is not None:
+                found = position
+        return None
+
+    def registration(self) -> dict[str, str]:
+        """What the issuer knows when it places the order (the registration API's body).
+
+        An order placed through the API got D1's operationId in the 202; one placed in a file
+        did not, so only the card, the file and the row's request id are known.
+        """
+        body = {"issuer_id": self.issuer_id, "card_id": self.card_id}
+        if not self.placed_by_file:
+            body["operation_id"] = self.operation_id
+        request_id = self.request_fields.get("issuerRequestId")
+        file_name = self.request_fields.get("inputFileName")
+        if request_id:
+            body["issuer_request_id"] = request_id[0]
+        if file_name:
+            body["input_file_name"] = file_name[0]
+        return body
+
+    def advance(self, *, now: datetime) -> Emitted:
         """Build the item for the next step, stamped with `now` where a time is needed."""
         step = self.steps[self.next_step]
+        if step.change_type is not None:
+            return self._change_result(step=step, now=now)
         if self.start_time is None:
             self.start_time = now
-        if step.completes and self.end_time is None:
-            self.end_time = now
+        if step.completes:
+            if self.end_time is None:
+                self.end_time = now
+            else:
+                # Each carrier update after the first completion carries its own endTime.
+                self.end_time = max(now, self.end_time + timedelta(milliseconds=1))
 
         item: dict[str, Any] = {
             "operationId": self.operation_id,
@@ -155,37 +287,61 @@ class SimulatedOrder:
         if step.error is not None:
             item["errorCode"], item["error"] = step.error
 
-        details: dict[str, Any] = {"status": step.details_status}
-        if self.tracking_type is not None:
-            details["trackingType"] = self.tracking_type
-        if step.reason is not None:
-            details["reason"] = step.reason
-        if step.with_due_date:
-            due = self.start_time + timedelta(days=self.due_in_days)
-            details["dueDate"] = due.date().isoformat()
-        if step.with_site:
-            details["productionSite"] = self.production_site
-        if step.shipment_status is not None:
-            details["shipment"] = {
-                "carrier": self.carrier,
-                "trackingNumber": self.tracking_number,
-                "trackingUrl": tracking_url(carrier=self.carrier, number=self.tracking_number),
-                "status": step.shipment_status,
-                "message": SHIPMENT_MESSAGES[step.shipment_status],
-            }
+        details: dict[str, Any] = {}
+        if step.details_status is not None:
+            details["status"] = step.details_status
+            if self.tracking_type is not None:
+                details["trackingType"] = self.tracking_type
+            if step.reason is not None:
+                details["reason"] = step.reason
+            if step.with_due_date:
+                due = self.start_time + timedelta(days=self.due_in_days)
+                details["dueDate"] = due.date().isoformat()
+            if step.with_site:
+                details["productionSite"] = self.production_site
+            if step.shipment_status is not None:
+                details["shipment"] = {
+                    "carrier": self.carrier,
+                    "trackingNumber": self.tracking_number,
+                    "trackingUrl": tracking_url(carrier=self.carrier, number=self.tracking_number),
+                    "status": step.shipment_status,
+                    "message": step.shipment_message or SHIPMENT_MESSAGES[step.shipment_status],
+                }
 
-        carries_request_fields = not self.request_fields_only_early or self.next_step < 2
+        main_steps = [s for s in self.steps[: self.next_step] if s.change_type is None]
+        carries_request_fields = not self.request_fields_only_early or len(main_steps) < 2
         if carries_request_fields:
             for name, (value, place) in self.request_fields.items():
-                if place in ("top", "both"):
+                if place in ("top", "both") or step.details_status is None:
                     item[name] = value
-                if place in ("details", "both"):
+                if place in ("details", "both") and step.details_status is not None:
                     details[name] = value
-        item["details"] = details
+        if step.details_status is not None:
+            item["details"] = details
 
+        position = len(main_steps)
         self.next_step += 1
         self.items.append(item)
-        return item
+        last = not any(s.change_type is None for s in self.steps[self.next_step :])
+        return Emitted(self.operation_id, self.operation, position, item, last)
+
+    def _change_result(self, *, step: Step, now: datetime) -> Emitted:
+        """The UPDATE_ORDER result of a pull & change request (its own operation, SPEC §6.1)."""
+        assert self.update_operation_id is not None and step.change_type is not None
+        item: dict[str, Any] = {
+            "operationId": self.update_operation_id,
+            "operation": UPDATE_ORDER,
+            "status": step.top_status,
+            "startTime": _iso_millis(now - timedelta(seconds=1)),
+            "endTime": _iso_millis(now),
+            "cardId": self.card_id,
+        }
+        if step.error is not None:
+            item["errorCode"], item["error"] = step.error
+        item["details"] = {"type": step.change_type, "reason": step.reason}
+        self.next_step += 1
+        self.items.append(item)
+        return Emitted(self.update_operation_id, UPDATE_ORDER, 0, item, True)
 
 
 def tracking_url(*, carrier: str, number: str) -> str:
@@ -202,23 +358,55 @@ def order_create(
     operation_id: str,
     rng: random.Random,
     rates: OrderRates,
+    file_names: tuple[str, ...] = ("ORDERS_0001.csv",),
+    reissue_of: SimulatedOrder | None = None,
 ) -> SimulatedOrder:
-    """Draw one order's whole path and its values from `rng` (the order's own generator)."""
+    """Draw one order's whole path, its values and its stage times from `rng` (its own).
+
+    `reissue_of` makes this the card's second PRODUCE operation (a replacement placed through
+    the API): same card, a new operationId, never silent and never re-ordered again.
+    """
     production_site = rng.choice(PRODUCTION_SITES)
     carrier = rng.choice(CARRIER_CODES)
     tracking_number = "".join(rng.choice("0123456789ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(18))
     due_in_days = rng.randint(3, 6)
-    request_fields, only_early = _request_fields_draw(rng=rng, card_id=card_id)
+    if reissue_of is None:
+        request_fields, only_early, by_file = _request_fields_draw(
+            rng=rng, card_id=card_id, file_names=file_names
+        )
+    else:
+        request_fields, only_early, by_file = (
+            {"issuerRequestId": (f"req-{operation_id}", "top")},
+            True,
+            False,
+        )
 
     tracking_type: str | None = None
-    if rng.random() < rates.standalone_rate:
-        operation = "STANDALONE_TRACKING"
+    late_copy_of: int | None = None
+    update_operation_id: str | None = None
+    if reissue_of is None and rng.random() < rates.standalone_rate:
+        operation = STANDALONE_TRACKING
         tracking_type = rng.choice(TRACKING_TYPES)
         steps = _tracking_hub_steps(tracking_type=tracking_type, rng=rng)
     else:
-        operation = "PRODUCE"
-        steps = _produce_steps(rng=rng, rates=rates)
+        operation = PRODUCE
+        steps, late_copy_of = _produce_steps(rng=rng, rates=rates)
+        if any(step.change_type for step in steps):
+            update_operation_id = f"upd-{operation_id[3:]}"
 
+    delays = [
+        stage_seconds(stage=step.stage, site=production_site, carrier=carrier, rng=rng)
+        for step in steps
+    ]
+    # Drawn last, so that adding these rates does not change the paths drawn above.
+    silent = operation == PRODUCE and reissue_of is None and rng.random() < rates.silent_rate
+    ends_with_details = steps[-1].details_status is not None
+    reissue = (
+        operation == PRODUCE
+        and reissue_of is None
+        and ends_with_details
+        and rng.random() < rates.reissue_rate
+    )
     return SimulatedOrder(
         issuer_id=issuer_id,
         card_id=card_id,
@@ -231,79 +419,190 @@ def order_create(
         due_in_days=due_in_days,
         request_fields=request_fields,
         request_fields_only_early=only_early,
+        placed_by_file=by_file,
         tracking_type=tracking_type,
+        delays=delays,
+        late_copy_of=late_copy_of,
+        silent=silent,
+        reissue=reissue,
+        update_operation_id=update_operation_id,
     )
 
 
 def _request_fields_draw(
-    *, rng: random.Random, card_id: str
-) -> tuple[dict[str, tuple[str, str]], bool]:
-    """issuerRequestId / inputFileName: API orders, file orders, or none (SPEC §2.2, §8.6)."""
+    *, rng: random.Random, card_id: str, file_names: tuple[str, ...]
+) -> tuple[dict[str, tuple[str, str]], bool, bool]:
+    """issuerRequestId / inputFileName: API orders, file orders, or none (SPEC §2.2, §8.6).
+
+    Returns the fields with where they travel, whether only the first two notifications carry
+    them, and whether the order was placed in a file. A run's file orders share a few files.
+    """
     kind = rng.choices(("api", "file", "none"), weights=(45, 35, 20))[0]
     if kind == "api":
         # As in SPEC §8.1: the id travels at the top level on the first two notifications only.
-        return {"issuerRequestId": (f"req-{card_id}", "top")}, True
+        return {"issuerRequestId": (f"req-{card_id}", "top")}, True, False
     if kind == "file":
         place = rng.choice(("top", "details", "both"))
-        file_name = f"ORDERS_{rng.randint(1, 9999):04d}.csv"
-        row_id = f"row-{rng.randint(1, 99999):05d}"
-        return {"inputFileName": (file_name, place), "issuerRequestId": (row_id, place)}, False
-    return {}, False
+        file_name = rng.choice(file_names)
+        row_id = f"row-{card_id.removeprefix('card-')}"
+        fields = {"inputFileName": (file_name, place), "issuerRequestId": (row_id, place)}
+        return fields, False, True
+    return {}, False, False
 
 
-def _produce_steps(*, rng: random.Random, rates: OrderRates) -> list[Step]:
-    """The PRODUCE path of SPEC §3 with its exception, cancel and on-hold variations."""
+def _produce_steps(*, rng: random.Random, rates: OrderRates) -> tuple[list[Step], int | None]:
+    """The PRODUCE path of SPEC §3 with its variations; also the step to copy late, if any."""
     requested = Step("CARD_PROD_REQUESTED", "PENDING")
-    if rng.random() < rates.exception_rate:
-        error_code, error, reason = rng.choice(DATA_EXCEPTIONS)
-        return [
-            requested,
-            Step(
-                "DATA_EXCEPTION", "FAILED", completes=True, reason=reason, error=(error_code, error)
-            ),
-        ]
-
     production = [
         Step("DATA_PREPARED", "PENDING", with_due_date=True),
         Step("CARD_PROD_READY", "PENDING", with_due_date=True, with_site=True),
         Step("CARD_PROD_ONGOING", "PENDING", with_site=True),
         Step("CARD_PROD_DONE", "PENDING", with_site=True),
     ]
-    first_shipped = Step(
-        "CARD_SHIPPED", "SUCCESSFUL", completes=True, shipment_status="IN_TRANSIT", with_site=True
-    )
-    shipping = [first_shipped]
-    later_statuses = rng.choice((["DELIVERED"], ["OUT_FOR_DELIVERY", "DELIVERED"]))
-    shipping += [
-        Step("CARD_SHIPPED", "SUCCESSFUL", completes=True, shipment_status=status)
-        for status in later_statuses
-    ]
-
-    if rng.random() < rates.cancel_rate:
-        # Pull & change can only cancel before shipment: after REQUESTED or any production step.
-        canceled_after = rng.randint(0, len(production))
-        top_status = rng.choice(CANCELED_TOP_LEVEL_STATUSES)
-        canceled = Step(
-            "CARD_PROD_CANCELED",
-            top_status,
-            completes=top_status != "PENDING",
-            reason=CANCEL_REASON,
+    if rng.random() < rates.exception_rate:
+        error_code, error, reason = rng.choice(DATA_EXCEPTIONS)
+        failed = Step(
+            "DATA_EXCEPTION", "FAILED", completes=True, reason=reason, error=(error_code, error)
         )
-        steps = [requested, *production[:canceled_after], canceled]
+        return [requested, failed], None
+
+    late_copy_of: int | None = None
+    update_allowed = False
+    if rng.random() < rates.failed_step_rate:
+        # Failed at a normal step: that step's PENDING item, then its FAILED completion; D1
+        # re-sends the PENDING item after the failure (a late copy).
+        at = rng.randint(1, len(production))
+        error_code, error, reason = rng.choice(PRODUCTION_FAILURES)
+        failing = production[at - 1]
+        failed = Step(
+            failing.details_status,
+            "FAILED",
+            completes=True,
+            reason=reason,
+            error=(error_code, error),
+            with_site=failing.with_site,
+        )
+        steps = [requested, *production[:at], failed]
+        late_copy_of = at
+    elif rng.random() < rates.no_details_rate:
+        # A result that breaks the schema but can be correlated: FAILED without details.
+        at = rng.randint(0, len(production))
+        error_code, error, _ = rng.choice(PRODUCTION_FAILURES)
+        failed = Step(None, "FAILED", completes=True, error=(error_code, error))
+        steps = [requested, *production[:at], failed]
+    elif rng.random() < rates.prod_exception_rate:
+        at = rng.randint(2, len(production) - 1)  # after CARD_PROD_READY or CARD_PROD_ONGOING
+        error_code, error, reason = rng.choice(PRODUCTION_FAILURES)
+        exception = Step(
+            "CARD_PROD_EXCEPTION",
+            "FAILED",
+            completes=True,
+            reason=reason,
+            error=(error_code, error),
+            with_site=True,
+        )
+        steps = [requested, *production[:at], exception]
+    elif rng.random() < rates.cancel_rate:
+        steps = [requested, *production[: rng.randint(0, len(production))], _canceled(rng)]
+    elif rng.random() < rates.no_shipment_rate:
+        done = Step("CARD_PROD_DONE", "SUCCESSFUL", completes=True, with_site=True)
+        steps = [requested, *production, done]
+        update_allowed = True
     else:
-        steps = [requested, *production, *shipping]
+        steps = [requested, *production, *_shipping_steps(rng=rng, rates=rates)]
+        update_allowed = True
 
     if rng.random() < rates.unknown_rate:
-        # The hold always sits right before a normal production step, never last.
+        # A hold that resumes: it sits right before a normal production step, never last.
         candidates = [
             index
             for index, step in enumerate(steps)
-            if step.details_status in ("CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE")
+            if step.details_status in PRODUCTION_STEPS[1:] and not step.completes
         ]
         if candidates:
-            hold = Step(ON_HOLD_STATUS, "PENDING", reason=rng.choice(ON_HOLD_REASONS))
-            steps.insert(rng.choice(candidates), hold)
-    return steps
+            steps.insert(rng.choice(candidates), _hold(rng))
+    elif rng.random() < rates.hold_completion_rate:
+        # A hold that ends in the completion: the next thing D1 says completes the operation.
+        first_completion = next(index for index, step in enumerate(steps) if step.completes)
+        if first_completion > 1:
+            steps.insert(first_completion, _hold(rng))
+
+    if update_allowed and rng.random() < rates.update_order_rate:
+        steps = _with_change(steps=steps, rng=rng)
+    if late_copy_of is not None:
+        late_copy_of = next(
+            index
+            for index, step in enumerate(steps)
+            if step.details_status == steps[-1].details_status and step.top_status == "PENDING"
+        )
+    return steps, late_copy_of
+
+
+def _canceled(rng: random.Random) -> Step:
+    top_status = rng.choice(CANCELED_TOP_LEVEL_STATUSES)
+    return Step(
+        "CARD_PROD_CANCELED", top_status, completes=top_status != "PENDING", reason=CANCEL_REASON
+    )
+
+
+def _hold(rng: random.Random) -> Step:
+    return Step(ON_HOLD_STATUS, "PENDING", reason=rng.choice(ON_HOLD_REASONS))
+
+
+def _shipping_steps(*, rng: random.Random, rates: OrderRates) -> list[Step]:
+    """CARD_SHIPPED (the completion) and the carrier updates after it, each with its endTime."""
+    later: list[tuple[str, str | None]]
+    if rng.random() < rates.reattempt_rate:
+        later = [
+            ("OUT_FOR_DELIVERY", None),
+            ("IN_TRANSIT", REATTEMPT_MESSAGE),
+            ("OUT_FOR_DELIVERY", None),
+            ("DELIVERED", None),
+        ]
+    else:
+        later = rng.choice(
+            ([("DELIVERED", None)], [("OUT_FOR_DELIVERY", None), ("DELIVERED", None)])
+        )
+    first = Step(
+        "CARD_SHIPPED", "SUCCESSFUL", completes=True, shipment_status="IN_TRANSIT", with_site=True
+    )
+    return [
+        first,
+        *(
+            Step(
+                "CARD_SHIPPED",
+                "SUCCESSFUL",
+                completes=True,
+                shipment_status=status,
+                shipment_message=message,
+            )
+            for status, message in later
+        ),
+    ]
+
+
+def _with_change(*, steps: list[Step], rng: random.Random) -> list[Step]:
+    """Insert a pull & change result before shipment; an accepted CANCEL ends the order."""
+    change_type = rng.choice(CHANGE_TYPES)
+    accepted = rng.random() < 0.6
+    # Pull & change is only possible before shipment (SPEC §3): after REQUESTED, before the
+    # first completion.
+    first_completion = next(index for index, step in enumerate(steps) if step.completes)
+    at = rng.randint(1, first_completion)
+    if accepted:
+        result = Step(None, "SUCCESSFUL", reason=CHANGE_ACCEPTED_REASON, change_type=change_type)
+    else:
+        result = Step(
+            None,
+            "FAILED",
+            reason=CHANGE_REJECTED[1],
+            error=CHANGE_REJECTED,
+            change_type=change_type,
+        )
+    if accepted and change_type == "CANCEL":
+        # SPEC §6.1 (INFERRED): an accepted CANCEL shows up on the PRODUCE side as CANCELED.
+        return [*steps[:at], result, _canceled(rng)]
+    return [*steps[:at], result, *steps[at:]]
 
 
 def _tracking_hub_steps(*, tracking_type: str, rng: random.Random) -> list[Step]:

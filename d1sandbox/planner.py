@@ -1,43 +1,77 @@
 """Turns simulated orders into what D1 puts on the wire: batches with duplicates, reordering, drops.
 
-The planner is a pure generator driven by one seeded random generator: it yields `Happened` when
-an order takes a step (the truth) and `Post` when a batch is ready to be sent. Nothing here does
-I/O, so the same seed and flags always give the same sequence of events.
+The planner is a pure generator driven by seeded random generators: it yields `OrderPlaced` when
+the issuer places an order, `Happened` when an order takes a step (the sandbox's timeline, on
+its own clock) and `Post` when a batch is ready to be sent. Orders take their steps when their
+stage times say so (a schedule, not a round robin). Nothing here does I/O apart from the clock's
+wait, so the same seed and flags always give the same sequence of events.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import random
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from d1sandbox.lifecycle import OrderRates, SimulatedOrder, order_create
+from d1sandbox.lifecycle import (
+    PRODUCE,
+    REISSUE_SECONDS,
+    OrderRates,
+    SimulatedOrder,
+    order_create,
+)
 from d1sandbox.state import ItemKey
 
 # Copies re-sent "later" arrive after this many further batches of the same issuer.
 LATE_DUPLICATE_BATCHES = (1, 5)
+# A new order's first step comes within this many seconds (scale 1) of it being placed.
+ORDER_START_SECONDS = 5.0
+# The file orders of one run are spread over this many input files.
+FILES_PER_RUN = 4
 
 
 class Clock(Protocol):
+    realtime: bool
+
     def now(self) -> datetime: ...
+
+    def wait_until(self, moment: datetime) -> None: ...
 
 
 class SimulatedClock:
-    """Deterministic time: starts at `epoch` and moves a few seconds per step."""
+    """Deterministic time: starts at `epoch` and jumps to each scheduled step."""
 
-    def __init__(self, *, epoch: datetime, rng: random.Random) -> None:
+    realtime = False
+
+    def __init__(self, *, epoch: datetime, rng: random.Random | None = None) -> None:
         self._moment = epoch
-        self._rng = rng
 
     def now(self) -> datetime:
         return self._moment
 
-    def tick(self) -> None:
-        self._moment += timedelta(milliseconds=self._rng.randint(500, 10_000))
+    def wait_until(self, moment: datetime) -> None:
+        self._moment = max(self._moment, moment)
+
+
+class WallClock:
+    """Real time: waiting for a step sleeps (Ctrl-C interrupts the sleep)."""
+
+    realtime = True
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def wait_until(self, moment: datetime) -> None:
+        delay = (moment - datetime.now(UTC)).total_seconds()
+        if delay > 0:
+            time.sleep(delay)
 
 
 @dataclass(frozen=True)
@@ -48,6 +82,7 @@ class DeliveryRates:
     reorder: float = 0.0
     drop: float = 0.0
     batch_max: int = 1
+    late_copy: float = 0.0  # completed orders whose earlier PENDING item is re-sent after the end
 
 
 @dataclass(frozen=True)
@@ -57,12 +92,29 @@ class PlannedItem:
 
 
 @dataclass(frozen=True)
+class OrderPlaced:
+    """The issuer placed an order, before D1 says anything about it.
+
+    `registration` is what the issuer knows (the registration API's body); None for a
+    tracking-hub order, which the issuer did not place at D1.
+    """
+
+    issuer_id: str
+    card_id: str
+    operation_id: str
+    operation: str
+    registration: dict[str, str] | None
+    silent: bool
+
+
+@dataclass(frozen=True)
 class Happened:
-    """An order took a step: the item is part of the truth whether or not it is delivered."""
+    """An order took a step: the item is part of the timeline whether or not it is delivered."""
 
     key: ItemKey
     item: dict[str, Any]
     dropped: bool
+    at: datetime | None = None  # on the sandbox's clock
 
 
 @dataclass(frozen=True)
@@ -81,10 +133,13 @@ class Post:
 @dataclass
 class PlanCounters:
     orders: int = 0
+    reissued: int = 0
+    silent: int = 0
     generated: int = 0
     dropped: int = 0
     duplicated: int = 0
     reordered: int = 0
+    late_copies: int = 0
     batches: int = 0
 
 
@@ -94,7 +149,7 @@ class _Entry:
 
     planned: PlannedItem
     twin: bool = False  # a duplicate copy travels in the same batch
-    followers: list[_Entry] = field(default_factory=list)  # held-back items released after it
+    followers: list[_Entry] = field(default_factory=list)  # released after its batch
 
     @property
     def card(self) -> tuple[str, str]:
@@ -111,7 +166,7 @@ class _IssuerChannel:
 
 
 class DeliveryPlanner:
-    """Drives orders step by step and decides how each item reaches the portal."""
+    """Drives orders on their schedule and decides how each item reaches the portal."""
 
     def __init__(
         self,
@@ -125,6 +180,7 @@ class DeliveryPlanner:
         clock: Clock,
         continuous: bool = False,
         in_flight: int = 50,
+        time_scale: float = 1.0,
     ) -> None:
         if not issuer_ids:
             raise ValueError("at least one issuer id is needed")
@@ -136,36 +192,84 @@ class DeliveryPlanner:
         self.delivery = delivery
         self.clock = clock
         self.continuous = continuous
+        self.time_scale = time_scale
         # In continuous mode --orders is how many orders are on the way at any moment.
         self.in_flight = max(1, orders if continuous else min(orders, in_flight))
         self.counters = PlanCounters()
+        self.file_names = tuple(
+            f"ORDERS_S{seed}R{run_number}_{n:02d}.csv" for n in range(1, FILES_PER_RUN + 1)
+        )
         self._rng = random.Random(f"d1sandbox:{seed}:{run_number}:delivery")
         self._channels = {issuer_id: _IssuerChannel() for issuer_id in self.issuer_ids}
         for channel in self._channels.values():
             channel.next_batch_size = self._batch_size_draw()
+        # The items of each order's main operation, by position, for late copies.
+        self._sent: dict[str, list[PlannedItem]] = {}
+        self._dropped: set[ItemKey] = set()
 
     # ------------------------------------------------------------------ the event stream
-    def events(self) -> Iterator[Happened | Post]:
-        active: list[SimulatedOrder] = []
+    def events(self) -> Iterator[OrderPlaced | Happened | Post]:
+        schedule: list[tuple[datetime, int, SimulatedOrder]] = []
+        tiebreak = itertools.count()
+
+        def place(order: SimulatedOrder, *, after: float) -> Iterator[OrderPlaced]:
+            due = self.clock.now() + timedelta(seconds=after * self.time_scale)
+            heapq.heappush(schedule, (due, next(tiebreak), order))
+            if order.silent:
+                self.counters.silent += 1
+            yield OrderPlaced(
+                issuer_id=order.issuer_id,
+                card_id=order.card_id,
+                operation_id=order.operation_id,
+                operation=order.operation,
+                registration=order.registration() if order.operation == PRODUCE else None,
+                silent=order.silent,
+            )
+
         while True:
-            while len(active) < self.in_flight and (
+            while len(schedule) < self.in_flight and (
                 self.continuous or self.counters.orders < self.orders_total
             ):
-                active.append(self._order_start())
-            if not active:
+                order = self._order_start()
+                yield from place(order, after=self._rng.uniform(0, ORDER_START_SECONDS))
+            if not schedule:
                 break
-            position = self._rng.randrange(len(active))
-            order = active[position]
-            step_index = order.next_step
-            item = order.advance(now=self.clock.now())
-            if isinstance(self.clock, SimulatedClock):
-                self.clock.tick()
-            key = ItemKey(order.issuer_id, order.card_id, order.operation_id, step_index)
-            if order.finished:
-                active.pop(position)
+            due, _, order = heapq.heappop(schedule)
+            if due > self.clock.now():
+                if self.clock.realtime:
+                    # Nothing else is due before then: send what waits instead of holding it.
+                    for issuer_id in self.issuer_ids:
+                        yield from self._batches_emit(issuer_id=issuer_id, final=True)
+                self.clock.wait_until(due)
+            emitted = order.advance(now=self.clock.now())
+            key = ItemKey(order.issuer_id, order.card_id, emitted.operation_id, emitted.position)
+            planned = PlannedItem(key=key, item=emitted.item)
+            late_copy = None
+            if emitted.operation_id == order.operation_id:
+                self._sent.setdefault(order.operation_id, []).append(planned)
+                if order.finished:
+                    late_copy = self._late_copy_pick(order)
             yield from self._item_route(
-                planned=PlannedItem(key=key, item=item), has_successor=not order.finished
+                planned=planned,
+                has_successor=not emitted.last_of_operation,
+                silent=order.silent,
+                late_copy=late_copy,
             )
+            if not order.finished:
+                heapq.heappush(
+                    schedule,
+                    (
+                        self.clock.now()
+                        + timedelta(seconds=order.delay_after_current * self.time_scale),
+                        next(tiebreak),
+                        order,
+                    ),
+                )
+                continue
+            for planned_item in self._sent.pop(order.operation_id, []):
+                self._dropped.discard(planned_item.key)
+            if order.reissue:
+                yield from place(self._reissue(order), after=REISSUE_SECONDS)
         for issuer_id in self.issuer_ids:
             yield from self._channel_flush(issuer_id=issuer_id)
 
@@ -181,21 +285,59 @@ class DeliveryPlanner:
             operation_id=f"op-{prefix}-{order_rng.getrandbits(40):010x}",
             rng=order_rng,
             rates=self.order_rates,
+            file_names=self.file_names,
         )
+
+    def _reissue(self, first: SimulatedOrder) -> SimulatedOrder:
+        """The card ordered again (a replacement): a second PRODUCE operation, same cardId."""
+        self.counters.reissued += 1
+        rng = random.Random(f"{first.operation_id}:reissue")
+        prefix = first.card_id.removeprefix("card-")
+        return order_create(
+            issuer_id=first.issuer_id,
+            card_id=first.card_id,
+            operation_id=f"op-{prefix}-b-{rng.getrandbits(40):010x}",
+            rng=rng,
+            rates=self.order_rates,
+            file_names=self.file_names,
+            reissue_of=first,
+        )
+
+    def _late_copy_pick(self, order: SimulatedOrder) -> PlannedItem | None:
+        """The earlier PENDING item D1 re-sends after the order's last word, if any."""
+        if order.silent:
+            return None
+        sent = self._sent.get(order.operation_id, [])
+        position = order.late_copy_position()
+        if position is None and self._rng.random() < self.delivery.late_copy:
+            position = order.last_pending_position()
+        # Only what went out can be sent again.
+        if position is None or position >= len(sent) or sent[position].key in self._dropped:
+            return None
+        self.counters.late_copies += 1
+        return sent[position]
 
     # ------------------------------------------------------------------ routing one item
     def _item_route(
-        self, *, planned: PlannedItem, has_successor: bool
+        self,
+        *,
+        planned: PlannedItem,
+        has_successor: bool,
+        silent: bool = False,
+        late_copy: PlannedItem | None = None,
     ) -> Iterator[Happened | Post]:
         rng = self._rng
         channel = self._channels[planned.key.issuer_id]
         card = (planned.key.card_id, planned.key.operation_id)
         self.counters.generated += 1
 
-        dropped = rng.random() < self.delivery.drop
-        yield Happened(key=planned.key, item=planned.item, dropped=dropped)
+        dropped = rng.random() < self.delivery.drop or silent
+        yield Happened(key=planned.key, item=planned.item, dropped=dropped, at=self.clock.now())
+        entry: _Entry | None = None
         if dropped:
             self.counters.dropped += 1
+            if planned.key.operation_id in self._sent:
+                self._dropped.add(planned.key)
         else:
             hold = has_successor and rng.random() < self.delivery.reorder
             entry = _Entry(planned=planned)
@@ -217,6 +359,12 @@ class DeliveryPlanner:
         if not has_successor and card in channel.held:
             # Every later step was dropped: nothing left to overtake, release what was held.
             channel.outbox.extend(channel.held.pop(card))
+        if late_copy is not None:
+            # The copy goes out in a batch after the one carrying the order's last word.
+            if entry is not None:
+                entry.followers.append(_Entry(planned=late_copy))
+            else:
+                channel.outbox.append(_Entry(planned=late_copy))
         yield from self._batches_emit(issuer_id=planned.key.issuer_id, final=False)
 
     # ------------------------------------------------------------------ batching

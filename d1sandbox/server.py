@@ -368,7 +368,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 400, "bad_request", {"errorCode": "FIELD_INVALID_FORMAT", "error": "bad id"}
             )
             return
-        item = service.store.latest_item(issuer_id=issuer_id, card_id=card_id)
+        item = service.store.production_status(issuer_id=issuer_id, card_id=card_id)
         if item is None:
             self._status_answer(
                 404, "not_found", {"errorCode": "CARD_NOT_FOUND", "error": "unknown card"}

@@ -33,6 +33,8 @@ class PortalBehaviour:
     issued_tokens: list[str] = field(default_factory=list)
     token_requests: int = 0
     revoke_at_post: int | None = None  # the Nth webhook POST finds the current token revoked
+    registration_token: str = "register-token"
+    registration_script: deque[int] = field(default_factory=deque)
 
 
 class FakePortal:
@@ -41,6 +43,10 @@ class FakePortal:
     def __init__(self, behaviour: PortalBehaviour | None = None) -> None:
         self.behaviour = behaviour or PortalBehaviour()
         self.posts: list[ReceivedPost] = []
+        # Registration calls as (status, body), and every call in arrival order as
+        # ("register", card_id) or ("notify", card_id) per item.
+        self.registrations: list[tuple[int, dict[str, Any]]] = []
+        self.arrivals: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         portal = self
 
@@ -53,8 +59,15 @@ class FakePortal:
                 if urlsplit(self.path).path == "/authz/d1/v1/oauth2/token":
                     self._token(raw)
                     return
+                if urlsplit(self.path).path == "/api/v1/orders/":
+                    self._register(raw)
+                    return
                 status, extra = portal._answer_for(self.headers)
                 with portal.lock:
+                    if 200 <= status < 300:
+                        portal.arrivals.extend(
+                            ("notify", item["cardId"]) for item in json.loads(raw)["operations"]
+                        )
                     portal.posts.append(
                         ReceivedPost(
                             path=self.path,
@@ -68,6 +81,37 @@ class FakePortal:
                     self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def _register(self, raw: bytes) -> None:
+                """The registration API's contract: 201 new, 200 already there, Token auth."""
+                behaviour = portal.behaviour
+                body = json.loads(raw)
+                with portal.lock:
+                    if self.headers.get("Authorization") != (
+                        f"Token {behaviour.registration_token}"
+                    ):
+                        status = 401
+                    elif behaviour.registration_script:
+                        status = behaviour.registration_script.popleft()
+                    elif not body.get("issuer_id") or not body.get("card_id"):
+                        status = 400
+                    else:
+                        key = (body["card_id"], body.get("operation_id"))
+                        known = {
+                            (b["card_id"], b.get("operation_id"))
+                            for s, b in portal.registrations
+                            if s in (200, 201)
+                        }
+                        status = 200 if key in known else 201
+                    portal.registrations.append((status, body))
+                    if status in (200, 201):
+                        portal.arrivals.append(("register", body["card_id"]))
+                answer = json.dumps({"card_id": body.get("card_id")}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
 
             def _token(self, raw: bytes) -> None:
                 behaviour = portal.behaviour

@@ -22,6 +22,7 @@ from tests.d1sandbox.fakes import FakePortal, PortalBehaviour
 
 EPOCH = datetime(2026, 11, 27, tzinfo=UTC)
 CORRELATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NORMAL_STEPS = {"DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE"}
 
 
 def _run(portal: FakePortal, state_path: Path, **overrides) -> FeedSummary:
@@ -87,9 +88,10 @@ def test_rates_produce_what_they_say(tmp_path: Path) -> None:
     assert set(received) == {_item_id(t.item) for t in truth_items} - dropped
     assert all(t.delivered_count == received[_item_id(t.item)] for t in truth_items)
 
-    # Duplicates: extra copies on the wire, exactly as many as the summary says.
+    # Duplicates and late copies: extra copies on the wire, exactly as many as the summary says.
     extra_copies = sum(count - 1 for count in received.values())
-    assert extra_copies == summary.duplicated
+    assert extra_copies == summary.duplicated + summary.late_copies
+    assert summary.late_copies > 0
     assert 0.07 < summary.duplicated / len(received) < 0.13
     assert summary.sent == len(copies)
     assert summary.delivered == len(received)
@@ -127,7 +129,15 @@ def test_rates_produce_what_they_say(tmp_path: Path) -> None:
 
 def test_without_faults_nothing_is_reordered_dropped_or_repeated(tmp_path: Path) -> None:
     with FakePortal() as portal:
-        summary = _run(portal, tmp_path / "state.sqlite3", duplicate=0, reorder=0, drop=0)
+        summary = _run(
+            portal,
+            tmp_path / "state.sqlite3",
+            duplicate=0,
+            reorder=0,
+            drop=0,
+            late_copy=0,
+            failed_step_rate=0,
+        )
 
     copies = portal.acknowledged_items()
     assert len(copies) == summary.generated == summary.delivered
@@ -225,6 +235,94 @@ def test_second_run_of_a_seed_gets_new_ids(tmp_path: Path) -> None:
     assert {card.split("-")[2] for card in cards} == {"r1", "r2"}
 
 
+def test_late_pending_copies_arrive_after_the_completion(tmp_path: Path) -> None:
+    with FakePortal() as portal:
+        summary = _run(
+            portal,
+            tmp_path / "state.sqlite3",
+            orders=30,
+            standalone_rate=0,
+            failed_step_rate=0.5,
+            late_copy=1.0,
+            duplicate=0,
+            reorder=0,
+            drop=0,
+        )
+
+    by_order: dict[str, list[dict]] = {}
+    for item in portal.acknowledged_items():
+        by_order.setdefault(item["operationId"], []).append(item)
+    completions = 0
+    for items in by_order.values():
+        completed = [i for i, item in enumerate(items) if item.get("endTime")]
+        if not completed or items[0]["operation"] != "PRODUCE":
+            continue
+        completions += 1
+        late = items[-1]
+        # After the order's last word comes an earlier PENDING item, sent again.
+        assert late["status"] == "PENDING" and "endTime" not in late
+        assert items.count(late) == 2
+        failed = items[completed[0]]
+        failed_step = (failed.get("details") or {}).get("status")
+        if failed["status"] == "FAILED" and failed_step in NORMAL_STEPS:
+            assert late["details"]["status"] == failed_step
+    assert completions > 20
+    assert summary.late_copies == completions
+
+
+def test_register_places_each_order_before_d1_speaks_about_it(tmp_path: Path) -> None:
+    behaviour = PortalBehaviour(registration_script=deque([503, 429]))
+    state_path = tmp_path / "state.sqlite3"
+    with FakePortal(behaviour) as portal:
+        summary = _run(
+            portal,
+            state_path,
+            orders=60,
+            register=True,
+            register_token="register-token",
+            silent_rate=0.2,
+            reissue_rate=0.2,
+            drop=0.1,
+        )
+
+    store = StateStore(state_path)
+    truth = [o for o in store.orders(issuer_ids=["ISSUERX001"]) if o.operation == "PRODUCE"]
+    store.close()
+    registered = [body for status, body in portal.registrations if status == 201]
+    # The two scripted answers were retried; every PRODUCE order is registered once.
+    assert [status for status, _ in portal.registrations[:3]] == [503, 429, 201]
+    assert summary.registered_new == len(registered) == len(truth)
+    assert summary.registration_refused == summary.registration_failed == 0
+    assert all(order.registered for order in truth)
+    produce_cards = {order.card_id for order in truth}
+    first_arrival: dict[str, str] = {}
+    for kind, card in portal.arrivals:
+        first_arrival.setdefault(card, kind)
+    assert {first_arrival[card] for card in produce_cards} == {"register"}
+    # Silent orders are registered, and D1 never says a word about them.
+    silent = [order for order in truth if order.silent]
+    notified = {item["operationId"] for item in portal.acknowledged_items()}
+    assert silent and all(order.operation_id not in notified for order in silent)
+    # A re-order of a card registers its own operation.
+    cards = [body["card_id"] for body in registered]
+    assert len(cards) > len(set(cards))
+
+
+def test_refused_registrations_are_counted_and_the_feed_goes_on(tmp_path: Path) -> None:
+    with FakePortal() as portal:
+        summary = _run(
+            portal,
+            tmp_path / "state.sqlite3",
+            orders=5,
+            standalone_rate=0,
+            register=True,
+            register_token="wrong",
+        )
+
+    assert summary.registration_refused == 5
+    assert summary.delivered == summary.generated
+
+
 def _feed_command(portal_url: str, state_path: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
@@ -287,8 +385,8 @@ def test_continuous_feed_runs_until_interrupted(tmp_path: Path, stop_signal: int
                 "--continuous",
                 "--orders",
                 "5",
-                "--rate",
-                "100",
+                "--time-scale",
+                "0.01",
             ),
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,

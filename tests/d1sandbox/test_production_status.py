@@ -25,6 +25,44 @@ REQUESTED = {
     "details": {"status": "CARD_PROD_REQUESTED"},
 }
 PREPARED = {**REQUESTED, "details": {"status": "DATA_PREPARED", "dueDate": "2026-03-05"}}
+# A card ordered twice: the first order shipped, the second is under way.
+REORDERED = "card-000200"
+FIRST_SHIPPED = {
+    **REQUESTED,
+    "operationId": "op-first",
+    "cardId": REORDERED,
+    "status": "SUCCESSFUL",
+    "endTime": "2026-03-04T16:40:51.007Z",
+    "details": {"status": "CARD_SHIPPED"},
+}
+SECOND_REQUESTED = {
+    **REQUESTED,
+    "operationId": "op-second",
+    "cardId": REORDERED,
+    "startTime": "2026-03-20T10:00:00.000Z",
+}
+CHANGE_RESULT = {
+    "operationId": "upd-second",
+    "operation": "UPDATE_ORDER",
+    "status": "FAILED",
+    "startTime": "2026-03-20T11:00:00.000Z",
+    "endTime": "2026-03-20T11:00:01.000Z",
+    "cardId": REORDERED,
+    "details": {"type": "REDIRECT", "reason": "Change refused at this production stage"},
+}
+# A failure D1 sent without details, after CARD_PROD_ONGOING.
+BARE = "card-000300"
+BARE_ONGOING = {**REQUESTED, "operationId": "op-bare", "cardId": BARE}
+BARE_ONGOING["details"] = {"status": "CARD_PROD_ONGOING", "productionSite": "PERSO-SITE-EU-01"}
+BARE_FAILED = {
+    key: value for key, value in BARE_ONGOING.items() if key not in {"details", "status"}
+}
+BARE_FAILED.update(
+    status="FAILED",
+    endTime="2026-03-02T10:00:00.000Z",
+    errorCode="PERSO_MACHINE_FAULT",
+    error="Personalization machine fault",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,6 +74,11 @@ def _truth(sandbox_state_path: Path) -> None:
         happenings=[
             (ItemKey(ISSUER, CARD, OPERATION, 0), REQUESTED, False),
             (ItemKey(ISSUER, CARD, OPERATION, 1), PREPARED, True),
+            (ItemKey(ISSUER, REORDERED, "op-first", 0), FIRST_SHIPPED, False),
+            (ItemKey(ISSUER, REORDERED, "op-second", 0), SECOND_REQUESTED, False),
+            (ItemKey(ISSUER, REORDERED, "upd-second", 0), CHANGE_RESULT, False),
+            (ItemKey(ISSUER, BARE, "op-bare", 0), BARE_ONGOING, False),
+            (ItemKey(ISSUER, BARE, "op-bare", 1), BARE_FAILED, False),
         ],
     )
     store.close()
@@ -77,6 +120,25 @@ def test_answers_the_latest_item_exactly_as_generated(
     assert sandbox.stats()["status_requests"] == {"total": 1, "ok": 1}
     time.sleep(0.1)
     assert "correlation=corr-latest-42" in sandbox.log_text()
+
+
+def test_answers_per_card_with_its_newest_order(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    response = _status(sandbox, _token(sandbox, sandbox_keys), card_id=REORDERED)
+
+    # Not the shipped first order, and not the pull & change result (another operation).
+    assert response.status_code == 200
+    assert response.json() == {"operations": [SECOND_REQUESTED]}
+
+
+def test_a_result_sent_without_details_is_answered_with_the_step_it_ended_at(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    response = _status(sandbox, _token(sandbox, sandbox_keys), card_id=BARE)
+
+    assert response.status_code == 200
+    assert response.json() == {"operations": [{**BARE_FAILED, "details": BARE_ONGOING["details"]}]}
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"])

@@ -1,31 +1,39 @@
-"""`verify` compares the truth with the portal's read API and reports every difference."""
+"""`verify` compares the portal's read API with the sandbox's own timeline, field by field."""
 
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from d1sandbox.cli import main
+from d1sandbox.feed import FeedOptions, feed_run
 from d1sandbox.state import ItemKey, StateStore
 from d1sandbox.verify import verify_run
-from tests.d1sandbox.fakes import FakeReadApi
+from tests.d1sandbox.fakes import FakePortal, FakeReadApi
+from tests.d1sandbox.folds import fold_by_arrival, fold_by_times
 
 ISSUER = "ISSUERX001"
 TOKEN = "read-api-token"
+START = "2026-11-27T08:00:00.000Z"
 
 
-def _item(card: str, details_status: str, top_status: str = "PENDING", **details: Any) -> dict:
-    return {
+def _item(card: str, details_status: str | None, top_status: str = "PENDING", **extra: Any):
+    item: dict[str, Any] = {
         "operationId": f"op-{card}",
         "operation": "PRODUCE",
         "status": top_status,
-        "startTime": "2026-11-27T08:00:00.000Z",
+        "startTime": START,
         "cardId": card,
-        "details": {"status": details_status, **details},
     }
+    details = {k: v for k, v in extra.items() if k not in {"endTime", "errorCode", "error"}}
+    item.update({k: v for k, v in extra.items() if k in {"endTime", "errorCode", "error"}})
+    if details_status is not None:
+        item["details"] = {"status": details_status, **details}
+    return item
 
 
 def _shipment(status: str) -> dict:
@@ -38,26 +46,55 @@ def _shipment(status: str) -> dict:
     }
 
 
-# card -> [(item, dropped, delivered)]
+# card -> [(item, dropped, delivered)] in the order they happened
 TRUTH = {
     "card-shipped": [
         (_item("card-shipped", "CARD_PROD_REQUESTED"), False, True),
         (_item("card-shipped", "CARD_PROD_DONE"), True, False),
         (
-            _item("card-shipped", "CARD_SHIPPED", "SUCCESSFUL", shipment=_shipment("IN_TRANSIT")),
+            _item(
+                "card-shipped",
+                "CARD_SHIPPED",
+                "SUCCESSFUL",
+                shipment=_shipment("IN_TRANSIT"),
+                endTime="2026-11-27T09:00:00.000Z",
+            ),
             False,
             True,
         ),
         (
-            _item("card-shipped", "CARD_SHIPPED", "SUCCESSFUL", shipment=_shipment("DELIVERED")),
+            _item(
+                "card-shipped",
+                "CARD_SHIPPED",
+                "SUCCESSFUL",
+                shipment=_shipment("DELIVERED"),
+                endTime="2026-11-27T10:00:00.000Z",
+            ),
             True,
             False,
         ),
     ],
     "card-on-hold": [
         (_item("card-on-hold", "CARD_PROD_REQUESTED"), False, True),
-        (_item("card-on-hold", "CARD_PROD_READY"), False, True),
+        (_item("card-on-hold", "CARD_PROD_READY", productionSite="PERSO-SITE-EU-02"), False, True),
         (_item("card-on-hold", "CARD_PROD_ON_HOLD", reason="Stock"), False, True),
+    ],
+    "card-failed": [
+        (_item("card-failed", "CARD_PROD_REQUESTED"), False, True),
+        (_item("card-failed", "CARD_PROD_ONGOING"), False, True),
+        (
+            _item(
+                "card-failed",
+                "CARD_PROD_ONGOING",
+                "FAILED",
+                reason="Chip encoding failed",
+                endTime="2026-11-27T08:30:00.000Z",
+                errorCode="PERSO_MACHINE_FAULT",
+                error="Personalization machine fault",
+            ),
+            False,
+            True,
+        ),
     ],
     "card-invisible": [
         (_item("card-invisible", "CARD_PROD_REQUESTED"), True, False),
@@ -75,7 +112,14 @@ def _portal_row(card: str, production_status: str, operation_status: str, **extr
         "operation_status": operation_status,
         "production_status": production_status,
         "is_terminal": production_status == "CARD_SHIPPED",
+        # The read API writes times its own way; the instant is what counts.
+        "start_time": "2026-11-27T08:00:00Z",
+        "end_time": None,
+        "error_code": "",
+        "error": "",
+        "reason": "",
         "shipment": None,
+        "unknown_codes": [],
         **extra,
     }
 
@@ -85,6 +129,7 @@ CORRECT_PORTAL = [
         "card-shipped",
         "CARD_SHIPPED",
         "SUCCESSFUL",
+        end_time="2026-11-27T10:00:00+00:00",
         shipment={
             "carrier": "ups",
             "tracking_number": "1Z999",
@@ -93,17 +138,30 @@ CORRECT_PORTAL = [
             "message": "m",
         },
     ),
-    _portal_row("card-on-hold", "CARD_PROD_READY", "PENDING"),
+    _portal_row(
+        "card-on-hold",
+        "CARD_PROD_READY",
+        "PENDING",
+        production_site="PERSO-SITE-EU-02",
+        unknown_codes=["CARD_PROD_ON_HOLD"],
+    ),
+    _portal_row(
+        "card-failed",
+        "CARD_PROD_ONGOING",
+        "FAILED",
+        end_time="2026-11-27T08:30:00.000000Z",
+        error_code="PERSO_MACHINE_FAULT",
+        error="Personalization machine fault",
+        reason="Chip encoding failed",
+    ),
     _portal_row("card-from-another-run", "CARD_PROD_REQUESTED", "PENDING"),
 ]
 
 
-@pytest.fixture
-def state_path(tmp_path: Path) -> Path:
-    path = tmp_path / "state.sqlite3"
+def _store_truth(path: Path, truth: dict[str, list]) -> None:
     store = StateStore(path)
     run_id, _ = store.run_start(seed=1, run_number=None, options={})
-    for card, items in TRUTH.items():
+    for card, items in truth.items():
         keys = [ItemKey(ISSUER, card, f"op-{card}", step) for step in range(len(items))]
         store.items_record(
             run_id=run_id,
@@ -115,52 +173,111 @@ def state_path(tmp_path: Path) -> Path:
             keys=[key for key, (_, _, delivered) in zip(keys, items, strict=True) if delivered]
         )
     store.close()
+
+
+@pytest.fixture
+def state_path(tmp_path: Path) -> Path:
+    path = tmp_path / "state.sqlite3"
+    _store_truth(path, TRUTH)
     return path
+
+
+def _verify(portal: list[dict], state_path: Path, lines: list[str] | None = None, **kw: Any):
+    with FakeReadApi(results=portal, token=TOKEN, page_size=kw.pop("page_size", 500)) as api:
+        report = verify_run(
+            portal_url=api.url,
+            token=TOKEN,
+            state_path=state_path,
+            out=(lines.append if lines is not None else lambda _: None),
+            **kw,
+        )
+    return report, api
 
 
 def test_a_portal_that_caught_up_passes(state_path: Path) -> None:
     lines: list[str] = []
-    with FakeReadApi(results=CORRECT_PORTAL, token=TOKEN, page_size=2) as api:
-        report = verify_run(
-            portal_url=api.url, token=TOKEN, state_path=state_path, out=lines.append
-        )
+    report, api = _verify(CORRECT_PORTAL, state_path, lines, page_size=2)
 
     assert report.ok, report.mismatches
-    assert report.checked == 2
+    assert report.checked == 3
     assert report.invisible == [f"{ISSUER}/card-invisible/op-card-invisible"]
     assert len(api.requests) == 2, "follows the cursor's next link"
-    assert "orders checked: 2" in lines
-    assert "orders with every notification dropped (invisible to any receiver): 1" in lines
+    assert "orders checked: 3" in lines
+    assert "invisible orders (never seen by the portal): 1" in lines
 
 
 def test_mismatches_and_missing_orders_are_reported(state_path: Path) -> None:
     portal = copy.deepcopy(CORRECT_PORTAL)
     portal[0]["shipment"]["status"] = "IN_TRANSIT"  # never reconciled the dropped update
+    portal[0]["end_time"] = "2026-11-27T09:00:00Z"
     del portal[1]
     lines: list[str] = []
-    with FakeReadApi(results=portal, token=TOKEN) as api:
-        report = verify_run(
-            portal_url=api.url, token=TOKEN, state_path=state_path, out=lines.append
-        )
+    report, _ = _verify(portal, state_path, lines)
 
     assert not report.ok
     assert report.mismatches == [
         f"{ISSUER}/card-on-hold/op-card-on-hold: missing in the portal",
+        f"{ISSUER}/card-shipped/op-card-shipped: end_time: expected '2026-11-27T10:00:00.000Z', "
+        "portal has '2026-11-27T09:00:00Z'",
         f"{ISSUER}/card-shipped/op-card-shipped: shipment.status: expected 'DELIVERED', "
         "portal has 'IN_TRANSIT'",
     ]
-    assert sum(line.startswith("MISMATCH ") for line in lines) == 2
+    assert sum(line.startswith("MISMATCH ") for line in lines) == 3
 
 
-def test_an_unknown_code_must_not_move_the_portal_state(state_path: Path) -> None:
+def test_an_unknown_code_must_not_move_the_portal_state_and_must_be_listed(
+    state_path: Path,
+) -> None:
     portal = copy.deepcopy(CORRECT_PORTAL)
     portal[1]["production_status"] = "CARD_PROD_ON_HOLD"
-    with FakeReadApi(results=portal, token=TOKEN) as api:
-        report = verify_run(portal_url=api.url, token=TOKEN, state_path=state_path, out=print)
+    portal[1]["unknown_codes"] = []
+    report, _ = _verify(portal, state_path)
 
     assert report.mismatches == [
         f"{ISSUER}/card-on-hold/op-card-on-hold: production_status: expected 'CARD_PROD_READY', "
-        "portal has 'CARD_PROD_ON_HOLD'"
+        "portal has 'CARD_PROD_ON_HOLD'",
+        f"{ISSUER}/card-on-hold/op-card-on-hold: unknown_codes: expected 'CARD_PROD_ON_HOLD' "
+        "among []",
+    ]
+
+
+def test_a_late_pending_copy_must_not_undo_a_failure(state_path: Path) -> None:
+    # The portal that let the late PENDING copy of CARD_PROD_ONGOING win (issue 9, first case).
+    portal = copy.deepcopy(CORRECT_PORTAL)
+    portal[2].update(operation_status="PENDING", end_time=None, error_code="", error="")
+    report, _ = _verify(portal, state_path)
+
+    label = f"{ISSUER}/card-failed/op-card-failed"
+    assert report.mismatches == [
+        f"{label}: operation_status: expected 'FAILED', portal has 'PENDING'",
+        f"{label}: end_time: expected '2026-11-27T08:30:00.000Z', portal has None",
+        f"{label}: error_code: expected 'PERSO_MACHINE_FAULT', portal has ''",
+        f"{label}: error: expected 'Personalization machine fault', portal has ''",
+    ]
+
+
+def test_registered_orders_must_be_visible(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    _store_truth(path, {"card-invisible": TRUTH["card-invisible"]})
+    quiet_report, _ = _verify([], path)
+    store = StateStore(path)
+    store.order_registered(
+        issuer_id=ISSUER,
+        card_id="card-invisible",
+        operation_id="op-card-invisible",
+        outcome="201",
+        registered=True,
+    )
+    store.close()
+    registered_report, _ = _verify([], path)
+
+    # Nobody could have seen it: reported, not held against the portal.
+    assert quiet_report.ok and len(quiet_report.invisible) == 1
+    # The issuer told the portal about it: the portal must list it.
+    assert not registered_report.ok
+    assert registered_report.registered == 1
+    assert registered_report.mismatches == [
+        f"{ISSUER}/card-invisible/op-card-invisible: registered, but the portal has not heard of it"
     ]
 
 
@@ -189,3 +306,60 @@ def test_cli_exit_status_follows_the_outcome(state_path: Path) -> None:
         )
 
     assert (good_exit, bad_exit, refused_exit) == (0, 1, 2)
+
+
+EVERY_NEW_RATE = {
+    "failed_step_rate": 0.15,
+    "no_details_rate": 0.1,
+    "hold_completion_rate": 0.1,
+    "unknown_rate": 0.1,
+    "reattempt_rate": 0.2,
+    "prod_exception_rate": 0.1,
+    "no_shipment_rate": 0.1,
+    "update_order_rate": 0.15,
+    "reissue_rate": 0.1,
+    "late_copy": 0.3,
+}
+
+
+def _fed_and_swept(tmp_path: Path, **delivery: float) -> tuple[Path, list[dict]]:
+    """Feed a fake portal, then answer productionStatus for every card, as a sweep would."""
+    state_path = tmp_path / "state.sqlite3"
+    with FakePortal() as portal:
+        feed_run(
+            options=FeedOptions(
+                portal_url=portal.url,
+                issuer_ids=[ISSUER],
+                orders=150,
+                seed=21,
+                epoch=datetime(2026, 11, 27, tzinfo=UTC),
+                state_path=state_path,
+                batch_max=4,
+                **EVERY_NEW_RATE,
+                **delivery,
+            ),
+            out=lambda _: None,
+        )
+    arrivals = portal.acknowledged_items()
+    store = StateStore(state_path)
+    cards = sorted({order.card_id for order in store.orders(issuer_ids=[ISSUER])})
+    answers = [store.production_status(issuer_id=ISSUER, card_id=card) for card in cards]
+    store.close()
+    return state_path, arrivals + [answer for answer in answers if answer]
+
+
+def test_verify_agrees_with_d1s_rule_and_catches_an_arrival_order_tie_break(
+    tmp_path: Path,
+) -> None:
+    state_path, arrivals = _fed_and_swept(tmp_path, duplicate=0.1, reorder=0.1, drop=0.2)
+
+    by_times, _ = _verify(fold_by_times(arrivals, ISSUER), state_path)
+    by_arrival, _ = _verify(fold_by_arrival(arrivals, ISSUER), state_path)
+
+    assert by_times.ok, by_times.mismatches[:10]
+    assert by_times.checked > 120
+    assert by_times.hidden, "an older order whose last word was dropped cannot be recovered"
+    # The same items, folded with "inside a rank the last received wins": verify objects.
+    assert not by_arrival.ok
+    kinds = {line.split(": ", 2)[1] for line in by_arrival.mismatches}
+    assert {"operation_status", "error_code"} <= kinds, kinds
