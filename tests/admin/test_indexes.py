@@ -42,4 +42,7 @@ def test_the_stuck_queue_uses_the_stage_index(orders):
     from django.utils import timezone
 
     stuck = CardOrder.objects.filter(order_queues.stuck_q(now=timezone.now()))
-    assert "order_status_stage" in plan(stuck)
+    # Either index on the stage entry time serves it; on a tiny table the planner's pick between
+    # the per-status one and the open-orders one is a coin toss of cost estimates.
+    chosen = plan(stuck)
+    assert "order_status_stage" in chosen or "order_open" in chosen
