@@ -13,7 +13,7 @@ import pytest
 
 from d1sandbox.testing import PROJECT_ROOT
 from tests.fixtures import spec_examples as spec
-from tracking.models import CardOrder, Issuer, NotificationDelivery
+from tracking.models import CardOrder, Issuer, NotificationDelivery, RefusalTally
 from tracking.services.d1_clients import d1_client_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,5 +74,7 @@ def test_feed_without_credentials_is_refused_and_every_refusal_recorded(
 
     assert run.returncode != 0
     assert not CardOrder.objects.exists()
-    refused = NotificationDelivery.objects.values_list("status_code", "error_code")
+    # Refused at the gate: counted per source and minute, none kept as a delivery.
+    assert not NotificationDelivery.objects.exists()
+    refused = RefusalTally.objects.values_list("status_code", "error_code")
     assert refused and set(refused) == {(401, "MISSING_TOKEN")}
