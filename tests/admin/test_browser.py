@@ -177,9 +177,9 @@ def test_filter_exceptions_acknowledge_one_and_export_the_list(page, orders):
     with page.expect_download() as download:
         page.get_by_role("link", name="Export this list as CSV").click()
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
-    assert {row["card_id"] for row in rows} == expected
-    failed = next(row for row in rows if row["card_id"] == "card-000999")
-    assert failed["error_code"] == "INVALID_CARD_DATA"
+    assert {row["Card id"] for row in rows} == expected
+    failed = next(row for row in rows if row["Card id"] == "card-000999")
+    assert failed["D1 error code"] == "INVALID_CARD_DATA"
 
     # Acknowledge the data exception with a note: it leaves the list.
     page.get_by_role("link", name="card-000999").click()
