@@ -234,6 +234,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
 
     def get_list_display(self, request):
         names = list(super().get_list_display(request))
+        if Issuer.objects.filter(is_active=True).count() < 2:
+            # One issuer: its column would repeat the same code on every row.
+            names.remove("issuer_code")
         if not can_see_personal(request.user):
             # Viewers: the tracking number and link are personal (PERSONAL_FIELDS).
             names = ["shipment_column_masked" if n == "shipment_column" else n for n in names]
@@ -345,7 +348,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "carrier": admin_display.carrier_link(order, personal=personal),
             "personal": personal,
             "personal_mask": PERSONAL_MASK,
-            "time_in_stage": admin_display.time_in_stage(order, now=now),
+            "stage_over": admin_display.over_threshold_badge(order, now=now),
             "flags": admin_display.order_flags(order),
             "timeline": timeline_entries(events[:TIMELINE_LIMIT]),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
@@ -600,6 +603,8 @@ class OperationEventAdmin(EvidenceAdmin):
         "times_received",
         "first_seen",
     ]
+    # The card links to its order; the time opens the event itself.
+    list_display_links = ["first_seen"]
     list_select_related = ["issuer"]
     # Newest first by primary key: ids grow with time and need no extra index.
     ordering = ["-id"]
@@ -661,7 +666,7 @@ class OperationEventAdmin(EvidenceAdmin):
             operation,
         )
 
-    @admin.display(description="outcome", ordering="outcome")
+    @admin.display(description="what it did", ordering="outcome")
     def outcome_badge(self, event: OperationEvent) -> str:
         markers = timeline_entries([event])[0].markers
         if not markers:
@@ -695,9 +700,6 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         "issuer_column",
         "source_label",
         "items",
-        "new_items",
-        "duplicates",
-        "refused_items",
         "correlation_column",
     ]
     search_fields = ["=correlation_id", "=issuer_id_in_path"]
@@ -726,20 +728,14 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         return delivery.issuer_id_in_path
 
     @admin.display(description="items", ordering="item_count")
-    def items(self, delivery: NotificationDelivery) -> int:
-        return delivery.item_count
-
-    @admin.display(description="new", ordering="new_count")
-    def new_items(self, delivery: NotificationDelivery) -> int:
-        return delivery.new_count
-
-    @admin.display(description="repeats", ordering="duplicate_count")
-    def duplicates(self, delivery: NotificationDelivery) -> int:
-        return delivery.duplicate_count
-
-    @admin.display(description="refused items", ordering="rejected_count")
-    def refused_items(self, delivery: NotificationDelivery) -> int:
-        return delivery.rejected_count
+    def items(self, delivery: NotificationDelivery) -> str:
+        return format_html(
+            '{}<span class="bo-subtle block bo-nowrap">{} new · {} repeated · {} refused</span>',
+            delivery.item_count,
+            delivery.new_count,
+            delivery.duplicate_count,
+            delivery.rejected_count,
+        )
 
     @admin.display(description="D1 error", ordering="error_code")
     def error_column(self, delivery: NotificationDelivery) -> str:

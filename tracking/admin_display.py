@@ -241,6 +241,24 @@ def flags_html(order: CardOrder) -> str:
     return format_html_join("", '<span class="bo-flag">{}</span>', ((f,) for f in flags))
 
 
+def over_threshold_badge(order: CardOrder, *, now: dt.datetime) -> str:
+    """ "Over 1 h" when the order has been in its stage longer than the stage's time limit."""
+    if order.stage_entered_at is None or not order_queues.is_stuck(
+        production_status=order.production_status,
+        is_terminal=order.is_terminal,
+        stage_entered_at=order.stage_entered_at,
+        now=now,
+    ):
+        return ""
+    threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
+    return badge(
+        f"Over its {threshold} limit",
+        "danger",
+        icon="hourglass_bottom",
+        title=f"Longer than this stage's time limit of {threshold}",
+    )
+
+
 def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
     if order.stage_entered_at is None:
         return ""

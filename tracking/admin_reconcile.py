@@ -44,6 +44,8 @@ class ReconcileAttemptAdmin(EvidenceAdminMixin, base_model_admin()):
         "http_column",
         "asked_at",
     ]
+    # The card links to its order; the time opens the attempt itself.
+    list_display_links = ["asked_at"]
     list_filter = [
         admin_filters.AttemptOutcomeFilter,
         admin_filters.AttemptReasonFilter,
