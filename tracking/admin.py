@@ -7,28 +7,30 @@ services (reconcile now, replay, acknowledge). Lists never count a whole table.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import DateFieldListFilter
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin
 from unfold.paginator import InfinitePaginator
 
-from tracking import admin_display, admin_filters
-from tracking.admin_reconcile import reconcile_now_action
+from tracking import admin_display, admin_filters, labels
+from tracking.admin_reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
 from tracking.admin_security import (
     EvidenceAdminMixin,
     OperatorPermissionsMixin,
@@ -43,12 +45,13 @@ from tracking.models import (
     ReconcileAttempt,
     RefusalTally,
 )
+from tracking.rules import parse_time
 from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import audit_record
 from tracking.services.explanation import order_explanation
 from tracking.services.export import orders_csv_lines
-from tracking.services.reconcile import orders_reconcile_now
-from tracking.services.timeline import humanize_duration, stage_spans, timeline_entries
+from tracking.services.reconcile import order_due_reason, orders_reconcile_now
+from tracking.services.timeline import stage_spans, timeline_entries
 
 # queue -> (title, what is in it)
 QUEUES = {
@@ -59,7 +62,7 @@ QUEUES = {
     ),
     "stuck": (
         "Stuck orders",
-        "Orders in a stage for longer than its threshold (RECONCILE_STAGE_THRESHOLDS).",
+        "Orders in a stage for longer than the stage's time limit (see Time in stage).",
     ),
     "reconcile": (
         "Orders that need reconciliation",
@@ -67,10 +70,14 @@ QUEUES = {
     ),
     "failed": (
         "Orders that failed in production",
-        "DATA_EXCEPTION, CARD_PROD_EXCEPTION, or an operation D1 reported FAILED at any step.",
+        "D1 rejected the data (DATA_EXCEPTION), production failed (CARD_PROD_EXCEPTION), or D1 "
+        "reported the operation FAILED at any step.",
     ),
-    "cancelled": ("Cancelled orders", "CARD_PROD_CANCELED: cancelled at the issuer's request."),
-    "acknowledged": ("Acknowledged exceptions", "Exceptions staff have handled."),
+    "cancelled": ("Cancelled orders", "Cancelled at the issuer's request (CARD_PROD_CANCELED)."),
+    "acknowledged": (
+        "Acknowledged exceptions",
+        "Exceptions staff have handled; each returns to Exceptions when the exception changes.",
+    ),
 }
 TIMELINE_LIMIT = 500
 
@@ -87,6 +94,9 @@ class FastListMixin:
 
 class EvidenceAdmin(EvidenceAdminMixin, FastListMixin, ModelAdmin):
     """Events and deliveries are what D1 sent: nobody adds, edits or deletes them."""
+
+    list_before_template = "admin/tracking/includes/list_chips.html"
+    list_fullwidth = True
 
 
 # ---------------------------------------------------------------------------- issuers
@@ -117,24 +127,22 @@ class IssuerAdmin(SimpleHistoryAdmin, ModelAdmin):
 class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin, ModelAdmin):
     """Orders are derived state: viewed, never edited; operators act through services."""
 
+    # Why the row is listed (flags, D1's error) right after the card; optional columns last.
     list_display = [
         "order_link",
-        "issuer_code",
-        "production",
-        "shipment_column",
-        "stage_time",
-        "last_update",
         "flags",
+        "production",
+        "stage_time",
+        "shipment_column",
+        "last_update",
+        "issuer_code",
     ]
     list_display_links = None
     list_select_related = ["issuer"]
     list_per_page = settings.ADMIN_LIST_PER_PAGE
     # Declared for the search box; `get_search_results` decides how each term is matched.
     search_fields = ["=card_id", "=operation_id", "=issuer_request_id", "=tracking_number"]
-    search_help_text = (
-        "Card id, operation id, issuer request id or tracking number (exact), "
-        "or part of an input file name"
-    )
+    search_help_text = "Card id, operation id, request id, tracking number or file name"
     list_filter = [
         admin_filters.QueueFilter,
         admin_filters.IssuerFilter,
@@ -146,6 +154,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         admin_filters.ProductionSiteFilter,
         admin_filters.ReconcileReasonFilter,
         admin_filters.HasErrorFilter,
+        admin_filters.CardIdContainsFilter,
         ("first_event_at", admin_filters.DateRangeFilter),
         ("updated_at", admin_filters.DateRangeFilter),
         ("due_date", admin_filters.DateRangeFilter),
@@ -180,7 +189,17 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             request.order_has_exact_match = bool(order_ids)
         queue = request.GET.get("queue", "")
         title, description = QUEUES.get(queue, ("Card orders", ""))
+        contains = request.GET.copy()
+        contains.pop(SEARCH_VAR, None)
+        contains.pop("p", None)
+        contains["card_contains"] = term.strip()
         extra_context = {
+            "search_explained": (
+                "The search compared it, ignoring case, with whole card ids, operation ids, "
+                "issuer request ids and tracking numbers, then looked for it inside input "
+                "file names."
+            ),
+            "search_contains_url": f"{request.path}?{contains.urlencode()}" if term else "",
             "title": title,
             "subtitle": None,
             "queue": queue,
@@ -193,10 +212,12 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
     def order_link(self, order: CardOrder) -> str:
         url = reverse("admin:tracking_cardorder_change", args=[order.pk])
         return format_html(
-            '<a class="bo-link font-semibold bo-nowrap" href="{}">{}</a>'
-            '<span class="bo-subtle block bo-nowrap">{}</span>',
+            '<a class="bo-link font-semibold bo-id" href="{}" title="{}">{}</a>'
+            '<span class="bo-subtle bo-id block" title="Operation id {}">{}</span>',
             url,
             order.card_id,
+            order.card_id,
+            order.operation_id,
             order.operation_id,
         )
 
@@ -207,13 +228,18 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
     @admin.display(description="production", ordering="production_rank")
     def production(self, order: CardOrder) -> str:
         return format_html(
-            '{}<span class="bo-subtle block">{}</span>',
-            admin_display.production_badge(order.production_status),
-            order.operation_status,
+            '{}<span class="bo-subtle block" title="Operation status">{}</span>',
+            admin_display.production_badge(order.production_status, inline=True),
+            labels.label_text("operation_status", order.operation_status)
+            if order.operation_status
+            else "",
         )
 
     def get_list_display(self, request):
         names = list(super().get_list_display(request))
+        if len(Issuer.objects.filter(is_active=True).values_list("pk", flat=True)[:2]) < 2:
+            # One issuer: its column would repeat the same code on every row.
+            names.remove("issuer_code")
         if not can_see_personal(request.user):
             # Viewers: the tracking number and link are personal (PERSONAL_FIELDS).
             names = ["shipment_column_masked" if n == "shipment_column" else n for n in names]
@@ -233,13 +259,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
 
     @admin.display(description="last update", ordering="updated_at")
     def last_update(self, order: CardOrder) -> str:
-        local = timezone.localtime(order.updated_at)
-        return format_html(
-            '<time datetime="{}">{}</time><span class="bo-subtle block">{} ago</span>',
-            order.updated_at.isoformat(),
-            local.strftime("%Y-%m-%d %H:%M"),
-            humanize_duration(timezone.now() - order.updated_at),
-        )
+        return admin_display.when(order.updated_at)
 
     @admin.display(description="flags")
     def flags(self, order: CardOrder) -> str:
@@ -256,6 +276,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
                 "<int:object_id>/reconcile/",
                 wrap(self.reconcile_view),
                 name="{}_{}_reconcile".format(*info),
+            ),
+            path(
+                "<int:object_id>/reconcile/status/",
+                wrap(self.reconcile_status_view),
+                name="{}_{}_reconcile_status".format(*info),
             ),
             path(
                 "<int:object_id>/replay/",
@@ -279,12 +304,17 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         changelist = self.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
         masked = set() if can_see_personal(request.user) else set(personal_fields(CardOrder))
+        stuck = request.GET.get("queue") == "stuck" or request.GET.get("stage_age") == "stuck"
         lines = orders_csv_lines(
-            queryset=queryset, chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE, masked=masked
+            queryset=queryset,
+            chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE,
+            masked=masked,
+            stuck=stuck,
         )
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        response["Content-Disposition"] = f'attachment; filename="card-orders-{stamp}.csv"'
+        response["Content-Disposition"] = (
+            f'attachment; filename="{export_file_name(request.GET, now=timezone.now())}"'
+        )
         return response
 
     # ------------------------------------------------------------------ the order page
@@ -298,9 +328,17 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         now = timezone.now()
         personal = can_see_personal(request.user)
         events = list(order.timeline()[: TIMELINE_LIMIT + 1])
+        attempts = _reconcile_attempts(order)
+        acknowledgements = list(order.acknowledgements.select_related("user")[:20])
+        exception = order_queues.is_exception(order)
+        current_ack = _current_acknowledgement(order, acknowledgements) if exception else None
+        reconcile_pending = _reconcile_pending(request, order, attempts)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Card {order.card_id}",
+            "reconcile_status_url": reverse(
+                "admin:tracking_cardorder_reconcile_status", args=[order.pk]
+            ),
             "subtitle": f"Operation {order.operation_id}",
             "opts": self.opts,
             "app_label": self.opts.app_label,
@@ -313,16 +351,35 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "carrier": admin_display.carrier_link(order, personal=personal),
             "personal": personal,
             "personal_mask": PERSONAL_MASK,
-            "time_in_stage": admin_display.time_in_stage(order, now=now),
+            "stage_over": admin_display.over_threshold_badge(order, now=now),
             "flags": admin_display.order_flags(order),
             "rules_stamp": admin_display.rules_stamp(order),
             "explanation": order_explanation(order),
             "timeline": timeline_entries(events[:TIMELINE_LIMIT]),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
             "stages": stage_spans(order, now=now),
-            "reconcile_attempts": _reconcile_attempts(order),
-            "acknowledgements": list(order.acknowledgements.select_related("user")[:20]),
-            "exception": order_queues.is_exception(order),
+            "reconcile_attempts": [
+                {
+                    "attempt": attempt,
+                    "outcome": attempt_outcome_badge(attempt),
+                    "answer": admin_display.d1_answer(attempt.answer, personal=personal),
+                    "http": attempt_http(attempt),
+                    "trigger": labels.label_text("reconcile_trigger", attempt.trigger),
+                }
+                for attempt in attempts
+            ],
+            "operation_status_badge": admin_display.operation_badge(order.operation_status),
+            "attempt_count": len(attempts)
+            if len(attempts) < ATTEMPTS_SHOWN
+            else ReconcileAttempt.objects.filter(order=order).count(),
+            "reconcile_pending": reconcile_pending,
+            "reconcile_next": _reconcile_next(order, now=now),
+            "acknowledgements": acknowledgements,
+            "current_acknowledgement": current_ack,
+            "next_exception_url": _next_exception_url(order) if current_ack else "",
+            "exception": exception,
+            "shipped_on": _shipped_on(order),
+            "delivered_on": _delivered_on(order),
             "can_reconcile": self.has_reconcile_permission(request),
             "can_replay": self.has_replay_permission(request),
             "can_acknowledge": self.has_acknowledge_permission(request),
@@ -333,6 +390,22 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/tracking/cardorder/order_page.html", context)
+
+    def reconcile_status_view(self, request, object_id):
+        """Whether an "Ask D1 now" still waits for its answer, and the newest attempt's id.
+
+        The order page polls this while an attempt is pending and reloads when it changes.
+        """
+        order = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request, order):
+            raise PermissionDenied
+        attempts = _reconcile_attempts(order)[:1]
+        return JsonResponse(
+            {
+                "pending": _reconcile_pending(request, order, attempts),
+                "latest_attempt": attempts[0].pk if attempts else None,
+            }
+        )
 
     def _order_or_404(self, object_id) -> CardOrder:
         return get_object_or_404(
@@ -349,6 +422,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         require_permission(request, "tracking.reconcile_cardorder")
         order = self._order_or_404(object_id)
         asked_at = timezone.now()
+        request.session[_pending_key(order.pk)] = asked_at.isoformat()
         with transaction.atomic():
             orders_reconcile_now(order_ids=[order.pk], user=request.user)
             audit_record(user=request.user, action="order.reconcile", target=order, request=request)
@@ -361,13 +435,14 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         )
         if attempt is None:
             messages.info(
-                request, "Reconciliation queued; the attempt appears on this page once D1 answers."
+                request, "Asked D1; its answer appears on this page as soon as it arrives."
             )
         else:
             level = messages.ERROR if attempt.outcome == "error" else messages.SUCCESS
             detail = f" ({attempt.error})" if attempt.error else ""
+            outcome = labels.label("reconcile_outcome", attempt.outcome)
             messages.add_message(
-                request, level, f"Asked D1 for this order: {attempt.get_outcome_display()}{detail}."
+                request, level, f"Asked D1 about this order: {outcome.text}{detail}."
             )
         return self._back_to(order.pk)
 
@@ -418,11 +493,109 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         return self._back_to(order.pk)
 
 
+RECONCILE_PENDING_FOR = dt.timedelta(minutes=5)
+ATTEMPTS_SHOWN = 20
+
+
+def _pending_key(order_id: int) -> str:
+    return f"reconcile-asked:{order_id}"
+
+
+def _reconcile_pending(request, order: CardOrder, attempts: list) -> bool:
+    """This staff member asked D1 in the last minutes and no attempt has started since.
+
+    The time of the ask is kept in the session: no query, and only the asker's page waits.
+    """
+    asked = parse_time(request.session.get(_pending_key(order.pk), ""))
+    if asked is None or asked < timezone.now() - RECONCILE_PENDING_FOR:
+        return False
+    return not attempts or attempts[0].started_at < asked
+
+
+def _reconcile_next(order: CardOrder, *, now: dt.datetime) -> str:
+    """When the portal will next ask D1, in words; never a time already past."""
+    reason = order_due_reason(order=order, now=now)
+    if not reason:
+        return "Not planned: nothing to ask D1 about"
+    why = labels.label("reconcile_reason", reason).text.lower()
+    if order.reconcile_next_at is None or order.reconcile_next_at <= now:
+        return f"At the next automatic check ({why})"
+    return format_html("{} ({})", admin_display.when(order.reconcile_next_at, now=now), why)
+
+
+def _current_acknowledgement(order: CardOrder, acknowledgements: list):
+    """The acknowledgement that covers the exception as it is now, by the queue's own rule.
+
+    Only a change of the exception itself (`exception_changed_at`, see
+    `order_queues.acknowledged_q`) re-opens it; the next carrier update does not.
+    """
+    if not acknowledgements:
+        return None
+    latest = acknowledgements[0]
+    changed = order.exception_changed_at
+    if changed is not None and latest.created_at < changed:
+        return None
+    return latest
+
+
+def _next_exception_url(order: CardOrder) -> str:
+    """The next open exception after this one, in the Exceptions list's order."""
+    following = (
+        CardOrder.objects.filter(order_queues.open_exception_q())
+        .exclude(pk=order.pk)
+        .filter(
+            Q(updated_at__lt=order.updated_at) | Q(updated_at=order.updated_at, pk__lt=order.pk)
+        )
+        .order_by("-updated_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if following is None:
+        following = (
+            CardOrder.objects.filter(order_queues.open_exception_q())
+            .exclude(pk=order.pk)
+            .order_by("-updated_at", "-id")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    return reverse("admin:tracking_cardorder_change", args=[following]) if following else ""
+
+
+def _shipped_on(order: CardOrder) -> dt.datetime | None:
+    """When the card was handed to the carrier (CARD_SHIPPED's first notification)."""
+    first_seen = (order.stage_first_seen or {}).get("CARD_SHIPPED")
+    return parse_time(first_seen) if isinstance(first_seen, str) else None
+
+
+def _delivered_on(order: CardOrder) -> dt.datetime | None:
+    """When the carrier's delivery was first reported, if it was."""
+    if order.shipment_status != "DELIVERED":
+        return None
+    return (
+        OperationEvent.objects.filter(order=order, shipment_status="DELIVERED")
+        .order_by("first_received_at")
+        .values_list("first_received_at", flat=True)
+        .first()
+    )
+
+
+def export_file_name(params, *, now: dt.datetime) -> str:
+    """card-orders-stuck-carrier-ups-20261130-0231.csv: the list, its filters, the time."""
+    queue = params.get("queue", "")
+    parts = ["card-orders", queue or "all"]
+    for name, value in sorted(params.items()):
+        if name in ("queue", "p", "o", "e") or not value:
+            continue
+        parts.append(f"{name}-{value}")
+    slug = "-".join(slugify(part) for part in parts if slugify(part))[:150]
+    return f"{slug}-{timezone.localtime(now):%Y%m%d-%H%M}.csv"
+
+
 def _reconcile_attempts(order: CardOrder) -> list:
     return list(
         ReconcileAttempt.objects.filter(order=order)
         .select_related("requested_by")
-        .order_by("-started_at", "-pk")[:20]
+        .order_by("-started_at", "-pk")[:ATTEMPTS_SHOWN]
     )
 
 
@@ -431,43 +604,87 @@ def _reconcile_attempts(order: CardOrder) -> list:
 
 @admin.register(OperationEvent)
 class OperationEventAdmin(EvidenceAdmin):
+    # What the event did (out of order, unknown code, invalid) right after the card.
     list_display = [
-        "first_received_at",
         "card_link",
-        "operation",
-        "production_status",
         "outcome_badge",
-        "source",
+        "status_column",
+        "source_label",
         "times_received",
+        "first_seen",
     ]
+    # The card links to its order; the time opens the event itself.
+    list_display_links = ["first_seen"]
     list_select_related = ["issuer"]
     # Newest first by primary key: ids grow with time and need no extra index.
     ordering = ["-id"]
     search_fields = ["=card_id", "=operation_id", "=fingerprint"]
-    search_help_text = "Card id, operation id or fingerprint (exact)"
+    search_help_text = "Card id, operation id or content fingerprint (exact)"
     list_filter = [
-        "outcome",
-        "source",
-        ("first_received_at", DateFieldListFilter),
+        admin_filters.OutcomeFilter,
+        admin_filters.SourceFilter,
+        ("first_received_at", admin_filters.DateRangeFilter),
         admin_filters.IssuerFilter,
     ]
     exclude = ["payload"]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Events: every distinct item D1 sent", **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="first seen", ordering="id")
+    def first_seen(self, event: OperationEvent) -> str:
+        return admin_display.when(event.first_received_at)
+
+    @admin.display(description="status", ordering="production_status")
+    def status_column(self, event: OperationEvent) -> str:
+        if event.production_status:
+            return admin_display.production_badge(event.production_status, inline=True)
+        if event.shipment_status:
+            return admin_display.shipment_badge(event.shipment_status, inline=True)
+        return labels.label_text("operation", event.operation) if event.operation else "—"
+
+    @admin.display(description="came from", ordering="source")
+    def source_label(self, event: OperationEvent) -> str:
+        found = labels.label("source", event.source)
+        return format_html('<span title="{}">{}</span>', found.help, found.text)
 
     def get_readonly_fields(self, request, obj=None):
         personal = can_see_personal(request.user)
         return ["raw_payload" if personal else "masked_payload"]
 
-    @admin.display(description="card", ordering="card_id")
+    @admin.display(description="card / operation", ordering="card_id")
     def card_link(self, event: OperationEvent) -> str:
+        operation = format_html(
+            '<span class="bo-subtle bo-id block" title="Operation id {}">{}</span>',
+            event.operation_id,
+            event.operation_id,
+        )
         if event.order_id is None:
-            return event.card_id
+            return format_html(
+                '<span class="bo-id" title="{}">{}</span>{}',
+                event.card_id,
+                event.card_id,
+                operation,
+            )
         url = reverse("admin:tracking_cardorder_change", args=[event.order_id])
-        return format_html('<a class="bo-link" href="{}">{}</a>', url, event.card_id)
+        return format_html(
+            '<a class="bo-link bo-id" href="{}" title="{}">{}</a>{}',
+            url,
+            event.card_id,
+            event.card_id,
+            operation,
+        )
 
-    @admin.display(description="outcome", ordering="outcome")
+    @admin.display(description="what it did", ordering="outcome")
     def outcome_badge(self, event: OperationEvent) -> str:
         markers = timeline_entries([event])[0].markers
-        return admin_display.badge(markers[0].label, markers[0].tone) if markers else ""
+        if not markers:
+            return ""
+        found = labels.label("outcome", event.outcome)
+        return admin_display.badge(
+            markers[0].label, markers[0].tone, title=event.validation_error or found.help
+        )
 
     @admin.display(description="payload")
     def masked_payload(self, event: OperationEvent) -> str:
@@ -506,17 +723,17 @@ class RefusalTallyAdmin(EvidenceAdmin):
 
 @admin.register(NotificationDelivery)
 class NotificationDeliveryAdmin(EvidenceAdmin):
+    """Each POST D1 made (a "D1 message"), or each answer the portal fetched from D1."""
+
+    # The answer and D1's error code first: they are why someone opens this list.
     list_display = [
-        "received_at",
-        "issuer_id_in_path",
-        "source",
+        "received",
         "status_badge",
-        "item_count",
-        "new_count",
-        "duplicate_count",
-        "rejected_count",
-        "error_code",
-        "correlation_id",
+        "error_column",
+        "issuer_column",
+        "source_label",
+        "items",
+        "correlation_column",
     ]
     search_fields = ["=correlation_id", "=issuer_id_in_path"]
     search_help_text = "Correlation id or issuer id (exact)"
@@ -524,10 +741,59 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         admin_filters.RefusedFilter,
         admin_filters.StatusCodeFilter,
         admin_filters.DuplicatesFilter,
-        "source",
-        ("received_at", DateFieldListFilter),
+        admin_filters.SourceFilter,
+        ("received_at", admin_filters.DateRangeFilter),
     ]
     exclude = ["body"]
+
+    def changelist_view(self, request, extra_context=None):
+        refused = request.GET.get("refused") == "yes"
+        title = "Refused D1 messages" if refused else "D1 messages"
+        extra_context = {"title": title, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, delivery: NotificationDelivery) -> str:
+        return admin_display.when(delivery.received_at)
+
+    @admin.display(description="issuer", ordering="issuer_id_in_path")
+    def issuer_column(self, delivery: NotificationDelivery) -> str:
+        return delivery.issuer_id_in_path
+
+    @admin.display(description="items", ordering="item_count")
+    def items(self, delivery: NotificationDelivery) -> str:
+        return format_html(
+            '{}<span class="bo-subtle block bo-nowrap">{} new · {} repeated · {} refused</span>',
+            delivery.item_count,
+            delivery.new_count,
+            delivery.duplicate_count,
+            delivery.rejected_count,
+        )
+
+    @admin.display(description="D1 error", ordering="error_code")
+    def error_column(self, delivery: NotificationDelivery) -> str:
+        if not delivery.error_code and not delivery.error:
+            return "—"
+        return format_html(
+            '<code class="bo-truncate" title="{}">{}</code>',
+            delivery.error or delivery.error_code,
+            delivery.error_code or delivery.error,
+        )
+
+    @admin.display(description="came from", ordering="source")
+    def source_label(self, delivery: NotificationDelivery) -> str:
+        found = labels.label("source", delivery.source)
+        return format_html('<span title="{}">{}</span>', found.help, found.text)
+
+    @admin.display(description="correlation id", ordering="correlation_id")
+    def correlation_column(self, delivery: NotificationDelivery) -> str:
+        if not delivery.correlation_id:
+            return "—"
+        return format_html(
+            '<span class="bo-truncate bo-subtle" title="{}">{}</span>',
+            delivery.correlation_id,
+            delivery.correlation_id,
+        )
 
     def get_readonly_fields(self, request, obj=None):
         return ["refused_body" if can_see_personal(request.user) else "masked_body"]

@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit
 
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
+from tracking import labels
 from tracking.carriers import carrier_name
 from tracking.data_care import personal_mask
 from tracking.models import CardOrder
@@ -45,7 +47,7 @@ TONE_ICONS = {
 }
 _BADGE = (
     '<span class="bo-badge inline-flex items-center gap-1 font-semibold rounded-default '
-    'text-[11px] uppercase whitespace-nowrap h-6 leading-6 px-2 {}"{}>{}{}</span>'
+    'text-[12px] whitespace-nowrap h-6 leading-6 px-2 {}"{}>{}{}</span>'
 )
 
 
@@ -81,11 +83,24 @@ def production_tone(status: str) -> str:
     return "info"
 
 
-def production_badge(status: str) -> str:
-    if not status:
-        return badge("No known status", "warning")
-    title = "" if status in PRODUCTION_RANK else "A status the portal does not know"
-    return badge(status, production_tone(status), title=title)
+def coded_badge(kind: str, code: str, tone: str, *, inline: bool = False) -> str:
+    """The plain-language label as a badge, its explanation on hover, the code beside it."""
+    found = labels.label(kind, code)
+    code_html = (
+        format_html('<code class="bo-code{}">{}</code>', " bo-code--inline" if inline else "", code)
+        if code
+        else ""
+    )
+    return format_html(
+        '<span class="bo-coded" data-code="{}">{}{}</span>',
+        code,
+        badge(found.text, tone, title=found.help),
+        code_html,
+    )
+
+
+def production_badge(status: str, *, inline: bool = False) -> str:
+    return coded_badge("production_status", status, production_tone(status), inline=inline)
 
 
 def shipment_tone(status: str) -> str:
@@ -98,16 +113,22 @@ def shipment_tone(status: str) -> str:
     return "info"
 
 
-def shipment_badge(status: str) -> str:
+def shipment_badge(status: str, *, inline: bool = False) -> str:
     if not status:
         return ""
-    return badge(status.replace("_", " "), shipment_tone(status))
+    return coded_badge("shipment_status", status, shipment_tone(status), inline=inline)
 
 
 def operation_tone(status: str) -> str:
     return {"SUCCESSFUL": "success", "FAILED": "danger", "PENDING": "neutral"}.get(
         status, "warning"
     )
+
+
+def operation_badge(status: str, *, inline: bool = False) -> str:
+    if not status:
+        return "—"
+    return coded_badge("operation_status", status, operation_tone(status), inline=inline)
 
 
 def safe_http_url(url: str) -> str:
@@ -119,12 +140,21 @@ def safe_http_url(url: str) -> str:
     return url if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
+def tracking_url(order: CardOrder) -> str:
+    """The link to the carrier's tracking page for this order: the one place that decides it.
+
+    Today the URL D1 sent (when it is http(s)); a per-carrier fallback built from the tracking
+    number belongs here too, so every page and list links the same way.
+    """
+    return safe_http_url(order.tracking_url)
+
+
 def shipment_summary(order: CardOrder, *, personal: bool = True) -> str:
-    """The carrier status, then the carrier linking to its tracking page, then the number.
+    """The carrier status, then the tracking number linking to the carrier's page, the carrier.
 
     Without `personal` (viewers) the tracking number and link are masked (PERSONAL_FIELDS).
     """
-    status = shipment_badge(order.shipment_status)
+    status = shipment_badge(order.shipment_status, inline=True)
     carrier = carrier_link(order, personal=personal)
     if not status and not carrier:
         return ""
@@ -132,65 +162,88 @@ def shipment_summary(order: CardOrder, *, personal: bool = True) -> str:
 
 
 def carrier_link(order: CardOrder, *, personal: bool = True) -> str:
-    """The carrier's name linking to its tracking page (when the URL is safe), and the number.
+    """The tracking number linking to the carrier's tracking page (when safe), then the carrier.
 
     Without `personal` (viewers) neither the number nor the link is shown.
     """
     if not order.carrier and not order.tracking_number:
         return ""
     name = carrier_name(order.carrier) or "carrier"
-    url = safe_http_url(order.tracking_url) if personal else ""
+    url = tracking_url(order) if personal else ""
     number = order.tracking_number if personal else personal_mask(order.tracking_number)
     if url:
         return format_html(
-            '<a class="bo-link" href="{}" target="_blank" rel="noopener noreferrer" '
-            'aria-label="Track {} with {} (opens in a new tab)">{}'
+            '<a class="bo-link bo-id" href="{}" target="_blank" rel="noopener noreferrer" '
+            'title="{}" aria-label="Track {} with {} (opens in a new tab)">{}'
             '<span class="material-symbols-outlined bo-inline-icon" aria-hidden="true">'
             "open_in_new</span></a>"
-            '<span class="bo-subtle block bo-nowrap">{}</span>',
+            '<span class="bo-subtle block">{}</span>',
             url,
+            number,
             number or "the parcel",
             name,
+            number or "Track the parcel",
             name,
-            number,
         )
-    return format_html('{}<span class="bo-subtle block">{}</span>', name, number)
+    return format_html(
+        '<span class="bo-id" title="{}">{}</span><span class="bo-subtle block">{}</span>',
+        number,
+        number or "—",
+        name,
+    )
 
 
-_REASON_WORDS = {
-    "conflict": "conflict",
-    "incomplete_item": "no details",
-    "unknown_status": "unknown code",
-    "gap": "gap",
-}
+def _flag(kind_code: str, tone: str, *, icon: str | None = None, detail: str = "") -> str:
+    found = labels.label("flag", kind_code)
+    help_text = f"{found.help} {detail}".strip()
+    return badge(found.text, tone, title=help_text, icon=icon)
 
 
 def order_flags(order: CardOrder) -> list[str]:
-    """The flags of an order as badges: needs reconcile (and why), unknown code, conflict, error."""
+    """The flags of an order as badges, each explained on hover: D1 error, conflict, ..."""
     flags = []
-    if order.needs_reconcile:
-        reason = _REASON_WORDS.get(order.reconcile_reason, order.reconcile_reason or "pending")
-        flags.append(badge(f"Reconcile: {reason}", "primary", icon="sync"))
+    if order.error_code or order.error:
+        flags.append(
+            format_html(
+                '{}<code class="bo-code bo-truncate" title="{}">{}</code>',
+                _flag("d1_error", "danger", detail=order.error),
+                order.error or order.error_code,
+                order.error_code,
+            )
+        )
     if order.has_conflict:
-        flags.append(badge("Conflict", "danger"))
+        flags.append(_flag("conflict", "danger"))
     if order.hold_code:
         # An open hold: D1's code and the reason it gave, not only in the raw JSON.
         flags.append(
             format_html(
-                '{}<span class="bo-subtle block">{}</span>',
-                badge(f"On hold: {order.hold_code}", "warning", icon="pause_circle"),
+                '{}<code class="bo-code bo-truncate" title="{}">{}</code>'
+                '<span class="bo-subtle block bo-truncate" title="{}">{}</span>',
+                _flag("on_hold", "warning", detail=order.hold_code),
+                order.hold_code,
+                order.hold_code,
+                order.hold_reason,
                 Truncator(order.hold_reason).chars(120),
             )
         )
     elif order.has_unknown_status:
         codes = ", ".join(order.unknown_codes or [])
-        flags.append(badge("Unknown code", "warning", title=codes))
-    if order.error_code or order.error:
         flags.append(
             format_html(
-                '{}<span class="bo-subtle block">{}</span>',
-                badge("D1 error", "danger", title=order.error),
-                order.error_code,
+                '{}<code class="bo-code bo-truncate" title="{}">{}</code>',
+                _flag("unknown_code", "warning", detail=codes),
+                codes,
+                codes,
+            )
+        )
+    if order.needs_reconcile:
+        reason = labels.label("reconcile_reason", order.reconcile_reason)
+        flags.append(
+            badge(
+                f"Will ask D1: {reason.text.lower()}",
+                "primary",
+                title=f"{labels.label('flag', 'needs_reconcile').help} {reason.help}",
+                icon="sync",
             )
         )
     return flags
@@ -210,12 +263,33 @@ def flags_html(order: CardOrder) -> str:
     return format_html_join("", '<span class="bo-flag">{}</span>', ((f,) for f in flags))
 
 
+def over_threshold_badge(order: CardOrder, *, now: dt.datetime) -> str:
+    """ "Over 1 h" when the order has been in its stage longer than the stage's time limit."""
+    if order.stage_entered_at is None or not order_queues.is_stuck(
+        production_status=order.production_status,
+        is_terminal=order.is_terminal,
+        stage_entered_at=order.stage_entered_at,
+        now=now,
+    ):
+        return ""
+    threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
+    return badge(
+        f"Over its {threshold} limit",
+        "danger",
+        icon="hourglass_bottom",
+        title=f"Longer than this stage's time limit of {threshold}",
+    )
+
+
 def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
     if order.stage_entered_at is None:
         return ""
     duration = humanize_duration(now - order.stage_entered_at)
     if order.is_terminal:
-        return format_html('{}<span class="bo-subtle block">final stage</span>', duration)
+        return format_html(
+            '<span class="bo-subtle" title="The order reached a final stage {} ago">final</span>',
+            duration,
+        )
     if order_queues.is_stuck(
         production_status=order.production_status,
         is_terminal=order.is_terminal,
@@ -226,6 +300,87 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
         return format_html(
             '{}<span class="block">{}</span>',
             duration,
-            badge(f"Over {threshold}", "danger", icon="hourglass_bottom"),
+            badge(
+                f"Over {threshold}",
+                "danger",
+                icon="hourglass_bottom",
+                title=f"Longer than this stage's time limit of {threshold}",
+            ),
         )
     return duration
+
+
+def when(
+    value: dt.datetime | None, *, now: dt.datetime | None = None, relative: bool = True
+) -> str:
+    """The one date format of the back office: `2026-11-30 02:31:05 UTC`, then "6 s ago".
+
+    The zone is the current time zone (settings TIME_ZONE, UTC unless configured) and is always
+    written out; the machine-readable time is in the `<time>` element for screen readers.
+    """
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    text = local.strftime("%Y-%m-%d %H:%M:%S %Z")
+    if not relative:
+        return format_html('<time datetime="{}">{}</time>', value.isoformat(), text)
+    now = now or timezone.now()
+    delta = now - value
+    age = (
+        f"{humanize_duration(delta)} ago"
+        if delta.total_seconds() >= 0
+        else f"in {humanize_duration(-delta)}"
+    )
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time><span class="bo-subtle block">{}</span>',
+        value.isoformat(),
+        text,
+        text,
+        age,
+    )
+
+
+def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
+    """D1's answer on a reconcile attempt, in words: production, operation, shipment, error.
+
+    Without `personal` (viewers) the tracking number, link and carrier message are masked.
+    """
+    if not answer:
+        return ""
+    parts = []
+    if answer.get("productionStatus"):
+        parts.append(production_badge(str(answer["productionStatus"]), inline=True))
+    if answer.get("operationStatus"):
+        operation = labels.label("operation_status", str(answer["operationStatus"]))
+        parts.append(
+            format_html(
+                '<span class="bo-subtle block">Operation: {} <code class="bo-code--inline">{}'
+                "</code></span>",
+                operation.text,
+                operation.code,
+            )
+        )
+    shipment = answer.get("shipment") or {}
+    if shipment:
+        number = str(shipment.get("trackingNumber") or "")
+        parts.append(
+            format_html(
+                '<span class="bo-subtle block">Shipment: {}{} <span class="bo-id" title="{}">{}'
+                "</span></span>",
+                labels.label_text("shipment_status", str(shipment.get("status") or ""))
+                if shipment.get("status")
+                else "no carrier status",
+                f", {carrier_name(str(shipment['carrier']))}" if shipment.get("carrier") else "",
+                number if personal else "",
+                number if personal else personal_mask(number),
+            )
+        )
+    if answer.get("errorCode") or answer.get("error"):
+        parts.append(
+            format_html(
+                '<span class="bo-subtle block">D1 error: <code title="{}">{}</code></span>',
+                answer.get("error") or "",
+                answer.get("errorCode") or answer.get("error"),
+            )
+        )
+    return format_html_join("", "{}", ((part,) for part in parts))

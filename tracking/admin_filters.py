@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -18,6 +18,7 @@ from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
 
+from tracking import labels
 from tracking.carriers import CARRIERS
 from tracking.rules import PRODUCTION_RANK, ReconcileReason
 from tracking.services import order_queues
@@ -99,8 +100,11 @@ class ProductionStatusFilter(ChoiceFilter):
 
     def lookups(self, request, model_admin):
         return [
-            *[(status, status) for status in PRODUCTION_RANK],
-            (NONE, "None yet (only unknown codes)"),
+            *[
+                (status, f"{labels.label_text('production_status', status)} ({status})")
+                for status in PRODUCTION_RANK
+            ],
+            (NONE, "No known status yet (only unknown codes)"),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -117,7 +121,7 @@ class OperationStatusFilter(ChoiceFilter):
     parameter_name = "operation_status"
 
     def lookups(self, request, model_admin):
-        return [("PENDING", "PENDING"), ("SUCCESSFUL", "SUCCESSFUL"), ("FAILED", "FAILED")]
+        return labels.choices("operation_status")
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         return queryset.filter(operation_status=self.value()) if self.value() else queryset
@@ -159,7 +163,11 @@ class CarrierFilter(ChoiceFilter):
     parameter_name = "carrier"
 
     def lookups(self, request, model_admin):
-        return [*CARRIERS.items(), (OTHER, "Other carrier"), (NONE, "No carrier yet")]
+        return [
+            *sorted(CARRIERS.items(), key=lambda item: item[1].lower()),
+            (OTHER, "Other carrier (a code not in D1's list)"),
+            (NONE, "No carrier yet"),
+        ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         value = self.value()
@@ -170,11 +178,55 @@ class CarrierFilter(ChoiceFilter):
         return queryset.filter(carrier=value) if value else queryset
 
 
-class ProductionSiteFilter(admin.SimpleListFilter):
-    """Free text, matched exactly: sites are few, but D1 publishes no list of them."""
+class ProductionSiteFilter(ChoiceFilter):
+    """The production sites orders have named, from a short-lived cache (D1 publishes no list).
+
+    Sites are few; reading them is one index scan on `production_site`, shared for
+    SITE_CHOICES_SECONDS so a busy list does not repeat it.
+    """
 
     title = "production site"
     parameter_name = "production_site"
+    SITE_CHOICES_SECONDS = 300
+    CACHE_KEY = "backoffice:production-sites"
+
+    def lookups(self, request, model_admin):
+        sites = known_production_sites(self.CACHE_KEY, self.SITE_CHOICES_SECONDS)
+        value = self.value()
+        if value and value not in sites:
+            sites = [*sites, value]
+        return [(site, site) for site in sites]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        value = (self.value() or "").strip()
+        return queryset.filter(production_site=value) if value else queryset
+
+
+def known_production_sites(cache_key: str, seconds: int) -> list[str]:
+    from django.core.cache import cache
+
+    from tracking.models import CardOrder
+
+    sites = cache.get(cache_key)
+    if sites is None:
+        sites = sorted(
+            CardOrder.objects.exclude(production_site="")
+            .order_by()
+            .values_list("production_site", flat=True)
+            .distinct()[:200]
+        )
+        cache.set(cache_key, sites, seconds)
+    return sites
+
+
+class CardIdContainsFilter(admin.SimpleListFilter):
+    """Part of a card id, case-insensitive: the search's fallback when no id matched exactly.
+
+    A substring match scans every order, so it is offered, never done on its own.
+    """
+
+    title = "card id contains"
+    parameter_name = "card_contains"
     template = "unfold/filters/filters_field.html"
 
     def lookups(self, request, model_admin):
@@ -184,11 +236,11 @@ class ProductionSiteFilter(admin.SimpleListFilter):
         return True
 
     def choices(self, changelist) -> Iterator[dict]:
-        yield {"form": TextFilterForm(self.parameter_name, "By production site", self.value())}
+        yield {"form": TextFilterForm(self.parameter_name, "Card id contains", self.value())}
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         value = (self.value() or "").strip()
-        return queryset.filter(production_site=value) if value else queryset
+        return queryset.filter(card_id__icontains=value) if value else queryset
 
 
 class TextFilterForm(forms.Form):
@@ -206,7 +258,10 @@ class ReconcileReasonFilter(ChoiceFilter):
     parameter_name = "reconcile_reason"
 
     def lookups(self, request, model_admin):
-        return ReconcileReason.CHOICES
+        return [
+            (code, f"{labels.label_text('reconcile_reason', code)} ({code})")
+            for code in ReconcileReason.PRIORITY
+        ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if not self.value():
@@ -251,11 +306,32 @@ class DateRangeFilter(RangeDateFilter):
     """
 
     template = "unfold/filters/filters_field.html"
+    TITLES = {
+        "first_event_at": "first seen",
+        "updated_at": "last update",
+        "due_date": "due date (D1's expected completion)",
+        "first_received_at": "first seen",
+        "received_at": "received",
+        "started_at": "asked at",
+    }
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.title = self.TITLES.get(field_path, self.title)
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet | None:
         start = _parse_date(self.used_parameters.get(f"{self.parameter_name}_from"))
         end = _parse_date(self.used_parameters.get(f"{self.parameter_name}_to"))
         if start is None and end is None:
+            return queryset
+        if start is not None and end is not None and start > end:
+            # Refused, not run: an inverted range would silently list nothing.
+            messages.error(
+                request,
+                f"{str(self.title).capitalize()}: the range from {start:%Y-%m-%d} to "
+                f"{end:%Y-%m-%d} ends before it starts, so it was not applied. "
+                "Swap the dates or clear one.",
+            )
             return queryset
         is_datetime = isinstance(self.field, models.DateTimeField)
         filters = {}
@@ -345,3 +421,64 @@ class StatusCodeFilter(ChoiceFilter):
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         value = self.value()
         return queryset.filter(status_code=int(value)) if value and value.isdigit() else queryset
+
+
+# ---------------------------------------------------------------------------- events
+
+
+class OutcomeFilter(ChoiceFilter):
+    title = "what it did"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return labels.choices("outcome")
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(outcome=self.value()) if self.value() else queryset
+
+
+class SourceFilter(ChoiceFilter):
+    title = "came from"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        return labels.choices("source")
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(source=self.value()) if self.value() else queryset
+
+
+# ---------------------------------------------------------------------------- reconcile attempts
+
+
+class AttemptOutcomeFilter(ChoiceFilter):
+    title = "D1's answer"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return labels.choices("reconcile_outcome")
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(outcome=self.value()) if self.value() else queryset
+
+
+class AttemptTriggerFilter(ChoiceFilter):
+    title = "asked by"
+    parameter_name = "trigger"
+
+    def lookups(self, request, model_admin):
+        return labels.choices("reconcile_trigger")
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(trigger=self.value()) if self.value() else queryset
+
+
+class AttemptReasonFilter(ChoiceFilter):
+    title = "why D1 was asked"
+    parameter_name = "reason"
+
+    def lookups(self, request, model_admin):
+        return labels.choices("reconcile_reason")
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(reason=self.value()) if self.value() else queryset

@@ -80,7 +80,7 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
     reconcile_attempts = _url("admin:tracking_reconcileattempt_changelist")
     reconciliation = (
         {
-            "title": "Reconcile attempts",
+            "title": "Calls to D1",
             "icon": "sync",
             "link": reconcile_attempts,
             "permission": _can_view("reconcileattempt"),
@@ -141,7 +141,7 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
             "separator": True,
             "items": [
                 {
-                    "title": "Deliveries",
+                    "title": "D1 messages",
                     "icon": "inbox",
                     "link": _url("admin:tracking_notificationdelivery_changelist"),
                     "permission": _can_view("notificationdelivery"),
@@ -151,7 +151,7 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
                     ),
                 },
                 {
-                    "title": "Refused deliveries",
+                    "title": "Refused D1 messages",
                     "icon": "block",
                     "link": _url("admin:tracking_notificationdelivery_changelist", "refused=yes"),
                     "permission": _can_view("notificationdelivery"),

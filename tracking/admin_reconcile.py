@@ -5,8 +5,12 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
+from tracking import admin_display, admin_filters, labels
 from tracking.admin_security import EvidenceAdminMixin, audited_action, base_model_admin
+from tracking.data_care import can_see_personal
 from tracking.models import ReconcileAttempt
 from tracking.services.reconcile import orders_reconcile_now
 
@@ -30,23 +34,122 @@ ATTEMPT_FIELDS = [
 class ReconcileAttemptAdmin(EvidenceAdminMixin, base_model_admin()):
     """Every on-demand call, newest first; evidence, so read-only for everyone."""
 
+    # The order and what D1 answered first; the call's figures after.
     list_display = [
-        "started_at",
-        "order",
-        "trigger",
-        "reason",
-        "outcome",
-        "http_status",
-        "latency_ms",
-        "status_before",
-        "status_after",
+        "order_column",
+        "outcome_badge",
+        "answer_column",
+        "reason_label",
+        "trigger_label",
+        "http_column",
+        "asked_at",
     ]
-    list_filter = ["outcome", "http_status", "trigger", "reason"]
+    # The card links to its order; the time opens the attempt itself.
+    list_display_links = ["asked_at"]
+    list_filter = [
+        admin_filters.AttemptOutcomeFilter,
+        admin_filters.AttemptReasonFilter,
+        admin_filters.AttemptTriggerFilter,
+        "http_status",
+        ("started_at", admin_filters.DateRangeFilter),
+    ]
     list_select_related = ["order"]
     search_fields = ["=order__card_id", "=order__operation_id", "=correlation_id"]
+    search_help_text = "Card id, operation id or correlation id (exact)"
     show_full_result_count = False
-    fields = ["order", *ATTEMPT_FIELDS, "delivery"]
+    list_before_template = "admin/tracking/includes/list_chips.html"
+    list_fullwidth = True
+
+    def get_list_display(self, request):
+        self._personal = can_see_personal(request.user)
+        return super().get_list_display(request)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Reconcile attempts: every time the portal asked D1"} | (
+            extra_context or {}
+        )
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="card / operation", ordering="order__card_id")
+    def order_column(self, attempt: ReconcileAttempt) -> str:
+        url = reverse("admin:tracking_cardorder_change", args=[attempt.order_id])
+        return format_html(
+            '<a class="bo-link font-semibold bo-id" href="{}" title="{}">{}</a>'
+            '<span class="bo-subtle bo-id block" title="Operation id {}">{}</span>',
+            url,
+            attempt.order.card_id,
+            attempt.order.card_id,
+            attempt.order.operation_id,
+            attempt.order.operation_id,
+        )
+
+    @admin.display(description="result", ordering="outcome")
+    def outcome_badge(self, attempt: ReconcileAttempt) -> str:
+        return attempt_outcome_badge(attempt)
+
+    @admin.display(description="D1's answer")
+    def answer_column(self, attempt: ReconcileAttempt) -> str:
+        answer = admin_display.d1_answer(attempt.answer, personal=getattr(self, "_personal", False))
+        if answer:
+            return answer
+        if attempt.error:
+            return format_html(
+                '<span class="bo-truncate bo-subtle" title="{}">{}</span>',
+                attempt.error,
+                attempt.error,
+            )
+        if attempt.status_after:
+            return admin_display.production_badge(attempt.status_after, inline=True)
+        return "—"
+
+    @admin.display(description="why asked", ordering="reason")
+    def reason_label(self, attempt: ReconcileAttempt) -> str:
+        found = labels.label("reconcile_reason", attempt.reason)
+        return format_html('<span title="{}">{}</span>', found.help, found.text)
+
+    @admin.display(description="asked by", ordering="trigger")
+    def trigger_label(self, attempt: ReconcileAttempt) -> str:
+        found = labels.label("reconcile_trigger", attempt.trigger)
+        return format_html(
+            '<span title="{}">{}</span>{}',
+            found.help,
+            found.text,
+            format_html('<span class="bo-subtle block">{}</span>', attempt.requested_by)
+            if attempt.requested_by_id
+            else "",
+        )
+
+    @admin.display(description="HTTP / time", ordering="http_status")
+    def http_column(self, attempt: ReconcileAttempt) -> str:
+        return attempt_http(attempt)
+
+    @admin.display(description="asked at", ordering="started_at")
+    def asked_at(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.when(attempt.started_at)
+
+    fields = ["order", *ATTEMPT_FIELDS, "answer", "delivery"]
     readonly_fields = fields
+
+
+_OUTCOME_TONES = {"changed": "success", "error": "danger", "not_found": "warning"}
+
+
+def attempt_outcome_badge(attempt: ReconcileAttempt) -> str:
+    found = labels.label("reconcile_outcome", attempt.outcome)
+    return admin_display.badge(
+        found.text, _OUTCOME_TONES.get(attempt.outcome, "neutral"), title=found.help
+    )
+
+
+def attempt_http(attempt: ReconcileAttempt) -> str:
+    """HTTP status and latency in words: "200 OK · 84 ms", or why there was no answer."""
+    status = "no answer" if attempt.http_status is None else f"HTTP {attempt.http_status}"
+    latency = f"{attempt.latency_ms} ms" if attempt.latency_ms is not None else ""
+    return format_html(
+        '<span class="bo-nowrap">{}</span><span class="bo-subtle block">{}</span>',
+        status,
+        latency,
+    )
 
 
 class ReconcileAttemptInline(EvidenceAdminMixin, admin.TabularInline):
@@ -62,14 +165,14 @@ class ReconcileAttemptInline(EvidenceAdminMixin, admin.TabularInline):
     verbose_name_plural = "reconcile attempts"
 
 
-@audited_action(permission="reconcile", action="order.reconcile", description="Reconcile now")
+@audited_action(permission="reconcile", action="order.reconcile", description="Ask D1 now")
 def reconcile_now_action(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
     """Queue a reconcile of every selected order, whatever its backoff (operators only)."""
     order_ids = list(queryset.values_list("pk", flat=True))
     orders_reconcile_now(order_ids=order_ids, user=request.user)
     modeladmin.message_user(
         request,
-        f"Reconciliation queued for {len(order_ids)} order(s); each order's page lists its "
-        "attempts once D1 has answered.",
+        f"Asked D1 about {len(order_ids)} order(s); each order's page shows D1's answer "
+        "once it arrives.",
         messages.SUCCESS,
     )

@@ -7,11 +7,14 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from tracking import labels
 from tracking.admin_filters import NONE
+from tracking.models import Issuer, NotificationDelivery
 from tracking.observability.alerts import Alert, alerts_current
 from tracking.services.dashboard import (
     DAY,
@@ -41,7 +44,11 @@ def orders_url(**params: Any) -> str:
 
 
 def _chart_options(
-    *, stacked: bool = False, percent_axis: bool = False, skip_labels: bool = True
+    *,
+    stacked: bool = False,
+    percent_axis: bool = False,
+    skip_labels: bool = True,
+    y_title: str = "items",
 ) -> dict:
     axis_colour = "#64748b"
     options: dict[str, Any] = {
@@ -67,9 +74,11 @@ def _chart_options(
                 "stacked": stacked,
                 "beginAtZero": True,
                 "ticks": {"color": axis_colour, "precision": 0},
-                "title": {"display": True, "text": "items", "color": axis_colour},
+                "title": {"display": True, "text": y_title, "color": axis_colour},
             },
         },
+        # An hour without items has no rate: drawn as a gap, never as 0 %.
+        "spanGaps": False,
     }
     if percent_axis:
         options["scales"]["y1"] = {
@@ -78,19 +87,14 @@ def _chart_options(
             "suggestedMax": 10,
             "grid": {"drawOnChartArea": False},
             "ticks": {"color": axis_colour},
-            "title": {"display": True, "text": "% of items", "color": axis_colour},
+            "title": {"display": True, "text": "% of the hour's items", "color": axis_colour},
         }
     return options
 
 
 def _short_stage(status: str) -> str:
-    """CARD_PROD_ONGOING -> ONGOING: the chart's axis has room for short names only."""
-    if not status:
-        return "(no known status)"
-    for prefix in ("CARD_PROD_", "CARD_"):
-        if status.startswith(prefix):
-            return status.removeprefix(prefix)
-    return status
+    """CARD_PROD_ONGOING -> "Being personalised": the stage's label (tracking.labels)."""
+    return labels.label_text("production_status", status)
 
 
 def _stage_chart(figures: DashboardFigures) -> dict:
@@ -115,15 +119,18 @@ def _stage_chart(figures: DashboardFigures) -> dict:
 
 
 def _hourly_chart(figures: DashboardFigures) -> dict:
-    def pct(value: float | None) -> float:
-        return round(100 * value, 2) if value is not None else 0
+    def pct(value: float | None) -> float | None:
+        return round(100 * value, 2) if value is not None else None
 
+    labels_ = [timezone.localtime(h.hour).strftime("%H:00") for h in figures.hours]
+    if labels_:
+        labels_[-1] += " (now)"
     return {
-        "labels": [timezone.localtime(h.hour).strftime("%H:00") for h in figures.hours],
+        "labels": labels_,
         "datasets": [
             {
                 "type": "bar",
-                "label": "Items received",
+                "label": "Items received (orders' updates)",
                 "data": [h.items for h in figures.hours],
                 "backgroundColor": PRIMARY,
                 "yAxisID": "y",
@@ -171,7 +178,7 @@ def _hour_links(figures: DashboardFigures) -> list[dict]:
                 "refused_url": _changelist("notificationdelivery", refused="yes", **window),
                 "stale_url": _changelist(
                     "operationevent",
-                    outcome__exact="stale",
+                    outcome="stale",
                     first_received_at__gte=window["received_at__gte"],
                     first_received_at__lt=window["received_at__lt"],
                 ),
@@ -207,6 +214,30 @@ def _alert_url(alert: Alert) -> str:
     if alert.kind == "sweep_late":
         return _changelist("reconcileattempt")
     return orders_url(queue="open")
+
+
+def last_notifications(*, now: dt.datetime) -> list[dict]:
+    """Per active issuer: when D1 last posted (any answer), how long ago, and the list link.
+
+    One indexed probe per issuer (issuers are few): the newest webhook delivery.
+    """
+    rows = []
+    for issuer in Issuer.objects.filter(is_active=True).only("pk", "issuer_id", "name"):
+        last = (
+            NotificationDelivery.objects.filter(issuer=issuer, source="webhook")
+            .order_by("-received_at")
+            .values_list("received_at", flat=True)
+            .first()
+        )
+        rows.append(
+            {
+                "issuer": issuer,
+                "at": last,
+                "age": (now - last) if last else None,
+                "url": _changelist("notificationdelivery", q=issuer.issuer_id),
+            }
+        )
+    return rows
 
 
 def dashboard_callback(request: HttpRequest, context: dict) -> dict:
@@ -254,18 +285,22 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
                 ),
                 "reconcile_changed_24h": _changelist(
                     "reconcileattempt",
-                    outcome__exact="changed",
+                    outcome="changed",
                     started_at__gte=(figures.now - DAY).isoformat(),
                 ),
                 "reconcile_changed_7d": _changelist(
                     "reconcileattempt",
-                    outcome__exact="changed",
+                    outcome="changed",
                     started_at__gte=(figures.now - WEEK).isoformat(),
                 ),
                 "reconcile_attempts": _changelist("reconcileattempt"),
             },
             "stage_chart": json.dumps(_stage_chart(figures)),
-            "stage_chart_options": json.dumps(_chart_options(stacked=True, skip_labels=False)),
+            "stage_chart_options": json.dumps(
+                _chart_options(stacked=True, skip_labels=False, y_title="orders")
+            ),
+            "last_notifications": last_notifications(now=figures.now),
+            "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
             "hourly_chart": json.dumps(_hourly_chart(figures)),
             "hourly_chart_options": json.dumps(_chart_options(percent_axis=True)),
         }

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import JSONField, Q, Value
+from django.db.models.functions import Upper
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
@@ -204,6 +205,16 @@ class CardOrder(models.Model):
             models.Index(fields=["issuer_request_id"], name="order_issuer_request_id"),
             models.Index(fields=["tracking_number"], name="order_tracking_number"),
             models.Index(fields=["input_file_name"], name="order_input_file_name"),
+            # admin search: ids typed in another case still find their order (UPPER(x) = UPPER(y)).
+            *[
+                models.Index(Upper(name), name=f"order_{short}_ci")
+                for name, short in (
+                    ("card_id", "card"),
+                    ("operation_id", "operation"),
+                    ("issuer_request_id", "request"),
+                    ("tracking_number", "tracking"),
+                )
+            ],
             models.Index(
                 fields=["production_status", "stage_entered_at"], name="order_status_stage"
             ),
@@ -418,6 +429,9 @@ class ReconcileAttempt(models.Model):
     items_received = models.PositiveIntegerField(default=0)
     status_before = models.CharField(max_length=64, blank=True)
     status_after = models.CharField(max_length=64, blank=True)
+    # What D1 answered for this order, as staff read it: the operation's status, the production
+    # status, D1's error and the shipment (kept even when the answer repeated a stored item).
+    answer = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
     delivery = models.ForeignKey(
         NotificationDelivery, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

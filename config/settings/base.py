@@ -27,6 +27,10 @@ TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
 USE_TZ = True
 USE_I18N = True
 LANGUAGE_CODE = "en-us"
+# One date format in the back office (config/formats): 2026-11-30 02:31:05 UTC.
+FORMAT_MODULE_PATH = ["config.formats"]
+# Seconds between the dashboard's own refreshes (staff can pause them).
+DASHBOARD_REFRESH_SECONDS = env.int("DASHBOARD_REFRESH_SECONDS", default=30)
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

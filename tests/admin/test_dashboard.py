@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.admin.test_orders_list import listed_cards
-from tracking.models import CardOrder, NotificationDelivery
+from tracking.models import CardOrder, Issuer, NotificationDelivery
 
 pytestmark = pytest.mark.django_db
 
@@ -19,8 +20,10 @@ def test_the_dashboard_costs_a_fixed_number_of_queries(boss, orders):
     with CaptureQueriesContext(connection) as queries:
         response = boss.get("/admin/")
     assert response.status_code == 200
-    # session, user, the figures' aggregates (10) and the operator alerts' (11)
-    assert len(queries) <= 21, [q["sql"] for q in queries.captured_queries]
+    # session, user, the figures' aggregates (10), the operator alerts' (11), and the last
+    # notification: the active issuers, then one probe per issuer
+    issuers = Issuer.objects.filter(is_active=True).count()
+    assert len(queries) <= 22 + issuers, [q["sql"] for q in queries.captured_queries]
 
 
 def test_operator_alerts_are_shown_with_the_list_to_act_on(boss, orders):
@@ -89,8 +92,12 @@ def test_hourly_numbers_open_the_deliveries_and_events_of_that_hour(boss, orders
     deliveries = boss.get(busiest["duplicates_url"])
     assert deliveries.status_code == 200
     assert len(re.findall(r"accepted</span>", deliveries.content.decode())) == 2
+    late = max(response.context["hour_rows"], key=lambda row: row["hour"].stale)
+    stale = boss.get(late["stale_url"]).context["cl"].result_list
+    assert len(stale) == late["hour"].stale > 0
+    assert all(event.outcome == "stale" for event in stale)
     query = parse_qs(urlsplit(busiest["stale_url"]).query)
-    assert query["outcome__exact"] == ["stale"]
+    assert query["outcome"] == ["stale"]
     assert boss.get(busiest["stale_url"]).status_code == 200
 
 
@@ -98,3 +105,30 @@ def test_staff_who_may_not_view_orders_see_no_figures(admin_client_as, orders):
     response = admin_client_as().get("/admin/")
     assert response.status_code == 200
     assert "dashboard" not in response.context
+
+
+def test_the_notification_figure_opens_a_list_of_as_many_messages(boss, orders):
+    response = boss.get("/admin/")
+    figures = response.context["dashboard"]
+    listed = boss.get(response.context["links"]["deliveries_24h"])
+    assert len(listed.context["cl"].result_list) == figures.last_24h.deliveries
+
+
+def test_the_last_notification_is_shown_per_issuer(boss, orders, bo_issuer):
+    response = boss.get("/admin/")
+    rows = response.context["last_notifications"]
+    newest = NotificationDelivery.objects.filter(issuer=bo_issuer, source="webhook").latest(
+        "received_at"
+    )
+    assert [(row["issuer"].pk, row["at"]) for row in rows] == [(bo_issuer.pk, newest.received_at)]
+    assert 'id="last-notification"' in response.content.decode()
+
+
+def test_empty_hours_have_no_rate_and_the_current_hour_is_shown(boss, orders):
+    response = boss.get("/admin/")
+    chart = json.loads(response.context["hourly_chart"])
+    hours = response.context["dashboard"].hours
+    duplicate_rates = chart["datasets"][1]["data"]
+    for hour, rate in zip(hours, duplicate_rates, strict=True):
+        assert (rate is None) == (hour.items == 0)
+    assert chart["labels"][-1].endswith("(now)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tracemalloc
 
 import pytest
@@ -24,6 +25,8 @@ def exported(response) -> list[dict]:
     assert response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"].startswith('attachment; filename="card-orders-')
     text = b"".join(response.streaming_content).decode()
+    assert text.startswith("\ufeff"), "spreadsheet tools need the UTF-8 byte-order mark"
+    text = text.removeprefix("\ufeff")
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -39,19 +42,20 @@ def exported(response) -> list[dict]:
 )
 def test_the_export_has_the_rows_of_the_filtered_list(boss, orders, params):
     rows = exported(boss.get(EXPORT, params))
-    assert {row["card_id"] for row in rows} == listed_cards(boss.get(LIST, params))
-    assert len(rows) == len({row["card_id"] for row in rows})
+    assert {row["Card id"] for row in rows} == listed_cards(boss.get(LIST, params))
+    assert len(rows) == len({row["Card id"] for row in rows})
 
 
 def test_the_export_carries_the_order_columns(boss, orders):
     rows = exported(boss.get(EXPORT, {"q": "1Z999AA10123456784"}))
     assert len(rows) == 1
     row = rows[0]
-    assert row["issuer_id"] == "ISSUERX001"
-    assert row["production_status"] == "CARD_SHIPPED"
-    assert row["carrier"] == "ups"
-    assert row["tracking_number"] == "1Z999AA10123456784"
-    assert row["needs_reconcile"] == "no"
+    assert row["Issuer"] == "ISSUERX001"
+    assert row["Production status"] == "Shipped"
+    assert row["Production status (code)"] == "CARD_SHIPPED"
+    assert row["Carrier"] == "UPS"
+    assert row["Tracking number"] == "1Z999AA10123456784"
+    assert row["Will ask D1"] == "no"
 
 
 def _peak_bytes_exporting(client, settings) -> int:
@@ -93,7 +97,7 @@ def test_memory_stays_flat_whatever_the_number_of_rows(boss, bo_issuer, settings
 def test_cells_a_spreadsheet_would_run_are_defused(boss, orders):
     CardOrder.objects.filter(pk=orders["exception"]).update(error='=HYPERLINK("http://x")')
     rows = exported(boss.get(EXPORT, {"has_error": "yes"}))
-    assert rows[0]["error"] == '\'=HYPERLINK("http://x")'
+    assert rows[0]["D1 error"] == '\'=HYPERLINK("http://x")'
 
 
 def test_the_export_needs_the_view_permission(admin_client_as, orders):
@@ -110,6 +114,30 @@ def test_the_list_offers_the_export_of_what_it_shows(boss, orders):
 def test_viewers_export_personal_fields_masked(admin_client_as, orders):
     viewer = admin_client_as("tracking.view_cardorder")
     rows = exported(viewer.get(EXPORT, {"carrier": "ups"}))
-    assert rows and all(row["tracking_number"] == "•••••• (hidden)" for row in rows)
-    assert all(row["tracking_url"] == "•••••• (hidden)" for row in rows)
-    assert all(row["carrier"] == "ups" for row in rows)
+    assert rows and all(row["Tracking number"] == "•••••• (hidden)" for row in rows)
+    assert all(row["Tracking link"] == "•••••• (hidden)" for row in rows)
+    assert all(row["Carrier"] == "UPS" for row in rows)
+
+
+def test_the_csv_reads_in_a_spreadsheet(boss, orders):
+    """Headers in words, dates as YYYY-MM-DD HH:MM:SS with the zone in the header."""
+    response = boss.get(EXPORT, {"queue": "stuck"})
+    assert 'filename="card-orders-stuck-' in response["Content-Disposition"]
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    reader = csv.reader(io.StringIO(text))
+    headers = next(reader)
+    assert headers[:3] == ["Issuer", "Card id", "Operation id"]
+    assert "Last update (UTC)" in headers and "First seen (UTC)" in headers
+    assert headers[-3:] == ["Time in stage", "Stage time limit", "Over the limit by"]
+    assert not any("_" in header for header in headers), headers
+    rows = [dict(zip(headers, row, strict=True)) for row in reader]
+    assert rows
+    for row in rows:
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", row["Last update (UTC)"])
+        assert row["Over the limit by"], "every order of the Stuck list is over its limit"
+
+
+def test_the_file_name_names_the_list_and_its_filters(boss, orders):
+    response = boss.get(EXPORT, {"queue": "exceptions", "carrier": "ups"})
+    name = re.search(r'filename="([^"]+)"', response["Content-Disposition"]).group(1)
+    assert name.startswith("card-orders-exceptions-carrier-ups-") and name.endswith(".csv")

@@ -167,23 +167,29 @@ def test_reconcile_now_asks_d1_and_the_page_shows_its_answer(
     # The task is queued when the request commits (run at once here, as tests run tasks eager).
     with django_capture_on_commit_callbacks(execute=True):
         response = operator.post(page_url(orders, "gap", "reconcile"), follow=True)
-    assert "Reconciliation queued" in response.content.decode()
+    assert "its answer appears on this page" in response.content.decode()
 
     html = operator.get(page_url(orders, "gap")).content.decode()
     order.refresh_from_db()
     assert order.production_status == "CARD_PROD_DONE"
     attempt = ReconcileAttempt.objects.get(order=order)
     assert (attempt.trigger, attempt.requested_by.username) == ("staff", "clerk")
-    assert "On-demand (reconciliation)" in html  # D1's answer is on the timeline
-    assert "Staff (reconcile now) · clerk" in html  # and in the attempts
-    assert "Changed the order" in html
+    assert 'data-source="on_demand"' in html  # D1's answer is on the timeline
+    assert "Asked of D1" in html
+    assert "Ask D1 now · clerk" in html  # and in the attempts
+    assert "Corrected the order" in html
+    # D1's answer itself, in words, on the attempt: production and operation status, HTTP.
+    answer = re.search(r'data-attempt="\d+".*?</tr>', html, re.S).group(0)
+    assert "Personalised" in answer and "CARD_PROD_DONE" in answer
+    assert "Operation: Succeeded" in answer or "Operation: In progress" in answer
+    assert "HTTP 200" in answer and " ms" in answer
 
 
 def test_reconcile_now_needs_its_permission(admin_client_as, orders):
     viewer = admin_client_as("tracking.view_cardorder")
     assert viewer.post(page_url(orders, "gap", "reconcile")).status_code == 403
     html = viewer.get(page_url(orders, "gap")).content.decode()
-    assert re.search(r"<button[^>]*disabled[^>]*>\s*<span[^>]*>sync</span>Reconcile now", html)
+    assert re.search(r"<button[^>]*disabled[^>]*>\s*<span[^>]*>sync</span>Ask D1 now", html)
 
 
 def test_reconcile_now_from_the_list_queues_the_selected_orders(
@@ -196,7 +202,7 @@ def test_reconcile_now_from_the_list_queues_the_selected_orders(
             {"action": "reconcile_now_action", "_selected_action": [orders["gap"]]},
             follow=True,
         )
-    assert "Reconciliation queued for 1 order(s)" in response.content.decode()
+    assert "Asked D1 about 1 order(s)" in response.content.decode()
     assert ReconcileAttempt.objects.filter(order_id=orders["gap"], outcome="changed").exists()
 
 

@@ -72,4 +72,4 @@ def test_reconcile_now_action_queues_every_selected_order(
         reconcile_now_action(admin.site._registry[CardOrder], request, CardOrder.objects.all())
 
     assert len(queued) == 2
-    assert "queued for 2 order(s)" in str(next(iter(get_messages(request))))
+    assert "Asked D1 about 2 order(s)" in str(next(iter(get_messages(request))))

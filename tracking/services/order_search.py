@@ -1,8 +1,9 @@
 """Finding card orders the way staff ask: by one of D1's ids exactly, or by part of a file name.
 
-An id (card id, operation id, issuer request id, tracking number) is matched with equality, so
-each lookup is one btree index probe; only when no id matches does the search fall back to a
-substring match on the input file name (a trigram index on PostgreSQL).
+An id (card id, operation id, issuer request id, tracking number) is matched with equality,
+ignoring case (staff type "jd0146..." for "JD0146..."), so each lookup is one probe of an
+`UPPER(column)` index; only when no id matches does the search fall back to a substring match on
+the input file name (a trigram index on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -22,11 +23,21 @@ class SearchPath(StrEnum):
     NONE = "none"
 
 
-def exact_id_q(term: str) -> Q:
+def exact_id_q(term: str, *, ignore_case: bool = False) -> Q:
+    """Any id equal to `term` (ignoring case if asked: UPPER(column) = UPPER(term))."""
+    lookup = "iexact" if ignore_case else "exact"
     condition = Q()
     for name in ID_FIELDS:
-        condition |= Q(**{name: term})
+        condition |= Q(**{f"{name}__{lookup}": term})
     return condition
+
+
+def _id_match(queryset: QuerySet[CardOrder], term: str) -> QuerySet[CardOrder]:
+    """Orders whose id is `term` exactly; failing that, in another case."""
+    exact = queryset.filter(exact_id_q(term))
+    if exact.exists():
+        return exact
+    return queryset.filter(exact_id_q(term, ignore_case=True))
 
 
 def looks_like_id(term: str) -> bool:
@@ -46,10 +57,10 @@ def orders_search(
     if not term:
         return queryset, SearchPath.NONE
     if looks_like_id(term):
-        exact = queryset.filter(exact_id_q(term))
-        if has_exact_match is None:
-            has_exact_match = exact.exists()
-        if has_exact_match:
+        if has_exact_match is False:
+            return queryset.filter(input_file_name__icontains=term), SearchPath.FILE_NAME
+        exact = _id_match(queryset, term)
+        if has_exact_match or exact.exists():
             return exact, SearchPath.EXACT_ID
     return queryset.filter(input_file_name__icontains=term), SearchPath.FILE_NAME
 
@@ -59,4 +70,9 @@ def order_ids_for_exact_match(*, queryset: QuerySet[CardOrder], term: str) -> li
     term = term.strip()
     if not looks_like_id(term):
         return []
-    return list(queryset.filter(exact_id_q(term)).values_list("pk", flat=True)[:2])
+    found = list(queryset.filter(exact_id_q(term)).values_list("pk", flat=True)[:2])
+    if found:
+        return found
+    return list(
+        queryset.filter(exact_id_q(term, ignore_case=True)).values_list("pk", flat=True)[:2]
+    )

@@ -201,6 +201,7 @@ def order_reconcile(
             items_received=len(operations or []),
             status_before=status_before,
             status_after=order.production_status,
+            answer=answer_summary(operations, operation_id=order.operation_id),
             delivery=delivery,
         )
     logger.info(
@@ -219,6 +220,28 @@ def order_reconcile(
         http_status=http_status,
         error=error,
     )
+
+
+def answer_summary(operations: Sequence[Any] | None, *, operation_id: str) -> dict[str, Any]:
+    """What D1 said about this order in a productionStatus answer, for the attempt's record.
+
+    The item of the order's operation (else the last item): operation status, production
+    status, error and shipment. Empty when D1 gave no answer.
+    """
+    items = [op for op in operations or [] if isinstance(op, dict)]
+    if not items:
+        return {}
+    item = next((op for op in items if op.get("operationId") == operation_id), items[-1])
+    details = item.get("details") if isinstance(item.get("details"), dict) else {}
+    summary = {
+        "operationStatus": item.get("status"),
+        "productionStatus": details.get("status"),
+        "errorCode": item.get("errorCode"),
+        "error": item.get("error"),
+        "reason": details.get("reason"),
+        "shipment": details.get("shipment") if isinstance(details.get("shipment"), dict) else None,
+    }
+    return {key: value for key, value in summary.items() if value not in (None, "", {})}
 
 
 def _error_text(exc: D1Error) -> str:

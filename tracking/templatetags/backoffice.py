@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django import template
+from django.utils import timezone
 
-from tracking import admin_display
+from tracking import admin_display, labels
+from tracking.rules import parse_time
 from tracking.services.timeline import humanize_duration
 
 register = template.Library()
@@ -16,13 +18,13 @@ def badge(text, tone="neutral", title=""):
 
 
 @register.simple_tag
-def production_badge(status):
-    return admin_display.production_badge(status or "")
+def production_badge(status, inline=False):
+    return admin_display.production_badge(status or "", inline=inline)
 
 
 @register.simple_tag
-def shipment_badge(status):
-    return admin_display.shipment_badge(status or "")
+def shipment_badge(status, inline=False):
+    return admin_display.shipment_badge(status or "", inline=inline)
 
 
 @register.filter
@@ -56,5 +58,121 @@ def list_url(context, **params):
             query.pop(key, None)
         else:
             query[key] = value
+    encoded = query.urlencode()
+    return f"{request.path}?{encoded}" if encoded else request.path
+
+
+@register.filter
+def when(value):
+    """A date-time in the back office's one format, with its age ("6 s ago")."""
+    return admin_display.when(value)
+
+
+@register.filter
+def when_exact(value):
+    """A date-time in the back office's one format, without the age."""
+    return admin_display.when(value, relative=False)
+
+
+@register.simple_tag
+def coded(kind, code, tone="neutral"):
+    """A code's plain-language label as a badge, its code beside it (tracking.labels)."""
+    return admin_display.coded_badge(kind, code or "", tone)
+
+
+@register.filter
+def label_of(code, kind):
+    return labels.label_text(kind, code)
+
+
+COUNT_CAP = 10_000
+_NOT_FILTERS = {"p", "o", "e", "_changelist_filters", "_to_field", "_popup"}
+
+
+@register.simple_tag(takes_context=True)
+def active_filters(context, cl):
+    """The list's active filters as chips ({"label", "value", "remove_url"}) and its row count.
+
+    The count stops at COUNT_CAP ("10,000+"): a bounded count stays fast at a million orders.
+    """
+    request = context["request"]
+    chips = []
+    seen: set[str] = set()
+    for spec in cl.filter_specs:
+        params = [p for p in spec.expected_parameters() if request.GET.get(p)]
+        if not params:
+            continue
+        seen.update(params)
+        title = str(spec.title)
+        if hasattr(spec, "lookup_choices") and len(params) == 1:
+            value = request.GET.get(params[0])
+            value = _choice_labels(spec.lookup_choices).get(value, value)
+        else:
+            start = (
+                request.GET.get(f"{spec.parameter_name}_from", "")
+                if hasattr(spec, "parameter_name")
+                else ""
+            )
+            end = (
+                request.GET.get(f"{spec.parameter_name}_to", "")
+                if hasattr(spec, "parameter_name")
+                else ""
+            )
+            if start or end:
+                value = f"{start or '…'} to {end or '…'}"
+            else:
+                value = ", ".join(request.GET.get(p) for p in params)
+        chips.append({"label": title, "value": value, "remove_url": _without(request, params)})
+    search_var = "q"
+    for name in request.GET:
+        if name in seen or name in _NOT_FILTERS or name == search_var:
+            continue
+        label, value = _lookup_chip(name, request.GET.get(name, ""))
+        chips.append({"label": label, "value": value, "remove_url": _without(request, [name])})
+    if request.GET.get(search_var):
+        chips.append(
+            {
+                "label": "search",
+                "value": request.GET.get(search_var),
+                "remove_url": _without(request, [search_var]),
+            }
+        )
+    count = cl.queryset[: COUNT_CAP + 1].count()
+    return {
+        "chips": chips,
+        "count": f"{COUNT_CAP:,}+" if count > COUNT_CAP else f"{count:,}",
+        "exact_count": count if count <= COUNT_CAP else None,
+        "clear_url": request.path if chips else "",
+    }
+
+
+_LOOKUP_WORDS = {"gte": "from", "gt": "after", "lte": "up to", "lt": "before", "exact": ""}
+
+
+def _lookup_chip(name: str, value: str) -> tuple[str, str]:
+    """A raw lookup from a dashboard link ("received_at__gte") as words, its time as ours."""
+    field, _, lookup = name.partition("__")
+    words = " ".join(part for part in (field.replace("_", " "), _LOOKUP_WORDS.get(lookup, lookup)))
+    moment = parse_time(value)
+    if moment is not None:
+        value = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return words.strip(), value
+
+
+def _choice_labels(lookup_choices) -> dict[str, str]:
+    """{value: label} of a filter's choices, pairs or (for plain field filters) bare values."""
+    found = {}
+    for entry in lookup_choices:
+        if isinstance(entry, tuple | list) and len(entry) == 2:
+            found[str(entry[0])] = str(entry[1])
+        else:
+            found[str(entry)] = str(entry)
+    return found
+
+
+def _without(request, names) -> str:
+    query = request.GET.copy()
+    for name in [*names, "p", "e"]:
+        query.pop(name, None)
     encoded = query.urlencode()
     return f"{request.path}?{encoded}" if encoded else request.path
