@@ -12,6 +12,7 @@ import json
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import DateFieldListFilter
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
