@@ -85,7 +85,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "unknown_status": ("Unknown code", "D1 sent a status code the portal does not know."),
         "incomplete_item": (
-            "Message without details",
+            "Item without details",
             "D1 sent a result for this order without its step; D1 is asked for the whole state.",
         ),
         "gap": ("Missing steps", "Steps between two messages never arrived."),
@@ -117,7 +117,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "not_tracked": ("Other operation", "Recorded on the card; not part of the order's state."),
         "invalid": ("Invalid", "Failed validation; kept with its reason."),
         "incomplete": (
-            "Without details",
+            "Item without details",
             "A result without its step: its status, error and times count, its step is unknown.",
         ),
         "": ("Not applied yet", "Stored; the order has not been updated from it yet."),

@@ -102,7 +102,7 @@ CASES = {
         ],
         api={"end_time": "2026-03-06T10:00:00Z"},
         exception=True,  # an unknown carrier code is flagged
-        page=["CUSTOMS RELEASED", "Released"],
+        page=["CUSTOMS_RELEASED", "Released"],
     ),
     "back in transit after out for delivery": Case(
         items=[
@@ -117,7 +117,7 @@ CASES = {
         ],
         api={"end_time": "2026-03-07T10:00:00Z", "shipment_final": None},
         exception=False,
-        page=["IN TRANSIT", "Back to depot after a failed attempt"],
+        page=["IN_TRANSIT", "Back to depot after a failed attempt"],
     ),
     "failed result without details": Case(
         items=[
