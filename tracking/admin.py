@@ -24,7 +24,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
-from unfold.admin import ModelAdmin
 from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters
@@ -32,8 +31,10 @@ from tracking.admin_reconcile import reconcile_now_action
 from tracking.admin_security import (
     EvidenceAdminMixin,
     OperatorPermissionsMixin,
+    base_model_admin,
     require_permission,
 )
+from tracking.d1_client import D1Config, D1Error
 from tracking.data_care import PERSONAL_MASK, can_see_personal, personal_fields
 from tracking.models import (
     CardOrder,
@@ -68,6 +69,8 @@ QUEUES = {
     "acknowledged": ("Acknowledged exceptions", "Exceptions staff have handled."),
 }
 TIMELINE_LIMIT = 500
+# django-unfold's ModelAdmin with the list lookup rule (tracking.admin_security).
+ModelAdmin = base_model_admin()
 
 
 class FastListMixin:
@@ -94,7 +97,19 @@ class IssuerAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
     search_fields = ["issuer_id", "name"]
     list_filter = ["is_active"]
-    readonly_fields = ["created_at"]
+    fields = ["issuer_id", "name", "is_active", "d1_key_id", "d1_key_location", "created_at"]
+    readonly_fields = ["d1_key_location", "created_at"]
+
+    @admin.display(description="D1 key location")
+    def d1_key_location(self, issuer: Issuer) -> str:
+        """Where the worker reads this issuer's key: settings or D1_KEY_DIR, never the form."""
+        try:
+            config = D1Config.for_issuer(issuer.issuer_id, key_id=issuer.d1_key_id)
+        except D1Error as exc:
+            return f"Not usable: {exc}"
+        if not config.private_key_path:
+            return "Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)"
+        return f"{config.private_key_path} (key id {config.key_id or '-'})"
 
     @admin.display(description="active", ordering="is_active")
     def active_badge(self, issuer: Issuer) -> str:
@@ -155,6 +170,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         found, search_path = order_search.orders_search(
             queryset=queryset,
             term=search_term,
+            id_fields=self._search_id_fields(request),
             has_exact_match=getattr(request, "order_has_exact_match", None),
         )
         request.order_search_path = search_path
@@ -165,7 +181,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         if term and request.method == "GET":
             # An id that designates exactly one order opens it: "where is this card?"
             order_ids = order_search.order_ids_for_exact_match(
-                queryset=self.get_queryset(request), term=term
+                queryset=self.get_queryset(request),
+                term=term,
+                id_fields=self._search_id_fields(request),
             )
             if len(order_ids) == 1:
                 return HttpResponseRedirect(
@@ -183,6 +201,13 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)
+
+    def _search_id_fields(self, request) -> tuple[str, ...]:
+        # Viewers may not search a personal field (a match would confirm a guessed value).
+        if can_see_personal(request.user):
+            return order_search.ID_FIELDS
+        personal = personal_fields(CardOrder)
+        return tuple(name for name in order_search.ID_FIELDS if name not in personal)
 
     @admin.display(description="card / operation", ordering="card_id")
     def order_link(self, order: CardOrder) -> str:

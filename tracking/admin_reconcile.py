@@ -41,7 +41,14 @@ class ReconcileAttemptAdmin(EvidenceAdminMixin, base_model_admin()):
         "status_before",
         "status_after",
     ]
-    list_filter = ["outcome", "http_status", "trigger", "reason"]
+    # started_at: the dashboard links to the attempts of the last day and week.
+    list_filter = [
+        "outcome",
+        "http_status",
+        "trigger",
+        "reason",
+        ("started_at", admin.DateFieldListFilter),
+    ]
     list_select_related = ["order"]
     search_fields = ["=order__card_id", "=order__operation_id", "=correlation_id"]
     show_full_result_count = False

@@ -22,9 +22,9 @@ class SearchPath(StrEnum):
     NONE = "none"
 
 
-def exact_id_q(term: str) -> Q:
+def exact_id_q(term: str, id_fields: tuple[str, ...] = ID_FIELDS) -> Q:
     condition = Q()
-    for name in ID_FIELDS:
+    for name in id_fields:
         condition |= Q(**{name: term})
     return condition
 
@@ -35,18 +35,22 @@ def looks_like_id(term: str) -> bool:
 
 
 def orders_search(
-    *, queryset: QuerySet[CardOrder], term: str, has_exact_match: bool | None = None
+    *,
+    queryset: QuerySet[CardOrder],
+    term: str,
+    has_exact_match: bool | None = None,
+    id_fields: tuple[str, ...] = ID_FIELDS,
 ) -> tuple[QuerySet[CardOrder], SearchPath]:
     """Narrow `queryset` to the orders `term` designates, and say which path found them.
 
-    Probes the id indexes once (unless the caller already knows, `has_exact_match`) and
-    returns a lazy queryset.
+    Probes the indexes of `id_fields` once (unless the caller already knows,
+    `has_exact_match`) and returns a lazy queryset.
     """
     term = term.strip()
     if not term:
         return queryset, SearchPath.NONE
     if looks_like_id(term):
-        exact = queryset.filter(exact_id_q(term))
+        exact = queryset.filter(exact_id_q(term, id_fields))
         if has_exact_match is None:
             has_exact_match = exact.exists()
         if has_exact_match:
@@ -54,9 +58,11 @@ def orders_search(
     return queryset.filter(input_file_name__icontains=term), SearchPath.FILE_NAME
 
 
-def order_ids_for_exact_match(*, queryset: QuerySet[CardOrder], term: str) -> list[int]:
+def order_ids_for_exact_match(
+    *, queryset: QuerySet[CardOrder], term: str, id_fields: tuple[str, ...] = ID_FIELDS
+) -> list[int]:
     """Up to two primary keys of orders whose id equals `term`: one means "open it"."""
     term = term.strip()
     if not looks_like_id(term):
         return []
-    return list(queryset.filter(exact_id_q(term)).values_list("pk", flat=True)[:2])
+    return list(queryset.filter(exact_id_q(term, id_fields)).values_list("pk", flat=True)[:2])
