@@ -302,6 +302,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         lines = orders_csv_lines(
             queryset=queryset, chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE, masked=masked
         )
+        lines = _export_audited(lines, request=request)
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="card-orders-{stamp}.csv"'
@@ -434,6 +435,33 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         else:
             messages.success(request, "Exception acknowledged; the order left the Exceptions list.")
         return self._back_to(order.pk)
+
+
+def _export_audited(lines, *, request: HttpRequest):
+    """Pass the CSV lines through, then audit who exported, with which filters, how many rows.
+
+    Written when the stream ends, finished or cut off (`complete` says which), so the row
+    count is the one the reader got.
+    """
+    rows = -1  # the header line is not a row
+    complete = False
+    try:
+        for line in lines:
+            rows += 1
+            yield line
+        complete = True
+    finally:
+        audit_record(
+            user=request.user,
+            action="order.export",
+            target=None,
+            request=request,
+            details={
+                "filters": {key: request.GET.getlist(key) for key in sorted(request.GET)},
+                "rows": max(rows, 0),
+                "complete": complete,
+            },
+        )
 
 
 def _reconcile_attempts(order: CardOrder) -> list:

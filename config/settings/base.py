@@ -130,9 +130,10 @@ PASSWORD_HASHERS = [
 # ---------------------------------------------------------------------------- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        # trust: tokens kept as digests, with an expiry (tracking.ReadApiToken)
+        # trust: tokens kept as digests, with an expiry (tracking.ReadApiToken); first, so that
+        # a refused token answers 401 with its WWW-Authenticate challenge.
         "tracking.api.authentication.ReadApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     # trust: the model permissions the admin uses (view_* to read); tracking/api/permissions.py
     "DEFAULT_PERMISSION_CLASSES": ["tracking.api.permissions.ModelViewPermissions"],
