@@ -290,11 +290,11 @@ class ReadApiTokenAddForm(forms.ModelForm):
 class ReadApiTokenAdmin(PortalModelAdmin):
     """Tokens are made here (shown once), looked at, and deleted to revoke them."""
 
-    list_display = ["prefix", "name", "user", "created_at", "expires_at", "last_used_at"]
+    list_display = ["prefix", "name", "user", "created_at", "expires_at"]
     list_filter = [("expires_at", admin.DateFieldListFilter)]
     list_select_related = ["user"]
     search_fields = ["=prefix", "name", "=user__username"]
-    readonly_fields = ["prefix", "name", "user", "created_at", "expires_at", "last_used_at"]
+    readonly_fields = ["prefix", "name", "user", "created_at", "expires_at"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

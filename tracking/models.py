@@ -443,7 +443,6 @@ class ReadApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField()
-    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "read-API token"

@@ -6,7 +6,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from tracking.models import ReadApiToken
-from tracking.services.api_tokens import api_token_find, api_token_touch
+from tracking.services.api_tokens import api_token_find
 
 KEYWORD = "Token"
 MAX_KEY_LENGTH = 128
@@ -32,7 +32,6 @@ class ReadApiTokenAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.")
         if token.is_expired:
             raise exceptions.AuthenticationFailed("Token expired.")
-        api_token_touch(token)
         return (token.user, token)
 
     def authenticate_header(self, request) -> str:

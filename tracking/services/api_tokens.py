@@ -17,8 +17,6 @@ from django.utils import timezone
 from tracking.models import ReadApiToken
 
 PREFIX_LENGTH = 8
-# Writing last_used_at on every call would make each read a write; once in a while is enough.
-LAST_USED_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -56,11 +54,3 @@ def api_token_create(*, user, name: str, lifetime: timedelta | None = None) -> I
 def api_token_find(*, key: str) -> ReadApiToken | None:
     """The token whose digest matches `key` (expired or not), with its user; None if unknown."""
     return ReadApiToken.objects.select_related("user").filter(digest=api_token_digest(key)).first()
-
-
-def api_token_touch(token: ReadApiToken) -> None:
-    """Note that the token was used (at most every LAST_USED_EVERY)."""
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
-        ReadApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
