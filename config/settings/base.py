@@ -21,6 +21,8 @@ env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists()
 # ---------------------------------------------------------------------------- core
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+# Earlier keys, still accepted while sessions and D1 client secret hashes move to the new one.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -98,3 +99,39 @@ def test_the_command_prints_the_token_once(staff_user, capsys):
 def test_viewers_do_not_see_tokens(client, viewer_user):
     client.force_login(viewer_user)
     assert client.get("/admin/tracking/readapitoken/").status_code == 403
+
+
+def test_clear_tokens_from_before_are_kept_as_digests_and_erased(staff_user):
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module(
+        "tracking.migrations.0006_security_hashed_tokens_key_locations"
+    )
+    old_key = "0123456789abcdef0123456789abcdef01234567"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+            "user_id integer NOT NULL, created timestamp with time zone NOT NULL)"
+            if connection.vendor == "postgresql"
+            else "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+            "user_id integer NOT NULL, created datetime NOT NULL)"
+        )
+        cursor.execute(
+            "INSERT INTO authtoken_token (key, user_id, created) VALUES (%s, %s, %s)",
+            [old_key, staff_user.pk, timezone.now()],
+        )
+    try:
+        # The step uses only the editor's connection (SQLite's editor cannot open in a test).
+        migration.tokens_hash(apps, SimpleNamespace(connection=connection))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM authtoken_token")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE authtoken_token")
+
+    assert api(old_key).get("/api/v1/orders/").status_code == 200
+    assert ReadApiToken.objects.get().expires_at > timezone.now() + timedelta(days=80)
