@@ -12,6 +12,7 @@ import importlib
 import os
 import secrets
 import sys
+from pathlib import Path
 
 import pytest
 from django.contrib import admin
@@ -20,10 +21,19 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import sync_playwright
 
-from tests.admin.test_browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.fixtures.backoffice import load_backoffice_orders
 from tracking.models import CardOrder
 from tracking.services.d1_clients import d1_client_create
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
