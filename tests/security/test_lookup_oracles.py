@@ -141,7 +141,7 @@ def test_the_export_obeys_the_search_rule_too(loaded, viewer):
         "bz05OTk5OTk5OTk5OTk5OTk5OTk5OTk5",  # o=huge offset
     ],
 )
-def test_a_crafted_cursor_answers_400(loaded, staff_user, cursor):
+def test_a_crafted_cursor_never_answers_500(loaded, staff_user, cursor):
     response = read_api_client(staff_user).get(f"/api/v1/orders/?cursor={cursor}")
     assert response.status_code in (200, 400)
     if response.status_code == 400:
