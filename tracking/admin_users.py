@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin import ActionLocation
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -79,8 +80,8 @@ class StaffUserAdmin(UserAdmin, PortalModelAdmin):
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
 
-    def get_actions(self, request):
-        return _without_delete_action(super().get_actions(request), request)
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        return _without_delete_action(super().get_actions(request, action_location), request)
 
     def has_change_permission(self, request, obj=None) -> bool:
         if obj is not None and obj.is_superuser and not request.user.is_superuser:
@@ -170,8 +171,8 @@ admin.site.unregister(Group)
 
 @admin.register(Group)
 class StaffGroupAdmin(GroupAdmin, PortalModelAdmin):
-    def get_actions(self, request):
-        return _without_delete_action(super().get_actions(request), request)
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        return _without_delete_action(super().get_actions(request, action_location), request)
 
     def _may_change(self, request, group) -> bool:
         if request.user.is_superuser or group is None:
@@ -218,8 +219,8 @@ admin.site.unregister(TOTPDevice)
 class StaffTOTPDeviceAdmin(TOTPDeviceAdmin, PortalModelAdmin):
     """Non-superusers see and manage their own devices only (a device's key is a login)."""
 
-    def get_actions(self, request):
-        return _without_delete_action(super().get_actions(request), request)
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        return _without_delete_action(super().get_actions(request, action_location), request)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
