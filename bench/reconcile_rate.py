@@ -260,8 +260,8 @@ def main() -> None:
 
 def _token() -> str:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from tracking.services.api_tokens import api_token_create
     from tracking.services.roles import OPERATORS, roles_ensure
 
     # verify reads tracking numbers, which only operators see unmasked.
@@ -269,7 +269,7 @@ def _token() -> str:
         username="bench-verifier", defaults={"is_staff": True}
     )
     user.groups.add(roles_ensure()[OPERATORS])
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_token_create(user=user, name="bench").key
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.fixtures.api_tokens import read_api_client
 from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import Issuer
 from tracking.services import roles
@@ -96,10 +96,7 @@ def administrator_user(db):
 @pytest.fixture
 def api(staff_user) -> APIClient:
     """A read-API client authenticated with a DRF token, as an integration would be."""
-    client = APIClient()
-    token = Token.objects.create(user=staff_user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+    return read_api_client(staff_user)
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from django.utils.html import format_html
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
-from unfold.admin import ModelAdmin
 from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters, labels
@@ -35,8 +34,10 @@ from tracking.admin_reconcile import attempt_http, attempt_outcome_badge, reconc
 from tracking.admin_security import (
     EvidenceAdminMixin,
     OperatorPermissionsMixin,
+    base_model_admin,
     require_permission,
 )
+from tracking.d1_client import D1Config, D1Error
 from tracking.data_care import PERSONAL_MASK, can_see_personal, personal_fields
 from tracking.models import (
     CardOrder,
@@ -81,6 +82,8 @@ QUEUES = {
     ),
 }
 TIMELINE_LIMIT = 500
+# django-unfold's ModelAdmin with the list lookup rule (tracking.admin_security).
+ModelAdmin = base_model_admin()
 
 
 class FastListMixin:
@@ -110,7 +113,19 @@ class IssuerAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
     search_fields = ["issuer_id", "name"]
     list_filter = ["is_active"]
-    readonly_fields = ["created_at"]
+    fields = ["issuer_id", "name", "is_active", "d1_key_id", "d1_key_location", "created_at"]
+    readonly_fields = ["d1_key_location", "created_at"]
+
+    @admin.display(description="D1 key location")
+    def d1_key_location(self, issuer: Issuer) -> str:
+        """Where the worker reads this issuer's key: settings or D1_KEY_DIR, never the form."""
+        try:
+            config = D1Config.for_issuer(issuer.issuer_id, key_id=issuer.d1_key_id)
+        except D1Error as exc:
+            return f"Not usable: {exc}"
+        if not config.private_key_path:
+            return "Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)"
+        return f"{config.private_key_path} (key id {config.key_id or '-'})"
 
     @admin.display(description="active", ordering="is_active")
     def active_badge(self, issuer: Issuer) -> str:
@@ -170,6 +185,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         found, search_path = order_search.orders_search(
             queryset=queryset,
             term=search_term,
+            id_fields=self._search_id_fields(request),
             has_exact_match=getattr(request, "order_has_exact_match", None),
         )
         request.order_search_path = search_path
@@ -180,7 +196,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         if term and request.method == "GET":
             # An id that designates exactly one order opens it: "where is this card?"
             order_ids = order_search.order_ids_for_exact_match(
-                queryset=self.get_queryset(request), term=term
+                queryset=self.get_queryset(request),
+                term=term,
+                id_fields=self._search_id_fields(request),
             )
             if len(order_ids) == 1:
                 return HttpResponseRedirect(
@@ -208,6 +226,13 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)
+
+    def _search_id_fields(self, request) -> tuple[str, ...]:
+        # Viewers may not search a personal field (a match would confirm a guessed value).
+        if can_see_personal(request.user):
+            return order_search.ID_FIELDS
+        personal = personal_fields(CardOrder)
+        return tuple(name for name in order_search.ID_FIELDS if name not in personal)
 
     @admin.display(description="card / operation", ordering="card_id")
     def order_link(self, order: CardOrder) -> str:
@@ -312,6 +337,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             masked=masked,
             stuck=stuck,
         )
+        lines = _export_audited(lines, request=request)
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (
             f'attachment; filename="{export_file_name(request.GET, now=timezone.now())}"'
@@ -590,6 +616,33 @@ def export_file_name(params, *, now: dt.datetime) -> str:
         parts.append(f"{name}-{value}")
     slug = "-".join(slugify(part) for part in parts if slugify(part))[:150]
     return f"{slug}-{timezone.localtime(now):%Y%m%d-%H%M}.csv"
+
+
+def _export_audited(lines, *, request: HttpRequest):
+    """Pass the CSV lines through, then audit who exported, with which filters, how many rows.
+
+    Written when the stream ends, finished or cut off (`complete` says which), so the row
+    count is the one the reader got.
+    """
+    rows = -1  # the header line is not a row
+    complete = False
+    try:
+        for line in lines:
+            rows += 1
+            yield line
+        complete = True
+    finally:
+        audit_record(
+            user=request.user,
+            action="order.export",
+            target=None,
+            request=request,
+            details={
+                "filters": {key: request.GET.getlist(key) for key in sorted(request.GET)},
+                "rows": max(rows, 0),
+                "complete": complete,
+            },
+        )
 
 
 def _reconcile_attempts(order: CardOrder) -> list:

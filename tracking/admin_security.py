@@ -7,6 +7,9 @@
 - `OperatorPermissionsMixin` + `audited_action`: an admin action that only holders of the
   operator permission see and can run, and that appends one audit entry per object.
 - `require_permission`: the same check for custom admin views (reconcile now, ...).
+- `ListLookupsMixin`: a list takes from its URL only the filters it offers, and nobody without
+  the personal-data permission filters or searches on a personal field (each answer would
+  confirm or rule out a guess of a masked value).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.db.models.constants import LOOKUP_SEP
 
 from tracking.data_care import PERSONAL_MASK, can_see_personal, personal_fields
 from tracking.services.audit import audit_record_many
@@ -97,6 +102,76 @@ class PersonalFieldsMaskMixin:
         return display
 
 
+def _search_field_name(search_field: str) -> str:
+    return search_field.lstrip("^=@").split(LOOKUP_SEP, 1)[0]
+
+
+def lookup_reaches_personal(model, lookup: str) -> bool:
+    """Whether a URL lookup ("tracking_number__startswith", "order__shipment__x") reads a field
+    PERSONAL_FIELDS marks, on `model` or on a model it follows a relation to."""
+    for part in lookup.split(LOOKUP_SEP):
+        if part in personal_fields(model):
+            return True
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:
+            return False
+        if field.related_model is None:
+            return False
+        model = field.related_model
+    return False
+
+
+@functools.cache
+def _offered_filters_only(changelist_class: type) -> type:
+    class OfferedFiltersChangeList(changelist_class):
+        """Refuse the URL parameters no list filter took (Django would apply them as lookups)."""
+
+        def get_filters(self, request):
+            result = super().get_filters(request)
+            remaining = result[2]
+            # The date drill-down turns its year/month/day into these two bounds.
+            bounds = (
+                {f"{self.date_hierarchy}__gte", f"{self.date_hierarchy}__lt"}
+                if self.date_hierarchy
+                else set()
+            )
+            refused = sorted(set(remaining) - bounds)
+            if refused:
+                raise DisallowedModelAdminLookup(f"Filtering by {refused[0]} not allowed")
+            return result
+
+    return OfferedFiltersChangeList
+
+
+class ListLookupsMixin:
+    """A list's URL filters only through its own list filters; personal fields not for viewers.
+
+    Django applies any URL parameter that names a field as a lookup
+    (`?tracking_number__startswith=1Z9`), so a viewer could confirm a masked value one guess at
+    a time. Here a parameter that no list filter takes answers 400 (and is logged by
+    `django.security`), a lookup or search that reaches a personal field is refused to users
+    without the personal-data permission, and the CSV export, built on the same change list,
+    obeys the same rule.
+    """
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        user = getattr(request, "user", None)
+        if not can_see_personal(user) and lookup_reaches_personal(self.model, lookup):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def get_changelist(self, request, **kwargs):
+        return _offered_filters_only(super().get_changelist(request, **kwargs))
+
+    def get_search_fields(self, request):
+        fields = super().get_search_fields(request)
+        if can_see_personal(request.user):
+            return fields
+        personal = personal_fields(self.model)
+        return [f for f in fields if _search_field_name(f) not in personal]
+
+
 class OperatorPermissionsMixin:
     """`has_<verb>_permission` for the operator permissions of the admin's model."""
 
@@ -148,13 +223,15 @@ def audited_action(
     return decorator
 
 
+@functools.cache
 def base_model_admin() -> type:
-    """The ModelAdmin base the rest of the admin uses: django-unfold's when it is installed."""
+    """The ModelAdmin base the rest of the admin uses: django-unfold's when it is installed,
+    with the list lookup rule (`ListLookupsMixin`)."""
     from django.apps import apps
     from django.contrib import admin
 
     if apps.is_installed("unfold"):
         from unfold.admin import ModelAdmin
 
-        return ModelAdmin
-    return admin.ModelAdmin
+        return type("PortalModelAdmin", (ListLookupsMixin, ModelAdmin), {})
+    return type("PortalModelAdmin", (ListLookupsMixin, admin.ModelAdmin), {})

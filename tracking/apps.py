@@ -28,4 +28,9 @@ class TrackingConfig(AppConfig):
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="tracking-roles")
         # reconciliation: the attempts' admin lives beside tracking/admin.py, which
         # autodiscovery imports; this registers it on the same site.
-        from tracking import admin_reconcile  # noqa: F401
+        # trust: staff accounts, groups, TOTP devices and read-API tokens replace the stock
+        # pages, which the admin's autodiscovery (an earlier app) has registered by now.
+        from tracking import (
+            admin_reconcile,  # noqa: F401
+            admin_users,  # noqa: F401
+        )

@@ -6,6 +6,9 @@
 - Bearer tokens are issued by our own token endpoint (django-oauth-toolkit, client_credentials)
   to a D1 client that is bound to one issuer; `d1_token_check` tells whose token it is in one
   indexed query (tokens are stored as SHA-256 checksums only).
+- Client secrets are 128 random characters, kept as a keyed HMAC (`D1ClientSecretHasher`):
+  checking a wrong one costs microseconds, so wrong secrets cannot slow the portal down the way
+  PBKDF2 (hundreds of milliseconds each) would.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from django.conf import settings
+from django.contrib.auth.hashers import BasePasswordHasher, identify_hasher, make_password
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 from oauth2_provider.models import get_access_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
@@ -143,11 +148,82 @@ def d1_token_check(*, token: str) -> TokenCheck:
     )
 
 
+class D1ClientSecretHasher(BasePasswordHasher):
+    """HMAC-SHA256 keyed with SECRET_KEY (or one of its fallbacks), with a per-secret salt.
+
+    Only for generated, high-entropy secrets (D1 client secrets): a slow hash protects guessable
+    passwords, and costs the server on every wrong guess. Never used for user passwords: the
+    PBKDF2 hasher stays first in PASSWORD_HASHERS.
+    """
+
+    algorithm = "d1_hmac_sha256"
+
+    def _digest(self, password: str, salt: str, secret: str | bytes) -> str:
+        return salted_hmac(
+            f"{self.algorithm}:{salt}", password, secret=secret, algorithm="sha256"
+        ).hexdigest()
+
+    def encode(self, password: str, salt: str) -> str:
+        self._check_encode_args(password, salt)
+        return f"{self.algorithm}${salt}${self._digest(password, salt, settings.SECRET_KEY)}"
+
+    def decode(self, encoded: str) -> dict:
+        algorithm, salt, digest = encoded.split("$", 2)
+        return {"algorithm": algorithm, "salt": salt, "hash": digest}
+
+    def verify(self, password: str, encoded: str) -> bool:
+        decoded = self.decode(encoded)
+        if decoded["algorithm"] != self.algorithm:
+            return False
+        return any(
+            constant_time_compare(self._digest(password, decoded["salt"], key), decoded["hash"])
+            for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)
+        )
+
+    def safe_summary(self, encoded: str) -> dict:
+        decoded = self.decode(encoded)
+        return {"algorithm": decoded["algorithm"], "salt": decoded["salt"][:4] + "…"}
+
+    def must_update(self, encoded: str) -> bool:
+        return False
+
+    def harden_runtime(self, password: str, encoded: str) -> None:
+        pass
+
+
+GRANT_CLIENT_CREDENTIALS = "client_credentials"
+
+
 class D1OAuth2Validator(OAuth2Validator):
-    """django-oauth-toolkit's validator, issuing tokens only to active D1 clients."""
+    """django-oauth-toolkit's validator: client_credentials only, to active D1 clients."""
 
     def authenticate_client(self, request, *args, **kwargs) -> bool:
+        if request.grant_type != GRANT_CLIENT_CREDENTIALS:
+            return False
         if not super().authenticate_client(request, *args, **kwargs):
             return False
         binding = getattr(request.client, "d1_client", None)
         return bool(binding and binding.is_active and binding.issuer.is_active)
+
+    def authenticate_user(self, *args, **kwargs) -> bool:
+        return False  # no password grant: staff passwords are never checked here
+
+    def _check_secret(self, provided_secret, stored_secret) -> bool:
+        if not super()._check_secret(provided_secret, stored_secret):
+            return False
+        _upgrade_slow_secret_hash(provided_secret, stored_secret)
+        return True
+
+
+def _upgrade_slow_secret_hash(secret: str, stored: str) -> None:
+    """A client made before the fast hasher keeps a PBKDF2 hash; rehash it on its next success."""
+    try:
+        if identify_hasher(stored).algorithm == D1ClientSecretHasher.algorithm:
+            return
+    except ValueError:
+        return
+    from oauth2_provider.models import get_application_model
+
+    get_application_model().objects.filter(client_secret=stored).update(
+        client_secret=make_password(secret, hasher=D1ClientSecretHasher.algorithm)
+    )

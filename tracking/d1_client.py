@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import re
+import stat
 import threading
 import time
 import uuid
@@ -23,10 +25,13 @@ from typing import Any
 
 import jwt
 import requests
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.core.cache import cache
+
+from tracking.data_care import pan_mask_text
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,13 @@ TOKEN_LOCK_TIMEOUT_SECONDS = 15
 TOKEN_WAIT_POLL_SECONDS = 0.05
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
 BODY_EXCERPT_CHARS = 300
+# How much of an answer is looked at for the excerpt (masked, then cut to BODY_EXCERPT_CHARS).
+BODY_SCAN_CHARS = 4096
+ERROR_CODE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# A key id names a file in D1_KEY_DIR: no separators, no leading dot.
+KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# An EC P-256 private key in PEM is about 250 bytes; anything much larger is not a key.
+MAX_KEY_BYTES = 16 * 1024
 CARD_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 CORRELATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -58,7 +70,8 @@ class D1Error(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = body[:BODY_EXCERPT_CHARS]
+        # Staff read this (a reconcile attempt's error): card numbers masked, length capped.
+        self.body = pan_mask_text(body[:BODY_SCAN_CHARS])[:BODY_EXCERPT_CHARS]
         self.retryable = retryable
         self.error_code = error_code
 
@@ -99,8 +112,12 @@ class D1Config:
     retry_after_max: float = 30.0
 
     @classmethod
-    def for_issuer(cls, issuer_id: str) -> D1Config:
-        """Global D1_* settings, overlaid with D1_ISSUER_OVERRIDES[issuer_id] (field names)."""
+    def for_issuer(cls, issuer_id: str, *, key_id: str = "") -> D1Config:
+        """Global D1_* settings, overlaid with D1_ISSUER_OVERRIDES[issuer_id] (field names).
+
+        `key_id` is the issuer's own key id (Issuer.d1_key_id): unless the overrides name a
+        key file, its key is <D1_KEY_DIR>/<key_id>.pem.
+        """
         values: dict[str, Any] = {
             "issuer_id": issuer_id,
             "api_base_url": getattr(
@@ -129,7 +146,43 @@ class D1Config:
                 f"D1_ISSUER_OVERRIDES[{issuer_id!r}] has unknown keys: {sorted(unknown)}"
             )
         values.update(overrides)
+        if key_id and "private_key_path" not in overrides:
+            values["key_id"] = key_id
+            values["private_key_path"] = key_dir_path(key_id)
         return cls(**values)
+
+
+def key_dir_path(key_id: str) -> str:
+    """<D1_KEY_DIR>/<key_id>.pem; raises D1ConfigurationError for a key id that is not a name."""
+    if not re.fullmatch(KEY_ID_PATTERN, key_id):
+        raise D1ConfigurationError(f"the D1 key id {key_id[:100]!r} is not a valid file name")
+    folder = getattr(settings, "D1_KEY_DIR", "")
+    if not folder:
+        raise D1ConfigurationError(
+            f"the D1 key id {key_id!r} needs D1_KEY_DIR, the folder of issuers' keys"
+        )
+    return str(Path(folder) / f"{key_id}.pem")
+
+
+def read_key_file(path: str) -> bytes:
+    """The bytes of a key file: a regular file under MAX_KEY_BYTES, or D1ConfigurationError.
+
+    Opened without blocking and checked before reading, so a device (/dev/zero), a pipe or a
+    huge file costs nothing and says what is wrong.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise D1ConfigurationError(f"cannot open the D1 private key ({exc.strerror})") from exc
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise D1ConfigurationError("the D1 private key path is not a regular file")
+        data = handle.read(MAX_KEY_BYTES + 1)
+    if len(data) > MAX_KEY_BYTES:
+        raise D1ConfigurationError(
+            f"the D1 private key file is larger than {MAX_KEY_BYTES // 1024} KiB: not a key"
+        )
+    return data
 
 
 class D1Client:
@@ -266,18 +319,19 @@ class D1Client:
             log_ids,
             data={"grant_type": JWT_BEARER_GRANT_TYPE, "assertion": self._assertion_build()},
         )
+        # A token answer may hold a token (even a malformed one): its body is never kept.
         if response.status_code != 200:
-            raise _error_from(response, "D1 token request failed")
+            raise _error_from(response, "D1 token request failed", keep_body=False)
         try:
             payload = response.json()
             token = str(payload["access_token"])
             expires_in = float(payload.get("expires_in") or 900)
         except (ValueError, KeyError, TypeError) as exc:
+            # Not chained: the parse error may quote the body.
             raise D1Error(
-                "D1 token endpoint answered an unreadable body",
+                f"D1 token endpoint answered an unreadable body ({type(exc).__name__})",
                 status=response.status_code,
-                body=response.text,
-            ) from exc
+            ) from None
         logger.info(
             "D1 access token obtained: %s correlation=%s expires_in=%s",
             _ids_text(log_ids),
@@ -308,10 +362,10 @@ class D1Client:
 
     def _signing_key(self) -> ec.EllipticCurvePrivateKey:
         if self._private_key is None:
-            path = Path(self.config.private_key_path)
+            data = read_key_file(self.config.private_key_path)
             try:
-                key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            except (OSError, ValueError) as exc:
+                key = serialization.load_pem_private_key(data, password=None)
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
                 raise D1ConfigurationError(
                     f"cannot read the D1 private key for issuer {self.config.issuer_id}"
                 ) from exc
@@ -450,17 +504,22 @@ def _error_code(response: requests.Response) -> str | None:
     except ValueError:
         return None
     code = payload.get("errorCode") if isinstance(payload, dict) else None
-    return str(code) if code else None
+    # Kept only when it looks like a code: D1's errorCode is short; anything else is a body.
+    return str(code) if code and ERROR_CODE_PATTERN.match(str(code)) else None
 
 
 def _error_from(
-    response: requests.Response, message: str, *, error_class: type[D1Error] = D1Error
+    response: requests.Response,
+    message: str,
+    *,
+    error_class: type[D1Error] = D1Error,
+    keep_body: bool = True,
 ) -> D1Error:
     status = response.status_code
     return error_class(
         message,
         status=status,
-        body=response.text,
+        body=response.text[:BODY_SCAN_CHARS] if keep_body else "",
         retryable=status == 429 or status >= 500,
         error_code=_error_code(response),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import JSONField, Q, Value
 from django.db.models.functions import Upper
@@ -12,6 +13,7 @@ from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
 from simple_history.models import HistoricalRecords
 
+from tracking.d1_client import KEY_ID_PATTERN
 from tracking.rules import Outcome, ReconcileReason
 
 
@@ -21,10 +23,20 @@ class Issuer(models.Model):
     issuer_id = models.CharField("D1 issuer id", max_length=10, unique=True)
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
-    # Where this issuer's D1 credentials live when they differ from the settings: a key id and a
-    # path (or secret reference) to the private key; never the key itself.
-    d1_key_id = models.CharField("D1 key id", max_length=100, blank=True)
-    d1_private_key_path = models.CharField("D1 private key path", max_length=500, blank=True)
+    # The key id of this issuer's own D1 key, when it differs from the settings. The key is read
+    # from <D1_KEY_DIR>/<key id>.pem (tracking.d1_client.D1Config): where keys live is never
+    # taken from the database, so no admin screen can point the worker at another file.
+    d1_key_id = models.CharField(
+        "D1 key id",
+        max_length=100,
+        blank=True,
+        validators=[
+            RegexValidator(
+                KEY_ID_PATTERN,
+                "Letters, digits, dot, dash and underscore; starting with a letter or digit.",
+            )
+        ],
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -470,3 +482,35 @@ class OrderAcknowledgement(models.Model):
 
     def __str__(self) -> str:
         return f"acknowledgement of {self.order_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# ---------------------------------------------------------------------------- read API
+
+
+class ReadApiToken(models.Model):
+    """A read-API token of one user: only its SHA-256 digest is kept, and it expires.
+
+    The token itself is shown once when it is made (`tracking.services.api_tokens`); deleting
+    the row revokes it.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="read_api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for (an integration).")
+    # The first characters of the token, so that staff can tell tokens apart; not enough to use.
+    prefix = models.CharField(max_length=8)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "read-API token"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()

@@ -15,7 +15,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import get_access_token_model, get_application_model
 from simple_history.models import HistoricalRecords
 from simple_history.signals import post_create_historical_record
 
@@ -219,3 +219,11 @@ def _audit_logout(sender, request, user, **kwargs) -> None:
 def _delete_application(sender, instance, **kwargs) -> None:
     # A D1 client and its OAuth application go together (the application holds the secret).
     get_application_model().objects.filter(pk=instance.application_id).delete()
+
+
+@receiver(post_save, sender=D1Client)
+def _revoke_tokens_of_inactive_client(sender, instance, raw=False, **kwargs) -> None:
+    # However a client is switched off (the form's tick box, the action, a shell), its tokens
+    # go: ticking it on again must not bring them back.
+    if not raw and not instance.is_active:
+        get_access_token_model().objects.filter(application_id=instance.application_id).delete()

@@ -21,6 +21,8 @@ env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists()
 # ---------------------------------------------------------------------------- core
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+# Earlier keys, still accepted while sessions and D1 client secret hashes move to the new one.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
@@ -47,7 +49,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "tracking",
@@ -119,12 +120,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# Where a login without ?next lands (Django's default, /accounts/profile/, does not exist here).
+LOGIN_REDIRECT_URL = "admin:index"
+# trust: D1 client secrets are checked with a fast keyed hash (tracking.d1_access), user
+# passwords with Django's default PBKDF2.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "tracking.d1_access.D1ClientSecretHasher",
+]
 
 # ---------------------------------------------------------------------------- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # trust: tokens kept as digests, with an expiry (tracking.ReadApiToken); first, so that
+        # a refused token answers 401 with its WWW-Authenticate challenge.
+        "tracking.api.authentication.ReadApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     # trust: the model permissions the admin uses (view_* to read); tracking/api/permissions.py
     "DEFAULT_PERMISSION_CLASSES": ["tracking.api.permissions.ModelViewPermissions"],
@@ -138,8 +153,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # trust: the schema is for staff and integrations, not for anonymous callers.
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # trust: the schema is for staff and integrations (read-API tokens) only.
+    "SERVE_PERMISSIONS": ["tracking.api.permissions.StaffOrIntegration"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tracking.api.d1_schema.add_token_endpoint",
@@ -176,6 +191,9 @@ D1_BACKOFF_BASE = env.float("D1_BACKOFF_BASE", default=0.5)
 D1_BACKOFF_CAP = env.float("D1_BACKOFF_CAP", default=8.0)
 D1_RETRY_AFTER_MAX = env.float("D1_RETRY_AFTER_MAX", default=30.0)
 D1_ISSUER_OVERRIDES = env.json("D1_ISSUER_OVERRIDES", default={})
+# The folder of per-issuer private keys: an issuer with a D1 key id and no key in the settings
+# uses <D1_KEY_DIR>/<key id>.pem. Key locations are never taken from the database.
+D1_KEY_DIR = env("D1_KEY_DIR", default="")
 
 # ---------------------------------------------------------------------------- Celery
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
@@ -403,6 +421,9 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    # Client secrets are 128 random characters: a keyed HMAC is as strong as PBKDF2 for them
+    # and costs microseconds, so wrong secrets cannot be used to slow the webhook down.
+    "CLIENT_SECRET_HASHER": "d1_hmac_sha256",
 }
 
 # mTLS ends at the reverse proxy (docs/nginx-mtls.conf), which forwards the verified client
@@ -429,6 +450,9 @@ AXES_VERBOSE = False
 # Staff sessions must be verified with a TOTP device (django-otp) before anything else.
 ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=False)
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="D1 card-order portal")
+
+# Read-API tokens expire after this many days (a new one is made with create_api_token).
+READ_API_TOKEN_LIFETIME_DAYS = env.int("READ_API_TOKEN_LIFETIME_DAYS", default=90)
 
 # Content security policy (Django's own middleware); production.py switches it on.
 SECURE_CSP: dict = {}

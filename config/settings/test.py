@@ -6,7 +6,10 @@ from config.settings.base import LOCAL_DIR, env
 SECRET_KEY = "tests-only-not-a-secret"
 DEBUG = False
 LOCAL_DIR.mkdir(exist_ok=True)
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "tracking.d1_access.D1ClientSecretHasher",
+]
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
-from rest_framework.authtoken.models import Token
 
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.testing import SandboxProcess
+from tests.fixtures.api_tokens import read_api_token
 from tests.ops.cluster import METRICS_TOKEN, Cluster
 
 # The D1 sandbox served over real HTTP, shared with the reconciliation tests.
@@ -108,4 +108,4 @@ def sandbox_env(running: Sandbox) -> dict[str, str]:
 def read_token(db) -> str:
     # A superuser: the read API asks for model permissions where staff roles are in force.
     staff = get_user_model().objects.create_user("verifier", is_staff=True, is_superuser=True)
-    return Token.objects.create(user=staff).key
+    return read_api_token(staff)

@@ -103,7 +103,7 @@ def test_postgres_stopped_while_d1_posts(tmp_path, cluster, d1_sandbox, redis_ur
         cluster.manage(
             env, "ensure_staff_user", "verifier", "--password", "drill-only-pass", "--superuser"
         )
-        token = cluster.manage(env, "drf_create_token", "verifier").split()[2]
+        token = cluster.manage(env, "create_api_token", "verifier").strip().removeprefix("token=")
         web = cluster.web("web", env, workers=2, threads=2)
         truth = d1_sandbox.state_path
         feed = sandbox_feed(

@@ -38,7 +38,7 @@ def test_attempts_list_filters_by_outcome_and_http_status(client, boss, attempts
     client.force_login(boss)
 
     everything = client.get("/admin/tracking/reconcileattempt/")
-    changed = client.get("/admin/tracking/reconcileattempt/?outcome=changed")
+    changed = client.get("/admin/tracking/reconcileattempt/?outcome__exact=changed")
     failing = client.get("/admin/tracking/reconcileattempt/?http_status=503")
 
     assert everything.status_code == changed.status_code == failing.status_code == 200

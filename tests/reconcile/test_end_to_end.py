@@ -26,11 +26,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count
-from rest_framework.authtoken.models import Token
 
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.testing import SandboxProcess
 from d1sandbox.verify import verify_run
+from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_verify
 from tracking.models import CardOrder, Issuer, ReconcileAttempt
 from tracking.services.roles import OPERATORS, roles_ensure
@@ -169,7 +169,7 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
     # verify reads tracking numbers, which only operators see unmasked.
     staff = get_user_model().objects.create_user("verifier", is_staff=True)
     staff.groups.add(roles_ensure()[OPERATORS])
-    token = Token.objects.create(user=staff).key
+    token = read_api_token(staff)
 
     sandbox_dir = tmp_path / "sandbox"
     keys = key_pair_ensure(directory=sandbox_dir / "keys")

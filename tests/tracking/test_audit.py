@@ -60,7 +60,6 @@ def test_issuer_changes_in_the_admin_are_audited_with_their_history(client, admi
             "name": "Example Bank plc",
             "is_active": "",
             "d1_key_id": "kid-2",
-            "d1_private_key_path": "/run/secrets/d1.pem",
         },
         REMOTE_ADDR="198.51.100.77",
     )

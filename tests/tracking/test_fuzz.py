@@ -23,13 +23,13 @@ from django.db.models import Sum
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
 from tests.fixtures import spec_examples as spec
+from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.items import item as d1_item
 from tracking.data_care import pan_mask_item
 from tracking.models import CardOrder, NotificationDelivery, OperationEvent, RefusalTally
@@ -167,9 +167,9 @@ def loaded(issuer, post_notification):
 @FUZZ
 @given(case=st.deferred(read_api_cases))
 def test_read_api_never_answers_5xx(loaded, staff_user, wsgi_app, case):
-    token, _ = Token.objects.get_or_create(user=staff_user)
+    token = read_api_token(staff_user)
 
-    response = case.call(app=wsgi_app, headers={"Authorization": f"Token {token.key}"})
+    response = case.call(app=wsgi_app, headers={"Authorization": f"Token {token}"})
 
     case.validate_response(response, checks=[not_a_server_error])
     assert response.status_code in (200, 400, 404)

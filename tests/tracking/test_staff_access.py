@@ -8,10 +8,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.fixtures import spec_examples as spec
+from tests.fixtures.api_tokens import read_api_client
 from tracking.data_care import PERSONAL_MASK
 from tracking.models import AuditEntry, CardOrder, NotificationDelivery, OperationEvent
 from tracking.services import roles
@@ -26,10 +26,7 @@ def loaded(issuer, post_notification):
 
 
 def api_as(user) -> APIClient:
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+    return read_api_client(user)
 
 
 def perms(group: str) -> set[str]:

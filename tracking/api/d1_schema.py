@@ -151,3 +151,18 @@ class D1CallerAuthenticationScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A token from POST /authz/d1/v1/oauth2/token (when required).",
         }
+
+
+class ReadApiTokenScheme(OpenApiAuthenticationExtension):
+    """The read API's token (tracking.ReadApiToken), as the schema shows it."""
+
+    target_class = "tracking.api.authentication.ReadApiTokenAuthentication"
+    name = "readApiToken"
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <key>`: a read-API token (shown once when made; it expires).",
+        }

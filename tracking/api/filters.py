@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import django_filters
+from rest_framework.exceptions import PermissionDenied
 
+from tracking.data_care import can_see_personal, personal_fields
 from tracking.models import CardOrder
 
 
@@ -21,3 +23,15 @@ class CardOrderFilter(django_filters.FilterSet):
     class Meta:
         model = CardOrder
         fields: list[str] = []
+
+    def filter_queryset(self, queryset):
+        # Filtering on a personal field would confirm a guess of the masked value: 403 for
+        # readers without the personal-data permission, whatever the value.
+        if not can_see_personal(getattr(self.request, "user", None)):
+            personal = personal_fields(CardOrder)
+            for name, value in self.form.cleaned_data.items():
+                if value not in (None, "") and self.filters[name].field_name in personal:
+                    raise PermissionDenied(
+                        f"Filtering by {name} needs the permission to see personal fields."
+                    )
+        return super().filter_queryset(queryset)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rest_framework.permissions import DjangoModelPermissions
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
+
+from tracking.api.authentication import is_read_api_token
 
 _VIEW = ["%(app_label)s.view_%(model_name)s"]
 
@@ -26,3 +28,13 @@ class ModelViewPermissions(DjangoModelPermissions):
             user = request.user
             return bool(user and user.is_authenticated and user.is_staff)
         return super().has_permission(request, view)
+
+
+class StaffOrIntegration(BasePermission):
+    """The API schema: staff sessions and read-API tokens; not any signed-in account."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        return bool(user.is_staff or is_read_api_token(request.auth))

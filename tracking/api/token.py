@@ -2,8 +2,10 @@
 
 client_credentials with HTTP Basic client authentication and a form body; the answer is the
 standard token response (`access_token`, `token_type` Bearer, `expires_in`, `scope`) plus the
-`expires_at` timestamp D1's spec shows. In front of the toolkit: the client certificate check
-(when required) and a rate limit per client address, answered 429 with Retry-After.
+`expires_at` timestamp D1's spec shows. In front of the toolkit: a rate limit per client
+address (429 with Retry-After), the client certificate check (when required), and any other
+grant type refused 400 `unsupported_grant_type` before anything is checked, so the endpoint
+never says whether a staff password is right.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from oauth2_provider.views import TokenView
 
-from tracking.d1_access import client_address, client_subject_refusal
+from tracking.d1_access import GRANT_CLIENT_CREDENTIALS, client_address, client_subject_refusal
 from tracking.services.rate_limits import rate_limit_count
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,15 @@ class D1TokenView(TokenView):
             )
             response["Retry-After"] = str(requests.retry_after)
             return response
+        if request.POST.get("grant_type") != GRANT_CLIENT_CREDENTIALS:
+            logger.info("token request refused: grant type address=%s", address)
+            return JsonResponse(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "Only client_credentials is supported.",
+                },
+                status=400,
+            )
         refusal = client_subject_refusal(getattr(request, "d1_client_identity", ""))
         if refusal is not None:
             logger.warning("token request refused: %s address=%s", refusal[0], address)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rest_framework import viewsets
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 from tracking.api.filters import CardOrderFilter
@@ -16,6 +17,19 @@ class OrderCursorPagination(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request):
+        """The cursor, or 400 when it was not made here (DRF answers 404, or 500 on a position
+        that is not a number)."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as exc:
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]}) from exc
+        if cursor is not None and cursor.position is not None:
+            position = cursor.position
+            if not (position.isascii() and position.lstrip("-").isdigit() and len(position) < 20):
+                raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
+        return cursor
 
 
 class CardOrderViewSet(viewsets.ReadOnlyModelViewSet):

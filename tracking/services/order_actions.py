@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from tracking import data_care
 from tracking.models import CardOrder, OrderAcknowledgement
 from tracking.services.ingest import _STATE_FIELDS, refresh_orders
 
@@ -48,11 +49,13 @@ def order_replay(*, order_id: int, user=None) -> ReplayResult:
 def order_acknowledge(*, order_id: int, user, note: str) -> OrderAcknowledgement:
     """Record that staff handled the order's exception; it leaves the Exceptions queue.
 
+    The note is free text that viewers read: card numbers in it are masked before it is stored.
     Raises `ValueError` for an empty note and `CardOrder.DoesNotExist` for an unknown id.
     """
     note = note.strip()
     if not note:
         raise ValueError("an acknowledgement needs a note")
+    note = data_care.free_text_mask(note)
     order = CardOrder.objects.only("pk").get(pk=order_id)
     acknowledgement = OrderAcknowledgement.objects.create(order=order, user=user, note=note)
     logger.info(

@@ -3,7 +3,8 @@
 An id (card id, operation id, issuer request id, tracking number) is matched with equality,
 ignoring case (staff type "jd0146..." for "JD0146..."), so each lookup is one probe of an
 `UPPER(column)` index; only when no id matches does the search fall back to a substring match on
-the input file name (a trigram index on PostgreSQL).
+the input file name (a trigram index on PostgreSQL). Callers narrow `id_fields` for users who may
+not search personal fields (the tracking number).
 """
 
 from __future__ import annotations
@@ -23,21 +24,25 @@ class SearchPath(StrEnum):
     NONE = "none"
 
 
-def exact_id_q(term: str, *, ignore_case: bool = False) -> Q:
-    """Any id equal to `term` (ignoring case if asked: UPPER(column) = UPPER(term))."""
+def exact_id_q(
+    term: str, id_fields: tuple[str, ...] = ID_FIELDS, *, ignore_case: bool = False
+) -> Q:
+    """Any of `id_fields` equal to `term` (ignoring case if asked: UPPER(column) = UPPER(term))."""
     lookup = "iexact" if ignore_case else "exact"
     condition = Q()
-    for name in ID_FIELDS:
+    for name in id_fields:
         condition |= Q(**{f"{name}__{lookup}": term})
     return condition
 
 
-def _id_match(queryset: QuerySet[CardOrder], term: str) -> QuerySet[CardOrder]:
+def _id_match(
+    queryset: QuerySet[CardOrder], term: str, id_fields: tuple[str, ...]
+) -> QuerySet[CardOrder]:
     """Orders whose id is `term` exactly; failing that, in another case."""
-    exact = queryset.filter(exact_id_q(term))
+    exact = queryset.filter(exact_id_q(term, id_fields))
     if exact.exists():
         return exact
-    return queryset.filter(exact_id_q(term, ignore_case=True))
+    return queryset.filter(exact_id_q(term, id_fields, ignore_case=True))
 
 
 def looks_like_id(term: str) -> bool:
@@ -46,12 +51,16 @@ def looks_like_id(term: str) -> bool:
 
 
 def orders_search(
-    *, queryset: QuerySet[CardOrder], term: str, has_exact_match: bool | None = None
+    *,
+    queryset: QuerySet[CardOrder],
+    term: str,
+    has_exact_match: bool | None = None,
+    id_fields: tuple[str, ...] = ID_FIELDS,
 ) -> tuple[QuerySet[CardOrder], SearchPath]:
     """Narrow `queryset` to the orders `term` designates, and say which path found them.
 
-    Probes the id indexes once (unless the caller already knows, `has_exact_match`) and
-    returns a lazy queryset.
+    Probes the indexes of `id_fields` once (unless the caller already knows,
+    `has_exact_match`) and returns a lazy queryset.
     """
     term = term.strip()
     if not term:
@@ -59,20 +68,24 @@ def orders_search(
     if looks_like_id(term):
         if has_exact_match is False:
             return queryset.filter(input_file_name__icontains=term), SearchPath.FILE_NAME
-        exact = _id_match(queryset, term)
+        exact = _id_match(queryset, term, id_fields)
         if has_exact_match or exact.exists():
             return exact, SearchPath.EXACT_ID
     return queryset.filter(input_file_name__icontains=term), SearchPath.FILE_NAME
 
 
-def order_ids_for_exact_match(*, queryset: QuerySet[CardOrder], term: str) -> list[int]:
+def order_ids_for_exact_match(
+    *, queryset: QuerySet[CardOrder], term: str, id_fields: tuple[str, ...] = ID_FIELDS
+) -> list[int]:
     """Up to two primary keys of orders whose id equals `term`: one means "open it"."""
     term = term.strip()
     if not looks_like_id(term):
         return []
-    found = list(queryset.filter(exact_id_q(term)).values_list("pk", flat=True)[:2])
+    found = list(queryset.filter(exact_id_q(term, id_fields)).values_list("pk", flat=True)[:2])
     if found:
         return found
     return list(
-        queryset.filter(exact_id_q(term, ignore_case=True)).values_list("pk", flat=True)[:2]
+        queryset.filter(exact_id_q(term, id_fields, ignore_case=True)).values_list("pk", flat=True)[
+            :2
+        ]
     )

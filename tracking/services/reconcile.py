@@ -13,7 +13,6 @@ The D1 call never runs inside a transaction: no row lock is held while D1 is slo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
@@ -104,15 +103,13 @@ _clients_lock = threading.Lock()
 
 
 def d1_client_for(issuer: Issuer) -> D1Client:
-    """The D1 client of an issuer: settings, D1_ISSUER_OVERRIDES, then the issuer's own key.
+    """The D1 client of an issuer: settings, D1_ISSUER_OVERRIDES, then the issuer's own key id
+    (its key read from D1_KEY_DIR; see D1Config.for_issuer).
 
     One client per configuration and process, so connections and the signing key are reused.
+    Raises D1ConfigurationError when the configuration cannot work.
     """
-    config = D1Config.for_issuer(issuer.issuer_id)
-    if issuer.d1_key_id:
-        config = dataclasses.replace(config, key_id=issuer.d1_key_id)
-    if issuer.d1_private_key_path:
-        config = dataclasses.replace(config, private_key_path=issuer.d1_private_key_path)
+    config = D1Config.for_issuer(issuer.issuer_id, key_id=issuer.d1_key_id)
     with _clients_lock:
         client = _clients.get(config)
         if client is None:

@@ -5,7 +5,9 @@
 | viewers        | view orders, events, deliveries, issuers (personal fields masked)         |
 | operators      | the above unmasked, plus reconcile now, replay and acknowledge an order   |
 | administrators | the above, plus issuers, D1 clients, users, TOTP devices, login lockouts, |
-|                | the audit trail and configuration history                                 |
+|                | read-API tokens, the audit trail and configuration history                |
+|                | (never superuser status, the administrators group, or another's password |
+|                | or devices: tracking/admin_users.py)                                      |
 
 Nobody, superusers included, may add, change or delete events, deliveries or audit entries:
 no group holds those permissions and the admin and API refuse them regardless.
@@ -25,7 +27,13 @@ OPERATORS = "operators"
 ADMINISTRATORS = "administrators"
 
 # tracking models only administrators see (configuration, credentials, the audit trail).
-_ADMIN_ONLY_MODELS = {"d1client", "auditentry", "historicalissuer", "historicald1client"}
+_ADMIN_ONLY_MODELS = {
+    "d1client",
+    "auditentry",
+    "historicalissuer",
+    "historicald1client",
+    "readapitoken",
+}
 # Evidence: never added, changed or deleted by anyone.
 EVIDENCE_MODELS = {"operationevent", "notificationdelivery", "refusaltally", "auditentry"}
 
@@ -39,6 +47,7 @@ ADMINISTRATOR_EXTRA = [
     *(f"tracking.{verb}_issuer" for verb in ("add", "change", "delete")),
     *(f"tracking.{verb}_d1client" for verb in ("add", "change", "delete", "view")),
     "tracking.view_auditentry",
+    *(f"tracking.{verb}_readapitoken" for verb in ("add", "delete", "view")),
     "tracking.view_historicalissuer",
     "tracking.view_historicald1client",
     *(f"auth.{verb}_user" for verb in ("add", "change", "delete", "view")),
