@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from tracking.carriers import carrier_name
+from tracking.carriers import carrier_name, tracking_url_for
 from tracking.data_care import personal_mask
 from tracking.models import CardOrder
 from tracking.rules import (
@@ -137,7 +137,11 @@ def carrier_link(order: CardOrder, *, personal: bool = True) -> str:
     if not order.carrier and not order.tracking_number:
         return ""
     name = carrier_name(order.carrier) or "carrier"
-    url = safe_http_url(order.tracking_url) if personal else ""
+    url = (
+        safe_http_url(tracking_url_for(order.carrier, order.tracking_number, order.tracking_url))
+        if personal
+        else ""
+    )
     number = order.tracking_number if personal else personal_mask(order.tracking_number)
     if url:
         return format_html(

@@ -6,6 +6,7 @@ from rest_framework import viewsets
 from rest_framework.pagination import CursorPagination
 
 from tracking.api.filters import CardOrderFilter
+from tracking.api.registration import OrderRegistrationMixin
 from tracking.api.serializers import CardOrderDetailSerializer, CardOrderSerializer
 from tracking.models import CardOrder
 
@@ -18,8 +19,11 @@ class OrderCursorPagination(CursorPagination):
     max_page_size = 1000
 
 
-class CardOrderViewSet(viewsets.ReadOnlyModelViewSet):
-    """Card orders with their derived state; the detail adds the events in timeline order."""
+class CardOrderViewSet(OrderRegistrationMixin, viewsets.ReadOnlyModelViewSet):
+    """Card orders with their derived state; the detail adds the events in timeline order.
+
+    POST registers orders the issuer placed (`tracking.api.registration`).
+    """
 
     queryset = CardOrder.objects.select_related("issuer")
     filterset_class = CardOrderFilter

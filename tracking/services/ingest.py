@@ -36,6 +36,8 @@ from tracking.rules import (
     reconcile_reason_for,
 )
 from tracking.services.bulk import rows_insert_new, rows_update, rows_upsert
+from tracking.services.card_operations import UPDATE_ORDER, cards_after_ingest
+from tracking.services.registration import registered_orders_join, registration_fill
 from tracking.validation import ItemCheck, check_item
 
 
@@ -124,8 +126,22 @@ def ingest_operations(
             fresh[order.pk].append(fact)
     if touched:
         refresh_orders(list(touched.values()), now=now, known_events=fresh)
+    _cards_update(issuer=issuer, items=unseen, new_events=new_events, now=now)
     result.order_ids = {o.pk for o in orders.values()}
     return result
+
+
+def _cards_update(*, issuer: Issuer, items: dict[str, _Item], new_events, now) -> None:
+    """The issuer's side of a batch: pull & change results, re-ordered cards superseding."""
+    card_ids = set()
+    updates = []
+    for item in items.values():
+        if item.fingerprint not in new_events or not item.check.card_id:
+            continue
+        card_ids.add(item.check.card_id)
+        if item.check.operation == UPDATE_ORDER:
+            updates.append((new_events[item.fingerprint], item.check.card_id, item.raw))
+    cards_after_ingest(issuer=issuer, card_ids=card_ids, update_items=updates, now=now)
 
 
 def _lock_orders(
@@ -138,6 +154,8 @@ def _lock_orders(
             keys.setdefault((item.check.card_id, item.check.operation_id), item.check.operation)
     if not keys:
         return {}
+    # A registered order without operationId takes its card's first operation from D1.
+    registered_orders_join(issuer=issuer, keys=keys)
     rows = rows_upsert(
         [
             CardOrder(
@@ -177,6 +195,7 @@ _BOOKKEEPING_FIELDS = [
     "missing_steps",
     "needs_reconcile",
     "reconcile_reason",
+    "registration",
 ]
 
 
@@ -350,6 +369,7 @@ def refresh_orders(
     for order in orders:
         state = derive_order_state(by_order[order.pk])
         _apply_state(order, state, now=now)
+        registration_fill(order)
         for event_id, outcome in state.outcomes.items():
             if current_outcome[event_id] != (outcome, True):
                 changed_events.append(OperationEvent(id=event_id, outcome=outcome, applied_at=now))

@@ -41,6 +41,8 @@ from tracking.models import (
     ReconcileTrigger,
 )
 from tracking.observability.logs import request_id_current
+from tracking.services import order_queues
+from tracking.services.card_operations import UNKNOWN_AT_D1
 from tracking.services.ingest import ingest_operations, refresh_orders
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ class DueReason:
     STAGE_THRESHOLD = "stage_threshold"
     PAST_DUE = "past_due"
     AWAITING_DELIVERY = "awaiting_delivery"
+    SILENT = "silent"  # registered, and D1 has said nothing about it yet
+    CANCEL_UNCONFIRMED = "cancel_unconfirmed"  # an accepted CANCEL without CARD_PROD_CANCELED
+    LOOK_UP = "look_up"  # staff or a command looked the card up
 
 
 # The derived-state columns whose change makes an attempt "changed" (arrival times excluded).
@@ -187,6 +192,7 @@ def order_reconcile(
                 outcome = ReconcileOutcome.CHANGED
         now = timezone.now()
         _bookkeeping_update(order, outcome=outcome, now=now)
+        _not_found_update(order, outcome=outcome, now=now)
         attempt = ReconcileAttempt.objects.create(
             order=order,
             started_at=started_at,
@@ -294,6 +300,31 @@ def _bookkeeping_update(order: CardOrder, *, outcome: str, now: datetime) -> Non
     )
 
 
+def _not_found_update(order: CardOrder, *, outcome: str, now: datetime) -> None:
+    """A registered order D1 keeps not knowing becomes an exception after a while.
+
+    D1 answering 404 for a card it never spoke about is expected for a short time (the order is
+    being loaded); past REGISTERED_NOT_FOUND_AFTER it is an exception ("unknown at D1"). Any
+    answer clears it.
+    """
+    if outcome == ReconcileOutcome.NOT_FOUND and not order.event_count:
+        since = order.d1_not_found_since or now
+        reason = order.exception_reason
+        if now - since >= settings.REGISTERED_NOT_FOUND_AFTER:
+            reason = UNKNOWN_AT_D1
+        fields = {"d1_not_found_since": since, "exception_reason": reason}
+    elif outcome in (ReconcileOutcome.CHANGED, ReconcileOutcome.UNCHANGED):
+        fields = {"d1_not_found_since": None}
+        if order.exception_reason == UNKNOWN_AT_D1:
+            fields["exception_reason"] = ""
+    else:
+        return
+    if any(getattr(order, name) != value for name, value in fields.items()):
+        for name, value in fields.items():
+            setattr(order, name, value)
+        order.save(update_fields=list(fields))
+
+
 def reconcile_backoff(*, attempts: int) -> timedelta:
     """The wait after `attempts` attempts in a row that changed nothing: base * 2^(n-1), capped."""
     if attempts <= 0:
@@ -373,9 +404,16 @@ def orders_due_for_reconcile(*, now: datetime | None = None) -> QuerySet[CardOrd
         | _stage_stale_q(now)
         | _past_due_q(now)
         | _awaiting_delivery_q(now, max_age=settings.RECONCILE_SHIPPED_MAX_AGE)
+        | order_queues.silent_q(now=now)
+        | order_queues.cancel_unconfirmed_q()
     )
+    # A superseded order is not swept: its card's newer operation is the one followed.
     return CardOrder.objects.filter(
-        due & _ready_q(now) & _unclaimed_q(now) & _active_issuers_q()
+        due
+        & _ready_q(now)
+        & _unclaimed_q(now)
+        & _active_issuers_q()
+        & Q(superseded_by__isnull=True)
     ).order_by("-needs_reconcile", "id")
 
 
@@ -384,6 +422,7 @@ def orders_open_for_reconcile() -> QuerySet[CardOrder]:
     return CardOrder.objects.filter(
         (Q(is_terminal=False) | _awaiting_delivery_q(timezone.now(), max_age=None))
         & _active_issuers_q()
+        & Q(superseded_by__isnull=True)
     ).order_by("id")
 
 
@@ -391,6 +430,10 @@ def order_due_reason(*, order: CardOrder, now: datetime) -> str:
     """The reason an order is (or would be) due, for the attempt's record; "" when none."""
     if order.needs_reconcile and order.reconcile_reason:
         return order.reconcile_reason
+    if order.registered_at is not None and not order.event_count:
+        return DueReason.SILENT
+    if order.cancel_accepted_at is not None and order.production_status != "CARD_PROD_CANCELED":
+        return DueReason.CANCEL_UNCONFIRMED
     if not order.is_terminal:
         if order.due_date is not None and order.due_date < (
             (now - settings.RECONCILE_DUE_DATE_GRACE).date()
