@@ -243,9 +243,14 @@ class CardOrder(models.Model):
 
     def timeline(self) -> models.QuerySet[OperationEvent]:
         """The order's events and the card's other operations (UPDATE_ORDER, ...), as they came."""
-        return OperationEvent.objects.filter(
-            Q(order=self) | Q(order__isnull=True, issuer_id=self.issuer_id, card_id=self.card_id)
-        ).order_by("first_received_at", "id")
+        return (
+            OperationEvent.objects.filter(
+                Q(order=self)
+                | Q(order__isnull=True, issuer_id=self.issuer_id, card_id=self.card_id)
+            )
+            .select_related("change")
+            .order_by("first_received_at", "id")
+        )
 
 
 class OperationEvent(models.Model):
@@ -312,9 +317,10 @@ class OrderChange(models.Model):
     """
 
     issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="+")
-    event = models.OneToOneField(OperationEvent, on_delete=models.PROTECT, related_name="change")
+    # Derived from its event: it goes when the event goes (retention), never otherwise.
+    event = models.OneToOneField(OperationEvent, on_delete=models.CASCADE, related_name="change")
     order = models.ForeignKey(
-        CardOrder, null=True, blank=True, on_delete=models.PROTECT, related_name="changes"
+        CardOrder, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
     )
     card_id = models.CharField(max_length=48)
     operation_id = models.CharField(max_length=64, blank=True)

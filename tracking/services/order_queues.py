@@ -219,3 +219,16 @@ def cancel_unconfirmed_q() -> Q:
     return Q(cancel_accepted_at__isnull=False) & ~Q(
         production_status__in=sorted(CANCELLED_STATUSES)
     )
+
+
+# The issuer's-side and after-shipment queues: name → (label, condition at `now`). The admin's
+# queue filter, its tabs and the dashboard read them from here.
+ISSUER_QUEUES = {
+    "silent": ("Silent (registered, nothing from D1)", lambda now: silent_q(now=now)),
+    "registered": ("Registered, no events yet", lambda now: registered_waiting_q()),
+    "superseded": ("Superseded by a newer operation", lambda now: superseded_q()),
+    "delivered": ("Delivered", lambda now: delivered_q()),
+    "in_transit_long": ("In transit too long", lambda now: in_transit_long_q(now=now)),
+    "returned": ("Returned", lambda now: returned_q()),
+    "delivery_failed": ("Delivery failed", lambda now: delivery_failed_q()),
+}
