@@ -251,7 +251,8 @@ def order_changes_summarise(order: CardOrder) -> None:
     ]
     CardOrder.objects.filter(pk=order.pk).update(
         change_type=latest.change_type[:32],
-        change_result=latest.result,
+        # An unknown shape shows as such, whatever part of it could be read.
+        change_result=latest.result if latest.is_known_shape else OrderChangeResult.UNKNOWN,
         cancel_accepted_at=min(accepted_cancels) if accepted_cancels else None,
         # An accepted cancellation is worth asking D1 about at once.
         **(
