@@ -64,7 +64,10 @@ class QueueFilter(ChoiceFilter):
         if value == "exceptions":
             return queryset.filter(order_queues.open_exception_q())
         if value == "stuck":
-            return queryset.filter(order_queues.stuck_q(now=timezone.now()))
+            # A superseded order waits for nothing: its card's newer operation is followed.
+            return queryset.filter(order_queues.stuck_q(now=timezone.now())).filter(
+                superseded_by__isnull=True
+            )
         if value == "reconcile":
             return queryset.filter(needs_reconcile=True)
         if value == "failed":

@@ -151,8 +151,15 @@ class CardOrder(models.Model):
     d1_not_found_since = models.DateTimeField(null=True, blank=True)
     exception_reason = models.CharField(max_length=32, blank=True, db_default="")
     # A newer operation of the same card (by D1's times) took this unfinished order's place.
+    # No index of its own: nearly every order has none, and the partial index below finds
+    # those that do (an index on the NULLs would tempt the planner away from the queue indexes).
     superseded_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supersedes",
+        db_index=False,
     )
     superseded_at = models.DateTimeField(null=True, blank=True)
     # The card's latest pull & change result (UPDATE_ORDER), and an accepted CANCEL that D1 has

@@ -112,8 +112,7 @@ def stuck_q(*, now: dt.datetime) -> Q:
     condition = Q()
     for status, threshold in stage_thresholds().items():
         condition |= Q(production_status=status, stage_entered_at__lt=now - threshold)
-    # A superseded order waits for nothing: its newer operation is the one followed.
-    return condition & Q(is_terminal=False, superseded_by__isnull=True)
+    return condition & Q(is_terminal=False)
 
 
 def within_threshold_q(*, now: dt.datetime) -> Q:
