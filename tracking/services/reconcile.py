@@ -390,31 +390,39 @@ def _active_issuers_q() -> Q:
     return Q(issuer__in=Issuer.objects.filter(is_active=True).values("pk"))
 
 
-def orders_due_for_reconcile(*, now: datetime | None = None) -> QuerySet[CardOrder]:
+def orders_due_for_reconcile(
+    *, now: datetime | None = None, silent: bool | None = None
+) -> QuerySet[CardOrder]:
     """Orders the sweep would pick now, flagged ones first.
 
     Due: flagged by ingest (gap, unknown status, conflict); non-terminal and in their stage
     longer than RECONCILE_STAGE_THRESHOLDS says; past dueDate + RECONCILE_DUE_DATE_GRACE and not
     shipped; or shipped, carrier not final, quiet for RECONCILE_SHIPPED_INTERVAL and shipped less
-    than RECONCILE_SHIPPED_MAX_AGE ago. In every case not backing off and not claimed.
+    than RECONCILE_SHIPPED_MAX_AGE ago; registered and silent; an accepted CANCEL not confirmed.
+    In every case not backing off, not claimed and not superseded. `silent` True gives only the
+    silent registered orders (oldest registration first, on their own partial index), False
+    leaves them out; the sweep asks the two apart, so a million silent orders never make it sort
+    the whole table.
     """
     now = now or timezone.now()
+    eligible = (
+        _ready_q(now) & _unclaimed_q(now) & _active_issuers_q() & Q(superseded_by__isnull=True)
+    )
+    if silent:
+        return CardOrder.objects.filter(order_queues.silent_q(now=now) & eligible).order_by(
+            "registered_at", "id"
+        )
     due = (
         Q(needs_reconcile=True)
         | _stage_stale_q(now)
         | _past_due_q(now)
         | _awaiting_delivery_q(now, max_age=settings.RECONCILE_SHIPPED_MAX_AGE)
-        | order_queues.silent_q(now=now)
         | order_queues.cancel_unconfirmed_q()
     )
+    if silent is None:
+        due |= order_queues.silent_q(now=now)
     # A superseded order is not swept: its card's newer operation is the one followed.
-    return CardOrder.objects.filter(
-        due
-        & _ready_q(now)
-        & _unclaimed_q(now)
-        & _active_issuers_q()
-        & Q(superseded_by__isnull=True)
-    ).order_by("-needs_reconcile", "id")
+    return CardOrder.objects.filter(due & eligible).order_by("-needs_reconcile", "id")
 
 
 def orders_open_for_reconcile() -> QuerySet[CardOrder]:
@@ -464,8 +472,17 @@ def orders_claim_for_reconcile(*, limit: int, now: datetime | None = None) -> li
     an unclaimed row. Runs in its own transaction (or the caller's).
     """
     now = now or timezone.now()
+    claimed: list[int] = []
+    # Orders D1 has spoken about first, then silent registered ones, each on its own indexes.
+    for silent in (False, True):
+        if len(claimed) < limit:
+            due = orders_due_for_reconcile(now=now, silent=silent)
+            claimed += _claim(due, limit=limit - len(claimed), now=now)
+    return claimed
+
+
+def _claim(due: QuerySet[CardOrder], *, limit: int, now: datetime) -> list[int]:
     until = now + timedelta(seconds=settings.RECONCILE_CLAIM_SECONDS)
-    due = orders_due_for_reconcile(now=now)
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             order_ids = list(
