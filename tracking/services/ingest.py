@@ -97,6 +97,16 @@ def ingest_operations(
             result.rejected_count += item.copies
             result.errors.append(item.check.error)
 
+    # A registered order without operationId takes its card's first operation from D1; asked
+    # before any row is locked, so that it never widens a lock window.
+    registered_orders_join(
+        issuer=issuer,
+        keys={
+            (i.check.card_id, i.check.operation_id)
+            for i in items.values()
+            if i.check.is_valid and i.check.is_tracked
+        },
+    )
     # Copies of items already stored are counted first, without touching their orders: a retry
     # storm of one notification then never queues on the order's row lock.
     known = _count_known_copies(issuer=issuer, items=items, now=now)
@@ -126,22 +136,33 @@ def ingest_operations(
             fresh[order.pk].append(fact)
     if touched:
         refresh_orders(list(touched.values()), now=now, known_events=fresh)
-    _cards_update(issuer=issuer, items=unseen, new_events=new_events, now=now)
+    _cards_update(
+        issuer=issuer,
+        items=unseen,
+        new_events=new_events,
+        first_events=set(fresh),
+        orders=orders,
+        now=now,
+    )
     result.order_ids = {o.pk for o in orders.values()}
     return result
 
 
-def _cards_update(*, issuer: Issuer, items: dict[str, _Item], new_events, now) -> None:
-    """The issuer's side of a batch: pull & change results, re-ordered cards superseding."""
-    card_ids = set()
+def _cards_update(*, issuer: Issuer, items, new_events, first_events, orders, now) -> None:
+    """The issuer's side of a batch: pull & change results, re-ordered cards superseding.
+
+    Only a card with an order that just got its first events (a new operation, a registered
+    order joined) or with a new UPDATE_ORDER can change here; the usual batch costs nothing.
+    """
+    card_ids = {o.card_id for o in orders.values() if o.pk in first_events}
     updates = []
     for item in items.values():
-        if item.fingerprint not in new_events or not item.check.card_id:
-            continue
-        card_ids.add(item.check.card_id)
-        if item.check.operation == UPDATE_ORDER:
+        is_update = item.check.operation == UPDATE_ORDER and item.check.card_id
+        if is_update and item.fingerprint in new_events:
+            card_ids.add(item.check.card_id)
             updates.append((new_events[item.fingerprint], item.check.card_id, item.raw))
-    cards_after_ingest(issuer=issuer, card_ids=card_ids, update_items=updates, now=now)
+    if card_ids:
+        cards_after_ingest(issuer=issuer, card_ids=card_ids, update_items=updates, now=now)
 
 
 def _lock_orders(
@@ -154,8 +175,6 @@ def _lock_orders(
             keys.setdefault((item.check.card_id, item.check.operation_id), item.check.operation)
     if not keys:
         return {}
-    # A registered order without operationId takes its card's first operation from D1.
-    registered_orders_join(issuer=issuer, keys=keys)
     rows = rows_upsert(
         [
             CardOrder(
