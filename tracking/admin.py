@@ -29,7 +29,7 @@ from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 from unfold.paginator import InfinitePaginator
 
-from tracking import admin_display, admin_filters, labels
+from tracking import admin_display, admin_filters, admin_issuer, labels
 from tracking.admin_reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
 from tracking.admin_security import (
     EvidenceAdminMixin,
@@ -53,6 +53,7 @@ from tracking.services.audit import audit_record
 from tracking.services.explanation import order_explanation
 from tracking.services.export import orders_csv_lines
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
+from tracking.services.registration import awaiting_first_event
 from tracking.services.timeline import stage_spans, timeline_entries
 
 # queue -> (title, what is in it)
@@ -80,6 +81,29 @@ QUEUES = {
         "Acknowledged exceptions",
         "Exceptions staff have handled; each returns to Exceptions when the exception changes.",
     ),
+    "silent": (
+        "Silent orders",
+        "Registered by the issuer, and D1 has said nothing about them for longer than "
+        "REGISTERED_SILENT_AFTER: the sweep asks D1 for each card.",
+    ),
+    "registered": (
+        "Registered orders without events",
+        "Registered by the issuer; no notification or on-demand answer yet.",
+    ),
+    "superseded": (
+        "Superseded orders",
+        "A newer operation of the same card took their place; they are no longer swept.",
+    ),
+    "delivered": ("Delivered", "The carrier reported delivery."),
+    "in_transit_long": (
+        "In transit too long",
+        "Shipped longer ago than SHIPMENT_IN_TRANSIT_THRESHOLD; the carrier has not delivered.",
+    ),
+    "returned": (
+        "Returned",
+        "Returned by the tracking hub or returned to sender by the carrier (an exception).",
+    ),
+    "delivery_failed": ("Delivery failed", "The carrier reported a failed delivery."),
 }
 TIMELINE_LIMIT = 500
 # django-unfold's ModelAdmin with the list lookup rule (tracking.admin_security).
@@ -152,6 +176,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         "shipment_column",
         "last_update",
         "issuer_code",
+        "change_column",
     ]
     list_display_links = None
     list_select_related = ["issuer"]
@@ -169,6 +194,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         admin_filters.CarrierFilter,
         admin_filters.ProductionSiteFilter,
         admin_filters.ReconcileReasonFilter,
+        admin_filters.OrderChangeFilter,
         admin_filters.HasErrorFilter,
         admin_filters.CardIdContainsFilter,
         ("first_event_at", admin_filters.DateRangeFilter),
@@ -253,13 +279,20 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
 
     @admin.display(description="production", ordering="production_rank")
     def production(self, order: CardOrder) -> str:
+        if awaiting_first_event(order):
+            return admin_issuer.registered_badge(order)
         return format_html(
-            '{}<span class="bo-subtle block" title="Operation status">{}</span>',
+            '{}<span class="bo-subtle block" title="Operation status">{}</span>{}',
             admin_display.production_badge(order.production_status, inline=True),
             labels.label_text("operation_status", order.operation_status)
             if order.operation_status
             else "",
+            admin_issuer.superseded_badge(order),
         )
+
+    @admin.display(description="pull & change", ordering="change_type")
+    def change_column(self, order: CardOrder) -> str:
+        return admin_issuer.change_badge(order)
 
     def get_list_display(self, request):
         names = list(super().get_list_display(request))
@@ -298,6 +331,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         wrap = self.admin_site.admin_view
         return [
             path("export.csv", wrap(self.export_view), name="{}_{}_export".format(*info)),
+            *admin_issuer.order_urls(self),
             path(
                 "<int:object_id>/reconcile/",
                 wrap(self.reconcile_view),
@@ -413,6 +447,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "shipment_json": json.dumps(order.shipment, indent=2, sort_keys=True)
             if order.shipment
             else "",
+            **admin_issuer.order_page_context(order, now=now),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name

@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
 from tracking import labels
-from tracking.carriers import carrier_name
+from tracking.carriers import carrier_name, tracking_url_for
 from tracking.data_care import personal_mask
 from tracking.models import CardOrder
 from tracking.rules import (
@@ -143,10 +143,10 @@ def safe_http_url(url: str) -> str:
 def tracking_url(order: CardOrder) -> str:
     """The link to the carrier's tracking page for this order: the one place that decides it.
 
-    Today the URL D1 sent (when it is http(s)); a per-carrier fallback built from the tracking
-    number belongs here too, so every page and list links the same way.
+    The URL D1 sent (when it is http(s)), else the carrier's own page for the tracking number
+    (`tracking.carriers`), so every page and list links the same way.
     """
-    return safe_http_url(order.tracking_url)
+    return safe_http_url(tracking_url_for(order.carrier, order.tracking_number, order.tracking_url))
 
 
 def shipment_summary(order: CardOrder, *, personal: bool = True) -> str:

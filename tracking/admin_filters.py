@@ -53,16 +53,22 @@ class QueueFilter(ChoiceFilter):
             ("failed", "Failed in production"),
             ("cancelled", "Cancelled"),
             ("acknowledged", "Acknowledged exceptions"),
+            *((name, label) for name, (label, _) in order_queues.ISSUER_QUEUES.items()),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         value = self.value()
+        if value in order_queues.ISSUER_QUEUES:
+            return queryset.filter(order_queues.ISSUER_QUEUES[value][1](now=timezone.now()))
         if value == "open":
             return queryset.filter(is_terminal=False)
         if value == "exceptions":
             return queryset.filter(order_queues.open_exception_q())
         if value == "stuck":
-            return queryset.filter(order_queues.stuck_q(now=timezone.now()))
+            # A superseded order waits for nothing: its card's newer operation is followed.
+            return queryset.filter(order_queues.stuck_q(now=timezone.now())).filter(
+                superseded_by__isnull=True
+            )
         if value == "reconcile":
             return queryset.filter(needs_reconcile=True)
         if value == "failed":
@@ -267,6 +273,37 @@ class ReconcileReasonFilter(ChoiceFilter):
         if not self.value():
             return queryset
         return queryset.filter(needs_reconcile=True, reconcile_reason=self.value())
+
+
+class OrderChangeFilter(ChoiceFilter):
+    """The card's latest pull & change result (UPDATE_ORDER): its type, or its decision."""
+
+    title = "pull & change"
+    parameter_name = "change"
+
+    def lookups(self, request, model_admin):
+        from tracking.services.card_operations import CHANGE_TYPES
+
+        return [
+            ("any", "Any change result"),
+            *((f"type:{t}", t.replace("_", " ").capitalize()) for t in CHANGE_TYPES),
+            ("result:accepted", "Accepted"),
+            ("result:rejected", "Rejected"),
+            ("result:unknown", "Unknown shape"),
+            ("cancel_unconfirmed", "CANCEL accepted, not yet confirmed"),
+        ]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        value = self.value() or ""
+        if value == "any":
+            return queryset.exclude(change_result="")
+        if value.startswith("type:"):
+            return queryset.filter(change_type=value.removeprefix("type:"))
+        if value.startswith("result:"):
+            return queryset.filter(change_result=value.removeprefix("result:"))
+        if value == "cancel_unconfirmed":
+            return queryset.filter(order_queues.cancel_unconfirmed_q())
+        return queryset
 
 
 class HasErrorFilter(ChoiceFilter):

@@ -123,6 +123,59 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
             ],
         },
         {
+            "title": "The issuer's side",
+            "separator": True,
+            "items": [
+                {
+                    "title": "Silent orders",
+                    "icon": "pending_actions",
+                    "link": _url(ORDERS_CHANGELIST, "queue=silent"),
+                    "permission": view_orders,
+                    "active": _queue_active("silent"),
+                },
+                {
+                    "title": "Superseded orders",
+                    "icon": "switch_access_shortcut",
+                    "link": _url(ORDERS_CHANGELIST, "queue=superseded"),
+                    "permission": view_orders,
+                    "active": _queue_active("superseded"),
+                },
+                {
+                    "title": "Look up at D1",
+                    "icon": "travel_explore",
+                    "link": _url("admin:tracking_cardorder_look_up"),
+                    "permission": lambda r: r.user.has_perm("tracking.reconcile_cardorder"),
+                    "active": _path_active("admin:tracking_cardorder_look_up"),
+                },
+                {
+                    "title": "Register orders",
+                    "icon": "upload_file",
+                    "link": _url("admin:tracking_cardorder_register"),
+                    "permission": lambda r: r.user.has_perm("tracking.register_cardorder"),
+                    "active": _path_active("admin:tracking_cardorder_register"),
+                },
+            ],
+        },
+        {
+            "title": "After shipment",
+            "separator": True,
+            "items": [
+                {
+                    "title": title,
+                    "icon": icon,
+                    "link": _url(ORDERS_CHANGELIST, f"queue={queue}"),
+                    "permission": view_orders,
+                    "active": _queue_active(queue),
+                }
+                for queue, title, icon in (
+                    ("delivered", "Delivered", "task_alt"),
+                    ("in_transit_long", "In transit too long", "local_shipping"),
+                    ("returned", "Returned", "keyboard_return"),
+                    ("delivery_failed", "Delivery failed", "report"),
+                )
+            ],
+        },
+        {
             "title": "Reconciliation",
             "separator": True,
             "items": [

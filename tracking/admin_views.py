@@ -209,6 +209,8 @@ def _alert_url(alert: Alert) -> str:
         return orders_url(production_status=alert.subject, stage_age="stuck")
     if alert.kind == "reconcile_failing":
         return orders_url(queue="reconcile")
+    if alert.kind == "inbound_silence" and alert.silent_orders and alert.value == 0:
+        return orders_url(queue="silent")
     if alert.kind in ("inbound_silence", "refused_share"):
         return _changelist("notificationdelivery")
     if alert.kind == "sweep_late":
@@ -279,6 +281,7 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
                 "exceptions": orders_url(queue="exceptions"),
                 "stuck": orders_url(queue="stuck"),
                 "reconcile": orders_url(queue="reconcile"),
+                "silent": orders_url(queue="silent"),
                 "deliveries_24h": _changelist(
                     "notificationdelivery",
                     received_at__gte=figures.hours[0].hour.isoformat(),

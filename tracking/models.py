@@ -201,6 +201,31 @@ class CardOrder(models.Model):
     # Reconciliation: a sweep's lease on the order, so that two sweeps never queue it twice.
     reconcile_claimed_until = models.DateTimeField(null=True, blank=True)
 
+    # The issuer's side (tracking.services.registration): an order registered before D1 spoke
+    # about it, what the issuer said then (shown where no notification says otherwise), since
+    # when D1 answers 404 for its card, and an exception the portal raised on its own.
+    registered_at = models.DateTimeField(null=True, blank=True)
+    registration = models.JSONField(null=True, blank=True)
+    d1_not_found_since = models.DateTimeField(null=True, blank=True)
+    exception_reason = models.CharField(max_length=32, blank=True, db_default="")
+    # A newer operation of the same card (by D1's times) took this unfinished order's place.
+    # No index of its own: nearly every order has none, and the partial index below finds
+    # those that do (an index on the NULLs would tempt the planner away from the queue indexes).
+    superseded_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supersedes",
+        db_index=False,
+    )
+    superseded_at = models.DateTimeField(null=True, blank=True)
+    # The card's latest pull & change result (UPDATE_ORDER), and an accepted CANCEL that D1 has
+    # not yet confirmed with CARD_PROD_CANCELED.
+    change_type = models.CharField(max_length=32, blank=True, db_default="")
+    change_result = models.CharField(max_length=16, blank=True, db_default="")
+    cancel_accepted_at = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -246,7 +271,10 @@ class CardOrder(models.Model):
                 | (Q(operation_status="FAILED") & ~Q(production_status__in=["CARD_PROD_CANCELED"]))
                 | Q(has_conflict=True)
                 | Q(has_unknown_status=True)
-                | ~Q(error_code=""),
+                | ~Q(error_code="")
+                | Q(production_status="CARD_RETURNED")
+                | Q(shipment_status__in=["RETURNED", "RETURNED_TO_SENDER"])
+                | ~Q(exception_reason=""),
             ),
             # Reconciliation: the sweep looks only at open orders and shipped ones awaiting
             # delivery, a small part of all orders once most have shipped.
@@ -258,6 +286,23 @@ class CardOrder(models.Model):
                 name="order_awaiting_delivery",
                 condition=Q(production_status="CARD_SHIPPED", shipment_final=False),
             ),
+            # Registered orders D1 has not spoken about yet: the silent queue and its sweep.
+            models.Index(
+                fields=["registered_at"],
+                name="order_awaiting_first_event",
+                condition=Q(event_count=0, superseded_by__isnull=True),
+            ),
+            models.Index(
+                fields=["-updated_at"],
+                name="order_superseded_recent",
+                condition=Q(superseded_by__isnull=False),
+            ),
+            models.Index(
+                fields=["reconcile_next_at"],
+                name="order_cancel_unconfirmed",
+                condition=Q(cancel_accepted_at__isnull=False)
+                & ~Q(production_status="CARD_PROD_CANCELED"),
+            ),
         ]
         # trust: what operators may do beyond viewing, and who sees personal fields unmasked.
         permissions = [
@@ -265,6 +310,7 @@ class CardOrder(models.Model):
             ("replay_cardorder", "Can replay an order from its stored events"),
             ("acknowledge_cardorder", "Can acknowledge an order's exception"),
             ("view_personal_fields", "Can see personal fields unmasked"),
+            ("register_cardorder", "Can register orders the issuer placed"),
         ]
 
     def __str__(self) -> str:
@@ -272,9 +318,14 @@ class CardOrder(models.Model):
 
     def timeline(self) -> models.QuerySet[OperationEvent]:
         """The order's events and the card's other operations (UPDATE_ORDER, ...), as they came."""
-        return OperationEvent.objects.filter(
-            Q(order=self) | Q(order__isnull=True, issuer_id=self.issuer_id, card_id=self.card_id)
-        ).order_by("first_received_at", "id")
+        return (
+            OperationEvent.objects.filter(
+                Q(order=self)
+                | Q(order__isnull=True, issuer_id=self.issuer_id, card_id=self.card_id)
+            )
+            .select_related("change")
+            .order_by("first_received_at", "id")
+        )
 
 
 class OperationEvent(models.Model):
@@ -325,6 +376,46 @@ class OperationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_id} {self.production_status or self.operation} ({self.outcome})"
+
+
+class OrderChangeResult(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    PENDING = "pending", "Pending"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class OrderChange(models.Model):
+    """One pull & change result (an UPDATE_ORDER item), parsed, linked to the card's order.
+
+    Unknown shapes are kept as they came, flagged (`is_known_shape` false), never refused.
+    """
+
+    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="+")
+    # Derived from its event: it goes when the event goes (retention), never otherwise.
+    event = models.OneToOneField(OperationEvent, on_delete=models.CASCADE, related_name="change")
+    order = models.ForeignKey(
+        CardOrder, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    card_id = models.CharField(max_length=48)
+    operation_id = models.CharField(max_length=64, blank=True)
+    change_type = models.CharField(max_length=32, blank=True)
+    result = models.CharField(max_length=16, choices=OrderChangeResult)
+    reason = models.TextField(blank=True)
+    is_known_shape = models.BooleanField(default=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["issuer", "card_id"], name="change_card"),
+            models.Index(fields=["order", "-created_at"], name="change_order_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.change_type or 'change'} {self.result} for {self.card_id}"
 
 
 # ---------------------------------------------------------------------------- trust boundary

@@ -90,6 +90,8 @@ SHIPMENT_STATUS_RANK: Mapping[str, int] = {
     "EXCEPTION": 35,
     "OUT_FOR_DELIVERY": 40,
     "FAILED_ATTEMPT": 45,
+    "DELIVERY_FAILED": 45,
+    "UNDELIVERABLE": 45,
     "AVAILABLE_FOR_PICKUP": 50,
     "DELIVERED": 90,
     "RETURNED_TO_SENDER": 95,
@@ -99,6 +101,12 @@ UNKNOWN_SHIPMENT_RANK = 30
 NO_SHIPMENT_STATUS_RANK = 0
 # Carrier statuses after which nothing more is expected from the carrier.
 FINAL_SHIPMENT_STATUSES = frozenset({"DELIVERED", "RETURNED_TO_SENDER", "RETURNED"})
+# After-shipment classes of the carrier status (the queues of tracking.services.order_queues).
+DELIVERED_SHIPMENT_STATUSES = frozenset({"DELIVERED"})
+RETURNED_SHIPMENT_STATUSES = frozenset({"RETURNED_TO_SENDER", "RETURNED"})
+DELIVERY_FAILED_SHIPMENT_STATUSES = frozenset(
+    {"FAILED_ATTEMPT", "DELIVERY_FAILED", "UNDELIVERABLE"}
+)
 
 # Operations whose items make up a card order; any other operation (UPDATE_ORDER, ...) is stored
 # and shown on the card's timeline without touching an order.

@@ -259,6 +259,25 @@ RECONCILE_SHIPPED_MAX_AGE = timedelta(
 # Per order, when D1 keeps saying the same or keeps failing: base * 2^(n-1), at most the cap.
 RECONCILE_BACKOFF_BASE = timedelta(seconds=env.int("RECONCILE_BACKOFF_BASE", default=60))
 RECONCILE_BACKOFF_CAP = timedelta(seconds=env.int("RECONCILE_BACKOFF_CAP", default=6 * 3600))
+# Registered orders (POST /api/v1/orders/): one that D1 has not spoken about this long after
+# registration is "silent" and reconciled by cardId; REGISTERED_SILENT_OVERRIDES gives an
+# issuer its own threshold ({"ISSUERX001": 7200}). D1 answering 404 for longer than
+# REGISTERED_NOT_FOUND_AFTER makes it an exception ("unknown at D1").
+REGISTERED_SILENT_AFTER = timedelta(seconds=env.int("REGISTERED_SILENT_AFTER", default=6 * 3600))
+REGISTERED_SILENT_OVERRIDES = env.json("REGISTERED_SILENT_OVERRIDES", default={})
+REGISTERED_NOT_FOUND_AFTER = timedelta(
+    seconds=env.int("REGISTERED_NOT_FOUND_AFTER", default=2 * 24 * 3600)
+)
+# At most this many orders in one registration request (one transaction).
+REGISTRATION_BULK_MAX = env.int("REGISTRATION_BULK_MAX", default=10_000)
+# A shipped card the carrier has not delivered (nor returned) this long after shipment is
+# "in transit too long".
+SHIPMENT_IN_TRANSIT_THRESHOLD = timedelta(
+    seconds=env.int("SHIPMENT_IN_TRANSIT_THRESHOLD", default=10 * 24 * 3600)
+)
+# Tracking page templates per carrier code ({"ups": "https://.../{number}"}), added to or
+# replacing those of tracking/carriers.py; used when D1 sends no trackingUrl.
+CARRIER_TRACKING_URLS = env.json("CARRIER_TRACKING_URLS", default={})
 # How often the sweep runs, how many orders it claims per transaction and per run, and how
 # long a claim lasts. The lease must outlast the queue: MAX_ORDERS at the task rate limit.
 RECONCILE_SWEEP_INTERVAL = env.float("RECONCILE_SWEEP_INTERVAL", default=60.0)

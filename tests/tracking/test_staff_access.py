@@ -68,7 +68,9 @@ def test_each_role_holds_what_it_needs_and_no_more(db):
         "tracking.replay_cardorder",
         "tracking.acknowledge_cardorder",
         "tracking.view_personal_fields",
+        "tracking.register_cardorder",
     }
+    assert "tracking.register_cardorder" not in viewers
     assert {"tracking.change_issuer", "tracking.add_d1client", "auth.change_user"} <= administrators
     assert viewers < operators < administrators
     for group in (viewers, operators, administrators):
@@ -115,7 +117,8 @@ def test_the_read_api_has_no_way_to_write(loaded, administrator_user):
 
     for user, refused in ((administrator_user, 403), (superuser, 405)):
         client = api_as(user)
-        assert client.post("/api/v1/orders/", {}).status_code == refused
+        # POST registers orders (tests/tracking/test_registration.py); an empty one is refused.
+        assert client.post("/api/v1/orders/", {}, format="json").status_code == 400
         assert client.put(f"/api/v1/orders/{order_id}/", {}).status_code == refused
         assert client.delete(f"/api/v1/orders/{order_id}/").status_code == refused
 

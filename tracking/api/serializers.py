@@ -8,6 +8,7 @@ from rest_framework import serializers
 from tracking.data_care import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder, OperationEvent
 from tracking.services.explanation import order_explanation
+from tracking.services.registration import awaiting_first_event, state_summary
 
 
 class PersonalFieldsMaskMixin:
@@ -59,6 +60,9 @@ class OperationEventSerializer(PersonalFieldsMaskMixin, serializers.ModelSeriali
 class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
     issuer_id = serializers.CharField(source="issuer.issuer_id")
     shipment = serializers.SerializerMethodField()
+    # The issuer's side: a registered order D1 has not spoken about says so plainly.
+    awaiting_first_event = serializers.SerializerMethodField()
+    state_summary = serializers.SerializerMethodField()
     # The API's shipment is built from the columns, each masked on its own (SHIPMENT_SOURCES).
     personal_sources = {"shipment": ""}
 
@@ -99,7 +103,20 @@ class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
             "first_event_at",
             "last_event_at",
             "updated_at",
+            "registered_at",
+            "awaiting_first_event",
+            "state_summary",
+            "exception_reason",
+            "superseded_by",
+            "change_type",
+            "change_result",
         ]
+
+    def get_awaiting_first_event(self, order: CardOrder) -> bool:
+        return awaiting_first_event(order)
+
+    def get_state_summary(self, order: CardOrder) -> str:
+        return state_summary(order)
 
     @extend_schema_field(ShipmentSerializer(allow_null=True))
     def get_shipment(self, order: CardOrder) -> dict | None:

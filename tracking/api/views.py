@@ -7,6 +7,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 from tracking.api.filters import CardOrderFilter
+from tracking.api.registration import OrderRegistrationMixin
 from tracking.api.serializers import CardOrderDetailSerializer, CardOrderSerializer
 from tracking.models import CardOrder
 
@@ -32,8 +33,11 @@ class OrderCursorPagination(CursorPagination):
         return cursor
 
 
-class CardOrderViewSet(viewsets.ReadOnlyModelViewSet):
-    """Card orders with their derived state; the detail adds the events in timeline order."""
+class CardOrderViewSet(OrderRegistrationMixin, viewsets.ReadOnlyModelViewSet):
+    """Card orders with their derived state; the detail adds the events in timeline order.
+
+    POST registers orders the issuer placed (`tracking.api.registration`).
+    """
 
     queryset = CardOrder.objects.select_related("issuer")
     filterset_class = CardOrderFilter

@@ -4,7 +4,8 @@
 
 - `inbound_silence`: no POST from an active issuer for ALERT_SILENCE_AFTER seconds, counted only
   inside the hours and weekdays when that issuer is expected to send (ALERT_SILENCE_HOURS,
-  ALERT_SILENCE_WEEKDAYS, ALERT_TIME_ZONE; per issuer in ALERT_SILENCE_OVERRIDES);
+  ALERT_SILENCE_WEEKDAYS, ALERT_TIME_ZONE; per issuer in ALERT_SILENCE_OVERRIDES); or registered
+  orders of the issuer that D1 has said nothing about beyond REGISTERED_SILENT_AFTER (counted);
 - `refused_share`: the share of refused POSTs (4xx and 5xx) in the last ALERT_REFUSED_WINDOW
   seconds reached ALERT_REFUSED_SHARE and is higher than in the window before, with at least
   ALERT_REFUSED_MIN_DELIVERIES POSTs in the window;
@@ -43,6 +44,8 @@ class Alert:
     value: float
     threshold: float
     since: dt.datetime | None = None
+    # inbound_silence: the issuer's silent orders (registered, nothing from D1 yet).
+    silent_orders: int = 0
 
 
 def alerts_current(
@@ -139,31 +142,42 @@ def _window_start(rule: SilenceRule, now: dt.datetime) -> dt.datetime | None:
 
 def _inbound_silence(state: OperationsState) -> list[Alert]:
     alerts = []
-    for issuer_id, silence in state.issuer_silence.items():
+    issuers = sorted(set(state.issuer_silence) | set(state.silent_orders_by_issuer))
+    for issuer_id in issuers:
+        silent_orders = state.silent_orders_by_issuer.get(issuer_id, 0)
+        silence = state.issuer_silence.get(issuer_id, 0.0)
         rule = silence_rule(issuer_id)
         opened = _window_start(rule, state.now)
-        if opened is None:
-            continue
         last = state.issuer_last_notification.get(issuer_id)
-        since = state.now - dt.timedelta(seconds=silence)
-        # Silence counts only from when traffic was expected again.
-        counted_from = max(since, opened)
-        quiet = (state.now - counted_from).total_seconds()
-        if quiet < rule.after.total_seconds():
+        quiet = 0.0
+        if opened is not None and issuer_id in state.issuer_silence:
+            since = state.now - dt.timedelta(seconds=silence)
+            # Silence counts only from when traffic was expected again.
+            quiet = (state.now - max(since, opened)).total_seconds()
+        inbound_silent = opened is not None and quiet >= rule.after.total_seconds()
+        if not inbound_silent and not silent_orders:
             continue
+        parts = []
+        if inbound_silent:
+            parts.append(
+                f"No notification from {issuer_id} for {_duration(silence)}"
+                + ("" if last else " (none received yet)")
+            )
+        if silent_orders:
+            parts.append(
+                f"{silent_orders} registered order(s) of {issuer_id} with nothing from D1 "
+                "beyond the silence threshold"
+            )
         alerts.append(
             Alert(
                 kind="inbound_silence",
                 subject=issuer_id,
                 severity=WARNING,
-                message=(
-                    f"No notification from {issuer_id} for {_duration(silence)}"
-                    + ("" if last else " (none received yet)")
-                    + "."
-                ),
-                value=silence,
+                message="; ".join(parts) + ".",
+                value=silence if inbound_silent else 0,
                 threshold=rule.after.total_seconds(),
                 since=last,
+                silent_orders=silent_orders,
             )
         )
     return alerts

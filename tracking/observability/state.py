@@ -44,6 +44,8 @@ class OperationsState:
     # issuer_id → seconds since its last webhook POST (since it was registered when none came).
     issuer_silence: dict[str, float] = field(default_factory=dict)
     issuer_last_notification: dict[str, dt.datetime | None] = field(default_factory=dict)
+    # issuer_id → registered orders D1 has said nothing about beyond the silence threshold.
+    silent_orders_by_issuer: dict[str, int] = field(default_factory=dict)
     deliveries_in_window: int = 0
     refused_in_window: int = 0
     refused_by_reason: dict[str, int] = field(default_factory=dict)
@@ -152,6 +154,16 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     ):
         state.issuer_last_notification[issuer_id] = last
         state.issuer_silence[issuer_id] = max((now - (last or created_at)).total_seconds(), 0.0)
+
+    from tracking.services.order_queues import silent_q
+
+    state.silent_orders_by_issuer = dict(
+        CardOrder.objects.filter(silent_q(now=now))
+        .order_by()
+        .values_list("issuer__issuer_id")
+        .annotate(n=Count("id"))
+        .values_list("issuer__issuer_id", "n")
+    )
 
     window = dt.timedelta(seconds=settings.ALERT_REFUSED_WINDOW)
     webhook = NotificationDelivery.objects.filter(source=EventSource.WEBHOOK)

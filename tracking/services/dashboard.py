@@ -74,6 +74,7 @@ class DashboardFigures:
     final: dict[str, dict[str, int]] = field(default_factory=dict)
     open_exceptions: int = 0
     needs_reconcile: int = 0
+    silent_orders: int = 0  # registered, nothing from D1 beyond the threshold
     hours: list[HourCount] = field(default_factory=list)
     reconcile_changed: dict[str, int] = field(default_factory=dict)
     reconcile_attempts: dict[str, int] = field(default_factory=dict)
@@ -114,6 +115,7 @@ def dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
     _final_counts(figures, now=now)
     figures.open_exceptions = CardOrder.objects.filter(order_queues.open_exception_q()).count()
     figures.needs_reconcile = CardOrder.objects.filter(needs_reconcile=True).count()
+    figures.silent_orders = CardOrder.objects.filter(order_queues.silent_q(now=now)).count()
     _hourly_notifications(figures, now=now)
     _reconciliation(figures, now=now)
     return figures

@@ -37,6 +37,8 @@ from tracking.rules import (
     reconcile_reason_for,
 )
 from tracking.services.bulk import rows_insert_new, rows_update, rows_upsert
+from tracking.services.card_operations import UPDATE_ORDER, cards_after_ingest
+from tracking.services.registration import registered_orders_join, registration_fill
 from tracking.validation import ItemCheck, check_item, item_storable
 
 
@@ -99,6 +101,16 @@ def ingest_operations(
             result.rejected_count += item.copies
             result.errors.append(item.check.error)
 
+    # A registered order without operationId takes its card's first operation from D1; asked
+    # before any row is locked, so that it never widens a lock window.
+    registered_orders_join(
+        issuer=issuer,
+        keys={
+            (i.check.card_id, i.check.operation_id)
+            for i in items.values()
+            if i.check.is_valid and i.check.is_tracked
+        },
+    )
     # Copies of items already stored are counted first, without touching their orders: a retry
     # storm of one notification then never queues on the order's row lock.
     known = _count_known_copies(issuer=issuer, items=items, now=now)
@@ -128,8 +140,33 @@ def ingest_operations(
             fresh[order.pk].append(fact)
     if touched:
         refresh_orders(list(touched.values()), now=now, known_events=fresh)
+    _cards_update(
+        issuer=issuer,
+        items=unseen,
+        new_events=new_events,
+        first_events=set(fresh),
+        orders=orders,
+        now=now,
+    )
     result.order_ids = {o.pk for o in orders.values()}
     return result
+
+
+def _cards_update(*, issuer: Issuer, items, new_events, first_events, orders, now) -> None:
+    """The issuer's side of a batch: pull & change results, re-ordered cards superseding.
+
+    Only a card with an order that just got its first events (a new operation, a registered
+    order joined) or with a new UPDATE_ORDER can change here; the usual batch costs nothing.
+    """
+    card_ids = {o.card_id for o in orders.values() if o.pk in first_events}
+    updates = []
+    for item in items.values():
+        is_update = item.check.operation == UPDATE_ORDER and item.check.card_id
+        if is_update and item.fingerprint in new_events:
+            card_ids.add(item.check.card_id)
+            updates.append((new_events[item.fingerprint], item.check.card_id, item.raw))
+    if card_ids:
+        cards_after_ingest(issuer=issuer, card_ids=card_ids, update_items=updates, now=now)
 
 
 def _lock_orders(
@@ -182,6 +219,7 @@ _BOOKKEEPING_FIELDS = [
     "missing_steps",
     "needs_reconcile",
     "reconcile_reason",
+    "registration",
 ]
 
 
@@ -376,6 +414,7 @@ def orders_derive(
     for order in orders:
         state = derive_order_state(by_order[order.pk])
         _apply_state(order, state, now=now)
+        registration_fill(order)
         for event_id, outcome in state.outcomes.items():
             if current_outcome[event_id] != (outcome, True):
                 changed_events.append(OperationEvent(id=event_id, outcome=outcome, applied_at=now))

@@ -11,13 +11,23 @@ import datetime as dt
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
-from tracking.rules import FAILURE_STATUSES, PRODUCTION_RANK, TERMINAL_STATUSES
+from tracking.rules import (
+    DELIVERED_SHIPMENT_STATUSES,
+    DELIVERY_FAILED_SHIPMENT_STATUSES,
+    FAILURE_STATUSES,
+    PRODUCTION_RANK,
+    RETURNED_SHIPMENT_STATUSES,
+    TERMINAL_STATUSES,
+)
 
 CANCELLED_STATUSES = frozenset({"CARD_PROD_CANCELED"})
 # Failures that need staff attention; a cancellation is the issuer's own decision.
 EXCEPTION_STATUSES = frozenset(FAILURE_STATUSES - CANCELLED_STATUSES)
 FAILED_OPERATION_STATUS = "FAILED"
 NON_TERMINAL_STATUSES = tuple(s for s in PRODUCTION_RANK if s not in TERMINAL_STATUSES)
+# The tracking hub's RETURN (a production status) and a carrier's return both send the card back.
+RETURNED_PRODUCTION_STATUSES = frozenset({"CARD_RETURNED"})
+SHIPPED_STATUS = "CARD_SHIPPED"
 
 
 def exception_q() -> Q:
@@ -27,7 +37,12 @@ def exception_q() -> Q:
     """
     return (
         # D1 reports a cancellation as a FAILED operation; it is not an exception.
-        failed_q() | Q(has_conflict=True) | Q(has_unknown_status=True) | ~Q(error_code="")
+        failed_q()
+        | Q(has_conflict=True)
+        | Q(has_unknown_status=True)
+        | ~Q(error_code="")
+        | returned_q()
+        | ~Q(exception_reason="")
     )
 
 
@@ -53,6 +68,8 @@ def is_exception(order) -> bool:
         or order.has_conflict
         or order.has_unknown_status
         or order.error_code
+        or is_returned(order)
+        or order.exception_reason
     )
 
 
@@ -120,3 +137,105 @@ def is_stuck(*, production_status: str, is_terminal: bool, stage_entered_at, now
     if production_status not in stage_thresholds():
         return False
     return now - stage_entered_at > stage_threshold(production_status)
+
+
+# ---------------------------------------------------------------------------- the issuer's side
+
+
+def registered_waiting_q() -> Q:
+    """Registered orders D1 has not spoken about yet (index `order_awaiting_first_event`)."""
+    return Q(event_count=0, superseded_by__isnull=True, registered_at__isnull=False)
+
+
+def silent_after(issuer_id: str) -> dt.timedelta:
+    """How long a registered order of `issuer_id` may wait for D1's first word."""
+    seconds = settings.REGISTERED_SILENT_OVERRIDES.get(issuer_id)
+    if seconds is None:
+        return settings.REGISTERED_SILENT_AFTER
+    return dt.timedelta(seconds=int(seconds))
+
+
+def silent_q(*, now: dt.datetime) -> Q:
+    """Registered orders still without any event after their issuer's silence threshold.
+
+    One range on `order_awaiting_first_event` per issuer with its own threshold, one for the rest.
+    """
+    from tracking.models import Issuer
+
+    overrides = settings.REGISTERED_SILENT_OVERRIDES
+    condition = Q()
+    other = Q()
+    if overrides:
+        pks = dict(
+            Issuer.objects.filter(issuer_id__in=list(overrides)).values_list("issuer_id", "pk")
+        )
+        for issuer_id, pk in sorted(pks.items()):
+            condition |= Q(issuer_id=pk, registered_at__lt=now - silent_after(issuer_id))
+        other = ~Q(issuer_id__in=sorted(pks.values()))
+    condition |= other & Q(registered_at__lt=now - settings.REGISTERED_SILENT_AFTER)
+    return registered_waiting_q() & condition
+
+
+def is_silent(order, *, now: dt.datetime) -> bool:
+    """The rule of `silent_q`, for one order already in memory (its issuer loaded)."""
+    if order.registered_at is None or order.event_count or order.superseded_by_id:
+        return False
+    return now - order.registered_at > silent_after(order.issuer.issuer_id)
+
+
+def superseded_q() -> Q:
+    return Q(superseded_by__isnull=False)
+
+
+def delivered_q() -> Q:
+    return Q(shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES))
+
+
+def returned_q() -> Q:
+    """Returned by the tracking hub (CARD_RETURNED) or by the carrier (an exception)."""
+    return Q(production_status__in=sorted(RETURNED_PRODUCTION_STATUSES)) | Q(
+        shipment_status__in=sorted(RETURNED_SHIPMENT_STATUSES)
+    )
+
+
+def is_returned(order) -> bool:
+    return (
+        order.production_status in RETURNED_PRODUCTION_STATUSES
+        or order.shipment_status in RETURNED_SHIPMENT_STATUSES
+    )
+
+
+def delivery_failed_q() -> Q:
+    return Q(shipment_status__in=sorted(DELIVERY_FAILED_SHIPMENT_STATUSES))
+
+
+def in_transit_long_q(*, now: dt.datetime) -> Q:
+    """Shipped longer ago than SHIPMENT_IN_TRANSIT_THRESHOLD and the carrier not final yet.
+
+    A range on `order_status_stage` (CARD_SHIPPED, entered before the cut-off).
+    """
+    return Q(
+        production_status=SHIPPED_STATUS,
+        stage_entered_at__lt=now - settings.SHIPMENT_IN_TRANSIT_THRESHOLD,
+        shipment_final=False,
+    )
+
+
+def cancel_unconfirmed_q() -> Q:
+    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED."""
+    return Q(cancel_accepted_at__isnull=False) & ~Q(
+        production_status__in=sorted(CANCELLED_STATUSES)
+    )
+
+
+# The issuer's-side and after-shipment queues: name → (label, condition at `now`). The admin's
+# queue filter, its tabs and the dashboard read them from here.
+ISSUER_QUEUES = {
+    "silent": ("Silent (registered, nothing from D1)", lambda now: silent_q(now=now)),
+    "registered": ("Registered, no events yet", lambda now: registered_waiting_q()),
+    "superseded": ("Superseded by a newer operation", lambda now: superseded_q()),
+    "delivered": ("Delivered", lambda now: delivered_q()),
+    "in_transit_long": ("In transit too long", lambda now: in_transit_long_q(now=now)),
+    "returned": ("Returned", lambda now: returned_q()),
+    "delivery_failed": ("Delivery failed", lambda now: delivery_failed_q()),
+}

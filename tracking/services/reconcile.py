@@ -40,6 +40,8 @@ from tracking.models import (
     ReconcileTrigger,
 )
 from tracking.observability.logs import request_id_current
+from tracking.services import order_queues
+from tracking.services.card_operations import UNKNOWN_AT_D1
 from tracking.services.ingest import ingest_operations, refresh_orders
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,9 @@ class DueReason:
     STAGE_THRESHOLD = "stage_threshold"
     PAST_DUE = "past_due"
     AWAITING_DELIVERY = "awaiting_delivery"
+    SILENT = "silent"  # registered, and D1 has said nothing about it yet
+    CANCEL_UNCONFIRMED = "cancel_unconfirmed"  # an accepted CANCEL without CARD_PROD_CANCELED
+    LOOK_UP = "look_up"  # staff or a command looked the card up
 
 
 # The derived-state columns whose change makes an attempt "changed" (arrival times excluded).
@@ -184,6 +189,7 @@ def order_reconcile(
                 outcome = ReconcileOutcome.CHANGED
         now = timezone.now()
         _bookkeeping_update(order, outcome=outcome, now=now)
+        _not_found_update(order, outcome=outcome, now=now)
         attempt = ReconcileAttempt.objects.create(
             order=order,
             started_at=started_at,
@@ -314,6 +320,31 @@ def _bookkeeping_update(order: CardOrder, *, outcome: str, now: datetime) -> Non
     )
 
 
+def _not_found_update(order: CardOrder, *, outcome: str, now: datetime) -> None:
+    """A registered order D1 keeps not knowing becomes an exception after a while.
+
+    D1 answering 404 for a card it never spoke about is expected for a short time (the order is
+    being loaded); past REGISTERED_NOT_FOUND_AFTER it is an exception ("unknown at D1"). Any
+    answer clears it.
+    """
+    if outcome == ReconcileOutcome.NOT_FOUND and not order.event_count:
+        since = order.d1_not_found_since or now
+        reason = order.exception_reason
+        if now - since >= settings.REGISTERED_NOT_FOUND_AFTER:
+            reason = UNKNOWN_AT_D1
+        fields = {"d1_not_found_since": since, "exception_reason": reason}
+    elif outcome in (ReconcileOutcome.CHANGED, ReconcileOutcome.UNCHANGED):
+        fields = {"d1_not_found_since": None}
+        if order.exception_reason == UNKNOWN_AT_D1:
+            fields["exception_reason"] = ""
+    else:
+        return
+    if any(getattr(order, name) != value for name, value in fields.items()):
+        for name, value in fields.items():
+            setattr(order, name, value)
+        order.save(update_fields=list(fields))
+
+
 def reconcile_backoff(*, attempts: int) -> timedelta:
     """The wait after `attempts` attempts in a row that changed nothing: base * 2^(n-1), capped."""
     if attempts <= 0:
@@ -379,24 +410,39 @@ def _active_issuers_q() -> Q:
     return Q(issuer__in=Issuer.objects.filter(is_active=True).values("pk"))
 
 
-def orders_due_for_reconcile(*, now: datetime | None = None) -> QuerySet[CardOrder]:
+def orders_due_for_reconcile(
+    *, now: datetime | None = None, silent: bool | None = None
+) -> QuerySet[CardOrder]:
     """Orders the sweep would pick now, flagged ones first.
 
     Due: flagged by ingest (gap, unknown status, conflict); non-terminal and in their stage
     longer than RECONCILE_STAGE_THRESHOLDS says; past dueDate + RECONCILE_DUE_DATE_GRACE and not
     shipped; or shipped, carrier not final, quiet for RECONCILE_SHIPPED_INTERVAL and shipped less
-    than RECONCILE_SHIPPED_MAX_AGE ago. In every case not backing off and not claimed.
+    than RECONCILE_SHIPPED_MAX_AGE ago; registered and silent; an accepted CANCEL not confirmed.
+    In every case not backing off, not claimed and not superseded. `silent` True gives only the
+    silent registered orders (oldest registration first, on their own partial index), False
+    leaves them out; the sweep asks the two apart, so a million silent orders never make it sort
+    the whole table.
     """
     now = now or timezone.now()
+    eligible = (
+        _ready_q(now) & _unclaimed_q(now) & _active_issuers_q() & Q(superseded_by__isnull=True)
+    )
+    if silent:
+        return CardOrder.objects.filter(order_queues.silent_q(now=now) & eligible).order_by(
+            "registered_at", "id"
+        )
     due = (
         Q(needs_reconcile=True)
         | _stage_stale_q(now)
         | _past_due_q(now)
         | _awaiting_delivery_q(now, max_age=settings.RECONCILE_SHIPPED_MAX_AGE)
+        | order_queues.cancel_unconfirmed_q()
     )
-    return CardOrder.objects.filter(
-        due & _ready_q(now) & _unclaimed_q(now) & _active_issuers_q()
-    ).order_by("-needs_reconcile", "id")
+    if silent is None:
+        due |= order_queues.silent_q(now=now)
+    # A superseded order is not swept: its card's newer operation is the one followed.
+    return CardOrder.objects.filter(due & eligible).order_by("-needs_reconcile", "id")
 
 
 def orders_open_for_reconcile() -> QuerySet[CardOrder]:
@@ -404,6 +450,7 @@ def orders_open_for_reconcile() -> QuerySet[CardOrder]:
     return CardOrder.objects.filter(
         (Q(is_terminal=False) | _awaiting_delivery_q(timezone.now(), max_age=None))
         & _active_issuers_q()
+        & Q(superseded_by__isnull=True)
     ).order_by("id")
 
 
@@ -411,6 +458,10 @@ def order_due_reason(*, order: CardOrder, now: datetime) -> str:
     """The reason an order is (or would be) due, for the attempt's record; "" when none."""
     if order.needs_reconcile and order.reconcile_reason:
         return order.reconcile_reason
+    if order.registered_at is not None and not order.event_count:
+        return DueReason.SILENT
+    if order.cancel_accepted_at is not None and order.production_status != "CARD_PROD_CANCELED":
+        return DueReason.CANCEL_UNCONFIRMED
     if not order.is_terminal:
         if order.due_date is not None and order.due_date < (
             (now - settings.RECONCILE_DUE_DATE_GRACE).date()
@@ -441,8 +492,17 @@ def orders_claim_for_reconcile(*, limit: int, now: datetime | None = None) -> li
     an unclaimed row. Runs in its own transaction (or the caller's).
     """
     now = now or timezone.now()
+    claimed: list[int] = []
+    # Orders D1 has spoken about first, then silent registered ones, each on its own indexes.
+    for silent in (False, True):
+        if len(claimed) < limit:
+            due = orders_due_for_reconcile(now=now, silent=silent)
+            claimed += _claim(due, limit=limit - len(claimed), now=now)
+    return claimed
+
+
+def _claim(due: QuerySet[CardOrder], *, limit: int, now: datetime) -> list[int]:
     until = now + timedelta(seconds=settings.RECONCILE_CLAIM_SECONDS)
-    due = orders_due_for_reconcile(now=now)
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             order_ids = list(

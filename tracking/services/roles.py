@@ -3,7 +3,8 @@
 | group          | may                                                                       |
 |----------------|---------------------------------------------------------------------------|
 | viewers        | view orders, events, deliveries, issuers (personal fields masked)         |
-| operators      | the above unmasked, plus reconcile now, replay and acknowledge an order   |
+| operators      | the above unmasked, plus reconcile now, replay and acknowledge an order,  |
+|                | look a card up at D1 and register orders                                  |
 | administrators | the above, plus issuers, D1 clients, users, TOTP devices, login lockouts, |
 |                | read-API tokens, the audit trail and configuration history                |
 |                | (never superuser status, the administrators group, or another's password |
@@ -42,6 +43,7 @@ OPERATOR_EXTRA = [
     "tracking.replay_cardorder",
     "tracking.acknowledge_cardorder",
     "tracking.view_personal_fields",
+    "tracking.register_cardorder",
 ]
 ADMINISTRATOR_EXTRA = [
     *(f"tracking.{verb}_issuer" for verb in ("add", "change", "delete")),

@@ -120,6 +120,9 @@ def _markers(event: OperationEvent) -> list[Marker]:
         and event.outcome != Outcome.UNKNOWN_STATUS
     ):
         markers.append(Marker("unknown", "Unknown code", "warning"))
+    change = getattr(event, "change", None)  # a pull & change result (UPDATE_ORDER)
+    if change is not None:
+        markers.append(change_marker(change))
     if event.times_received > 1:
         markers.append(
             Marker(
@@ -130,6 +133,26 @@ def _markers(event: OperationEvent) -> list[Marker]:
             )
         )
     return markers
+
+
+_CHANGE_TONES = {"accepted": "success", "rejected": "danger", "pending": "info"}
+
+
+def change_marker(change) -> Marker:
+    """A pull & change result as a label: "CANCEL accepted", or "Unknown change shape"."""
+    if not change.is_known_shape:
+        return Marker(
+            "change_unknown",
+            "Unknown change shape",
+            "warning",
+            "An UPDATE_ORDER the portal cannot fully read; kept as it came.",
+        )
+    return Marker(
+        "change",
+        f"{change.change_type} {change.get_result_display().lower()}",
+        _CHANGE_TONES.get(change.result, "neutral"),
+        change.reason,
+    )
 
 
 @dataclass(frozen=True)

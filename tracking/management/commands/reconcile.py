@@ -1,4 +1,4 @@
-"""`manage.py reconcile [ORDER_ID ...] [--due] [--all] [--dry-run] [--inline]`: ask D1."""
+"""`manage.py reconcile [ORDER_ID ...] [--due] [--all] [--card ISSUER/CARD] [--dry-run]`: ask D1."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class Command(BaseCommand):
     help = (
         "Reconcile card orders with D1's productionStatus: the given order ids, --due (what the "
         "sweep would pick) or --all (every order not in a final state). Queues tasks for the "
-        "workers unless --inline; --dry-run only lists the orders."
+        "workers unless --inline; --dry-run only lists the orders. --card ISSUER/CARD looks any "
+        "card up at D1 now (known to the portal or not), folds the answer in and prints it."
     )
 
     def add_arguments(self, parser) -> None:
@@ -34,12 +35,20 @@ class Command(BaseCommand):
             dest="every",
             help="every order not in a final state, shipped orders awaiting delivery included",
         )
+        parser.add_argument(
+            "--card",
+            metavar="ISSUER/CARD",
+            help="look this card up at D1 (productionStatus), here and now; audited",
+        )
         parser.add_argument("--dry-run", action="store_true", help="list, change nothing")
         parser.add_argument("--inline", action="store_true", help="work here, not in a worker")
 
-    def handle(self, *args, order_ids, due, every, dry_run, inline, **options) -> None:
-        if sum([bool(order_ids), due, every]) != 1:
-            raise CommandError("Give order ids, --due or --all (exactly one of them).")
+    def handle(self, *args, order_ids, due, every, card, dry_run, inline, **options) -> None:
+        if sum([bool(order_ids), due, every, bool(card)]) != 1:
+            raise CommandError("Give order ids, --due, --all or --card (exactly one of them).")
+        if card:
+            self._look_up(card)
+            return
         now = timezone.now()
 
         if due and not dry_run:
@@ -75,6 +84,35 @@ class Command(BaseCommand):
             order_ids=ids, inline=inline, trigger=ReconcileTrigger.COMMAND
         )
         self._report(len(ids), results, inline=inline)
+
+    def _look_up(self, card: str) -> None:
+        from tracking.services.look_up import LookUpInputError, card_look_up
+
+        issuer_id, _, card_id = card.partition("/")
+        if not issuer_id or not card_id:
+            raise CommandError("--card takes ISSUER/CARD, e.g. ISSUERX001/card-000123.")
+        try:
+            result = card_look_up(
+                issuer_id=issuer_id, card_id=card_id, trigger=ReconcileTrigger.COMMAND
+            )
+        except LookUpInputError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"D1 answered {result.http_status or 'nothing'}: {result.outcome}")
+        if result.error:
+            self.stdout.write(f"  {result.error}")
+        for item in result.operations:
+            details = item.get("details") if isinstance(item.get("details"), dict) else {}
+            self.stdout.write(
+                f"  {item.get('operationId', '-')}\t{item.get('operation', '-')}\t"
+                f"{item.get('status', '-')}\t{details.get('status', '-')}"
+            )
+        if result.order_id is None:
+            self.stdout.write("No order of this card in the portal.")
+        else:
+            verb = "Created" if result.created else "Updated"
+            self.stdout.write(f"{verb} order {result.order_id}.")
+        if result.outcome == "error":
+            raise CommandError("D1 could not be asked; see the error above.")
 
     def _report(self, count: int, results: list[ReconcileResult], *, inline: bool) -> None:
         if not inline:

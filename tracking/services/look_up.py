@@ -1,0 +1,189 @@
+"""Look any card up at D1: productionStatus for an issuer and a cardId, whether known or not.
+
+The admin's "Look up at D1" and `manage.py reconcile --card ISSUER/CARD` call `card_look_up`:
+it asks D1, keeps the answer as an on-demand delivery, ingests it through the usual path (which
+creates the order when it is new, or joins a registered one), records a reconcile attempt on
+the order and an audit entry, and says which order to open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from tracking.d1_client import CARD_ID_PATTERN, D1CardNotFoundError, D1Error
+from tracking.models import (
+    CardOrder,
+    Issuer,
+    ReconcileAttempt,
+    ReconcileOutcome,
+    ReconcileTrigger,
+)
+from tracking.observability.logs import request_id_current
+from tracking.services.audit import audit_record
+from tracking.services.reconcile import (
+    DueReason,
+    _bookkeeping_update,
+    _error_text,
+    _not_found_update,
+    _on_demand_ingest,
+    _state_of,
+    d1_client_for,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LookUpResult:
+    """D1's answer about one card and what the portal did with it."""
+
+    issuer_id: str
+    card_id: str
+    outcome: str  # a ReconcileOutcome
+    http_status: int | None = None
+    error: str = ""
+    operations: list[dict[str, Any]] = field(default_factory=list)
+    order_id: int | None = None
+    created: bool = False
+    correlation_id: str = ""
+
+
+class LookUpInputError(ValueError):
+    """The issuer or cardId cannot be asked about (named in the message)."""
+
+
+def card_look_up(
+    *,
+    issuer_id: str,
+    card_id: str,
+    user=None,
+    request=None,
+    trigger: str = ReconcileTrigger.STAFF,
+) -> LookUpResult:
+    """Ask D1 about `card_id` of `issuer_id` and fold the answer in; audited.
+
+    Writes an on-demand NotificationDelivery and events (creating the order when D1 knows a new
+    operation), a ReconcileAttempt on the order the answer lands on (or on the card's known
+    order when D1 answers 404), and an AuditEntry `order.look_up`. The D1 call runs outside any
+    transaction. Raises LookUpInputError for an unknown issuer or a malformed cardId; every D1
+    failure is a result with outcome `error` or `not_found`.
+    """
+    issuer_id, card_id = issuer_id.strip(), card_id.strip()
+    issuer = Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
+    if issuer is None:
+        raise LookUpInputError(f"Unknown or inactive issuer {issuer_id!r}.")
+    if not CARD_ID_PATTERN.match(card_id):
+        raise LookUpInputError(
+            f"{card_id!r} is not a D1 cardId (1 to 48 letters, digits, '-' or '_')."
+        )
+    correlation_id = request_id_current() or uuid.uuid4().hex
+    result = LookUpResult(
+        issuer_id=issuer_id,
+        card_id=card_id,
+        outcome=ReconcileOutcome.UNCHANGED,
+        correlation_id=correlation_id,
+    )
+    started_at = timezone.now()
+    started = time.monotonic()
+    try:
+        result.operations = d1_client_for(issuer).get_production_status(
+            card_id, correlation_id=correlation_id
+        )
+        result.http_status = 200
+    except D1CardNotFoundError as exc:
+        result.http_status, result.error = exc.status, _error_text(exc)
+        result.outcome = ReconcileOutcome.NOT_FOUND
+    except D1Error as exc:
+        result.http_status, result.error = exc.status, _error_text(exc)
+        result.outcome = ReconcileOutcome.ERROR
+    latency_ms = round((time.monotonic() - started) * 1000)
+
+    with transaction.atomic():
+        known_before = set(
+            CardOrder.objects.filter(issuer=issuer, card_id=card_id).values_list("id", flat=True)
+        )
+        delivery = None
+        before_state = None
+        if result.http_status == 200:
+            before_state = {
+                o.pk: _state_of(o) for o in CardOrder.objects.filter(pk__in=known_before)
+            }
+            delivery = _on_demand_ingest(
+                issuer=issuer, operations=result.operations, correlation_id=correlation_id
+            )
+        order = _answered_order(issuer=issuer, card_id=card_id, operations=result.operations)
+        if order is not None:
+            order = CardOrder.objects.select_for_update().get(pk=order.pk)
+            result.order_id = order.pk
+            result.created = order.pk not in known_before
+            if result.http_status == 200 and (
+                result.created or before_state.get(order.pk) != _state_of(order)
+            ):
+                result.outcome = ReconcileOutcome.CHANGED
+            now = timezone.now()
+            _bookkeeping_update(order, outcome=result.outcome, now=now)
+            _not_found_update(order, outcome=result.outcome, now=now)
+            ReconcileAttempt.objects.create(
+                order=order,
+                started_at=started_at,
+                trigger=trigger,
+                reason=DueReason.LOOK_UP,
+                requested_by_id=getattr(user, "pk", None),
+                correlation_id=correlation_id,
+                http_status=result.http_status,
+                latency_ms=latency_ms,
+                outcome=result.outcome,
+                error=result.error,
+                items_received=len(result.operations),
+                status_before="" if result.created else order.production_status,
+                status_after=order.production_status,
+                delivery=delivery,
+            )
+        audit_record(
+            user=user,
+            action="order.look_up",
+            target=order,
+            request=request,
+            details={
+                "issuer_id": issuer_id,
+                "card_id": card_id,
+                "http_status": result.http_status,
+                "outcome": result.outcome,
+                "created": result.created,
+            },
+        )
+    logger.info(
+        "looked up issuer=%s card=%s outcome=%s http_status=%s order=%s correlation=%s",
+        issuer_id,
+        card_id,
+        result.outcome,
+        result.http_status,
+        result.order_id,
+        correlation_id,
+    )
+    return result
+
+
+def _answered_order(*, issuer: Issuer, card_id: str, operations) -> CardOrder | None:
+    """The order D1's answer is about (its newest operation), else the card's newest order."""
+    operation_ids = [
+        o.get("operationId")
+        for o in operations
+        if isinstance(o, dict) and o.get("cardId") == card_id and o.get("operationId")
+    ]
+    orders = CardOrder.objects.filter(issuer=issuer, card_id=card_id)
+    answered = list(orders.filter(operation_id__in=operation_ids))
+    candidates = answered or list(orders)
+    if not candidates:
+        return None
+    return max(
+        candidates,
+        key=lambda o: (o.start_time is not None, o.start_time or o.created_at, o.pk),
+    )
