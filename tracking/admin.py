@@ -28,6 +28,7 @@ from unfold.admin import ModelAdmin
 from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters
+from tracking import admin_insight as admin_insight_columns
 from tracking.admin_reconcile import reconcile_now_action
 from tracking.admin_security import (
     EvidenceAdminMixin,
@@ -66,6 +67,10 @@ QUEUES = {
     "failed": ("Orders that failed in production", "DATA_EXCEPTION or CARD_PROD_EXCEPTION."),
     "cancelled": ("Cancelled orders", "CARD_PROD_CANCELED: cancelled at the issuer's request."),
     "acknowledged": ("Acknowledged exceptions", "Exceptions staff have handled."),
+    "likely_late": (
+        "Likely late",
+        "Open orders whose predicted ship date (p50) passes their dueDate; soonest due first.",
+    ),
 }
 TIMELINE_LIMIT = 500
 
@@ -119,10 +124,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         "shipment_column",
         "stage_time",
         "last_update",
+        "predicted_ship",
         "flags",
     ]
     list_display_links = None
-    list_select_related = ["issuer"]
+    list_select_related = ["issuer", "prediction"]
     list_per_page = settings.ADMIN_LIST_PER_PAGE
     # Declared for the search box; `get_search_results` decides how each term is matched.
     search_fields = ["=card_id", "=operation_id", "=issuer_request_id", "=tracking_number"]
@@ -151,6 +157,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
 
     # ------------------------------------------------------------------ list
 
+    def get_ordering(self, request):
+        if request.GET.get("queue") == "likely_late":
+            return ["due_date", "prediction__p50", "pk"]
+        return super().get_ordering(request)
+
     def get_search_results(self, request, queryset, search_term):
         found, search_path = order_search.orders_search(
             queryset=queryset,
@@ -176,6 +187,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         queue = request.GET.get("queue", "")
         title, description = QUEUES.get(queue, ("Card orders", ""))
         extra_context = {
+            "matching_files": admin_insight_columns.matching_files(term),
             "title": title,
             "subtitle": None,
             "queue": queue,
@@ -235,6 +247,10 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             local.strftime("%Y-%m-%d %H:%M"),
             humanize_duration(timezone.now() - order.updated_at),
         )
+
+    @admin.display(description="predicted ship", ordering="prediction__p50")
+    def predicted_ship(self, order: CardOrder) -> str:
+        return admin_insight_columns.predicted_ship_html(order)
 
     @admin.display(description="flags")
     def flags(self, order: CardOrder) -> str:
@@ -319,6 +335,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "can_reconcile": self.has_reconcile_permission(request),
             "can_replay": self.has_replay_permission(request),
             "can_acknowledge": self.has_acknowledge_permission(request),
+            **admin_insight_columns.order_insight_context(order),
             "shipment_json": json.dumps(order.shipment, indent=2, sort_keys=True)
             if order.shipment
             else "",

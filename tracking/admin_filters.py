@@ -52,6 +52,7 @@ class QueueFilter(ChoiceFilter):
             ("failed", "Failed in production"),
             ("cancelled", "Cancelled"),
             ("acknowledged", "Acknowledged exceptions"),
+            ("likely_late", "Likely late (predicted after dueDate)"),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -70,6 +71,8 @@ class QueueFilter(ChoiceFilter):
             return queryset.filter(order_queues.cancelled_q())
         if value == "acknowledged":
             return queryset.filter(order_queues.exception_q() & order_queues.acknowledged_q())
+        if value == "likely_late":
+            return queryset.filter(order_queues.likely_late_q())
         return queryset
 
 

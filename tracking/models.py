@@ -410,3 +410,16 @@ class OrderAcknowledgement(models.Model):
 
     def __str__(self) -> str:
         return f"acknowledgement of {self.order_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# ---------------------------------------------------------------------------- insight
+
+# Rollups for production files, sites and stages, and predicted ship dates.
+from tracking.insight_models import (  # noqa: E402, F401
+    OrderPrediction,
+    ProductionFile,
+    RollupState,
+    StageSpan,
+    StageStat,
+    StatKind,
+)

@@ -21,7 +21,7 @@ class OrderCursorPagination(CursorPagination):
 class CardOrderViewSet(viewsets.ReadOnlyModelViewSet):
     """Card orders with their derived state; the detail adds the events in timeline order."""
 
-    queryset = CardOrder.objects.select_related("issuer")
+    queryset = CardOrder.objects.select_related("issuer", "prediction")
     filterset_class = CardOrderFilter
     pagination_class = OrderCursorPagination
 
