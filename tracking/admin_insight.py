@@ -372,11 +372,13 @@ def predicted_ship_html(order: CardOrder) -> str:
     if forecast is None:
         return "—"
     late = admin_display.badge("Likely late", "danger") if forecast.likely_late else ""
+    due = f" · due {order.due_date.isoformat()}" if forecast.likely_late and order.due_date else ""
     return format_html(
-        '<span class="bo-nowrap">{}</span> {}<span class="bo-subtle block">p90 {}</span>',
+        '<span class="bo-nowrap">{}</span> {}<span class="bo-subtle block">p90 {}{}</span>',
         forecast.p50.isoformat(),
         late,
         forecast.p90.isoformat(),
+        due,
     )
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -180,6 +180,8 @@ def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> 
     Upserts `OrderPrediction` rows in batches, then deletes the ones this run did not write
     (orders that shipped, failed, or lost their history). Running it twice is harmless.
     """
+    if history is None and connection.vendor == "postgresql":
+        return _predictions_refresh_sql(now=now)
     history = history or History.from_stats()
     orders = CardOrder.objects.filter(open_orders_q()).order_by("pk")
     columns = (
@@ -228,6 +230,82 @@ def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> 
         )
         written += len(rows)
     with transaction.atomic():
+        OrderPrediction.objects.filter(computed_at__lt=now).delete()
+    return written
+
+
+# PostgreSQL: `predict` for every open order in one statement. Each order's figures for its
+# stage and for the next one are looked up at three levels (issuer and site, site, all sites)
+# by hash joins on StageStat; the first level with enough orders wins, as in History.lookup.
+_PREDICTIONS_SQL = """
+WITH stat AS (
+    SELECT issuer_id, "group", stage, p50_s, p90_s FROM tracking_stagestat
+    WHERE kind = %(kind)s AND window_days = %(window)s AND count >= %(min_count)s
+), open_order AS (
+    SELECT o.id, o.issuer_id, o.production_site AS site, o.production_status AS stage,
+           o.stage_entered_at AS entered, o.due_date,
+           (%(following)s::text[])[array_position(%(stages)s::text[], o.production_status)]
+               AS next_stage
+    FROM tracking_cardorder o
+    WHERE NOT o.is_terminal AND o.production_status = ANY(%(stages)s::text[])
+      AND o.stage_entered_at IS NOT NULL
+), figures AS (
+    SELECT o.*,
+           CASE WHEN a.p50_s IS NOT NULL THEN %(issuer_site)s
+                WHEN b.p50_s IS NOT NULL THEN %(site)s ELSE %(all)s END AS basis,
+           coalesce(a.p50_s, b.p50_s, c.p50_s) AS here50,
+           coalesce(a.p90_s, b.p90_s, c.p90_s) AS here90,
+           coalesce(d.p50_s, e.p50_s, f.p50_s, 0) AS rest50,
+           coalesce(d.p90_s, e.p90_s, f.p90_s, 0) AS rest90
+    FROM open_order o
+    LEFT JOIN stat a ON a.issuer_id = o.issuer_id AND a."group" = o.site AND a.stage = o.stage
+    LEFT JOIN stat b ON b.issuer_id IS NULL AND b."group" = o.site AND b."group" <> %(all_sites)s
+                        AND b.stage = o.stage
+    LEFT JOIN stat c ON c.issuer_id IS NULL AND c."group" = %(all_sites)s AND c.stage = o.stage
+    LEFT JOIN stat d ON d.issuer_id = o.issuer_id AND d."group" = o.site
+                        AND d.stage = o.next_stage
+    LEFT JOIN stat e ON e.issuer_id IS NULL AND e."group" = o.site AND e."group" <> %(all_sites)s
+                        AND e.stage = o.next_stage
+    LEFT JOIN stat f ON f.issuer_id IS NULL AND f."group" = %(all_sites)s
+                        AND f.stage = o.next_stage
+), dated AS (
+    SELECT id, basis, stage, due_date,
+           greatest(entered + here50 * interval '1 second', %(now)s + rest50 * interval '1 second')
+               AS at50,
+           greatest(entered + here90 * interval '1 second', %(now)s + rest90 * interval '1 second',
+                    entered + here50 * interval '1 second', %(now)s + rest50 * interval '1 second')
+               AS at90
+    FROM figures WHERE here50 IS NOT NULL
+)
+INSERT INTO tracking_orderprediction (order_id, p50, p90, basis, stage, likely_late, computed_at)
+SELECT id, (at50 AT TIME ZONE %(tz)s)::date, (at90 AT TIME ZONE %(tz)s)::date, basis, stage,
+       coalesce((at50 AT TIME ZONE %(tz)s)::date > due_date, false), %(now)s
+FROM dated
+ON CONFLICT (order_id) DO UPDATE SET p50 = excluded.p50, p90 = excluded.p90,
+    basis = excluded.basis, stage = excluded.stage, likely_late = excluded.likely_late,
+    computed_at = excluded.computed_at
+"""
+
+
+def _predictions_refresh_sql(*, now: dt.datetime) -> int:
+    from tracking.services.stage_times import ALL_SITES
+
+    params = {
+        "kind": StatKind.TO_SHIP,
+        "window": settings.INSIGHT_PREDICTION_WINDOW_DAYS,
+        "min_count": settings.INSIGHT_MIN_HISTORY,
+        "stages": list(PRODUCTION_STAGES),
+        "following": [PRODUCE_PATH[PRODUCE_PATH.index(s) + 1] for s in PRODUCTION_STAGES],
+        "issuer_site": Basis.ISSUER_SITE,
+        "site": Basis.SITE,
+        "all": Basis.ALL,
+        "all_sites": ALL_SITES,
+        "now": now,
+        "tz": timezone.get_current_timezone_name(),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_PREDICTIONS_SQL, params)
+        written = cursor.rowcount
         OrderPrediction.objects.filter(computed_at__lt=now).delete()
     return written
 
