@@ -11,6 +11,7 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.admin.options import ShowFacets
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -20,6 +21,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from unfold.admin import ModelAdmin
+from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters
 from tracking.models import CardOrder, Issuer, ProductionFile
@@ -131,6 +133,10 @@ class ProductionFileAdmin(ModelAdmin):
     list_filter_submit = True
     list_fullwidth = True
     list_per_page = 50
+    # As the orders list: no COUNT(*) of the table per page view.
+    paginator = InfinitePaginator
+    show_full_result_count = False
+    show_facets = ShowFacets.NEVER
     ordering = ["-first_event_at", "-pk"]
     list_before_template = "admin/tracking/insight/files_toolbar.html"
 

@@ -13,6 +13,22 @@ FILE_INDEX = (
 )
 DROP_FILE_INDEX = "DROP INDEX IF EXISTS order_file_stage"
 
+# The orders search offers the files whose name contains the term: a trigram index on the
+# expression `icontains` compiles to, on PostgreSQL only (as 0005 for the orders).
+FILE_NAME_TRIGRAM = (
+    "CREATE INDEX IF NOT EXISTS file_name_trgm ON tracking_productionfile "
+    "USING gin (UPPER(name::text) gin_trgm_ops)"
+)
+DROP_FILE_NAME_TRIGRAM = "DROP INDEX IF EXISTS file_name_trgm"
+
+
+def on_postgresql(statement):
+    def apply(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(statement)
+
+    return apply
+
 
 class Migration(migrations.Migration):
 
@@ -108,5 +124,8 @@ class Migration(migrations.Migration):
             options={
                 'indexes': [models.Index(fields=['kind', 'window_days'], name='stat_kind_window')],
             },
+        ),
+        migrations.RunPython(
+            on_postgresql(FILE_NAME_TRIGRAM), on_postgresql(DROP_FILE_NAME_TRIGRAM), elidable=False
         ),
     ]
