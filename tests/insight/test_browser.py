@@ -44,6 +44,8 @@ def page(chromium, live_server, showcase):  # noqa: F811
         base_url=live_server.url, viewport={"width": WIDTH, "height": 900}
     )
     context.set_default_timeout(10_000)
+    # A first page on a busy machine (the server thread warms its templates) can be slow.
+    context.set_default_navigation_timeout(30_000)
     page = context.new_page()
     page.goto("/admin/login/?next=/admin/")
     page.get_by_label("Username").fill("boss")
