@@ -30,6 +30,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters, admin_issuer, labels
+from tracking import admin_insight as admin_insight_columns
 from tracking.admin_reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
 from tracking.admin_security import (
     EvidenceAdminMixin,
@@ -104,6 +105,10 @@ QUEUES = {
         "Returned by the tracking hub or returned to sender by the carrier (an exception).",
     ),
     "delivery_failed": ("Delivery failed", "The carrier reported a failed delivery."),
+    "likely_late": (
+        "Likely late",
+        "Open orders whose predicted ship date (p50) passes their dueDate; soonest due first.",
+    ),
 }
 TIMELINE_LIMIT = 500
 # django-unfold's ModelAdmin with the list lookup rule (tracking.admin_security).
@@ -175,11 +180,12 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         "stage_time",
         "shipment_column",
         "last_update",
+        "predicted_ship",
         "issuer_code",
         "change_column",
     ]
     list_display_links = None
-    list_select_related = ["issuer"]
+    list_select_related = ["issuer", "prediction"]
     list_per_page = settings.ADMIN_LIST_PER_PAGE
     # Declared for the search box; `get_search_results` decides how each term is matched.
     search_fields = ["=card_id", "=operation_id", "=issuer_request_id", "=tracking_number"]
@@ -206,6 +212,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
     actions = [reconcile_now_action]
 
     # ------------------------------------------------------------------ list
+
+    def get_ordering(self, request):
+        if request.GET.get("queue") == "likely_late":
+            return ["due_date", "prediction__p50", "pk"]
+        return super().get_ordering(request)
 
     def get_search_results(self, request, queryset, search_term):
         found, search_path = order_search.orders_search(
@@ -245,6 +256,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
                 "file names."
             ),
             "search_contains_url": f"{request.path}?{contains.urlencode()}" if term else "",
+            "matching_files": admin_insight_columns.matching_files(term),
             "title": title,
             "subtitle": None,
             "queue": queue,
@@ -319,6 +331,10 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
     @admin.display(description="last update", ordering="updated_at")
     def last_update(self, order: CardOrder) -> str:
         return admin_display.when(order.updated_at)
+
+    @admin.display(description="predicted ship", ordering="prediction__p50")
+    def predicted_ship(self, order: CardOrder) -> str:
+        return admin_insight_columns.predicted_ship_html(order)
 
     @admin.display(description="flags")
     def flags(self, order: CardOrder) -> str:
@@ -444,6 +460,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "can_reconcile": self.has_reconcile_permission(request),
             "can_replay": self.has_replay_permission(request),
             "can_acknowledge": self.has_acknowledge_permission(request),
+            **admin_insight_columns.order_insight_context(order),
             "shipment_json": json.dumps(order.shipment, indent=2, sort_keys=True)
             if order.shipment
             else "",

@@ -54,6 +54,7 @@ class QueueFilter(ChoiceFilter):
             ("cancelled", "Cancelled"),
             ("acknowledged", "Acknowledged exceptions"),
             *((name, label) for name, (label, _) in order_queues.ISSUER_QUEUES.items()),
+            ("likely_late", "Likely late (predicted after dueDate)"),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -77,6 +78,8 @@ class QueueFilter(ChoiceFilter):
             return queryset.filter(order_queues.cancelled_q())
         if value == "acknowledged":
             return queryset.filter(order_queues.exception_q() & order_queues.acknowledged_q())
+        if value == "likely_late":
+            return queryset.filter(order_queues.likely_late_q())
         return queryset
 
 

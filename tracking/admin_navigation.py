@@ -120,6 +120,36 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
                     "permission": view_orders,
                     "active": _queue_active("stuck"),
                 },
+                {
+                    "title": "Likely late",
+                    "icon": "event_busy",
+                    "link": _url(ORDERS_CHANGELIST, "queue=likely_late"),
+                    "permission": view_orders,
+                    "active": _queue_active("likely_late"),
+                },
+            ],
+        },
+        {
+            "title": "Insight",
+            "separator": True,
+            "items": [
+                {
+                    "title": "Production files",
+                    "icon": "description",
+                    "link": _url("admin:tracking_productionfile_changelist"),
+                    "permission": view_orders,
+                    "active": _path_active(
+                        "admin:tracking_productionfile_changelist",
+                        when=lambda r: "/heatmap/" not in r.path,
+                    ),
+                },
+                {
+                    "title": "Sites and stages",
+                    "icon": "grid_on",
+                    "link": _url("admin:tracking_productionfile_heatmap"),
+                    "permission": view_orders,
+                    "active": _path_active("admin:tracking_productionfile_heatmap"),
+                },
             ],
         },
         {

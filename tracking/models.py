@@ -605,3 +605,16 @@ class ReadApiToken(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+
+# ---------------------------------------------------------------------------- insight
+
+# Rollups for production files, sites and stages, and predicted ship dates.
+from tracking.insight_models import (  # noqa: E402, F401
+    OrderPrediction,
+    ProductionFile,
+    RollupState,
+    StageSpan,
+    StageStat,
+    StatKind,
+)

@@ -46,3 +46,11 @@ def clear_expired_tokens_task() -> None:
     from oauth2_provider.models import clear_expired
 
     clear_expired()
+
+
+@shared_task(name="tracking.insight_refresh")
+def insight_refresh_task() -> int:
+    """Refresh the stage statistics, predictions and production files (incremental)."""
+    from tracking.services.insight import insight_refresh
+
+    return insight_refresh().orders

@@ -313,6 +313,31 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# ---------------------------------------------------------------------------- insight
+# Production files, sites x stages and predicted ship dates come from rollups a beat task
+# refreshes at this interval (seconds); pages read the rollups, never every event.
+INSIGHT_REFRESH_INTERVAL = env.float("INSIGHT_REFRESH_INTERVAL", default=300.0)
+# The heat-map's windows (days) and the window of shipped orders predictions learn from.
+INSIGHT_WINDOWS = tuple(env.list("INSIGHT_WINDOWS", cast=int, default=[7, 30]))
+INSIGHT_PREDICTION_WINDOW_DAYS = env.int("INSIGHT_PREDICTION_WINDOW_DAYS", default=30)
+# Fewest shipped orders a prediction may rest on, per (issuer, site, stage), then per
+# (site, stage), then per stage over all sites; fewer gives no prediction.
+INSIGHT_MIN_HISTORY = env.int("INSIGHT_MIN_HISTORY", default=20)
+# A file's order is a laggard when it has been in its stage this much longer than the
+# file's median order in the same stage.
+INSIGHT_LAGGARD_THRESHOLD = timedelta(
+    seconds=env.int("INSIGHT_LAGGARD_THRESHOLD", default=12 * 3600)
+)
+# What a carrier's shipment time (CARD_SHIPPED to delivered) is measured against.
+INSIGHT_SHIPMENT_THRESHOLD = timedelta(
+    seconds=env.int("INSIGHT_SHIPMENT_THRESHOLD", default=5 * 24 * 3600)
+)
+CELERY_BEAT_SCHEDULE["insight-refresh"] = {
+    "task": "tracking.insight_refresh",
+    "schedule": INSIGHT_REFRESH_INTERVAL,
+    "options": {"expires": INSIGHT_REFRESH_INTERVAL},
+}
+
 # ---------------------------------------------------------------------------- admin (back office)
 # The admin's look (django-unfold), its navigation and its front page; see tracking/admin*.py.
 UNFOLD = {

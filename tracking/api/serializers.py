@@ -8,6 +8,7 @@ from rest_framework import serializers
 from tracking.data_care import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder, OperationEvent
 from tracking.services.explanation import order_explanation
+from tracking.services.predictions import order_forecast
 from tracking.services.registration import awaiting_first_event, state_summary
 
 
@@ -63,6 +64,10 @@ class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
     # The issuer's side: a registered order D1 has not spoken about says so plainly.
     awaiting_first_event = serializers.SerializerMethodField()
     state_summary = serializers.SerializerMethodField()
+    predicted_ship_date = serializers.SerializerMethodField()
+    predicted_ship_range = serializers.SerializerMethodField()
+    # The list reads the stored predictions; the detail predicts an order that moved on since.
+    live_forecast = False
     # The API's shipment is built from the columns, each masked on its own (SHIPMENT_SOURCES).
     personal_sources = {"shipment": ""}
 
@@ -110,6 +115,8 @@ class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
             "superseded_by",
             "change_type",
             "change_result",
+            "predicted_ship_date",
+            "predicted_ship_range",
         ]
 
     def get_awaiting_first_event(self, order: CardOrder) -> bool:
@@ -117,6 +124,27 @@ class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
 
     def get_state_summary(self, order: CardOrder) -> str:
         return state_summary(order)
+
+    def _forecast(self, order: CardOrder):
+        if not hasattr(order, "_api_forecast"):
+            order._api_forecast = order_forecast(order, live=self.live_forecast)
+        return order._api_forecast
+
+    @extend_schema_field(serializers.DateField(allow_null=True))
+    def get_predicted_ship_date(self, order: CardOrder) -> str | None:
+        """The p50 predicted CARD_SHIPPED date; null when shipped, final or without history."""
+        forecast = self._forecast(order)
+        return forecast.p50.isoformat() if forecast else None
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.DateField(), min_length=2, max_length=2, allow_null=True
+        )
+    )
+    def get_predicted_ship_range(self, order: CardOrder) -> list[str] | None:
+        """[p50, p90] predicted CARD_SHIPPED dates, or null."""
+        forecast = self._forecast(order)
+        return [forecast.p50.isoformat(), forecast.p90.isoformat()] if forecast else None
 
     @extend_schema_field(ShipmentSerializer(allow_null=True))
     def get_shipment(self, order: CardOrder) -> dict | None:
@@ -156,6 +184,7 @@ class ExplanationSerializer(serializers.Serializer):
 class CardOrderDetailSerializer(CardOrderSerializer):
     events = serializers.SerializerMethodField()
     explanation = serializers.SerializerMethodField()
+    live_forecast = True
 
     class Meta(CardOrderSerializer.Meta):
         fields = [*CardOrderSerializer.Meta.fields, "events", "explanation"]

@@ -39,7 +39,7 @@ class CardOrderViewSet(OrderRegistrationMixin, viewsets.ReadOnlyModelViewSet):
     POST registers orders the issuer placed (`tracking.api.registration`).
     """
 
-    queryset = CardOrder.objects.select_related("issuer")
+    queryset = CardOrder.objects.select_related("issuer", "prediction")
     filterset_class = CardOrderFilter
     pagination_class = OrderCursorPagination
 

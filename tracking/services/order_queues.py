@@ -130,6 +130,13 @@ def within_threshold_q(*, now: dt.datetime) -> Q:
     return condition & Q(is_terminal=False)
 
 
+def likely_late_q() -> Q:
+    """Open orders predicted (p50) to ship after their dueDate; see services.predictions."""
+    from tracking.services.predictions import likely_late_q as predicted_late_q
+
+    return predicted_late_q()
+
+
 def is_stuck(*, production_status: str, is_terminal: bool, stage_entered_at, now) -> bool:
     """The same rule as `stuck_q`, for one order already in memory."""
     if is_terminal or stage_entered_at is None or production_status in TERMINAL_STATUSES:

@@ -1,0 +1,1 @@
+"""Tests of production files, sites and stages, and predicted ship dates."""

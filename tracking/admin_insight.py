@@ -1,0 +1,403 @@
+"""Back-office insight pages: production files (list and page) and the sites x stages heat-map.
+
+The files list is the `ProductionFile` rollup (sortable by age and share finished); the file
+page asks the orders live with set-based queries; the heat-map reads `StageStat`. Anyone who
+may view card orders may view these pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.contrib.admin.options import ShowFacets
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from unfold.admin import ModelAdmin
+from unfold.paginator import InfinitePaginator
+
+from tracking import admin_display, admin_filters
+from tracking.models import CardOrder, Issuer, ProductionFile
+from tracking.services import predictions, production_files, stage_times
+from tracking.services.insight import last_refresh
+from tracking.services.order_queues import stage_threshold
+from tracking.services.timeline import humanize_duration
+
+ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
+
+
+def can_view_orders(request: HttpRequest) -> bool:
+    return request.user.is_active and request.user.has_perm("tracking.view_cardorder")
+
+
+def file_orders_url(*, issuer_id: int, name: str, **params: str) -> str:
+    """The orders list narrowed to one file (and optional queue or filters)."""
+    query = {"issuer": issuer_id, "input_file_name": name, **params}
+    return f"{reverse(ORDERS_CHANGELIST)}?{urlencode(query)}"
+
+
+def file_page_url(*, issuer_id: int, name: str) -> str:
+    query = urlencode({"issuer": issuer_id, "name": name})
+    return f"{reverse('admin:tracking_productionfile_file')}?{query}"
+
+
+def stage_bar_html(figures: production_files.FileFigures) -> str:
+    """A stacked bar of the file's stages, each segment labelled, and the same as text."""
+    segments = format_html_join(
+        "",
+        '<span class="bo-stagebar-seg bo-stage-{}" style="width:{}%" title="{}: {}"></span>',
+        (
+            (s.status.lower().replace("_", "-"), f"{s.percent:.2f}", s.status, s.count)
+            for s in figures.bar()
+        ),
+    )
+    text = format_html_join(
+        ", ",
+        "{} {}",
+        ((s.status.replace("CARD_", "").replace("_", " ").lower(), s.count) for s in figures.bar()),
+    )
+    return format_html(
+        '<span class="bo-stagebar" role="img" aria-label="{}">{}</span>'
+        '<span class="bo-subtle block">{}</span>',
+        text,
+        segments,
+        text,
+    )
+
+
+class HasExceptionsFilter(admin_filters.ChoiceFilter):
+    title = "exceptions"
+    parameter_name = "has_exceptions"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With exceptions"), ("no", "Without exceptions")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(exceptions__gt=0)
+        if self.value() == "no":
+            return queryset.filter(exceptions=0)
+        return queryset
+
+
+class FinishedFilter(admin_filters.ChoiceFilter):
+    title = "progress"
+    parameter_name = "progress"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Still has open orders"), ("done", "Every order final")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "open":
+            return queryset.filter(share_finished__lt=100)
+        if self.value() == "done":
+            return queryset.filter(share_finished__gte=100)
+        return queryset
+
+
+@admin.register(ProductionFile)
+class ProductionFileAdmin(ModelAdmin):
+    """The files list: one row per (issuer, inputFileName) with its figures."""
+
+    list_display = [
+        "file_link",
+        "issuer_code",
+        "orders",
+        "stages",
+        "finished_share",
+        "shipped_share",
+        "exceptions_count",
+        "cancelled",
+        "first_event_at",
+        "last_event_at",
+        "predicted",
+    ]
+    list_display_links = None
+    list_select_related = ["issuer"]
+    search_fields = ["name"]
+    search_help_text = "Part of the input file name"
+    list_filter = [
+        admin_filters.IssuerFilter,
+        HasExceptionsFilter,
+        FinishedFilter,
+        ("first_event_at", admin_filters.DateRangeFilter),
+        ("last_event_at", admin_filters.DateRangeFilter),
+    ]
+    list_filter_submit = True
+    list_fullwidth = True
+    list_per_page = 50
+    # As the orders list: no COUNT(*) of the table per page view.
+    paginator = InfinitePaginator
+    show_full_result_count = False
+    show_facets = ShowFacets.NEVER
+    ordering = ["-first_event_at", "-pk"]
+    list_before_template = "admin/tracking/insight/files_toolbar.html"
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return can_view_orders(request)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        state = last_refresh()
+        extra_context = {
+            "title": "Production files",
+            "subtitle": None,
+            "refreshed_at": state.refreshed_at if state else None,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="file", ordering="name")
+    def file_link(self, file: ProductionFile) -> str:
+        return format_html(
+            '<a class="bo-link font-semibold" href="{}">{}</a>',
+            file_page_url(issuer_id=file.issuer_id, name=file.name),
+            file.name,
+        )
+
+    @admin.display(description="issuer", ordering="issuer__issuer_id")
+    def issuer_code(self, file: ProductionFile) -> str:
+        return file.issuer.issuer_id
+
+    @admin.display(description="orders per stage")
+    def stages(self, file: ProductionFile) -> str:
+        figures = production_files.FileFigures(orders=file.orders, stage_counts=file.stage_counts)
+        return stage_bar_html(figures)
+
+    @admin.display(description="finished", ordering="share_finished")
+    def finished_share(self, file: ProductionFile) -> str:
+        return f"{file.share_finished:.1f} %"
+
+    @admin.display(description="shipped")
+    def shipped_share(self, file: ProductionFile) -> str:
+        return f"{100 * file.shipped / file.orders:.1f} %" if file.orders else "—"
+
+    @admin.display(description="exceptions", ordering="exceptions")
+    def exceptions_count(self, file: ProductionFile) -> str:
+        if not file.exceptions:
+            return "0"
+        return admin_display.badge(str(file.exceptions), "danger")
+
+    @admin.display(description="predicted shipped by", ordering="predicted_p50")
+    def predicted(self, file: ProductionFile) -> str:
+        if file.predicted_p50 is None:
+            return "—"
+        return format_html(
+            '{}<span class="bo-subtle block">p90 {}</span>', file.predicted_p50, file.predicted_p90
+        )
+
+    # ------------------------------------------------------------------ pages
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("file/", wrap(self.file_view), name="tracking_productionfile_file"),
+            path("heatmap/", wrap(self.heatmap_view), name="tracking_productionfile_heatmap"),
+            path("heatmap/cell/", wrap(self.cell_view), name="tracking_productionfile_cell"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        file = get_object_or_404(ProductionFile, pk=object_id)
+        return self.file_view(request, issuer_id=file.issuer_id, name=file.name)
+
+    def _context(self, request: HttpRequest, **values) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            **values,
+        }
+
+    def file_view(self, request: HttpRequest, *, issuer_id: int | None = None, name: str = ""):
+        """One file: stages, shares, first and last event, forecast and laggards, all live."""
+        if not can_view_orders(request):
+            raise PermissionDenied
+        if issuer_id is None:
+            raw_issuer, name = request.GET.get("issuer", ""), request.GET.get("name", "")
+            if not raw_issuer.isdigit() or not name:
+                raise Http404("Which file? Give issuer and name.")
+            issuer_id = int(raw_issuer)
+        issuer = get_object_or_404(Issuer, pk=issuer_id)
+        now = timezone.now()
+        figures = production_files.file_figures(issuer_id=issuer_id, name=name)
+        if not figures.orders:
+            raise Http404("No orders in this file.")
+        laggards = production_files.file_laggards(issuer_id=issuer_id, name=name, figures=figures)
+        context = self._context(
+            request,
+            title=f"File {name}",
+            subtitle=str(issuer),
+            issuer=issuer,
+            name=name,
+            now=now,
+            figures=figures,
+            stage_bar=stage_bar_html(figures),
+            laggards=laggards,
+            medians=[(m, humanize_duration(m.median_elapsed(now))) for m in laggards.medians],
+            laggard_rows=[
+                (order, humanize_duration(now - order.stage_entered_at))
+                for order in laggards.orders
+            ],
+            forecast=production_files.file_forecast(issuer_id=issuer_id, name=name),
+            orders_url=file_orders_url(issuer_id=issuer_id, name=name),
+            exceptions_url=file_orders_url(issuer_id=issuer_id, name=name, queue="exceptions"),
+            cancelled_url=file_orders_url(issuer_id=issuer_id, name=name, queue="cancelled"),
+            late_url=file_orders_url(issuer_id=issuer_id, name=name, queue="likely_late"),
+            files_url=reverse("admin:tracking_productionfile_changelist"),
+        )
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/tracking/insight/file_page.html", context)
+
+    def heatmap_view(self, request: HttpRequest):
+        """Sites x stages (median and p90 against the threshold) and carriers' shipment time."""
+        if not can_view_orders(request):
+            raise PermissionDenied
+        window = _window(request)
+        found = stage_times.heatmap(window_days=window)
+        rows = []
+        for site, cells in found.rows:
+            rows.append(
+                (
+                    "All sites" if site == stage_times.ALL_SITES else (site or "(no site named)"),
+                    [
+                        (cell, _cell_url(window=window, stage=stage, site=site), stage)
+                        for cell, stage in zip(cells, found.stages, strict=True)
+                    ],
+                )
+            )
+        context = self._context(
+            request,
+            title="Sites and stages",
+            subtitle=None,
+            window=window,
+            windows=_windows(),
+            heatmap=found,
+            rows=rows,
+            thresholds=[(s, humanize_duration(stage_threshold(s))) for s in found.stages],
+            carriers=[
+                (cell, _cell_url(window=window, stage=stage_times.SHIPPED, carrier=cell.group))
+                for cell in found.carriers
+            ],
+            shipment_threshold=humanize_duration(stage_times.shipment_threshold()),
+        )
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/tracking/insight/heatmap.html", context)
+
+    def cell_view(self, request: HttpRequest):
+        """The orders behind one heat-map cell: their time in the stage, slowest first."""
+        if not can_view_orders(request):
+            raise PermissionDenied
+        window = _window(request)
+        stage = request.GET.get("stage", "")
+        if stage not in (*stage_times.PRODUCTION_STAGES, stage_times.SHIPPED):
+            raise Http404("Unknown stage.")
+        site = request.GET.get("site")
+        carrier = request.GET.get("carrier")
+        if site == stage_times.ALL_SITES:
+            site = None
+        now = timezone.now()
+        spans = list(
+            stage_times.cell_spans(
+                window_days=window, now=now, stage=stage, site=site, carrier=carrier
+            )
+        )
+        label = carrier if carrier is not None else (site if site is not None else "All sites")
+        context = self._context(
+            request,
+            title=f"{stage} at {label or '(no site named)'}",
+            subtitle=f"last {window} days",
+            window=window,
+            stage=stage,
+            spans=[
+                (span, humanize_duration(dt.timedelta(seconds=span.duration_s))) for span in spans
+            ],
+            heatmap_url=f"{reverse('admin:tracking_productionfile_heatmap')}?window={window}",
+        )
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/tracking/insight/cell.html", context)
+
+
+def _windows() -> list[int]:
+    from django.conf import settings
+
+    return list(settings.INSIGHT_WINDOWS)
+
+
+def _window(request: HttpRequest) -> int:
+    windows = _windows()
+    raw = request.GET.get("window", "")
+    return int(raw) if raw.isdigit() and int(raw) in windows else windows[0]
+
+
+def _cell_url(*, window: int, stage: str, site: str | None = None, carrier: str | None = None):
+    query = {"window": window, "stage": stage}
+    if site is not None:
+        query["site"] = site
+    if carrier is not None:
+        query["carrier"] = carrier
+    return f"{reverse('admin:tracking_productionfile_cell')}?{urlencode(query)}"
+
+
+# ---------------------------------------------------------------------------- the order page
+
+
+def order_insight_context(order: CardOrder) -> dict:
+    """What the order page adds: its file's page and its predicted ship date."""
+    forecast = predictions.order_forecast(order, live=True)
+    return {
+        "file_url": file_page_url(issuer_id=order.issuer_id, name=order.input_file_name)
+        if order.input_file_name
+        else "",
+        "forecast": forecast,
+        "forecast_basis": predictions.Basis.LABELS.get(forecast.basis, "") if forecast else "",
+    }
+
+
+# ---------------------------------------------------------------------------- the orders list
+
+
+def predicted_ship_html(order: CardOrder) -> str:
+    """The list's predicted-ship column: p50 (and p90), flagged when past the dueDate."""
+    forecast = predictions.order_forecast(order)
+    if forecast is None:
+        return "—"
+    late = admin_display.badge("Likely late", "danger") if forecast.likely_late else ""
+    due = f" · due {order.due_date.isoformat()}" if forecast.likely_late and order.due_date else ""
+    return format_html(
+        '<span class="bo-nowrap">{}</span> {}<span class="bo-subtle block">p90 {}{}</span>',
+        forecast.p50.isoformat(),
+        late,
+        forecast.p90.isoformat(),
+        due,
+    )
+
+
+def matching_files(term: str) -> list[dict]:
+    """Files whose name contains the search term, each with its page: the search offers them."""
+    if not term.strip():
+        return []
+    return [
+        {
+            "name": file.name,
+            "issuer_id": file.issuer.issuer_id,
+            "orders": file.orders,
+            "url": file_page_url(issuer_id=file.issuer_id, name=file.name),
+        }
+        for file in production_files.files_matching(term=term)
+    ]
