@@ -46,3 +46,11 @@ def clear_expired_tokens_task() -> None:
     from oauth2_provider.models import clear_expired
 
     clear_expired()
+
+
+@shared_task(name="tracking.retention_prune")
+def retention_prune_task() -> list[str]:
+    """Apply the retention policy (RETENTION_* settings); log and return what it removed."""
+    from tracking.services.retention import retention_prune
+
+    return retention_prune().lines()
