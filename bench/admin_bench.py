@@ -416,7 +416,7 @@ def measure(client, url: str, runs: int) -> tuple[int, list[float], list[float],
     return response.status_code, durations, db_times, clock.queries
 
 
-def run_pages(size: int, runs: int) -> list[Timing]:
+def run_pages(size: int, runs: int, only: list[str] = ()) -> list[Timing]:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
@@ -425,7 +425,11 @@ def run_pages(size: int, runs: int) -> list[Timing]:
     )
     client = Client(HTTP_AUTHORIZATION="Bearer bench-metrics")
     client.force_login(user)
-    urls = [(name, first_seen_range(url)) for name, url in pages(size)]
+    urls = [
+        (name, first_seen_range(url))
+        for name, url in pages(size)
+        if not only or any(part in name for part in only)
+    ]
     for _, url in urls:  # one pass over every page first: after a load the caches are cold
         client.get(url)
     timings = []
@@ -687,6 +691,12 @@ def main() -> None:
     )
     parser.add_argument("--load-only", action="store_true", help="load the sizes; measure nothing")
     parser.add_argument("--no-export", action="store_true", help="skip the CSV export")
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="measure only pages whose name contains one of these"
+    )
+    parser.add_argument(
+        "--export-sizes", type=int, nargs="+", help="export only at these sizes (default: all)"
+    )
     parser.add_argument("--export-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -729,8 +739,8 @@ def main() -> None:
         if args.load_only:
             continue
         print(f"measuring at {size:,} orders", flush=True)
-        results[size] = run_pages(size, args.runs)
-        if not args.no_export:
+        results[size] = run_pages(size, args.runs, only=args.only)
+        if not args.no_export and (not args.export_sizes or size in args.export_sizes):
             exports[size] = measure_export(name)
         events[size] = events_count()
     if args.load_only:
