@@ -220,6 +220,7 @@ def main() -> None:
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="portal_perf_prom_"),
         # wrk plays the mTLS proxy: it sends the verified-subject header from 127.0.0.1.
         "D1_TRUSTED_PROXIES": "127.0.0.1/32",
+        "WEBHOOK_FAST_PATH": "true",
     }
     before_env = {**env, "WEBHOOK_FAST_PATH": "false", "D1_TOKEN_CHECK_CACHE_SECONDS": "0"}
     python = sys.executable

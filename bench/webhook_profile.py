@@ -81,6 +81,7 @@ def main() -> None:
             "CELERY_BROKER_URL": "memory://",
             "PROMETHEUS_MULTIPROC_DIR": "",
             "D1_TRUSTED_PROXIES": "127.0.0.1/32",
+            "WEBHOOK_FAST_PATH": "true",
         }
     )
     # The request logs are written, as in production, but not to this terminal.

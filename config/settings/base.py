@@ -396,8 +396,10 @@ _insert_after(
     "tracking.middleware.D1ClientCertificateMiddleware",
 )
 # perf: D1's webhook POSTs skip the staff-only middleware listed after this one (sessions,
-# CSRF, staff login and OTP, lockout); off only to measure what it saves.
-if env.bool("WEBHOOK_FAST_PATH", default=True):
+# CSRF, staff login and OTP, lockout). Off by default for now: the faster answers make the
+# concurrent-copies race in ingest's times_received updates deadlock (503, D1 retries) in
+# tests/tracking/test_concurrency.py until those updates lock rows in one order.
+if env.bool("WEBHOOK_FAST_PATH", default=False):
     _insert_after(
         "tracking.middleware.D1ClientCertificateMiddleware",
         "tracking.api.fast_path.WebhookFastPathMiddleware",

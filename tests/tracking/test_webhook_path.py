@@ -63,7 +63,21 @@ def test_without_memory_a_revoked_token_is_refused_at_once(
     assert post_notification(spec.E2, **bearer).status_code == 401
 
 
-def test_the_webhook_skips_sessions_and_csrf_but_keeps_security_headers(issuer, staff_user):
+FAST_PATH = "tracking.api.fast_path.WebhookFastPathMiddleware"
+CERTIFICATE = "tracking.middleware.D1ClientCertificateMiddleware"
+
+
+@pytest.fixture
+def fast_path(settings):
+    """WEBHOOK_FAST_PATH=true: the middleware right after the certificate middleware."""
+    middleware = [m for m in settings.MIDDLEWARE if m != FAST_PATH]
+    middleware.insert(middleware.index(CERTIFICATE) + 1, FAST_PATH)
+    settings.MIDDLEWARE = middleware
+
+
+def test_the_webhook_skips_sessions_and_csrf_but_keeps_security_headers(
+    issuer, staff_user, fast_path
+):
     # A browser-like caller with a staff session and no CSRF token: the webhook neither reads
     # the session nor asks for CSRF, and sets no cookie.
     client = Client(enforce_csrf_checks=True)
@@ -80,7 +94,7 @@ def test_the_webhook_skips_sessions_and_csrf_but_keeps_security_headers(issuer, 
     assert "X-Frame-Options" not in response
 
 
-def test_staff_pages_still_pass_through_every_middleware(db):
+def test_staff_pages_still_pass_through_every_middleware(db, fast_path):
     response = Client().get("/admin/login/")
 
     assert response.status_code == 200
