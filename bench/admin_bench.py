@@ -1,16 +1,19 @@
 #!/usr/bin/env python
-"""Benchmark of the back office on PostgreSQL: the same pages at 10,000 and 1,000,000 orders.
+"""Benchmark of the back office on PostgreSQL: the same pages at 100,000 to 2,000,000 orders.
 
 Loads card orders with their events (and a week of deliveries) into a dedicated database with
-set-based SQL (INSERT ... SELECT over generate_series), then times the admin pages in-process
-with Django's test client: the server time of each request (median of several runs), the part
-of it spent in the database, and the number of queries it ran.
+set-based SQL (INSERT ... SELECT over generate_series), then times the admin pages and
+/metrics in-process with Django's test client: the server time of each request (median of
+several runs), the part of it spent in the database, and the number of queries it ran. Then
+streams the CSV export of every order in a child process and prints rows per second and the
+child's resident memory (after a tenth of the rows and at the end).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_admin \\
-        .venv/bin/python bench/admin_bench.py --sizes 10000 1000000 --write docs/benchmarks.md
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_perf_admin \\
+        .venv/bin/python bench/admin_bench.py --sizes 100000 1000000 2000000 --reuse
 
-Each size gets its own database, `bench_admin_<size>`, created when missing and emptied first
-(`--reuse` keeps one that already holds the size).
+Each size gets its own database, `<name>_<size>`, created when missing and emptied first
+(`--reuse` keeps one that already holds the size). 2,000,000 orders hold about 10 million
+events: the row that shows what does not grow with history.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_admin"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portal_perf_admin"
 ISSUERS = ["BENCHBANK1", "BENCHBANK2", "BENCHBANK3", "BENCHBANK4", "BENCHBANK5"]
 
 
@@ -362,6 +365,7 @@ def pages(size: int) -> list[tuple[str, str]]:
         ("order page (6 events)", f"{base}{shipped.pk}/change/"),
         ("order page (with a stale event)", f"{base}{stale_order_id}/change/"),
         ("dashboard", "/admin/"),
+        ("/metrics (gauges read, no cache)", "/metrics"),
     ]
 
 
@@ -412,16 +416,20 @@ def measure(client, url: str, runs: int) -> tuple[int, list[float], list[float],
     return response.status_code, durations, db_times, clock.queries
 
 
-def run_pages(size: int, runs: int) -> list[Timing]:
+def run_pages(size: int, runs: int, only: list[str] = ()) -> list[Timing]:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
     user, _ = get_user_model().objects.get_or_create(
         username="bench", defaults={"is_staff": True, "is_superuser": True}
     )
-    client = Client()
+    client = Client(HTTP_AUTHORIZATION="Bearer bench-metrics")
     client.force_login(user)
-    urls = [(name, first_seen_range(url)) for name, url in pages(size)]
+    urls = [
+        (name, first_seen_range(url))
+        for name, url in pages(size)
+        if not only or any(part in name for part in only)
+    ]
     for _, url in urls:  # one pass over every page first: after a load the caches are cold
         client.get(url)
     timings = []
@@ -448,9 +456,26 @@ def run_pages(size: int, runs: int) -> list[Timing]:
 # ---------------------------------------------------------------------------- report
 
 
-def report(results: dict[int, list[Timing]], loads: dict[int, float | None], runs: int) -> str:
+def events_count() -> int:
+    """The events table's row count as PostgreSQL estimates it after VACUUM ANALYZE."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE relname = %s", ["tracking_operationevent"]
+        )
+        return cursor.fetchone()[0]
+
+
+def report(
+    results: dict[int, list[Timing]],
+    loads: dict[int, float | None],
+    runs: int,
+    exports: dict[int, ExportFigures],
+    events: dict[int, int],
+) -> str:
     sizes = sorted(results)
-    head = " | ".join(f"{size:,} orders" for size in sizes)
+    head = " | ".join(f"{size:,} orders ({events[size] / 1e6:.1f}M events)" for size in sizes)
     lines = [
         "## Admin",
         "",
@@ -472,6 +497,18 @@ def report(results: dict[int, list[Timing]], loads: dict[int, float | None], run
             redirect = " (302)" if t.status == 302 else ""
             cells.append(f"{t.median_ms:.0f} ms ({t.db_ms:.1f} ms db), {t.queries} q{redirect}")
         lines.append(f"| {timing.page} | " + " | ".join(cells) + " |")
+    if exports:
+        lines.append(
+            "| CSV export of every order | "
+            + " | ".join(
+                f"{exports[size].rows_per_s:,.0f} rows/s, peak {exports[size].peak_rss_mb:.0f} MB "
+                f"({exports[size].tenth_rss_mb:.0f} MB after a tenth)"
+                if size in exports
+                else ""
+                for size in sizes
+            )
+            + " |"
+        )
     lines += [
         "",
         "Load time (orders, events, a week of deliveries, indexes, VACUUM ANALYZE): "
@@ -561,6 +598,89 @@ def use_database(base_url: str, size: int) -> str:
     return name
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def export_child() -> None:
+    """Stream the admin's CSV export of every order; print rows/s and memory as JSON."""
+    import json
+    import resource
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.get(username="bench")
+    client = Client()
+    client.force_login(user)
+    start_rss = rss_mb()
+    began = time.perf_counter()
+    response = client.get("/admin/tracking/cardorder/export.csv")
+    rows, samples, next_sample = -1, [], 50_000  # the header is not a row
+    for chunk in response.streaming_content:
+        rows += chunk.count(b"\n")
+        if rows >= next_sample:
+            samples.append((rows, rss_mb()))
+            next_sample += 50_000
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": seconds,
+                "start_rss_mb": start_rss,
+                "samples": samples,
+                "peak_rss_mb": peak,
+            }
+        )
+    )
+
+
+@dataclass
+class ExportFigures:
+    rows: int
+    rows_per_s: float
+    start_rss_mb: float
+    tenth_rss_mb: float
+    peak_rss_mb: float
+
+
+def measure_export(name: str) -> ExportFigures:
+    """Run the export in a child process (its own peak memory) against database `name`."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--export-child", name],
+        env=os.environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    samples = figures["samples"] or [(figures["rows"], figures["peak_rss_mb"])]
+    tenth = next((rss for rows, rss in samples if rows >= figures["rows"] / 10), samples[-1][1])
+    result = ExportFigures(
+        rows=figures["rows"],
+        rows_per_s=figures["rows"] / figures["seconds"],
+        start_rss_mb=figures["start_rss_mb"],
+        tenth_rss_mb=tenth,
+        peak_rss_mb=figures["peak_rss_mb"],
+    )
+    print(
+        f"  CSV export: {result.rows:,} rows at {result.rows_per_s:,.0f} rows/s; resident "
+        f"memory {result.start_rss_mb:.0f} MB before, {result.tenth_rss_mb:.0f} MB after a "
+        f"tenth, peak {result.peak_rss_mb:.0f} MB",
+        flush=True,
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
@@ -569,6 +689,15 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="keep a database that already holds the size"
     )
+    parser.add_argument("--load-only", action="store_true", help="load the sizes; measure nothing")
+    parser.add_argument("--no-export", action="store_true", help="skip the CSV export")
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="measure only pages whose name contains one of these"
+    )
+    parser.add_argument(
+        "--export-sizes", type=int, nargs="+", help="export only at these sizes (default: all)"
+    )
+    parser.add_argument("--export-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     base_url = os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
@@ -577,13 +706,26 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
     os.environ.setdefault("CACHE_URL", "locmemcache://")
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
+    # /metrics is read by a token, and its gauges computed on every request (no cache).
+    os.environ.setdefault("METRICS_TOKEN", "bench-metrics")
+    os.environ.setdefault("METRICS_DB_CACHE_SECONDS", "0")
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "")
     import django
 
     django.setup()
     from tracking.models import CardOrder
 
+    if args.export_child:
+        from django.db import connection
+
+        connection.settings_dict["NAME"] = args.export_child
+        export_child()
+        return
+
     results: dict[int, list[Timing]] = {}
     loads: dict[int, float | None] = {}
+    exports: dict[int, ExportFigures] = {}
+    events: dict[int, int] = {}
     for size in sorted(args.sizes):
         name = use_database(base_url, size)
         if args.reuse and CardOrder.objects.count() == size:
@@ -594,9 +736,16 @@ def main() -> None:
             reset()
             loads[size] = load(start=1, stop=size)
             record_load_seconds(loads[size])
+        if args.load_only:
+            continue
         print(f"measuring at {size:,} orders", flush=True)
-        results[size] = run_pages(size, args.runs)
-    section = report(results, loads, args.runs)
+        results[size] = run_pages(size, args.runs, only=args.only)
+        if not args.no_export and (not args.export_sizes or size in args.export_sizes):
+            exports[size] = measure_export(name)
+        events[size] = events_count()
+    if args.load_only:
+        return
+    section = report(results, loads, args.runs, exports, events)
     print("\n" + section)
     if args.write:
         write_section(args.write, section)

@@ -1,15 +1,19 @@
-"""Webhook ingest rate and latency on PostgreSQL + gunicorn, beside the raw insert rate.
+"""Webhook ingest rate and latency on PostgreSQL + gunicorn, beside a bare view and raw inserts.
 
 Measured, not asserted. One run:
-1. a fresh database, migrated, with one issuer;
-2. gunicorn with production settings; wrk posts bodies of 1 and of 50 new card orders each,
-   with a bearer token from the token endpoint and the certificate header a trusted proxy sends
-   (so the figures include D1's authentication, as in production);
-3. pgbench inserts one comparable row per transaction (an event-sized JSON row) with the same
-   number of connections for the same time;
-then prints items per second, p50/p99 latency, non-2xx answers and the ratio to the raw rate.
+1. a fresh database (`portal_perf_ingest`), migrated, with one issuer and a D1 client;
+2. gunicorn with production settings (JSON request logs on, written to a file); wrk posts
+   bodies of 1 and of 50 new card orders each with a bearer token from the token endpoint and
+   the certificate header a trusted proxy sends, so every POST pays D1's authentication;
+3. the bare-view anchor on the same server (`bench/bare_urls.py`): parse the body, insert one
+   row per item, nothing else;
+4. the same webhook runs on a server without the middleware fast path and the token memory
+   (WEBHOOK_FAST_PATH=false, D1_TOKEN_CHECK_CACHE_SECONDS=0): the figures before them;
+5. production latency at 4 connections, and a storm of copies of one stored item;
+6. pgbench inserting one comparable row per transaction, same connections, same time;
+then prints items per second, p50/p99 latency, non-2xx answers and the ratios.
 
-Usage: .venv/bin/python bench/ingest.py [--duration 15] [--connections 8] [--workers 4]
+Usage: .venv/bin/python bench/ingest.py [--duration 10] [--connections 8] [--workers 4]
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres), wrk and pgbench (Debian packages).
 """
 
@@ -31,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = "postgres://postgres@127.0.0.1:5432"
-DB = "bench_ingest"
+DB = "portal_perf_ingest"
 ISSUER = "BENCHISS01"
 RAW_SQL = """
 INSERT INTO bench_raw (card_id, fingerprint, payload, received_at)
@@ -47,7 +51,9 @@ def psql(sql: str, db: str = "postgres") -> None:
     )
 
 
-def run_wrk(url: str, *, batch: int, duration: int, connections: int, token: str) -> dict:
+def run_wrk(
+    url: str, *, batch: int, duration: int, connections: int, token: str, mode: str = "new"
+) -> dict:
     out = subprocess.run(
         [
             "wrk",
@@ -65,6 +71,7 @@ def run_wrk(url: str, *, batch: int, duration: int, connections: int, token: str
             str(batch),
             secrets.token_hex(4),
             token,
+            mode,
         ],
         capture_output=True,
         text=True,
@@ -143,9 +150,48 @@ def d1_token(*, python: str, env: dict, port: int) -> str:
         return json.loads(response.read())["access_token"]
 
 
+class Server:
+    """gunicorn serving the portal with `env`, its output appended to `log`."""
+
+    def __init__(self, *, python: str, env: dict, port: int, workers: int, log) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            [
+                str(Path(python).parent / "gunicorn"),
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                return
+            except OSError as exc:
+                if getattr(exc, "code", None):
+                    return
+                time.sleep(0.2)
+        raise SystemExit("gunicorn did not start")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--port", type=int, default=18099)
@@ -156,21 +202,27 @@ def main() -> None:
     psql(f"CREATE DATABASE {DB}")
     psql(
         "CREATE TABLE bench_raw (id bigserial primary key, card_id varchar(48), "
-        "fingerprint varchar(64) unique, payload jsonb, received_at timestamptz)",
+        "fingerprint varchar(64), payload jsonb, received_at timestamptz)",
         DB,
     )
+    log_path = Path(tempfile.gettempdir()) / "portal_perf_ingest_server.log"
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "DJANGO_SETTINGS_MODULE": "bench.bare_settings",
         "DATABASE_URL": f"{PG}/{DB}",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SECURE_SSL_REDIRECT": "false",
-        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
         "CELERY_BROKER_URL": "memory://",
+        "CACHE_URL": os.environ.get("CACHE_URL", "locmemcache://"),
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="portal_perf_prom_"),
         # wrk plays the mTLS proxy: it sends the verified-subject header from 127.0.0.1.
         "D1_TRUSTED_PROXIES": "127.0.0.1/32",
+        "WEBHOOK_FAST_PATH": "true",
     }
+    before_env = {**env, "WEBHOOK_FAST_PATH": "false", "D1_TOKEN_CHECK_CACHE_SECONDS": "0"}
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     subprocess.run(
@@ -180,54 +232,58 @@ def main() -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    server = subprocess.Popen(
-        [
-            str(Path(python).parent / "gunicorn"),
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{args.port}",
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{args.port}/notifications/d1/v2/issuers/{ISSUER}/cards"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/api/schema/", timeout=1)
-                break
-            except OSError as exc:
-                if getattr(exc, "code", None):
-                    break
-                time.sleep(0.2)
-        token = d1_token(python=python, env=env, port=args.port)
-        wrk = {"duration": args.duration, "connections": args.connections, "token": token}
-        run_wrk(url, batch=1, **{**wrk, "duration": 3})  # warm-up
-        single = run_wrk(url, batch=1, **wrk)
-        batched = run_wrk(url, batch=50, **wrk)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+    hook_path = f"/notifications/d1/v2/issuers/{ISSUER}/cards"
+    bare_path = f"/notifications/bench/{ISSUER}/cards"
+    server_args = {"python": python, "port": args.port, "workers": args.workers}
+    runs: dict[str, dict] = {}
+    with log_path.open("w") as log:
+        server = Server(env=before_env, log=log, **server_args)
+        try:
+            token = d1_token(python=python, env=env, port=args.port)
+            wrk = {"duration": args.duration, "connections": args.connections, "token": token}
+            run_wrk(server.url(hook_path), batch=1, **{**wrk, "duration": 3})  # warm-up
+            runs["webhook before, 1"] = run_wrk(server.url(hook_path), batch=1, **wrk)
+            runs["webhook before, 50"] = run_wrk(server.url(hook_path), batch=50, **wrk)
+        finally:
+            server.stop()
+        server = Server(env=env, log=log, **server_args)
+        try:
+            for path in (hook_path, bare_path):  # warm-up
+                run_wrk(server.url(path), batch=1, **{**wrk, "duration": 3})
+            for batch in (1, 50):
+                runs[f"bare view, {batch}"] = run_wrk(server.url(bare_path), batch=batch, **wrk)
+                runs[f"webhook, {batch}"] = run_wrk(server.url(hook_path), batch=batch, **wrk)
+            four = {**wrk, "connections": 4}
+            for batch in (1, 50):
+                runs[f"webhook at 4 connections, {batch}"] = run_wrk(
+                    server.url(hook_path), batch=batch, **four
+                )
+            runs["storm of copies, 1"] = run_wrk(
+                server.url(hook_path), batch=1, **wrk, mode="copies"
+            )
+        finally:
+            server.stop()
     raw = run_pgbench(duration=args.duration, connections=args.connections)
+    log_lines = sum(1 for _ in log_path.open())
 
     print(f"\nraw PostgreSQL insert (pgbench, {args.connections} connections): {raw:,.0f} rows/s")
+    print(f"server log: {log_lines:,} JSON lines in {log_path}")
     print(
-        f"{'batch':>5} {'items/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'non-2xx':>7} {'ratio to raw':>12}"
+        f"{'run':34} {'items/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'non-2xx':>7} {'to bare':>7} {'to raw':>7}"
     )
-    for row in (single, batched):
+    for name, row in runs.items():
+        bare = runs.get(f"bare view, {row['batch']}")
+        row["ratio_to_bare"] = row["items_per_s"] / bare["items_per_s"] if bare else None
         row["ratio_to_raw"] = row["items_per_s"] / raw
+        to_bare = f"{row['ratio_to_bare']:.2f}" if row["ratio_to_bare"] else ""
         print(
-            f"{row['batch']:>5} {row['items_per_s']:>9,.0f} {row['requests_per_s']:>8,.0f} "
+            f"{name:34} {row['items_per_s']:>9,.0f} {row['requests_per_s']:>8,.0f} "
             f"{row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} {row['non_2xx']:>7} "
-            f"{row['ratio_to_raw']:>12.2f}"
+            f"{to_bare:>7} {row['ratio_to_raw']:>7.2f}"
         )
     if args.json:
-        args.json.write_text(json.dumps({"raw_rows_per_s": raw, "runs": [single, batched]}))
+        args.json.write_text(json.dumps({"raw_rows_per_s": raw, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 -- wrk script: POST D1 notification bodies of N new card orders each (N = first script argument).
 -- Every item is a new card, so each one costs an order upsert, an event insert and a fold.
+-- With "copies" as the fourth argument every POST carries the same one item: D1 retrying a
+-- stored item (the storm of copies).
 -- With a bearer token (third argument) the requests look as they do behind the mTLS proxy in
 -- production: the token, and the verified certificate subject the proxy forwards.
 local threads = {}
@@ -13,6 +15,7 @@ function init(args)
   batch = tonumber(args[1]) or 1
   nonce = args[2] or "run"
   counter = 0
+  copies = args[4] == "copies"
   headers = {["Content-Type"] = "application/json"}
   if args[3] then
     headers["Authorization"] = "Bearer " .. args[3]
@@ -25,6 +28,9 @@ function request()
   local ops = {}
   for i = 1, batch do
     local card = string.format("%s-%d-%d-%d", nonce, tid, counter, i)
+    if copies then
+      card = nonce .. "-storm"
+    end
     ops[i] = string.format(
       '{"operationId":"op-%s","operation":"PRODUCE","status":"PENDING",' ..
       '"startTime":"2026-03-02T09:15:04.120Z","cardId":"%s","issuerRequestId":"req-%s",' ..

@@ -35,7 +35,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with empty rate-limit windows (and nothing else cached)."""
+    from tracking.api.token_memory import forget_all
+
     cache.clear()
+    forget_all()
 
 
 @pytest.fixture

@@ -83,6 +83,11 @@ class NotificationDelivery(models.Model):
                 fields=["status_code", "-received_at"],
                 name="delivery_status_recent",
             ),
+            # observability: each issuer's latest POST, without walking back through the
+            # others' (a silent issuer would otherwise cost a scan of every delivery).
+            models.Index(
+                fields=["issuer", "source", "-received_at"], name="delivery_issuer_recent"
+            ),
         ]
 
     def __str__(self) -> str:

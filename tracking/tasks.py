@@ -54,3 +54,11 @@ def insight_refresh_task() -> int:
     from tracking.services.insight import insight_refresh
 
     return insight_refresh().orders
+
+
+@shared_task(name="tracking.retention_prune")
+def retention_prune_task() -> list[str]:
+    """Apply the retention policy (RETENTION_* settings); log and return what it removed."""
+    from tracking.services.retention import retention_prune
+
+    return retention_prune().lines()

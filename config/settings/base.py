@@ -106,6 +106,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # perf: server-side prepared statements (psycopg prepares a statement from its
+    # DATABASE_PREPARE_THRESHOLD-th run on a connection). Off by default: behind PgBouncer in
+    # transaction mode they need its prepared-statement support; docs/benchmarks.md has the gain.
+    if env.bool("DATABASE_POOL", default=False):
+        # psycopg's pool instead of one persistent connection per process (Django wants
+        # CONN_MAX_AGE 0 with it); pays with threaded or async workers, not sync ones.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
+    if env.bool("DATABASE_SERVER_SIDE_BINDING", default=False):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {
+                "server_side_binding": True,
+                "prepare_threshold": env.int("DATABASE_PREPARE_THRESHOLD", default=2),
+            }
+        )
 
 # ---------------------------------------------------------------------------- cache
 # Shared across processes even on the embedded default, because the D1 access token is cached
@@ -338,6 +353,24 @@ CELERY_BEAT_SCHEDULE["insight-refresh"] = {
     "options": {"expires": INSIGHT_REFRESH_INTERVAL},
 }
 
+# ---------------------------------------------------------------------------- retention
+# What `manage.py prune` and its beat task remove, per table, in days (0 keeps the table whole);
+# tracking/services/retention.py says exactly what each rule removes. No order's state changes.
+# Deliveries whose items live nowhere else: refused POSTs (with their kept bodies) and POSTs
+# that only repeated stored items.
+RETENTION_DELIVERY_DAYS = env.int("RETENTION_DELIVERY_DAYS", default=30)
+# Events that changed nothing (stale, no change) of orders finished this long ago.
+RETENTION_FINISHED_ORDER_DAYS = env.int("RETENTION_FINISHED_ORDER_DAYS", default=90)
+RETENTION_RECONCILE_ATTEMPT_DAYS = env.int("RETENTION_RECONCILE_ATTEMPT_DAYS", default=180)
+# Audit entries are evidence: kept for ever unless a number of days is set.
+RETENTION_AUDIT_DAYS = env.int("RETENTION_AUDIT_DAYS", default=0)
+RETENTION_PRUNE_INTERVAL = env.float("RETENTION_PRUNE_INTERVAL", default=24 * 3600.0)
+CELERY_BEAT_SCHEDULE["retention-prune"] = {
+    "task": "tracking.retention_prune",
+    "schedule": RETENTION_PRUNE_INTERVAL,
+    "options": {"expires": 3600},
+}
+
 # ---------------------------------------------------------------------------- admin (back office)
 # The admin's look (django-unfold), its navigation and its front page; see tracking/admin*.py.
 UNFOLD = {
@@ -430,6 +463,15 @@ _insert_after(
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "tracking.middleware.D1ClientCertificateMiddleware",
 )
+# perf: D1's webhook POSTs skip the staff-only middleware listed after this one (sessions,
+# CSRF, staff login and OTP, lockout). Off by default for now: the faster answers make the
+# concurrent-copies race in ingest's times_received updates deadlock (503, D1 retries) in
+# tests/tracking/test_concurrency.py until those updates lock rows in one order.
+if env.bool("WEBHOOK_FAST_PATH", default=False):
+    _insert_after(
+        "tracking.middleware.D1ClientCertificateMiddleware",
+        "tracking.api.fast_path.WebhookFastPathMiddleware",
+    )
 _insert_after(
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
@@ -448,6 +490,9 @@ AUTHENTICATION_BACKENDS = [
 # client_credentials and HTTP Basic; each D1 client is bound to one issuer.
 D1_WEBHOOK_REQUIRE_BEARER = env.bool("D1_WEBHOOK_REQUIRE_BEARER", default=False)
 D1_TOKEN_LIFETIME_SECONDS = env.int("D1_TOKEN_LIFETIME_SECONDS", default=900)
+# Each web process remembers a token it found valid for this long (0 = look up every POST): a
+# revoked or expired token is refused at most this many seconds later.
+D1_TOKEN_CHECK_CACHE_SECONDS = env.int("D1_TOKEN_CHECK_CACHE_SECONDS", default=5)
 D1_TOKEN_SCOPE = env("D1_TOKEN_SCOPE", default="notifications")
 # Named so that D1Client's link to the application migrates as a swappable dependency.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"

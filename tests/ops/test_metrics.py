@@ -59,9 +59,15 @@ def test_gauges_show_orders_per_stage_stuck_orders_and_item_outcomes(
         if name == "portal_orders" and labels
     }
     assert by_stage["CARD_PROD_REQUESTED"] == 1
-    assert sum(by_stage.values()) == CardOrder.objects.count() == 3
+    assert sum(by_stage.values()) == CardOrder.objects.filter(is_terminal=False).count()
+    finished = {
+        labels[0][1]: v
+        for (name, labels), v in samples(text).items()
+        if name == "portal_orders_finished_24h" and labels
+    }
+    assert sum(finished.values()) + sum(by_stage.values()) == CardOrder.objects.count() == 3
     assert value(text, "portal_orders_past_threshold", production_status="CARD_PROD_REQUESTED") == 1
-    assert value(text, "portal_items", outcome="advanced") >= 1
+    assert value(text, "portal_items_24h", outcome="advanced") >= 1
     assert value(text, "portal_unapplied_items") == 0
     assert value(text, "portal_unapplied_items_oldest_age_seconds") == 0
 

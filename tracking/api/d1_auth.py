@@ -20,11 +20,11 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
+from tracking.api.token_memory import d1_token_check_remembered
 from tracking.d1_access import (
     TokenCheck,
     client_address,
     client_subject_refusal,
-    d1_token_check,
 )
 from tracking.services.rate_limits import rate_limit_count, rate_limit_peek
 
@@ -100,7 +100,7 @@ class D1CallerAuthentication(BaseAuthentication):
         if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             check = TokenCheck(error="invalid_token", error_description="The token is malformed.")
         else:
-            check = d1_token_check(token=token)
+            check = d1_token_check_remembered(token=token)
         if not check.is_valid:
             _count_failure(request)
             request._d1_challenge = (

@@ -8,6 +8,7 @@ SQLite 3.33+), with values prepared by each field exactly as `save()` would.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from django.db import connection, models
@@ -19,35 +20,44 @@ def rows_update(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
     if not objs:
         return
     model = type(objs[0])
-    meta = model._meta
-    pk = meta.pk
-    concrete = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    columns = [pk.column, *(f.column for f in concrete)]
-    cast = connection.vendor == "postgresql"
-
-    def placeholder(field) -> str:
-        return f"CAST(%s AS {field.db_type(connection)})" if cast else "%s"
-
-    # PostgreSQL types a VALUES column from its typed rows, so casting the first row is enough.
-    first_row = "(" + ", ".join(placeholder(f) for f in [pk, *concrete]) + ")"
-    row = "(" + ", ".join(["%s"] * (len(concrete) + 1)) + ")"
+    pk, concrete, first_row, row, head, tail = _update_parts(
+        model, tuple(fields), connection.vendor
+    )
     params: list = []
     for obj in objs:
         params.append(pk.get_db_prep_save(obj.pk, connection))
         for field in concrete:
             params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
+    sql = f"{head}{', '.join([first_row] + [row] * (len(objs) - 1))}{tail}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@functools.cache
+def _update_parts(model: type[models.Model], fields: tuple[str, ...], vendor: str) -> tuple:
+    """The fixed parts of `rows_update`'s statement for one model and field list (built once:
+    the column types and quoting cost more Python time than the rest of the call)."""
+    meta = model._meta
+    pk = meta.pk
+    concrete = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    columns = [pk.column, *(f.column for f in concrete)]
+
+    def placeholder(field) -> str:
+        return f"CAST(%s AS {field.db_type(connection)})" if vendor == "postgresql" else "%s"
+
+    # PostgreSQL types a VALUES column from its typed rows, so casting the first row is enough.
+    first_row = "(" + ", ".join(placeholder(f) for f in [pk, *concrete]) + ")"
+    row = "(" + ", ".join(["%s"] * (len(concrete) + 1)) + ")"
     alias = "v"
     assignments = ", ".join(f"{quote(c)} = {alias}.{quote(c)}" for c in columns[1:])
     # Only quoted identifiers from the model's metadata are interpolated; values are parameters.
-    sql = (
-        f"WITH {alias} ({', '.join(quote(c) for c in columns)}) AS "  # noqa: S608
-        f"(VALUES {', '.join([first_row] + [row] * (len(objs) - 1))}) "
-        f"UPDATE {quote(meta.db_table)} SET {assignments} FROM {alias} "
+    head = f"WITH {alias} ({', '.join(quote(c) for c in columns)}) AS (VALUES "
+    tail = (
+        f") UPDATE {quote(meta.db_table)} SET {assignments} FROM {alias} "  # noqa: S608
         f"WHERE {quote(meta.db_table)}.{quote(pk.column)} = {alias}.{quote(pk.column)}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return pk, concrete, first_row, row, head, tail
 
 
 def rows_insert_new(

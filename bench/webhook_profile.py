@@ -1,0 +1,181 @@
+"""CPU cost of one webhook POST, in-process, beside the bare view: where the time goes.
+
+Wall-clock rates on a shared 2-core machine move with whatever else runs; the CPU time a
+process spends per request does much less. This script serves the portal in-process (Django's
+test client, production settings, JSON logs, bearer token and certificate header on every POST,
+PostgreSQL) and prints the CPU milliseconds per request of the bare view and of the webhook,
+with single items and 50-item batches, with and without the middleware fast path and the token
+memory, then the functions that take the most of a single-item webhook POST (cProfile).
+
+Usage: .venv/bin/python bench/webhook_profile.py [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import io
+import json
+import os
+import pstats
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB = "portal_perf_profile"
+ISSUER = "BENCHISS01"
+SUBJECT = "CN=bench-d1-client"
+
+
+def body(batch: int, nonce: str, counter: int) -> bytes:
+    operations = []
+    for i in range(batch):
+        card = f"{nonce}-{counter}-{i}"
+        operations.append(
+            {
+                "operationId": f"op-{card}",
+                "operation": "PRODUCE",
+                "status": "PENDING",
+                "startTime": "2026-03-02T09:15:04.120Z",
+                "cardId": card,
+                "issuerRequestId": f"req-{card}",
+                "details": {"status": "CARD_PROD_REQUESTED"},
+            }
+        )
+    return json.dumps({"operations": operations}).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    args = parser.parse_args()
+
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c"]
+    subprocess.run([*psql, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"], check=True)
+    subprocess.run([*psql, f"CREATE DATABASE {DB}"], check=True)
+    subprocess.run(
+        [
+            *psql,
+            "CREATE TABLE bench_raw (id bigserial primary key, card_id varchar(48), "
+            "fingerprint varchar(64), payload jsonb, received_at timestamptz)",
+            "-d",
+            DB,
+        ],
+        check=True,
+    )
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.bare_settings",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "CACHE_URL": "locmemcache://",
+            "CELERY_BROKER_URL": "memory://",
+            "PROMETHEUS_MULTIPROC_DIR": "",
+            "D1_TRUSTED_PROXIES": "127.0.0.1/32",
+            "WEBHOOK_FAST_PATH": "true",
+        }
+    )
+    # The request logs are written, as in production, but not to this terminal.
+    log = open(Path("/tmp") / "portal_perf_profile.log", "w")  # noqa: SIM115
+    os.dup2(log.fileno(), 2)
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client, override_settings
+
+    from tracking.models import Issuer
+    from tracking.services.d1_clients import d1_client_create
+
+    call_command("migrate", verbosity=0)
+    issuer = Issuer.objects.create(issuer_id=ISSUER, name="Bench")
+    credentials = d1_client_create(issuer=issuer)
+    pair = f"{credentials.client_id}:{credentials.client_secret}".encode()
+    token = (
+        Client(REMOTE_ADDR="127.0.0.1")
+        .post(
+            "/authz/d1/v1/oauth2/token",
+            "grant_type=client_credentials",
+            content_type="application/x-www-form-urlencoded",
+            HTTP_AUTHORIZATION="Basic " + base64.b64encode(pair).decode(),
+            HTTP_X_SSL_CLIENT_S_DN=SUBJECT,
+        )
+        .json()["access_token"]
+    )
+    headers = {
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "HTTP_X_SSL_CLIENT_S_DN": SUBJECT,
+    }
+    hook = f"/notifications/d1/v2/issuers/{ISSUER}/cards"
+    bare = f"/notifications/bench/{ISSUER}/cards"
+    without_fast_path = [
+        m for m in settings.MIDDLEWARE if m != "tracking.api.fast_path.WebhookFastPathMiddleware"
+    ]
+
+    def measure(path: str, batch: int, *, fast: bool, remember: int) -> tuple[float, float]:
+        """CPU and wall milliseconds per request (after a few warm-up requests)."""
+        middleware = settings.MIDDLEWARE if fast else without_fast_path
+        with override_settings(MIDDLEWARE=middleware, D1_TOKEN_CHECK_CACHE_SECONDS=remember):
+            client = Client(**headers)
+            nonce = secrets.token_hex(4)
+            for n in range(5):
+                client.post(path, body(batch, nonce + "w", n), content_type="application/json")
+            bodies = [body(batch, nonce, n) for n in range(args.requests)]
+            cpu, wall = time.process_time(), time.perf_counter()
+            for payload in bodies:
+                response = client.post(path, payload, content_type="application/json")
+                assert response.status_code == 204, response.content
+            return (
+                (time.process_time() - cpu) * 1000 / args.requests,
+                (time.perf_counter() - wall) * 1000 / args.requests,
+            )
+
+    rows = []
+    for batch in (1, 50):
+        bare_cpu, bare_wall = measure(bare, batch, fast=True, remember=5)
+        rows.append((f"bare view, {batch}", bare_cpu, bare_wall, bare_cpu))
+        for label, fast, remember in (
+            ("webhook before (full middleware, token looked up)", False, 0),
+            ("webhook, fast path only", True, 0),
+            ("webhook (fast path, token remembered)", True, 5),
+        ):
+            cpu, wall = measure(hook, batch, fast=fast, remember=remember)
+            rows.append((f"{label}, {batch}", cpu, wall, bare_cpu))
+
+    print(f"\n{args.requests} requests each; CPU of this process (client, server, driver)")
+    print(f"{'run':56} {'CPU ms/req':>10} {'wall ms/req':>11} {'bare/this (CPU)':>15}")
+    for name, cpu, wall, bare_cpu in rows:
+        print(f"{name:56} {cpu:>10.2f} {wall:>11.2f} {bare_cpu / cpu:>15.2f}")
+
+    profiler = cProfile.Profile(time.process_time)  # CPU, not the wait for the database
+    client = Client(**headers)
+    bodies = [body(1, "profile", n) for n in range(args.requests)]
+    profiler.enable()
+    for payload in bodies:
+        client.post(hook, payload, content_type="application/json")
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+    print("\nsingle-item webhook POST: CPU by function, own time first (cProfile)")
+    print("\n".join(out.getvalue().splitlines()[:60]))
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"/(tracking|django_structlog|rest_framework/views)/", 25)
+    print("\nthe same, the portal's own functions by cumulative CPU (cProfile slows every call):")
+    print("\n".join(out.getvalue().splitlines()[:60]))
+
+
+if __name__ == "__main__":
+    main()
