@@ -18,10 +18,10 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.verify import verify_run
+from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_verify
 from tests.reconcile.test_end_to_end import (  # noqa: F401 (fixtures)
     SHORT_CLOCKS,
@@ -58,7 +58,7 @@ def test_every_variation_ends_in_what_d1_last_said(tmp_path, redis_broker, proce
     Issuer.objects.create(issuer_id=ISSUER_ID, name="Timeline Bank")
     staff = get_user_model().objects.create_user("timeline-verifier", is_staff=True)
     staff.groups.add(roles_ensure()[OPERATORS])
-    token = Token.objects.create(user=staff).key
+    token = read_api_token(staff)
 
     keys = key_pair_ensure(directory=tmp_path / "sandbox" / "keys")
     state_path = tmp_path / "sandbox" / "state.sqlite3"

@@ -7,11 +7,11 @@ import copy
 
 import pytest
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.conftest import make_staff
 from tests.fixtures import spec_examples as spec
+from tests.fixtures.api_tokens import read_api_token
 from tracking.models import CardOrder, Issuer
 from tracking.services import roles
 
@@ -30,7 +30,7 @@ ORDER = {
 
 def token_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {read_api_token(user)}")
     return client
 
 
