@@ -219,14 +219,22 @@ def shipment_rank(shipment: Mapping[str, Any] | None) -> int:
 
 
 def parse_time(value: Any) -> dt.datetime | None:
-    """An ISO 8601 time as an aware datetime (naive times are taken as UTC), or None."""
+    """An ISO 8601 time as an aware datetime (naive times are taken as UTC), or None.
+
+    A time that does not exist in UTC (year 1 at +14:00) is no time: no database can store it.
+    """
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    try:
+        parsed.astimezone(dt.UTC)
+    except OverflowError:
+        return None
+    return parsed
 
 
 def parse_date(value: Any) -> dt.date | None:

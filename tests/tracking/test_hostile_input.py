@@ -285,3 +285,23 @@ def test_infinity_and_nan_from_another_parser_are_kept_as_text():
     assert "amount is a number no column can hold" in storable.problem
     assert "ratios[0] is a number no column can hold" in storable.problem
     assert item_storable(ITEM).value is ITEM and not item_storable(ITEM).problem
+
+
+def test_a_time_before_year_one_in_utc_costs_nothing_on_any_operation(issuer, post_notification):
+    # 0001-01-01T00:00+14:00 is year 0 in UTC: no database stores it. A pull & change result
+    # carrying it is still kept, and the valid item beside it applies.
+    change = {
+        "operationId": "op-change-year-one",
+        "operation": "UPDATE_ORDER",
+        "status": "PENDING",
+        "startTime": "0001-01-01T00:00:00+14:00",
+        "cardId": "card-year-one",
+        "details": {"type": "CANCEL"},
+    }
+    valid = valid_items(1)
+
+    response = post_notification({"operations": [change, *valid]})
+
+    assert response.status_code == 204, response.content
+    assert OperationEvent.objects.filter(operation_id="op-change-year-one").exists()
+    assert CardOrder.objects.filter(card_id=valid[0]["cardId"]).exists()
