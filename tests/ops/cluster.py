@@ -276,6 +276,9 @@ def sandbox_feed(
         str(state_path),
         "--log-level",
         "WARNING",
+        # Each drill counts the orders it asked for; a re-order of a card would add one.
+        "--reissue-rate",
+        "0",
         *extra,
     ]
     if background:
