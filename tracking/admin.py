@@ -173,6 +173,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
     """Orders are derived state: viewed, never edited; operators act through services."""
 
     # Why the row is listed (flags, D1's error) right after the card; optional columns last.
+    # To fit 1366 px, the superseded and pull & change badges sit under the production status.
     list_display = [
         "order_link",
         "flags",
@@ -182,7 +183,6 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         "last_update",
         "predicted_ship",
         "issuer_code",
-        "change_column",
     ]
     list_display_links = None
     list_select_related = ["issuer", "prediction"]
@@ -287,24 +287,29 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
 
     @admin.display(description="issuer", ordering="issuer__issuer_id")
     def issuer_code(self, order: CardOrder) -> str:
-        return order.issuer.issuer_id
+        # Long issuer ids are cut to fit 1366 px; the full id and the name show on hover.
+        return format_html(
+            '<span class="bo-truncate bo-issuer" title="{} ({})">{}</span>',
+            order.issuer.issuer_id,
+            order.issuer.name,
+            order.issuer.issuer_id,
+        )
 
     @admin.display(description="production", ordering="production_rank")
     def production(self, order: CardOrder) -> str:
         if awaiting_first_event(order):
-            return admin_issuer.registered_badge(order)
+            return format_html(
+                "{}{}", admin_issuer.registered_badge(order), admin_issuer.change_badge(order)
+            )
         return format_html(
-            '{}<span class="bo-subtle block" title="Operation status">{}</span>{}',
+            '{}<span class="bo-subtle block" title="Operation status">{}</span>{}{}',
             admin_display.production_badge(order.production_status, inline=True),
             labels.label_text("operation_status", order.operation_status)
             if order.operation_status
             else "",
             admin_issuer.superseded_badge(order),
+            admin_issuer.change_badge(order),
         )
-
-    @admin.display(description="pull & change", ordering="change_type")
-    def change_column(self, order: CardOrder) -> str:
-        return admin_issuer.change_badge(order)
 
     def get_list_display(self, request):
         names = list(super().get_list_display(request))

@@ -165,8 +165,9 @@ class ProductionFileAdmin(ModelAdmin):
     @admin.display(description="file", ordering="name")
     def file_link(self, file: ProductionFile) -> str:
         return format_html(
-            '<a class="bo-link font-semibold" href="{}">{}</a>',
+            '<a class="bo-link font-semibold bo-id" href="{}" title="{}">{}</a>',
             file_page_url(issuer_id=file.issuer_id, name=file.name),
+            file.name,
             file.name,
         )
 

@@ -85,14 +85,16 @@ def change_badge(order: CardOrder) -> str:
     text = f"{label} {order.change_result}"
     if order.change_result == "unknown":
         text = f"{order.change_type or 'Change'}: unknown shape"
-    badge = admin_display.badge(text, tone)
+    badge = admin_display.badge(text, tone, title=f"Pull & change: {text}")
+    awaiting = ""
     if order.cancel_accepted_at and (
         order.production_status not in order_queues.CANCELLED_STATUSES
     ):
-        return format_html(
-            '{}<span class="bo-subtle block">awaiting CARD_PROD_CANCELED</span>', badge
+        awaiting = format_html(
+            '<span class="bo-subtle block">{}</span>', "awaiting CARD_PROD_CANCELED"
         )
-    return badge
+    # Its own line under the production status (the list has no pull & change column).
+    return format_html('<span class="bo-change block">{}{}</span>', badge, awaiting)
 
 
 def order_page_context(order: CardOrder, *, now) -> dict:

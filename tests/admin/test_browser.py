@@ -21,10 +21,12 @@ from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from d1sandbox.testing import PROJECT_ROOT
-from tests.fixtures.backoffice import PATH, Card, load_backoffice_orders
+from tests.fixtures.backoffice import PATH, Card, load_backoffice_orders, post_items
 from tests.fixtures.spec_examples import ISSUER_ID
-from tracking.models import CardOrder, NotificationDelivery, OrderAcknowledgement
+from tracking.models import CardOrder, Issuer, NotificationDelivery, OrderAcknowledgement
+from tracking.services.insight import insight_refresh
 from tracking.services.reconcile import order_reconcile
+from tracking.services.registration import Registration, orders_register
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -295,6 +297,64 @@ def test_every_list_fits_1366_px_with_the_reason_column_in_view(page, orders, is
         assert box is not None and box["x"] + box["width"] <= WIDTH, (url, box)
         assert page.evaluate(ICON_WORDS_IN_LINKS) == [], url
         assert unlabelled_controls(page) == [], url
+
+
+# The issuer's queues, with what widens a row: a second active issuer (its column shows), a
+# registered order, a superseded one and a pull & change result under the production status.
+ISSUER_LIST_PAGES = [
+    ("/admin/tracking/cardorder/", "Flags"),
+    ("/admin/tracking/cardorder/?queue=registered", "Flags"),
+    ("/admin/tracking/cardorder/?queue=superseded", "Flags"),
+    ("/admin/tracking/cardorder/?queue=delivered", "Flags"),
+    ("/admin/tracking/cardorder/?queue=open", "Flags"),
+    ("/admin/tracking/productionfile/", "Exceptions"),
+]
+
+
+def test_the_issuers_queues_fit_1366_px_with_the_change_under_production(page, orders, issuer):
+    Issuer.objects.create(issuer_id="ISSUER-SECOND-BANK-0002", name="Second Bank")
+    now = timezone.now()
+    orders_register(
+        registrations=[
+            Registration(
+                issuer_id=issuer.issuer_id,
+                card_id="card-registered-000001",
+                operation_id="op-registered-000001-b7d2",
+                input_file_name="ORDERS_20261130_REGISTERED_LONG_NAME_0001.csv",
+            )
+        ]
+    )
+    stuck = CardOrder.objects.get(pk=orders["stuck"])
+    card = Card(stuck.card_id, "op-0800-newer", stuck.input_file_name, "req-newer")
+    card.start = (now - dt.timedelta(hours=1)).isoformat()
+    post_items(issuer, [card.item("CARD_PROD_REQUESTED")], now - dt.timedelta(minutes=30))
+    change = {
+        "operationId": "op-upd-0999",
+        "operation": "UPDATE_ORDER",
+        "status": "SUCCESSFUL",
+        "startTime": (now - dt.timedelta(hours=2)).isoformat(),
+        "cardId": CardOrder.objects.get(pk=orders["in_production_3"]).card_id,
+        "details": {"type": "ACCELERATE_AND_REDIRECT", "result": "REJECTED"},
+    }
+    post_items(issuer, [change], now - dt.timedelta(hours=1))
+    insight_refresh(now=now)
+
+    for url, reason_column in ISSUER_LIST_PAGES:
+        page.goto(url)
+        fit = page.evaluate(TABLE_FITS)
+        assert not fit.get("missing"), url
+        assert fit["overflow"] <= 1, (url, fit)
+        assert fit["page"] <= WIDTH and fit["right"] <= WIDTH, (url, fit)
+        header = page.locator("#result_list thead th", has_text=reason_column).first
+        box = header.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= WIDTH, (url, box)
+        if url == "/admin/tracking/cardorder/":
+            expect(page.locator("#result_list thead th", has_text="Issuer")).to_be_visible()
+            changes = page.locator("#result_list td.field-production .bo-change")
+            expect(changes.filter(has_text="ACCELERATE AND REDIRECT rejected")).to_be_visible()
+            screenshot(page, "orders_list_two_issuers")
+        if url.endswith("queue=superseded"):
+            expect(page.locator("#result_list").get_by_text("Superseded")).to_be_visible()
 
 
 def test_ids_stay_on_one_line_and_show_in_full_on_hover(page, orders):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from tests.admin.test_browser import (
     CHROMIUM,
     PASSWORD,
+    TABLE_FITS,
     WIDTH,
     chromium,  # noqa: F401 (the module's browser)
     fits_the_width,
@@ -60,6 +61,7 @@ def test_from_the_files_list_to_a_file_and_its_laggard(page, showcase):
     # The sidebar (folded at this width) and the dashboard lead here.
     assert page.locator('a[href="/admin/tracking/productionfile/"]').count() >= 1
     page.goto("/admin/tracking/productionfile/")
+    assert page.evaluate(TABLE_FITS)["overflow"] <= 1
     page.get_by_role("link", name=SHOWCASE_FILE).click()
     page.wait_for_url("**/productionfile/file/**")
     assert page.get_by_role("heading", name="How far along").is_visible()
@@ -116,4 +118,7 @@ def test_the_likely_late_queue(page, showcase):
     assert showcase["open1"].card_id not in shown  # due in ten days
     assert page.locator("#result_list").get_by_text("Likely late").first.is_visible()
     assert fits_the_width(page)
+    # The predicted ship date has its own sortable column, and the table fits 1366 px.
+    assert page.locator("#result_list thead th.sortable", has_text="Predicted ship").count() == 1
+    assert page.evaluate(TABLE_FITS)["overflow"] <= 1
     screenshot(page, "likely_late", full_page=False)
