@@ -84,8 +84,8 @@ QUEUES = {
     ),
     "silent": (
         "Silent orders",
-        "Registered by the issuer, and D1 has said nothing about them for longer than "
-        "REGISTERED_SILENT_AFTER: the sweep asks D1 for each card.",
+        "Registered by the issuer, and D1 has said nothing about them for longer than the "
+        "portal is set to wait: the automatic check asks D1 for each card.",
     ),
     "registered": (
         "Registered orders without events",
@@ -98,7 +98,8 @@ QUEUES = {
     "delivered": ("Delivered", "The carrier reported delivery."),
     "in_transit_long": (
         "In transit too long",
-        "Shipped longer ago than SHIPMENT_IN_TRANSIT_THRESHOLD; the carrier has not delivered.",
+        "Shipped longer ago than the portal is set to allow for transit; the "
+        "carrier has not reported delivery.",
     ),
     "returned": (
         "Returned",
@@ -764,6 +765,70 @@ class OperationEventAdmin(EvidenceAdmin):
         personal = can_see_personal(request.user)
         return ["raw_payload" if personal else "masked_payload"]
 
+    # The event page: codes with their labels, dates in the one format, in the order staff read.
+    detail_fields = [
+        "card_id",
+        "operation_id",
+        "order",
+        "issuer",
+        "operation_detail",
+        "production_detail",
+        "operation_status_detail",
+        "shipment_detail",
+        "outcome_detail",
+        "validation_error",
+        "source_detail",
+        "first_received",
+        "last_received",
+        "times_received",
+        "applied",
+        "delivery",
+        "fingerprint",
+    ]
+
+    def get_fields(self, request, obj=None):
+        return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
+
+    @admin.display(description="operation")
+    def operation_detail(self, event: OperationEvent) -> str:
+        return admin_display.coded("operation", event.operation, empty="—")
+
+    @admin.display(description="production step")
+    def production_detail(self, event: OperationEvent) -> str:
+        if not event.production_status:
+            return "—"
+        return admin_display.production_badge(event.production_status, inline=True)
+
+    @admin.display(description="operation status")
+    def operation_status_detail(self, event: OperationEvent) -> str:
+        return admin_display.operation_badge(event.operation_status, inline=True)
+
+    @admin.display(description="carrier status")
+    def shipment_detail(self, event: OperationEvent) -> str:
+        return admin_display.shipment_badge(event.shipment_status, inline=True) or "—"
+
+    @admin.display(description="what it did")
+    def outcome_detail(self, event: OperationEvent) -> str:
+        return admin_display.coded("outcome", event.outcome)
+
+    @admin.display(description="came from")
+    def source_detail(self, event: OperationEvent) -> str:
+        return admin_display.coded("source", event.source)
+
+    @admin.display(description="first received")
+    def first_received(self, event: OperationEvent) -> str:
+        return admin_display.when(event.first_received_at)
+
+    @admin.display(description="last received")
+    def last_received(self, event: OperationEvent) -> str:
+        return admin_display.when(event.last_received_at)
+
+    @admin.display(description="applied")
+    def applied(self, event: OperationEvent) -> str:
+        if event.applied_at is None:
+            return "Not applied yet"
+        return admin_display.when(event.applied_at)
+
     @admin.display(description="card / operation", ordering="card_id")
     def card_link(self, event: OperationEvent) -> str:
         operation = format_html(
@@ -797,11 +862,11 @@ class OperationEventAdmin(EvidenceAdmin):
             markers[0].label, markers[0].tone, title=event.validation_error or found.help
         )
 
-    @admin.display(description="payload")
+    @admin.display(description="item as received")
     def masked_payload(self, event: OperationEvent) -> str:
         return PERSONAL_MASK
 
-    @admin.display(description="payload")
+    @admin.display(description="item as received")
     def raw_payload(self, event: OperationEvent) -> str:
         return format_html(
             '<pre class="bo-json">{}</pre>',
@@ -827,9 +892,36 @@ class RefusalTallyAdmin(EvidenceAdmin):
     search_help_text = "Source address (IPv6: its /64) or issuer id (exact)"
     list_filter = [admin_filters.StatusCodeFilter, ("minute", DateFieldListFilter)]
 
+    # The refused call's page: the answer and reason first, then who called.
+    fields = [
+        "status_badge",
+        "error_code",
+        "error",
+        "count",
+        "minute_detail",
+        "first_call",
+        "last_call",
+        "source",
+        "issuer_id_in_path",
+        "client_identity",
+        "correlation_id",
+    ]
+
     @admin.display(description="answer", ordering="status_code")
     def status_badge(self, tally: RefusalTally) -> str:
         return admin_display.badge(f"{tally.status_code} refused", "danger")
+
+    @admin.display(description="minute")
+    def minute_detail(self, tally: RefusalTally) -> str:
+        return admin_display.when(tally.minute, relative=False)
+
+    @admin.display(description="first call")
+    def first_call(self, tally: RefusalTally) -> str:
+        return admin_display.when(tally.first_at)
+
+    @admin.display(description="last call")
+    def last_call(self, tally: RefusalTally) -> str:
+        return admin_display.when(tally.last_at)
 
 
 @admin.register(NotificationDelivery)
@@ -909,9 +1001,38 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["refused_body" if can_see_personal(request.user) else "masked_body"]
 
+    # The message's page: the portal's answer and D1's error first, then the counts and caller.
+    detail_fields = [
+        "received",
+        "status_badge",
+        "error_code",
+        "error",
+        "issuer",
+        "issuer_id_in_path",
+        "source_detail",
+        "item_count",
+        "new_count",
+        "duplicate_count",
+        "rejected_count",
+        "correlation_id",
+        "client_identity",
+        "remote_addr",
+        "content_type",
+        "byte_size",
+    ]
+
+    def get_fields(self, request, obj=None):
+        return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
+
+    @admin.display(description="came from")
+    def source_detail(self, delivery: NotificationDelivery) -> str:
+        return admin_display.coded("source", delivery.source)
+
     @admin.display(description="refused body (as received, capped)")
     def masked_body(self, delivery: NotificationDelivery) -> str:
-        return PERSONAL_MASK if delivery.body else "—"
+        if not delivery.body:
+            return "—"
+        return PERSONAL_MASK + (" (cut short)" if delivery.body_truncated else "")
 
     @admin.display(description="answer", ordering="status_code")
     def status_badge(self, delivery: NotificationDelivery) -> str:
@@ -928,5 +1049,5 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         return format_html(
             '<pre class="bo-json">{}</pre>{}',
             delivery.body,
-            " (truncated)" if delivery.body_truncated else "",
+            " (cut short: only the start of the body is kept)" if delivery.body_truncated else "",
         )

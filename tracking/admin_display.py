@@ -99,6 +99,16 @@ def coded_badge(kind: str, code: str, tone: str, *, inline: bool = False) -> str
     )
 
 
+def coded(kind: str, code: str, *, tone: str = "neutral", empty: str | None = None) -> str:
+    """A code on a detail page: its label, explanation on hover, the code beside it.
+
+    With `empty`, an empty code shows that text instead of the table's label for "".
+    """
+    if not code and empty is not None:
+        return empty
+    return coded_badge(kind, code, tone, inline=True)
+
+
 def production_badge(status: str, *, inline: bool = False) -> str:
     return coded_badge("production_status", status, production_tone(status), inline=inline)
 

@@ -127,8 +127,70 @@ class ReconcileAttemptAdmin(EvidenceAdminMixin, base_model_admin()):
     def asked_at(self, attempt: ReconcileAttempt) -> str:
         return admin_display.when(attempt.started_at)
 
-    fields = ["order", *ATTEMPT_FIELDS, "answer", "delivery"]
-    readonly_fields = fields
+    # The attempt's page: D1's answer as the list shows it, codes with their labels.
+    detail_fields = [
+        "order",
+        "asked_at",
+        "trigger_detail",
+        "requested_by",
+        "reason_detail",
+        "outcome_detail",
+        "answer_placeholder",
+        "http_column",
+        "items_received",
+        "status_before_detail",
+        "status_after_detail",
+        "error",
+        "correlation_id",
+        "delivery",
+    ]
+
+    def get_fields(self, request, obj=None):
+        # Viewers get the masked answer: two methods rather than state on the shared admin.
+        answer = "answer_detail" if can_see_personal(request.user) else "answer_detail_masked"
+        return [answer if name == "answer_placeholder" else name for name in self.detail_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="asked by")
+    def trigger_detail(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.coded("reconcile_trigger", attempt.trigger)
+
+    @admin.display(description="why asked")
+    def reason_detail(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.coded("reconcile_reason", attempt.reason)
+
+    @admin.display(description="result")
+    def outcome_detail(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.coded(
+            "reconcile_outcome",
+            attempt.outcome,
+            tone=_OUTCOME_TONES.get(attempt.outcome, "neutral"),
+        )
+
+    @admin.display(description="D1's answer")
+    def answer_detail(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.d1_answer(attempt.answer, personal=True) or _no_answer(attempt)
+
+    @admin.display(description="D1's answer")
+    def answer_detail_masked(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.d1_answer(attempt.answer, personal=False) or _no_answer(attempt)
+
+    @admin.display(description="production step before")
+    def status_before_detail(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.coded("production_status", attempt.status_before, empty="—")
+
+    @admin.display(description="production step after")
+    def status_after_detail(self, attempt: ReconcileAttempt) -> str:
+        return admin_display.coded("production_status", attempt.status_after, empty="—")
+
+
+def _no_answer(attempt: ReconcileAttempt) -> str:
+    """What the answer field says when D1 returned nothing readable."""
+    if attempt.error:
+        return "No answer from D1 (see the error)."
+    return "Nothing for this order in D1's answer."
 
 
 _OUTCOME_TONES = {"changed": "success", "error": "danger", "not_found": "warning"}

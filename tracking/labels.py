@@ -147,6 +147,34 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "gap": ("Missing steps", "Steps between two messages never arrived."),
         "acknowledged": ("Acknowledged", "Staff handled this exception."),
     },
+    # The operator alerts on the dashboard (and `manage.py alerts`, /metrics by code).
+    "alert": {
+        "inbound_silence": (
+            "D1 is quiet",
+            "No message from D1 for longer than expected, or registered orders D1 never mentioned.",
+        ),
+        "refused_share": (
+            "Many messages refused",
+            "An unusual share of D1's calls was refused; D1 may be sending what the portal "
+            "cannot read, or with the wrong credentials.",
+        ),
+        "orders_stuck": (
+            "Orders stuck in a stage",
+            "Orders stayed in a stage longer than its time limit.",
+        ),
+        "reconcile_failing": (
+            "Asking D1 keeps failing",
+            "Orders still need checking with D1 after several tries.",
+        ),
+        "sweep_late": (
+            "Automatic checks not running",
+            "The regular check with D1 has not succeeded for too long; the scheduler may be down.",
+        ),
+        "unapplied_items": (
+            "Messages not applied",
+            "Received items have not been applied to their orders; the worker may be down.",
+        ),
+    },
 }
 
 UNKNOWN_HELP = "A code the portal does not know; shown exactly as D1 sent it."

@@ -55,28 +55,78 @@ class EventSource(models.TextChoices):
 class NotificationDelivery(models.Model):
     """One POST from D1 (or one on-demand answer), accepted or refused; never deleted."""
 
-    received_at = models.DateTimeField(default=timezone.now, db_index=True)
-    issuer = models.ForeignKey(Issuer, null=True, blank=True, on_delete=models.PROTECT)
-    issuer_id_in_path = models.CharField(max_length=64, blank=True)
-    source = models.CharField(max_length=16, choices=EventSource, default=EventSource.WEBHOOK)
-    correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
-    client_identity = models.CharField(max_length=255, blank=True)
-    remote_addr = models.CharField(max_length=64, blank=True)
-    content_type = models.CharField(max_length=255, blank=True)
-    byte_size = models.PositiveIntegerField(default=0)
-    item_count = models.PositiveIntegerField(default=0)
-    new_count = models.PositiveIntegerField(default=0)
-    duplicate_count = models.PositiveIntegerField(default=0)
-    rejected_count = models.PositiveIntegerField(default=0)
-    status_code = models.PositiveSmallIntegerField()
-    error_code = models.CharField(max_length=64, blank=True)
-    error = models.TextField(blank=True)
+    received_at = models.DateTimeField("received", default=timezone.now, db_index=True)
+    issuer = models.ForeignKey(
+        Issuer,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="The registered issuer the message was for; empty when the issuer is unknown.",
+    )
+    issuer_id_in_path = models.CharField(
+        "issuer id in the address",
+        max_length=64,
+        blank=True,
+        help_text="The issuer id D1 put in the address it called, as sent.",
+    )
+    source = models.CharField(
+        "came from",
+        max_length=16,
+        choices=EventSource,
+        default=EventSource.WEBHOOK,
+        help_text="Sent by D1, or D1's answer when the portal asked.",
+    )
+    correlation_id = models.CharField(
+        "correlation id",
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Quote it to D1 support or search the logs with it.",
+    )
+    client_identity = models.CharField(
+        "caller",
+        max_length=255,
+        blank=True,
+        help_text="Who called, as the portal authenticated them (D1 client or certificate).",
+    )
+    remote_addr = models.CharField("caller's address", max_length=64, blank=True)
+    content_type = models.CharField("format sent", max_length=255, blank=True)
+    byte_size = models.PositiveIntegerField("size (bytes)", default=0)
+    item_count = models.PositiveIntegerField(
+        "items", default=0, help_text="Notification items in the message."
+    )
+    new_count = models.PositiveIntegerField(
+        "new items", default=0, help_text="Items the portal had not seen before."
+    )
+    duplicate_count = models.PositiveIntegerField(
+        "repeated items",
+        default=0,
+        help_text="Items D1 had already sent; counted, not stored again.",
+    )
+    rejected_count = models.PositiveIntegerField(
+        "refused items",
+        default=0,
+        help_text="Items that failed validation; kept with their reason.",
+    )
+    status_code = models.PositiveSmallIntegerField(
+        "portal's answer (HTTP)",
+        help_text="What the portal answered D1: 2xx accepted, 4xx or 5xx refused.",
+    )
+    error_code = models.CharField("error code", max_length=64, blank=True)
+    error = models.TextField(
+        "error", blank=True, help_text="Why the message or an item was refused."
+    )
     # Kept only for refused bodies (capped): accepted items live on their events.
-    body = models.TextField(blank=True)
-    body_truncated = models.BooleanField(default=False)
+    body = models.TextField("refused body", blank=True)
+    body_truncated = models.BooleanField(
+        "refused body cut short",
+        default=False,
+        help_text="The refused body was longer than the portal keeps; only its start is stored.",
+    )
 
     class Meta:
-        verbose_name_plural = "notification deliveries"
+        verbose_name = "D1 message"
+        verbose_name_plural = "D1 messages"
         ordering = ["-received_at", "-id"]
         indexes = [
             models.Index(
@@ -91,7 +141,7 @@ class NotificationDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"delivery #{self.pk} ({self.status_code})"
+        return f"D1 message #{self.pk} ({self.status_code})"
 
     @property
     def is_rejected(self) -> bool:
@@ -106,20 +156,46 @@ class RefusalTally(models.Model):
     reason. Never edited by staff.
     """
 
-    minute = models.DateTimeField(db_index=True)
-    source = models.CharField(max_length=64, help_text="client address (IPv6: its /64)")
-    status_code = models.PositiveSmallIntegerField()
-    error_code = models.CharField(max_length=64, blank=True)
-    count = models.PositiveIntegerField(default=1)
-    first_at = models.DateTimeField()
-    last_at = models.DateTimeField()
+    minute = models.DateTimeField("minute", db_index=True)
+    source = models.CharField(
+        "caller's address", max_length=64, help_text="The caller's address (IPv6: its /64)."
+    )
+    status_code = models.PositiveSmallIntegerField(
+        "portal's answer (HTTP)",
+        help_text="401 not authenticated, 403 not allowed, 405 wrong method, 429 too many calls.",
+    )
+    error_code = models.CharField("reason code", max_length=64, blank=True)
+    count = models.PositiveIntegerField(
+        "calls", default=1, help_text="Calls refused for this reason in this minute."
+    )
+    first_at = models.DateTimeField("first call")
+    last_at = models.DateTimeField("last call")
     # Of the latest call in the minute: enough to tell D1 from a stranger.
-    issuer_id_in_path = models.CharField(max_length=64, blank=True)
-    client_identity = models.CharField(max_length=255, blank=True)
-    correlation_id = models.CharField(max_length=64, blank=True)
-    error = models.CharField(max_length=255, blank=True)
+    issuer_id_in_path = models.CharField(
+        "issuer id in the address",
+        max_length=64,
+        blank=True,
+        help_text="Of the latest call: the issuer id in the address it called.",
+    )
+    client_identity = models.CharField(
+        "caller",
+        max_length=255,
+        blank=True,
+        help_text="Of the latest call: who it said it was.",
+    )
+    correlation_id = models.CharField(
+        "correlation id",
+        max_length=64,
+        blank=True,
+        help_text="Of the latest call; search the logs with it.",
+    )
+    error = models.CharField(
+        "reason", max_length=255, blank=True, help_text="Of the latest call: why it was refused."
+    )
 
     class Meta:
+        verbose_name = "refused call"
+        verbose_name_plural = "refused calls"
         ordering = ["-minute", "-last_at"]
         constraints = [
             models.UniqueConstraint(
@@ -341,24 +417,62 @@ class OperationEvent(models.Model):
         CardOrder, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
     )
     delivery = models.ForeignKey(
-        NotificationDelivery, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        NotificationDelivery,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name="D1 message",
+        help_text="The message that first brought this item.",
     )
-    fingerprint = models.CharField(max_length=64)
-    card_id = models.CharField(max_length=48, blank=True)
-    operation_id = models.CharField(max_length=64, blank=True)
-    operation = models.CharField(max_length=64, blank=True)
-    operation_status = models.CharField(max_length=32, blank=True)
-    production_status = models.CharField(max_length=64, blank=True)
-    shipment_status = models.CharField(max_length=64, blank=True)
-    payload = models.JSONField()
-    source = models.CharField(max_length=16, choices=EventSource, default=EventSource.WEBHOOK)
-    first_received_at = models.DateTimeField(default=timezone.now)
-    last_received_at = models.DateTimeField(default=timezone.now)
-    times_received = models.PositiveIntegerField(default=1)
-    outcome = models.CharField(max_length=32, choices=Outcome.CHOICES, blank=True)
-    validation_error = models.TextField(blank=True)
+    fingerprint = models.CharField(
+        "content fingerprint",
+        max_length=64,
+        help_text="A digest of the item's content: the same item sent again has the same one.",
+    )
+    card_id = models.CharField("card id", max_length=48, blank=True)
+    operation_id = models.CharField("operation id", max_length=64, blank=True)
+    operation = models.CharField(
+        "operation",
+        max_length=64,
+        blank=True,
+        help_text="Card production, tracking only or order change.",
+    )
+    operation_status = models.CharField(
+        "operation status", max_length=32, blank=True, help_text="In progress, succeeded or failed."
+    )
+    production_status = models.CharField(
+        "production step", max_length=64, blank=True, help_text="Where the card was in production."
+    )
+    shipment_status = models.CharField(
+        "carrier status", max_length=64, blank=True, help_text="What the carrier reported."
+    )
+    payload = models.JSONField("item as received")
+    source = models.CharField(
+        "came from", max_length=16, choices=EventSource, default=EventSource.WEBHOOK
+    )
+    first_received_at = models.DateTimeField("first received", default=timezone.now)
+    last_received_at = models.DateTimeField("last received", default=timezone.now)
+    times_received = models.PositiveIntegerField(
+        "times received", default=1, help_text="How often D1 sent this same item."
+    )
+    outcome = models.CharField(
+        "what it did",
+        max_length=32,
+        choices=Outcome.CHOICES,
+        blank=True,
+        help_text="What this item did to its order.",
+    )
+    validation_error = models.TextField(
+        "why it was refused", blank=True, help_text="Empty when the item passed validation."
+    )
     # Null between storing and applying; the safety-net sweep applies what a crash left behind.
-    applied_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(
+        "applied",
+        null=True,
+        blank=True,
+        help_text="When the order was updated from this item; empty until then.",
+    )
 
     class Meta:
         ordering = ["first_received_at", "id"]
@@ -513,35 +627,67 @@ class ReconcileTrigger(models.TextChoices):
 class ReconcileAttempt(models.Model):
     """One on-demand productionStatus call for one order and what it did; never edited."""
 
-    order = models.ForeignKey(CardOrder, on_delete=models.PROTECT, related_name="reconcile_history")
-    started_at = models.DateTimeField(default=timezone.now)
+    order = models.ForeignKey(
+        CardOrder,
+        on_delete=models.PROTECT,
+        related_name="reconcile_history",
+        verbose_name="card order",
+    )
+    started_at = models.DateTimeField("asked at", default=timezone.now)
     trigger = models.CharField(
-        max_length=16, choices=ReconcileTrigger, default=ReconcileTrigger.SWEEP
+        "asked by",
+        max_length=16,
+        choices=ReconcileTrigger,
+        default=ReconcileTrigger.SWEEP,
+        help_text="The automatic check, a staff member, or a command.",
     )
     # Why the order was asked about: a flag (conflict, unknown_status, gap), stage_threshold,
     # past_due, awaiting_delivery, or empty when staff or a command asked without a reason.
-    reason = models.CharField(max_length=32, blank=True)
+    reason = models.CharField("why asked", max_length=32, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name="staff member",
     )
-    correlation_id = models.CharField(max_length=64, blank=True)
+    correlation_id = models.CharField(
+        "correlation id",
+        max_length=64,
+        blank=True,
+        help_text="Quote it to D1 support or search the logs with it.",
+    )
     # None when no HTTP answer came back (timeout, connection refused, configuration).
-    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=16, choices=ReconcileOutcome)
-    error = models.TextField(blank=True)
-    items_received = models.PositiveIntegerField(default=0)
-    status_before = models.CharField(max_length=64, blank=True)
-    status_after = models.CharField(max_length=64, blank=True)
+    http_status = models.PositiveSmallIntegerField(
+        "D1's HTTP status",
+        null=True,
+        blank=True,
+        help_text="Empty when D1 did not answer (time-out, connection refused).",
+    )
+    latency_ms = models.PositiveIntegerField(
+        "time to answer (ms)", null=True, blank=True, help_text="How long D1 took to answer."
+    )
+    outcome = models.CharField("result", max_length=16, choices=ReconcileOutcome)
+    error = models.TextField("error", blank=True, help_text="Why the call to D1 failed.")
+    items_received = models.PositiveIntegerField(
+        "items in the answer", default=0, help_text="Notification items D1 returned."
+    )
+    status_before = models.CharField("production step before", max_length=64, blank=True)
+    status_after = models.CharField("production step after", max_length=64, blank=True)
     # What D1 answered for this order, as staff read it: the operation's status, the production
     # status, D1's error and the shipment (kept even when the answer repeated a stored item).
-    answer = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
+    answer = models.JSONField(
+        "D1's answer", default=dict, blank=True, db_default=Value({}, JSONField())
+    )
     delivery = models.ForeignKey(
-        NotificationDelivery, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        NotificationDelivery,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name="D1 message",
+        help_text="The answer as the portal stored it.",
     )
 
     class Meta:

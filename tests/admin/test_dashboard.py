@@ -36,6 +36,9 @@ def test_operator_alerts_are_shown_with_the_list_to_act_on(boss, orders):
     assert f'href="{stuck[0]["url"]}"' in html
     assert stuck[0]["alert"].message in html
     assert stuck[0]["alert"].severity.upper() in html  # the severity is written, not only coloured
+    # What is wrong in words first, the alert's code only beside it.
+    assert "Orders stuck in a stage" in html
+    assert ">orders_stuck</code>" in html
 
 
 def test_open_orders_per_stage_and_stuck_per_stage(boss, orders):

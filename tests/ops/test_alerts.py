@@ -120,8 +120,14 @@ def test_stuck_orders_and_failing_reconciliation(issuer, post_notification, sett
     alerts = alerts_current(now=now)
 
     assert ("orders_stuck", "CARD_PROD_REQUESTED") in kinds(alerts)
+    stuck = next(a for a in alerts if a.kind == "orders_stuck")
+    # In staff's words: the stage's label first, D1's code after, the limit as a duration.
+    assert stuck.title == "Orders stuck in a stage"
+    assert "in Requested (CARD_PROD_REQUESTED) for more than 60 min" in stuck.message
+    assert "RECONCILE_STAGE_THRESHOLDS" not in stuck.message
     failing = next(a for a in alerts if a.kind == "reconcile_failing")
     assert failing.value == 1
+    assert "still to be checked with D1 after 3 or more tries" in failing.message
 
 
 def test_late_sweep_alert_clears_once_a_sweep_succeeds(issuer, post_notification, settings):
@@ -176,4 +182,6 @@ def test_alerts_command_prints_them_and_fails_on_a_critical_one(issuer, settings
     with pytest.raises(CommandError) as raised:
         call_command("alerts", stdout=out)
     assert raised.value.returncode == 2
+    # The code for scripts, then what it means for the person reading the output.
     assert "unapplied_items" in out.getvalue()
+    assert "Messages not applied: 1 received item(s) not yet applied" in out.getvalue()

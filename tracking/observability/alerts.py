@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from tracking import labels
 from tracking.observability.state import OperationsState, operations_state
 
 WARNING = "warning"
@@ -40,12 +41,21 @@ class Alert:
     kind: str
     subject: str
     severity: str
-    message: str
+    message: str  # in staff's words; a code, when one helps, in parentheses
     value: float
     threshold: float
     since: dt.datetime | None = None
     # inbound_silence: the issuer's silent orders (registered, nothing from D1 yet).
     silent_orders: int = 0
+
+    @property
+    def title(self) -> str:
+        """What the alert is about in a few words ("Orders stuck in a stage")."""
+        return labels.label_text("alert", self.kind)
+
+    @property
+    def explanation(self) -> str:
+        return labels.label("alert", self.kind).help
 
 
 def alerts_current(
@@ -160,13 +170,14 @@ def _inbound_silence(state: OperationsState) -> list[Alert]:
         parts = []
         if inbound_silent:
             parts.append(
-                f"No notification from {issuer_id} for {_duration(silence)}"
+                f"No message from D1 for issuer {issuer_id} for {_duration(silence)}"
                 + ("" if last else " (none received yet)")
             )
         if silent_orders:
+            waited = _duration(_seconds(settings.REGISTERED_SILENT_AFTER))
             parts.append(
-                f"{silent_orders} registered order(s) of {issuer_id} with nothing from D1 "
-                "beyond the silence threshold"
+                f"{silent_orders} registered order(s) of issuer {issuer_id} that D1 has said "
+                f"nothing about for more than {waited}"
             )
         alerts.append(
             Alert(
@@ -196,7 +207,7 @@ def _refused_share(state: OperationsState) -> list[Alert]:
     if share < settings.ALERT_REFUSED_SHARE or share <= previous:
         return []
     reasons = ", ".join(
-        f"{code or 'unknown'} {count}"
+        f"{code or 'no reason code'} {count}"
         for code, count in sorted(state.refused_by_reason.items(), key=lambda kv: -kv[1])[:5]
     )
     return [
@@ -205,8 +216,9 @@ def _refused_share(state: OperationsState) -> list[Alert]:
             subject="webhook",
             severity=CRITICAL if share >= 2 * settings.ALERT_REFUSED_SHARE else WARNING,
             message=(
-                f"{share:.0%} of D1's POSTs refused in the last "
-                f"{_duration(settings.ALERT_REFUSED_WINDOW)} (before: {previous:.0%}): {reasons}."
+                f"{share:.0%} of the calls from D1 were refused in the last "
+                f"{_duration(settings.ALERT_REFUSED_WINDOW)} (before: {previous:.0%}). "
+                f"Reason codes: {reasons}."
             ),
             value=share,
             threshold=settings.ALERT_REFUSED_SHARE,
@@ -230,8 +242,9 @@ def _orders_stuck(state: OperationsState) -> list[Alert]:
                 subject=stage or "none",
                 severity=CRITICAL if count >= settings.ALERT_STUCK_CRITICAL else WARNING,
                 message=(
-                    f"{count} order(s) in {stage or 'no stage'} for more than "
-                    f"{_duration(stage_threshold(stage).total_seconds())}."
+                    f"{_orders(count)} {_stage_words(stage)} for more than "
+                    f"{_duration(stage_threshold(stage).total_seconds())}, the time limit "
+                    "of that stage."
                 ),
                 value=count,
                 threshold=settings.ALERT_STUCK_MIN_ORDERS,
@@ -250,8 +263,8 @@ def _reconcile_failing(state: OperationsState) -> list[Alert]:
             subject="reconcile",
             severity=CRITICAL if count >= settings.ALERT_STUCK_CRITICAL else WARNING,
             message=(
-                f"{count} order(s) still need reconciliation after "
-                f"{settings.ALERT_RECONCILE_ATTEMPTS} or more attempts."
+                f"{_orders(count)} still to be checked with D1 after "
+                f"{settings.ALERT_RECONCILE_ATTEMPTS} or more tries."
             ),
             value=count,
             threshold=settings.ALERT_RECONCILE_ATTEMPTS,
@@ -274,9 +287,9 @@ def _sweep_late(state: OperationsState) -> list[Alert]:
             subject="reconcile",
             severity=WARNING,
             message=(
-                "No successful reconcile sweep recorded yet."
+                "The automatic check with D1 has not succeeded yet."
                 if age is None
-                else f"Last successful reconcile sweep {_duration(age)} ago."
+                else f"The automatic check with D1 last succeeded {_duration(age)} ago."
             ),
             value=age if age is not None else -1,
             threshold=late_after,
@@ -295,13 +308,29 @@ def _unapplied(state: OperationsState) -> list[Alert]:
             subject="ingest",
             severity=CRITICAL,
             message=(
-                f"{state.unapplied_count} stored item(s) not applied; the oldest for "
-                f"{_duration(age)}."
+                f"{state.unapplied_count} received item(s) not yet applied to their orders; "
+                f"the oldest has waited {_duration(age)}."
             ),
             value=age,
             threshold=settings.READINESS_MAX_UNAPPLIED_AGE,
         )
     ]
+
+
+def _orders(count: int) -> str:
+    return "1 order" if count == 1 else f"{count} orders"
+
+
+def _stage_words(stage: str) -> str:
+    """ "in Being personalised (CARD_PROD_ONGOING)": the label first, D1's code after."""
+    if not stage:
+        return "without a known stage"
+    found = labels.label("production_status", stage)
+    return f"in {found.text if found.known else 'an unknown stage'} ({stage})"
+
+
+def _seconds(value) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
 def _duration(seconds: float) -> str:

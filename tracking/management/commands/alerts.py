@@ -15,7 +15,8 @@ class Command(BaseCommand):
         alerts = alerts_current()
         for alert in alerts:
             self.stdout.write(
-                f"{alert.severity:8} {alert.kind:18} {alert.subject:20} {alert.message}"
+                f"{alert.severity:8} {alert.kind:18} {alert.subject:20} "
+                f"{alert.title}: {alert.message}"
             )
         if not alerts:
             self.stdout.write("no active alert")
