@@ -355,7 +355,8 @@ def parser_build() -> argparse.ArgumentParser:
         "--epoch",
         type=_timestamp,
         metavar="ISO8601",
-        help="simulated start time of a finite run (default: yesterday 00:00 UTC)",
+        help="simulated start time of a finite run (default: yesterday 00:00 UTC; with "
+        "--register, the start of the run)",
     )
     feed.add_argument(
         "--state",

@@ -425,9 +425,17 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
-def default_epoch() -> datetime:
-    """Yesterday 00:00 UTC: stable for a day, so a repeated run gives the same timestamps."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def default_epoch(*, register: bool = False) -> datetime:
+    """Yesterday 00:00 UTC: stable for a day, so a repeated run gives the same timestamps.
+
+    With registration, now (to the second): the issuer registers an order when it places it,
+    so D1's times about the order must not come before the registration (the portal orders a
+    card's operations by them, a registered one by when it was registered).
+    """
+    now = datetime.now(UTC)
+    if register:
+        return now.replace(microsecond=0)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=1)
 
 
@@ -443,7 +451,7 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
     run_id, run_number = store.run_start(
         seed=options.seed, run_number=options.run_number, options=recorded_options
     )
-    epoch = options.epoch or default_epoch()
+    epoch = options.epoch or default_epoch(register=options.register)
     clock: Any
     if options.continuous:
         clock = WallClock()

@@ -218,7 +218,9 @@ def verify_run(
     """Check every card order of the timeline against the portal; prints what differs.
 
     An order the portal does not list is a mismatch when the portal acknowledged one of its
-    notifications or registered it, and "invisible" otherwise (nothing ever reached it). An
+    notifications or registered it, and "invisible" otherwise (nothing ever reached it); one
+    registered without its operationId is found by card among the portal's orders that have
+    none yet, and compared like any other (D1's first word should have joined it). An
     order of a card that was ordered again is "hidden" when D1's last word about it was
     dropped: productionStatus answers per card with the newer order, so nothing can bring
     that word back; it is not compared.
@@ -241,6 +243,11 @@ def verify_run(
                 if row.get("issuer_id", issuer_id) == issuer_id
             ]
             actual_by_key = {(row.get("card_id"), row.get("operation_id")): row for row in rows}
+            # An order registered without its operationId (placed in a file) is listed by card
+            # alone until D1's first word about it reaches the portal.
+            waiting_by_card = {
+                row.get("card_id"): row for row in rows if not row.get("operation_id")
+            }
             truth = [
                 order
                 for order in store.orders(issuer_ids=[issuer_id], run_id=run_id)
@@ -250,9 +257,12 @@ def verify_run(
             for order in truth:
                 newest_start[order.card_id] = max(newest_start[order.card_id], order.start_seq)
             for order in truth:
+                actual = actual_by_key.get((order.card_id, order.operation_id))
+                if actual is None and order.registered:
+                    actual = waiting_by_card.get(order.card_id)
                 _order_check(
                     order=order,
-                    actual=actual_by_key.get((order.card_id, order.operation_id)),
+                    actual=actual,
                     superseded=order.start_seq < newest_start[order.card_id],
                     report=report,
                 )

@@ -2,19 +2,16 @@
 duplicates and reordering; after the stream and the sweeps the portal must show, for every order,
 what D1 last said about it (by D1's clock, not by arrival).
 
-Separate processes over real HTTP on PostgreSQL and Redis, as in tests/reconcile/test_end_to_end.py
-(whose process helpers it uses): gunicorn, a Celery worker and beat, the sandbox's `serve`, then
-`feed` and `verify` as commands.
+Separate processes over real HTTP on PostgreSQL and Redis, started by tests/reconcile/portal.py:
+gunicorn, a Celery worker and beat, the sandbox's `serve`, then `feed` and `verify` as commands.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -22,12 +19,9 @@ from django.contrib.auth import get_user_model
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.verify import verify_run
 from tests.fixtures.api_tokens import read_api_token
+from tests.reconcile.portal import portal_environment, portal_start
 from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_verify
 from tests.reconcile.test_end_to_end import (  # noqa: F401 (fixtures)
-    SHORT_CLOCKS,
-    _free_port,
-    _test_database_url,
-    _wait_for_http,
     processes,
     redis_broker,
 )
@@ -67,56 +61,12 @@ def test_every_variation_ends_in_what_d1_last_said(tmp_path, redis_broker, proce
         keys=keys,
         state_path=state_path,
     )
-    web_port = _free_port()
-    portal_url = f"http://127.0.0.1:{web_port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "end-to-end-test-only",
-        "DATABASE_URL": _test_database_url(),
-        "CELERY_BROKER_URL": redis_broker,
-        "CELERY_TASK_DEFAULT_QUEUE": f"e2e-{uuid.uuid4().hex[:12]}",
-        "CACHE_URL": os.environ.get("CACHE_URL") or f"filecache://{tmp_path / 'cache'}",
-        **sandbox.portal_settings(),
-        "D1_MAX_RETRIES": "2",
-        **SHORT_CLOCKS,
-    }
-    env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-    python = sys.executable
-    web = processes.start(
-        "web",
-        [
-            python,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{web_port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--no-control-socket",
-        ],
-        env,
-    )
-    processes.start(
-        "worker",
-        [python, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "-l", "INFO"],
-        env,
-    )
-    processes.start(
-        "beat",
-        [python, "-m", "celery", "-A", "config", "beat", "-l", "INFO", "-s", str(tmp_path / "bs")],
-        env,
-    )
-    _wait_for_http(f"{portal_url}/api/schema/", timeout=30, process=web)
+    env = portal_environment(tmp_path=tmp_path, sandbox=sandbox, broker=redis_broker)
+    portal_url = portal_start(processes=processes, env=env, tmp_path=tmp_path)
 
     feed = subprocess.run(
         [
-            python,
+            sys.executable,
             "-m",
             "d1sandbox",
             "feed",

@@ -308,6 +308,26 @@ def test_register_places_each_order_before_d1_speaks_about_it(tmp_path: Path) ->
     assert len(cards) > len(set(cards))
 
 
+def test_with_registration_d1s_times_come_after_the_registrations(tmp_path: Path) -> None:
+    # The issuer registers an order when it places it; D1 cannot have begun it a day before.
+    started = datetime.now(UTC).replace(microsecond=0)
+    with FakePortal() as portal:
+        _run(
+            portal,
+            tmp_path / "state.sqlite3",
+            orders=10,
+            epoch=None,
+            register=True,
+            register_token="register-token",
+        )
+    start_times = [
+        datetime.fromisoformat(item["startTime"].replace("Z", "+00:00"))
+        for item in portal.acknowledged_items()
+        if item.get("startTime")
+    ]
+    assert start_times and min(start_times) >= started
+
+
 def test_refused_registrations_are_counted_and_the_feed_goes_on(tmp_path: Path) -> None:
     with FakePortal() as portal:
         summary = _run(

@@ -281,6 +281,52 @@ def test_registered_orders_must_be_visible(tmp_path: Path) -> None:
     ]
 
 
+def test_an_order_registered_without_its_operation_id_is_found_by_card(tmp_path: Path) -> None:
+    # Placed in a file (the issuer never knew its operationId); every notification dropped;
+    # the card was then ordered again, and productionStatus only tells of the new operation.
+    path = tmp_path / "state.sqlite3"
+    card = "card-refiled"
+    store = StateStore(path)
+    run_id, _ = store.run_start(seed=1, run_number=None, options={})
+    first = ItemKey(ISSUER, card, "op-first", 0)
+    second = ItemKey(ISSUER, card, f"op-{card}", 0)
+    for key, silent in ((first, True), (second, False)):
+        store.order_record(
+            run_id=run_id,
+            issuer_id=ISSUER,
+            card_id=card,
+            operation_id=key.operation_id,
+            operation="PRODUCE",
+            silent=silent,
+        )
+        store.order_registered(
+            issuer_id=ISSUER,
+            card_id=card,
+            operation_id=key.operation_id,
+            outcome="201",
+            registered=True,
+        )
+    requested = _item(card, "CARD_PROD_REQUESTED")
+    store.items_record(
+        run_id=run_id,
+        happenings=[
+            (first, {**requested, "operationId": "op-first"}, True),
+            (second, requested, False),
+        ],
+    )
+    store.items_mark_delivered(keys=[second])
+    store.close()
+    newer = _portal_row(card, "CARD_PROD_REQUESTED", "PENDING")
+    waiting = _portal_row(card, None, None, operation_id="", start_time=None)
+
+    listed, _ = _verify([newer, waiting], path)
+    unlisted, _ = _verify([newer], path)
+
+    assert listed.ok and not listed.invisible
+    assert listed.hidden == [f"{ISSUER}/{card}/op-first"]
+    assert unlisted.invisible == [f"{ISSUER}/{card}/op-first"] and not unlisted.ok
+
+
 def test_cli_exit_status_follows_the_outcome(state_path: Path) -> None:
     with FakeReadApi(results=CORRECT_PORTAL, token=TOKEN) as good:
         good_exit = main(

@@ -152,6 +152,37 @@ def test_reconciling_a_reordered_cards_old_order_supersedes_it(d1, issuer, post_
     assert newer.superseded_by is None
 
 
+def test_a_sweep_claim_made_before_the_order_was_superseded_asks_d1_nothing(
+    d1, issuer, post_notification
+):
+    old_steps = [item("card-claimed", "CARD_PROD_REQUESTED")]
+    new = item("card-claimed", "CARD_PROD_READY") | {
+        "operationId": "op-card-claimed-2",
+        "startTime": "2026-03-09T10:00:00.000Z",
+    }
+    assert post_notification({"operations": old_steps}).status_code == 204
+    d1.truth_record(issuer_id=ISSUER_ID, items=[*old_steps, new])
+    old = CardOrder.objects.get()
+    # The sweep claims the old order; meanwhile the card's newer operation supersedes it.
+    CardOrder.objects.filter(pk=old.pk).update(
+        reconcile_claimed_until=timezone.now() + timedelta(minutes=5)
+    )
+    assert post_notification({"operations": [new]}).status_code == 204
+    old.refresh_from_db()
+    assert old.superseded_by is not None
+    calls = d1.stats()["status_requests"].get("total", 0)
+
+    result = order_reconcile(order_id=old.pk)
+
+    assert result.outcome == "skipped"
+    assert d1.stats()["status_requests"].get("total", 0) == calls
+    assert not ReconcileAttempt.objects.filter(order=old).exists()
+    old.refresh_from_db()
+    assert old.reconcile_claimed_until is None
+    # Staff may still ask on purpose.
+    assert order_reconcile(order_id=old.pk, trigger="staff").outcome != "skipped"
+
+
 # ---------------------------------------------------------------------------- look-up
 
 

@@ -89,6 +89,22 @@ def test_a_registered_order_d1_moved_past_is_superseded(issuer, post_notificatio
     assert registered.superseded_by == CardOrder.objects.get(operation_id="op-replacement")
 
 
+def test_a_file_registered_order_d1_moved_past_is_superseded(issuer, post_notification, api):
+    # Placed in a file (no operationId), never spoken about; the card's replacement was
+    # registered with its operationId and D1 began it later.
+    for body in ({}, {"operation_id": "op-replacement"}):
+        api.post(
+            "/api/v1/orders/",
+            {"issuer_id": issuer.issuer_id, "card_id": CARD, **body},
+            format="json",
+        )
+    later = (timezone.now() + dt.timedelta(minutes=5)).isoformat()
+    post(post_notification, item("op-replacement", "CARD_PROD_REQUESTED", start=later))
+
+    waiting = CardOrder.objects.get(operation_id="")
+    assert waiting.superseded_by == CardOrder.objects.get(operation_id="op-replacement")
+
+
 def test_both_order_pages_link_the_cards_orders(issuer, post_notification, client, staff_user):
     post(post_notification, item("op-old", "CARD_PROD_READY", start="2026-03-01T08:00:00Z"))
     post(post_notification, item("op-new", "CARD_PROD_REQUESTED", start="2026-03-10T08:00:00Z"))

@@ -193,11 +193,9 @@ def _supersede_older(card_orders: list[CardOrder], *, now: dt.datetime) -> None:
             is_older = order.start_time < newest.start_time
         else:
             # Registered and never spoken about: D1 moved on to an operation it began later.
-            is_older = (
-                bool(order.operation_id)
-                and order.registered_at is not None
-                and newest.start_time > order.registered_at
-            )
+            # One registered without an operationId would have taken that operation when it
+            # arrived (registered_orders_join) if it were its own; it has an order of its own.
+            is_older = order.registered_at is not None and newest.start_time > order.registered_at
         if is_older:
             older.append(order.pk)
     if older:

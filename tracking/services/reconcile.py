@@ -139,7 +139,8 @@ def order_reconcile(
     `needs_reconcile` once D1 has answered, sets `reconcile_next_at` (exponential backoff while
     D1 says the same, fails or does not know the card) and releases the sweep's claim.
     Skips (records nothing) when the order is gone or was reconciled after
-    `unless_reconciled_since`, so a redelivered or doubly queued task costs no D1 call.
+    `unless_reconciled_since`, so a redelivered or doubly queued task costs no D1 call, and a
+    sweep skips an order superseded since it was claimed.
     Raises only database errors; every D1 failure becomes an attempt with outcome `error`.
     """
     order = CardOrder.objects.select_related("issuer").filter(pk=order_id).first()
@@ -152,6 +153,10 @@ def order_reconcile(
     ):
         CardOrder.objects.filter(pk=order_id).update(reconcile_claimed_until=None)
         return ReconcileResult(order_id=order_id, outcome=SKIPPED, error="reconciled meanwhile")
+    if trigger == ReconcileTrigger.SWEEP and order.superseded_by_id:
+        # Claimed before its card's newer operation superseded it: that one is followed now.
+        CardOrder.objects.filter(pk=order_id).update(reconcile_claimed_until=None)
+        return ReconcileResult(order_id=order_id, outcome=SKIPPED, error="superseded")
 
     issuer = order.issuer
     reason = order_due_reason(order=order, now=timezone.now())
