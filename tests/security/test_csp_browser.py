@@ -1,8 +1,9 @@
 """The production content security policy in a real browser: every admin page, no violation.
 
 The live server runs with the production module's policy and browser-facing headers, and staff
-sign in through the two-factor step as in production. Every list, add page, change page and
-the order page is opened; the browser reports each blocked script, style, image or eval
+sign in through the two-factor step as in production. Every list, add page, change page, the
+order page and the pages reached from them (register, look-up, a file, the heat-map and one of its
+cells) is opened; the browser reports each blocked script, style, image or eval
 (`securitypolicyviolation`), and the theme's Alpine.js reports each expression it could not run.
 """
 
@@ -13,6 +14,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib import admin
@@ -23,6 +25,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.fixtures.backoffice import load_backoffice_orders
 from tracking.models import CardOrder
+from tracking.services import stage_times
 from tracking.services.d1_clients import d1_client_create
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -147,6 +150,17 @@ def admin_pages() -> list[str]:
         "/admin/tracking/issuer/add/",
         "/admin/auth/user/add/",
         "/admin/otp_totp/totpdevice/add/",
+        "/admin/tracking/cardorder/register/",
+        "/admin/tracking/cardorder/look-up/",
+        "/admin/tracking/productionfile/heatmap/",
+    ]
+    # Pages reached only from other pages: one input file, one heat-map cell.
+    order = CardOrder.objects.exclude(input_file_name="").order_by("pk").first()
+    file = urlencode({"issuer": order.issuer_id, "name": order.input_file_name})
+    cell = urlencode({"stage": stage_times.PRODUCTION_STAGES[0], "site": stage_times.ALL_SITES})
+    pages += [
+        f"/admin/tracking/productionfile/file/?{file}",
+        f"/admin/tracking/productionfile/heatmap/cell/?{cell}",
     ]
     return pages
 
