@@ -464,10 +464,9 @@ _insert_after(
     "tracking.middleware.D1ClientCertificateMiddleware",
 )
 # perf: D1's webhook POSTs skip the staff-only middleware listed after this one (sessions,
-# CSRF, staff login and OTP, lockout). Off by default for now: the faster answers make the
-# concurrent-copies race in ingest's times_received updates deadlock (503, D1 retries) in
-# tests/tracking/test_concurrency.py until those updates lock rows in one order.
-if env.bool("WEBHOOK_FAST_PATH", default=False):
+# CSRF, staff login and OTP, lockout). Safe under concurrency because ingest takes its row
+# locks in one order (tracking/services/ingest.py); WEBHOOK_FAST_PATH=false turns it off.
+if env.bool("WEBHOOK_FAST_PATH", default=True):
     _insert_after(
         "tracking.middleware.D1ClientCertificateMiddleware",
         "tracking.api.fast_path.WebhookFastPathMiddleware",

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 
 from tracking.models import CardOrder, Issuer, OrderChange, OrderChangeResult
@@ -151,9 +152,17 @@ def cards_after_ingest(
             end_time=parsed.end_time,
             created_at=now,
         )
-    orders = list(
-        CardOrder.objects.filter(issuer=issuer, card_id__in=card_ids).only(*_ORDER_FIELDS)
+    cards = CardOrder.objects.filter(issuer=issuer, card_id__in=card_ids).order_by(
+        "card_id", "operation_id"
     )
+    if connection.features.has_select_for_update_skip_locked:
+        # Ingest locked every order of these cards before any event; an order added since by
+        # another transaction is left to that transaction rather than waited for after the
+        # events (the lock order of `tracking.services.ingest`).
+        cards = cards.select_for_update(
+            skip_locked=True, no_key=connection.features.has_select_for_no_key_update
+        )
+    orders = list(cards.only(*_ORDER_FIELDS))
     by_card: dict[str, list[CardOrder]] = defaultdict(list)
     for order in orders:
         by_card[order.card_id].append(order)

@@ -3,11 +3,24 @@
 The one path for webhooks, on-demand answers (reconciliation) and replays. It is set-based, so
 a batch of 50 items costs about as many queries as one item:
 
-1. upsert the orders the items belong to and lock them (sorted, so two batches never deadlock);
-2. insert the distinct items as events (ON CONFLICT DO NOTHING on issuer + fingerprint), then
-   add every repeated copy to `times_received`, copies inside the same POST included;
+1. upsert the orders the items belong to and lock them;
+2. lock the events already stored (the batch's and the locked orders'), insert the distinct new
+   items as events (ON CONFLICT DO NOTHING on issuer + fingerprint), then add every repeated
+   copy to `times_received`, copies inside the same POST included;
 3. re-derive each touched order from all its events (`tracking.rules`) and save the state, the
    reconcile flag and what each event did.
+
+Lock order. Every path that writes card orders and events takes its row locks in one global
+order, so that two transactions never wait for each other in a cycle (PostgreSQL would abort
+one of them, and the webhook would answer 503):
+
+1. card orders, by (issuer, card_id, operation_id);
+2. then events, by (issuer, fingerprint), each set in one statement.
+
+A batch made only of copies of stored items locks its events and nothing after them, so a retry
+storm never queues on an order's row lock. Ingest, reconciliation (`order_reconcile` locks its
+card's orders first), the registration join, the card-level pass (`cards_after_ingest`),
+`refresh_orders`, `rederive` and the retention compaction all follow it.
 
 The caller owns the transaction: nothing is acknowledged before it commits.
 """
@@ -22,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, JSONNull
+from django.db.models import JSONNull, Q
 from django.utils import timezone
 
 from tracking.data_care import pan_mask_item, pan_mask_text
@@ -101,31 +114,42 @@ def ingest_operations(
             result.rejected_count += item.copies
             result.errors.append(item.check.error)
 
-    # A registered order without operationId takes its card's first operation from D1; asked
-    # before any row is locked, so that it never widens a lock window.
-    registered_orders_join(
-        issuer=issuer,
-        keys={
-            (i.check.card_id, i.check.operation_id)
-            for i in items.values()
-            if i.check.is_valid and i.check.is_tracked
-        },
-    )
-    # Copies of items already stored are counted first, without touching their orders: a retry
-    # storm of one notification then never queues on the order's row lock.
-    known = _count_known_copies(issuer=issuer, items=items, now=now)
-    unseen = {f: item for f, item in items.items() if f not in known}
+    # A batch made only of copies of stored items counts them and locks nothing else: a retry
+    # storm of one notification then never queues on the order's row lock. The look is
+    # unlocked; the count locks the events, in fingerprint order.
+    counted: set[str] = set()
+    if items and _stored_fingerprints(issuer=issuer, fingerprints=list(items)) == set(items):
+        counted = _count_copies(
+            issuer=issuer, copies={f: i.copies for f, i in items.items()}, now=now
+        )
+    unseen = {f: item for f, item in items.items() if f not in counted}
+    if not unseen:
+        result.duplicate_count = sum(i.copies for i in items.values())
+        return result
+    # Anything else: the orders first, then the events (the module's lock order).
     orders = _lock_orders(issuer=issuer, items=unseen.values(), now=now)
+    stored = _lock_events(
+        issuer=issuer,
+        fingerprints=list(unseen),
+        order_ids=[o.pk for o in orders.values() if o.event_count],
+    )
     new_events = _store_events(
-        issuer=issuer, items=unseen, orders=orders, source=source, delivery=delivery, now=now
+        issuer=issuer,
+        items={f: i for f, i in unseen.items() if f not in stored.fingerprints},
+        orders=orders,
+        source=source,
+        delivery=delivery,
+        now=now,
     )
     new_fingerprints = set(new_events)
-    _count_repeats(issuer=issuer, items=unseen, new_fingerprints=new_fingerprints, now=now)
+    repeats = {f: item.copies - (1 if f in new_fingerprints else 0) for f, item in unseen.items()}
+    _count_copies(issuer=issuer, copies={f: n for f, n in repeats.items() if n}, now=now)
     result.new_count = len(new_fingerprints)
     result.duplicate_count = sum(i.copies for i in items.values()) - result.new_count
 
     # Only orders that got a new event can change; for an order that had no events before, the
     # new events are all it has, so they need not be read back.
+    # Their stored events were read under lock above, so nothing is read again.
     touched: dict[int, CardOrder] = {}
     fresh: dict[int, list[EventFacts]] = defaultdict(list)
     for item in unseen.values():
@@ -135,16 +159,20 @@ def ingest_operations(
             continue
         order = orders[(item.check.card_id, item.check.operation_id)]
         touched[order.pk] = order
-        if order.event_count == 0:
-            fact = EventFacts(new_events[item.fingerprint], item.fingerprint, now, now, item.raw)
-            fresh[order.pk].append(fact)
+        fact = EventFacts(new_events[item.fingerprint], item.fingerprint, now, now, item.raw)
+        fresh[order.pk].append(fact)
+    # Orders that had no events before get their first ones (the card-level pass looks).
+    first_events = {pk for pk, order in touched.items() if order.event_count == 0}
     if touched:
-        refresh_orders(list(touched.values()), now=now, known_events=fresh)
+        known = {pk: [*stored.facts.get(pk, []), *facts] for pk, facts in fresh.items()}
+        refresh_orders(
+            list(touched.values()), now=now, known_events=known, outcomes=stored.outcomes
+        )
     _cards_update(
         issuer=issuer,
         items=unseen,
         new_events=new_events,
-        first_events=set(fresh),
+        first_events=first_events,
         orders=orders,
         now=now,
     )
@@ -172,13 +200,33 @@ def _cards_update(*, issuer: Issuer, items, new_events, first_events, orders, no
 def _lock_orders(
     *, issuer: Issuer, items: Iterable[_Item], now
 ) -> dict[tuple[str, str], CardOrder]:
-    """Create missing orders and lock all of them, in a fixed order to avoid deadlocks."""
+    """Create missing orders and lock them, by (card, operation), before any event.
+
+    When the card-level pass or the registration join may touch other orders of the batch's
+    cards (an order new or without events, an UPDATE_ORDER item, a registered order waiting
+    for its operation), every order of those cards is locked first, in the same order, so the
+    pass never locks an order after the events. The usual batch (orders D1 has spoken about)
+    costs one unlocked look and the upsert.
+    """
     keys: dict[tuple[str, str], str] = {}
     for item in items:
         if item.check.is_valid and item.check.is_tracked:
             keys.setdefault((item.check.card_id, item.check.operation_id), item.check.operation)
     if not keys:
         return {}
+    cards = sorted({card_id for card_id, _ in keys})
+    present = {
+        (card_id, operation_id): event_count
+        for card_id, operation_id, event_count in CardOrder.objects.filter(
+            issuer=issuer, card_id__in=cards
+        ).values_list("card_id", "operation_id", "event_count")
+    }
+    waiting = any(op == "" and not count for (_, op), count in present.items())
+    if waiting or any(not present.get(key) for key in keys) or UPDATE_ORDER in keys.values():
+        card_orders_lock(issuer=issuer, card_ids=cards)
+        if waiting:
+            # A registered order without operationId takes its card's first operation.
+            registered_orders_join(issuer=issuer, keys=keys)
     rows = rows_upsert(
         [
             CardOrder(
@@ -206,6 +254,16 @@ def _lock_orders(
     # The stored bookkeeping (flags seen before, whether reconciliation is pending) is what the
     # re-derivation compares against, so it comes back from the database, not from defaults.
     return {(r["card_id"], r["operation_id"]): CardOrder(issuer=issuer, **r) for r in rows}
+
+
+def card_orders_lock(*, issuer: Issuer, card_ids: Iterable[str]) -> list[int]:
+    """Lock every order of `card_ids` at `issuer`, by (card, operation); return their ids."""
+    return list(
+        CardOrder.objects.filter(issuer=issuer, card_id__in=sorted(set(card_ids)))
+        .order_by("card_id", "operation_id")
+        .select_for_update()
+        .values_list("id", flat=True)
+    )
 
 
 _BOOKKEEPING_FIELDS = [
@@ -272,37 +330,91 @@ def _short(source: Any, name: str, max_len: int) -> str:
     return value[:max_len] if isinstance(value, str) else ""
 
 
-def _count_known_copies(*, issuer: Issuer, items: dict[str, _Item], now) -> set[str]:
-    """Add the copies of items that are already stored; return their fingerprints."""
-    known: set[str] = set()
-    by_copies: dict[int, list[str]] = defaultdict(list)
-    for fingerprint, item in items.items():
-        by_copies[item.copies].append(fingerprint)
-    table = connection.ops.quote_name(OperationEvent._meta.db_table)
-    for copies, fingerprints in by_copies.items():
-        placeholders = ", ".join(["%s"] * len(fingerprints))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET times_received = times_received + %s, "  # noqa: S608
-                f"last_received_at = %s WHERE issuer_id = %s AND fingerprint IN ({placeholders}) "
-                "RETURNING fingerprint",
-                [copies, now, issuer.pk, *fingerprints],
-            )
-            known.update(row[0] for row in cursor.fetchall())
-    return known
-
-
-def _count_repeats(*, issuer, items, new_fingerprints, now) -> None:
-    """Add every copy that did not create its event to that event's `times_received`."""
-    repeats: dict[int, list[str]] = defaultdict(list)
-    for fingerprint, item in items.items():
-        copies = item.copies - (1 if fingerprint in new_fingerprints else 0)
-        if copies:
-            repeats[copies].append(fingerprint)
-    for copies, fingerprints in repeats.items():
-        OperationEvent.objects.filter(issuer=issuer, fingerprint__in=fingerprints).update(
-            times_received=F("times_received") + copies, last_received_at=now
+def _stored_fingerprints(*, issuer: Issuer, fingerprints: list[str]) -> set[str]:
+    """Which of `fingerprints` are stored as events already (an unlocked look)."""
+    return set(
+        OperationEvent.objects.filter(issuer=issuer, fingerprint__in=fingerprints).values_list(
+            "fingerprint", flat=True
         )
+    )
+
+
+@dataclass
+class _StoredEvents:
+    """Events read under lock: the batch's stored fingerprints and each order's events."""
+
+    fingerprints: set[str] = field(default_factory=set)
+    facts: dict[int, list[EventFacts]] = field(default_factory=lambda: defaultdict(list))
+    outcomes: dict[int, tuple[str, bool]] = field(default_factory=dict)
+
+
+def _lock_events(*, issuer: Issuer, fingerprints: list[str], order_ids: list[int]) -> _StoredEvents:
+    """Lock, in fingerprint order, the stored events of the batch and of the locked orders.
+
+    One statement, so that the later writes (copies counted, outcomes saved) lock nothing
+    new. Events of a locked order cannot appear meanwhile: only a holder of its lock adds them.
+    """
+    stored = _StoredEvents()
+    for event_id, order_id, fingerprint, first, last, payload, outcome, applied_at in events_locked(
+        OperationEvent.objects.filter(
+            Q(issuer=issuer, fingerprint__in=fingerprints) | Q(order_id__in=order_ids)
+        )
+    ):
+        if fingerprint in fingerprints:
+            stored.fingerprints.add(fingerprint)
+        if order_id in order_ids:
+            stored.facts[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
+            stored.outcomes[event_id] = (outcome, applied_at is not None)
+    return stored
+
+
+def events_locked(events, *, lock: bool = True):
+    """The event rows re-derivation reads, locked in fingerprint order where locks exist."""
+    events = events.order_by("fingerprint")
+    if lock and connection.features.has_select_for_update:
+        events = events.select_for_update()
+    return events.values_list(
+        "id",
+        "order_id",
+        "fingerprint",
+        "first_received_at",
+        "last_received_at",
+        "payload",
+        "outcome",
+        "applied_at",
+    )
+
+
+def _count_copies(*, issuer: Issuer, copies: dict[str, int], now) -> set[str]:
+    """Add `copies` (fingerprint → how many) to stored events; return the fingerprints counted.
+
+    One statement whatever the counts; on PostgreSQL it locks the rows in fingerprint order
+    first, so two counts of overlapping items never wait for each other in a cycle.
+    """
+    if not copies:
+        return set()
+    fingerprints = sorted(copies)
+    table = connection.ops.quote_name(OperationEvent._meta.db_table)
+    values = ", ".join(["(%s, CAST(%s AS integer))"] * len(fingerprints))
+    placeholders = ", ".join(["%s"] * len(fingerprints))
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    # Only the quoted table name is interpolated; values are parameters. The VALUES columns
+    # keep their default names (column1, column2) on both backends.
+    sql = (
+        f"UPDATE {table} SET times_received = {table}.times_received + v.column2, "  # noqa: S608
+        f"last_received_at = %s FROM (VALUES {values}) AS v "
+        f"WHERE {table}.issuer_id = %s AND {table}.fingerprint = v.column1 "
+        f"AND {table}.id IN (SELECT id FROM {table} WHERE issuer_id = %s "
+        f"AND fingerprint IN ({placeholders}) ORDER BY fingerprint{lock}) "
+        f"RETURNING {table}.fingerprint"
+    )
+    params: list[Any] = [now]
+    for fingerprint in fingerprints:
+        params += [fingerprint, copies[fingerprint]]
+    params += [issuer.pk, issuer.pk, *fingerprints]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 # ---------------------------------------------------------------------------- re-derivation
@@ -362,16 +474,21 @@ def refresh_orders(
     *,
     now=None,
     known_events: dict[int, list[EventFacts]] | None = None,
+    outcomes: dict[int, tuple[str, bool]] | None = None,
 ) -> None:
     """Re-derive and save the state of locked `orders` from all their events.
 
     Also records each event's outcome and marks unapplied events applied. Callers hold the
-    orders' row locks (or SQLite's write lock) so that no concurrent ingest interleaves.
+    orders' row locks (or SQLite's write lock) so that no concurrent ingest interleaves; the
+    events read here are locked in fingerprint order (the module's lock order).
     `known_events` gives, per order id, every event of orders whose events the caller already
-    holds (just inserted, not applied yet); the others are read from the database.
+    holds, and `outcomes` the stored (outcome, applied) of those not just inserted; the others
+    are read from the database.
     """
     now = now or timezone.now()
-    changed_events = orders_derive(orders, now=now, known_events=known_events)
+    changed_events = orders_derive(
+        orders, now=now, known_events=known_events, outcomes=outcomes, lock=True
+    )
     rows_update(orders, _STATE_FIELDS)
     rows_update(changed_events, ["outcome", "applied_at"])
 
@@ -381,29 +498,24 @@ def orders_derive(
     *,
     now,
     known_events: dict[int, list[EventFacts]] | None = None,
+    outcomes: dict[int, tuple[str, bool]] | None = None,
+    lock: bool = False,
 ) -> list[OperationEvent]:
     """Re-derive `orders` in memory from their events (`tracking.rules`); writes nothing.
 
     Sets every column of `_STATE_FIELDS` on the order objects and returns the events whose
     outcome changes (with `applied_at` = `now`), for the caller to save or only to compare.
+    With `lock`, the events read are locked in fingerprint order, for a caller that saves.
     """
     known_events = known_events or {}
+    outcomes = outcomes or {}
     by_order: dict[int, list[EventFacts]] = defaultdict(list)
     current_outcome: dict[int, tuple[str, bool]] = {}
     for order_id, facts in known_events.items():
         by_order[order_id] = list(facts)
-        current_outcome.update({fact.key: ("", False) for fact in facts})
+        current_outcome.update({fact.key: outcomes.get(fact.key, ("", False)) for fact in facts})
     to_read = [o.pk for o in orders if o.pk not in known_events]
-    rows = OperationEvent.objects.filter(order__in=to_read).values_list(
-        "id",
-        "order_id",
-        "fingerprint",
-        "first_received_at",
-        "last_received_at",
-        "payload",
-        "outcome",
-        "applied_at",
-    )
+    rows = events_locked(OperationEvent.objects.filter(order__in=to_read), lock=lock)
     for event_id, order_id, fingerprint, first, last, payload, outcome, applied_at in (
         rows if to_read else []
     ):

@@ -42,7 +42,7 @@ from tracking.models import (
 from tracking.observability.logs import request_id_current
 from tracking.services import order_queues
 from tracking.services.card_operations import UNKNOWN_AT_D1
-from tracking.services.ingest import ingest_operations, refresh_orders
+from tracking.services.ingest import card_orders_lock, ingest_operations, refresh_orders
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,10 @@ def order_reconcile(
     latency_ms = round((time.monotonic() - started) * 1000)
 
     with transaction.atomic():
-        # Only the order's row is locked (no join), so reconciles of one issuer run side by side.
+        # Only the rows of the order's card are locked (no join), so reconciles of one issuer
+        # run side by side; all of them, in ingest's lock order, since D1's answer may hold
+        # the card's other operations too.
+        card_orders_lock(issuer=issuer, card_ids=[order.card_id])
         order = CardOrder.objects.select_for_update().get(pk=order_id)
         before = _state_of(order)
         status_before = order.production_status

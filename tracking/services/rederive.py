@@ -74,13 +74,15 @@ def orders_rederive(
     last_pk = 0
     while True:
         with transaction.atomic():
-            page = orders.filter(pk__gt=last_pk)
-            if not dry_run:
-                page = page.select_for_update()
-            batch = list(page[:batch_size])
-            if not batch:
+            page_ids = list(orders.filter(pk__gt=last_pk).values_list("pk", flat=True)[:batch_size])
+            if not page_ids:
                 break
-            last_pk = batch[-1].pk
+            last_pk = page_ids[-1]
+            page = CardOrder.objects.filter(pk__in=page_ids)
+            if not dry_run:
+                # Locked in ingest's lock order (by card and operation), then their events.
+                page = page.order_by("issuer_id", "card_id", "operation_id").select_for_update()
+            batch = sorted(page, key=lambda order: order.pk)
             _rederive_batch(batch, report=report, examples=examples)
         if progress is not None:
             progress(report)
@@ -93,7 +95,7 @@ def _rederive_batch(batch: list[CardOrder], *, report: RederiveReport, examples:
         for order in batch
     }
     now = timezone.now()
-    changed_events = orders_derive(batch, now=now)
+    changed_events = orders_derive(batch, now=now, lock=not report.dry_run)
     to_write = []
     for order in batch:
         values, stamp = before[order.pk]

@@ -173,7 +173,12 @@ def orders_register(
         unique.setdefault(registration.key, registration)
 
     known = _orders_of_cards_without_operation(issuers, list(unique.values()))
-    to_write = [r for key, r in unique.items() if key not in known]
+    # In ingest's lock order (issuer, card, operation), so a registration and a delivery that
+    # touch the same orders never wait for each other in a cycle.
+    to_write = sorted(
+        (r for key, r in unique.items() if key not in known),
+        key=lambda r: (issuers[r.issuer_id].pk, r.card_id, r.operation_id),
+    )
     written: dict[tuple[str, str, str], tuple[int, bool]] = dict(known)
     for start in range(0, len(to_write), _CHUNK):
         written.update(_upsert(issuers, to_write[start : start + _CHUNK], now=now))
