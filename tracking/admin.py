@@ -204,6 +204,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
         admin_filters.OrderChangeFilter,
         admin_filters.HasErrorFilter,
         admin_filters.CardIdContainsFilter,
+        admin_filters.InputFileFilter,
         ("first_event_at", admin_filters.DateRangeFilter),
         ("updated_at", admin_filters.DateRangeFilter),
         ("due_date", admin_filters.DateRangeFilter),

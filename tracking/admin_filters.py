@@ -7,6 +7,7 @@ filters on indexed columns. The select boxes are native, labelled and keyboard-o
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 
 from django import forms
@@ -14,6 +15,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
@@ -34,7 +36,24 @@ class NativeDropdownForm(DropdownForm):
 
 
 class ChoiceFilter(DropdownFilter):
+    """A dropdown filter; `aliases` are older names of its parameter that links still carry.
+
+    A field filter named its parameter after the lookup (`outcome__exact`); the same value under
+    an alias is this filter's own, not a lookup the list would refuse.
+    """
+
     form_class = NativeDropdownForm
+    aliases: tuple[str, ...] = ()
+
+    def __init__(self, request, params, model, model_admin):
+        for alias in self.aliases:
+            if alias in params:
+                value = params.pop(alias)
+                params.setdefault(self.parameter_name, value)
+        super().__init__(request, params, model, model_admin)
+
+    def expected_parameters(self):
+        return [*super().expected_parameters(), *self.aliases]
 
 
 # ---------------------------------------------------------------------------- orders
@@ -252,6 +271,27 @@ class CardIdContainsFilter(admin.SimpleListFilter):
         return queryset.filter(card_id__icontains=value) if value else queryset
 
 
+class InputFileFilter(admin.SimpleListFilter):
+    """The orders of one input file, by its exact name (the file page's "orders" link)."""
+
+    title = "input file"
+    parameter_name = "input_file_name"
+    template = "unfold/filters/filters_field.html"
+
+    def lookups(self, request, model_admin):
+        return ()
+
+    def has_output(self) -> bool:
+        return True
+
+    def choices(self, changelist) -> Iterator[dict]:
+        yield {"form": TextFilterForm(self.parameter_name, "Input file (exact name)", self.value())}
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        value = (self.value() or "").strip()
+        return queryset.filter(input_file_name=value) if value else queryset
+
+
 class TextFilterForm(forms.Form):
     def __init__(self, name: str, label: str, value: str | None) -> None:
         super().__init__(data={name: value})
@@ -359,7 +399,16 @@ class DateRangeFilter(RangeDateFilter):
         super().__init__(field, request, params, model, model_admin, field_path)
         self.title = self.TITLES.get(field_path, self.title)
 
+    def instant_parameters(self) -> list[str]:
+        """The dashboard's links name an exact window (one hour, the last 24 hours):
+        `<field>__gte` / `<field>__lt` with an ISO date-time are this filter's bounds too."""
+        return [f"{self.field_path}__gte", f"{self.field_path}__lt"]
+
+    def expected_parameters(self) -> list[str]:
+        return [*super().expected_parameters(), *self.instant_parameters()]
+
     def queryset(self, request, queryset: QuerySet) -> QuerySet | None:
+        queryset = self._within_instants(request, queryset)
         start = _parse_date(self.used_parameters.get(f"{self.parameter_name}_from"))
         end = _parse_date(self.used_parameters.get(f"{self.parameter_name}_to"))
         if start is None and end is None:
@@ -384,6 +433,30 @@ class DateRangeFilter(RangeDateFilter):
                 filters[f"{self.field_path}__lte"] = end
         return queryset.filter(**filters)
 
+    def _within_instants(self, request, queryset: QuerySet) -> QuerySet:
+        """Apply the exact bounds; one that is not a date-time is reported and left out."""
+        is_datetime = isinstance(self.field, models.DateTimeField)
+        for name in self.instant_parameters():
+            value = self.used_parameters.get(name)
+            value = value[-1] if isinstance(value, list) and value else value
+            if value in (None, "", []):
+                continue
+            bound = _parse_instant(value) if is_datetime else _parse_date(value)
+            if bound is None:
+                expected = (
+                    "a date and time (2026-03-05T14:00:00+00:00)"
+                    if is_datetime
+                    else ("a date (2026-03-05)")
+                )
+                messages.error(
+                    request,
+                    f"{str(self.title).capitalize()}: {value!r} is not {expected}, "
+                    "so that bound was not applied.",
+                )
+                continue
+            queryset = queryset.filter(**{name: bound})
+        return queryset
+
     def choices(self, changelist) -> Iterator[dict]:
         yield {
             "form": LabelledDateRangeForm(
@@ -405,6 +478,23 @@ def _parse_date(value) -> dt.date | None:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         return None
+
+
+_OFFSET_AS_SPACE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+
+
+def _parse_instant(value) -> dt.datetime | None:
+    """An ISO date-time (a bare date is its midnight); without an offset, the portal's zone."""
+    # A "+" typed into a URL by hand arrives as a space: "14:00:00 00:00" means "+00:00".
+    value = _OFFSET_AS_SPACE.sub(r"\1+\2", str(value).strip())
+    try:
+        moment = parse_datetime(value)
+    except ValueError:  # well-formed but impossible (month 13)
+        return None
+    if moment is None:
+        day = _parse_date(value)
+        return _day_start(day) if day is not None else None
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 def _day_start(day: dt.date) -> dt.datetime:
@@ -469,6 +559,7 @@ class StatusCodeFilter(ChoiceFilter):
 class OutcomeFilter(ChoiceFilter):
     title = "what it did"
     parameter_name = "outcome"
+    aliases = ("outcome__exact",)
 
     def lookups(self, request, model_admin):
         return labels.choices("outcome")
@@ -494,6 +585,7 @@ class SourceFilter(ChoiceFilter):
 class AttemptOutcomeFilter(ChoiceFilter):
     title = "D1's answer"
     parameter_name = "outcome"
+    aliases = ("outcome__exact",)
 
     def lookups(self, request, model_admin):
         return labels.choices("reconcile_outcome")

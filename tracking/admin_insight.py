@@ -20,10 +20,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from unfold.admin import ModelAdmin
 from unfold.paginator import InfinitePaginator
 
 from tracking import admin_display, admin_filters
+from tracking.admin_security import base_model_admin
 from tracking.models import CardOrder, Issuer, ProductionFile
 from tracking.services import predictions, production_files, stage_times
 from tracking.services.insight import last_refresh
@@ -103,7 +103,7 @@ class FinishedFilter(admin_filters.ChoiceFilter):
 
 
 @admin.register(ProductionFile)
-class ProductionFileAdmin(ModelAdmin):
+class ProductionFileAdmin(base_model_admin()):
     """The files list: one row per (issuer, inputFileName) with its figures."""
 
     list_display = [

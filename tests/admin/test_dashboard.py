@@ -136,3 +136,13 @@ def test_empty_hours_have_no_rate_and_the_current_hour_is_shown(boss, orders):
     for hour, rate in zip(hours, duplicate_rates, strict=True):
         assert (rate is None) == (hour.items == 0)
     assert chart["labels"][-1].endswith("(now)")
+
+
+def test_a_window_bound_that_is_not_a_time_is_reported_not_applied(boss, orders):
+    listed = boss.get("/admin/tracking/notificationdelivery/", {"received_at__gte": "yesterday"})
+    assert listed.status_code == 200
+    shown = [str(m) for m in listed.context["messages"]]
+    assert any("'yesterday' is not a date and time" in m for m in shown), shown
+    assert len(listed.context["cl"].result_list) == min(
+        NotificationDelivery.objects.count(), listed.context["cl"].list_per_page
+    )

@@ -121,7 +121,7 @@ def active_filters(context, cl):
             if start or end:
                 value = f"{start or '…'} to {end or '…'}"
             else:
-                value = ", ".join(request.GET.get(p) for p in params)
+                value = ", ".join(_bound_words(p, request.GET.get(p)) for p in params)
         chips.append({"label": title, "value": value, "remove_url": _without(request, params)})
     search_var = "q"
     for name in request.GET:
@@ -157,6 +157,14 @@ def _lookup_chip(name: str, value: str) -> tuple[str, str]:
     if moment is not None:
         value = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
     return words.strip(), value
+
+
+def _bound_words(name: str, value: str) -> str:
+    """A date filter's exact bound from a dashboard link ("from 2026-03-05 14:00:00 UTC")."""
+    _, _, lookup = name.rpartition("__")
+    if lookup not in ("gte", "lt"):
+        return value
+    return f"{_LOOKUP_WORDS[lookup]} {_lookup_chip(name, value)[1]}"
 
 
 def _choice_labels(lookup_choices) -> dict[str, str]:
