@@ -312,7 +312,9 @@ ISSUER_LIST_PAGES = [
 
 
 def test_the_issuers_queues_fit_1366_px_with_the_change_under_production(page, orders, issuer):
-    Issuer.objects.create(issuer_id="ISSUER-SECOND-BANK-0002", name="Second Bank")
+    Issuer.objects.create(
+        issuer_id="WIDEBANK02", name="Second Bank, the widest name a bank may have"
+    )
     now = timezone.now()
     orders_register(
         registrations=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from playwright.sync_api import expect
 
 from tests.admin.test_browser import CHROMIUM, WIDTH, chromium  # noqa: F401 (fixture)
@@ -140,8 +141,9 @@ def test_a_reordered_card_leads_from_the_superseded_order_to_the_newer_one(page,
     page.get_by_role("button", name="Look up at D1").click()  # D1 answers the newest operation
     # The older operation, as webhooks told it before.
     issuer = Issuer.objects.get(issuer_id=ISSUER_ID)
-    delivery = NotificationDelivery.objects.create(issuer=issuer, status_code=204)
-    ingest_operations(issuer=issuer, operations=old_steps, delivery=delivery)
+    with transaction.atomic():  # as the webhook does: ingest runs inside a transaction
+        delivery = NotificationDelivery.objects.create(issuer=issuer, status_code=204)
+        ingest_operations(issuer=issuer, operations=old_steps, delivery=delivery)
     old = CardOrder.objects.get(operation_id="op-card-again")
 
     page.goto(f"/admin/tracking/cardorder/{old.pk}/change/")
