@@ -56,6 +56,22 @@ class ChoiceFilter(DropdownFilter):
         return [*super().expected_parameters(), *self.aliases]
 
 
+class LabelledChoiceFilter(ChoiceFilter):
+    """A drop-down of one column's codes, each shown with its label (`tracking.labels`).
+
+    The parameter is the column's name; `label_kind` names the labels' table.
+    """
+
+    label_kind: str = ""
+
+    def lookups(self, request, model_admin):
+        return labels.choices(self.label_kind)
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(**{self.parameter_name: value}) if value else queryset
+
+
 # ---------------------------------------------------------------------------- orders
 
 
@@ -144,15 +160,10 @@ class ProductionStatusFilter(ChoiceFilter):
         return queryset
 
 
-class OperationStatusFilter(ChoiceFilter):
+class OperationStatusFilter(LabelledChoiceFilter):
     title = "operation status"
     parameter_name = "operation_status"
-
-    def lookups(self, request, model_admin):
-        return labels.choices("operation_status")
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(operation_status=self.value()) if self.value() else queryset
+    label_kind = "operation_status"
 
 
 class StageAgeFilter(ChoiceFilter):
@@ -556,61 +567,36 @@ class StatusCodeFilter(ChoiceFilter):
 # ---------------------------------------------------------------------------- events
 
 
-class OutcomeFilter(ChoiceFilter):
+class OutcomeFilter(LabelledChoiceFilter):
     title = "what it did"
     parameter_name = "outcome"
     aliases = ("outcome__exact",)
-
-    def lookups(self, request, model_admin):
-        return labels.choices("outcome")
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(outcome=self.value()) if self.value() else queryset
+    label_kind = "outcome"
 
 
-class SourceFilter(ChoiceFilter):
+class SourceFilter(LabelledChoiceFilter):
     title = "came from"
     parameter_name = "source"
-
-    def lookups(self, request, model_admin):
-        return labels.choices("source")
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(source=self.value()) if self.value() else queryset
+    label_kind = "source"
 
 
 # ---------------------------------------------------------------------------- reconcile attempts
 
 
-class AttemptOutcomeFilter(ChoiceFilter):
+class AttemptOutcomeFilter(LabelledChoiceFilter):
     title = "D1's answer"
     parameter_name = "outcome"
     aliases = ("outcome__exact",)
-
-    def lookups(self, request, model_admin):
-        return labels.choices("reconcile_outcome")
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(outcome=self.value()) if self.value() else queryset
+    label_kind = "reconcile_outcome"
 
 
-class AttemptTriggerFilter(ChoiceFilter):
+class AttemptTriggerFilter(LabelledChoiceFilter):
     title = "asked by"
     parameter_name = "trigger"
-
-    def lookups(self, request, model_admin):
-        return labels.choices("reconcile_trigger")
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(trigger=self.value()) if self.value() else queryset
+    label_kind = "reconcile_trigger"
 
 
-class AttemptReasonFilter(ChoiceFilter):
+class AttemptReasonFilter(LabelledChoiceFilter):
     title = "why D1 was asked"
     parameter_name = "reason"
-
-    def lookups(self, request, model_admin):
-        return labels.choices("reconcile_reason")
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(reason=self.value()) if self.value() else queryset
+    label_kind = "reconcile_reason"
