@@ -105,6 +105,46 @@ def test_a_file_registered_order_d1_moved_past_is_superseded(issuer, post_notifi
     assert waiting.superseded_by == CardOrder.objects.get(operation_id="op-replacement")
 
 
+def test_a_registered_replacement_is_not_superseded_by_the_order_it_replaces(
+    issuer, post_notification, api
+):
+    # Both registered when placed, the replacement last; D1's clock runs ahead of ours, so
+    # the first operation's startTime comes after the replacement's registration.
+    for operation_id in ("op-first", "op-replacement"):
+        api.post(
+            "/api/v1/orders/",
+            {"issuer_id": issuer.issuer_id, "card_id": CARD, "operation_id": operation_id},
+            format="json",
+        )
+    ahead = (timezone.now() + dt.timedelta(hours=2)).isoformat()
+    post(post_notification, item("op-first", "CARD_PROD_READY", start=ahead))
+
+    assert CardOrder.objects.get(operation_id="op-replacement").superseded_by_id is None
+
+
+def test_an_order_superseded_too_early_is_restored_when_d1_shows_it_is_the_newest(
+    issuer, post_notification, api
+):
+    api.post(
+        "/api/v1/orders/",
+        {"issuer_id": issuer.issuer_id, "card_id": CARD, "operation_id": "op-replacement"},
+        format="json",
+    )
+    ahead = timezone.now() + dt.timedelta(hours=2)
+    post(post_notification, item("op-first", "CARD_PROD_READY", start=ahead.isoformat()))
+    first = CardOrder.objects.get(operation_id="op-first")
+    replacement = CardOrder.objects.get(operation_id="op-replacement")
+    assert replacement.superseded_by_id == first.pk  # all the portal could tell so far
+
+    later = (ahead + dt.timedelta(days=1)).isoformat()
+    post(post_notification, item("op-replacement", "CARD_PROD_REQUESTED", start=later))
+
+    replacement.refresh_from_db()
+    first.refresh_from_db()
+    assert replacement.superseded_by_id is None
+    assert first.superseded_by_id == replacement.pk
+
+
 def test_both_order_pages_link_the_cards_orders(issuer, post_notification, client, staff_user):
     post(post_notification, item("op-old", "CARD_PROD_READY", start="2026-03-01T08:00:00Z"))
     post(post_notification, item("op-new", "CARD_PROD_REQUESTED", start="2026-03-10T08:00:00Z"))

@@ -188,18 +188,29 @@ def _d1_time(order: CardOrder) -> tuple:
 
 
 def _supersede_older(card_orders: list[CardOrder], *, now: dt.datetime) -> None:
-    """Mark the card's older unfinished PRODUCE orders superseded by its newest operation."""
+    """Mark the card's older unfinished PRODUCE orders superseded by its newest operation.
+
+    D1's times decide which operation is newest, so an order superseded while the portal knew
+    less (registered, then shown by D1 to have begun last) is restored when it speaks.
+    """
     produce = [o for o in card_orders if o.operation in (PRODUCE, "")]
     spoken = [o for o in produce if o.start_time is not None]
     if not spoken:
         return
     newest = max(spoken, key=_d1_time)
+    if newest.superseded_by_id:
+        CardOrder.objects.filter(pk=newest.pk).update(superseded_by=None, superseded_at=None)
+        newest.superseded_by_id = None
     older = []
     for order in produce:
         if order is newest or order.superseded_by_id or order.is_terminal:
             continue
         if order.start_time is not None:
             is_older = order.start_time < newest.start_time
+        elif newest.registered_at is not None and order.registered_at is not None:
+            # Both placed by the issuer: the one it registered first is the older, whatever
+            # D1's clock says about the other.
+            is_older = order.registered_at < newest.registered_at
         else:
             # Registered and never spoken about: D1 moved on to an operation it began later.
             # One registered without an operationId would have taken that operation when it
