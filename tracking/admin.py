@@ -48,7 +48,7 @@ from tracking.models import (
     ReconcileAttempt,
     RefusalTally,
 )
-from tracking.rules import parse_time
+from tracking.rules import DELIVERED_SHIPMENT_STATUSES, SHIPPED_STATUS, parse_time
 from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import audit_record
 from tracking.services.explanation import order_explanation
@@ -57,60 +57,6 @@ from tracking.services.reconcile import order_due_reason, orders_reconcile_now
 from tracking.services.registration import awaiting_first_event
 from tracking.services.timeline import stage_spans, timeline_entries
 
-# queue -> (title, what is in it)
-QUEUES = {
-    "open": ("Open orders", "Orders not yet in a final stage (shipped, failed or cancelled)."),
-    "exceptions": (
-        "Exceptions",
-        "Failures D1 reported, conflicting or unknown codes and D1 errors, not yet acknowledged.",
-    ),
-    "stuck": (
-        "Stuck orders",
-        "Orders in a stage for longer than the stage's time limit (see Time in stage).",
-    ),
-    "reconcile": (
-        "Orders that need reconciliation",
-        "A gap, an unknown code or a conflict: the portal will ask D1 for the truth.",
-    ),
-    "failed": (
-        "Orders that failed in production",
-        "D1 rejected the data (DATA_EXCEPTION), production failed (CARD_PROD_EXCEPTION), or D1 "
-        "reported the operation FAILED at any step.",
-    ),
-    "cancelled": ("Cancelled orders", "Cancelled at the issuer's request (CARD_PROD_CANCELED)."),
-    "acknowledged": (
-        "Acknowledged exceptions",
-        "Exceptions staff have handled; each returns to Exceptions when the exception changes.",
-    ),
-    "silent": (
-        "Silent orders",
-        "Registered by the issuer, and D1 has said nothing about them for longer than the "
-        "portal is set to wait: the automatic check asks D1 for each card.",
-    ),
-    "registered": (
-        "Registered orders without events",
-        "Registered by the issuer; no notification or on-demand answer yet.",
-    ),
-    "superseded": (
-        "Superseded orders",
-        "A newer operation of the same card took their place; they are no longer swept.",
-    ),
-    "delivered": ("Delivered", "The carrier reported delivery."),
-    "in_transit_long": (
-        "In transit too long",
-        "Shipped longer ago than the portal is set to allow for transit; the "
-        "carrier has not reported delivery.",
-    ),
-    "returned": (
-        "Returned",
-        "Returned by the tracking hub or returned to sender by the carrier (an exception).",
-    ),
-    "delivery_failed": ("Delivery failed", "The carrier reported a failed delivery."),
-    "likely_late": (
-        "Likely late",
-        "Open orders whose predicted ship date (p50) passes their dueDate; soonest due first.",
-    ),
-}
 TIMELINE_LIMIT = 500
 # django-unfold's ModelAdmin with the list lookup rule (tracking.admin_security).
 ModelAdmin = base_model_admin()
@@ -216,8 +162,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
     # ------------------------------------------------------------------ list
 
     def get_ordering(self, request):
-        if request.GET.get("queue") == "likely_late":
-            return ["due_date", "prediction__p50", "pk"]
+        queue = order_queues.QUEUES.get(request.GET.get("queue", ""))
+        if queue and queue.ordering:
+            return list(queue.ordering)
         return super().get_ordering(request)
 
     def get_search_results(self, request, queryset, search_term):
@@ -246,7 +193,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             # The search below need not ask the id indexes again.
             request.order_has_exact_match = bool(order_ids)
         queue = request.GET.get("queue", "")
-        title, description = QUEUES.get(queue, ("Card orders", ""))
+        shown = order_queues.QUEUES.get(queue)
+        title, description = (shown.title, shown.description) if shown else ("Card orders", "")
         contains = request.GET.copy()
         contains.pop(SEARCH_VAR, None)
         contains.pop("p", None)
@@ -263,6 +211,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin
             "subtitle": None,
             "queue": queue,
             "queue_description": description,
+            "queue_tabs": [q for q in order_queues.QUEUES.values() if q.tab],
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)
@@ -649,16 +598,18 @@ def _next_exception_url(order: CardOrder) -> str:
 
 def _shipped_on(order: CardOrder) -> dt.datetime | None:
     """When the card was handed to the carrier (CARD_SHIPPED's first notification)."""
-    first_seen = (order.stage_first_seen or {}).get("CARD_SHIPPED")
+    first_seen = (order.stage_first_seen or {}).get(SHIPPED_STATUS)
     return parse_time(first_seen) if isinstance(first_seen, str) else None
 
 
 def _delivered_on(order: CardOrder) -> dt.datetime | None:
     """When the carrier's delivery was first reported, if it was."""
-    if order.shipment_status != "DELIVERED":
+    if order.shipment_status not in DELIVERED_SHIPMENT_STATUSES:
         return None
     return (
-        OperationEvent.objects.filter(order=order, shipment_status="DELIVERED")
+        OperationEvent.objects.filter(
+            order=order, shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES)
+        )
         .order_by("first_received_at")
         .values_list("first_received_at", flat=True)
         .first()

@@ -19,11 +19,17 @@ from tracking.carriers import carrier_name, tracking_url_for
 from tracking.data_care import personal_mask
 from tracking.models import CardOrder
 from tracking.rules import (
-    FAILURE_STATUSES,
+    CANCELLED_STATUSES,
+    DELAYED_SHIPMENT_STATUSES,
+    DELIVERED_SHIPMENT_STATUSES,
+    DELIVERY_FAILED_SHIPMENT_STATUSES,
+    EXCEPTION_STATUSES,
     FINAL_SHIPMENT_STATUSES,
     PRODUCTION_RANK,
+    RETURNED_PRODUCTION_STATUSES,
     RULES_VERSION,
     SHIPMENT_STATUS_RANK,
+    SHIPPED_STATUS,
 )
 from tracking.services import order_queues
 from tracking.services.timeline import humanize_duration
@@ -70,15 +76,13 @@ def badge(text: str, tone: str = "neutral", *, title: str = "", icon: str | None
 def production_tone(status: str) -> str:
     if not status:
         return "warning"
-    if status in FAILURE_STATUSES - order_queues.CANCELLED_STATUSES:
+    if status in EXCEPTION_STATUSES:
         return "danger"
-    if status in order_queues.CANCELLED_STATUSES:
+    if status in CANCELLED_STATUSES:
         return "neutral"
-    if status == "CARD_SHIPPED":
+    if status == SHIPPED_STATUS:
         return "success"
-    if status not in PRODUCTION_RANK:
-        return "warning"
-    if status == "CARD_RETURNED":
+    if status not in PRODUCTION_RANK or status in RETURNED_PRODUCTION_STATUSES:
         return "warning"
     return "info"
 
@@ -115,8 +119,8 @@ def production_badge(status: str, *, inline: bool = False) -> str:
 
 def shipment_tone(status: str) -> str:
     if status in FINAL_SHIPMENT_STATUSES:
-        return "success" if status == "DELIVERED" else "warning"
-    if status in ("EXCEPTION", "DELAYED", "FAILED_ATTEMPT"):
+        return "success" if status in DELIVERED_SHIPMENT_STATUSES else "warning"
+    if status in DELAYED_SHIPMENT_STATUSES | DELIVERY_FAILED_SHIPMENT_STATUSES:
         return "warning"
     if status and status not in SHIPMENT_STATUS_RANK:
         return "warning"

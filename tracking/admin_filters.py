@@ -80,42 +80,11 @@ class QueueFilter(ChoiceFilter):
     parameter_name = "queue"
 
     def lookups(self, request, model_admin):
-        return [
-            ("open", "Open (not in a final stage)"),
-            ("exceptions", "Exceptions (not acknowledged)"),
-            ("stuck", "Stuck beyond threshold"),
-            ("reconcile", "Needs reconciliation"),
-            ("failed", "Failed in production"),
-            ("cancelled", "Cancelled"),
-            ("acknowledged", "Acknowledged exceptions"),
-            *((name, label) for name, (label, _) in order_queues.ISSUER_QUEUES.items()),
-            ("likely_late", "Likely late (predicted after dueDate)"),
-        ]
+        return [(queue.key, queue.label) for queue in order_queues.QUEUES.values()]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        if value in order_queues.ISSUER_QUEUES:
-            return queryset.filter(order_queues.ISSUER_QUEUES[value][1](now=timezone.now()))
-        if value == "open":
-            return queryset.filter(is_terminal=False)
-        if value == "exceptions":
-            return queryset.filter(order_queues.open_exception_q())
-        if value == "stuck":
-            # A superseded order waits for nothing: its card's newer operation is followed.
-            return queryset.filter(order_queues.stuck_q(now=timezone.now())).filter(
-                superseded_by__isnull=True
-            )
-        if value == "reconcile":
-            return queryset.filter(needs_reconcile=True)
-        if value == "failed":
-            return queryset.filter(order_queues.failed_q())
-        if value == "cancelled":
-            return queryset.filter(order_queues.cancelled_q())
-        if value == "acknowledged":
-            return queryset.filter(order_queues.exception_q() & order_queues.acknowledged_q())
-        if value == "likely_late":
-            return queryset.filter(order_queues.likely_late_q())
-        return queryset
+        queue = order_queues.QUEUES.get(self.value() or "")
+        return queryset.filter(queue.q(now=timezone.now())) if queue else queryset
 
 
 class IssuerFilter(ChoiceFilter):

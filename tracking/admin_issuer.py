@@ -25,6 +25,7 @@ from django.utils.html import format_html
 
 from tracking import admin_display
 from tracking.models import CardOrder, Issuer, OrderChange
+from tracking.rules import CANCELLED_STATUSES
 from tracking.services import order_queues
 from tracking.services.audit import audit_record
 from tracking.services.card_operations import EXCEPTION_REASONS, card_orders
@@ -87,9 +88,7 @@ def change_badge(order: CardOrder) -> str:
         text = f"{order.change_type or 'Change'}: unknown shape"
     badge = admin_display.badge(text, tone, title=f"Pull & change: {text}")
     awaiting = ""
-    if order.cancel_accepted_at and (
-        order.production_status not in order_queues.CANCELLED_STATUSES
-    ):
+    if order.cancel_accepted_at and (order.production_status not in CANCELLED_STATUSES):
         awaiting = format_html(
             '<span class="bo-subtle block">{}</span>', "awaiting CARD_PROD_CANCELED"
         )
@@ -113,8 +112,7 @@ def order_page_context(order: CardOrder, *, now) -> dict:
             .order_by("-created_at")[:20]
         ),
         "cancel_unconfirmed": bool(
-            order.cancel_accepted_at
-            and order.production_status not in order_queues.CANCELLED_STATUSES
+            order.cancel_accepted_at and order.production_status not in CANCELLED_STATUSES
         ),
         "returned": order_queues.is_returned(order),
     }

@@ -8,6 +8,8 @@ from django.http import HttpRequest
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 
+from tracking.services import order_queues
+
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
 
 # Tailwind's blue scale: calmer than the theme's default purple for an all-day tool.
@@ -65,6 +67,20 @@ def _queue_active(queue: str) -> Callable[[HttpRequest], bool]:
     return check
 
 
+def _queue_items(section: str, view_orders) -> list[dict]:
+    """The sidebar entries of the queues `order_queues.QUEUES` puts in `section`."""
+    return [
+        {
+            "title": queue.nav or queue.title,
+            "icon": queue.icon,
+            "link": _url(ORDERS_CHANGELIST, f"queue={queue.key}"),
+            "permission": view_orders,
+            "active": _queue_active(queue.key),
+        }
+        for queue in order_queues.queues_in(section)
+    ]
+
+
 def _path_active(name: str, *, when: Callable[[HttpRequest], bool] | None = None):
     def check(request: HttpRequest) -> bool:
         path = _url(name)
@@ -106,27 +122,7 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
                     "permission": view_orders,
                     "active": _queue_active(""),
                 },
-                {
-                    "title": "Exceptions",
-                    "icon": "error",
-                    "link": _url(ORDERS_CHANGELIST, "queue=exceptions"),
-                    "permission": view_orders,
-                    "active": _queue_active("exceptions"),
-                },
-                {
-                    "title": "Stuck orders",
-                    "icon": "hourglass_top",
-                    "link": _url(ORDERS_CHANGELIST, "queue=stuck"),
-                    "permission": view_orders,
-                    "active": _queue_active("stuck"),
-                },
-                {
-                    "title": "Likely late",
-                    "icon": "event_busy",
-                    "link": _url(ORDERS_CHANGELIST, "queue=likely_late"),
-                    "permission": view_orders,
-                    "active": _queue_active("likely_late"),
-                },
+                *_queue_items(order_queues.WORK, view_orders),
             ],
         },
         {
@@ -156,20 +152,7 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
             "title": "The issuer's side",
             "separator": True,
             "items": [
-                {
-                    "title": "Silent orders",
-                    "icon": "pending_actions",
-                    "link": _url(ORDERS_CHANGELIST, "queue=silent"),
-                    "permission": view_orders,
-                    "active": _queue_active("silent"),
-                },
-                {
-                    "title": "Superseded orders",
-                    "icon": "switch_access_shortcut",
-                    "link": _url(ORDERS_CHANGELIST, "queue=superseded"),
-                    "permission": view_orders,
-                    "active": _queue_active("superseded"),
-                },
+                *_queue_items(order_queues.ISSUER_SIDE, view_orders),
                 {
                     "title": "Look up at D1",
                     "icon": "travel_explore",
@@ -189,33 +172,13 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
         {
             "title": "After shipment",
             "separator": True,
-            "items": [
-                {
-                    "title": title,
-                    "icon": icon,
-                    "link": _url(ORDERS_CHANGELIST, f"queue={queue}"),
-                    "permission": view_orders,
-                    "active": _queue_active(queue),
-                }
-                for queue, title, icon in (
-                    ("delivered", "Delivered", "task_alt"),
-                    ("in_transit_long", "In transit too long", "local_shipping"),
-                    ("returned", "Returned", "keyboard_return"),
-                    ("delivery_failed", "Delivery failed", "report"),
-                )
-            ],
+            "items": _queue_items(order_queues.AFTER_SHIPMENT, view_orders),
         },
         {
             "title": "Reconciliation",
             "separator": True,
             "items": [
-                {
-                    "title": "Needs reconciliation",
-                    "icon": "published_with_changes",
-                    "link": _url(ORDERS_CHANGELIST, "queue=reconcile"),
-                    "permission": view_orders,
-                    "active": _queue_active("reconcile"),
-                },
+                *_queue_items(order_queues.RECONCILIATION, view_orders),
                 *([reconciliation] if reconciliation else []),
             ],
         },

@@ -16,6 +16,7 @@ from tracking import labels
 from tracking.admin_filters import NONE
 from tracking.models import Issuer, NotificationDelivery
 from tracking.observability.alerts import Alert, alerts_current
+from tracking.services import order_queues
 from tracking.services.dashboard import (
     DAY,
     FINAL_GROUPS,
@@ -277,11 +278,8 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
             "final_rows": final_rows,
             "hour_rows": list(reversed(_hour_links(figures))),
             "links": {
-                "open": orders_url(queue="open"),
-                "exceptions": orders_url(queue="exceptions"),
-                "stuck": orders_url(queue="stuck"),
-                "reconcile": orders_url(queue="reconcile"),
-                "silent": orders_url(queue="silent"),
+                # Every queue's list, by its key (`order_queues.QUEUES`).
+                **{key: orders_url(queue=key) for key in order_queues.QUEUES},
                 "deliveries_24h": _changelist(
                     "notificationdelivery",
                     received_at__gte=figures.hours[0].hour.isoformat(),

@@ -15,6 +15,7 @@ from simple_history.models import HistoricalRecords
 
 from tracking.d1_client import KEY_ID_PATTERN
 from tracking.rules import Outcome, ReconcileReason
+from tracking.services import order_queues
 
 
 class Issuer(models.Model):
@@ -343,19 +344,11 @@ class CardOrder(models.Model):
                 condition=Q(needs_reconcile=True),
             ),
             models.Index(fields=["due_date"], name="order_due_date"),
-            # admin: the Exceptions queue, newest first (same condition as
-            # tracking.services.order_queues.exception_q).
+            # admin: the Exceptions queue, newest first, on the queue's own condition.
             models.Index(
                 fields=["-updated_at"],
                 name="order_exception_recent",
-                condition=Q(production_status__in=["CARD_PROD_EXCEPTION", "DATA_EXCEPTION"])
-                | (Q(operation_status="FAILED") & ~Q(production_status__in=["CARD_PROD_CANCELED"]))
-                | Q(has_conflict=True)
-                | Q(has_unknown_status=True)
-                | ~Q(error_code="")
-                | Q(production_status="CARD_RETURNED")
-                | Q(shipment_status__in=["RETURNED", "RETURNED_TO_SENDER"])
-                | ~Q(exception_reason=""),
+                condition=order_queues.exception_q(),
             ),
             # Reconciliation: the sweep looks only at open orders and shipped ones awaiting
             # delivery, a small part of all orders once most have shipped.
@@ -365,7 +358,7 @@ class CardOrder(models.Model):
             models.Index(
                 fields=["last_event_at"],
                 name="order_awaiting_delivery",
-                condition=Q(production_status="CARD_SHIPPED", shipment_final=False),
+                condition=order_queues.awaiting_delivery_q(),
             ),
             # Registered orders D1 has not spoken about yet: the silent queue and its sweep.
             models.Index(
@@ -376,13 +369,12 @@ class CardOrder(models.Model):
             models.Index(
                 fields=["-updated_at"],
                 name="order_superseded_recent",
-                condition=Q(superseded_by__isnull=False),
+                condition=order_queues.superseded_q(),
             ),
             models.Index(
                 fields=["reconcile_next_at"],
                 name="order_cancel_unconfirmed",
-                condition=Q(cancel_accepted_at__isnull=False)
-                & ~Q(production_status="CARD_PROD_CANCELED"),
+                condition=order_queues.cancel_unconfirmed_q(),
             ),
         ]
         # trust: what operators may do beyond viewing, and who sees personal fields unmasked.

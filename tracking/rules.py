@@ -107,6 +107,27 @@ RETURNED_SHIPMENT_STATUSES = frozenset({"RETURNED_TO_SENDER", "RETURNED"})
 DELIVERY_FAILED_SHIPMENT_STATUSES = frozenset(
     {"FAILED_ATTEMPT", "DELIVERY_FAILED", "UNDELIVERABLE"}
 )
+# The carrier reports trouble but the card is still on its way.
+DELAYED_SHIPMENT_STATUSES = frozenset({"DELAYED", "EXCEPTION"})
+
+# ---------------------------------------------------------------------------- status classes
+# What each class of status means for staff. The queues, the partial indexes, the sweep and the
+# admin's colours are built from these names, never from literal codes.
+
+# Cancelled at the issuer's request: a failure of the operation, but not an exception.
+CANCELLED_STATUSES = frozenset({"CARD_PROD_CANCELED"})
+# Failures that need staff attention.
+EXCEPTION_STATUSES = FAILURE_STATUSES - CANCELLED_STATUSES
+# The tracking hub's RETURN; a carrier's return is in RETURNED_SHIPMENT_STATUSES.
+RETURNED_PRODUCTION_STATUSES = frozenset({"CARD_RETURNED"})
+# Shipped: the stage after which the carrier's updates follow, until the carrier is final.
+SHIPPED_STATUS = "CARD_SHIPPED"
+AWAITING_DELIVERY_STATUS = SHIPPED_STATUS
+# The stages an order can wait in, in path order: each has a time limit (the stage thresholds'
+# keys, RECONCILE_STAGE_THRESHOLDS) beyond which it is stuck.
+NON_TERMINAL_STATUSES: tuple[str, ...] = tuple(
+    s for s in PRODUCTION_RANK if s not in TERMINAL_STATUSES
+)
 
 # Operations whose items make up a card order; any other operation (UPDATE_ORDER, ...) is stored
 # and shown on the card's timeline without touching an order.

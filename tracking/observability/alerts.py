@@ -230,7 +230,7 @@ def _refused_share(state: OperationsState) -> list[Alert]:
 
 
 def _orders_stuck(state: OperationsState) -> list[Alert]:
-    from tracking.observability.state import stage_threshold
+    from tracking.services.order_queues import stage_threshold
 
     alerts = []
     for stage, count in sorted(state.stuck_by_stage.items()):

@@ -25,7 +25,8 @@ from tracking.models import (
     OperationEvent,
     RefusalTally,
 )
-from tracking.rules import PRODUCTION_RANK, TERMINAL_STATUSES, Outcome
+from tracking.rules import NON_TERMINAL_STATUSES, PRODUCTION_RANK, TERMINAL_STATUSES, Outcome
+from tracking.services import order_queues
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ SWEEP_LAST_SUCCESS_KEY = "observability:sweep-last-success"
 # Finished orders and stored items are counted over this window, not since the beginning.
 RECENT_WINDOW = dt.timedelta(hours=24)
 # What an open order's production_status can be: a step before the end, or none yet.
-OPEN_STATUSES = (*(s for s in PRODUCTION_RANK if s not in TERMINAL_STATUSES), "")
+OPEN_STATUSES = (*NON_TERMINAL_STATUSES, "")
 FINAL_STATUSES = tuple(s for s in PRODUCTION_RANK if s in TERMINAL_STATUSES)
 # Every outcome an item can have; "" while it waits to be applied.
 ITEM_OUTCOMES = (*(value for value, _ in Outcome.CHOICES), "")
@@ -71,27 +72,6 @@ class OperationsState:
         if self.sweep_last_success is None:
             return None
         return max((self.now - self.sweep_last_success).total_seconds(), 0.0)
-
-
-def stage_threshold(stage: str) -> dt.timedelta:
-    """How long an order may sit in `stage` before it counts as stuck (reconciliation's rule)."""
-    seconds = settings.RECONCILE_STAGE_THRESHOLDS.get(stage)
-    if seconds is None:
-        return settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
-    return dt.timedelta(seconds=seconds)
-
-
-def stuck_orders_filter(*, now: dt.datetime) -> Q:
-    """Non-terminal orders that have stayed in their stage longer than its threshold."""
-    known = settings.RECONCILE_STAGE_THRESHOLDS
-    condition = Q(
-        stage_entered_at__lt=now - settings.RECONCILE_DEFAULT_STAGE_THRESHOLD,
-    ) & ~Q(production_status__in=list(known))
-    for stage, seconds in known.items():
-        condition |= Q(
-            production_status=stage, stage_entered_at__lt=now - dt.timedelta(seconds=seconds)
-        )
-    return Q(is_terminal=False) & condition
 
 
 def sweep_success_record(*, at: dt.datetime | None = None) -> None:
@@ -155,11 +135,8 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
                 for status in FINAL_STATUSES
             },
             **{
-                f"stuck:{status}": Q(
-                    production_status=status, stage_entered_at__lt=now - stage_threshold(status)
-                )
-                for status in OPEN_STATUSES
-                if status
+                f"stuck:{status}": order_queues.stuck_in_stage_q(status, now=now)
+                for status in order_queues.stage_thresholds()
             },
         },
     )

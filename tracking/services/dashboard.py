@@ -23,17 +23,23 @@ from tracking.models import (
     ReconcileAttempt,
     ReconcileOutcome,
 )
-from tracking.rules import Outcome
+from tracking.rules import (
+    CANCELLED_STATUSES,
+    EXCEPTION_STATUSES,
+    RETURNED_PRODUCTION_STATUSES,
+    SHIPPED_STATUS,
+    Outcome,
+)
 from tracking.services import order_queues
 
 DAY = dt.timedelta(hours=24)
 WEEK = dt.timedelta(days=7)
 NO_STATUS = ""  # orders whose only items carried unknown codes
 FINAL_GROUPS = {
-    "shipped": ("CARD_SHIPPED",),
-    "returned": ("CARD_RETURNED",),
-    "failed": tuple(sorted(order_queues.EXCEPTION_STATUSES)),
-    "cancelled": tuple(sorted(order_queues.CANCELLED_STATUSES)),
+    "shipped": (SHIPPED_STATUS,),
+    "returned": tuple(sorted(RETURNED_PRODUCTION_STATUSES)),
+    "failed": tuple(sorted(EXCEPTION_STATUSES)),
+    "cancelled": tuple(sorted(CANCELLED_STATUSES)),
 }
 
 

@@ -7,33 +7,31 @@ CSV export agree. Every condition is a `Q` over `CardOrder` columns that have an
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
 from tracking.rules import (
+    AWAITING_DELIVERY_STATUS,
+    CANCELLED_STATUSES,
     DELIVERED_SHIPMENT_STATUSES,
     DELIVERY_FAILED_SHIPMENT_STATUSES,
-    FAILURE_STATUSES,
-    PRODUCTION_RANK,
+    EXCEPTION_STATUSES,
+    FAILED,
+    NON_TERMINAL_STATUSES,
+    RETURNED_PRODUCTION_STATUSES,
     RETURNED_SHIPMENT_STATUSES,
+    SHIPPED_STATUS,
     TERMINAL_STATUSES,
 )
-
-CANCELLED_STATUSES = frozenset({"CARD_PROD_CANCELED"})
-# Failures that need staff attention; a cancellation is the issuer's own decision.
-EXCEPTION_STATUSES = frozenset(FAILURE_STATUSES - CANCELLED_STATUSES)
-FAILED_OPERATION_STATUS = "FAILED"
-NON_TERMINAL_STATUSES = tuple(s for s in PRODUCTION_RANK if s not in TERMINAL_STATUSES)
-# The tracking hub's RETURN (a production status) and a carrier's return both send the card back.
-RETURNED_PRODUCTION_STATUSES = frozenset({"CARD_RETURNED"})
-SHIPPED_STATUS = "CARD_SHIPPED"
 
 
 def exception_q() -> Q:
     """Orders D1 reported as failed, or whose events conflict, carry unknown codes or an error.
 
-    `CardOrder.Meta` has a partial index with exactly this condition (`order_exception_recent`).
+    The partial index `order_exception_recent` (`CardOrder.Meta`) is built from this condition.
     """
     return (
         # D1 reports a cancellation as a FAILED operation; it is not an exception.
@@ -52,8 +50,7 @@ def failed_q() -> Q:
     A cancellation is the issuer's decision, not a failure, whatever its operation status.
     """
     return Q(production_status__in=sorted(EXCEPTION_STATUSES)) | (
-        Q(operation_status=FAILED_OPERATION_STATUS)
-        & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
+        Q(operation_status=FAILED) & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
     )
 
 
@@ -61,10 +58,7 @@ def is_exception(order) -> bool:
     """The rule of `exception_q`, for one order already in memory."""
     return bool(
         order.production_status in EXCEPTION_STATUSES
-        or (
-            order.operation_status == FAILED_OPERATION_STATUS
-            and order.production_status not in CANCELLED_STATUSES
-        )
+        or (order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES)
         or order.has_conflict
         or order.has_unknown_status
         or order.error_code
@@ -99,7 +93,12 @@ def cancelled_q() -> Q:
 
 
 def stage_threshold(status: str) -> dt.timedelta:
-    """How long an order may stay in `status` before it counts as stuck."""
+    """How long an order may stay in `status` before it counts as stuck.
+
+    RECONCILE_STAGE_THRESHOLDS gives a stage its own limit; any other stage (an unknown hold
+    code included) waits RECONCILE_DEFAULT_STAGE_THRESHOLD. Every page, alert and the sweep
+    read the limit here.
+    """
     seconds = settings.RECONCILE_STAGE_THRESHOLDS.get(status)
     if seconds is None:
         return settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
@@ -107,20 +106,33 @@ def stage_threshold(status: str) -> dt.timedelta:
 
 
 def stage_thresholds() -> dict[str, dt.timedelta]:
-    """The threshold of every non-terminal stage, configured or default."""
+    """The threshold of every stage an order can wait in (the path's and any configured)."""
     statuses = dict.fromkeys([*NON_TERMINAL_STATUSES, *settings.RECONCILE_STAGE_THRESHOLDS])
     return {s: stage_threshold(s) for s in statuses if s not in TERMINAL_STATUSES}
+
+
+def stuck_in_stage_q(status: str, *, now: dt.datetime) -> Q:
+    """Open orders in `status` for longer than its threshold: one range of `order_status_stage`.
+
+    Not terminal: an operation D1 ended as FAILED at this step waits for nothing.
+    """
+    return Q(
+        production_status=status,
+        stage_entered_at__lt=now - stage_threshold(status),
+        is_terminal=False,
+    )
 
 
 def stuck_q(*, now: dt.datetime) -> Q:
     """Non-terminal orders that entered their current stage longer ago than its threshold.
 
-    One range per stage on the (production_status, stage_entered_at) index.
+    The Stuck queue, the dashboard's stuck figures and the stuck alert all count this. One
+    range per stage on the (production_status, stage_entered_at) index.
     """
     condition = Q()
-    for status, threshold in stage_thresholds().items():
-        condition |= Q(production_status=status, stage_entered_at__lt=now - threshold)
-    return condition & Q(is_terminal=False)
+    for status in stage_thresholds():
+        condition |= stuck_in_stage_q(status, now=now)
+    return condition
 
 
 def within_threshold_q(*, now: dt.datetime) -> Q:
@@ -138,12 +150,16 @@ def likely_late_q() -> Q:
 
 
 def is_stuck(*, production_status: str, is_terminal: bool, stage_entered_at, now) -> bool:
-    """The same rule as `stuck_q`, for one order already in memory."""
-    if is_terminal or stage_entered_at is None or production_status in TERMINAL_STATUSES:
-        return False
-    if production_status not in stage_thresholds():
+    """The rule of `stuck_q`, for one order already in memory."""
+    if is_terminal or stage_entered_at is None or production_status not in stage_thresholds():
         return False
     return now - stage_entered_at > stage_threshold(production_status)
+
+
+def awaiting_delivery_q() -> Q:
+    """Shipped orders whose carrier has not reported a final status (index
+    `order_awaiting_delivery`)."""
+    return Q(production_status=AWAITING_DELIVERY_STATUS, shipment_final=False)
 
 
 # ---------------------------------------------------------------------------- the issuer's side
@@ -229,20 +245,214 @@ def in_transit_long_q(*, now: dt.datetime) -> Q:
 
 
 def cancel_unconfirmed_q() -> Q:
-    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED."""
+    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED
+    (index `order_cancel_unconfirmed`)."""
     return Q(cancel_accepted_at__isnull=False) & ~Q(
         production_status__in=sorted(CANCELLED_STATUSES)
     )
 
 
-# The issuer's-side and after-shipment queues: name → (label, condition at `now`). The admin's
-# queue filter, its tabs and the dashboard read them from here.
-ISSUER_QUEUES = {
-    "silent": ("Silent (registered, nothing from D1)", lambda now: silent_q(now=now)),
-    "registered": ("Registered, no events yet", lambda now: registered_waiting_q()),
-    "superseded": ("Superseded by a newer operation", lambda now: superseded_q()),
-    "delivered": ("Delivered", lambda now: delivered_q()),
-    "in_transit_long": ("In transit too long", lambda now: in_transit_long_q(now=now)),
-    "returned": ("Returned", lambda now: returned_q()),
-    "delivery_failed": ("Delivery failed", lambda now: delivery_failed_q()),
+# ---------------------------------------------------------------------------- the queues
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One work queue: its condition and every name staff see it by.
+
+    The orders list's queue filter and tabs, the sidebar, the list's heading and the dashboard's
+    links are all read from `QUEUES`: adding a queue is one entry here.
+    """
+
+    key: str  # ?queue=<key> on the orders list
+    title: str  # the list's heading
+    label: str  # the choice in the queue filter
+    description: str  # the line under the heading: what is in the queue
+    condition: Callable[[dt.datetime], Q]
+    section: str = ""  # the sidebar group it is listed in ("" for none)
+    nav: str = ""  # its name in the sidebar (the title when empty)
+    tab: str = ""  # its tab above the orders list ("" for none)
+    icon: str = ""  # a Material Symbols name, in the sidebar and the tab
+    ordering: tuple[str, ...] = ()  # the list's order when not the default
+
+    def q(self, *, now: dt.datetime) -> Q:
+        return self.condition(now)
+
+
+# Sidebar groups, in the order they are shown.
+WORK, ISSUER_SIDE, AFTER_SHIPMENT, RECONCILIATION = (
+    "work",
+    "issuer",
+    "after_shipment",
+    "reconciliation",
+)
+
+QUEUES: dict[str, Queue] = {
+    queue.key: queue
+    for queue in (
+        Queue(
+            key="open",
+            title="Open orders",
+            label="Open (not in a final stage)",
+            description="Orders not yet in a final stage (shipped, failed or cancelled).",
+            condition=lambda now: Q(is_terminal=False),
+        ),
+        Queue(
+            key="exceptions",
+            title="Exceptions",
+            label="Exceptions (not acknowledged)",
+            description=(
+                "Failures D1 reported, conflicting or unknown codes and D1 errors, not yet "
+                "acknowledged."
+            ),
+            condition=lambda now: open_exception_q(),
+            section=WORK,
+            tab="Exceptions",
+            icon="error",
+        ),
+        Queue(
+            key="stuck",
+            title="Stuck orders",
+            label="Stuck beyond threshold",
+            description=(
+                "Orders in a stage for longer than the stage's time limit (see Time in stage)."
+            ),
+            # A superseded order waits for nothing: its card's newer operation is followed.
+            condition=lambda now: stuck_q(now=now) & Q(superseded_by__isnull=True),
+            section=WORK,
+            tab="Stuck",
+            icon="hourglass_top",
+        ),
+        Queue(
+            key="likely_late",
+            title="Likely late",
+            label="Likely late (predicted after dueDate)",
+            description=(
+                "Open orders whose predicted ship date (p50) passes their dueDate; soonest due "
+                "first."
+            ),
+            condition=lambda now: likely_late_q(),
+            section=WORK,
+            tab="Likely late",
+            icon="event_busy",
+            ordering=("due_date", "prediction__p50", "pk"),
+        ),
+        Queue(
+            key="reconcile",
+            title="Orders that need reconciliation",
+            label="Needs reconciliation",
+            description=(
+                "A gap, an unknown code or a conflict: the portal will ask D1 for the truth."
+            ),
+            condition=lambda now: Q(needs_reconcile=True),
+            section=RECONCILIATION,
+            nav="Needs reconciliation",
+            tab="Needs reconciliation",
+            icon="published_with_changes",
+        ),
+        Queue(
+            key="failed",
+            title="Orders that failed in production",
+            label="Failed in production",
+            description=(
+                "D1 rejected the data (DATA_EXCEPTION), production failed (CARD_PROD_EXCEPTION), "
+                "or D1 reported the operation FAILED at any step."
+            ),
+            condition=lambda now: failed_q(),
+        ),
+        Queue(
+            key="cancelled",
+            title="Cancelled orders",
+            label="Cancelled",
+            description="Cancelled at the issuer's request (CARD_PROD_CANCELED).",
+            condition=lambda now: cancelled_q(),
+            tab="Cancelled",
+        ),
+        Queue(
+            key="acknowledged",
+            title="Acknowledged exceptions",
+            label="Acknowledged exceptions",
+            description=(
+                "Exceptions staff have handled; each returns to Exceptions when the exception "
+                "changes."
+            ),
+            condition=lambda now: exception_q() & acknowledged_q(),
+        ),
+        Queue(
+            key="silent",
+            title="Silent orders",
+            label="Silent (registered, nothing from D1)",
+            description=(
+                "Registered by the issuer, and D1 has said nothing about them for longer than "
+                "the portal is set to wait: the automatic check asks D1 for each card."
+            ),
+            condition=lambda now: silent_q(now=now),
+            section=ISSUER_SIDE,
+            tab="Silent",
+            icon="pending_actions",
+        ),
+        Queue(
+            key="registered",
+            title="Registered orders without events",
+            label="Registered, no events yet",
+            description="Registered by the issuer; no notification or on-demand answer yet.",
+            condition=lambda now: registered_waiting_q(),
+        ),
+        Queue(
+            key="superseded",
+            title="Superseded orders",
+            label="Superseded by a newer operation",
+            description=(
+                "A newer operation of the same card took their place; they are no longer swept."
+            ),
+            condition=lambda now: superseded_q(),
+            section=ISSUER_SIDE,
+            icon="switch_access_shortcut",
+        ),
+        Queue(
+            key="delivered",
+            title="Delivered",
+            label="Delivered",
+            description="The carrier reported delivery.",
+            condition=lambda now: delivered_q(),
+            section=AFTER_SHIPMENT,
+            icon="task_alt",
+        ),
+        Queue(
+            key="in_transit_long",
+            title="In transit too long",
+            label="In transit too long",
+            description=(
+                "Shipped longer ago than the portal is set to allow for transit; the carrier has "
+                "not reported delivery."
+            ),
+            condition=lambda now: in_transit_long_q(now=now),
+            section=AFTER_SHIPMENT,
+            icon="local_shipping",
+        ),
+        Queue(
+            key="returned",
+            title="Returned",
+            label="Returned",
+            description=(
+                "Returned by the tracking hub or returned to sender by the carrier (an exception)."
+            ),
+            condition=lambda now: returned_q(),
+            section=AFTER_SHIPMENT,
+            icon="keyboard_return",
+        ),
+        Queue(
+            key="delivery_failed",
+            title="Delivery failed",
+            label="Delivery failed",
+            description="The carrier reported a failed delivery.",
+            condition=lambda now: delivery_failed_q(),
+            section=AFTER_SHIPMENT,
+            icon="report",
+        ),
+    )
 }
+
+
+def queues_in(section: str) -> list[Queue]:
+    """The queues the sidebar lists in `section`, in registry order."""
+    return [queue for queue in QUEUES.values() if queue.section == section]

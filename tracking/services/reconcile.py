@@ -40,6 +40,7 @@ from tracking.models import (
     ReconcileTrigger,
 )
 from tracking.observability.logs import request_id_current
+from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES
 from tracking.services import order_queues
 from tracking.services.card_operations import UNKNOWN_AT_D1
 from tracking.services.ingest import card_orders_lock, ingest_operations, refresh_orders
@@ -47,8 +48,6 @@ from tracking.services.ingest import card_orders_lock, ingest_operations, refres
 logger = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
-# Carrier tracking only exists for a shipped card; a returned one expects nothing more.
-AWAITING_DELIVERY_STATUS = "CARD_SHIPPED"
 
 
 class DueReason:
@@ -375,17 +374,17 @@ def _awaits_delivery(order: CardOrder) -> bool:
 
 
 def _stage_stale_q(now: datetime) -> Q:
-    """Non-terminal orders in their stage for longer than the stage's threshold."""
-    thresholds: dict[str, int] = settings.RECONCILE_STAGE_THRESHOLDS
+    """Stuck orders (the Stuck queue's rule), and open orders without a stage of the path.
+
+    An order held on an unknown code, or known only by unknown codes (no stage yet), waits the
+    default threshold too: D1 is asked about it like any other.
+    """
     default: timedelta = settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
-    stale = Q()
-    for status, seconds in thresholds.items():
-        stale |= Q(production_status=status, stage_entered_at__lte=now - timedelta(seconds=seconds))
-    # Any other non-terminal status (and an order known only by unknown codes, which has no
-    # stage yet) waits for the default threshold.
-    stale |= ~Q(production_status__in=list(thresholds)) & Q(stage_entered_at__lte=now - default)
-    stale |= Q(stage_entered_at__isnull=True, last_event_at__lte=now - default)
-    return Q(is_terminal=False) & stale
+    unranked = ~Q(production_status__in=list(order_queues.stage_thresholds())) & Q(
+        stage_entered_at__lte=now - default
+    )
+    no_stage = Q(stage_entered_at__isnull=True, last_event_at__lte=now - default)
+    return order_queues.stuck_q(now=now) | (Q(is_terminal=False) & (unranked | no_stage))
 
 
 def _past_due_q(now: datetime) -> Q:
@@ -396,9 +395,8 @@ def _past_due_q(now: datetime) -> Q:
 
 def _awaiting_delivery_q(now: datetime, *, max_age: timedelta | None) -> Q:
     """Shipped orders whose carrier has not reported delivery, quiet for the shipped interval."""
-    awaiting = Q(
-        production_status=AWAITING_DELIVERY_STATUS, shipment_final=False, shipment__isnull=False
-    )
+    # Carrier tracking only exists for a shipped card; a returned one expects nothing more.
+    awaiting = order_queues.awaiting_delivery_q() & Q(shipment__isnull=False)
     quiet = Q(last_event_at__lte=now - settings.RECONCILE_SHIPPED_INTERVAL)
     if max_age is None:
         return awaiting
@@ -468,19 +466,14 @@ def order_due_reason(*, order: CardOrder, now: datetime) -> str:
         return order.reconcile_reason
     if order.registered_at is not None and not order.event_count:
         return DueReason.SILENT
-    if order.cancel_accepted_at is not None and order.production_status != "CARD_PROD_CANCELED":
+    if order.cancel_accepted_at is not None and order.production_status not in CANCELLED_STATUSES:
         return DueReason.CANCEL_UNCONFIRMED
     if not order.is_terminal:
         if order.due_date is not None and order.due_date < (
             (now - settings.RECONCILE_DUE_DATE_GRACE).date()
         ):
             return DueReason.PAST_DUE
-        threshold = settings.RECONCILE_STAGE_THRESHOLDS.get(order.production_status)
-        limit = (
-            timedelta(seconds=threshold)
-            if threshold is not None
-            else settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
-        )
+        limit = order_queues.stage_threshold(order.production_status)
         entered = order.stage_entered_at or order.last_event_at
         if entered is not None and entered <= now - limit:
             return DueReason.STAGE_THRESHOLD

@@ -1,0 +1,157 @@
+"""The status classes are written once: queues, partial indexes and colours agree on them.
+
+The partial indexes are built from the queues' conditions, so a queue that changes its rule
+changes its index with it (a migration). These tests read each index's condition back from the
+database itself (SQLite and PostgreSQL) and check it selects exactly the orders of its queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tracking import admin_display
+from tracking.models import CardOrder
+from tracking.rules import (
+    CANCELLED_STATUSES,
+    EXCEPTION_STATUSES,
+    FAILURE_STATUSES,
+    NON_TERMINAL_STATUSES,
+    PRODUCTION_RANK,
+    TERMINAL_STATUSES,
+)
+from tracking.services import order_queues
+
+pytestmark = pytest.mark.django_db
+
+INDEXED_QUEUES = {
+    "order_exception_recent": order_queues.exception_q,
+    "order_awaiting_delivery": order_queues.awaiting_delivery_q,
+    "order_superseded_recent": order_queues.superseded_q,
+    "order_cancel_unconfirmed": order_queues.cancel_unconfirmed_q,
+}
+
+
+def test_each_partial_index_is_built_from_its_queue_condition():
+    indexes = {index.name: index for index in CardOrder._meta.indexes}
+    for name, condition in INDEXED_QUEUES.items():
+        assert indexes[name].condition == condition(), name
+
+
+def index_predicate(name: str) -> str:
+    """The WHERE clause of a partial index, as the database stored it."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [name])
+        else:
+            cursor.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = %s", [name]
+            )
+        (definition,) = cursor.fetchone()
+    return re.split(r"\bWHERE\b", definition, maxsplit=1, flags=re.IGNORECASE)[1]
+
+
+def orders_of_every_class(issuer) -> list[CardOrder]:
+    """One order per production status and operation status, and one per flag or error."""
+    now = timezone.now()
+    rows = []
+    n = 0
+
+    def add(**fields):
+        nonlocal n
+        n += 1
+        rows.append(
+            CardOrder(
+                issuer=issuer,
+                card_id=f"card-class-{n:03d}",
+                operation_id=f"op-class-{n:03d}",
+                stage_entered_at=now - dt.timedelta(days=30),
+                **fields,
+            )
+        )
+
+    for status in [*PRODUCTION_RANK, "", "ON_HOLD_X"]:
+        for operation_status in ("PENDING", "SUCCESSFUL", "FAILED"):
+            add(
+                production_status=status,
+                operation_status=operation_status,
+                is_terminal=status in TERMINAL_STATUSES or operation_status == "FAILED",
+            )
+    add(production_status="CARD_PROD_READY", has_conflict=True)
+    add(production_status="CARD_PROD_READY", has_unknown_status=True)
+    add(production_status="CARD_PROD_READY", error_code="E42")
+    add(production_status="CARD_PROD_READY", exception_reason="d1_not_found")
+    for carrier_status in ("IN_TRANSIT", "DELIVERED", "RETURNED", "RETURNED_TO_SENDER"):
+        add(
+            production_status="CARD_SHIPPED",
+            is_terminal=True,
+            shipment_status=carrier_status,
+            shipment_final=carrier_status != "IN_TRANSIT",
+        )
+    add(production_status="CARD_PROD_READY", cancel_accepted_at=now)
+    add(production_status="CARD_PROD_CANCELED", is_terminal=True, cancel_accepted_at=now)
+    orders = CardOrder.objects.bulk_create(rows)
+    superseding = orders[0]
+    CardOrder.objects.filter(pk=orders[1].pk).update(superseded_by=superseding)
+    return list(CardOrder.objects.all())
+
+
+def test_every_partial_index_selects_exactly_its_queue_on_this_database(issuer):
+    orders_of_every_class(issuer)
+    for name, condition in INDEXED_QUEUES.items():
+        predicate = index_predicate(name)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {CardOrder._meta.db_table} WHERE {predicate}")
+            by_index = {row[0] for row in cursor.fetchall()}
+        by_queue = set(CardOrder.objects.filter(condition()).values_list("pk", flat=True))
+        assert by_index == by_queue, name
+        assert by_queue, f"{name}: the fixture has no order of this class"
+
+
+def test_the_exception_rule_in_memory_matches_the_query(issuer):
+    orders = orders_of_every_class(issuer)
+    queried = set(CardOrder.objects.filter(order_queues.exception_q()).values_list("pk", flat=True))
+    in_memory = {o.pk for o in orders if order_queues.is_exception(o)}
+    assert in_memory == queried
+    # The classes, spelled out: a failure of production is an exception, a cancellation is not.
+    for order in orders:
+        if order.production_status in EXCEPTION_STATUSES:
+            assert order.pk in queried
+        if order.production_status in CANCELLED_STATUSES and not (
+            order.has_conflict or order.error_code
+        ):
+            assert order.pk not in queried
+
+
+def test_the_colours_follow_the_status_classes():
+    for status in EXCEPTION_STATUSES:
+        assert admin_display.production_tone(status) == "danger"
+    for status in CANCELLED_STATUSES:
+        assert admin_display.production_tone(status) == "neutral"
+    assert FAILURE_STATUSES == EXCEPTION_STATUSES | CANCELLED_STATUSES
+    for status in NON_TERMINAL_STATUSES:
+        assert admin_display.production_tone(status) == "info"
+
+
+def test_stuck_is_one_rule_for_the_queue_the_dashboard_and_the_alert(issuer, settings):
+    from tracking.observability.state import operations_state
+
+    settings.RECONCILE_STAGE_THRESHOLDS = {"DATA_PREPARED": 3600}
+    orders_of_every_class(issuer)
+    now = timezone.now()
+    queue = CardOrder.objects.filter(order_queues.stuck_q(now=now))
+    state = operations_state(now=now)
+    assert sum(state.stuck_by_stage.values()) == queue.count() > 0
+    for order in queue:
+        assert order_queues.is_stuck(
+            production_status=order.production_status,
+            is_terminal=order.is_terminal,
+            stage_entered_at=order.stage_entered_at,
+            now=now,
+        )
+        # A FAILED operation at a step of the path waits for nothing: not stuck.
+        assert not order.is_terminal
