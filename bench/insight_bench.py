@@ -105,7 +105,7 @@ def phases() -> dict[str, float]:
 def pages() -> list[tuple[str, str]]:
     from django.utils.http import urlencode
 
-    from tracking.admin import CardOrderAdmin
+    from tracking.admin.orders import CardOrderAdmin
     from tracking.models import Issuer
 
     issuer = Issuer.objects.get(issuer_id=admin_bench.ISSUERS[1])

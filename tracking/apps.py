@@ -22,15 +22,7 @@ class TrackingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # trust: audit signals, the trust boundary's admin pages, staff groups after migrate.
-        from tracking import admin_audit, signals  # noqa: F401
+        # trust: audit signals, staff groups after migrate.
+        from tracking import signals  # noqa: F401
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="tracking-roles")
-        # reconciliation: the attempts' admin lives beside tracking/admin.py, which
-        # autodiscovery imports; this registers it on the same site.
-        # trust: staff accounts, groups, TOTP devices and read-API tokens replace the stock
-        # pages, which the admin's autodiscovery (an earlier app) has registered by now.
-        from tracking import (
-            admin_reconcile,  # noqa: F401
-            admin_users,  # noqa: F401
-        )

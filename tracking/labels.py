@@ -8,6 +8,7 @@ A code that is not in the table is shown as such ("Unknown code"), never dressed
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -198,3 +199,20 @@ def label_text(kind: str, code: str | None) -> str:
 def choices(kind: str) -> list[tuple[str, str]]:
     """(code, "Label (CODE)") for a filter's drop-down, in the table's order."""
     return [(code, f"{text} ({code})") for code, (text, _) in LABELS[kind].items() if code]
+
+
+def humanize_duration(value: dt.timedelta | None) -> str:
+    """'2 d 4 h', '3 h 12 min', '45 min', '30 s': two units are enough to act on."""
+    if value is None:
+        return ""
+    seconds = max(int(value.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"

@@ -372,20 +372,20 @@ CELERY_BEAT_SCHEDULE["retention-prune"] = {
 }
 
 # ---------------------------------------------------------------------------- admin (back office)
-# The admin's look (django-unfold), its navigation and its front page; see tracking/admin*.py.
+# The admin's look (django-unfold), its navigation and its front page; see tracking/admin/.
 UNFOLD = {
     "SITE_TITLE": "D1 card orders",
     "SITE_HEADER": "D1 card orders",
     "SITE_SUBHEADER": "Back office",
     "SITE_SYMBOL": "credit_card",
     "SHOW_VIEW_ON_SITE": False,
-    "COLORS": {"primary": "tracking.admin_navigation.primary_colors"},
-    "STYLES": ["tracking.admin_navigation.admin_stylesheet"],
-    "DASHBOARD_CALLBACK": "tracking.admin_views.dashboard_callback",
+    "COLORS": {"primary": "tracking.admin.navigation.primary_colors"},
+    "STYLES": ["tracking.admin.navigation.admin_stylesheet"],
+    "DASHBOARD_CALLBACK": "tracking.admin.dashboard.dashboard_callback",
     "SIDEBAR": {
         "show_search": False,
         "show_all_applications": False,
-        "navigation": "tracking.admin_navigation.sidebar_navigation",
+        "navigation": "tracking.admin.navigation.sidebar_navigation",
     },
 }
 # Rows per CSV export chunk read from the database (memory stays constant whatever the size).

@@ -161,7 +161,7 @@ def test_likely_late_queue_and_sortable_column(history, issuer, staff_user):
     page = client.get("/admin/tracking/cardorder/", {"queue": "likely_late"}).content.decode()
     assert late.card_id in page and on_time.card_id not in page
     assert "Likely late" in page
-    from tracking.admin import CardOrderAdmin
+    from tracking.admin.orders import CardOrderAdmin
 
     column = CardOrderAdmin.list_display.index("predicted_ship")
     for direction, first in (("", on_time), ("-", late)):

@@ -107,7 +107,7 @@ def test_the_files_list_sorts_and_filters(issuer, file_orders, staff_user):
     with_exceptions = client.get(url, {"has_exceptions": "yes"}).content.decode()
     assert FILE in with_exceptions and "FILE_A.csv" not in with_exceptions
     # Sorted by share finished, ascending: the other file (0 % finished) first.
-    from tracking.admin_insight import ProductionFileAdmin
+    from tracking.admin.insight import ProductionFileAdmin
 
     column = ProductionFileAdmin.list_display.index("finished_share")
     page = client.get(url, {"o": str(column)}).content.decode()
@@ -145,7 +145,7 @@ def test_search_by_file_name_offers_the_file_page(issuer, file_orders, staff_use
 
 
 def test_the_file_link_lists_its_orders(issuer, file_orders, staff_user):
-    from tracking.admin_insight import file_orders_url
+    from tracking.admin.insight import file_orders_url
 
     client = Client()
     client.force_login(staff_user)

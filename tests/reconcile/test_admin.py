@@ -11,7 +11,7 @@ from django.test import RequestFactory
 
 from tests.fixtures.spec_examples import ISSUER_ID
 from tests.reconcile.items import body, item
-from tracking.admin_reconcile import reconcile_now_action
+from tracking.admin.reconcile import reconcile_now_action
 from tracking.models import CardOrder, ReconcileAttempt
 from tracking.services.reconcile import order_reconcile
 

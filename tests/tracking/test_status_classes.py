@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tracking import admin_display
+from tracking.admin import display as admin_display
 from tracking.models import CardOrder
 from tracking.rules import (
     CANCELLED_STATUSES,

@@ -16,9 +16,9 @@ from django.utils import timezone
 from tracking import labels
 from tracking.carriers import carrier_name
 from tracking.data_care import personal_mask
+from tracking.labels import humanize_duration
 from tracking.models import CardOrder
 from tracking.services.order_queues import stage_threshold
-from tracking.services.timeline import humanize_duration
 
 # Spreadsheet tools read the file as UTF-8 only with a byte-order mark.
 BOM = "\ufeff"

@@ -8,7 +8,7 @@
 | administrators | the above, plus issuers, D1 clients, users, TOTP devices, login lockouts, |
 |                | read-API tokens, the audit trail and configuration history                |
 |                | (never superuser status, the administrators group, or another's password |
-|                | or devices: tracking/admin_users.py)                                      |
+|                | or devices: tracking/admin/users.py)                                      |
 
 Nobody, superusers included, may add, change or delete events, deliveries or audit entries:
 no group holds those permissions and the admin and API refuse them regardless.

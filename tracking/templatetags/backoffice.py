@@ -5,26 +5,34 @@ from __future__ import annotations
 from django import template
 from django.utils import timezone
 
-from tracking import admin_display, labels
+from tracking import labels
+from tracking.labels import humanize_duration
 from tracking.rules import parse_time
-from tracking.services.timeline import humanize_duration
 
 register = template.Library()
 
 
+def _display():
+    # Imported when a tag runs, not when the library loads: importing the admin package
+    # registers its pages, and unfold's admin loads these template libraries while it loads.
+    from tracking.admin import display
+
+    return display
+
+
 @register.simple_tag
 def badge(text, tone="neutral", title=""):
-    return admin_display.badge(str(text), tone, title=title)
+    return _display().badge(str(text), tone, title=title)
 
 
 @register.simple_tag
 def production_badge(status, inline=False):
-    return admin_display.production_badge(status or "", inline=inline)
+    return _display().production_badge(status or "", inline=inline)
 
 
 @register.simple_tag
 def shipment_badge(status, inline=False):
-    return admin_display.shipment_badge(status or "", inline=inline)
+    return _display().shipment_badge(status or "", inline=inline)
 
 
 @register.filter
@@ -65,19 +73,19 @@ def list_url(context, **params):
 @register.filter
 def when(value):
     """A date-time in the back office's one format, with its age ("6 s ago")."""
-    return admin_display.when(value)
+    return _display().when(value)
 
 
 @register.filter
 def when_exact(value):
     """A date-time in the back office's one format, without the age."""
-    return admin_display.when(value, relative=False)
+    return _display().when(value, relative=False)
 
 
 @register.simple_tag
 def coded(kind, code, tone="neutral"):
     """A code's plain-language label as a badge, its code beside it (tracking.labels)."""
-    return admin_display.coded_badge(kind, code or "", tone)
+    return _display().coded_badge(kind, code or "", tone)
 
 
 @register.filter

@@ -28,14 +28,13 @@ from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
-from tracking.admin_security import base_model_admin
+from tracking.admin.base import PortalModelAdmin
 from tracking.models import ReadApiToken
 from tracking.services.api_tokens import api_token_create
 from tracking.services.audit import audit_record
 from tracking.services.roles import ADMINISTRATORS
 
 User = get_user_model()
-PortalModelAdmin = base_model_admin()
 
 
 def refuse(request, *, target, reason: str, **details) -> None:

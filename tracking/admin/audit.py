@@ -7,20 +7,17 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
-from tracking.admin_security import EvidenceAdminMixin, base_model_admin
+from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
 from tracking.models import AuditEntry, D1Client, Issuer
 from tracking.services.d1_clients import d1_client_create, d1_client_deactivate
 
-BaseAdmin = base_model_admin()
-
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(EvidenceAdminMixin, BaseAdmin):
+class AuditEntryAdmin(EvidenceAdmin):
     list_display = ["at", "username", "action", "target_type", "target_repr", "ip_address"]
     list_filter = ["action", "target_type"]
     search_fields = ["=username", "=target_id", "action", "target_repr"]
     date_hierarchy = "at"
-    show_full_result_count = False
     fields = [
         "at",
         "username",
@@ -46,7 +43,7 @@ class D1ClientAddForm(forms.ModelForm):
 
 
 @admin.register(D1Client)
-class D1ClientAdmin(SimpleHistoryAdmin, BaseAdmin):
+class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
     """D1 clients: created with a secret shown once, switched off, or removed."""
 
     list_display = ["client_id", "issuer", "is_active", "created_at"]

@@ -197,20 +197,3 @@ def stage_spans(order: CardOrder, *, now: dt.datetime) -> list[StageSpan]:
             )
         )
     return spans
-
-
-def humanize_duration(value: dt.timedelta | None) -> str:
-    """'2 d 4 h', '3 h 12 min', '45 min', '30 s': two units are enough to act on."""
-    if value is None:
-        return ""
-    seconds = max(int(value.total_seconds()), 0)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"

@@ -1,6 +1,5 @@
-"""Back-office admin: the orders list and order page, the evidence D1 sent, and the issuers.
+"""The orders list and the order page: queues, search, the timeline and the operators' actions.
 
-Built on django-unfold. Events and deliveries are evidence: nobody adds, changes or deletes them.
 Card orders are derived state: they are viewed, never edited; operators act on them through
 services (reconcile now, replay, acknowledge). Lists never count a whole table.
 """
@@ -12,8 +11,6 @@ import json
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import DateFieldListFilter
-from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -26,27 +23,26 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
-from simple_history.admin import SimpleHistoryAdmin
-from unfold.paginator import InfinitePaginator
 
-from tracking import admin_display, admin_filters, admin_issuer, labels
-from tracking import admin_insight as admin_insight_columns
-from tracking.admin_reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
-from tracking.admin_security import (
+from tracking import labels
+from tracking.admin import display as admin_display
+from tracking.admin import filters as admin_filters
+from tracking.admin import insight as admin_insight_columns
+from tracking.admin import issuer_side as admin_issuer
+from tracking.admin.base import PortalModelAdmin
+from tracking.admin.reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
+from tracking.admin.security import (
     EvidenceAdminMixin,
     OperatorPermissionsMixin,
-    base_model_admin,
     require_permission,
 )
-from tracking.d1_client import D1Config, D1Error
+from tracking.admin.timeline import stage_spans, timeline_entries
 from tracking.data_care import PERSONAL_MASK, can_see_personal, personal_fields
 from tracking.models import (
     CardOrder,
     Issuer,
-    NotificationDelivery,
     OperationEvent,
     ReconcileAttempt,
-    RefusalTally,
 )
 from tracking.rules import DELIVERED_SHIPMENT_STATUSES, SHIPPED_STATUS, parse_time
 from tracking.services import order_actions, order_queues, order_search
@@ -55,68 +51,15 @@ from tracking.services.explanation import order_explanation
 from tracking.services.export import orders_csv_lines
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
 from tracking.services.registration import awaiting_first_event
-from tracking.services.timeline import stage_spans, timeline_entries
 
 TIMELINE_LIMIT = 500
-# django-unfold's ModelAdmin with the list lookup rule (tracking.admin_security).
-ModelAdmin = base_model_admin()
-
-
-class FastListMixin:
-    """No COUNT(*) of the table on a page view: pages go on while there are rows."""
-
-    paginator = InfinitePaginator
-    show_full_result_count = False
-    show_facets = ShowFacets.NEVER
-    list_disable_select_all = True
-    list_filter_submit = True
-
-
-class EvidenceAdmin(EvidenceAdminMixin, FastListMixin, ModelAdmin):
-    """Events and deliveries are what D1 sent: nobody adds, edits or deletes them."""
-
-    list_before_template = "admin/tracking/includes/list_chips.html"
-    list_fullwidth = True
-
-
-# ---------------------------------------------------------------------------- issuers
-
-
-@admin.register(Issuer)
-class IssuerAdmin(SimpleHistoryAdmin, ModelAdmin):
-    """Issuers are configuration: every edit keeps its history (and is audited)."""
-
-    list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
-    search_fields = ["issuer_id", "name"]
-    list_filter = ["is_active"]
-    fields = ["issuer_id", "name", "is_active", "d1_key_id", "d1_key_location", "created_at"]
-    readonly_fields = ["d1_key_location", "created_at"]
-
-    @admin.display(description="D1 key location")
-    def d1_key_location(self, issuer: Issuer) -> str:
-        """Where the worker reads this issuer's key: settings or D1_KEY_DIR, never the form."""
-        try:
-            config = D1Config.for_issuer(issuer.issuer_id, key_id=issuer.d1_key_id)
-        except D1Error as exc:
-            return f"Not usable: {exc}"
-        if not config.private_key_path:
-            return "Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)"
-        return f"{config.private_key_path} (key id {config.key_id or '-'})"
-
-    @admin.display(description="active", ordering="is_active")
-    def active_badge(self, issuer: Issuer) -> str:
-        return (
-            admin_display.badge("Active", "success")
-            if issuer.is_active
-            else admin_display.badge("Inactive", "neutral")
-        )
 
 
 # ---------------------------------------------------------------------------- orders
 
 
 @admin.register(CardOrder)
-class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, FastListMixin, ModelAdmin):
+class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAdmin):
     """Orders are derived state: viewed, never edited; operators act through services."""
 
     # Why the row is listed (flags, D1's error) right after the card; optional columns last.
@@ -661,345 +604,3 @@ def _reconcile_attempts(order: CardOrder) -> list:
         .select_related("requested_by")
         .order_by("-started_at", "-pk")[:ATTEMPTS_SHOWN]
     )
-
-
-# ---------------------------------------------------------------------------- evidence
-
-
-@admin.register(OperationEvent)
-class OperationEventAdmin(EvidenceAdmin):
-    # What the event did (out of order, unknown code, invalid) right after the card.
-    list_display = [
-        "card_link",
-        "outcome_badge",
-        "status_column",
-        "source_label",
-        "times_received",
-        "first_seen",
-    ]
-    # The card links to its order; the time opens the event itself.
-    list_display_links = ["first_seen"]
-    list_select_related = ["issuer"]
-    # Newest first by primary key: ids grow with time and need no extra index.
-    ordering = ["-id"]
-    search_fields = ["=card_id", "=operation_id", "=fingerprint"]
-    search_help_text = "Card id, operation id or content fingerprint (exact)"
-    list_filter = [
-        admin_filters.OutcomeFilter,
-        admin_filters.SourceFilter,
-        ("first_received_at", admin_filters.DateRangeFilter),
-        admin_filters.IssuerFilter,
-    ]
-    exclude = ["payload"]
-
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Events: every distinct item D1 sent", **(extra_context or {})}
-        return super().changelist_view(request, extra_context)
-
-    @admin.display(description="first seen", ordering="id")
-    def first_seen(self, event: OperationEvent) -> str:
-        return admin_display.when(event.first_received_at)
-
-    @admin.display(description="status", ordering="production_status")
-    def status_column(self, event: OperationEvent) -> str:
-        if event.production_status:
-            return admin_display.production_badge(event.production_status, inline=True)
-        if event.shipment_status:
-            return admin_display.shipment_badge(event.shipment_status, inline=True)
-        return labels.label_text("operation", event.operation) if event.operation else "—"
-
-    @admin.display(description="came from", ordering="source")
-    def source_label(self, event: OperationEvent) -> str:
-        found = labels.label("source", event.source)
-        return format_html('<span title="{}">{}</span>', found.help, found.text)
-
-    def get_readonly_fields(self, request, obj=None):
-        personal = can_see_personal(request.user)
-        return ["raw_payload" if personal else "masked_payload"]
-
-    # The event page: codes with their labels, dates in the one format, in the order staff read.
-    detail_fields = [
-        "card_id",
-        "operation_id",
-        "order",
-        "issuer",
-        "operation_detail",
-        "production_detail",
-        "operation_status_detail",
-        "shipment_detail",
-        "outcome_detail",
-        "validation_error",
-        "source_detail",
-        "first_received",
-        "last_received",
-        "times_received",
-        "applied",
-        "delivery",
-        "fingerprint",
-    ]
-
-    def get_fields(self, request, obj=None):
-        return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
-
-    @admin.display(description="operation")
-    def operation_detail(self, event: OperationEvent) -> str:
-        return admin_display.coded("operation", event.operation, empty="—")
-
-    @admin.display(description="production step")
-    def production_detail(self, event: OperationEvent) -> str:
-        if not event.production_status:
-            return "—"
-        return admin_display.production_badge(event.production_status, inline=True)
-
-    @admin.display(description="operation status")
-    def operation_status_detail(self, event: OperationEvent) -> str:
-        return admin_display.operation_badge(event.operation_status, inline=True)
-
-    @admin.display(description="carrier status")
-    def shipment_detail(self, event: OperationEvent) -> str:
-        return admin_display.shipment_badge(event.shipment_status, inline=True) or "—"
-
-    @admin.display(description="what it did")
-    def outcome_detail(self, event: OperationEvent) -> str:
-        return admin_display.coded("outcome", event.outcome)
-
-    @admin.display(description="came from")
-    def source_detail(self, event: OperationEvent) -> str:
-        return admin_display.coded("source", event.source)
-
-    @admin.display(description="first received")
-    def first_received(self, event: OperationEvent) -> str:
-        return admin_display.when(event.first_received_at)
-
-    @admin.display(description="last received")
-    def last_received(self, event: OperationEvent) -> str:
-        return admin_display.when(event.last_received_at)
-
-    @admin.display(description="applied")
-    def applied(self, event: OperationEvent) -> str:
-        if event.applied_at is None:
-            return "Not applied yet"
-        return admin_display.when(event.applied_at)
-
-    @admin.display(description="card / operation", ordering="card_id")
-    def card_link(self, event: OperationEvent) -> str:
-        operation = format_html(
-            '<span class="bo-subtle bo-id block" title="Operation id {}">{}</span>',
-            event.operation_id,
-            event.operation_id,
-        )
-        if event.order_id is None:
-            return format_html(
-                '<span class="bo-id" title="{}">{}</span>{}',
-                event.card_id,
-                event.card_id,
-                operation,
-            )
-        url = reverse("admin:tracking_cardorder_change", args=[event.order_id])
-        return format_html(
-            '<a class="bo-link bo-id" href="{}" title="{}">{}</a>{}',
-            url,
-            event.card_id,
-            event.card_id,
-            operation,
-        )
-
-    @admin.display(description="what it did", ordering="outcome")
-    def outcome_badge(self, event: OperationEvent) -> str:
-        markers = timeline_entries([event])[0].markers
-        if not markers:
-            return ""
-        found = labels.label("outcome", event.outcome)
-        return admin_display.badge(
-            markers[0].label, markers[0].tone, title=event.validation_error or found.help
-        )
-
-    @admin.display(description="item as received")
-    def masked_payload(self, event: OperationEvent) -> str:
-        return PERSONAL_MASK
-
-    @admin.display(description="item as received")
-    def raw_payload(self, event: OperationEvent) -> str:
-        return format_html(
-            '<pre class="bo-json">{}</pre>',
-            json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False),
-        )
-
-
-@admin.register(RefusalTally)
-class RefusalTallyAdmin(EvidenceAdmin):
-    """Calls refused at the gate (401, 403, 405, 429), counted per source, minute and reason."""
-
-    list_display = [
-        "minute",
-        "source",
-        "status_badge",
-        "error_code",
-        "count",
-        "issuer_id_in_path",
-        "client_identity",
-        "last_at",
-    ]
-    search_fields = ["=source", "=issuer_id_in_path"]
-    search_help_text = "Source address (IPv6: its /64) or issuer id (exact)"
-    list_filter = [admin_filters.StatusCodeFilter, ("minute", DateFieldListFilter)]
-
-    # The refused call's page: the answer and reason first, then who called.
-    fields = [
-        "status_badge",
-        "error_code",
-        "error",
-        "count",
-        "minute_detail",
-        "first_call",
-        "last_call",
-        "source",
-        "issuer_id_in_path",
-        "client_identity",
-        "correlation_id",
-    ]
-
-    @admin.display(description="answer", ordering="status_code")
-    def status_badge(self, tally: RefusalTally) -> str:
-        return admin_display.badge(f"{tally.status_code} refused", "danger")
-
-    @admin.display(description="minute")
-    def minute_detail(self, tally: RefusalTally) -> str:
-        return admin_display.when(tally.minute, relative=False)
-
-    @admin.display(description="first call")
-    def first_call(self, tally: RefusalTally) -> str:
-        return admin_display.when(tally.first_at)
-
-    @admin.display(description="last call")
-    def last_call(self, tally: RefusalTally) -> str:
-        return admin_display.when(tally.last_at)
-
-
-@admin.register(NotificationDelivery)
-class NotificationDeliveryAdmin(EvidenceAdmin):
-    """Each POST D1 made (a "D1 message"), or each answer the portal fetched from D1."""
-
-    # The answer and D1's error code first: they are why someone opens this list.
-    list_display = [
-        "received",
-        "status_badge",
-        "error_column",
-        "issuer_column",
-        "source_label",
-        "items",
-        "correlation_column",
-    ]
-    search_fields = ["=correlation_id", "=issuer_id_in_path"]
-    search_help_text = "Correlation id or issuer id (exact)"
-    list_filter = [
-        admin_filters.RefusedFilter,
-        admin_filters.StatusCodeFilter,
-        admin_filters.DuplicatesFilter,
-        admin_filters.SourceFilter,
-        ("received_at", admin_filters.DateRangeFilter),
-    ]
-    exclude = ["body"]
-
-    def changelist_view(self, request, extra_context=None):
-        refused = request.GET.get("refused") == "yes"
-        title = "Refused D1 messages" if refused else "D1 messages"
-        extra_context = {"title": title, **(extra_context or {})}
-        return super().changelist_view(request, extra_context)
-
-    @admin.display(description="received", ordering="received_at")
-    def received(self, delivery: NotificationDelivery) -> str:
-        return admin_display.when(delivery.received_at)
-
-    @admin.display(description="issuer", ordering="issuer_id_in_path")
-    def issuer_column(self, delivery: NotificationDelivery) -> str:
-        return delivery.issuer_id_in_path
-
-    @admin.display(description="items", ordering="item_count")
-    def items(self, delivery: NotificationDelivery) -> str:
-        return format_html(
-            '{}<span class="bo-subtle block bo-nowrap">{} new · {} repeated · {} refused</span>',
-            delivery.item_count,
-            delivery.new_count,
-            delivery.duplicate_count,
-            delivery.rejected_count,
-        )
-
-    @admin.display(description="D1 error", ordering="error_code")
-    def error_column(self, delivery: NotificationDelivery) -> str:
-        if not delivery.error_code and not delivery.error:
-            return "—"
-        return format_html(
-            '<code class="bo-truncate" title="{}">{}</code>',
-            delivery.error or delivery.error_code,
-            delivery.error_code or delivery.error,
-        )
-
-    @admin.display(description="came from", ordering="source")
-    def source_label(self, delivery: NotificationDelivery) -> str:
-        found = labels.label("source", delivery.source)
-        return format_html('<span title="{}">{}</span>', found.help, found.text)
-
-    @admin.display(description="correlation id", ordering="correlation_id")
-    def correlation_column(self, delivery: NotificationDelivery) -> str:
-        if not delivery.correlation_id:
-            return "—"
-        return format_html(
-            '<span class="bo-truncate bo-subtle" title="{}">{}</span>',
-            delivery.correlation_id,
-            delivery.correlation_id,
-        )
-
-    def get_readonly_fields(self, request, obj=None):
-        return ["refused_body" if can_see_personal(request.user) else "masked_body"]
-
-    # The message's page: the portal's answer and D1's error first, then the counts and caller.
-    detail_fields = [
-        "received",
-        "status_badge",
-        "error_code",
-        "error",
-        "issuer",
-        "issuer_id_in_path",
-        "source_detail",
-        "item_count",
-        "new_count",
-        "duplicate_count",
-        "rejected_count",
-        "correlation_id",
-        "client_identity",
-        "remote_addr",
-        "content_type",
-        "byte_size",
-    ]
-
-    def get_fields(self, request, obj=None):
-        return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
-
-    @admin.display(description="came from")
-    def source_detail(self, delivery: NotificationDelivery) -> str:
-        return admin_display.coded("source", delivery.source)
-
-    @admin.display(description="refused body (as received, capped)")
-    def masked_body(self, delivery: NotificationDelivery) -> str:
-        if not delivery.body:
-            return "—"
-        return PERSONAL_MASK + (" (cut short)" if delivery.body_truncated else "")
-
-    @admin.display(description="answer", ordering="status_code")
-    def status_badge(self, delivery: NotificationDelivery) -> str:
-        if delivery.status_code >= 400:
-            return admin_display.badge(f"{delivery.status_code} refused", "danger")
-        if delivery.rejected_count:
-            return admin_display.badge(f"{delivery.status_code} partly refused", "warning")
-        return admin_display.badge(f"{delivery.status_code} accepted", "success")
-
-    @admin.display(description="refused body (as received, capped)")
-    def refused_body(self, delivery: NotificationDelivery) -> str:
-        if not delivery.body:
-            return "—"
-        return format_html(
-            '<pre class="bo-json">{}</pre>{}',
-            delivery.body,
-            " (cut short: only the start of the body is kept)" if delivery.body_truncated else "",
-        )

@@ -2,8 +2,9 @@
 
 - `EvidenceAdminMixin`: events, deliveries and audit entries are evidence; nobody (superusers
   included) adds, changes or deletes them.
-- `PersonalFieldsMaskMixin`: the fields PERSONAL_FIELDS names are shown masked to staff without
-  `tracking.view_personal_fields` (viewers), in lists, forms and inlines.
+- Personal fields (PERSONAL_FIELDS) are masked for viewers by the columns and pages that show
+  them (`tracking.admin.display`, `tracking.data_care.personal_mask`); the tests read those
+  very pages.
 - `OperatorPermissionsMixin` + `audited_action`: an admin action that only holders of the
   operator permission see and can run, and that appends one audit entry per object.
 - `require_permission`: the same check for custom admin views (reconcile now, ...).
@@ -15,17 +16,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models.constants import LOOKUP_SEP
 
-from tracking.data_care import PERSONAL_MASK, can_see_personal, personal_fields
+from tracking.data_care import can_see_personal, personal_fields
 from tracking.services.audit import audit_record_many
-
-MASKED_PREFIX = "masked__"
 
 
 class EvidenceAdminMixin:
@@ -39,67 +37,6 @@ class EvidenceAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-
-
-class PersonalFieldsMaskMixin:
-    """Swap personal fields for masked read-only stand-ins when the user may not see them.
-
-    Works for ModelAdmin and InlineModelAdmin: list columns, fields, fieldsets and read-only
-    fields named in PERSONAL_FIELDS become `masked__<field>`, which shows PERSONAL_MASK (or "-"
-    when empty). Users with the permission see the page unchanged.
-    """
-
-    def _masked_names(self, request) -> frozenset[str]:
-        if can_see_personal(request.user):
-            return frozenset()
-        return personal_fields(self.model)
-
-    def _mask_names(self, request, names: Sequence[Any]) -> list[Any]:
-        personal = self._masked_names(request)
-        if not personal:
-            return list(names)
-        masked = []
-        for name in names:
-            if isinstance(name, (list, tuple)):  # a row of fields on one line
-                masked.append(type(name)(self._mask_names(request, name)))
-            elif isinstance(name, str) and name in personal:
-                masked.append(MASKED_PREFIX + name)
-            else:
-                masked.append(name)
-        return masked
-
-    def get_list_display(self, request):
-        return self._mask_names(request, super().get_list_display(request))
-
-    def get_fields(self, request, obj=None):
-        return self._mask_names(request, super().get_fields(request, obj))
-
-    def get_fieldsets(self, request, obj=None):
-        return [
-            (title, {**options, "fields": self._mask_names(request, options.get("fields", ()))})
-            for title, options in super().get_fieldsets(request, obj)
-        ]
-
-    def get_readonly_fields(self, request, obj=None):
-        names = self._mask_names(request, super().get_readonly_fields(request, obj))
-        extra = [MASKED_PREFIX + n for n in sorted(self._masked_names(request))]
-        return [*names, *(n for n in extra if n not in names)]
-
-    def __getattr__(self, name: str):
-        if not name.startswith(MASKED_PREFIX):
-            raise AttributeError(name)
-        field_name = name[len(MASKED_PREFIX) :]
-        try:
-            label = self.model._meta.get_field(field_name).verbose_name
-        except Exception:
-            label = field_name
-
-        def display(obj) -> str:
-            value = getattr(obj, field_name, None)
-            return "-" if value in (None, "", [], {}) else PERSONAL_MASK
-
-        display.short_description = label
-        return display
 
 
 def _search_field_name(search_field: str) -> str:
@@ -221,17 +158,3 @@ def audited_action(
         return wrapper
 
     return decorator
-
-
-@functools.cache
-def base_model_admin() -> type:
-    """The ModelAdmin base the rest of the admin uses: django-unfold's when it is installed,
-    with the list lookup rule (`ListLookupsMixin`)."""
-    from django.apps import apps
-    from django.contrib import admin
-
-    if apps.is_installed("unfold"):
-        from unfold.admin import ModelAdmin
-
-        return type("PortalModelAdmin", (ListLookupsMixin, ModelAdmin), {})
-    return type("PortalModelAdmin", (ListLookupsMixin, admin.ModelAdmin), {})

@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from tracking import admin_display
+from tracking.admin import display as admin_display
 from tracking.models import CardOrder, Issuer, OrderChange
 from tracking.rules import CANCELLED_STATUSES
 from tracking.services import order_queues

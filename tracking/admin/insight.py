@@ -22,13 +22,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from unfold.paginator import InfinitePaginator
 
-from tracking import admin_display, admin_filters
-from tracking.admin_security import base_model_admin
+from tracking.admin import display as admin_display
+from tracking.admin import filters as admin_filters
+from tracking.admin.base import PortalModelAdmin
+from tracking.labels import humanize_duration
 from tracking.models import CardOrder, Issuer, ProductionFile
 from tracking.services import predictions, production_files, stage_times
 from tracking.services.insight import last_refresh
 from tracking.services.order_queues import stage_threshold
-from tracking.services.timeline import humanize_duration
 
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
 
@@ -103,7 +104,7 @@ class FinishedFilter(admin_filters.ChoiceFilter):
 
 
 @admin.register(ProductionFile)
-class ProductionFileAdmin(base_model_admin()):
+class ProductionFileAdmin(PortalModelAdmin):
     """The files list: one row per (issuer, inputFileName) with its figures."""
 
     list_display = [

@@ -8,8 +8,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from tracking import admin_display, admin_filters, labels
-from tracking.admin_security import EvidenceAdminMixin, audited_action, base_model_admin
+from tracking import labels
+from tracking.admin import display as admin_display
+from tracking.admin import filters as admin_filters
+from tracking.admin.base import EvidenceAdmin
+from tracking.admin.security import audited_action
 from tracking.data_care import can_see_personal
 from tracking.models import ReconcileAttempt
 from tracking.services.reconcile import orders_reconcile_now
@@ -31,7 +34,7 @@ ATTEMPT_FIELDS = [
 
 
 @admin.register(ReconcileAttempt)
-class ReconcileAttemptAdmin(EvidenceAdminMixin, base_model_admin()):
+class ReconcileAttemptAdmin(EvidenceAdmin):
     """Every on-demand call, newest first; evidence, so read-only for everyone."""
 
     # The order and what D1 answered first; the call's figures after.
@@ -56,9 +59,6 @@ class ReconcileAttemptAdmin(EvidenceAdminMixin, base_model_admin()):
     list_select_related = ["order"]
     search_fields = ["=order__card_id", "=order__operation_id", "=correlation_id"]
     search_help_text = "Card id, operation id or correlation id (exact)"
-    show_full_result_count = False
-    list_before_template = "admin/tracking/includes/list_chips.html"
-    list_fullwidth = True
 
     def get_list_display(self, request):
         self._personal = can_see_personal(request.user)
@@ -212,19 +212,6 @@ def attempt_http(attempt: ReconcileAttempt) -> str:
         status,
         latency,
     )
-
-
-class ReconcileAttemptInline(EvidenceAdminMixin, admin.TabularInline):
-    """The order page's list of its reconcile attempts, newest first."""
-
-    model = ReconcileAttempt
-    fk_name = "order"
-    extra = 0
-    can_delete = False
-    ordering = ["-started_at", "-id"]
-    fields = ATTEMPT_FIELDS
-    readonly_fields = ATTEMPT_FIELDS
-    verbose_name_plural = "reconcile attempts"
 
 
 @audited_action(permission="reconcile", action="order.reconcile", description="Ask D1 now")

@@ -13,7 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from tracking import labels
-from tracking.admin_filters import NONE
+from tracking.admin.filters import NONE
 from tracking.models import Issuer, NotificationDelivery
 from tracking.observability.alerts import Alert, alerts_current
 from tracking.services import order_queues

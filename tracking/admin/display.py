@@ -17,6 +17,7 @@ from django.utils.text import Truncator
 from tracking import labels
 from tracking.carriers import carrier_name, tracking_url_for
 from tracking.data_care import personal_mask
+from tracking.labels import humanize_duration
 from tracking.models import CardOrder
 from tracking.rules import (
     CANCELLED_STATUSES,
@@ -32,7 +33,6 @@ from tracking.rules import (
     SHIPPED_STATUS,
 )
 from tracking.services import order_queues
-from tracking.services.timeline import humanize_duration
 
 TONE_CLASSES = {
     "info": "bg-blue-100 text-blue-700 dark:bg-blue-500/20 dark:text-blue-400",

@@ -1,0 +1,45 @@
+"""Issuers: configuration, every edit kept in its history."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
+
+from tracking.admin import display as admin_display
+from tracking.admin.base import PortalModelAdmin
+from tracking.d1_client import D1Config, D1Error
+from tracking.models import (
+    Issuer,
+)
+
+# ---------------------------------------------------------------------------- issuers
+
+
+@admin.register(Issuer)
+class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
+    """Issuers are configuration: every edit keeps its history (and is audited)."""
+
+    list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
+    search_fields = ["issuer_id", "name"]
+    list_filter = ["is_active"]
+    fields = ["issuer_id", "name", "is_active", "d1_key_id", "d1_key_location", "created_at"]
+    readonly_fields = ["d1_key_location", "created_at"]
+
+    @admin.display(description="D1 key location")
+    def d1_key_location(self, issuer: Issuer) -> str:
+        """Where the worker reads this issuer's key: settings or D1_KEY_DIR, never the form."""
+        try:
+            config = D1Config.for_issuer(issuer.issuer_id, key_id=issuer.d1_key_id)
+        except D1Error as exc:
+            return f"Not usable: {exc}"
+        if not config.private_key_path:
+            return "Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)"
+        return f"{config.private_key_path} (key id {config.key_id or '-'})"
+
+    @admin.display(description="active", ordering="is_active")
+    def active_badge(self, issuer: Issuer) -> str:
+        return (
+            admin_display.badge("Active", "success")
+            if issuer.is_active
+            else admin_display.badge("Inactive", "neutral")
+        )
