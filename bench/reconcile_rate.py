@@ -262,6 +262,7 @@ def _token() -> str:
     from django.contrib.auth import get_user_model
 
     from tracking.services.api_tokens import api_token_create
+    from tracking.services.audit import Actor
     from tracking.services.roles import OPERATORS, roles_ensure
 
     # verify reads tracking numbers, which only operators see unmasked.
@@ -269,7 +270,7 @@ def _token() -> str:
         username="bench-verifier", defaults={"is_staff": True}
     )
     user.groups.add(roles_ensure()[OPERATORS])
-    return api_token_create(user=user, name="bench").key
+    return api_token_create(user=user, name="bench", actor=Actor.of_command("bench")).key
 
 
 if __name__ == "__main__":

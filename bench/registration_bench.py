@@ -150,6 +150,7 @@ def service_rate(args) -> float:
     from django.conf import settings
     from django.db import transaction
 
+    from tracking.services.audit import Actor
     from tracking.services.registration import orders_register, registration_check
 
     issuer = new_issuer("BS")
@@ -162,7 +163,7 @@ def service_rate(args) -> float:
             for r in rows(issuer.issuer_id, start, min(size, args.orders - start))
         ]
         with transaction.atomic():
-            orders_register(registrations=checked)
+            orders_register(registrations=checked, actor=Actor.of_command("bench"))
     return args.orders / (time.perf_counter() - started)
 
 

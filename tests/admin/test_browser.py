@@ -24,6 +24,7 @@ from d1sandbox.testing import PROJECT_ROOT
 from tests.fixtures.backoffice import PATH, Card, load_backoffice_orders, post_items
 from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import CardOrder, Issuer, NotificationDelivery, OrderAcknowledgement
+from tracking.services.audit import Actor
 from tracking.services.insight import insight_refresh
 from tracking.services.reconcile import order_reconcile
 from tracking.services.registration import Registration, orders_register
@@ -324,7 +325,8 @@ def test_the_issuers_queues_fit_1366_px_with_the_change_under_production(page, o
                 operation_id="op-registered-000001-b7d2",
                 input_file_name="ORDERS_20261130_REGISTERED_LONG_NAME_0001.csv",
             )
-        ]
+        ],
+        actor=Actor.of_command("tests"),
     )
     stuck = CardOrder.objects.get(pk=orders["stuck"])
     card = Card(stuck.card_id, "op-0800-newer", stuck.input_file_name, "req-newer")

@@ -14,6 +14,7 @@ from tracking.observability.logs import (
     logging_settings,
     request_id_current,
 )
+from tracking.services.audit import Actor
 
 pytestmark = pytest.mark.django_db
 
@@ -126,7 +127,7 @@ def test_tasks_queued_by_a_request_carry_its_request_id(
             structlog.contextvars.bound_contextvars(request_id="d1-corr_0042"),
             django_capture_on_commit_callbacks(execute=True),
         ):
-            orders_reconcile_now(order_ids=[order.pk])
+            orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_command("tests"))
         with Connection(redis_url) as connection:
             message = connection.SimpleQueue(queue).get(timeout=5)
             message.ack()

@@ -16,6 +16,7 @@ from tests.reconcile.items import item
 from tracking.models import AuditEntry, CardOrder, Issuer, ReconcileAttempt
 from tracking.observability.alerts import alerts_current
 from tracking.services import order_queues
+from tracking.services.audit import Actor
 from tracking.services.card_operations import UNKNOWN_AT_D1
 from tracking.services.reconcile import (
     order_due_reason,
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.django_db
 def register(card_id: str, operation_id: str = "", *, ago: timedelta = timedelta(0)) -> CardOrder:
     (done,) = orders_register(
         registrations=[Registration(ISSUER_ID, card_id, operation_id)],
+        actor=Actor.of_command("tests"),
         now=timezone.now() - ago,
     )
     return CardOrder.objects.get(pk=done.order_id)
@@ -47,6 +49,7 @@ def test_a_registered_order_turns_silent_after_its_issuers_threshold(issuer, set
     old = register("card-old", ago=timedelta(hours=7))
     (done,) = orders_register(
         registrations=[Registration("ISSUERX002", "card-other")],
+        actor=Actor.of_command("tests"),
         now=timezone.now() - timedelta(hours=2),
     )
     now = timezone.now()

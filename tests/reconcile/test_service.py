@@ -11,12 +11,14 @@ from django.utils import timezone
 from tests.fixtures.spec_examples import ISSUER_ID
 from tests.reconcile.items import body, item
 from tracking.models import (
+    AuditEntry,
     CardOrder,
     EventSource,
     NotificationDelivery,
     OperationEvent,
     ReconcileAttempt,
 )
+from tracking.services.audit import Actor
 from tracking.services.reconcile import (
     events_apply_pending,
     order_reconcile,
@@ -179,7 +181,7 @@ def test_reconcile_now_queues_after_commit_and_the_task_records_who_asked(
     post(steps[0])
 
     with django_capture_on_commit_callbacks(execute=True) as queued:
-        orders_reconcile_now(order_ids=[order_of("rec-7").pk], user=staff_user)
+        orders_reconcile_now(order_ids=[order_of("rec-7").pk], actor=Actor(user=staff_user))
 
     assert len(queued) == 1
     attempt = ReconcileAttempt.objects.get()
@@ -204,6 +206,21 @@ def test_the_command_lists_due_orders_and_reconciles_them_inline(d1, post, capsy
     assert "Reconciled 1 orders: changed 1." in capsys.readouterr().out
     assert order_of("rec-8").production_status == "CARD_SHIPPED"
     assert ReconcileAttempt.objects.get().trigger == "command"
+    (entry,) = AuditEntry.objects.filter(action="order.reconcile")
+    assert (entry.username, entry.target_id) == ("manage.py reconcile", str(order_of("rec-8").pk))
+
+
+def test_the_command_is_audited_like_staff(d1, post, capsys):
+    steps = [item("rec-9", "CARD_PROD_REQUESTED")]
+    d1.truth_record(issuer_id=ISSUER_ID, items=steps)
+    post(*steps)
+
+    call_command("reconcile", str(order_of("rec-9").pk), "--inline")
+
+    (entry,) = AuditEntry.objects.filter(action="order.reconcile")
+    assert entry.username == "manage.py reconcile" and entry.user is None
+    assert entry.target_id == str(order_of("rec-9").pk)
+    assert entry.details == {"trigger": "command"}
 
 
 def test_events_stored_but_never_applied_are_applied_by_the_safety_net(post):

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from tracking.models import AuditEntry, ReadApiToken
 from tracking.services.api_tokens import api_token_create
+from tracking.services.audit import Actor
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ def api(key: str) -> APIClient:
 
 
 def test_a_token_is_stored_only_as_its_digest(staff_user):
-    issued = api_token_create(user=staff_user, name="erp")
+    issued = api_token_create(user=staff_user, name="erp", actor=Actor(user=staff_user))
 
     row = ReadApiToken.objects.get()
     assert row.digest == hashlib.sha256(issued.key.encode()).hexdigest()
@@ -36,7 +37,9 @@ def test_a_token_is_stored_only_as_its_digest(staff_user):
 
 
 def test_a_token_expires(staff_user):
-    issued = api_token_create(user=staff_user, name="erp", lifetime=timedelta(days=1))
+    issued = api_token_create(
+        user=staff_user, name="erp", lifetime=timedelta(days=1), actor=Actor(user=staff_user)
+    )
 
     with time_machine.travel(timezone.now() + timedelta(days=1, seconds=1)):
         response = api(issued.key).get("/api/v1/orders/")
@@ -45,7 +48,7 @@ def test_a_token_expires(staff_user):
 
 
 def test_unknown_and_revoked_tokens_and_inactive_users_are_refused(staff_user):
-    issued = api_token_create(user=staff_user, name="erp")
+    issued = api_token_create(user=staff_user, name="erp", actor=Actor(user=staff_user))
     assert api("not-a-token").get("/api/v1/orders/").status_code == 401
     staff_user.is_active = False
     staff_user.save()

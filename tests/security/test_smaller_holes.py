@@ -18,6 +18,7 @@ from tracking.d1_access import D1ClientSecretHasher
 from tracking.d1_client import BODY_EXCERPT_CHARS, D1Config
 from tracking.models import AuditEntry, CardOrder, ReconcileAttempt
 from tracking.models import D1Client as D1ClientModel
+from tracking.services.audit import Actor
 from tracking.services.d1_clients import d1_client_create
 from tracking.services.order_actions import order_acknowledge
 from tracking.services.reconcile import order_reconcile
@@ -182,7 +183,9 @@ def test_logging_in_without_next_lands_on_the_admin(db, client, staff_user):
 def test_an_acknowledgement_note_is_stored_with_card_numbers_masked(loaded, staff_user):
     order = CardOrder.objects.get(card_id="card-000123")
     ack = order_acknowledge(
-        order_id=order.pk, user=staff_user, note=f"customer read {CARD_NUMBER} on the phone"
+        order_id=order.pk,
+        actor=Actor(user=staff_user),
+        note=f"customer read {CARD_NUMBER} on the phone",
     )
     ack.refresh_from_db()
     assert CARD_NUMBER not in ack.note

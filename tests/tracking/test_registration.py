@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from tests.conftest import make_staff
 from tests.fixtures import spec_examples as spec
 from tests.fixtures.api_tokens import read_api_token
-from tracking.models import CardOrder, Issuer
+from tracking.models import AuditEntry, CardOrder, Issuer
 from tracking.services import roles
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +52,17 @@ def test_a_new_order_answers_201_and_the_same_order_again_200(integration):
     assert again.status_code == 200
     assert first.json()["id"] == again.json()["id"]
     assert CardOrder.objects.count() == 1
+
+
+def test_a_registration_through_the_api_is_audited_for_its_caller(integration):
+    integration.post(URL, ORDER, format="json", REMOTE_ADDR="198.51.100.7")
+    integration.post(URL, [ORDER, {**ORDER, "card_id": "card-000999"}], format="json")
+
+    single, bulk = AuditEntry.objects.filter(action="orders.register").order_by("pk")
+    assert single.username == bulk.username == "integration"
+    assert single.ip_address == "198.51.100.7"
+    assert (single.details["rows"], single.details["created"]) == (1, 1)
+    assert (bulk.details["rows"], bulk.details["created"], bulk.details["existing"]) == (2, 1, 1)
 
 
 def test_a_registered_order_says_plainly_that_d1_has_said_nothing_yet(integration):

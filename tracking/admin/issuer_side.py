@@ -27,7 +27,7 @@ from tracking.admin import display as admin_display
 from tracking.models import CardOrder, Issuer, OrderChange
 from tracking.rules import CANCELLED_STATUSES
 from tracking.services import order_queues
-from tracking.services.audit import audit_record
+from tracking.services.audit import Actor
 from tracking.services.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
@@ -184,8 +184,7 @@ def look_up_view(request: HttpRequest, model_admin):
             result = card_look_up(
                 issuer_id=form.cleaned_data["issuer"],
                 card_id=form.cleaned_data["card_id"],
-                user=request.user,
-                request=request,
+                actor=Actor.of_request(request),
             )
         except LookUpInputError as exc:
             error = str(exc)
@@ -373,21 +372,12 @@ def _register_confirm(request: HttpRequest):
             return HttpResponseRedirect(reverse("admin:tracking_cardorder_register"))
         registrations.append(registration)
     with transaction.atomic():
-        registered = orders_register(registrations=registrations)
-        created = sum(1 for r in registered if r.created)
-        audit_record(
-            user=request.user,
-            action="orders.register",
-            target=None,
-            request=request,
-            details={
-                "file": upload.get("file", ""),
-                "rows": len(registered),
-                "created": created,
-                "existing": len(registered) - created,
-                "refused": upload.get("refused", 0),
-            },
+        registered = orders_register(
+            registrations=registrations,
+            actor=Actor.of_request(request),
+            details={"file": upload.get("file", ""), "refused": upload.get("refused", 0)},
         )
+        created = sum(1 for r in registered if r.created)
     del request.session[UPLOAD_SESSION_KEY]
     messages.success(
         request,

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -46,9 +45,9 @@ from tracking.models import (
 )
 from tracking.rules import DELIVERED_SHIPMENT_STATUSES, SHIPPED_STATUS, parse_time
 from tracking.services import order_actions, order_queues, order_search
-from tracking.services.audit import audit_record
+from tracking.services.audit import Actor
 from tracking.services.explanation import order_explanation
-from tracking.services.export import orders_csv_lines
+from tracking.services.export import orders_csv_audited, orders_csv_lines
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
 from tracking.services.registration import awaiting_first_event
 
@@ -286,7 +285,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             masked=masked,
             stuck=stuck,
         )
-        lines = _export_audited(lines, request=request)
+        lines = orders_csv_audited(
+            lines,
+            actor=Actor.of_request(request),
+            filters={key: request.GET.getlist(key) for key in sorted(request.GET)},
+        )
         response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (
             f'attachment; filename="{export_file_name(request.GET, now=timezone.now())}"'
@@ -401,9 +404,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         order = self._order_or_404(object_id)
         asked_at = timezone.now()
         request.session[_pending_key(order.pk)] = asked_at.isoformat()
-        with transaction.atomic():
-            orders_reconcile_now(order_ids=[order.pk], user=request.user)
-            audit_record(user=request.user, action="order.reconcile", target=order, request=request)
+        orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_request(request))
         # Queued when the block above committed; a worker that runs tasks at once (or the
         # tests, eager) has already answered, and then the outcome is worth saying.
         attempt = (
@@ -430,15 +431,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     def _replay(self, request, object_id):
         require_permission(request, "tracking.replay_cardorder")
         order = self._order_or_404(object_id)
-        with transaction.atomic():
-            result = order_actions.order_replay(order_id=order.pk, user=request.user)
-            audit_record(
-                user=request.user,
-                action="order.replay",
-                target=order,
-                request=request,
-                details={"changed": sorted(result.changed)},
-            )
+        result = order_actions.order_replay(order_id=order.pk, actor=Actor.of_request(request))
         if result.changed:
             changed = ", ".join(sorted(result.changed))
             messages.warning(request, f"Replayed from the stored events; changed: {changed}.")
@@ -453,17 +446,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         require_permission(request, "tracking.acknowledge_cardorder")
         order = self._order_or_404(object_id)
         try:
-            with transaction.atomic():
-                acknowledgement = order_actions.order_acknowledge(
-                    order_id=order.pk, user=request.user, note=request.POST.get("note", "")
-                )
-                audit_record(
-                    user=request.user,
-                    action="order.acknowledge",
-                    target=order,
-                    request=request,
-                    details={"acknowledgement": acknowledgement.pk},
-                )
+            order_actions.order_acknowledge(
+                order_id=order.pk,
+                actor=Actor.of_request(request),
+                note=request.POST.get("note", ""),
+            )
         except ValueError:
             messages.error(request, "Write a note to acknowledge the exception.")
         else:
@@ -569,33 +556,6 @@ def export_file_name(params, *, now: dt.datetime) -> str:
         parts.append(f"{name}-{value}")
     slug = "-".join(slugify(part) for part in parts if slugify(part))[:150]
     return f"{slug}-{timezone.localtime(now):%Y%m%d-%H%M}.csv"
-
-
-def _export_audited(lines, *, request: HttpRequest):
-    """Pass the CSV lines through, then audit who exported, with which filters, how many rows.
-
-    Written when the stream ends, finished or cut off (`complete` says which), so the row
-    count is the one the reader got.
-    """
-    rows = -1  # the header line is not a row
-    complete = False
-    try:
-        for line in lines:
-            rows += 1
-            yield line
-        complete = True
-    finally:
-        audit_record(
-            user=request.user,
-            action="order.export",
-            target=None,
-            request=request,
-            details={
-                "filters": {key: request.GET.getlist(key) for key in sorted(request.GET)},
-                "rows": max(rows, 0),
-                "complete": complete,
-            },
-        )
 
 
 def _reconcile_attempts(order: CardOrder) -> list:

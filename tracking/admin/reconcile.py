@@ -12,9 +12,10 @@ from tracking import labels
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import EvidenceAdmin
-from tracking.admin.security import audited_action
+from tracking.admin.security import operator_action
 from tracking.data_care import can_see_personal
 from tracking.models import ReconcileAttempt
+from tracking.services.audit import Actor
 from tracking.services.reconcile import orders_reconcile_now
 
 ATTEMPT_FIELDS = [
@@ -214,11 +215,11 @@ def attempt_http(attempt: ReconcileAttempt) -> str:
     )
 
 
-@audited_action(permission="reconcile", action="order.reconcile", description="Ask D1 now")
+@operator_action(permission="reconcile", description="Ask D1 now")
 def reconcile_now_action(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
     """Queue a reconcile of every selected order, whatever its backoff (operators only)."""
     order_ids = list(queryset.values_list("pk", flat=True))
-    orders_reconcile_now(order_ids=order_ids, user=request.user)
+    orders_reconcile_now(order_ids=order_ids, actor=Actor.of_request(request))
     modeladmin.message_user(
         request,
         f"Asked D1 about {len(order_ids)} order(s); each order's page shows D1's answer "

@@ -5,8 +5,8 @@
 - Personal fields (PERSONAL_FIELDS) are masked for viewers by the columns and pages that show
   them (`tracking.admin.display`, `tracking.data_care.personal_mask`); the tests read those
   very pages.
-- `OperatorPermissionsMixin` + `audited_action`: an admin action that only holders of the
-  operator permission see and can run, and that appends one audit entry per object.
+- `OperatorPermissionsMixin` + `operator_action`: an admin action that only holders of the
+  operator permission see and can run (the service it calls writes the audit entries).
 - `require_permission`: the same check for custom admin views (reconcile now, ...).
 - `ListLookupsMixin`: a list takes from its URL only the filters it offers, and nobody without
   the personal-data permission filters or searches on a personal field (each answer would
@@ -23,7 +23,6 @@ from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models.constants import LOOKUP_SEP
 
 from tracking.data_care import can_see_personal, personal_fields
-from tracking.services.audit import audit_record_many
 
 
 class EvidenceAdminMixin:
@@ -132,15 +131,12 @@ def require_permission(request, perm: str) -> None:
         raise PermissionDenied
 
 
-def audited_action(
-    *, permission: str, action: str, description: str
-) -> Callable[[Callable], Callable]:
-    """Make an admin action that needs `<permission>_<model>` and audits every object.
+def operator_action(*, permission: str, description: str) -> Callable[[Callable], Callable]:
+    """Make an admin action that needs `<permission>_<model>`.
 
     `permission` is the verb ("reconcile", "replay", "acknowledge"): Django hides the action
     from users without it (`allowed_permissions`, answered by OperatorPermissionsMixin) and it
-    is checked again when it runs. After the action returns, one AuditEntry per selected
-    object is appended with `action` (e.g. "order.reconcile").
+    is checked again when it runs. The service the action calls writes the audit entries.
     """
 
     def decorator(func: Callable) -> Callable:
@@ -148,10 +144,7 @@ def audited_action(
         def wrapper(modeladmin, request, queryset):
             opts = modeladmin.model._meta
             require_permission(request, f"{opts.app_label}.{permission}_{opts.model_name}")
-            targets = list(queryset)
-            result = func(modeladmin, request, queryset)
-            audit_record_many(user=request.user, action=action, targets=targets, request=request)
-            return result
+            return func(modeladmin, request, queryset)
 
         wrapper.allowed_permissions = (permission,)
         wrapper.short_description = description

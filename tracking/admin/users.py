@@ -30,8 +30,8 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 
 from tracking.admin.base import PortalModelAdmin
 from tracking.models import ReadApiToken
-from tracking.services.api_tokens import api_token_create
-from tracking.services.audit import audit_record
+from tracking.services.api_tokens import api_token_create, api_token_delete
+from tracking.services.audit import Actor, audit_record
 from tracking.services.roles import ADMINISTRATORS
 
 User = get_user_model()
@@ -332,27 +332,14 @@ class ReadApiTokenAdmin(PortalModelAdmin):
             user=owner,
             name=form.cleaned_data["name"],
             lifetime=timedelta(days=form.cleaned_data["days"]),
+            actor=Actor.of_request(request),
         )
         obj.pk = issued.token.pk
         obj.created_at = issued.token.created_at
         request._issued_api_token = issued
-        audit_record(
-            user=request.user,
-            action="api_token.create",
-            target=issued.token,
-            request=request,
-            details={"for_user": owner.get_username(), "expires_at": issued.token.expires_at},
-        )
 
     def delete_model(self, request, obj) -> None:
-        audit_record(
-            user=request.user,
-            action="api_token.delete",
-            target=obj,
-            request=request,
-            details={"for_user": obj.user.get_username()},
-        )
-        super().delete_model(request, obj)
+        api_token_delete(token=obj, actor=Actor.of_request(request))
 
     def delete_queryset(self, request, queryset) -> None:
         for token in queryset.select_related("user"):

@@ -16,6 +16,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from tracking.services.audit import Actor
 from tracking.services.registration import (
     active_issuers,
     orders_register,
@@ -111,7 +112,9 @@ class OrderRegistrationMixin:
         if errors:
             return Response(_as_lists(errors), status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
-            (registered,) = orders_register(registrations=[registration])
+            (registered,) = orders_register(
+                registrations=[registration], actor=Actor.of_request(request)
+            )
         order = self.get_queryset().get(pk=registered.order_id)
         body = self.get_serializer_class()(order, context=self.get_serializer_context()).data
         return Response(
@@ -153,7 +156,9 @@ class OrderRegistrationMixin:
                 status=status.HTTP_400_BAD_REQUEST,
             )
         with transaction.atomic():
-            registered = orders_register(registrations=registrations)
+            registered = orders_register(
+                registrations=registrations, actor=Actor.of_request(request)
+            )
         created = sum(1 for r in registered if r.created)
         body = {
             "created": created,

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from tracking.models import ReadApiToken
+from tracking.services.audit import Actor, audit_actor
 
 PREFIX_LENGTH = 8
 
@@ -31,24 +33,46 @@ def api_token_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", errors="replace")).hexdigest()
 
 
-def api_token_create(*, user, name: str, lifetime: timedelta | None = None) -> IssuedToken:
+def api_token_create(
+    *, user, name: str, actor: Actor, lifetime: timedelta | None = None
+) -> IssuedToken:
     """Make a token for `user` valid for `lifetime` (READ_API_TOKEN_LIFETIME_DAYS by default).
 
-    Writes one ReadApiToken holding the digest; returns the key, which is not kept.
+    Writes one ReadApiToken holding the digest and its `api_token.create` audit entry for
+    `actor`, in one transaction; returns the key, which is not kept.
     """
     if lifetime is None:
         lifetime = timedelta(days=settings.READ_API_TOKEN_LIFETIME_DAYS)
     if lifetime <= timedelta(0):
         raise ValueError("a token must be valid for some time")
     key = secrets.token_urlsafe(32)
-    token = ReadApiToken.objects.create(
-        user=user,
-        name=name[:100],
-        prefix=key[:PREFIX_LENGTH],
-        digest=api_token_digest(key),
-        expires_at=timezone.now() + lifetime,
-    )
+    with transaction.atomic():
+        token = ReadApiToken.objects.create(
+            user=user,
+            name=name[:100],
+            prefix=key[:PREFIX_LENGTH],
+            digest=api_token_digest(key),
+            expires_at=timezone.now() + lifetime,
+        )
+        audit_actor(
+            actor,
+            action="api_token.create",
+            targets=[token],
+            details={"for_user": user.get_username(), "expires_at": token.expires_at},
+        )
     return IssuedToken(token=token, key=key)
+
+
+def api_token_delete(*, token: ReadApiToken, actor: Actor) -> None:
+    """Delete `token` (it stops working at once) and write its `api_token.delete` entry."""
+    with transaction.atomic():
+        audit_actor(
+            actor,
+            action="api_token.delete",
+            targets=[token],
+            details={"for_user": token.user.get_username()},
+        )
+        token.delete()
 
 
 def api_token_find(*, key: str) -> ReadApiToken | None:

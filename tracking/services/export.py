@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -18,6 +18,7 @@ from tracking.carriers import carrier_name
 from tracking.data_care import personal_mask
 from tracking.labels import humanize_duration
 from tracking.models import CardOrder
+from tracking.services.audit import Actor, audit_actor
 from tracking.services.order_queues import stage_threshold
 
 # Spreadsheet tools read the file as UTF-8 only with a byte-order mark.
@@ -143,3 +144,25 @@ def _stuck_cells(status: str, entered: dt.datetime | None, *, now: dt.datetime) 
         humanize_duration(limit),
         humanize_duration(over) if over.total_seconds() > 0 else "",
     ]
+
+
+def orders_csv_audited(lines: Iterable[str], *, actor: Actor, filters: dict) -> Iterator[str]:
+    """Pass the CSV lines through, then audit who exported, with which filters, how many rows.
+
+    Written when the stream ends, finished or cut off (`complete` says which), so the row
+    count is the one the reader got.
+    """
+    rows = -1  # the header line is not a row
+    complete = False
+    try:
+        for line in lines:
+            rows += 1
+            yield line
+        complete = True
+    finally:
+        audit_actor(
+            actor,
+            action="order.export",
+            targets=[None],
+            details={"filters": filters, "rows": max(rows, 0), "complete": complete},
+        )

@@ -26,7 +26,7 @@ from tracking.models import (
     ReconcileTrigger,
 )
 from tracking.observability.logs import request_id_current
-from tracking.services.audit import audit_record
+from tracking.services.audit import Actor, audit_actor
 from tracking.services.reconcile import (
     DueReason,
     _bookkeeping_update,
@@ -63,8 +63,7 @@ def card_look_up(
     *,
     issuer_id: str,
     card_id: str,
-    user=None,
-    request=None,
+    actor: Actor,
     trigger: str = ReconcileTrigger.STAFF,
 ) -> LookUpResult:
     """Ask D1 about `card_id` of `issuer_id` and fold the answer in; audited.
@@ -135,7 +134,7 @@ def card_look_up(
                 started_at=started_at,
                 trigger=trigger,
                 reason=DueReason.LOOK_UP,
-                requested_by_id=getattr(user, "pk", None),
+                requested_by_id=actor.user_id,
                 correlation_id=correlation_id,
                 http_status=result.http_status,
                 latency_ms=latency_ms,
@@ -146,11 +145,10 @@ def card_look_up(
                 status_after=order.production_status,
                 delivery=delivery,
             )
-        audit_record(
-            user=user,
+        audit_actor(
+            actor,
             action="order.look_up",
-            target=order,
-            request=request,
+            targets=[order],
             details={
                 "issuer_id": issuer_id,
                 "card_id": card_id,

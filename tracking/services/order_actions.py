@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from tracking import data_care
 from tracking.models import CardOrder, OrderAcknowledgement
+from tracking.services.audit import Actor, audit_actor
 from tracking.services.ingest import _STATE_FIELDS, refresh_orders
 
 logger = logging.getLogger(__name__)
@@ -27,39 +28,50 @@ class ReplayResult:
     changed: dict[str, tuple[object, object]]  # field -> (before, after)
 
 
-def order_replay(*, order_id: int, user=None) -> ReplayResult:
+def order_replay(*, order_id: int, actor: Actor) -> ReplayResult:
     """Re-derive one order's state from its stored events, under the order's row lock.
 
-    Writes the order's derived columns and its events' outcomes (as any ingest does) and logs
-    who asked. Raises `CardOrder.DoesNotExist` for an unknown id.
+    Writes the order's derived columns and its events' outcomes (as any ingest does) and one
+    `order.replay` audit entry for `actor`, in one transaction. Raises `CardOrder.DoesNotExist`
+    for an unknown id.
     """
     with transaction.atomic():
         order = CardOrder.objects.select_for_update().get(pk=order_id)
         before = {name: getattr(order, name) for name in _REPORTED_FIELDS}
         refresh_orders([order], now=timezone.now())
         after = {name: getattr(order, name) for name in _REPORTED_FIELDS}
-    changed = {k: (before[k], after[k]) for k in _REPORTED_FIELDS if before[k] != after[k]}
+        changed = {k: (before[k], after[k]) for k in _REPORTED_FIELDS if before[k] != after[k]}
+        audit_actor(
+            actor, action="order.replay", targets=[order], details={"changed": sorted(changed)}
+        )
     logger.info(
         "order replayed",
-        extra={"order_id": order_id, "user": getattr(user, "pk", None), "changed": list(changed)},
+        extra={"order_id": order_id, "user": actor.user_id, "changed": list(changed)},
     )
     return ReplayResult(order_id=order_id, changed=changed)
 
 
-def order_acknowledge(*, order_id: int, user, note: str) -> OrderAcknowledgement:
+def order_acknowledge(*, order_id: int, actor: Actor, note: str) -> OrderAcknowledgement:
     """Record that staff handled the order's exception; it leaves the Exceptions queue.
 
     The note is free text that viewers read: card numbers in it are masked before it is stored.
+    Writes the acknowledgement and its `order.acknowledge` audit entry in one transaction.
     Raises `ValueError` for an empty note and `CardOrder.DoesNotExist` for an unknown id.
     """
     note = note.strip()
     if not note:
         raise ValueError("an acknowledgement needs a note")
     note = data_care.free_text_mask(note)
-    order = CardOrder.objects.only("pk").get(pk=order_id)
-    acknowledgement = OrderAcknowledgement.objects.create(order=order, user=user, note=note)
-    logger.info(
-        "order exception acknowledged",
-        extra={"order_id": order_id, "user": getattr(user, "pk", None)},
-    )
+    with transaction.atomic():
+        order = CardOrder.objects.only("pk", "card_id", "operation_id").get(pk=order_id)
+        acknowledgement = OrderAcknowledgement.objects.create(
+            order=order, user=actor.user, note=note
+        )
+        audit_actor(
+            actor,
+            action="order.acknowledge",
+            targets=[order],
+            details={"acknowledgement": acknowledgement.pk},
+        )
+    logger.info("order exception acknowledged", extra={"order_id": order_id, "user": actor.user_id})
     return acknowledgement

@@ -42,6 +42,7 @@ from tracking.models import (
 from tracking.observability.logs import request_id_current
 from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES
 from tracking.services import order_queues
+from tracking.services.audit import Actor, audit_actor
 from tracking.services.card_operations import UNKNOWN_AT_D1
 from tracking.services.ingest import card_orders_lock, ingest_operations, refresh_orders
 
@@ -528,11 +529,13 @@ def reconcile_sweep(
     batch_size: int | None = None,
     inline: bool = False,
     trigger: str = ReconcileTrigger.SWEEP,
+    actor: Actor | None = None,
 ) -> SweepResult:
     """Claim due orders batch by batch and queue a reconcile task for each after commit.
 
     With `inline` the orders are reconciled in this process instead (the command's --inline).
-    Safe to run from two beats at once: claims keep the sweeps apart.
+    Safe to run from two beats at once: claims keep the sweeps apart. With an `actor` (a person
+    or a command asked, not the beat), each claimed order gets an `order.reconcile` entry.
     """
     from tracking.tasks import reconcile_order_task
 
@@ -545,6 +548,13 @@ def reconcile_sweep(
             order_ids = orders_claim_for_reconcile(
                 limit=min(batch_size, max_orders - len(result.order_ids)), now=claimed_at
             )
+            if actor is not None:
+                audit_actor(
+                    actor,
+                    action="order.reconcile",
+                    targets=CardOrder.objects.filter(pk__in=order_ids).order_by("pk"),
+                    details={"trigger": trigger},
+                )
             if not inline:
                 for order_id in order_ids:
                     reconcile_order_task.delay_on_commit(
@@ -565,29 +575,38 @@ def reconcile_sweep(
 def orders_reconcile_now(
     *,
     order_ids: Iterable[int],
-    user=None,
+    actor: Actor,
     inline: bool = False,
     trigger: str = ReconcileTrigger.STAFF,
 ) -> list[ReconcileResult]:
     """Reconcile the given orders now, whatever their backoff: queued, or here with `inline`.
 
-    Queued tasks are published after the current transaction commits and go through the same
-    rate limit as the sweep's; returns the results when inline, else an empty list.
+    Writes one `order.reconcile` audit entry per order for `actor` first, in its own
+    transaction. Queued tasks are published once it commits and go through the same rate limit
+    as the sweep's; returns the results when inline, else an empty list.
     """
     from tracking.tasks import reconcile_order_task
 
-    user_id = getattr(user, "pk", None)
+    user_id = actor.user_id
     order_ids = list(order_ids)
+    with transaction.atomic():
+        audit_actor(
+            actor,
+            action="order.reconcile",
+            targets=CardOrder.objects.filter(pk__in=order_ids).order_by("pk"),
+            details={"trigger": trigger},
+        )
+        if not inline:
+            enqueued_at = timezone.now().isoformat()
+            for order_id in order_ids:
+                reconcile_order_task.delay_on_commit(
+                    order_id, enqueued_at=enqueued_at, trigger=trigger, user_id=user_id
+                )
     if inline:
         return [
             order_reconcile(order_id=order_id, trigger=trigger, user_id=user_id)
             for order_id in order_ids
         ]
-    enqueued_at = timezone.now().isoformat()
-    for order_id in order_ids:
-        reconcile_order_task.delay_on_commit(
-            order_id, enqueued_at=enqueued_at, trigger=trigger, user_id=user_id
-        )
     return []
 
 

@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tracking.models import CardOrder, Issuer
+from tracking.services.audit import Actor, audit_actor
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 CARD_ID_MAX = 48
@@ -156,9 +157,16 @@ def active_issuers(issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
 
 
 def orders_register(
-    *, registrations: Sequence[Registration], now: dt.datetime | None = None
+    *,
+    registrations: Sequence[Registration],
+    actor: Actor,
+    details: dict | None = None,
+    now: dt.datetime | None = None,
 ) -> list[Registered]:
     """Register `registrations` (already checked), in the caller's transaction; one per row.
+
+    Writes one `orders.register` audit entry for `actor` (rows, new, existing, and `details`
+    such as the uploaded file's name) in the same transaction.
 
     Inserts the new orders with `registered_at` and the issuer's values; an order that exists
     (same issuer, card and operation) gains the registration only where it had none and the
@@ -190,6 +198,18 @@ def orders_register(
             Registered(registration=r, order_id=order_id, created=created and r.key not in seen)
         )
         seen.add(r.key)
+    created = sum(1 for r in result if r.created)
+    audit_actor(
+        actor,
+        action="orders.register",
+        targets=[None],
+        details={
+            **(details or {}),
+            "rows": len(result),
+            "created": created,
+            "existing": len(result) - created,
+        },
+    )
     return result
 
 

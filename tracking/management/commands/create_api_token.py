@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from tracking.services.api_tokens import api_token_create
+from tracking.services.audit import Actor
 
 
 class Command(BaseCommand):
@@ -26,7 +27,10 @@ class Command(BaseCommand):
         if days is not None and days <= 0:
             raise CommandError("--days must be at least 1.")
         issued = api_token_create(
-            user=user, name=name, lifetime=timedelta(days=days) if days else None
+            user=user,
+            name=name,
+            lifetime=timedelta(days=days) if days else None,
+            actor=Actor.of_command("manage.py create_api_token"),
         )
         self.stdout.write(f"token={issued.key}")
         self.stderr.write(

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from tracking.models import CardOrder, ReconcileTrigger
+from tracking.services.audit import Actor
 from tracking.services.reconcile import (
     ReconcileResult,
     order_due_reason,
@@ -16,6 +17,9 @@ from tracking.services.reconcile import (
     orders_reconcile_now,
     reconcile_sweep,
 )
+
+# Audit entries of what this command does carry its name where a user's would be.
+_COMMAND = Actor.of_command("manage.py reconcile")
 
 
 class Command(BaseCommand):
@@ -53,7 +57,9 @@ class Command(BaseCommand):
 
         if due and not dry_run:
             # The sweep's own path: claims keep it apart from a sweep running at the same time.
-            result = reconcile_sweep(inline=inline, trigger=ReconcileTrigger.COMMAND)
+            result = reconcile_sweep(
+                inline=inline, trigger=ReconcileTrigger.COMMAND, actor=_COMMAND
+            )
             self._report(len(result.order_ids), result.results, inline=inline)
             return
 
@@ -81,7 +87,10 @@ class Command(BaseCommand):
 
         ids = list(orders.values_list("id", flat=True))
         results = orders_reconcile_now(
-            order_ids=ids, inline=inline, trigger=ReconcileTrigger.COMMAND
+            order_ids=ids,
+            actor=_COMMAND,
+            inline=inline,
+            trigger=ReconcileTrigger.COMMAND,
         )
         self._report(len(ids), results, inline=inline)
 
@@ -93,7 +102,10 @@ class Command(BaseCommand):
             raise CommandError("--card takes ISSUER/CARD, e.g. ISSUERX001/card-000123.")
         try:
             result = card_look_up(
-                issuer_id=issuer_id, card_id=card_id, trigger=ReconcileTrigger.COMMAND
+                issuer_id=issuer_id,
+                card_id=card_id,
+                actor=_COMMAND,
+                trigger=ReconcileTrigger.COMMAND,
             )
         except LookUpInputError as exc:
             raise CommandError(str(exc)) from exc
