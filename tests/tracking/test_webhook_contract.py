@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
 
 from tests.fixtures import spec_examples as spec
 from tracking.models import CardOrder, Issuer, NotificationDelivery, OperationEvent, RefusalTally
+from tracking.services.deliveries import REFUSALS
 
 pytestmark = pytest.mark.django_db
 
@@ -206,3 +208,43 @@ def test_standalone_tracking_is_an_order_with_its_tracking_type(issuer, post_not
     assert order["tracking_type"] == "RETURN"
     assert order["production_status"] == "CARD_RETURNED"
     assert order["is_terminal"] is True
+
+
+@pytest.mark.parametrize(
+    ("key", "send"),
+    [
+        ("issuer_unknown", {"issuer_id": "NOSUCHISS1"}),
+        ("not_json", {"content_type": "text/plain"}),
+        ("too_large", {"big": True}),
+    ],
+)
+def test_each_refusal_is_answered_as_the_catalogue_says(
+    issuer, post_notification, settings, key, send
+):
+    refusal = REFUSALS[key]
+    settings.D1_WEBHOOK_MAX_BODY_BYTES = 2_000
+    body = json.dumps(spec.E1)
+    if send.pop("big", False):
+        body += " " * 2_000
+
+    response = post_notification(body, **send)
+
+    assert response.status_code == refusal.status
+    assert response.json()["errorCode"] == refusal.error_code
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.status_code, delivery.error_code) == (refusal.status, refusal.error_code)
+    assert delivery.error == response.json()["error"]
+
+
+def test_a_store_that_fails_answers_503_with_retry_after(issuer, post_notification):
+    # A real fault of the database: the deliveries' table is gone (inside the test's transaction).
+    table = NotificationDelivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+
+    response = post_notification(spec.E1)
+
+    unavailable = REFUSALS["unavailable"]
+    assert response.status_code == 503
+    assert response.json() == {"errorCode": unavailable.error_code, "error": unavailable.text}
+    assert response["Retry-After"] == str(unavailable.retry_after)

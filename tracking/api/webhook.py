@@ -1,10 +1,11 @@
 """The endpoint D1 posts card-operation notifications to (SPEC §1).
 
 A thin DRF view: D1's credentials are checked by `tracking.api.d1_auth` (client certificate,
-bearer token bound to the issuer), then the view checks the transport (method, issuer, size,
-content type) and hands the bytes to `tracking.services.deliveries`, which owns what is stored
-and what is answered. It is not wrapped in a transaction on purpose: a refusal must be recorded
-even when the ingest transaction rolls back.
+bearer token bound to the issuer), then the view reads the transport (headers, the body however
+it was sent) and hands it to `tracking.services.deliveries.webhook_answer`, which owns every
+check, what is stored and what is answered (status, D1's error shape, Retry-After). It is not
+wrapped in a transaction on purpose: a refusal must be recorded even when the ingest
+transaction rolls back.
 """
 
 from __future__ import annotations
@@ -28,27 +29,19 @@ from tracking.api.d1_auth import D1CallerAuthentication, D1CallerMayNotifyIssuer
 from tracking.api.d1_schema import NotificationBodySchema
 from tracking.d1_access import client_address
 from tracking.data_care import pan_mask_text
-from tracking.models import Issuer
 from tracking.observability.logs import request_id_clean
 from tracking.services.deliveries import (
+    GATE_ERROR_CODES,
     Answer,
     Envelope,
-    delivery_receive,
-    delivery_refuse,
     refusal_tally,
+    refuse_as,
+    webhook_answer,
 )
-from tracking.validation import ID_PATTERN, ISSUER_ID_LENGTH
 
 D1_ERROR = inline_serializer(
     "D1Error", {"errorCode": serializers.CharField(), "error": serializers.CharField()}
 )
-
-
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
 
 
 def _envelope(http, issuer_id: str) -> Envelope:
@@ -65,8 +58,11 @@ def _envelope(http, issuer_id: str) -> Envelope:
     )
 
 
-def _is_issuer_id(value: str) -> bool:
-    return len(value) == ISSUER_ID_LENGTH and bool(ID_PATTERN.fullmatch(value))
+def _response(answer: Answer) -> Response:
+    """The one HTTP answer of the webhook, built from the service's `Answer`."""
+    if answer.status == 204:
+        return Response(status=204)
+    return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 class CardNotificationView(APIView):
@@ -115,71 +111,10 @@ class CardNotificationView(APIView):
     )
     def post(self, request: Request, issuer_id: str) -> Response:
         http = request._request
-        envelope = _envelope(http, issuer_id)
-        issuer = (
-            Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
-            if _is_issuer_id(issuer_id)
-            else None
+        body = _read_body(http, settings.D1_WEBHOOK_MAX_BODY_BYTES + 1)
+        return _response(
+            webhook_answer(envelope=_envelope(http, issuer_id), issuer_id=issuer_id, body=body)
         )
-        if issuer is None:
-            return self._refusal(
-                delivery_refuse(
-                    envelope=envelope,
-                    status=404,
-                    error_code="ISSUER_NOT_FOUND",
-                    error=f"Issuer {envelope.issuer_id_in_path!r} is not registered or not active.",
-                    body=_read(http, settings.D1_REJECTED_BODY_KEEP_BYTES),
-                )
-            )
-        cap = settings.D1_WEBHOOK_MAX_BODY_BYTES
-        if envelope.byte_size > cap:
-            return self._refusal(self._too_large(envelope, issuer, http, cap))
-        if not _is_json(envelope.content_type):
-            return self._refusal(
-                delivery_refuse(
-                    envelope=envelope,
-                    status=415,
-                    error_code="UNSUPPORTED_MEDIA_TYPE",
-                    error="The body must be sent as application/json.",
-                    body=_read(http, settings.D1_REJECTED_BODY_KEEP_BYTES),
-                    issuer=issuer,
-                )
-            )
-        body = _read_body(http, cap + 1)
-        if body is None:
-            return self._refusal(
-                delivery_refuse(
-                    envelope=envelope,
-                    status=411,
-                    error_code="LENGTH_REQUIRED",
-                    error="The chunked body could not be read here; send it with Content-Length.",
-                    issuer=issuer,
-                )
-            )
-        if len(body) > cap:  # a chunked body, or one that lied about its length
-            return self._refusal(self._too_large(envelope, issuer, http, cap, body))
-        envelope = Envelope(**{**envelope.__dict__, "byte_size": len(body)})
-        answer = delivery_receive(envelope=envelope, issuer=issuer, body=body)
-        if answer.status == 204:
-            return Response(status=204)
-        return self._refusal(answer)
-
-    def _too_large(self, envelope, issuer, http, cap, body=b"") -> Answer:
-        return delivery_refuse(
-            envelope=envelope,
-            status=413,
-            error_code="PAYLOAD_TOO_LARGE",
-            error=f"The body is larger than {cap} bytes.",
-            body=body or _read(http, settings.D1_REJECTED_BODY_KEEP_BYTES),
-            issuer=issuer,
-        )
-
-    @staticmethod
-    def _refusal(answer: Answer) -> Response:
-        response = Response(answer.body, status=answer.status)
-        if answer.status == 503:
-            response["Retry-After"] = "5"
-        return response
 
     def handle_exception(self, exc: Exception) -> Response:
         """Answer every framework refusal (401, 403, 405, 429) in D1's error shape; count it.
@@ -191,12 +126,10 @@ class CardNotificationView(APIView):
         if isinstance(exc, DatabaseError):
             # The database is away (issuer lookup, token check): nothing was stored, so D1
             # must retry later. Recording the refusal is best effort for the same reason.
-            return self._refusal(
-                delivery_refuse(
+            return _response(
+                refuse_as(
+                    "unavailable",
                     envelope=_envelope(self.request._request, self.kwargs.get("issuer_id", "")),
-                    status=503,
-                    error_code="TEMPORARILY_UNAVAILABLE",
-                    error="The notification could not be stored; retry later.",
                 )
             )
         if not isinstance(exc, exceptions.APIException):
@@ -213,20 +146,12 @@ class CardNotificationView(APIView):
         return response
 
 
-_STATUS_CODES = {
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    405: "METHOD_NOT_ALLOWED",
-    429: "TOO_MANY_REQUESTS",
-}
-
-
 def _error_code(exc: exceptions.APIException, status: int) -> str:
     """The exception's own code when it names the reason, else one per status."""
     code = getattr(exc.detail, "code", "") or ""
     if code and code != exc.default_code:
         return str(code).upper()[:64]
-    return _STATUS_CODES.get(status, str(exc.default_code).upper())
+    return GATE_ERROR_CODES.get(status, str(exc.default_code).upper())
 
 
 def _content_length(http) -> int:

@@ -1,6 +1,7 @@
 """Deliveries: how one POST from D1 is recorded and answered, accepted or refused.
 
-The HTTP contract lives here and nowhere else:
+The HTTP contract lives here and nowhere else (the view reads the transport, calls
+`webhook_answer`, and sends the `Answer` it gets; `REFUSALS` is the catalogue of refusals):
 - 204 only after the delivery and its items are committed, whenever at least one item is valid;
   an item holding what no column can hold is stored escaped and invalid, the others apply;
 - 400 for a body that can never be valid (not JSON, not D1's envelope, no valid item; never
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -28,7 +29,7 @@ from tracking.data_care import pan_mask_text
 from tracking.models import EventSource, Issuer, NotificationDelivery, RefusalTally
 from tracking.observability.signals import delivery_answered
 from tracking.services.ingest import IngestResult, ingest_operations
-from tracking.validation import EnvelopeError, parse_envelope
+from tracking.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +42,59 @@ class Answer:
     error_code: str = ""
     error: str = ""
     delivery_id: int | None = None
+    retry_after: int | None = None  # seconds, for a refusal D1 should retry later
 
     @property
     def body(self) -> dict | None:
         if self.status < 300:
             return None
         return {"errorCode": self.error_code, "error": self.error}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One way the webhook says no: status, D1's errorCode, the text (with its `{values}`)."""
+
+    status: int
+    error_code: str
+    text: str
+    retry_after: int | None = None
+
+
+# Every refusal the webhook writes itself, in the order its checks run.
+REFUSALS: dict[str, Refusal] = {
+    "issuer_unknown": Refusal(
+        404, "ISSUER_NOT_FOUND", "Issuer {issuer!r} is not registered or not active."
+    ),
+    "too_large": Refusal(413, "PAYLOAD_TOO_LARGE", "The body is larger than {cap} bytes."),
+    "not_json": Refusal(
+        415, "UNSUPPORTED_MEDIA_TYPE", "The body must be sent as application/json."
+    ),
+    "length_required": Refusal(
+        411,
+        "LENGTH_REQUIRED",
+        "The chunked body could not be read here; send it with Content-Length.",
+    ),
+    # The database is away: nothing was stored, D1 retries.
+    "unavailable": Refusal(
+        503,
+        "TEMPORARILY_UNAVAILABLE",
+        "The notification could not be stored; retry later.",
+        retry_after=5,
+    ),
+}
+# The errorCode of a refusal made before the view runs (credentials, method, too many failures),
+# when the refusing check does not name its own reason.
+GATE_ERROR_CODES = {
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    405: "METHOD_NOT_ALLOWED",
+    429: "TOO_MANY_REQUESTS",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +107,63 @@ class Envelope:
     remote_addr: str = ""
     content_type: str = ""
     byte_size: int = 0
+
+
+def webhook_answer(*, envelope: Envelope, issuer_id: str, body: bytes | None) -> Answer:
+    """Check one POST that passed D1's credentials, store it, and say what to answer.
+
+    `body` is what the transport could read, up to one byte past D1_WEBHOOK_MAX_BODY_BYTES, or
+    None when a chunked body could not be read. The checks run in `REFUSALS`' order; a body
+    that passes them all goes to `delivery_receive`.
+    """
+    issuer = (
+        Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
+        if len(issuer_id) == ISSUER_ID_LENGTH and ID_PATTERN.fullmatch(issuer_id)
+        else None
+    )
+    if issuer is None:
+        return refuse_as(
+            "issuer_unknown", envelope=envelope, body=body, issuer=envelope.issuer_id_in_path
+        )
+    cap = settings.D1_WEBHOOK_MAX_BODY_BYTES
+    if envelope.byte_size > cap:
+        return refuse_as("too_large", envelope=envelope, body=body, issuer=issuer, cap=cap)
+    if not _is_json(envelope.content_type):
+        return refuse_as("not_json", envelope=envelope, body=body, issuer=issuer)
+    if body is None:
+        return refuse_as("length_required", envelope=envelope, issuer=issuer)
+    if len(body) > cap:  # a chunked body, or one that lied about its length
+        return refuse_as("too_large", envelope=envelope, body=body, issuer=issuer, cap=cap)
+    envelope = replace(envelope, byte_size=len(body))
+    return delivery_receive(envelope=envelope, issuer=issuer, body=body)
+
+
+def refuse_as(
+    key: str,
+    *,
+    envelope: Envelope,
+    body: bytes | None = b"",
+    issuer: Issuer | str | None = None,
+    **values,
+) -> Answer:
+    """Record and return the refusal `REFUSALS[key]`; `values` fill its text."""
+    refusal = REFUSALS[key]
+    answer = delivery_refuse(
+        envelope=envelope,
+        status=refusal.status,
+        error_code=refusal.error_code,
+        error=refusal.text.format(issuer=issuer, **values),
+        body=body or b"",
+        issuer=issuer if isinstance(issuer, Issuer) else None,
+    )
+    return replace(answer, retry_after=refusal.retry_after)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def delivery_refuse(
@@ -182,14 +287,7 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
             issuer.issuer_id,
             envelope.correlation_id,
         )
-        return delivery_refuse(
-            envelope=envelope,
-            status=503,
-            error_code="TEMPORARILY_UNAVAILABLE",
-            error="The notification could not be stored; retry later.",
-            body=body,
-            issuer=issuer,
-        )
+        return refuse_as("unavailable", envelope=envelope, body=body, issuer=issuer)
     logger.info(
         "delivery stored issuer=%s delivery=%s items=%s new=%s duplicate=%s rejected=%s "
         "correlation_id=%s",
