@@ -38,37 +38,57 @@ WSGI_APPLICATION = "config.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
-    # admin: the unfold theme must come before django.contrib.admin to override its templates.
-    "unfold",
-    "unfold.contrib.filters",
-    "unfold.contrib.simple_history",
-    "django.contrib.admin",
-    "django.contrib.auth",
+    "unfold",  # the admin's theme; before django.contrib.admin so its templates win
+    "unfold.contrib.filters",  # the theme's list filters (drop-downs, date ranges)
+    "unfold.contrib.simple_history",  # the theme's look for edit history
+    "django.contrib.admin",  # the back office
+    "django.contrib.auth",  # staff accounts, groups and permissions (the roles)
     "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
+    "django.contrib.sessions",  # staff sign-in
+    "django.contrib.messages",  # what an admin action says it did
     "django.contrib.staticfiles",
-    "rest_framework",
-    "django_filters",
-    "drf_spectacular",
-    "tracking",
-    # observability: health probes, metrics, request-id logs, alerts
-    "django_structlog",
-    "tracking.observability",
+    "rest_framework",  # the webhook, the read API and registration
+    "django_filters",  # the read API's filters
+    "drf_spectacular",  # the OpenAPI schema
+    "tracking",  # the portal: models, services, admin, API
+    "django_structlog",  # one request id on every log line
+    "tracking.observability",  # health probes, metrics, alerts
+    "oauth2_provider",  # trust: D1's OAuth client credentials (its bearer tokens)
+    "simple_history",  # trust: the edit history of issuers and D1 clients
+    "axes",  # trust: the staff login lockout
+    "django_otp",  # trust: staff second factor
+    "django_otp.plugins.otp_totp",  # trust: TOTP devices
 ]
 
+# In the order a request meets them (the response goes back up).
 MIDDLEWARE = [
     # observability: time the webhook, then bind one request id for every log line
     "tracking.observability.middleware.WebhookTimingMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.security.SecurityMiddleware",  # HTTPS redirect, HSTS, nosniff
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",  # the admin's CSP header
+    # trust: the proxy's client-certificate header becomes D1's identity (or is refused)
+    "tracking.middleware.D1ClientCertificateMiddleware",
+    # perf: D1's webhook POSTs skip everything below that is for staff (sessions, CSRF, staff
+    # login and OTP, lockout). Safe under concurrency because ingest takes its row locks in
+    # one order (tracking/services/ingest.py); WEBHOOK_FAST_PATH=false turns it off.
+    *(
+        ["tracking.api.fast_path.WebhookFastPathMiddleware"]
+        if env.bool("WEBHOOK_FAST_PATH", default=True)
+        else []
+    ),
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files without a web server
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # trust: knows whether staff passed TOTP
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",  # trust: nothing is public by default
+    "tracking.middleware.StaffOTPRequiredMiddleware",  # trust: no admin page without TOTP
+    "simple_history.middleware.HistoryRequestMiddleware",  # who made each recorded edit
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # trust: the login lockout; axes wants to be last
 ]
 
 TEMPLATES = [
@@ -444,42 +464,6 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 # ---------------------------------------------------------------------------- trust boundary
 # How D1 proves it is D1, who on staff may do what, the audit trail and data care. The README's
 # "Production access" section explains these together.
-INSTALLED_APPS += [
-    "oauth2_provider",
-    "simple_history",
-    "axes",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-]
-
-
-def _insert_after(anchor: str, *names: str) -> None:
-    index = MIDDLEWARE.index(anchor) + 1
-    MIDDLEWARE[index:index] = list(names)
-
-
-_insert_after(
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "tracking.middleware.D1ClientCertificateMiddleware",
-)
-# perf: D1's webhook POSTs skip the staff-only middleware listed after this one (sessions,
-# CSRF, staff login and OTP, lockout). Safe under concurrency because ingest takes its row
-# locks in one order (tracking/services/ingest.py); WEBHOOK_FAST_PATH=false turns it off.
-if env.bool("WEBHOOK_FAST_PATH", default=True):
-    _insert_after(
-        "tracking.middleware.D1ClientCertificateMiddleware",
-        "tracking.api.fast_path.WebhookFastPathMiddleware",
-    )
-_insert_after(
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "tracking.middleware.StaffOTPRequiredMiddleware",
-    "simple_history.middleware.HistoryRequestMiddleware",
-)
-MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # axes wants to be last
-
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tracking import metrics
+from tracking.observability import metrics
 
 WEBHOOK_URL_NAME = "d1-card-notifications"
 

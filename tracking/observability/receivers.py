@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from tracking import metrics
+from tracking.observability import metrics
 from tracking.observability.logs import request_id_from_header, request_id_new, request_line
 from tracking.observability.signals import delivery_answered
 from tracking.observability.state import sweep_success_record
