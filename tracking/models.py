@@ -13,7 +13,7 @@ from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
 from simple_history.models import HistoricalRecords
 
-from tracking.d1_client import KEY_ID_PATTERN
+from tracking.d1_api import KEY_ID_PATTERN
 from tracking.rules import Outcome, ReconcileReason
 from tracking.services import order_queues
 
@@ -25,7 +25,7 @@ class Issuer(models.Model):
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     # The key id of this issuer's own D1 key, when it differs from the settings. The key is read
-    # from <D1_KEY_DIR>/<key id>.pem (tracking.d1_client.D1Config): where keys live is never
+    # from <D1_KEY_DIR>/<key id>.pem (tracking.d1_api.D1Config): where keys live is never
     # taken from the database, so no admin screen can point the worker at another file.
     d1_key_id = models.CharField(
         "D1 key id",

@@ -85,7 +85,7 @@ def test_a_bad_key_file_is_a_failed_attempt_and_the_sweep_goes_on(
 def test_a_key_id_cannot_name_a_file_outside_the_key_folder(key_id):
     from django.core.exceptions import ValidationError
 
-    from tracking.d1_client import D1Config, D1ConfigurationError
+    from tracking.d1_api import D1Config, D1ConfigurationError
 
     issuer = Issuer(issuer_id="ISSUERX009", name="x", d1_key_id=key_id)
     with pytest.raises(ValidationError):

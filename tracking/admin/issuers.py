@@ -7,7 +7,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin import display as admin_display
 from tracking.admin.base import PortalModelAdmin
-from tracking.d1_client import D1Config, D1Error
+from tracking.d1_api import D1Config, D1Error
 from tracking.models import (
     Issuer,
 )
@@ -29,7 +29,7 @@ class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
     def d1_key_location(self, issuer: Issuer) -> str:
         """Where the worker reads this issuer's key: settings or D1_KEY_DIR, never the form."""
         try:
-            config = D1Config.for_issuer(issuer.issuer_id, key_id=issuer.d1_key_id)
+            config = D1Config.for_issuer(issuer)
         except D1Error as exc:
             return f"Not usable: {exc}"
         if not config.private_key_path:

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from tracking.d1_client import CARD_ID_PATTERN, D1CardNotFoundError, D1Error
+from tracking.d1_api import CARD_ID_PATTERN, D1CardNotFoundError, D1Error, d1_api_client_for
 from tracking.models import (
     CardOrder,
     Issuer,
@@ -34,7 +34,6 @@ from tracking.services.reconcile import (
     _not_found_update,
     _on_demand_ingest,
     _state_of,
-    d1_client_for,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,7 +91,7 @@ def card_look_up(
     started_at = timezone.now()
     started = time.monotonic()
     try:
-        result.operations = d1_client_for(issuer).get_production_status(
+        result.operations = d1_api_client_for(issuer).get_production_status(
             card_id, correlation_id=correlation_id
         )
         result.http_status = 200

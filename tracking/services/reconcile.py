@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -28,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from tracking.d1_client import D1CardNotFoundError, D1Client, D1Config, D1Error
+from tracking.d1_api import D1CardNotFoundError, D1Error, d1_api_client_for
 from tracking.models import (
     CardOrder,
     EventSource,
@@ -103,25 +102,6 @@ class SweepResult:
 # ---------------------------------------------------------------------------- D1 client
 
 
-_clients: dict[D1Config, D1Client] = {}
-_clients_lock = threading.Lock()
-
-
-def d1_client_for(issuer: Issuer) -> D1Client:
-    """The D1 client of an issuer: settings, D1_ISSUER_OVERRIDES, then the issuer's own key id
-    (its key read from D1_KEY_DIR; see D1Config.for_issuer).
-
-    One client per configuration and process, so connections and the signing key are reused.
-    Raises D1ConfigurationError when the configuration cannot work.
-    """
-    config = D1Config.for_issuer(issuer.issuer_id, key_id=issuer.d1_key_id)
-    with _clients_lock:
-        client = _clients.get(config)
-        if client is None:
-            client = _clients[config] = D1Client(config)
-        return client
-
-
 # ---------------------------------------------------------------------------- one order
 
 
@@ -168,7 +148,7 @@ def order_reconcile(
     http_status: int | None = None
     error = ""
     try:
-        operations = d1_client_for(issuer).get_production_status(
+        operations = d1_api_client_for(issuer).get_production_status(
             order.card_id, correlation_id=correlation_id
         )
         http_status = 200

@@ -20,13 +20,13 @@ from django.core.cache import cache
 from d1sandbox.keys import KeyPairFiles, key_pair_ensure
 from d1sandbox.state import ItemKey, StateStore
 from d1sandbox.testing import SandboxProcess
-from tracking.d1_client import (
+from tracking.d1_api import (
+    D1ApiClient,
     D1CardNotFoundError,
-    D1Client,
     D1Config,
     D1ConfigurationError,
     D1Error,
-    d1_client_for_issuer,
+    d1_api_client_for,
 )
 
 ISSUER = "ISSUERX001"
@@ -98,7 +98,7 @@ def d1_sandbox(d1_sandbox_process: SandboxProcess, d1_keys: KeyPairFiles, settin
     settings.D1_RETRY_AFTER_MAX = 5.0
     settings.D1_ISSUER_OVERRIDES = {}
     # Only this sandbox's entries: the cache may be a Redis shared with other tests.
-    token_key = D1Client.for_issuer(ISSUER).token_cache_key()
+    token_key = D1ApiClient.for_issuer(ISSUER).token_cache_key()
     cache.delete_many([token_key, f"{token_key}:lock"])
     yield d1_sandbox_process
     cache.delete_many([token_key, f"{token_key}:lock"])
@@ -116,7 +116,7 @@ def _tokens_issued(sandbox: SandboxProcess) -> int:
 
 
 def test_production_status_returns_the_latest_operation(d1_sandbox: SandboxProcess) -> None:
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
 
     operations = client.get_production_status(CARD, correlation_id="reconcile-test-1")
 
@@ -128,7 +128,7 @@ def test_production_status_returns_the_latest_operation(d1_sandbox: SandboxProce
 def test_a_correlation_id_is_generated_and_a_bad_one_is_refused(
     d1_sandbox: SandboxProcess,
 ) -> None:
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
 
     assert client.get_production_status(CARD) == [LATEST_ITEM]
     with pytest.raises(ValueError, match="correlation"):
@@ -136,23 +136,23 @@ def test_a_correlation_id_is_generated_and_a_bad_one_is_refused(
 
 
 def test_one_token_serves_many_calls(d1_sandbox: SandboxProcess) -> None:
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
 
     for _ in range(5):
         client.get_production_status(CARD)
     # Another client (another worker process, same shared cache) reuses the token too.
-    D1Client.for_issuer(ISSUER).get_production_status(CARD)
+    D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
 
     assert _tokens_issued(d1_sandbox) == 1
     assert _status_requests(d1_sandbox) == {"total": 6, "ok": 6}
 
 
 def test_concurrent_callers_fetch_the_token_once(d1_sandbox: SandboxProcess) -> None:
-    clients = [D1Client.for_issuer(ISSUER) for _ in range(8)]
+    clients = [D1ApiClient.for_issuer(ISSUER) for _ in range(8)]
     start = threading.Barrier(len(clients))
     tokens: list[str] = []
 
-    def worker(client: D1Client) -> None:
+    def worker(client: D1ApiClient) -> None:
         start.wait()
         tokens.append(client.access_token())
 
@@ -168,7 +168,7 @@ def test_concurrent_callers_fetch_the_token_once(d1_sandbox: SandboxProcess) -> 
 
 
 def test_a_new_token_is_fetched_when_the_cached_one_is_due(d1_sandbox: SandboxProcess) -> None:
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
     first = client.access_token()
 
     with time_machine.travel(datetime.now(UTC) + timedelta(seconds=TOKEN_TTL_SECONDS / 2 + 1)):
@@ -180,7 +180,7 @@ def test_a_new_token_is_fetched_when_the_cached_one_is_due(d1_sandbox: SandboxPr
 
 
 def test_a_401_renews_the_token_once_then_succeeds(d1_sandbox: SandboxProcess) -> None:
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
     client.get_production_status(CARD)
     d1_sandbox.revoke_tokens()
 
@@ -192,7 +192,7 @@ def test_a_401_renews_the_token_once_then_succeeds(d1_sandbox: SandboxProcess) -
 
 def test_a_persistent_401_raises_after_one_renewal(d1_sandbox: SandboxProcess) -> None:
     d1_sandbox.faults(script=[401, 401, 401])
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
 
     with pytest.raises(D1Error) as raised:
         client.get_production_status(CARD)
@@ -208,7 +208,7 @@ def test_a_persistent_401_raises_after_one_renewal(d1_sandbox: SandboxProcess) -
 
 
 def test_retry_after_is_respected_on_429(d1_sandbox: SandboxProcess) -> None:
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
     client.access_token()
     d1_sandbox.faults(script=[429], retry_after=1)
 
@@ -223,7 +223,7 @@ def test_retry_after_is_respected_on_429(d1_sandbox: SandboxProcess) -> None:
 
 def test_retry_after_is_capped(d1_sandbox: SandboxProcess, settings) -> None:
     settings.D1_RETRY_AFTER_MAX = 0.2
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
     client.access_token()
     d1_sandbox.faults(script=[429], retry_after=30)
 
@@ -236,7 +236,7 @@ def test_retry_after_is_capped(d1_sandbox: SandboxProcess, settings) -> None:
 def test_a_passing_5xx_is_retried(d1_sandbox: SandboxProcess) -> None:
     d1_sandbox.faults(script=[502, 504])
 
-    assert D1Client.for_issuer(ISSUER).get_production_status(CARD) == [LATEST_ITEM]
+    assert D1ApiClient.for_issuer(ISSUER).get_production_status(CARD) == [LATEST_ITEM]
     assert _status_requests(d1_sandbox) == {
         "total": 3,
         "injected_502": 1,
@@ -249,7 +249,7 @@ def test_a_lasting_5xx_is_retried_then_raised(d1_sandbox: SandboxProcess) -> Non
     d1_sandbox.faults(rate_5xx=1.0, status_5xx=503)
 
     with pytest.raises(D1Error) as raised:
-        D1Client.for_issuer(ISSUER).get_production_status(CARD)
+        D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
 
     assert raised.value.status == 503
     assert raised.value.retryable
@@ -261,7 +261,7 @@ def test_a_500_is_not_retried_but_marked_retryable(d1_sandbox: SandboxProcess) -
     d1_sandbox.faults(script=[500])
 
     with pytest.raises(D1Error) as raised:
-        D1Client.for_issuer(ISSUER).get_production_status(CARD)
+        D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
 
     assert (raised.value.status, raised.value.retryable) == (500, True)
     assert _status_requests(d1_sandbox)["total"] == 1
@@ -270,7 +270,7 @@ def test_a_500_is_not_retried_but_marked_retryable(d1_sandbox: SandboxProcess) -
 def test_a_read_timeout_raises_d1_error(d1_sandbox: SandboxProcess, settings) -> None:
     settings.D1_READ_TIMEOUT = 0.2
     settings.D1_MAX_RETRIES = 1
-    client = D1Client.for_issuer(ISSUER)
+    client = D1ApiClient.for_issuer(ISSUER)
     client.access_token()
     d1_sandbox.faults(latency_ms=700)
 
@@ -286,7 +286,7 @@ def test_a_read_timeout_raises_d1_error(d1_sandbox: SandboxProcess, settings) ->
 
 def test_an_unknown_card_raises_the_unknown_at_d1_error(d1_sandbox: SandboxProcess) -> None:
     with pytest.raises(D1CardNotFoundError) as raised:
-        D1Client.for_issuer(ISSUER).get_production_status("card-nobody-ordered")
+        D1ApiClient.for_issuer(ISSUER).get_production_status("card-nobody-ordered")
 
     assert isinstance(raised.value, D1Error)
     assert raised.value.status == 404
@@ -298,7 +298,7 @@ def test_an_unreachable_d1_raises_a_retryable_error(d1_sandbox: SandboxProcess, 
     settings.D1_TOKEN_URL = "http://127.0.0.1:9/authz/v1/oauth2/token"
 
     with pytest.raises(D1Error) as raised:
-        D1Client.for_issuer(ISSUER).get_production_status(CARD)
+        D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
 
     assert raised.value.status is None
     assert raised.value.retryable
@@ -308,7 +308,7 @@ def test_a_refused_assertion_raises_d1_error(d1_sandbox: SandboxProcess, setting
     settings.D1_KEY_ID = "sbx-not-provisioned"
 
     with pytest.raises(D1Error) as raised:
-        D1Client.for_issuer(ISSUER).get_production_status(CARD)
+        D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
 
     assert raised.value.status == 400
     assert raised.value.error_code == "CRYPTO_ERROR"
@@ -340,12 +340,12 @@ def test_unknown_override_keys_and_missing_keys_are_configuration_errors(
 
     settings.D1_PRIVATE_KEY_PATH = ""
     with pytest.raises(D1ConfigurationError):
-        D1Client.for_issuer(ISSUER).get_production_status(CARD)
+        D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
 
 
 def test_clients_are_reused_per_issuer_and_configuration(d1_sandbox: SandboxProcess) -> None:
-    assert d1_client_for_issuer(ISSUER) is d1_client_for_issuer(ISSUER)
-    assert d1_client_for_issuer(ISSUER) is not d1_client_for_issuer("ISSUERX002")
+    assert d1_api_client_for(ISSUER) is d1_api_client_for(ISSUER)
+    assert d1_api_client_for(ISSUER) is not d1_api_client_for("ISSUERX002")
 
 
 # ---------------------------------------------------------------------------- mTLS
@@ -457,11 +457,11 @@ def test_mtls_refuses_a_client_without_certificate_and_accepts_one_with_it(
         settings.D1_MAX_RETRIES = 0
 
         with pytest.raises(D1Error) as refused:
-            D1Client.for_issuer(ISSUER).get_production_status(CARD)
+            D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
 
         settings.D1_CLIENT_CERT = str(tls["client_cert"])
         settings.D1_CLIENT_KEY = str(tls["client_key"])
-        operations = D1Client.for_issuer(ISSUER).get_production_status(CARD)
+        operations = D1ApiClient.for_issuer(ISSUER).get_production_status(CARD)
         stats = mtls_sandbox.stats(
             verify=str(tls["ca"]), cert=(str(tls["client_cert"]), str(tls["client_key"]))
         )

@@ -1,4 +1,5 @@
-"""Client for D1's on-demand API: JWT-bearer grant (ES256), shared token cache, productionStatus.
+"""Our client for D1's on-demand API, `D1ApiClient`: JWT-bearer grant (ES256), a shared token
+cache, productionStatus.
 
 One `requests.Session` per client (mTLS certificate and CA from settings), explicit connect and
 read timeouts, retries with backoff and jitter on 429/502/503/504 and network failures, and every
@@ -21,7 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import requests
@@ -32,6 +33,9 @@ from django.conf import settings
 from django.core.cache import cache
 
 from tracking.data_care import pan_mask_text
+
+if TYPE_CHECKING:
+    from tracking.models import Issuer
 
 logger = logging.getLogger(__name__)
 
@@ -112,33 +116,31 @@ class D1Config:
     retry_after_max: float = 30.0
 
     @classmethod
-    def for_issuer(cls, issuer_id: str, *, key_id: str = "") -> D1Config:
-        """Global D1_* settings, overlaid with D1_ISSUER_OVERRIDES[issuer_id] (field names).
-
-        `key_id` is the issuer's own key id (Issuer.d1_key_id): unless the overrides name a
-        key file, its key is <D1_KEY_DIR>/<key_id>.pem.
+    def for_issuer(cls, issuer: Issuer | str, *, key_id: str | None = None) -> D1Config:
+        """The D1_* settings, overlaid with D1_ISSUER_OVERRIDES[issuer_id] (field names), then
+        with the issuer's own key: unless the overrides name a key file, an issuer with a key
+        id (Issuer.d1_key_id, or `key_id`) signs with <D1_KEY_DIR>/<key_id>.pem.
         """
+        issuer_id = issuer if isinstance(issuer, str) else issuer.issuer_id
+        if key_id is None:
+            key_id = "" if isinstance(issuer, str) else issuer.d1_key_id
         values: dict[str, Any] = {
             "issuer_id": issuer_id,
-            "api_base_url": getattr(
-                settings, "D1_API_BASE_URL", "https://api.d1.thalescloud.io/banking/v1"
-            ),
-            "token_url": getattr(
-                settings, "D1_TOKEN_URL", "https://api.d1.thalescloud.io/authz/v1/oauth2/token"
-            ),
-            "key_id": getattr(settings, "D1_KEY_ID", ""),
-            "private_key_path": getattr(settings, "D1_PRIVATE_KEY_PATH", ""),
-            "client_cert": getattr(settings, "D1_CLIENT_CERT", ""),
-            "client_key": getattr(settings, "D1_CLIENT_KEY", ""),
-            "ca_bundle": getattr(settings, "D1_CA_BUNDLE", ""),
-            "connect_timeout": float(getattr(settings, "D1_CONNECT_TIMEOUT", 3.05)),
-            "read_timeout": float(getattr(settings, "D1_READ_TIMEOUT", 10.0)),
-            "max_retries": int(getattr(settings, "D1_MAX_RETRIES", 3)),
-            "backoff_base": float(getattr(settings, "D1_BACKOFF_BASE", 0.5)),
-            "backoff_cap": float(getattr(settings, "D1_BACKOFF_CAP", 8.0)),
-            "retry_after_max": float(getattr(settings, "D1_RETRY_AFTER_MAX", 30.0)),
+            "api_base_url": settings.D1_API_BASE_URL,
+            "token_url": settings.D1_TOKEN_URL,
+            "key_id": settings.D1_KEY_ID,
+            "private_key_path": settings.D1_PRIVATE_KEY_PATH,
+            "client_cert": settings.D1_CLIENT_CERT,
+            "client_key": settings.D1_CLIENT_KEY,
+            "ca_bundle": settings.D1_CA_BUNDLE,
+            "connect_timeout": float(settings.D1_CONNECT_TIMEOUT),
+            "read_timeout": float(settings.D1_READ_TIMEOUT),
+            "max_retries": int(settings.D1_MAX_RETRIES),
+            "backoff_base": float(settings.D1_BACKOFF_BASE),
+            "backoff_cap": float(settings.D1_BACKOFF_CAP),
+            "retry_after_max": float(settings.D1_RETRY_AFTER_MAX),
         }
-        overrides = (getattr(settings, "D1_ISSUER_OVERRIDES", None) or {}).get(issuer_id, {})
+        overrides = (settings.D1_ISSUER_OVERRIDES or {}).get(issuer_id, {})
         known = {field.name for field in fields(cls)} - {"issuer_id"}
         unknown = set(overrides) - known
         if unknown:
@@ -185,7 +187,7 @@ def read_key_file(path: str) -> bytes:
     return data
 
 
-class D1Client:
+class D1ApiClient:
     """Calls D1 on behalf of one issuer; safe to share between threads of one process."""
 
     def __init__(self, config: D1Config) -> None:
@@ -207,8 +209,9 @@ class D1Client:
         self._jitter = random.Random()
 
     @classmethod
-    def for_issuer(cls, issuer_id: str) -> D1Client:
-        return cls(D1Config.for_issuer(issuer_id))
+    def for_issuer(cls, issuer: Issuer | str) -> D1ApiClient:
+        """A new client (its own connections and token lookups); see `d1_api_client_for`."""
+        return cls(D1Config.for_issuer(issuer))
 
     def close(self) -> None:
         self.session.close()
@@ -448,17 +451,20 @@ class D1Client:
         return ceiling / 2 + self._jitter.uniform(0, ceiling / 2)
 
 
-_clients: dict[D1Config, D1Client] = {}
+_clients: dict[D1Config, D1ApiClient] = {}
 _clients_lock = threading.Lock()
 
 
-def d1_client_for_issuer(issuer_id: str) -> D1Client:
-    """A client per issuer and configuration, reused in this process (keeps its connections)."""
-    config = D1Config.for_issuer(issuer_id)
+def d1_api_client_for(issuer: Issuer | str) -> D1ApiClient:
+    """The client of an issuer (settings, D1_ISSUER_OVERRIDES, then its own key id; see
+    `D1Config.for_issuer`): one per configuration and process, so connections and the signing
+    key are reused. Raises D1ConfigurationError when the configuration cannot work.
+    """
+    config = D1Config.for_issuer(issuer)
     with _clients_lock:
         client = _clients.get(config)
         if client is None:
-            client = _clients[config] = D1Client(config)
+            client = _clients[config] = D1ApiClient(config)
         return client
 
 
