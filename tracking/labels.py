@@ -105,7 +105,6 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "source": {
         "webhook": ("Sent by D1", "A message D1 sent to the portal."),
         "on_demand": ("Asked of D1", "D1's answer when the portal asked for the order's status."),
-        "replay": ("Replayed", "Re-derived from the stored events; nothing was fetched."),
     },
     # What one event did to its order.
     "outcome": {

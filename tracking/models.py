@@ -50,7 +50,6 @@ class Issuer(models.Model):
 class EventSource(models.TextChoices):
     WEBHOOK = "webhook", "Webhook"
     ON_DEMAND = "on_demand", "On-demand (reconciliation)"
-    REPLAY = "replay", "Replay"
 
 
 class NotificationDelivery(models.Model):
