@@ -139,19 +139,15 @@ def test_the_colours_follow_the_status_classes():
 
 def test_stuck_is_one_rule_for_the_queue_the_dashboard_and_the_alert(issuer, settings):
     from tracking.observability.state import operations_state
+    from tracking.services.dashboard import dashboard_figures
 
     settings.RECONCILE_STAGE_THRESHOLDS = {"DATA_PREPARED": 3600}
-    orders_of_every_class(issuer)
+    orders = orders_of_every_class(issuer)
     now = timezone.now()
-    queue = CardOrder.objects.filter(order_queues.stuck_q(now=now))
-    state = operations_state(now=now)
-    assert sum(state.stuck_by_stage.values()) == queue.count() > 0
+    queue = CardOrder.objects.filter(order_queues.QUEUES["stuck"].q(now=now))
+    assert sum(operations_state(now=now).stuck_by_stage.values()) == queue.count() > 0
+    assert dashboard_figures(now=now).total_stuck == queue.count()
+    assert {o.pk for o in orders if order_queues.is_stuck(o, now=now)} == {o.pk for o in queue}
     for order in queue:
-        assert order_queues.is_stuck(
-            production_status=order.production_status,
-            is_terminal=order.is_terminal,
-            stage_entered_at=order.stage_entered_at,
-            now=now,
-        )
-        # A FAILED operation at a step of the path waits for nothing: not stuck.
-        assert not order.is_terminal
+        # A FAILED operation at a step of the path, or a superseded order, waits for nothing.
+        assert not order.is_terminal and order.superseded_by_id is None

@@ -279,12 +279,7 @@ def flags_html(order: CardOrder) -> str:
 
 def over_threshold_badge(order: CardOrder, *, now: dt.datetime) -> str:
     """ "Over 1 h" when the order has been in its stage longer than the stage's time limit."""
-    if order.stage_entered_at is None or not order_queues.is_stuck(
-        production_status=order.production_status,
-        is_terminal=order.is_terminal,
-        stage_entered_at=order.stage_entered_at,
-        now=now,
-    ):
+    if not order_queues.is_stuck(order, now=now):
         return ""
     threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
     return badge(
@@ -304,12 +299,7 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
             '<span class="bo-subtle" title="The order reached a final stage {} ago">final</span>',
             duration,
         )
-    if order_queues.is_stuck(
-        production_status=order.production_status,
-        is_terminal=order.is_terminal,
-        stage_entered_at=order.stage_entered_at,
-        now=now,
-    ):
+    if order_queues.is_stuck(order, now=now):
         threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
         return format_html(
             '{}<span class="block">{}</span>',

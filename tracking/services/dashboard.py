@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 
 from tracking.models import (
@@ -23,6 +23,7 @@ from tracking.models import (
     ReconcileAttempt,
     ReconcileOutcome,
 )
+from tracking.observability.state import count_each
 from tracking.rules import (
     CANCELLED_STATUSES,
     EXCEPTION_STATUSES,
@@ -127,32 +128,13 @@ def dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
     return figures
 
 
-def _count_each(conditions: dict[str, Q]) -> dict[str, int]:
-    """COUNT(*) of each condition in one UNION ALL query: one index range per branch.
-
-    Counting `*` (not a column) lets PostgreSQL answer from the index without the table.
-    """
-    parts: list[QuerySet] = [
-        CardOrder.objects.filter(condition)
-        .order_by()
-        .annotate(label=Value(label))
-        .values("label")
-        .annotate(n=Count("*"))
-        .values_list("label", "n")
-        for label, condition in conditions.items()
-    ]
-    if not parts:
-        return {}
-    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    return dict(union.order_by())
-
-
 def _stage_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
     thresholds = order_queues.stage_thresholds()
     open_statuses = [*thresholds, NO_STATUS]
-    in_stage = _count_each({s: Q(production_status=s) for s in open_statuses})
-    stuck = _count_each(
-        {s: Q(production_status=s, stage_entered_at__lt=now - t) for s, t in thresholds.items()}
+    in_stage = count_each(CardOrder, {s: Q(production_status=s) for s in open_statuses})
+    # The Stuck queue's own rule, stage by stage.
+    stuck = count_each(
+        CardOrder, {s: order_queues.stuck_in_stage_q(s, now=now) for s in thresholds}
     )
     for status in open_statuses:
         if status == NO_STATUS and not in_stage.get(status):
@@ -176,7 +158,7 @@ def _final_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
                 order_queues.failed_q() if group == "failed" else Q(production_status__in=statuses)
             )
             conditions[f"{group}:{window}"] = reached & Q(stage_entered_at__gte=since)
-    counts = _count_each(conditions)
+    counts = count_each(CardOrder, conditions)
     figures.final = {
         group: {window: counts.get(f"{group}:{window}", 0) for window in ("24h", "7d")}
         for group in FINAL_GROUPS

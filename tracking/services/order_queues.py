@@ -114,12 +114,14 @@ def stage_thresholds() -> dict[str, dt.timedelta]:
 def stuck_in_stage_q(status: str, *, now: dt.datetime) -> Q:
     """Open orders in `status` for longer than its threshold: one range of `order_status_stage`.
 
-    Not terminal: an operation D1 ended as FAILED at this step waits for nothing.
+    Not terminal (an operation D1 ended as FAILED at this step waits for nothing) and not
+    superseded (the card's newer operation is the one followed).
     """
     return Q(
         production_status=status,
         stage_entered_at__lt=now - stage_threshold(status),
         is_terminal=False,
+        superseded_by__isnull=True,
     )
 
 
@@ -149,11 +151,13 @@ def likely_late_q() -> Q:
     return predicted_late_q()
 
 
-def is_stuck(*, production_status: str, is_terminal: bool, stage_entered_at, now) -> bool:
+def is_stuck(order, *, now: dt.datetime) -> bool:
     """The rule of `stuck_q`, for one order already in memory."""
-    if is_terminal or stage_entered_at is None or production_status not in stage_thresholds():
+    if order.is_terminal or order.superseded_by_id or order.stage_entered_at is None:
         return False
-    return now - stage_entered_at > stage_threshold(production_status)
+    if order.production_status not in stage_thresholds():
+        return False
+    return now - order.stage_entered_at > stage_threshold(order.production_status)
 
 
 def awaiting_delivery_q() -> Q:
@@ -316,8 +320,7 @@ QUEUES: dict[str, Queue] = {
             description=(
                 "Orders in a stage for longer than the stage's time limit (see Time in stage)."
             ),
-            # A superseded order waits for nothing: its card's newer operation is followed.
-            condition=lambda now: stuck_q(now=now) & Q(superseded_by__isnull=True),
+            condition=lambda now: stuck_q(now=now),
             section=WORK,
             tab="Stuck",
             icon="hourglass_top",
