@@ -227,7 +227,28 @@ def known_production_sites(cache_key: str, seconds: int) -> list[str]:
     return sites
 
 
-class CardIdContainsFilter(admin.SimpleListFilter):
+class TextFilter(admin.SimpleListFilter):
+    """A free-text filter: a box in the filter panel, `lookup` applied to what was typed."""
+
+    template = "unfold/filters/filters_field.html"
+    label = ""  # the box's label
+    lookup = ""  # the queryset lookup the value is given to
+
+    def lookups(self, request, model_admin):
+        return ()
+
+    def has_output(self) -> bool:
+        return True
+
+    def choices(self, changelist) -> Iterator[dict]:
+        yield {"form": TextFilterForm(self.parameter_name, self.label, self.value())}
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        value = (self.value() or "").strip()
+        return queryset.filter(**{self.lookup: value}) if value else queryset
+
+
+class CardIdContainsFilter(TextFilter):
     """Part of a card id, case-insensitive: the search's fallback when no id matched exactly.
 
     A substring match scans every order, so it is offered, never done on its own.
@@ -235,41 +256,17 @@ class CardIdContainsFilter(admin.SimpleListFilter):
 
     title = "card id contains"
     parameter_name = "card_contains"
-    template = "unfold/filters/filters_field.html"
-
-    def lookups(self, request, model_admin):
-        return ()
-
-    def has_output(self) -> bool:
-        return True
-
-    def choices(self, changelist) -> Iterator[dict]:
-        yield {"form": TextFilterForm(self.parameter_name, "Card id contains", self.value())}
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        value = (self.value() or "").strip()
-        return queryset.filter(card_id__icontains=value) if value else queryset
+    label = "Card id contains"
+    lookup = "card_id__icontains"
 
 
-class InputFileFilter(admin.SimpleListFilter):
+class InputFileFilter(TextFilter):
     """The orders of one input file, by its exact name (the file page's "orders" link)."""
 
     title = "input file"
     parameter_name = "input_file_name"
-    template = "unfold/filters/filters_field.html"
-
-    def lookups(self, request, model_admin):
-        return ()
-
-    def has_output(self) -> bool:
-        return True
-
-    def choices(self, changelist) -> Iterator[dict]:
-        yield {"form": TextFilterForm(self.parameter_name, "Input file (exact name)", self.value())}
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        value = (self.value() or "").strip()
-        return queryset.filter(input_file_name=value) if value else queryset
+    label = "Input file (exact name)"
+    lookup = "input_file_name"
 
 
 class TextFilterForm(forms.Form):
