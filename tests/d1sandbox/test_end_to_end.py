@@ -9,18 +9,14 @@ gunicorn, a Celery worker and beat, the sandbox's `serve`, then `feed` and `veri
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from d1sandbox.keys import key_pair_ensure
-from d1sandbox.verify import verify_run
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import portal_environment, portal_start
-from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_verify
+from tests.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
 from tests.reconcile.test_end_to_end import (  # noqa: F401 (fixtures)
     processes,
     redis_broker,
@@ -64,18 +60,13 @@ def test_every_variation_ends_in_what_d1_last_said(tmp_path, redis_broker, proce
     env = portal_environment(tmp_path=tmp_path, sandbox=sandbox, broker=redis_broker)
     portal_url = portal_start(processes=processes, env=env, tmp_path=tmp_path)
 
-    feed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "d1sandbox",
-            "feed",
-            "--portal",
-            portal_url,
-            "--issuer",
-            ISSUER_ID,
-            "--orders",
-            str(ORDERS),
+    feed = sandbox_feed(
+        portal_url=portal_url,
+        issuer_id=ISSUER_ID,
+        orders=ORDERS,
+        state_path=state_path,
+        env=env,
+        args=[
             "--seed",
             "29",
             "--drop",
@@ -85,34 +76,15 @@ def test_every_variation_ends_in_what_d1_last_said(tmp_path, redis_broker, proce
             "--reorder",
             "0.1",
             *VARIATIONS,
-            "--concurrency",
-            "4",
-            "--state",
-            str(state_path),
-            "--log-level",
-            "WARNING",
         ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
-    assert feed.returncode == 0, feed.stdout + feed.stderr
-    late_copies = int(re.search(r"late copies:\s+(\d+)", feed.stdout).group(1))
-    assert late_copies > 0, feed.stdout
+    late_copies = int(re.search(r"late copies:\s+(\d+)", feed).group(1))
+    assert late_copies > 0, feed
 
-    stream_end = time.monotonic()
-    report = None
-    while time.monotonic() < stream_end + CONVERGE_SECONDS:
-        report = verify_run(
-            portal_url=portal_url, token=token, state_path=state_path, out=lambda _: None
-        )
-        if report.ok:
-            break
-        time.sleep(2)
-    assert report is not None
-    assert report.ok, "\n".join(report.mismatches[:40])
+    report, converged = sandbox_converge(
+        portal_url=portal_url, token=token, state_path=state_path, seconds=CONVERGE_SECONDS
+    )
 
     code, output = sandbox_verify(
         portal_url=portal_url, token=token, state_path=state_path, env=env
@@ -121,6 +93,6 @@ def test_every_variation_ends_in_what_d1_last_said(tmp_path, redis_broker, proce
     checked = int(re.search(r"orders checked: (\d+)", output).group(1))
     assert checked > ORDERS * 0.8
     print(
-        f"converged {time.monotonic() - stream_end:.1f} s after the stream; {checked} orders "
+        f"converged {converged:.1f} s after the stream; {checked} orders "
         f"checked, {len(report.invisible)} invisible, {len(report.hidden)} hidden"
     )

@@ -29,9 +29,8 @@ from django.db.models import Count
 
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.testing import SandboxProcess
-from d1sandbox.verify import verify_run
 from tests.fixtures.api_tokens import read_api_token
-from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_verify
+from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
 from tracking.models import CardOrder, Issuer, ReconcileAttempt
 from tracking.services.roles import OPERATORS, roles_ensure
 
@@ -242,55 +241,21 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
         )
     _wait_for_http(f"{portal_url}/api/schema/", timeout=30, process=web)
 
-    feed = subprocess.run(
-        [
-            python,
-            "-m",
-            "d1sandbox",
-            "feed",
-            "--portal",
-            portal_url,
-            "--issuer",
-            ISSUER_ID,
-            "--orders",
-            str(ORDERS),
-            "--seed",
-            "13",
-            "--drop",
-            "0.2",
-            "--duplicate",
-            "0.1",
-            "--reorder",
-            "0.1",
-            "--concurrency",
-            "4",
-            "--state",
-            str(state_path),
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
+    feed = sandbox_feed(
+        portal_url=portal_url,
+        issuer_id=ISSUER_ID,
+        orders=ORDERS,
+        state_path=state_path,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+        args=["--seed", "13", "--drop", "0.2", "--duplicate", "0.1", "--reorder", "0.1"],
     )
-    assert feed.returncode == 0, feed.stdout + feed.stderr
-    dropped = int(re.search(r"dropped:\s+(\d+)", feed.stdout).group(1))
-    assert dropped > 0, feed.stdout
+    dropped = int(re.search(r"dropped:\s+(\d+)", feed).group(1))
+    assert dropped > 0, feed
 
     # The stream is over; give the beat a bounded number of sweeps to recover what was dropped.
-    stream_end = time.monotonic()
-    deadline = stream_end + CONVERGE_SECONDS
-    report = None
-    while time.monotonic() < deadline:
-        report = verify_run(
-            portal_url=portal_url, token=token, state_path=state_path, out=lambda _: None
-        )
-        if report.ok:
-            break
-        time.sleep(2)
-    assert report is not None and report.ok, "\n".join(report.mismatches[:20] if report else [])
+    _, converged = sandbox_converge(
+        portal_url=portal_url, token=token, state_path=state_path, seconds=CONVERGE_SECONDS
+    )
 
     code, output = sandbox_verify(
         portal_url=portal_url, token=token, state_path=state_path, env=env
@@ -303,7 +268,7 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
         ReconcileAttempt.objects.values_list("outcome").annotate(n=Count("id")).order_by()
     )
     print(
-        f"dropped {dropped} notifications; converged {time.monotonic() - stream_end:.1f} s "
+        f"dropped {dropped} notifications; converged {converged:.1f} s "
         f"after the stream; attempts {outcomes}"
     )
     # Reconciliation did the recovering, and left a record of it.

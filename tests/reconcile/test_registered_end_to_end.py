@@ -10,9 +10,6 @@ Separate processes over real HTTP on PostgreSQL and Redis, started by tests/reco
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +19,10 @@ from django.contrib.auth import get_user_model
 
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.state import ORDER_OPERATIONS, StateStore
-from d1sandbox.verify import VerifyReport, verify_run
+from d1sandbox.verify import VerifyReport
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import portal_environment, portal_start
-from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_verify
+from tests.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
 from tests.reconcile.test_end_to_end import (  # noqa: F401 (fixtures)
     Processes,
     processes,
@@ -81,57 +78,27 @@ def _registered_run(
     env = portal_environment(tmp_path=tmp_path, sandbox=sandbox, broker=broker, **REGISTERED_CLOCKS)
     portal_url = portal_start(processes=running, env=env, tmp_path=tmp_path)
 
-    feed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "d1sandbox",
-            "feed",
-            "--portal",
-            portal_url,
-            "--issuer",
-            ISSUER_ID,
-            "--orders",
-            str(orders),
-            "--register",
-            "--register-token",
-            token,
-            *feed_args,
-            "--concurrency",
-            "4",
-            "--state",
-            str(state_path),
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
+    feed = sandbox_feed(
+        portal_url=portal_url,
+        issuer_id=ISSUER_ID,
+        orders=orders,
+        state_path=state_path,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+        args=["--register", "--register-token", token, *feed_args],
     )
-    assert feed.returncode == 0, feed.stdout + feed.stderr
-
-    stream_end = time.monotonic()
-    report = None
-    while time.monotonic() < stream_end + CONVERGE_SECONDS:
-        report = verify_run(
-            portal_url=portal_url, token=token, state_path=state_path, out=lambda _: None
-        )
-        if report.ok and not report.invisible:
-            break
-        time.sleep(2)
-    assert report is not None
-    assert report.ok and not report.invisible, "\n".join(
-        report.mismatches[:40] + [f"invisible {label}" for label in report.invisible[:20]]
+    report, converged_after = sandbox_converge(
+        portal_url=portal_url,
+        token=token,
+        state_path=state_path,
+        seconds=CONVERGE_SECONDS,
+        visible=True,
     )
-    converged_after = time.monotonic() - stream_end
     code, output = sandbox_verify(
         portal_url=portal_url, token=token, state_path=state_path, env=env
     )
     assert code == 0, output
     return Run(
-        feed=feed.stdout,
+        feed=feed,
         verify=output,
         report=report,
         state_path=state_path,
