@@ -250,6 +250,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Tasks must finish (and be acked) well inside the visibility timeout, or Redis redelivers.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A worker that survives a Redis restart with tasks in flight (config/broker.py).
+CELERY_WORKER_CONSUMER = "config.broker:BrokerLossConsumer"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -341,6 +341,81 @@ def test_redis_stopped_webhooks_still_answer_and_reconciliation_resumes(
     )
 
 
+def test_redis_lost_while_a_reconcile_is_in_flight_the_worker_lives_on(
+    tmp_path, cluster, d1_sandbox
+):
+    from config.celery_app import app
+    from tracking.tasks import reconcile_order_task
+
+    Issuer.objects.create(issuer_id=ISSUER_ID, name="Drill Bank")
+    redis = ThrowawayRedis(cluster)
+    env = portal_env(
+        database_url=session_database_url(),
+        broker_url=f"{redis.url}/0",
+        cache_url=f"{redis.url}/1",
+        folder=tmp_path,
+        **sandbox_env(d1_sandbox),
+    )
+    cards = ("flight-1", "flight-2")
+    for card in cards:
+        steps = [item(card, "CARD_PROD_REQUESTED"), item(card, "DATA_PREPARED")]
+        d1_sandbox.truth_record(issuer_id=ISSUER_ID, items=steps)
+    web = cluster.web("web", env, workers=1, threads=2)
+    url = f"{web}/notifications/d1/v2/issuers/{ISSUER_ID}/cards"
+    for card in cards:
+        assert post_like_d1(url, body(item(card, "CARD_PROD_REQUESTED"))) == ["204"]
+    first, second = (CardOrder.objects.get(card_id=card) for card in cards)
+    d1_sandbox.faults(latency_ms=2000)  # D1 is slow: the task is mid-call, unacked, for seconds
+    worker = cluster.worker("worker", env, concurrency=1)
+    assert wait_until(lambda: " ready." in cluster.log_text("worker"), timeout=60)
+
+    def enqueue(order: CardOrder) -> None:
+        eager = app.conf.task_always_eager
+        app.conf.task_always_eager = False
+        try:
+            with app.connection_for_write(env["CELERY_BROKER_URL"]) as connection:
+                reconcile_order_task.apply_async(
+                    args=[order.pk],
+                    kwargs={"trigger": "staff"},
+                    queue=env["CELERY_TASK_DEFAULT_QUEUE"],
+                    connection=connection,
+                )
+        finally:
+            app.conf.task_always_eager = eager
+
+    enqueue(first)
+    assert wait_until(
+        lambda: (
+            '"task_started"' in cluster.log_text("worker")
+            and "tracking.reconcile_order" in cluster.log_text("worker")
+        ),
+        timeout=30,
+    )
+    # While the task waits for D1, its message not yet acknowledged; it ends (and fails to
+    # acknowledge) while Redis is away.
+    redis.stop()
+    time.sleep(6)
+    redis.start()
+    d1_sandbox.faults(latency_ms=0)
+
+    # The worker survived the lost broker and takes new work once Redis is back.
+    time.sleep(2)
+    assert worker.poll() is None, cluster.log_tail("worker")
+    enqueue(second)
+    assert wait_until(
+        lambda: ReconcileAttempt.objects.filter(order=second).exists(), timeout=60, interval=1
+    ), cluster.log_tail("worker")
+    assert worker.poll() is None
+    second.refresh_from_db()
+    assert second.production_status == "DATA_PREPARED"
+    report(
+        "redis-lost-mid-task",
+        worker_alive=worker.poll() is None,
+        unrestored_logged="tasks in flight" in cluster.log_text("worker"),
+        first_attempts=ReconcileAttempt.objects.filter(order=first).count(),
+    )
+
+
 # ---------------------------------------------------------------------------- two beats
 
 
