@@ -33,6 +33,8 @@ LANGUAGE_CODE = "en-us"
 FORMAT_MODULE_PATH = ["config.formats"]
 # Seconds between the dashboard's own refreshes (staff can pause them).
 DASHBOARD_REFRESH_SECONDS = env.int("DASHBOARD_REFRESH_SECONDS", default=30)
+# The dashboard's figures are shared by every viewer for this long (0: read on every view).
+DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=10)
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -27,6 +27,25 @@ def test_the_dashboard_costs_a_fixed_number_of_queries(boss, orders):
     assert len(queries) <= 23 + issuers, [q["sql"] for q in queries.captured_queries]
 
 
+def test_viewers_within_the_cache_window_share_one_read_of_the_figures(boss, orders, settings):
+    from django.core.cache import cache
+
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    cache.delete("admin:dashboard-reads")
+    first = boss.get("/admin/")
+    with CaptureQueriesContext(connection) as queries:
+        again = boss.get("/admin/")
+    # Only the session and the user: the figures, alerts and last notifications are shared.
+    assert len(queries) <= 3, [q["sql"] for q in queries.captured_queries]
+    assert again.context["dashboard"].now == first.context["dashboard"].now
+    assert "Figures as of" in again.content.decode()
+
+    settings.DASHBOARD_CACHE_SECONDS = 0
+    fresh = boss.get("/admin/")
+    assert fresh.context["dashboard"].now > first.context["dashboard"].now
+    cache.delete("admin:dashboard-reads")
+
+
 def test_operator_alerts_are_shown_with_the_list_to_act_on(boss, orders):
     response = boss.get("/admin/")
     html = response.content.decode().replace("&amp;", "&")
