@@ -386,6 +386,8 @@ RETENTION_DELIVERY_DAYS = env.int("RETENTION_DELIVERY_DAYS", default=30)
 # Events that changed nothing (stale, no change) of orders finished this long ago.
 RETENTION_FINISHED_ORDER_DAYS = env.int("RETENTION_FINISHED_ORDER_DAYS", default=90)
 RETENTION_RECONCILE_ATTEMPT_DAYS = env.int("RETENTION_RECONCILE_ATTEMPT_DAYS", default=180)
+# Refused calls (credentials, method, rate) are counted per source and minute; old minutes go.
+RETENTION_REFUSAL_TALLY_DAYS = env.int("RETENTION_REFUSAL_TALLY_DAYS", default=90)
 # Audit entries are evidence: kept for ever unless a number of days is set.
 RETENTION_AUDIT_DAYS = env.int("RETENTION_AUDIT_DAYS", default=0)
 RETENTION_PRUNE_INTERVAL = env.float("RETENTION_PRUNE_INTERVAL", default=24 * 3600.0)

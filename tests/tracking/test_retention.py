@@ -16,6 +16,7 @@ from tracking.models import (
     NotificationDelivery,
     OperationEvent,
     ReconcileAttempt,
+    RefusalTally,
 )
 from tracking.rules import EventFacts, derive_order_state
 from tracking.services.retention import comparable_state
@@ -168,6 +169,26 @@ def test_old_reconcile_attempts_go(issuer, post_notification, settings):
 
     assert "removed 1 reconcile attempts" in _prune()
     assert list(ReconcileAttempt.objects.all()) == [recent]
+
+
+def test_old_refused_call_tallies_go(settings):
+    settings.RETENTION_REFUSAL_TALLY_DAYS = 90
+    now = timezone.now().replace(second=0, microsecond=0)
+    for age in (91, 89):
+        minute = now - dt.timedelta(days=age)
+        RefusalTally.objects.create(
+            minute=minute,
+            source="198.51.100.9",
+            status_code=401,
+            error_code="UNAUTHORIZED",
+            first_at=minute,
+            last_at=minute,
+        )
+
+    assert "removed 1 refused-call tallies" in _prune()
+    assert list(RefusalTally.objects.values_list("minute", flat=True)) == [
+        now - dt.timedelta(days=89)
+    ]
 
 
 def test_the_beat_schedule_runs_prune_and_it_reports(settings):

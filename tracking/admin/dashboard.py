@@ -301,9 +301,7 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
     ]
     context.update(
         {
-            "alerts": [
-                {"alert": alert, "url": _alert_url(alert)} for alert in alerts
-            ],
+            "alerts": [{"alert": alert, "url": _alert_url(alert)} for alert in alerts],
             "dashboard": figures,
             "stage_rows": stage_rows,
             "final_rows": final_rows,

@@ -11,6 +11,8 @@
   the timeline keeps every step and the order stays as it is;
 - reconcile attempts older than RETENTION_RECONCILE_ATTEMPT_DAYS (the order keeps its last
   outcome in its own columns);
+- the per-minute tallies of refused calls (credentials, method, rate) older than
+  RETENTION_REFUSAL_TALLY_DAYS;
 - audit entries older than RETENTION_AUDIT_DAYS, never by default.
 
 Each step works in batches, each batch its own transaction, so that ingest is never held up
@@ -35,6 +37,7 @@ from tracking.models import (
     NotificationDelivery,
     OperationEvent,
     ReconcileAttempt,
+    RefusalTally,
 )
 from tracking.rules import EventFacts, OrderState, Outcome, derive_order_state
 
@@ -72,6 +75,9 @@ def retention_prune(*, now: dt.datetime | None = None, dry_run: bool = False) ->
     )
     report.removed["reconcile attempts"] = _prune_by_age(
         ReconcileAttempt, "started_at", settings.RETENTION_RECONCILE_ATTEMPT_DAYS, now, dry_run
+    )
+    report.removed["refused-call tallies"] = _prune_by_age(
+        RefusalTally, "minute", settings.RETENTION_REFUSAL_TALLY_DAYS, now, dry_run
     )
     report.removed["audit entries"] = _prune_by_age(
         AuditEntry, "at", settings.RETENTION_AUDIT_DAYS, now, dry_run
