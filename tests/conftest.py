@@ -19,6 +19,9 @@ from tracking.models import Issuer
 from tracking.services import roles
 from tracking.services.roles import roles_ensure
 
+# The shared browser (`chromium`) for every browser test.
+pytest_plugins = ["tests.fixtures.browser"]
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `postgres` need the real PostgreSQL; on SQLite they are skipped."""

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from d1sandbox.testing import PROJECT_ROOT
 from tests.fixtures.backoffice import PATH, Card, load_backoffice_orders, post_items
+from tests.fixtures.browser import needs_chromium
 from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import CardOrder, Issuer, NotificationDelivery, OrderAcknowledgement
 from tracking.services.audit import Actor
@@ -29,40 +30,13 @@ from tracking.services.insight import insight_refresh
 from tracking.services.reconcile import order_reconcile
 from tracking.services.registration import Registration, orders_register
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "boss-password-1"
 WIDTH, HEIGHT = 1366, 768  # the laptop screen the back office must work on
 
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
+    needs_chromium,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """One browser for the module; Django may run sync code while playwright's loop runs."""
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from playwright.sync_api import expect
 
-from tests.admin.test_browser import CHROMIUM, WIDTH, chromium  # noqa: F401 (fixture)
+from tests.admin.test_browser import WIDTH
+from tests.fixtures.browser import needs_chromium
 from tests.fixtures.spec_examples import ISSUER_ID
 from tests.reconcile.conftest import d1, sandbox  # noqa: F401 (fixtures)
 from tests.reconcile.items import item
@@ -18,7 +19,7 @@ from tracking.services.ingest import ingest_operations
 PASSWORD = "issuer-side-password-1"
 
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
+    needs_chromium,
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -33,7 +34,7 @@ ORDER_FILE = (
 
 
 @pytest.fixture
-def page(chromium, live_server, issuer):  # noqa: F811
+def page(chromium, live_server, issuer):
     """A logged-in operator-level session on the live server, at 1280 px wide."""
     get_user_model().objects.create_superuser("issuer-boss", "boss@example.com", PASSWORD)
     context = chromium.new_context(

@@ -11,20 +11,19 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from tests.admin.test_browser import (
-    CHROMIUM,
     PASSWORD,
     TABLE_FITS,
     WIDTH,
-    chromium,  # noqa: F401 (the module's browser)
     fits_the_width,
     screenshot,
     unlabelled_controls,
 )
+from tests.fixtures.browser import needs_chromium
 from tests.fixtures.insight import SHOWCASE_FILE, load_insight_showcase
 from tracking.services.insight import insight_refresh
 
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
+    needs_chromium,
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -39,7 +38,7 @@ def showcase(issuer, settings):
 
 
 @pytest.fixture
-def page(chromium, live_server, showcase):  # noqa: F811
+def page(chromium, live_server, showcase):
     get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
     context = chromium.new_context(
         base_url=live_server.url, viewport={"width": WIDTH, "height": 900}

@@ -13,7 +13,6 @@ import importlib
 import os
 import secrets
 import sys
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -21,25 +20,15 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from playwright.sync_api import sync_playwright
 
 from tests.fixtures.backoffice import load_backoffice_orders
+from tests.fixtures.browser import needs_chromium
 from tracking.models import CardOrder
 from tracking.services import stage_times
 from tracking.services.d1_clients import d1_client_create
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
+    needs_chromium,
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -82,22 +71,6 @@ def production_like(settings, monkeypatch):
     for name, value in values.items():
         setattr(settings, name, value)
     return values
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
