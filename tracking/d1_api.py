@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 import requests
@@ -33,9 +33,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from tracking.data_care import pan_mask_text
-
-if TYPE_CHECKING:
-    from tracking.models import Issuer
+from tracking.models import KEY_ID_PATTERN, Issuer
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +51,6 @@ BODY_EXCERPT_CHARS = 300
 BODY_SCAN_CHARS = 4096
 ERROR_CODE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # A key id names a file in D1_KEY_DIR: no separators, no leading dot.
-KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # An EC P-256 private key in PEM is about 250 bytes; anything much larger is not a key.
 MAX_KEY_BYTES = 16 * 1024
 CARD_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,48}$")

@@ -13,9 +13,11 @@ from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
 from simple_history.models import HistoricalRecords
 
-from tracking.d1_api import KEY_ID_PATTERN
+from tracking import conditions
 from tracking.rules import Outcome, ReconcileReason
-from tracking.services import order_queues
+
+# An issuer's D1 key id names its key file (<D1_KEY_DIR>/<key id>.pem): a file name, no path.
+KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 class Issuer(models.Model):
@@ -347,7 +349,7 @@ class CardOrder(models.Model):
             models.Index(
                 fields=["-updated_at"],
                 name="order_exception_recent",
-                condition=order_queues.exception_q(),
+                condition=conditions.exception_q(),
             ),
             # Reconciliation: the sweep looks only at open orders and shipped ones awaiting
             # delivery, a small part of all orders once most have shipped.
@@ -357,7 +359,7 @@ class CardOrder(models.Model):
             models.Index(
                 fields=["last_event_at"],
                 name="order_awaiting_delivery",
-                condition=order_queues.awaiting_delivery_q(),
+                condition=conditions.awaiting_delivery_q(),
             ),
             # Registered orders D1 has not spoken about yet: the silent queue and its sweep.
             models.Index(
@@ -368,12 +370,12 @@ class CardOrder(models.Model):
             models.Index(
                 fields=["-updated_at"],
                 name="order_superseded_recent",
-                condition=order_queues.superseded_q(),
+                condition=conditions.superseded_q(),
             ),
             models.Index(
                 fields=["reconcile_next_at"],
                 name="order_cancel_unconfirmed",
-                condition=order_queues.cancel_unconfirmed_q(),
+                condition=conditions.cancel_unconfirmed_q(),
             ),
         ]
         # trust: what operators may do beyond viewing, and who sees personal fields unmasked.

@@ -24,15 +24,16 @@ from tracking.rules import (
     PRODUCTION_RANK,
     TERMINAL_STATUSES,
 )
+from tracking import conditions
 from tracking.services import order_queues
 
 pytestmark = pytest.mark.django_db
 
 INDEXED_QUEUES = {
-    "order_exception_recent": order_queues.exception_q,
-    "order_awaiting_delivery": order_queues.awaiting_delivery_q,
-    "order_superseded_recent": order_queues.superseded_q,
-    "order_cancel_unconfirmed": order_queues.cancel_unconfirmed_q,
+    "order_exception_recent": conditions.exception_q,
+    "order_awaiting_delivery": conditions.awaiting_delivery_q,
+    "order_superseded_recent": conditions.superseded_q,
+    "order_cancel_unconfirmed": conditions.cancel_unconfirmed_q,
 }
 
 

@@ -13,58 +13,25 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
+# The status classes as conditions, read here by the queues and through this module by the
+# pages, the dashboard and the export.
+from tracking.conditions import awaiting_delivery_q as awaiting_delivery_q
+from tracking.conditions import cancel_unconfirmed_q as cancel_unconfirmed_q
+from tracking.conditions import cancelled_q as cancelled_q
+from tracking.conditions import delivered_q as delivered_q
+from tracking.conditions import delivery_failed_q as delivery_failed_q
+from tracking.conditions import exception_q as exception_q
+from tracking.conditions import failed_q as failed_q
+from tracking.conditions import is_exception as is_exception
+from tracking.conditions import is_returned as is_returned
+from tracking.conditions import returned_q as returned_q
+from tracking.conditions import superseded_q as superseded_q
+from tracking.rules import CANCELLED_STATUSES as CANCELLED_STATUSES
 from tracking.rules import (
-    AWAITING_DELIVERY_STATUS,
-    CANCELLED_STATUSES,
-    DELIVERED_SHIPMENT_STATUSES,
-    DELIVERY_FAILED_SHIPMENT_STATUSES,
-    EXCEPTION_STATUSES,
-    FAILED,
     NON_TERMINAL_STATUSES,
-    RETURNED_PRODUCTION_STATUSES,
-    RETURNED_SHIPMENT_STATUSES,
     SHIPPED_STATUS,
     TERMINAL_STATUSES,
 )
-
-
-def exception_q() -> Q:
-    """Orders D1 reported as failed, or whose events conflict, carry unknown codes or an error.
-
-    The partial index `order_exception_recent` (`CardOrder.Meta`) is built from this condition.
-    """
-    return (
-        # D1 reports a cancellation as a FAILED operation; it is not an exception.
-        failed_q()
-        | Q(has_conflict=True)
-        | Q(has_unknown_status=True)
-        | ~Q(error_code="")
-        | returned_q()
-        | ~Q(exception_reason="")
-    )
-
-
-def failed_q() -> Q:
-    """Orders that failed: a failure step, or an operation D1 reported FAILED at any step.
-
-    A cancellation is the issuer's decision, not a failure, whatever its operation status.
-    """
-    return Q(production_status__in=sorted(EXCEPTION_STATUSES)) | (
-        Q(operation_status=FAILED) & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
-    )
-
-
-def is_exception(order) -> bool:
-    """The rule of `exception_q`, for one order already in memory."""
-    return bool(
-        order.production_status in EXCEPTION_STATUSES
-        or (order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES)
-        or order.has_conflict
-        or order.has_unknown_status
-        or order.error_code
-        or is_returned(order)
-        or order.exception_reason
-    )
 
 
 def acknowledged_q() -> Q:
@@ -86,10 +53,6 @@ def acknowledged_q() -> Q:
 
 def open_exception_q() -> Q:
     return exception_q() & ~acknowledged_q()
-
-
-def cancelled_q() -> Q:
-    return Q(production_status__in=sorted(CANCELLED_STATUSES))
 
 
 def stage_threshold(status: str) -> dt.timedelta:
@@ -160,12 +123,6 @@ def is_stuck(order, *, now: dt.datetime) -> bool:
     return now - order.stage_entered_at > stage_threshold(order.production_status)
 
 
-def awaiting_delivery_q() -> Q:
-    """Shipped orders whose carrier has not reported a final status (index
-    `order_awaiting_delivery`)."""
-    return Q(production_status=AWAITING_DELIVERY_STATUS, shipment_final=False)
-
-
 # ---------------------------------------------------------------------------- the issuer's side
 
 
@@ -210,32 +167,6 @@ def is_silent(order, *, now: dt.datetime) -> bool:
     return now - order.registered_at > silent_after(order.issuer.issuer_id)
 
 
-def superseded_q() -> Q:
-    return Q(superseded_by__isnull=False)
-
-
-def delivered_q() -> Q:
-    return Q(shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES))
-
-
-def returned_q() -> Q:
-    """Returned by the tracking hub (CARD_RETURNED) or by the carrier (an exception)."""
-    return Q(production_status__in=sorted(RETURNED_PRODUCTION_STATUSES)) | Q(
-        shipment_status__in=sorted(RETURNED_SHIPMENT_STATUSES)
-    )
-
-
-def is_returned(order) -> bool:
-    return (
-        order.production_status in RETURNED_PRODUCTION_STATUSES
-        or order.shipment_status in RETURNED_SHIPMENT_STATUSES
-    )
-
-
-def delivery_failed_q() -> Q:
-    return Q(shipment_status__in=sorted(DELIVERY_FAILED_SHIPMENT_STATUSES))
-
-
 def in_transit_long_q(*, now: dt.datetime) -> Q:
     """Shipped longer ago than SHIPMENT_IN_TRANSIT_THRESHOLD and the carrier not final yet.
 
@@ -245,14 +176,6 @@ def in_transit_long_q(*, now: dt.datetime) -> Q:
         production_status=SHIPPED_STATUS,
         stage_entered_at__lt=now - settings.SHIPMENT_IN_TRANSIT_THRESHOLD,
         shipment_final=False,
-    )
-
-
-def cancel_unconfirmed_q() -> Q:
-    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED
-    (index `order_cancel_unconfirmed`)."""
-    return Q(cancel_accepted_at__isnull=False) & ~Q(
-        production_status__in=sorted(CANCELLED_STATUSES)
     )
 
 

@@ -1,0 +1,105 @@
+"""The status classes of `tracking.rules` as conditions over `CardOrder`'s own columns.
+
+What an exception, a failure, a cancellation, a return, a delivery or an order awaiting
+delivery is, said once: the queues (`tracking.services.order_queues`) filter with these, and
+the partial indexes of `CardOrder` are built from them, so a changed rule changes its index
+with it (a migration). Each `*_q` has an in-memory twin where pages need one (`is_*`).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from tracking.rules import (
+    AWAITING_DELIVERY_STATUS,
+    CANCELLED_STATUSES,
+    DELIVERED_SHIPMENT_STATUSES,
+    DELIVERY_FAILED_SHIPMENT_STATUSES,
+    EXCEPTION_STATUSES,
+    FAILED,
+    RETURNED_PRODUCTION_STATUSES,
+    RETURNED_SHIPMENT_STATUSES,
+)
+
+
+def exception_q() -> Q:
+    """Orders D1 reported as failed, or whose events conflict, carry unknown codes or an error.
+
+    The partial index `order_exception_recent` is built from this condition.
+    """
+    return (
+        # D1 reports a cancellation as a FAILED operation; it is not an exception.
+        failed_q()
+        | Q(has_conflict=True)
+        | Q(has_unknown_status=True)
+        | ~Q(error_code="")
+        | returned_q()
+        | ~Q(exception_reason="")
+    )
+
+
+def failed_q() -> Q:
+    """Orders that failed: a failure step, or an operation D1 reported FAILED at any step.
+
+    A cancellation is the issuer's decision, not a failure, whatever its operation status.
+    """
+    return Q(production_status__in=sorted(EXCEPTION_STATUSES)) | (
+        Q(operation_status=FAILED) & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
+    )
+
+
+def is_exception(order) -> bool:
+    """The rule of `exception_q`, for one order already in memory."""
+    return bool(
+        order.production_status in EXCEPTION_STATUSES
+        or (order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES)
+        or order.has_conflict
+        or order.has_unknown_status
+        or order.error_code
+        or is_returned(order)
+        or order.exception_reason
+    )
+
+
+def cancelled_q() -> Q:
+    return Q(production_status__in=sorted(CANCELLED_STATUSES))
+
+
+def awaiting_delivery_q() -> Q:
+    """Shipped orders whose carrier has not reported a final status (index
+    `order_awaiting_delivery`)."""
+    return Q(production_status=AWAITING_DELIVERY_STATUS, shipment_final=False)
+
+
+def superseded_q() -> Q:
+    return Q(superseded_by__isnull=False)
+
+
+def delivered_q() -> Q:
+    return Q(shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES))
+
+
+def returned_q() -> Q:
+    """Returned by the tracking hub (CARD_RETURNED) or by the carrier (an exception)."""
+    return Q(production_status__in=sorted(RETURNED_PRODUCTION_STATUSES)) | Q(
+        shipment_status__in=sorted(RETURNED_SHIPMENT_STATUSES)
+    )
+
+
+def is_returned(order) -> bool:
+    return (
+        order.production_status in RETURNED_PRODUCTION_STATUSES
+        or order.shipment_status in RETURNED_SHIPMENT_STATUSES
+    )
+
+
+def delivery_failed_q() -> Q:
+    return Q(shipment_status__in=sorted(DELIVERY_FAILED_SHIPMENT_STATUSES))
+
+
+def cancel_unconfirmed_q() -> Q:
+    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED
+    (index `order_cancel_unconfirmed`)."""
+    return Q(cancel_accepted_at__isnull=False) & ~Q(
+        production_status__in=sorted(CANCELLED_STATUSES)
+    )
