@@ -14,6 +14,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from tracking import conditions
 from tracking.admin import display as admin_display
 from tracking.models import CardOrder
 from tracking.rules import (
@@ -24,7 +25,6 @@ from tracking.rules import (
     PRODUCTION_RANK,
     TERMINAL_STATUSES,
 )
-from tracking import conditions
 from tracking.services import order_queues
 
 pytestmark = pytest.mark.django_db
