@@ -226,6 +226,7 @@ def test_the_order_and_its_file_carry_the_predicted_dates(history, issuer):
     """The orders list sorts on the order's own copy of p50; the files list shows the latest
     p50 and p90 of the file's open orders. Both follow the predictions."""
     from tracking.models import CardOrder, ProductionFile
+    from tracking.services.production_files import file_forecast
 
     on_time = open_order(issuer, site="SITE-A")
     late = open_order(issuer, site="SITE-A", hours_ago=30)
@@ -235,6 +236,13 @@ def test_the_order_and_its_file_carry_the_predicted_dates(history, issuer):
     assert sum(1 for date in dates.values() if date is not None) == 2
     file = ProductionFile.objects.get(issuer=issuer, name="FILE_A.csv")
     assert (file.predicted_p50, file.predicted_p90) == (dt.date(2026, 3, 11), dt.date(2026, 3, 12))
+    # Two open orders predicted; the on-time one (p50 03-11) passes its due date (03-10).
+    forecast = file_forecast(issuer_id=issuer.pk, name="FILE_A.csv")
+    assert (forecast.predicted, forecast.likely_late) == (2, 1)
+    assert (forecast.latest_p50, forecast.latest_p90) == (
+        dt.date(2026, 3, 11),
+        dt.date(2026, 3, 12),
+    )
     # The on-time order ships: its date goes, and the file's dates are the late order's.
     event = on_time.events.first().payload
     post_items(
@@ -253,3 +261,5 @@ def test_the_order_and_its_file_carry_the_predicted_dates(history, issuer):
     assert (dates[on_time.pk], dates[late.pk]) == (None, dt.date(2026, 3, 10))
     file.refresh_from_db()
     assert (file.predicted_p50, file.predicted_p90) == (dt.date(2026, 3, 10), dt.date(2026, 3, 11))
+    forecast = file_forecast(issuer_id=issuer.pk, name="FILE_A.csv")
+    assert (forecast.predicted, forecast.likely_late) == (1, 0)

@@ -8,6 +8,8 @@
 - `CardOrder.predicted_ship_date`, the p50 the insight refresh writes, with a partial index over
   the open orders (the "Open" queue sorted by it, both ways, and the admin's `-pk` tie-break),
   filled from the predictions already made.
+- `ProductionFile.predicted_orders` and `likely_late_orders`, written with the predictions, so the
+  file page reads its forecast from the file's row rather than joining its orders' predictions.
 """
 
 from django.db import migrations, models
@@ -57,6 +59,16 @@ class Migration(migrations.Migration):
             field=models.DateField(blank=True, editable=False, null=True),
         ),
         migrations.RunSQL(FILL_PREDICTED, migrations.RunSQL.noop, elidable=False),
+        migrations.AddField(
+            model_name="productionfile",
+            name="predicted_orders",
+            field=models.PositiveIntegerField(db_default=0, default=0),
+        ),
+        migrations.AddField(
+            model_name="productionfile",
+            name="likely_late_orders",
+            field=models.PositiveIntegerField(db_default=0, default=0),
+        ),
         # Declared here, as order_file_stage is, so that CardOrder.Meta stays as it was.
         migrations.SeparateDatabaseAndState(
             database_operations=[

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -36,6 +36,8 @@ class RefreshResult:
     # Of the predictions: how many were written (new or changed) and deleted this run.
     predictions_written: int = 0
     predictions_removed: int = 0
+    # Seconds per phase: spans, statistics, files, predictions.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def insight_refresh(*, full: bool = False, now: dt.datetime | None = None) -> RefreshResult:
@@ -48,11 +50,19 @@ def insight_refresh(*, full: bool = False, now: dt.datetime | None = None) -> Re
     now = now or timezone.now()
     state, _ = RollupState.objects.get_or_create(name=ROLLUP)
     since = None if full or state.watermark is None else state.watermark - OVERLAP
-    orders = stage_times.spans_refresh(changed_since=since)
-    stats = stage_times.stats_refresh(now=now)
-    files = production_files.files_refresh(changed_since=since, now=now)
+    phases: dict[str, float] = {}
+
+    def timed(name, run):
+        started = time.perf_counter()
+        found = run()
+        phases[name] = time.perf_counter() - started
+        return found
+
+    orders = timed("spans", lambda: stage_times.spans_refresh(changed_since=since))
+    stats = timed("statistics", lambda: stage_times.stats_refresh(now=now))
+    files = timed("files", lambda: production_files.files_refresh(changed_since=since, now=now))
     # After the files, so that a file seen for the first time gets its predicted dates now.
-    predicted = predictions.predictions_refresh(now=now)
+    predicted = timed("predictions", lambda: predictions.predictions_refresh(now=now))
     seconds = time.perf_counter() - began
     with transaction.atomic():
         RollupState.objects.filter(pk=state.pk).update(
@@ -67,6 +77,7 @@ def insight_refresh(*, full: bool = False, now: dt.datetime | None = None) -> Re
         since is None,
         predictions_written=predicted.written,
         predictions_removed=predicted.removed,
+        phases=phases,
     )
 
 

@@ -367,17 +367,21 @@ WITH stat AS (
     WHERE o.id = gone.id AND o.predicted_ship_date IS NOT NULL
     RETURNING o.id
 ), file_dates AS (
-    SELECT issuer_id, input_file_name AS name, max(p50) AS p50, max(p90) AS p90
+    SELECT issuer_id, input_file_name AS name, max(p50) AS p50, max(p90) AS p90,
+           count(*) AS predicted, count(*) FILTER (WHERE likely_late) AS late
     FROM computed WHERE input_file_name <> '' GROUP BY issuer_id, input_file_name
 ), files_dated AS (
-    UPDATE tracking_productionfile f SET predicted_p50 = x.p50, predicted_p90 = x.p90
+    UPDATE tracking_productionfile f SET predicted_p50 = x.p50, predicted_p90 = x.p90,
+        predicted_orders = x.predicted, likely_late_orders = x.late
     FROM file_dates x
     WHERE f.issuer_id = x.issuer_id AND f.name = x.name
-      AND (f.predicted_p50, f.predicted_p90) IS DISTINCT FROM (x.p50, x.p90)
+      AND (f.predicted_p50, f.predicted_p90, f.predicted_orders, f.likely_late_orders)
+          IS DISTINCT FROM (x.p50, x.p90, x.predicted, x.late)
     RETURNING f.id
 ), files_undated AS (
-    UPDATE tracking_productionfile f SET predicted_p50 = NULL, predicted_p90 = NULL
-    WHERE f.predicted_p50 IS NOT NULL
+    UPDATE tracking_productionfile f SET predicted_p50 = NULL, predicted_p90 = NULL,
+        predicted_orders = 0, likely_late_orders = 0
+    WHERE (f.predicted_p50 IS NOT NULL OR f.predicted_orders > 0)
       AND NOT EXISTS (SELECT 1 FROM file_dates x
                       WHERE x.issuer_id = f.issuer_id AND x.name = f.name)
     RETURNING f.id
