@@ -6,8 +6,8 @@
   predictions), so the page reads the index alone instead of every order of the file.
   SQLite has no INCLUDE; its index stays as it was.
 - `CardOrder.predicted_ship_date`, the p50 the insight refresh writes, with a partial index over
-  the open orders (the "Open" queue sorted by it, both ways, and the admin's `-pk` tie-break),
-  filled from the predictions already made.
+  the open orders (the "Open" queue sorted by it, both ways, and the admin's `-pk` tie-break)
+  that also carries what the refresh predicts from; filled from the predictions already made.
 - `ProductionFile.predicted_orders` and `likely_late_orders`, written with the predictions, so the
   file page reads its forecast from the file's row rather than joining its orders' predictions.
 """
@@ -28,6 +28,17 @@ COVERING = [
 PLAIN = [
     "DROP INDEX IF EXISTS order_file_stage",
     f"CREATE INDEX order_file_stage ON tracking_cardorder {FILE_COLUMNS}",
+]
+
+# What the refresh's prediction pass reads of each open order: with these, it reads this index
+# alone (a few tens of MB) rather than the open orders scattered over the whole table.
+PREDICTION_INPUTS = [
+    "issuer",
+    "input_file_name",
+    "production_site",
+    "production_status",
+    "stage_entered_at",
+    "due_date",
 ]
 
 FILL_PREDICTED = (
@@ -78,6 +89,7 @@ class Migration(migrations.Migration):
                         fields=["predicted_ship_date", "-id"],
                         name="order_predicted_ship",
                         condition=models.Q(is_terminal=False),
+                        include=PREDICTION_INPUTS,
                     ),
                 ),
             ],

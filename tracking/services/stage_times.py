@@ -33,6 +33,7 @@ PRODUCTION_STAGES: tuple[str, ...] = PRODUCE_PATH[:-1]
 BATCH = 2000
 # The group of the figures over all sites (a site D1 did not name is "").
 ALL_SITES = "*"
+STATS_WORK_MEM = "256MB"
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -66,8 +67,9 @@ def grouped_quantiles(
     """Count, median and p90 of `value` for each group of `keys` in `queryset` (one query)."""
     queryset = queryset.filter(**{f"{value}__isnull": False}).order_by()
     if connection.vendor == "postgresql":
+        # count(*), not of the id: the statistics' queries then read their index alone.
         rows = queryset.values(*keys).annotate(
-            n=Count("pk"),
+            n=Count("*"),
             q50=PercentileCont(value, fraction=0.5),
             q90=PercentileCont(value, fraction=0.9),
         )
@@ -301,14 +303,29 @@ def stats_refresh(*, now: dt.datetime) -> int:
                 )
             )
 
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The percentiles sort each window's spans (millions of rows at 1M orders): in
+            # memory rather than in temporary files, for these statements only.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL work_mem = %s", [STATS_WORK_MEM])
+        _stats_rows(now=now, add=add)
+        StageStat.objects.all().delete()
+        StageStat.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
+
+
+def _stats_rows(*, now: dt.datetime, add) -> None:
     spans = StageSpan.objects.all()
     for days in settings.INSIGHT_WINDOWS:
         ended = spans.filter(left_at__gte=now - dt.timedelta(days=days), left_at__lte=now)
         production = ended.filter(stage__in=PRODUCTION_STAGES)
-        add(StatKind.STAGE, days, production, ("production_site", "stage"), "duration_s")
+        # Grouped by stage first: sorting the window's spans read from span_stage_left costs
+        # less than walking span_site_stage_left, whose order (site first) fetches every span.
+        add(StatKind.STAGE, days, production, ("stage", "production_site"), "duration_s")
         add(StatKind.STAGE, days, production, ("stage",), "duration_s")
         add(
-            StatKind.SHIPMENT, days, ended.filter(stage=SHIPPED), ("carrier", "stage"), "duration_s"
+            StatKind.SHIPMENT, days, ended.filter(stage=SHIPPED), ("stage", "carrier"), "duration_s"
         )
 
     days = settings.INSIGHT_PREDICTION_WINDOW_DAYS
@@ -318,16 +335,11 @@ def stats_refresh(*, now: dt.datetime) -> int:
         stage__in=PRODUCTION_STAGES,
     )
     for keys in (
-        ("issuer_id", "production_site", "stage"),
-        ("production_site", "stage"),
+        ("stage", "issuer_id", "production_site"),
+        ("stage", "production_site"),
         ("stage",),
     ):
         add(StatKind.TO_SHIP, days, shipped, keys, "to_ship_s")
-
-    with transaction.atomic():
-        StageStat.objects.all().delete()
-        StageStat.objects.bulk_create(rows, batch_size=1000)
-    return len(rows)
 
 
 # ---------------------------------------------------------------------------- the heat-map
