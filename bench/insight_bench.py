@@ -28,6 +28,7 @@ import admin_bench  # noqa: E402
 
 BIG_FILE = "BIG_FILE_100K.csv"
 SECTION = "## Insight"
+KEPT_SUBSECTION = "### Prediction error"
 
 
 def gather_big_file(size: int, orders: int = 100_000) -> int:
@@ -214,7 +215,15 @@ def write_section(path: Path, section: str) -> None:
         path.write_text(text.rstrip("\n") + "\n\n" + section)
         return
     start = lines.index(SECTION)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    # Up to the next section, keeping the backtest's subsection (bench/prediction_backtest.py).
+    end = next(
+        (
+            i
+            for i in range(start + 1, len(lines))
+            if lines[i].startswith("## ") or lines[i] == KEPT_SUBSECTION
+        ),
+        len(lines),
+    )
     rest = "\n".join(lines[end:])
     path.write_text(
         "\n".join(lines[:start]) + "\n" + section + ("\n" + rest + "\n" if rest else "")

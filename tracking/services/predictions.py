@@ -187,11 +187,11 @@ def likely_late_q() -> Q:
 
 def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> PredictionsWritten:
     """Predict every open order from the current history, and bring the stored predictions,
-    the orders' `predicted_ship_date` and the files' latest predicted dates in line with it.
+    the orders' `predicted_ship_date` and the files' predicted figures in line with it.
 
-    Deletes the predictions of orders no longer predicted (shipped, failed, or without
-    history). On PostgreSQL one statement, which writes only the rows whose values changed;
-    elsewhere upserts in batches. Running it twice is harmless.
+    Writes only the predictions whose values changed and deletes those of orders no longer
+    predicted (shipped, failed, or without history): on PostgreSQL in one statement, elsewhere
+    in batches. Running it twice is harmless.
     """
     if history is None and connection.vendor == "postgresql":
         return _predictions_refresh_sql(now=now)
