@@ -59,7 +59,7 @@ def on_postgresql(statements):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tracking", "0008_wording_field_labels"),
+        ("tracking", "0010_event_sources_webhook_and_on_demand"),
     ]
 
     operations = [

@@ -16,7 +16,7 @@ def covering(name, fields, include):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tracking", "0009_insight_covering_file_index_predicted_ship"),
+        ("tracking", "0011_insight_covering_file_index_predicted_ship"),
     ]
 
     operations = [
