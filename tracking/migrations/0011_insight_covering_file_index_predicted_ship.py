@@ -6,8 +6,9 @@
   predictions), so the page reads the index alone instead of every order of the file.
   SQLite has no INCLUDE; its index stays as it was.
 - `CardOrder.predicted_ship_date`, the p50 the insight refresh writes, with a partial index over
-  the open orders (the "Open" queue sorted by it, both ways, and the admin's `-pk` tie-break)
-  that also carries what the refresh predicts from; filled from the predictions already made.
+  the open orders and those still carrying a date (the "Open" queue sorted by it, both ways,
+  with the admin's `-pk` tie-break; the refresh finds there the dates to copy or clear) that
+  also carries what the refresh predicts from; filled from the predictions already made.
 - `ProductionFile.predicted_orders` and `likely_late_orders`, written with the predictions, so the
   file page reads its forecast from the file's row rather than joining its orders' predictions.
 """
@@ -33,6 +34,7 @@ PLAIN = [
 # What the refresh's prediction pass reads of each open order: with these, it reads this index
 # alone (a few tens of MB) rather than the open orders scattered over the whole table.
 PREDICTION_INPUTS = [
+    "is_terminal",
     "issuer",
     "input_file_name",
     "production_site",
@@ -88,7 +90,8 @@ class Migration(migrations.Migration):
                     index=models.Index(
                         fields=["predicted_ship_date", "-id"],
                         name="order_predicted_ship",
-                        condition=models.Q(is_terminal=False),
+                        condition=models.Q(is_terminal=False)
+                        | models.Q(predicted_ship_date__isnull=False),
                         include=PREDICTION_INPUTS,
                     ),
                 ),

@@ -288,8 +288,8 @@ def _orders_dated() -> int:
 # by hash joins on StageStat; the first level with enough orders wins, as in History.lookup.
 # Computing is one pass over the open orders; writing is what costs, so only what changed is
 # written: predictions that differ from the stored ones, those of orders no longer predicted
-# (deleted), the orders' `predicted_ship_date` copy, and the files' latest predicted dates.
-# Every data-modifying part sees the tables as they were when the statement began.
+# (deleted), and the files' predicted figures. Every data-modifying part sees the tables as
+# they were when the statement began.
 _PREDICTIONS_SQL = """
 WITH stat AS (
     SELECT issuer_id, "group", stage, p50_s, p90_s FROM tracking_stagestat
@@ -297,7 +297,6 @@ WITH stat AS (
 ), open_order AS (
     SELECT o.id, o.issuer_id, o.input_file_name, o.production_site AS site,
            o.production_status AS stage, o.stage_entered_at AS entered, o.due_date,
-           o.predicted_ship_date AS shown,
            (%(following)s::text[])[array_position(%(stages)s::text[], o.production_status)]
                AS next_stage
     FROM tracking_cardorder o
@@ -323,7 +322,7 @@ WITH stat AS (
     LEFT JOIN stat f ON f.issuer_id IS NULL AND f."group" = %(all_sites)s
                         AND f.stage = o.next_stage
 ), dated AS (
-    SELECT id, issuer_id, input_file_name, shown, basis, stage, due_date,
+    SELECT id, issuer_id, input_file_name, basis, stage, due_date,
            greatest(entered + here50 * interval '1 second', %(now)s + rest50 * interval '1 second')
                AS at50,
            greatest(entered + here90 * interval '1 second', %(now)s + rest90 * interval '1 second',
@@ -331,7 +330,7 @@ WITH stat AS (
                AS at90
     FROM figures WHERE here50 IS NOT NULL
 ), computed AS MATERIALIZED (
-    SELECT id, issuer_id, input_file_name, shown, basis, stage,
+    SELECT id, issuer_id, input_file_name, basis, stage,
            (at50 AT TIME ZONE %(tz)s)::date AS p50, (at90 AT TIME ZONE %(tz)s)::date AS p90,
            coalesce((at50 AT TIME ZONE %(tz)s)::date > due_date, false) AS likely_late
     FROM dated
@@ -351,21 +350,6 @@ WITH stat AS (
     DELETE FROM tracking_orderprediction p
     WHERE NOT EXISTS (SELECT 1 FROM computed c WHERE c.id = p.order_id)
     RETURNING p.order_id
-), shown AS (
-    UPDATE tracking_cardorder o SET predicted_ship_date = c.p50
-    FROM computed c
-    WHERE o.id = c.id AND c.shown IS DISTINCT FROM c.p50
-    RETURNING o.id
-), unshown AS (
-    -- Orders no longer predicted: those whose prediction goes, and open ones left with a date.
-    UPDATE tracking_cardorder o SET predicted_ship_date = NULL
-    FROM (SELECT order_id AS id FROM removed
-          UNION
-          SELECT x.id FROM tracking_cardorder x
-          WHERE NOT x.is_terminal AND x.predicted_ship_date IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM computed c WHERE c.id = x.id)) AS gone
-    WHERE o.id = gone.id AND o.predicted_ship_date IS NOT NULL
-    RETURNING o.id
 ), file_dates AS (
     SELECT issuer_id, input_file_name AS name, max(p50) AS p50, max(p90) AS p90,
            count(*) AS predicted, count(*) FILTER (WHERE likely_late) AS late
@@ -388,7 +372,6 @@ WITH stat AS (
 )
 SELECT (SELECT count(*) FROM computed), (SELECT count(*) FROM written),
        (SELECT count(*) FROM removed),
-       (SELECT count(*) FROM shown) + (SELECT count(*) FROM unshown),
        (SELECT count(*) FROM files_dated) + (SELECT count(*) FROM files_undated)
 """
 
@@ -409,7 +392,37 @@ def _predictions_refresh_sql(*, now: dt.datetime) -> PredictionsWritten:
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_PREDICTIONS_SQL, params)
-        return PredictionsWritten(*cursor.fetchone())
+        predicted, written, removed, files = cursor.fetchone()
+        cursor.execute(_DIFFERING_DATES_SQL)
+        differing = cursor.fetchall()
+        dated = 0
+        if differing:
+            ids, dates = zip(*differing, strict=True)
+            cursor.execute(_ORDER_DATES_SQL, [list(ids), list(dates)])
+            dated = cursor.rowcount
+        return PredictionsWritten(predicted, written, removed, dated, files)
+
+
+# Then each order's copy of its p50 (`predicted_ship_date`, for sorting lists), where it
+# differs from its prediction: open orders, and orders that still carry a date (those that
+# just became final). The partial index `order_predicted_ship` holds exactly these orders, so
+# finding them reads that index alone; only those that differ (usually a few hundred) are then
+# locked and written, one primary-key probe each.
+# An order locked by the webhook path is skipped rather than waited for (no lock waits, no
+# deadlocks with ingestion): it changes anyway, and the next run copies its date.
+_DIFFERING_DATES_SQL = """
+SELECT c.id, p.p50 FROM tracking_cardorder c
+LEFT JOIN tracking_orderprediction p ON p.order_id = c.id
+WHERE (NOT c.is_terminal OR c.predicted_ship_date IS NOT NULL)
+  AND c.predicted_ship_date IS DISTINCT FROM p.p50
+"""
+_ORDER_DATES_SQL = """
+UPDATE tracking_cardorder o SET predicted_ship_date = l.p50
+FROM (SELECT c.id, v.p50 FROM unnest(%s::bigint[], %s::date[]) AS v(id, p50)
+      JOIN tracking_cardorder c ON c.id = v.id
+      FOR UPDATE OF c SKIP LOCKED) AS l
+WHERE o.id = l.id
+"""
 
 
 @dataclass(frozen=True)
