@@ -28,6 +28,7 @@ import admin_bench  # noqa: E402
 
 BIG_FILE = "BIG_FILE_100K.csv"
 SECTION = "## Insight"
+KEPT_SUBSECTION = "### Prediction error"
 
 
 def gather_big_file(size: int, orders: int = 100_000) -> int:
@@ -58,19 +59,22 @@ def touch(share: float) -> int:
         return cursor.rowcount
 
 
-def timed_refresh(label: str, **kwargs) -> tuple[str, float, str]:
+def timed_refresh(label: str, **kwargs) -> tuple[str, float, str, dict[str, float]]:
     from tracking.services.insight import insight_refresh
 
     result = insight_refresh(**kwargs)
     detail = (
         f"{result.orders:,} orders re-spanned, {result.stats:,} statistics, "
-        f"{result.predictions:,} predictions, {result.files:,} files"
+        f"{result.files:,} files, {result.predictions:,} open orders predicted "
+        f"({result.predictions_written:,} predictions written, "
+        f"{result.predictions_removed:,} removed)"
     )
-    print(f"  refresh, {label}: {result.seconds:.1f} s ({detail})", flush=True)
-    return label, result.seconds, detail
+    phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.phases.items())
+    print(f"  refresh, {label}: {result.seconds:.1f} s ({detail}; {phases})", flush=True)
+    return label, result.seconds, detail, result.phases
 
 
-def timed_files_full() -> tuple[str, float, str]:
+def timed_files_full() -> tuple[str, float, str, dict[str, float]]:
     from django.utils import timezone
 
     from tracking.services.production_files import files_refresh
@@ -79,37 +83,33 @@ def timed_files_full() -> tuple[str, float, str]:
     files = files_refresh(changed_since=None, now=timezone.now())
     seconds = time.perf_counter() - began
     print(f"  files, full: {seconds:.1f} s ({files:,} files)", flush=True)
-    return "every file's figures (part of a full run)", seconds, f"{files:,} files"
+    return "every file's figures (part of a full run)", seconds, f"{files:,} files", {}
 
 
-def phases() -> dict[str, float]:
-    """Each phase of one incremental refresh on its own, for the table."""
-    from django.utils import timezone
+def list_column(user, name: str) -> int:
+    """The changelist's `o` index of a column as this user sees the list: the admin counts
+    the action checkbox, when the user has actions, as column 0."""
+    from django.contrib import admin
+    from django.test import RequestFactory
 
-    from tracking.services import predictions, production_files, stage_times
+    from tracking.models import CardOrder
 
-    now = timezone.now()
-    found = {}
-    for name, run in (
-        ("statistics (percentiles over the spans)", lambda: stage_times.stats_refresh(now=now)),
-        ("predictions of every open order", lambda: predictions.predictions_refresh(now=now)),
-        ("files' predicted dates", production_files.files_forecasts_refresh),
-    ):
-        began = time.perf_counter()
-        run()
-        found[name] = time.perf_counter() - began
-        print(f"  phase {name}: {found[name]:.1f} s", flush=True)
-    return found
+    model_admin = admin.site._registry[CardOrder]
+    request = RequestFactory().get("/admin/tracking/cardorder/")
+    request.user = user
+    names = list(model_admin.get_list_display(request))
+    if model_admin.get_actions(request):
+        names.insert(0, "action_checkbox")
+    return names.index(name)
 
 
-def pages() -> list[tuple[str, str]]:
+def pages(user) -> list[tuple[str, str]]:
     from django.utils.http import urlencode
 
-    from tracking.admin.orders import CardOrderAdmin
     from tracking.models import Issuer
 
     issuer = Issuer.objects.get(issuer_id=admin_bench.ISSUERS[1])
-    column = CardOrderAdmin.list_display.index("predicted_ship")
+    column = list_column(user, "predicted_ship")
     files = "/admin/tracking/productionfile/"
     return [
         (
@@ -129,6 +129,10 @@ def pages() -> list[tuple[str, str]]:
             "orders list sorted by predicted ship",
             f"/admin/tracking/cardorder/?queue=open&o={column}",
         ),
+        (
+            "orders list sorted by predicted ship, latest first",
+            f"/admin/tracking/cardorder/?queue=open&o=-{column}",
+        ),
         ("read API list (100 orders, with predictions)", "/api/v1/orders/"),
     ]
 
@@ -143,7 +147,7 @@ def run_pages(runs: int) -> list[tuple[str, float, float, int, int]]:
     client = Client()
     client.force_login(user)
     found = []
-    for name, url in pages():
+    for name, url in pages(user):
         client.get(url)  # cold caches after the load and the refresh
         status, durations, db_times, queries = admin_bench.measure(client, url, runs)
         median, db = statistics.median(durations), statistics.median(db_times)
@@ -155,7 +159,7 @@ def run_pages(runs: int) -> list[tuple[str, float, float, int, int]]:
     return found
 
 
-def report(size: int, load: float | None, refreshes, phase_times, timings, runs: int) -> str:
+def report(size: int, load: float | None, refreshes, timings, runs: int) -> str:
     lines = [
         SECTION,
         "",
@@ -174,24 +178,27 @@ def report(size: int, load: float | None, refreshes, phase_times, timings, runs:
         "",
         "Rollup refresh (`insight_refresh`, the beat task):",
         "",
-        "| refresh | time | what it did |",
-        "|---|---|---|",
+        "| refresh | time | phases | what it did |",
+        "|---|---|---|---|",
     ]
-    for label, seconds, detail in refreshes:
-        lines.append(f"| {label} | {seconds:.1f} s | {detail} |")
-    lines += ["", "Of one incremental refresh:", "", "| phase | time |", "|---|---|"]
-    for name, seconds in phase_times.items():
-        lines.append(f"| {name} | {seconds:.1f} s |")
+    for label, seconds, detail, phases in refreshes:
+        split = ", ".join(f"{name} {took:.1f} s" for name, took in phases.items()) or "—"
+        lines.append(f"| {label} | {seconds:.1f} s | {split} | {detail} |")
     lines += [
         "",
         "The file page reads one range of the `(issuer, input_file_name, production_status,",
-        "stage_entered_at)` index: one grouped count over the file, one index probe per open",
-        "stage for its median entry time, one count and one page of laggards, one aggregate",
-        "of the file's predictions. The files list and the heat-map read the rollup tables",
-        "(`ProductionFile`, `StageStat`), a few rows each, whatever the number of orders. The",
-        "full refresh (first run, or `manage.py insight_refresh --full`) derives the spans of",
-        "every order; later runs only those of orders updated since the last one, then",
-        "recompute the percentiles and the open orders' predictions.",
+        "stage_entered_at)` index, which on PostgreSQL also carries the columns the page counts",
+        "(finished, the exception rule, first and last event, the order id): one grouped count",
+        "over the file, one index probe per open stage for its median entry time, one count",
+        "and one page of laggards, one aggregate of the predictions of the file's open orders.",
+        "The files list and the heat-map read the rollup tables (`ProductionFile`, `StageStat`),",
+        "a few rows each, whatever the number of orders. The orders list sorts by",
+        "`CardOrder.predicted_ship_date`, the p50 the refresh copies onto the order, on a",
+        "partial index over the open orders. The full refresh (first run, or",
+        "`manage.py insight_refresh --full`) derives the spans of every order; later runs only",
+        "those of orders updated since the last one, then recompute the percentiles, predict",
+        "every open order again and write only the predictions, order dates and file dates",
+        "that changed.",
         "",
         f"Machine: {os.cpu_count()} cores shared with other work; PostgreSQL "
         f"{admin_bench.postgres_version()}, default settings. Load time of the data: "
@@ -208,7 +215,15 @@ def write_section(path: Path, section: str) -> None:
         path.write_text(text.rstrip("\n") + "\n\n" + section)
         return
     start = lines.index(SECTION)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    # Up to the next section, keeping the backtest's subsection (bench/prediction_backtest.py).
+    end = next(
+        (
+            i
+            for i in range(start + 1, len(lines))
+            if lines[i].startswith("## ") or lines[i] == KEPT_SUBSECTION
+        ),
+        len(lines),
+    )
     rest = "\n".join(lines[end:])
     path.write_text(
         "\n".join(lines[:start]) + "\n" + section + ("\n" + rest + "\n" if rest else "")
@@ -269,14 +284,13 @@ def main() -> None:
     changed = touch(0.01)
     refreshes.append(timed_refresh(f"incremental, {changed:,} orders changed"))
     refreshes.append(timed_refresh("incremental, nothing changed"))
-    phase_times = phases()
     from django.db import connection
 
     with connection.cursor() as cursor:
         for table in ("tracking_stagespan", "tracking_orderprediction", "tracking_productionfile"):
             cursor.execute(f"VACUUM (ANALYZE) {table}")
     timings = run_pages(args.runs)
-    section = report(args.size, load, refreshes, phase_times, timings, args.runs)
+    section = report(args.size, load, refreshes, timings, args.runs)
     print("\n" + section)
     if args.write:
         write_section(args.write, section)

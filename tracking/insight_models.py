@@ -33,6 +33,8 @@ class StageSpan(models.Model):
     to_ship_s = models.FloatField(null=True, blank=True)
 
     class Meta:
+        # On PostgreSQL span_stage_left and span_shipped also carry the columns the statistics
+        # read (migration 0012), so that those read a window of spans from the index alone.
         indexes = [
             models.Index(fields=["order"], name="span_order"),
             models.Index(fields=["stage", "left_at"], name="span_stage_left"),
@@ -93,9 +95,12 @@ class ProductionFile(models.Model):
     share_finished = models.FloatField(default=0.0)
     first_event_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
-    # The latest predicted ship date of its open orders (p50 and p90).
+    # The latest predicted ship date of its open orders (p50 and p90), how many of them have a
+    # prediction and how many of those are likely late: written with the predictions.
     predicted_p50 = models.DateField(null=True, blank=True)
     predicted_p90 = models.DateField(null=True, blank=True)
+    predicted_orders = models.PositiveIntegerField(default=0, db_default=0)
+    likely_late_orders = models.PositiveIntegerField(default=0, db_default=0)
     refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -124,6 +129,7 @@ class OrderPrediction(models.Model):
     basis = models.CharField(max_length=16)
     stage = models.CharField(max_length=64)
     likely_late = models.BooleanField(default=False)
+    # When these values were last written (a refresh rewrites only predictions that changed).
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

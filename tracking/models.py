@@ -308,6 +308,9 @@ class CardOrder(models.Model):
     change_type = models.CharField(max_length=32, blank=True, db_default="")
     change_result = models.CharField(max_length=16, blank=True, db_default="")
     cancel_accepted_at = models.DateTimeField(null=True, blank=True)
+    # A copy of OrderPrediction.p50 that the insight refresh keeps, so that lists sort by it on
+    # an index (migration 0011); pages and the API read the prediction itself.
+    predicted_ship_date = models.DateField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)

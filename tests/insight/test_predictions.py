@@ -200,3 +200,66 @@ def test_pure_prediction_matches_the_stored_one():
         dt.date(2026, 3, 12),
         Basis.ISSUER_SITE,
     )
+
+
+def test_refresh_writes_only_the_predictions_that_moved(history, issuer):
+    """A refresh re-predicts every open order but writes only what changed: nothing when
+    nothing did, and an order late in its stage as the clock moves it (not the others)."""
+    on_time = open_order(issuer, site="SITE-A")
+    late = open_order(issuer, site="SITE-A", hours_ago=30)
+    first = insight_refresh(now=NOW)
+    assert (first.predictions, first.predictions_written) == (2, 2)
+    again = insight_refresh(now=NOW + HOUR)
+    assert (again.predictions, again.predictions_written, again.predictions_removed) == (2, 0, 0)
+    # A day later the late order still has its last stage ahead: now + 5 h is 03-11 17:00.
+    # The other is still predicted at entry + 20 h (03-11 06:00) and entry + 52 h (03-12).
+    later = insight_refresh(now=NOW + DAY)
+    assert later.predictions_written == 1
+    assert (prediction(late).p50, prediction(late).p90) == (dt.date(2026, 3, 11),) * 2
+    assert (prediction(on_time).p50, prediction(on_time).p90) == (
+        dt.date(2026, 3, 11),
+        dt.date(2026, 3, 12),
+    )
+
+
+def test_the_order_and_its_file_carry_the_predicted_dates(history, issuer):
+    """The orders list sorts on the order's own copy of p50; the files list shows the latest
+    p50 and p90 of the file's open orders. Both follow the predictions."""
+    from tracking.models import CardOrder, ProductionFile
+    from tracking.services.production_files import file_forecast
+
+    on_time = open_order(issuer, site="SITE-A")
+    late = open_order(issuer, site="SITE-A", hours_ago=30)
+    refresh()
+    dates = dict(CardOrder.objects.values_list("pk", "predicted_ship_date"))
+    assert (dates[on_time.pk], dates[late.pk]) == (dt.date(2026, 3, 11), dt.date(2026, 3, 10))
+    assert sum(1 for date in dates.values() if date is not None) == 2
+    file = ProductionFile.objects.get(issuer=issuer, name="FILE_A.csv")
+    assert (file.predicted_p50, file.predicted_p90) == (dt.date(2026, 3, 11), dt.date(2026, 3, 12))
+    # Two open orders predicted; the on-time one (p50 03-11) passes its due date (03-10).
+    forecast = file_forecast(issuer_id=issuer.pk, name="FILE_A.csv")
+    assert (forecast.predicted, forecast.likely_late) == (2, 1)
+    assert (forecast.latest_p50, forecast.latest_p90) == (
+        dt.date(2026, 3, 11),
+        dt.date(2026, 3, 12),
+    )
+    # The on-time order ships: its date goes, and the file's dates are the late order's.
+    event = on_time.events.first().payload
+    post_items(
+        issuer,
+        [
+            {
+                **event,
+                "status": "SUCCESSFUL",
+                "details": {**event["details"], "status": "CARD_SHIPPED"},
+            }
+        ],
+        NOW + HOUR,
+    )
+    insight_refresh(now=NOW + 2 * HOUR)
+    dates = dict(CardOrder.objects.values_list("pk", "predicted_ship_date"))
+    assert (dates[on_time.pk], dates[late.pk]) == (None, dt.date(2026, 3, 10))
+    file.refresh_from_db()
+    assert (file.predicted_p50, file.predicted_p90) == (dt.date(2026, 3, 10), dt.date(2026, 3, 11))
+    forecast = file_forecast(issuer_id=issuer.pk, name="FILE_A.csv")
+    assert (forecast.predicted, forecast.likely_late) == (1, 0)

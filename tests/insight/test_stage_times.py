@@ -155,3 +155,34 @@ def test_postgresql_percentiles_match_the_hand_computed_ones(history):
         value="duration_s",
     )
     assert [(g.key, g.count, g.p50) for g in found] == [(("SITE-B",), 2, 4 * 3600)]
+
+
+def spans_now() -> list[tuple]:
+    return sorted(
+        StageSpan.objects.values_list(
+            "order_id", "stage", "entered_at", "left_at", "duration_s", "shipped_at", "to_ship_s"
+        )
+    )
+
+
+def test_incremental_spans_are_those_of_a_full_rebuild(history, issuer):
+    """An order that moves on gains a span; one that ships has every span's time to shipment
+    filled in. The incremental run ends where a full rebuild does."""
+    from tests.fixtures.backoffice import post_items
+
+    a1 = history["a1"]
+    event = a1.events.order_by("first_received_at").last().payload
+    shipped = {**event, "status": "SUCCESSFUL", "details": {**event["details"]}}
+    shipped["details"]["status"] = "CARD_SHIPPED"
+    post_items(issuer, [shipped], NOW)
+    moved = ongoing_then_done(issuer, site="SITE-B", entered=NOW, hours=0.5)
+    insight_refresh(now=NOW + HOUR)
+    incremental = spans_now()
+    # a1 shipped at NOW, 2 days - 1 h after entering CARD_PROD_DONE (and 2 days after
+    # entering CARD_PROD_ONGOING).
+    a1_spans = {row[1]: row for row in incremental if row[0] == a1.pk}
+    assert a1_spans["CARD_PROD_ONGOING"][5:] == (NOW, 2 * DAY.total_seconds())
+    assert a1_spans["CARD_PROD_DONE"][5:] == (NOW, 2 * DAY.total_seconds() - 3600)
+    assert [row[1] for row in incremental if row[0] == moved.pk] == ["CARD_PROD_ONGOING"]
+    insight_refresh(full=True, now=NOW + HOUR)
+    assert spans_now() == incremental

@@ -230,7 +230,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     def last_update(self, order: CardOrder) -> str:
         return admin_display.when(order.updated_at)
 
-    @admin.display(description="predicted ship", ordering="prediction__p50")
+    @admin.display(description="predicted ship", ordering="predicted_ship_date")
     def predicted_ship(self, order: CardOrder) -> str:
         return admin_insight_columns.predicted_ship_html(order)
 

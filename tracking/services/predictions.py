@@ -62,6 +62,17 @@ class Prediction:
     stage: str
 
 
+@dataclass(frozen=True)
+class PredictionsWritten:
+    """What one `predictions_refresh` did: open orders predicted, and the rows it changed."""
+
+    predicted: int
+    written: int = 0
+    removed: int = 0
+    orders_dated: int = 0
+    files_dated: int = 0
+
+
 class History:
     """Time from each stage's entry to shipment, per (issuer, site), per site and overall."""
 
@@ -174,11 +185,13 @@ def likely_late_q() -> Q:
     return Q(prediction__likely_late=True) & open_orders_q()
 
 
-def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> int:
-    """Predict every open order from the current history; returns how many got a prediction.
+def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> PredictionsWritten:
+    """Predict every open order from the current history, and bring the stored predictions,
+    the orders' `predicted_ship_date` and the files' predicted figures in line with it.
 
-    Upserts `OrderPrediction` rows in batches, then deletes the ones this run did not write
-    (orders that shipped, failed, or lost their history). Running it twice is harmless.
+    Writes only the predictions whose values changed and deletes those of orders no longer
+    predicted (shipped, failed, or without history): on PostgreSQL in one statement, elsewhere
+    in batches. Running it twice is harmless.
     """
     if history is None and connection.vendor == "postgresql":
         return _predictions_refresh_sql(now=now)
@@ -192,7 +205,13 @@ def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> 
         "stage_entered_at",
         "due_date",
     )
-    written, last_pk = 0, 0
+    stored = {
+        row[0]: row[1:]
+        for row in OrderPrediction.objects.values_list(
+            "order_id", "p50", "p90", "basis", "stage", "likely_late"
+        )
+    }
+    predicted, written, last_pk = 0, 0, 0
     while True:
         batch = list(orders.filter(pk__gt=last_pk).values_list(*columns)[:BATCH])
         if not batch:
@@ -210,6 +229,11 @@ def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> 
             )
             if prediction is None:
                 continue
+            predicted += 1
+            late = is_likely_late(prediction, due_date)
+            values = (prediction.p50, prediction.p90, prediction.basis, prediction.stage, late)
+            if stored.pop(pk, None) == values:
+                continue
             rows.append(
                 OrderPrediction(
                     order_id=pk,
@@ -217,7 +241,7 @@ def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> 
                     p90=prediction.p90,
                     basis=prediction.basis,
                     stage=prediction.stage,
-                    likely_late=is_likely_late(prediction, due_date),
+                    likely_late=late,
                     computed_at=now,
                 )
             )
@@ -229,21 +253,50 @@ def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> 
             update_fields=["p50", "p90", "basis", "stage", "likely_late", "computed_at"],
         )
         written += len(rows)
+    # What is left of the stored ones belongs to orders no longer predicted.
+    gone = sorted(stored)
     with transaction.atomic():
-        OrderPrediction.objects.filter(computed_at__lt=now).delete()
-    return written
+        for start in range(0, len(gone), 500):
+            OrderPrediction.objects.filter(order_id__in=gone[start : start + 500]).delete()
+        dated = _orders_dated()
+    from tracking.services.production_files import files_forecasts_refresh
+
+    return PredictionsWritten(predicted, written, len(gone), dated, files_forecasts_refresh())
+
+
+def _orders_dated() -> int:
+    """Copy each prediction's p50 to its order's `predicted_ship_date` (None where there is
+    none); returns how many orders changed."""
+    current = dict(OrderPrediction.objects.values_list("order_id", "p50"))
+    shown = CardOrder.objects.filter(
+        Q(predicted_ship_date__isnull=False) | Q(prediction__isnull=False)
+    ).values_list("pk", "predicted_ship_date")
+    by_date: dict[dt.date | None, list[int]] = defaultdict(list)
+    for pk, date in shown:
+        if current.get(pk) != date:
+            by_date[current.get(pk)].append(pk)
+    for date, pks in by_date.items():
+        for start in range(0, len(pks), 500):
+            CardOrder.objects.filter(pk__in=pks[start : start + 500]).update(
+                predicted_ship_date=date
+            )
+    return sum(len(pks) for pks in by_date.values())
 
 
 # PostgreSQL: `predict` for every open order in one statement. Each order's figures for its
 # stage and for the next one are looked up at three levels (issuer and site, site, all sites)
 # by hash joins on StageStat; the first level with enough orders wins, as in History.lookup.
+# Computing is one pass over the open orders; writing is what costs, so only what changed is
+# written: predictions that differ from the stored ones, those of orders no longer predicted
+# (deleted), and the files' predicted figures. Every data-modifying part sees the tables as
+# they were when the statement began.
 _PREDICTIONS_SQL = """
 WITH stat AS (
     SELECT issuer_id, "group", stage, p50_s, p90_s FROM tracking_stagestat
     WHERE kind = %(kind)s AND window_days = %(window)s AND count >= %(min_count)s
 ), open_order AS (
-    SELECT o.id, o.issuer_id, o.production_site AS site, o.production_status AS stage,
-           o.stage_entered_at AS entered, o.due_date,
+    SELECT o.id, o.issuer_id, o.input_file_name, o.production_site AS site,
+           o.production_status AS stage, o.stage_entered_at AS entered, o.due_date,
            (%(following)s::text[])[array_position(%(stages)s::text[], o.production_status)]
                AS next_stage
     FROM tracking_cardorder o
@@ -269,27 +322,61 @@ WITH stat AS (
     LEFT JOIN stat f ON f.issuer_id IS NULL AND f."group" = %(all_sites)s
                         AND f.stage = o.next_stage
 ), dated AS (
-    SELECT id, basis, stage, due_date,
+    SELECT id, issuer_id, input_file_name, basis, stage, due_date,
            greatest(entered + here50 * interval '1 second', %(now)s + rest50 * interval '1 second')
                AS at50,
            greatest(entered + here90 * interval '1 second', %(now)s + rest90 * interval '1 second',
                     entered + here50 * interval '1 second', %(now)s + rest50 * interval '1 second')
                AS at90
     FROM figures WHERE here50 IS NOT NULL
+), computed AS MATERIALIZED (
+    SELECT id, issuer_id, input_file_name, basis, stage,
+           (at50 AT TIME ZONE %(tz)s)::date AS p50, (at90 AT TIME ZONE %(tz)s)::date AS p90,
+           coalesce((at50 AT TIME ZONE %(tz)s)::date > due_date, false) AS likely_late
+    FROM dated
+), written AS (
+    INSERT INTO tracking_orderprediction (order_id, p50, p90, basis, stage, likely_late,
+                                          computed_at)
+    SELECT c.id, c.p50, c.p90, c.basis, c.stage, c.likely_late, %(now)s
+    FROM computed c LEFT JOIN tracking_orderprediction p ON p.order_id = c.id
+    WHERE p.order_id IS NULL
+       OR (p.p50, p.p90, p.basis, p.stage, p.likely_late)
+          IS DISTINCT FROM (c.p50, c.p90, c.basis, c.stage, c.likely_late)
+    ON CONFLICT (order_id) DO UPDATE SET p50 = excluded.p50, p90 = excluded.p90,
+        basis = excluded.basis, stage = excluded.stage, likely_late = excluded.likely_late,
+        computed_at = excluded.computed_at
+    RETURNING order_id
+), removed AS (
+    DELETE FROM tracking_orderprediction p
+    WHERE NOT EXISTS (SELECT 1 FROM computed c WHERE c.id = p.order_id)
+    RETURNING p.order_id
+), file_dates AS (
+    SELECT issuer_id, input_file_name AS name, max(p50) AS p50, max(p90) AS p90,
+           count(*) AS predicted, count(*) FILTER (WHERE likely_late) AS late
+    FROM computed WHERE input_file_name <> '' GROUP BY issuer_id, input_file_name
+), files_dated AS (
+    UPDATE tracking_productionfile f SET predicted_p50 = x.p50, predicted_p90 = x.p90,
+        predicted_orders = x.predicted, likely_late_orders = x.late
+    FROM file_dates x
+    WHERE f.issuer_id = x.issuer_id AND f.name = x.name
+      AND (f.predicted_p50, f.predicted_p90, f.predicted_orders, f.likely_late_orders)
+          IS DISTINCT FROM (x.p50, x.p90, x.predicted, x.late)
+    RETURNING f.id
+), files_undated AS (
+    UPDATE tracking_productionfile f SET predicted_p50 = NULL, predicted_p90 = NULL,
+        predicted_orders = 0, likely_late_orders = 0
+    WHERE (f.predicted_p50 IS NOT NULL OR f.predicted_orders > 0)
+      AND NOT EXISTS (SELECT 1 FROM file_dates x
+                      WHERE x.issuer_id = f.issuer_id AND x.name = f.name)
+    RETURNING f.id
 )
-INSERT INTO tracking_orderprediction (order_id, p50, p90, basis, stage, likely_late, computed_at)
-SELECT id, (at50 AT TIME ZONE %(tz)s)::date, (at90 AT TIME ZONE %(tz)s)::date, basis, stage,
-       coalesce((at50 AT TIME ZONE %(tz)s)::date > due_date, false), %(now)s
-FROM dated
-ON CONFLICT (order_id) DO UPDATE SET p50 = excluded.p50, p90 = excluded.p90,
-    basis = excluded.basis, stage = excluded.stage, likely_late = excluded.likely_late,
-    computed_at = excluded.computed_at
+SELECT (SELECT count(*) FROM computed), (SELECT count(*) FROM written),
+       (SELECT count(*) FROM removed),
+       (SELECT count(*) FROM files_dated) + (SELECT count(*) FROM files_undated)
 """
 
 
-def _predictions_refresh_sql(*, now: dt.datetime) -> int:
-    from tracking.services.stage_times import ALL_SITES
-
+def _predictions_refresh_sql(*, now: dt.datetime) -> PredictionsWritten:
     params = {
         "kind": StatKind.TO_SHIP,
         "window": settings.INSIGHT_PREDICTION_WINDOW_DAYS,
@@ -305,9 +392,37 @@ def _predictions_refresh_sql(*, now: dt.datetime) -> int:
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_PREDICTIONS_SQL, params)
-        written = cursor.rowcount
-        OrderPrediction.objects.filter(computed_at__lt=now).delete()
-    return written
+        predicted, written, removed, files = cursor.fetchone()
+        cursor.execute(_DIFFERING_DATES_SQL)
+        differing = cursor.fetchall()
+        dated = 0
+        if differing:
+            ids, dates = zip(*differing, strict=True)
+            cursor.execute(_ORDER_DATES_SQL, [list(ids), list(dates)])
+            dated = cursor.rowcount
+        return PredictionsWritten(predicted, written, removed, dated, files)
+
+
+# Then each order's copy of its p50 (`predicted_ship_date`, for sorting lists), where it
+# differs from its prediction: open orders, and orders that still carry a date (those that
+# just became final). The partial index `order_predicted_ship` holds exactly these orders, so
+# finding them reads that index alone; only those that differ (usually a few hundred) are then
+# locked and written, one primary-key probe each.
+# An order locked by the webhook path is skipped rather than waited for (no lock waits, no
+# deadlocks with ingestion): it changes anyway, and the next run copies its date.
+_DIFFERING_DATES_SQL = """
+SELECT c.id, p.p50 FROM tracking_cardorder c
+LEFT JOIN tracking_orderprediction p ON p.order_id = c.id
+WHERE (NOT c.is_terminal OR c.predicted_ship_date IS NOT NULL)
+  AND c.predicted_ship_date IS DISTINCT FROM p.p50
+"""
+_ORDER_DATES_SQL = """
+UPDATE tracking_cardorder o SET predicted_ship_date = l.p50
+FROM (SELECT c.id, v.p50 FROM unnest(%s::bigint[], %s::date[]) AS v(id, p50)
+      JOIN tracking_cardorder c ON c.id = v.id
+      FOR UPDATE OF c SKIP LOCKED) AS l
+WHERE o.id = l.id
+"""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ The file page asks the database live, with a few set-based queries on the
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -148,8 +150,8 @@ def file_laggards(*, issuer_id: int, name: str, figures: FileFigures, limit: int
     """Open orders in the file that have been in their stage longer than the file's median
     order in the same stage, by more than INSIGHT_LAGGARD_THRESHOLD; the longest first.
 
-    One query per open stage for its median (the middle row of the index range), one count and
-    one page of laggards.
+    One query per open stage for its median (the middle row of the index range), one count
+    per open stage and one page of laggards.
     """
     threshold = settings.INSIGHT_LAGGARD_THRESHOLD
     orders = file_orders(issuer_id=issuer_id, name=name).filter(
@@ -171,14 +173,17 @@ def file_laggards(*, issuer_id: int, name: str, figures: FileFigures, limit: int
             medians.append(StageMedian(status, count, median))
     if not medians:
         return Laggards([], 0, [], threshold)
-    behind = Q()
-    for median in medians:
-        behind |= Q(
+    behind = {
+        median.status: Q(
             production_status=median.status,
             stage_entered_at__lt=median.median_entered_at - threshold,
         )
-    lagging = orders.filter(behind)
-    count = lagging.count()
+        for median in medians
+    }
+    # Counted stage by stage: each count is one short range of the index, where the OR of
+    # them all would read the whole file's range.
+    count = sum(orders.filter(condition).count() for condition in behind.values())
+    lagging = orders.filter(functools.reduce(operator.or_, behind.values()))
     page = list(
         lagging.select_related("issuer", "prediction").order_by("stage_entered_at", "pk")[:limit]
     )
@@ -197,16 +202,17 @@ class FileForecast:
 
 
 def file_forecast(*, issuer_id: int, name: str) -> FileForecast:
-    """When the file's open orders are predicted to have shipped, and how many look late."""
-    found = OrderPrediction.objects.filter(
-        order__issuer_id=issuer_id, order__input_file_name=name
-    ).aggregate(
-        predicted=Count("pk"),
-        late=Count("pk", filter=Q(likely_late=True)),
-        p50=Max("p50"),
-        p90=Max("p90"),
+    """When the file's open orders are predicted to have shipped, and how many look late.
+
+    Read from the file's row, which the refresh writes together with the predictions it sums
+    up (so it is exactly as fresh as they are); nothing before the file's first refresh.
+    """
+    found = (
+        ProductionFile.objects.filter(issuer_id=issuer_id, name=name)
+        .values_list("predicted_orders", "likely_late_orders", "predicted_p50", "predicted_p90")
+        .first()
     )
-    return FileForecast(found["predicted"], found["late"], found["p50"], found["p90"])
+    return FileForecast(*found) if found else FileForecast(0, 0, None, None)
 
 
 # ---------------------------------------------------------------------------- the files list
@@ -234,10 +240,8 @@ def _files_write(pairs: list[tuple[int, str]], *, now: dt.datetime) -> None:
     figures: dict[tuple[int, str], FileFigures] = {pair: FileFigures() for pair in pairs}
     for row in _figures_rows(CardOrder.objects.filter(wanted), ("issuer_id", "input_file_name")):
         _add_row(figures[(row["issuer_id"], row["input_file_name"])], row)
-    forecasts = _files_forecasts(wanted)
     rows = []
     for (issuer_id, name), found in figures.items():
-        p50, p90 = forecasts.get((issuer_id, name), (None, None))
         rows.append(
             ProductionFile(
                 issuer_id=issuer_id,
@@ -251,8 +255,6 @@ def _files_write(pairs: list[tuple[int, str]], *, now: dt.datetime) -> None:
                 share_finished=found.share_finished,
                 first_event_at=found.first_event_at,
                 last_event_at=found.last_event_at,
-                predicted_p50=p50,
-                predicted_p90=p90,
                 refreshed_at=now,
             )
         )
@@ -271,8 +273,6 @@ def _files_write(pairs: list[tuple[int, str]], *, now: dt.datetime) -> None:
                 "share_finished",
                 "first_event_at",
                 "last_event_at",
-                "predicted_p50",
-                "predicted_p90",
                 "refreshed_at",
             ],
         )
@@ -318,57 +318,49 @@ def _files_refresh_sql(*, changed_since: dt.datetime | None, now: dt.datetime) -
         return cursor.rowcount
 
 
-_FILES_FORECASTS_SQL = [
-    """
-    UPDATE tracking_productionfile f SET predicted_p50 = x.p50, predicted_p90 = x.p90
-    FROM (SELECT o.issuer_id, o.input_file_name, max(p.p50) AS p50, max(p.p90) AS p90
-          FROM tracking_orderprediction p JOIN tracking_cardorder o ON o.id = p.order_id
-          GROUP BY o.issuer_id, o.input_file_name) AS x
-    WHERE f.issuer_id = x.issuer_id AND f.name = x.input_file_name
-      AND (f.predicted_p50, f.predicted_p90) IS DISTINCT FROM (x.p50, x.p90)
-    """,
-    """
-    UPDATE tracking_productionfile f SET predicted_p50 = NULL, predicted_p90 = NULL
-    WHERE f.predicted_p50 IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM tracking_orderprediction p JOIN tracking_cardorder o ON o.id = p.order_id
-        WHERE o.issuer_id = f.issuer_id AND o.input_file_name = f.name)
-    """,
-]
-
-
-def _files_forecasts(orders_q: Q) -> dict[tuple[int, str], tuple]:
+def _files_forecasts() -> dict[tuple[int, str], tuple]:
     rows = (
-        OrderPrediction.objects.filter(**{"order__in": CardOrder.objects.filter(orders_q)})
+        OrderPrediction.objects.exclude(order__input_file_name="")
         .values("order__issuer_id", "order__input_file_name")
-        .annotate(p50=Max("p50"), p90=Max("p90"))
+        .annotate(
+            p50=Max("p50"),
+            p90=Max("p90"),
+            n=Count("pk"),
+            late=Count("pk", filter=Q(likely_late=True)),
+        )
         .order_by()
     )
     return {
-        (r["order__issuer_id"], r["order__input_file_name"]): (r["p50"], r["p90"]) for r in rows
+        (row["order__issuer_id"], row["order__input_file_name"]): (
+            row["p50"],
+            row["p90"],
+            row["n"],
+            row["late"],
+        )
+        for row in rows
     }
 
 
-def files_forecasts_refresh() -> int:
-    """Bring every file's predicted dates in line with the predictions just made.
+FORECAST_FIELDS = ["predicted_p50", "predicted_p90", "predicted_orders", "likely_late_orders"]
 
-    Predictions move with time even for files whose orders did not change; one grouped query
-    over the predictions (open orders only), and updates only where a date differs.
+
+def files_forecasts_refresh() -> int:
+    """Bring every file's predicted dates and counts in line with the stored predictions;
+    returns how many files changed.
+
+    `predictions_refresh` does this itself on PostgreSQL (in the statement that writes the
+    predictions); elsewhere it calls this: one grouped query over the predictions, and
+    updates only where a figure differs.
     """
-    if connection.vendor == "postgresql":
-        changed = 0
-        with transaction.atomic(), connection.cursor() as cursor:
-            for statement in _FILES_FORECASTS_SQL:
-                cursor.execute(statement)
-                changed += cursor.rowcount
-        return changed
-    current = _files_forecasts(Q())
+    current = _files_forecasts()
     changed = []
-    for file in ProductionFile.objects.only("issuer_id", "name", "predicted_p50", "predicted_p90"):
-        dates = current.get((file.issuer_id, file.name), (None, None))
-        if (file.predicted_p50, file.predicted_p90) != dates:
-            file.predicted_p50, file.predicted_p90 = dates
+    for file in ProductionFile.objects.only("issuer_id", "name", *FORECAST_FIELDS):
+        figures = current.get((file.issuer_id, file.name), (None, None, 0, 0))
+        if tuple(getattr(file, f) for f in FORECAST_FIELDS) != figures:
+            for name, value in zip(FORECAST_FIELDS, figures, strict=True):
+                setattr(file, name, value)
             changed.append(file)
-    ProductionFile.objects.bulk_update(changed, ["predicted_p50", "predicted_p90"], batch_size=500)
+    ProductionFile.objects.bulk_update(changed, FORECAST_FIELDS, batch_size=500)
     return len(changed)
 
 
