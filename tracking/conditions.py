@@ -17,6 +17,7 @@ from tracking.rules import (
     DELIVERY_FAILED_SHIPMENT_STATUSES,
     EXCEPTION_STATUSES,
     FAILED,
+    NON_TERMINAL_STATUSES,
     RETURNED_PRODUCTION_STATUSES,
     RETURNED_SHIPMENT_STATUSES,
 )
@@ -102,4 +103,14 @@ def cancel_unconfirmed_q() -> Q:
     (index `order_cancel_unconfirmed`)."""
     return Q(cancel_accepted_at__isnull=False) & ~Q(
         production_status__in=sorted(CANCELLED_STATUSES)
+    )
+
+
+def likely_late_q() -> Q:
+    """Open orders, before shipment, whose p50 predicted ship date passes their dueDate (the
+    flag the insight refresh writes on each prediction; see services.predictions)."""
+    return Q(
+        prediction__likely_late=True,
+        is_terminal=False,
+        production_status__in=NON_TERMINAL_STATUSES,
     )

@@ -102,7 +102,8 @@ NO_SHIPMENT_STATUS_RANK = 0
 # Carrier statuses after which nothing more is expected from the carrier.
 FINAL_SHIPMENT_STATUSES = frozenset({"DELIVERED", "RETURNED_TO_SENDER", "RETURNED"})
 # After-shipment classes of the carrier status (the queues of tracking.services.order_queues).
-DELIVERED_SHIPMENT_STATUSES = frozenset({"DELIVERED"})
+DELIVERED_STATUS = "DELIVERED"  # the carrier handed the card over
+DELIVERED_SHIPMENT_STATUSES = frozenset({DELIVERED_STATUS})
 RETURNED_SHIPMENT_STATUSES = frozenset({"RETURNED_TO_SENDER", "RETURNED"})
 DELIVERY_FAILED_SHIPMENT_STATUSES = frozenset(
     {"FAILED_ATTEMPT", "DELIVERY_FAILED", "UNDELIVERABLE"}

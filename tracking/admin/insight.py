@@ -11,7 +11,6 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.contrib.admin.options import ShowFacets
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -20,7 +19,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from unfold.paginator import InfinitePaginator
 
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
@@ -131,13 +129,8 @@ class ProductionFileAdmin(PortalModelAdmin):
         ("first_event_at", admin_filters.DateRangeFilter),
         ("last_event_at", admin_filters.DateRangeFilter),
     ]
-    list_filter_submit = True
     list_fullwidth = True
     list_per_page = 50
-    # As the orders list: no COUNT(*) of the table per page view.
-    paginator = InfinitePaginator
-    show_full_result_count = False
-    show_facets = ShowFacets.NEVER
     ordering = ["-first_event_at", "-pk"]
     list_before_template = "admin/tracking/insight/files_toolbar.html"
 

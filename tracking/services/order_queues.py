@@ -24,9 +24,9 @@ from tracking.conditions import exception_q as exception_q
 from tracking.conditions import failed_q as failed_q
 from tracking.conditions import is_exception as is_exception
 from tracking.conditions import is_returned as is_returned
+from tracking.conditions import likely_late_q as likely_late_q
 from tracking.conditions import returned_q as returned_q
 from tracking.conditions import superseded_q as superseded_q
-from tracking.rules import CANCELLED_STATUSES as CANCELLED_STATUSES
 from tracking.rules import (
     NON_TERMINAL_STATUSES,
     SHIPPED_STATUS,
@@ -105,13 +105,6 @@ def within_threshold_q(*, now: dt.datetime) -> Q:
     for status, threshold in stage_thresholds().items():
         condition |= Q(production_status=status, stage_entered_at__gte=now - threshold)
     return condition & Q(is_terminal=False)
-
-
-def likely_late_q() -> Q:
-    """Open orders predicted (p50) to ship after their dueDate; see services.predictions."""
-    from tracking.services.predictions import likely_late_q as predicted_late_q
-
-    return predicted_late_q()
 
 
 def is_stuck(order, *, now: dt.datetime) -> bool:

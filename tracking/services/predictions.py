@@ -180,9 +180,7 @@ def open_orders_q() -> Q:
     return Q(is_terminal=False, production_status__in=PRODUCTION_STAGES)
 
 
-def likely_late_q() -> Q:
-    """The "likely late" queue: open orders whose p50 prediction passes their dueDate."""
-    return Q(prediction__likely_late=True) & open_orders_q()
+# The "likely late" queue (open orders whose p50 passes their dueDate): tracking.conditions.
 
 
 def predictions_refresh(*, now: dt.datetime, history: History | None = None) -> PredictionsWritten:

@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 
+from tracking.conditions import exception_q
 from tracking.models import CardOrder, OrderPrediction, ProductionFile
-from tracking.rules import PRODUCTION_RANK, SHIPPED_STATUSES
-from tracking.services.order_queues import CANCELLED_STATUSES, exception_q
+from tracking.rules import CANCELLED_STATUSES, PRODUCTION_RANK, SHIPPED_STATUSES
 from tracking.services.stage_times import PRODUCTION_STAGES
 
 FILES_PER_QUERY = 200

@@ -23,11 +23,11 @@ from django.db import connection, transaction
 from django.db.models import Aggregate, Count, FloatField, Max, Min, QuerySet
 
 from tracking.models import CardOrder, OperationEvent, StageSpan, StageStat, StatKind
-from tracking.rules import PRODUCE_PATH
+from tracking.rules import DELIVERED_STATUS, PRODUCE_PATH, SHIPPED_STATUS
 from tracking.services.order_queues import stage_threshold
 
-SHIPPED = "CARD_SHIPPED"
-DELIVERED = "DELIVERED"
+SHIPPED = SHIPPED_STATUS
+DELIVERED = DELIVERED_STATUS
 # The stages an order spends time in before shipment, in path order (the heat-map's columns).
 PRODUCTION_STAGES: tuple[str, ...] = PRODUCE_PATH[:-1]
 BATCH = 2000
