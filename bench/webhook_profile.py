@@ -7,7 +7,8 @@ PostgreSQL) and prints the CPU milliseconds per request of the bare view and of 
 with single items and 50-item batches, with and without the middleware fast path and the token
 memory, then the functions that take the most of a single-item webhook POST (cProfile).
 
-Usage: .venv/bin/python bench/webhook_profile.py [--requests 200]
+Usage: .venv/bin/python bench/webhook_profile.py [--requests 200] [--now-only] [--db NAME]
+(`--now-only` measures the bare view and the webhook as it ships, without the "before" rows.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DB = "portal_perf_profile"
 ISSUER = "BENCHISS01"
 SUBJECT = "CN=bench-d1-client"
 
@@ -53,25 +53,31 @@ def body(batch: int, nonce: str, counter: int) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    parser.add_argument("--db", default="portal_perf_profile", help="database (made afresh)")
+    parser.add_argument(
+        "--now-only", action="store_true", help="only the bare view and the webhook as it ships"
+    )
+    parser.add_argument("--profile-batch", type=int, default=1, help="items per profiled POST")
     args = parser.parse_args()
+    db = args.db
 
     psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c"]
-    subprocess.run([*psql, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"], check=True)
-    subprocess.run([*psql, f"CREATE DATABASE {DB}"], check=True)
+    subprocess.run([*psql, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], check=True)
+    subprocess.run([*psql, f"CREATE DATABASE {db}"], check=True)
     subprocess.run(
         [
             *psql,
             "CREATE TABLE bench_raw (id bigserial primary key, card_id varchar(48), "
             "fingerprint varchar(64), payload jsonb, received_at timestamptz)",
             "-d",
-            DB,
+            db,
         ],
         check=True,
     )
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.bare_settings",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
             "DJANGO_ALLOWED_HOSTS": "testserver",
             "DJANGO_SECURE_SSL_REDIRECT": "false",
@@ -146,11 +152,12 @@ def main() -> None:
     for batch in (1, 50):
         bare_cpu, bare_wall = measure(bare, batch, fast=True, remember=5)
         rows.append((f"bare view, {batch}", bare_cpu, bare_wall, bare_cpu))
-        for label, fast, remember in (
+        variants = [
             ("webhook before (full middleware, token looked up)", False, 0),
             ("webhook, fast path only", True, 0),
             ("webhook (fast path, token remembered)", True, 5),
-        ):
+        ]
+        for label, fast, remember in variants[-1:] if args.now_only else variants:
             cpu, wall = measure(hook, batch, fast=fast, remember=remember)
             rows.append((f"{label}, {batch}", cpu, wall, bare_cpu))
 
@@ -161,14 +168,14 @@ def main() -> None:
 
     profiler = cProfile.Profile(time.process_time)  # CPU, not the wait for the database
     client = Client(**headers)
-    bodies = [body(1, "profile", n) for n in range(args.requests)]
+    bodies = [body(args.profile_batch, "profile", n) for n in range(args.requests)]
     profiler.enable()
     for payload in bodies:
         client.post(hook, payload, content_type="application/json")
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
-    print("\nsingle-item webhook POST: CPU by function, own time first (cProfile)")
+    print(f"\n{args.profile_batch}-item webhook POST: CPU by function, own time first (cProfile)")
     print("\n".join(out.getvalue().splitlines()[:60]))
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")

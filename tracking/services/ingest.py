@@ -27,6 +27,7 @@ The caller owns the transaction: nothing is acknowledged before it commits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -37,9 +38,17 @@ from typing import Any
 from django.db import connection
 from django.db.models import JSONNull, Q
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from tracking.data_care import pan_mask_item, pan_mask_text
-from tracking.models import CardOrder, EventSource, Issuer, NotificationDelivery, OperationEvent
+from tracking.models import (
+    CardOrder,
+    EventSource,
+    Issuer,
+    NotificationDelivery,
+    OperationEvent,
+    OrderChange,
+)
 from tracking.rules import (
     RULES_VERSION,
     EventFacts,
@@ -81,24 +90,24 @@ class _Item:
     copies: int = 1
 
 
-def ingest_operations(
-    *,
-    issuer: Issuer,
-    operations: Sequence[Any],
-    source: str = EventSource.WEBHOOK,
-    delivery: NotificationDelivery,
-) -> IngestResult:
-    """Store `operations` for `issuer` and re-derive every order they touch.
+@dataclass
+class IngestBatch:
+    """A body's items ready to store: masked, fingerprinted, checked, copies counted.
 
-    Writes events (new or `times_received` += copies), upserts card orders and saves their
-    derived state; invalid items are stored with their reason and outcome `invalid` (an item
-    holding what no column can hold, escaped: `tracking.validation.item_storable`); card
-    numbers in an item are masked before it is stored (`tracking.data_care`). Must run
-    inside a transaction. Raises only database errors (the caller answers 5xx so D1 retries).
+    `result` already holds what needs no database: the item count and the rejected items.
     """
-    now = timezone.now()
-    result = IngestResult(item_count=len(operations))
 
+    items: dict[str, _Item]
+    result: IngestResult
+
+    @property
+    def total(self) -> int:
+        return sum(i.copies for i in self.items.values())
+
+
+def ingest_prepare(operations: Sequence[Any]) -> IngestBatch:
+    """Mask, fingerprint and check `operations`; copies inside the body are counted, not kept."""
+    result = IngestResult(item_count=len(operations))
     items: dict[str, _Item] = {}
     for sent in operations:
         storable = item_storable(sent)  # what no column can hold is escaped; the item invalid
@@ -113,7 +122,46 @@ def ingest_operations(
         if not item.check.is_valid:
             result.rejected_count += item.copies
             result.errors.append(item.check.error)
+    return IngestBatch(items=items, result=result)
 
+
+def ingest_operations(
+    *,
+    issuer: Issuer,
+    operations: Sequence[Any],
+    source: str = EventSource.WEBHOOK,
+    delivery: NotificationDelivery,
+    prepared: IngestBatch | None = None,
+) -> IngestResult:
+    """Store `operations` for `issuer` and re-derive every order they touch.
+
+    Writes events (new or `times_received` += copies), upserts card orders and saves their
+    derived state; invalid items are stored with their reason and outcome `invalid` (an item
+    holding what no column can hold, escaped: `tracking.validation.item_storable`); card
+    numbers in an item are masked before it is stored (`tracking.data_care`). `delivery` is
+    inserted with the first statement when it is not saved yet; its `new_count`,
+    `duplicate_count` and `rejected_count` are written. `prepared` is `ingest_prepare`'s
+    answer for these operations, when the caller needed it first. Must run inside a
+    transaction. Raises only database errors (the caller answers 5xx so D1 retries).
+    """
+    batch = prepared if prepared is not None else ingest_prepare(operations)
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        _ingest_postgresql(issuer=issuer, batch=batch, source=source, delivery=delivery, now=now)
+    else:
+        _ingest_portable(issuer=issuer, batch=batch, source=source, delivery=delivery, now=now)
+    result = batch.result
+    delivery.new_count = result.new_count
+    delivery.duplicate_count = result.duplicate_count
+    delivery.rejected_count = result.rejected_count
+    return result
+
+
+def _ingest_portable(*, issuer, batch: IngestBatch, source, delivery, now) -> None:
+    """Any backend (SQLite here): one statement per step, the steps in the module's lock order."""
+    items, result = batch.items, batch.result
+    if delivery.pk is None:
+        delivery.save()
     # A batch made only of copies of stored items counts them and locks nothing else: a retry
     # storm of one notification then never queues on the order's row lock. The look is
     # unlocked; the count locks the events, in fingerprint order.
@@ -124,8 +172,9 @@ def ingest_operations(
         )
     unseen = {f: item for f, item in items.items() if f not in counted}
     if not unseen:
-        result.duplicate_count = sum(i.copies for i in items.values())
-        return result
+        result.duplicate_count = batch.total
+        _delivery_counts_save(delivery, result)
+        return
     # Anything else: the orders first, then the events (the module's lock order).
     orders = _lock_orders(issuer=issuer, items=unseen.values(), now=now)
     stored = _lock_events(
@@ -145,11 +194,40 @@ def ingest_operations(
     repeats = {f: item.copies - (1 if f in new_fingerprints else 0) for f, item in unseen.items()}
     _count_copies(issuer=issuer, copies={f: n for f, n in repeats.items() if n}, now=now)
     result.new_count = len(new_fingerprints)
-    result.duplicate_count = sum(i.copies for i in items.values()) - result.new_count
+    result.duplicate_count = batch.total - result.new_count
 
-    # Only orders that got a new event can change; for an order that had no events before, the
-    # new events are all it has, so they need not be read back.
-    # Their stored events were read under lock above, so nothing is read again.
+    touched, known = _fold_inputs(unseen=unseen, new_events=new_events, orders=orders, now=now)
+    first_events = {pk for pk, order in touched.items() if order.event_count == 0}
+    if touched:
+        known = {pk: [*stored.facts.get(pk, []), *facts] for pk, facts in known.items()}
+        refresh_orders(
+            list(touched.values()), now=now, known_events=known, outcomes=stored.outcomes
+        )
+    _delivery_counts_save(delivery, result)
+    _cards_update(
+        issuer=issuer,
+        items=unseen,
+        new_events=new_events,
+        first_events=first_events,
+        orders=orders,
+        now=now,
+    )
+    result.order_ids = {o.pk for o in orders.values()}
+
+
+def _delivery_counts_save(delivery: NotificationDelivery, result: IngestResult) -> None:
+    delivery.new_count = result.new_count
+    delivery.duplicate_count = result.duplicate_count
+    delivery.rejected_count = result.rejected_count
+    delivery.save(update_fields=["new_count", "duplicate_count", "rejected_count"])
+
+
+def _fold_inputs(*, unseen, new_events, orders, now):
+    """The orders a batch changed and the facts of their new events, by order id.
+
+    Only orders that got a new event can change; for an order that had no events before, the
+    new events are all it has, so they need not be read back.
+    """
     touched: dict[int, CardOrder] = {}
     fresh: dict[int, list[EventFacts]] = defaultdict(list)
     for item in unseen.values():
@@ -161,32 +239,21 @@ def ingest_operations(
         touched[order.pk] = order
         fact = EventFacts(new_events[item.fingerprint], item.fingerprint, now, now, item.raw)
         fresh[order.pk].append(fact)
-    # Orders that had no events before get their first ones (the card-level pass looks).
-    first_events = {pk for pk, order in touched.items() if order.event_count == 0}
-    if touched:
-        known = {pk: [*stored.facts.get(pk, []), *facts] for pk, facts in fresh.items()}
-        refresh_orders(
-            list(touched.values()), now=now, known_events=known, outcomes=stored.outcomes
-        )
-    _cards_update(
-        issuer=issuer,
-        items=unseen,
-        new_events=new_events,
-        first_events=first_events,
-        orders=orders,
-        now=now,
-    )
-    result.order_ids = {o.pk for o in orders.values()}
-    return result
+    return touched, fresh
 
 
-def _cards_update(*, issuer: Issuer, items, new_events, first_events, orders, now) -> None:
+def _cards_update(
+    *, issuer: Issuer, items, new_events, first_events, orders, now, quiet_cards=frozenset()
+) -> None:
     """The issuer's side of a batch: pull & change results, re-ordered cards superseding.
 
     Only a card with an order that just got its first events (a new operation, a registered
     order joined) or with a new UPDATE_ORDER can change here; the usual batch costs nothing.
+    `quiet_cards` are cards the caller saw need nothing (`_CARD_PASS_LOOK`).
     """
-    card_ids = {o.card_id for o in orders.values() if o.pk in first_events}
+    card_ids = {
+        o.card_id for o in orders.values() if o.pk in first_events and o.card_id not in quiet_cards
+    }
     updates = []
     for item in items.values():
         is_update = item.check.operation == UPDATE_ORDER and item.check.card_id
@@ -417,6 +484,419 @@ def _count_copies(*, issuer: Issuer, copies: dict[str, int], now) -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
+# ---------------------------------------------------------------------------- PostgreSQL
+
+# On PostgreSQL the steps above are merged into data-modifying CTEs, each statement keeping the
+# module's lock order inside it: a sub-statement that must come after a lock reads the locking
+# CTE through an uncorrelated subquery (an InitPlan, run to its end before the first row).
+# Arrays (`unnest`) carry the rows, so each statement's text is the same for every batch.
+# A statement's sub-statements share one snapshot, so what must see another transaction's
+# committed work after waiting for its lock starts a new statement: the events are read in the
+# statement after the one that locks their orders.
+
+
+def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> None:
+    """The portable steps in three statements (two for a batch of copies), then the commit.
+
+    1. the delivery row; then either the copies counted (every item stored already: nothing
+       else is locked) or the batch's cards' orders locked and the orders upserted;
+    2. the stored events of the batch and of its orders locked and read, the new items
+       inserted (their copies in `times_received`), the stored ones' copies counted;
+    3. after the fold: the orders' state, the events' outcomes, the delivery's counts, and a
+       look at whether the card-level pass has anything to do.
+    """
+    items, result = batch.items, batch.result
+    keys: dict[tuple[str, str], str] = {}
+    for item in items.values():
+        if item.check.is_valid and item.check.is_tracked:
+            keys.setdefault((item.check.card_id, item.check.operation_id), item.check.operation)
+    # Inserted as if every item were a copy: true when step 1 counts them all; else step 3
+    # writes the counts found.
+    result.duplicate_count = batch.total
+    delivery.duplicate_count, delivery.rejected_count = batch.total, result.rejected_count
+    begun = _pg_begin(issuer=issuer, items=items, keys=keys, delivery=delivery, now=now)
+    if delivery.pk is None:
+        delivery.pk = begun.delivery_id
+        delivery._state.adding, delivery._state.db = False, connection.alias
+    unseen = {f: item for f, item in items.items() if f not in begun.counted}
+    if not unseen:
+        return
+    if begun.orders is None:
+        # Not upserted in step 1: a registered order waits for its operation (the join runs
+        # first), or stored items vanished between the look and the count.
+        orders = _lock_orders(issuer=issuer, items=unseen.values(), now=now)
+    else:
+        orders = begun.orders
+    stored = _pg_events(
+        issuer=issuer, items=unseen, orders=orders, source=source, delivery=delivery, now=now
+    )
+    new_events = stored.new
+    # A copy inserted by a transaction this statement could not see yet: counted afresh.
+    lost = {
+        f: i.copies for f, i in unseen.items() if f not in new_events and f not in stored.counted
+    }
+    _count_copies(issuer=issuer, copies=lost, now=now)
+    result.new_count = len(new_events)
+    result.duplicate_count = batch.total - result.new_count
+
+    touched, known = _fold_inputs(unseen=unseen, new_events=new_events, orders=orders, now=now)
+    first_events = {pk for pk, order in touched.items() if order.event_count == 0}
+    known = {pk: [*stored.facts.get(pk, []), *facts] for pk, facts in known.items()}
+    changed_events = orders_derive(
+        list(touched.values()), now=now, known_events=known, outcomes=stored.outcomes
+    )
+    first_cards = sorted({o.card_id for o in touched.values() if o.pk in first_events})
+    busy_cards = _pg_finish(
+        issuer=issuer,
+        orders=list(touched.values()),
+        events=changed_events,
+        delivery=delivery,
+        result=result,
+        cards=first_cards,
+        now=now,
+    )
+    _cards_update(
+        issuer=issuer,
+        items=unseen,
+        new_events=new_events,
+        first_events=first_events,
+        orders=orders,
+        now=now,
+        quiet_cards=set(first_cards) - busy_cards,
+    )
+    result.order_ids = {o.pk for o in orders.values()}
+
+
+@dataclass
+class _Begun:
+    delivery_id: int
+    counted: set[str]
+    orders: dict[tuple[str, str], CardOrder] | None
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _columns(model, names: Iterable[str]) -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(quote(model._meta.get_field(n).column) for n in names)
+
+
+def _array_type(field) -> str:
+    return f"{field.cast_db_type(connection)}[]"
+
+
+_DELIVERY_FIELDS = [f for f in NotificationDelivery._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _begin_sql(insert_delivery: bool) -> str:
+    delivery, order, event = (_table(m) for m in (NotificationDelivery, CardOrder, OperationEvent))
+    if insert_delivery:
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in _DELIVERY_FIELDS)
+        placeholders = ", ".join(f"%(d_{f.column})s" for f in _DELIVERY_FIELDS)
+        d = f"INSERT INTO {delivery} ({columns}) VALUES ({placeholders}) RETURNING id"  # noqa: S608
+    else:
+        d = (
+            f"UPDATE {delivery} SET new_count = 0, "  # noqa: S608
+            "duplicate_count = %(d_duplicate_count)s, "
+            "rejected_count = %(d_rejected_count)s WHERE id = %(d_id)s RETURNING id"
+        )
+    returned = _columns(CardOrder, _BOOKKEEPING_FIELDS)
+    # Only quoted names from the models' metadata are interpolated; values are parameters.
+    return f"""
+WITH d AS ({d}),
+seen AS MATERIALIZED (
+  SELECT count(*) AS n FROM {event}
+  WHERE issuer_id = %(issuer)s AND fingerprint = ANY(%(fps)s::varchar[])
+),
+counted AS (
+  UPDATE {event} SET times_received = {event}.times_received + c.copies,
+    last_received_at = %(now)s
+  FROM unnest(%(fps)s::varchar[], %(copies)s::integer[]) AS c(fingerprint, copies)
+  WHERE {event}.issuer_id = %(issuer)s AND {event}.fingerprint = c.fingerprint
+    AND {event}.id IN (
+      SELECT id FROM {event} WHERE issuer_id = %(issuer)s
+        AND fingerprint = ANY(%(fps)s::varchar[]) AND (SELECT n FROM seen) = %(distinct)s
+      ORDER BY fingerprint FOR UPDATE)
+  RETURNING {event}.fingerprint
+),
+locked AS MATERIALIZED (
+  SELECT operation_id, event_count FROM {order}
+  WHERE issuer_id = %(issuer)s AND card_id = ANY(%(cards)s::varchar[])
+    AND (SELECT n FROM seen) < %(distinct)s
+  ORDER BY card_id, operation_id FOR UPDATE
+),
+up AS (
+  INSERT INTO {order} (issuer_id, card_id, operation_id, operation, created_at, updated_at)
+  SELECT %(issuer)s, k.card_id, k.operation_id, k.operation, %(now)s, %(now)s
+  FROM unnest(%(key_cards)s::varchar[], %(key_operation_ids)s::varchar[],
+    %(key_operations)s::varchar[]) WITH ORDINALITY AS k(card_id, operation_id, operation, n)
+  WHERE (SELECT n FROM seen) < %(distinct)s
+    AND (SELECT count(*) FROM locked WHERE operation_id = '' AND event_count = 0) = 0
+  ORDER BY k.n
+  ON CONFLICT (issuer_id, card_id, operation_id) DO UPDATE SET operation = EXCLUDED.operation
+  RETURNING {returned}
+)
+SELECT (SELECT id FROM d), ARRAY(SELECT fingerprint FROM counted),
+  (SELECT json_agg(up) FROM up)
+"""  # noqa: S608
+
+
+def _pg_begin(*, issuer, items, keys, delivery, now) -> _Begun:
+    """Step 1: the delivery row, then the copies counted or the orders locked and upserted.
+
+    The copies are counted only when every item is stored already (the unlocked look of the
+    portable path, in the same statement); otherwise nothing is counted and every order of the
+    batch's cards is locked, by (card, operation), then the batch's orders upserted, unless a
+    registered order waits for its operation (`registered_orders_join` runs first, apart).
+    """
+    fingerprints = sorted(items)
+    ordered = sorted(keys.items())
+    named = {
+        "issuer": issuer.pk,
+        "fps": fingerprints,
+        "copies": [items[f].copies for f in fingerprints],
+        "distinct": len(fingerprints),
+        "now": now,
+        "cards": sorted({card_id for card_id, _ in keys}),
+        "key_cards": [card_id for (card_id, _), _ in ordered],
+        "key_operation_ids": [operation_id for (_, operation_id), _ in ordered],
+        "key_operations": [operation for _, operation in ordered],
+    }
+    if delivery.pk is None:
+        for f in _DELIVERY_FIELDS:
+            named[f"d_{f.column}"] = f.get_db_prep_save(f.pre_save(delivery, add=True), connection)
+    else:
+        named.update(
+            d_duplicate_count=delivery.duplicate_count,
+            d_rejected_count=delivery.rejected_count,
+            d_id=delivery.pk,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_begin_sql(delivery.pk is None), named)
+        delivery_id, counted, upserted = cursor.fetchone()
+    orders = None
+    if upserted or not keys:
+        orders = {
+            (r["card_id"], r["operation_id"]): CardOrder(issuer=issuer, **r)
+            for r in (upserted or [])
+        }
+    return _Begun(delivery_id=delivery_id, counted=set(counted), orders=orders)
+
+
+@dataclass
+class _PgEvents:
+    """Step 2's answer: new events, counted copies, and the locked orders' stored events."""
+
+    new: dict[str, int] = field(default_factory=dict)
+    counted: set[str] = field(default_factory=set)
+    facts: dict[int, list[EventFacts]] = field(default_factory=lambda: defaultdict(list))
+    outcomes: dict[int, tuple[str, bool]] = field(default_factory=dict)
+
+
+# The columns of a new event, in the order of `_event_row`'s arrays (then their array types).
+_EVENT_ARRAYS = [
+    "order",
+    "fingerprint",
+    "card_id",
+    "operation_id",
+    "operation",
+    "operation_status",
+    "production_status",
+    "shipment_status",
+    "payload",
+    "times_received",
+    "outcome",
+    "validation_error",
+]
+
+
+@functools.cache
+def _events_sql() -> str:
+    event = _table(OperationEvent)
+    fields = [OperationEvent._meta.get_field(n) for n in _EVENT_ARRAYS]
+    arrays = ", ".join(f"%(e_{f.column})s::{_array_type(f)}" for f in fields)
+    names = ", ".join(f.column for f in fields)
+    quote = connection.ops.quote_name
+    # Only quoted names from the model's metadata are interpolated; values are parameters.
+    return f"""
+WITH ev AS MATERIALIZED (
+  SELECT id, order_id, fingerprint, first_received_at, last_received_at, payload, outcome,
+    applied_at IS NOT NULL AS applied
+  FROM {event}
+  WHERE (issuer_id = %(issuer)s AND fingerprint = ANY(%(fps)s::varchar[]))
+    OR order_id = ANY(%(orders)s::bigint[])
+  ORDER BY fingerprint FOR UPDATE
+),
+ins AS (
+  INSERT INTO {event} (issuer_id, delivery_id, source, first_received_at, last_received_at,
+    applied_at, {", ".join(quote(f.column) for f in fields)})
+  SELECT %(issuer)s, %(delivery)s, %(source)s, %(now)s, %(now)s,
+    CASE WHEN n.applied THEN %(now)s::timestamptz END, {", ".join(f"n.{f.column}" for f in fields)}
+  FROM unnest({arrays}, %(applied)s::boolean[]) AS n({names}, applied)
+  WHERE n.fingerprint <> ALL (ARRAY(SELECT fingerprint FROM ev))
+  ON CONFLICT (issuer_id, fingerprint) DO NOTHING
+  RETURNING id, fingerprint
+),
+cnt AS (
+  UPDATE {event} SET times_received = {event}.times_received + c.copies,
+    last_received_at = %(now)s
+  FROM ev, unnest(%(fps)s::varchar[], %(copies)s::integer[]) AS c(fingerprint, copies)
+  WHERE {event}.id = ev.id AND ev.fingerprint = c.fingerprint
+  RETURNING {event}.fingerprint
+)
+SELECT 'e', id, order_id, fingerprint, first_received_at, last_received_at, payload, outcome,
+  applied
+FROM ev WHERE order_id = ANY(%(orders)s::bigint[])
+UNION ALL SELECT 'n', id, NULL, fingerprint, NULL, NULL, NULL, NULL, NULL FROM ins
+UNION ALL SELECT 'c', NULL, NULL, fingerprint, NULL, NULL, NULL, NULL, NULL FROM cnt
+"""  # noqa: S608
+
+
+def _pg_events(*, issuer, items, orders, source, delivery, now) -> _PgEvents:
+    """Step 2: lock and read the stored events, insert the new items, count stored copies.
+
+    The stored events of the batch and of its orders are locked in fingerprint order first
+    (the insert and the count wait for that lock through the array of their fingerprints). A
+    new item is inserted with its copies in `times_received`; a stored one gets them added.
+    """
+    fingerprints = sorted(items)
+    columns: dict[str, list] = {name: [] for name in _EVENT_ARRAYS}
+    applied = []
+    for fingerprint in fingerprints:
+        row, is_applied = _event_row(items[fingerprint], orders)
+        for name, value in zip(_EVENT_ARRAYS, row, strict=True):
+            columns[name].append(value)
+        applied.append(is_applied)
+    named = {
+        f"e_{OperationEvent._meta.get_field(n).column}": values for n, values in columns.items()
+    }
+    named.update(
+        issuer=issuer.pk,
+        delivery=delivery.pk,
+        source=source,
+        now=now,
+        fps=fingerprints,
+        copies=[items[f].copies for f in fingerprints],
+        orders=[o.pk for o in orders.values() if o.event_count],
+        applied=applied,
+    )
+    answer = _PgEvents()
+    with connection.cursor() as cursor:
+        cursor.execute(_events_sql(), named)
+        rows = cursor.fetchall()
+    for kind, event_id, order_id, fingerprint, first, last, payload, outcome, is_applied in rows:
+        if kind == "n":
+            answer.new[fingerprint] = event_id
+        elif kind == "c":
+            answer.counted.add(fingerprint)
+        else:
+            payload = json.loads(payload) if isinstance(payload, str) else payload
+            answer.facts[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
+            answer.outcomes[event_id] = (outcome, is_applied)
+    return answer
+
+
+def _event_row(item: _Item, orders) -> tuple[list, bool]:
+    """A new event's values, in `_EVENT_ARRAYS` order, and whether it is applied at once."""
+    check = item.check
+    order = orders.get((check.card_id, check.operation_id)) if check.is_tracked else None
+    raw = item.raw
+    details = raw.get("details") if isinstance(raw, dict) else None
+    details = details if isinstance(details, dict) else {}
+    shipment = details.get("shipment") if isinstance(details.get("shipment"), dict) else {}
+    if not check.is_valid:
+        outcome, is_applied = Outcome.INVALID, True
+    elif not check.is_tracked:
+        outcome, is_applied = Outcome.NOT_TRACKED, True
+    else:
+        outcome, is_applied = "", False
+    row = [
+        order.pk if order is not None and check.is_valid else None,
+        item.fingerprint,
+        check.card_id or _short(raw, "cardId", 48),
+        check.operation_id or _short(raw, "operationId", 64),
+        check.operation[:64],
+        _short(raw, "status", 32),
+        _short(details, "status", 64),
+        _short(shipment, "status", 64),
+        # JSON null is a value D1 sent, not a missing column (SQL NULL).
+        Jsonb(raw),
+        item.copies,
+        outcome,
+        check.error,
+    ]
+    return row, is_applied
+
+
+@functools.cache
+def _finish_sql() -> str:
+    order, event, delivery = (_table(m) for m in (CardOrder, OperationEvent, NotificationDelivery))
+    change = _table(OrderChange)
+    quote = connection.ops.quote_name
+    fields = [CardOrder._meta.get_field(n) for n in _STATE_FIELDS]
+    arrays = ", ".join(f"%(o_{f.column})s::{_array_type(f)}" for f in fields)
+    names = ", ".join(f.column for f in fields)
+    assignments = ", ".join(f"{quote(f.column)} = s.{f.column}" for f in fields)
+    # Only quoted names from the models' metadata are interpolated; values are parameters.
+    return f"""
+WITH s AS (
+  SELECT * FROM unnest(%(o_id)s::bigint[], {arrays}) AS s(id, {names})
+),
+o AS (
+  UPDATE {order} SET {assignments} FROM s WHERE {order}.id = s.id
+),
+e AS (
+  UPDATE {event} SET outcome = x.outcome, applied_at = %(now)s
+  FROM unnest(%(event_ids)s::bigint[], %(outcomes)s::varchar[]) AS x(id, outcome)
+  WHERE {event}.id = x.id
+)
+UPDATE {delivery} SET new_count = %(new)s, duplicate_count = %(duplicate)s,
+  rejected_count = %(rejected)s
+WHERE id = %(delivery)s
+RETURNING ARRAY(
+  SELECT card_id FROM {order} WHERE issuer_id = %(issuer)s AND card_id = ANY(%(cards)s::varchar[])
+  GROUP BY card_id
+  HAVING count(*) > 1 OR bool_or(exception_reason <> '' OR d1_not_found_since IS NOT NULL)
+  UNION
+  SELECT card_id FROM {change} WHERE issuer_id = %(issuer)s
+    AND card_id = ANY(%(cards)s::varchar[]) AND order_id IS NULL
+)
+"""  # noqa: S608
+
+
+def _pg_finish(*, issuer, orders, events, delivery, result, cards, now) -> set[str]:
+    """Step 3: the orders' derived state, the events' outcomes and the delivery's counts.
+
+    Returns which of `cards` (cards whose order got its first events) the card-level pass
+    (`cards_after_ingest`) has something to do for: a card with another order, an order
+    flagged unknown at D1, or a change waiting for its order (`_CARD_PASS_LOOK`).
+    """
+    named: dict[str, Any] = {
+        "o_id": [o.pk for o in orders],
+        "event_ids": [e.pk for e in events],
+        "outcomes": [e.outcome for e in events],
+        "now": now,
+        "new": result.new_count,
+        "duplicate": result.duplicate_count,
+        "rejected": result.rejected_count,
+        "delivery": delivery.pk,
+        "issuer": issuer.pk,
+        "cards": cards,
+    }
+    for name in _STATE_FIELDS:
+        f = CardOrder._meta.get_field(name)
+        named[f"o_{f.column}"] = [
+            f.get_db_prep_save(getattr(o, f.attname), connection) for o in orders
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(_finish_sql(), named)
+        (busy,) = cursor.fetchone()
+    return set(busy)
+
+
 # ---------------------------------------------------------------------------- re-derivation
 
 # Columns copied as they are from the fold's OrderState.
@@ -515,10 +995,12 @@ def orders_derive(
         by_order[order_id] = list(facts)
         current_outcome.update({fact.key: outcomes.get(fact.key, ("", False)) for fact in facts})
     to_read = [o.pk for o in orders if o.pk not in known_events]
-    rows = events_locked(OperationEvent.objects.filter(order__in=to_read), lock=lock)
-    for event_id, order_id, fingerprint, first, last, payload, outcome, applied_at in (
-        rows if to_read else []
-    ):
+    rows = (
+        events_locked(OperationEvent.objects.filter(order__in=to_read), lock=lock)
+        if to_read
+        else []
+    )
+    for event_id, order_id, fingerprint, first, last, payload, outcome, applied_at in rows:
         by_order[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
         current_outcome[event_id] = (outcome, applied_at is not None)
 
