@@ -58,6 +58,7 @@ def main() -> None:
         "--now-only", action="store_true", help="only the bare view and the webhook as it ships"
     )
     parser.add_argument("--profile-batch", type=int, default=1, help="items per profiled POST")
+    parser.add_argument("--top", type=int, default=25, help="functions shown per profile list")
     args = parser.parse_args()
     db = args.db
 
@@ -174,14 +175,14 @@ def main() -> None:
         client.post(hook, payload, content_type="application/json")
     profiler.disable()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
     print(f"\n{args.profile_batch}-item webhook POST: CPU by function, own time first (cProfile)")
-    print("\n".join(out.getvalue().splitlines()[:60]))
+    print("\n".join(out.getvalue().splitlines()[: args.top + 35]))
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
-    stats.print_stats(r"/(tracking|django_structlog|rest_framework/views)/", 25)
+    stats.print_stats(r"/(tracking|django_structlog|rest_framework/views)/", args.top)
     print("\nthe same, the portal's own functions by cumulative CPU (cProfile slows every call):")
-    print("\n".join(out.getvalue().splitlines()[:60]))
+    print("\n".join(out.getvalue().splitlines()[: args.top + 35]))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ The caller owns the transaction: nothing is acknowledged before it commits.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -38,7 +39,6 @@ from typing import Any
 from django.db import connection
 from django.db.models import JSONNull, Q
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from tracking.data_care import pan_mask_item, pan_mask_text
 from tracking.models import (
@@ -542,14 +542,14 @@ def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> 
     touched, known = _fold_inputs(unseen=unseen, new_events=new_events, orders=orders, now=now)
     first_events = {pk for pk, order in touched.items() if order.event_count == 0}
     known = {pk: [*stored.facts.get(pk, []), *facts] for pk, facts in known.items()}
-    changed_events = orders_derive(
+    changed = _orders_fold(
         list(touched.values()), now=now, known_events=known, outcomes=stored.outcomes
     )
     first_cards = sorted({o.card_id for o in touched.values() if o.pk in first_events})
     busy_cards = _pg_finish(
         issuer=issuer,
         orders=list(touched.values()),
-        events=changed_events,
+        outcomes=changed,
         delivery=delivery,
         result=result,
         cards=first_cards,
@@ -583,10 +583,10 @@ def _columns(model, names: Iterable[str]) -> str:
     return ", ".join(quote(model._meta.get_field(n).column) for n in names)
 
 
-def _array_type(field) -> str:
-    return f"{field.cast_db_type(connection)}[]"
-
-
+# The bookkeeping columns in the model's order, as `Model.from_db` takes them.
+_BOOKKEEPING_LOADED = [
+    f.attname for f in CardOrder._meta.concrete_fields if f.attname in _BOOKKEEPING_FIELDS
+]
 _DELIVERY_FIELDS = [f for f in NotificationDelivery._meta.concrete_fields if not f.primary_key]
 
 
@@ -679,10 +679,14 @@ def _pg_begin(*, issuer, items, keys, delivery, now) -> _Begun:
         delivery_id, counted, upserted = cursor.fetchone()
     orders = None
     if upserted or not keys:
-        orders = {
-            (r["card_id"], r["operation_id"]): CardOrder(issuer=issuer, **r)
-            for r in (upserted or [])
-        }
+        orders = {}
+        for r in upserted or []:
+            # Only the bookkeeping is loaded; the fold sets every column it writes.
+            order = CardOrder.from_db(
+                connection.alias, _BOOKKEEPING_LOADED, [r[n] for n in _BOOKKEEPING_LOADED]
+            )
+            order.issuer = issuer
+            orders[(order.card_id, order.operation_id)] = order
     return _Begun(delivery_id=delivery_id, counted=set(counted), orders=orders)
 
 
@@ -696,8 +700,8 @@ class _PgEvents:
     outcomes: dict[int, tuple[str, bool]] = field(default_factory=dict)
 
 
-# The columns of a new event, in the order of `_event_row`'s arrays (then their array types).
-_EVENT_ARRAYS = [
+# The columns of a new event, in the order of `_event_row`'s values.
+_EVENT_COLUMNS = [
     "order",
     "fingerprint",
     "card_id",
@@ -713,13 +717,33 @@ _EVENT_ARRAYS = [
 ]
 
 
+def _from_json(field, index: int, row: str = "r") -> str:
+    """SQL reading `field`'s value at `index` of a JSON array row (text keeps its length check)."""
+    if field.get_internal_type() == "JSONField":
+        return f"{row}->{index}"
+    if field.get_internal_type() in ("CharField", "TextField", "URLField"):
+        return f"{row}->>{index}"
+    return f"({row}->>{index})::{field.cast_db_type(connection)}"
+
+
+def _json_rows(rows: list) -> str:
+    """Rows as one JSON document: one parameter, encoded in C, whatever the batch size."""
+    return json.dumps(rows, default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, dt.date):  # datetimes too: ISO 8601 with their offset
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not stored by ingest")
+
+
 @functools.cache
 def _events_sql() -> str:
     event = _table(OperationEvent)
-    fields = [OperationEvent._meta.get_field(n) for n in _EVENT_ARRAYS]
-    arrays = ", ".join(f"%(e_{f.column})s::{_array_type(f)}" for f in fields)
-    names = ", ".join(f.column for f in fields)
-    quote = connection.ops.quote_name
+    fields = [OperationEvent._meta.get_field(n) for n in _EVENT_COLUMNS]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    values = ", ".join(_from_json(f, i) for i, f in enumerate(fields))
+    applied = len(fields)
     # Only quoted names from the model's metadata are interpolated; values are parameters.
     return f"""
 WITH ev AS MATERIALIZED (
@@ -732,11 +756,11 @@ WITH ev AS MATERIALIZED (
 ),
 ins AS (
   INSERT INTO {event} (issuer_id, delivery_id, source, first_received_at, last_received_at,
-    applied_at, {", ".join(quote(f.column) for f in fields)})
+    applied_at, {columns})
   SELECT %(issuer)s, %(delivery)s, %(source)s, %(now)s, %(now)s,
-    CASE WHEN n.applied THEN %(now)s::timestamptz END, {", ".join(f"n.{f.column}" for f in fields)}
-  FROM unnest({arrays}, %(applied)s::boolean[]) AS n({names}, applied)
-  WHERE n.fingerprint <> ALL (ARRAY(SELECT fingerprint FROM ev))
+    CASE WHEN (r->>{applied})::boolean THEN %(now)s::timestamptz END, {values}
+  FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+  WHERE r->>1 <> ALL (ARRAY(SELECT fingerprint FROM ev))
   ON CONFLICT (issuer_id, fingerprint) DO NOTHING
   RETURNING id, fingerprint
 ),
@@ -763,26 +787,16 @@ def _pg_events(*, issuer, items, orders, source, delivery, now) -> _PgEvents:
     new item is inserted with its copies in `times_received`; a stored one gets them added.
     """
     fingerprints = sorted(items)
-    columns: dict[str, list] = {name: [] for name in _EVENT_ARRAYS}
-    applied = []
-    for fingerprint in fingerprints:
-        row, is_applied = _event_row(items[fingerprint], orders)
-        for name, value in zip(_EVENT_ARRAYS, row, strict=True):
-            columns[name].append(value)
-        applied.append(is_applied)
     named = {
-        f"e_{OperationEvent._meta.get_field(n).column}": values for n, values in columns.items()
+        "issuer": issuer.pk,
+        "delivery": delivery.pk,
+        "source": source,
+        "now": now,
+        "fps": fingerprints,
+        "copies": [items[f].copies for f in fingerprints],
+        "orders": [o.pk for o in orders.values() if o.event_count],
+        "rows": _json_rows([_event_row(items[f], orders) for f in fingerprints]),
     }
-    named.update(
-        issuer=issuer.pk,
-        delivery=delivery.pk,
-        source=source,
-        now=now,
-        fps=fingerprints,
-        copies=[items[f].copies for f in fingerprints],
-        orders=[o.pk for o in orders.values() if o.event_count],
-        applied=applied,
-    )
     answer = _PgEvents()
     with connection.cursor() as cursor:
         cursor.execute(_events_sql(), named)
@@ -799,8 +813,8 @@ def _pg_events(*, issuer, items, orders, source, delivery, now) -> _PgEvents:
     return answer
 
 
-def _event_row(item: _Item, orders) -> tuple[list, bool]:
-    """A new event's values, in `_EVENT_ARRAYS` order, and whether it is applied at once."""
+def _event_row(item: _Item, orders) -> list:
+    """A new event's values, in `_EVENT_COLUMNS` order, then whether it is applied at once."""
     check = item.check
     order = orders.get((check.card_id, check.operation_id)) if check.is_tracked else None
     raw = item.raw
@@ -813,7 +827,7 @@ def _event_row(item: _Item, orders) -> tuple[list, bool]:
         outcome, is_applied = Outcome.NOT_TRACKED, True
     else:
         outcome, is_applied = "", False
-    row = [
+    return [
         order.pk if order is not None and check.is_valid else None,
         item.fingerprint,
         check.card_id or _short(raw, "cardId", 48),
@@ -822,13 +836,12 @@ def _event_row(item: _Item, orders) -> tuple[list, bool]:
         _short(raw, "status", 32),
         _short(details, "status", 64),
         _short(shipment, "status", 64),
-        # JSON null is a value D1 sent, not a missing column (SQL NULL).
-        Jsonb(raw),
+        raw,  # JSON null is a value D1 sent: it stays JSON null (`->` keeps it)
         item.copies,
         outcome,
         check.error,
+        is_applied,
     ]
-    return row, is_applied
 
 
 @functools.cache
@@ -837,16 +850,14 @@ def _finish_sql() -> str:
     change = _table(OrderChange)
     quote = connection.ops.quote_name
     fields = [CardOrder._meta.get_field(n) for n in _STATE_FIELDS]
-    arrays = ", ".join(f"%(o_{f.column})s::{_array_type(f)}" for f in fields)
-    names = ", ".join(f.column for f in fields)
-    assignments = ", ".join(f"{quote(f.column)} = s.{f.column}" for f in fields)
+    assignments = ", ".join(
+        f"{quote(f.column)} = {_from_json(f, i + 1)}" for i, f in enumerate(fields)
+    )
     # Only quoted names from the models' metadata are interpolated; values are parameters.
     return f"""
-WITH s AS (
-  SELECT * FROM unnest(%(o_id)s::bigint[], {arrays}) AS s(id, {names})
-),
-o AS (
-  UPDATE {order} SET {assignments} FROM s WHERE {order}.id = s.id
+WITH o AS (
+  UPDATE {order} SET {assignments}
+  FROM jsonb_array_elements(%(orders)s::jsonb) AS r WHERE {order}.id = (r->>0)::bigint
 ),
 e AS (
   UPDATE {event} SET outcome = x.outcome, applied_at = %(now)s
@@ -867,17 +878,19 @@ RETURNING ARRAY(
 """  # noqa: S608
 
 
-def _pg_finish(*, issuer, orders, events, delivery, result, cards, now) -> set[str]:
+def _pg_finish(*, issuer, orders, outcomes, delivery, result, cards, now) -> set[str]:
     """Step 3: the orders' derived state, the events' outcomes and the delivery's counts.
 
-    Returns which of `cards` (cards whose order got its first events) the card-level pass
+    `outcomes` are (event id, outcome) of the events whose outcome changes. Returns which of
+    `cards` (cards whose order got its first events) the card-level pass
     (`cards_after_ingest`) has something to do for: a card with another order, an order
-    flagged unknown at D1, or a change waiting for its order (`_CARD_PASS_LOOK`).
+    flagged unknown at D1, or a change waiting for its order; the others are left out of it.
     """
+    names = _STATE_FIELDS  # no foreign key among them: field names are attribute names
     named: dict[str, Any] = {
-        "o_id": [o.pk for o in orders],
-        "event_ids": [e.pk for e in events],
-        "outcomes": [e.outcome for e in events],
+        "orders": _json_rows([[o.pk, *(getattr(o, name) for name in names)] for o in orders]),
+        "event_ids": [event_id for event_id, _ in outcomes],
+        "outcomes": [outcome for _, outcome in outcomes],
         "now": now,
         "new": result.new_count,
         "duplicate": result.duplicate_count,
@@ -886,11 +899,6 @@ def _pg_finish(*, issuer, orders, events, delivery, result, cards, now) -> set[s
         "issuer": issuer.pk,
         "cards": cards,
     }
-    for name in _STATE_FIELDS:
-        f = CardOrder._meta.get_field(name)
-        named[f"o_{f.column}"] = [
-            f.get_db_prep_save(getattr(o, f.attname), connection) for o in orders
-        ]
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(), named)
         (busy,) = cursor.fetchone()
@@ -987,6 +995,23 @@ def orders_derive(
     outcome changes (with `applied_at` = `now`), for the caller to save or only to compare.
     With `lock`, the events read are locked in fingerprint order, for a caller that saves.
     """
+    return [
+        OperationEvent(id=event_id, outcome=outcome, applied_at=now)
+        for event_id, outcome in _orders_fold(
+            orders, now=now, known_events=known_events, outcomes=outcomes, lock=lock
+        )
+    ]
+
+
+def _orders_fold(
+    orders: Sequence[CardOrder],
+    *,
+    now,
+    known_events: dict[int, list[EventFacts]] | None = None,
+    outcomes: dict[int, tuple[str, bool]] | None = None,
+    lock: bool = False,
+) -> list[tuple[int, str]]:
+    """`orders_derive`, the changed outcomes as (event id, outcome) pairs."""
     known_events = known_events or {}
     outcomes = outcomes or {}
     by_order: dict[int, list[EventFacts]] = defaultdict(list)
@@ -1004,15 +1029,15 @@ def orders_derive(
         by_order[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
         current_outcome[event_id] = (outcome, applied_at is not None)
 
-    changed_events: list[OperationEvent] = []
+    changed: list[tuple[int, str]] = []
     for order in orders:
         state = derive_order_state(by_order[order.pk])
         _apply_state(order, state, now=now)
         registration_fill(order)
         for event_id, outcome in state.outcomes.items():
             if current_outcome[event_id] != (outcome, True):
-                changed_events.append(OperationEvent(id=event_id, outcome=outcome, applied_at=now))
-    return changed_events
+                changed.append((event_id, outcome))
+    return changed
 
 
 def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
