@@ -31,6 +31,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -718,9 +719,13 @@ _EVENT_COLUMNS = [
 
 
 def _from_json(field, index: int, row: str = "r") -> str:
-    """SQL reading `field`'s value at `index` of a JSON array row (text keeps its length check)."""
+    """SQL reading `field`'s value at `index` of a JSON array row (text keeps its length check).
+
+    A nullable JSON column takes JSON null as SQL NULL, as `JSONField` saves None; a column
+    that cannot be NULL (an event's payload) keeps it as the JSON value D1 sent.
+    """
     if field.get_internal_type() == "JSONField":
-        return f"{row}->{index}"
+        return f"NULLIF({row}->{index}, 'null')" if field.null else f"{row}->{index}"
     if field.get_internal_type() in ("CharField", "TextField", "URLField"):
         return f"{row}->>{index}"
     return f"({row}->>{index})::{field.cast_db_type(connection)}"
@@ -878,6 +883,12 @@ RETURNING ARRAY(
 """  # noqa: S608
 
 
+@functools.cache
+def _state_getter():
+    # No foreign key among the state fields: their names are their attribute names.
+    return operator.attrgetter(*_STATE_FIELDS)
+
+
 def _pg_finish(*, issuer, orders, outcomes, delivery, result, cards, now) -> set[str]:
     """Step 3: the orders' derived state, the events' outcomes and the delivery's counts.
 
@@ -886,9 +897,9 @@ def _pg_finish(*, issuer, orders, outcomes, delivery, result, cards, now) -> set
     (`cards_after_ingest`) has something to do for: a card with another order, an order
     flagged unknown at D1, or a change waiting for its order; the others are left out of it.
     """
-    names = _STATE_FIELDS  # no foreign key among them: field names are attribute names
+    state_of = _state_getter()
     named: dict[str, Any] = {
-        "orders": _json_rows([[o.pk, *(getattr(o, name) for name in names)] for o in orders]),
+        "orders": _json_rows([(o.pk, *state_of(o)) for o in orders]),
         "event_ids": [event_id for event_id, _ in outcomes],
         "outcomes": [outcome for _, outcome in outcomes],
         "now": now,
