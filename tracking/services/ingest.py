@@ -586,8 +586,11 @@ def _columns(model, names: Iterable[str]) -> str:
 
 # The bookkeeping columns in the model's order, as `Model.from_db` takes them.
 _BOOKKEEPING_LOADED = [
-    f.attname for f in CardOrder._meta.concrete_fields if f.attname in _BOOKKEEPING_FIELDS
+    f.attname
+    for f in CardOrder._meta.concrete_fields
+    if f.attname in _BOOKKEEPING_FIELDS or f.attname == "issuer_id"
 ]
+_ORDER_ISSUER = CardOrder._meta.get_field("issuer")
 _DELIVERY_FIELDS = [f for f in NotificationDelivery._meta.concrete_fields if not f.primary_key]
 
 
@@ -607,33 +610,41 @@ def _begin_sql(insert_delivery: bool) -> str:
     returned = _columns(CardOrder, _BOOKKEEPING_FIELDS)
     # Only quoted names from the models' metadata are interpolated; values are parameters.
     return f"""
-WITH d AS ({d}),
+WITH c AS MATERIALIZED (
+  SELECT r->>0 AS fingerprint, (r->>1)::integer AS copies
+  FROM jsonb_array_elements(%(copies)s::jsonb) AS r
+),
+k AS MATERIALIZED (
+  SELECT r->>0 AS card_id, r->>1 AS operation_id, r->>2 AS operation, n
+  FROM jsonb_array_elements(%(keys)s::jsonb) WITH ORDINALITY AS x(r, n)
+),
+d AS ({d}),
 seen AS MATERIALIZED (
   SELECT count(*) AS n FROM {event}
-  WHERE issuer_id = %(issuer)s AND fingerprint = ANY(%(fps)s::varchar[])
+  WHERE issuer_id = %(issuer)s AND fingerprint = ANY(ARRAY(SELECT fingerprint FROM c))
 ),
 counted AS (
   UPDATE {event} SET times_received = {event}.times_received + c.copies,
     last_received_at = %(now)s
-  FROM unnest(%(fps)s::varchar[], %(copies)s::integer[]) AS c(fingerprint, copies)
+  FROM c
   WHERE {event}.issuer_id = %(issuer)s AND {event}.fingerprint = c.fingerprint
     AND {event}.id IN (
       SELECT id FROM {event} WHERE issuer_id = %(issuer)s
-        AND fingerprint = ANY(%(fps)s::varchar[]) AND (SELECT n FROM seen) = %(distinct)s
+        AND fingerprint = ANY(ARRAY(SELECT fingerprint FROM c))
+        AND (SELECT n FROM seen) = %(distinct)s
       ORDER BY fingerprint FOR UPDATE)
   RETURNING {event}.fingerprint
 ),
 locked AS MATERIALIZED (
   SELECT operation_id, event_count FROM {order}
-  WHERE issuer_id = %(issuer)s AND card_id = ANY(%(cards)s::varchar[])
+  WHERE issuer_id = %(issuer)s AND card_id = ANY(ARRAY(SELECT card_id FROM k))
     AND (SELECT n FROM seen) < %(distinct)s
   ORDER BY card_id, operation_id FOR UPDATE
 ),
 up AS (
   INSERT INTO {order} (issuer_id, card_id, operation_id, operation, created_at, updated_at)
   SELECT %(issuer)s, k.card_id, k.operation_id, k.operation, %(now)s, %(now)s
-  FROM unnest(%(key_cards)s::varchar[], %(key_operation_ids)s::varchar[],
-    %(key_operations)s::varchar[]) WITH ORDINALITY AS k(card_id, operation_id, operation, n)
+  FROM k
   WHERE (SELECT n FROM seen) < %(distinct)s
     AND (SELECT count(*) FROM locked WHERE operation_id = '' AND event_count = 0) = 0
   ORDER BY k.n
@@ -653,18 +664,12 @@ def _pg_begin(*, issuer, items, keys, delivery, now) -> _Begun:
     batch's cards is locked, by (card, operation), then the batch's orders upserted, unless a
     registered order waits for its operation (`registered_orders_join` runs first, apart).
     """
-    fingerprints = sorted(items)
-    ordered = sorted(keys.items())
     named = {
         "issuer": issuer.pk,
-        "fps": fingerprints,
-        "copies": [items[f].copies for f in fingerprints],
-        "distinct": len(fingerprints),
+        "copies": _json_rows([(f, items[f].copies) for f in sorted(items)]),
+        "distinct": len(items),
         "now": now,
-        "cards": sorted({card_id for card_id, _ in keys}),
-        "key_cards": [card_id for (card_id, _), _ in ordered],
-        "key_operation_ids": [operation_id for (_, operation_id), _ in ordered],
-        "key_operations": [operation for _, operation in ordered],
+        "keys": _json_rows([(*key, operation) for key, operation in sorted(keys.items())]),
     }
     if delivery.pk is None:
         for f in _DELIVERY_FIELDS:
@@ -683,10 +688,11 @@ def _pg_begin(*, issuer, items, keys, delivery, now) -> _Begun:
         orders = {}
         for r in upserted or []:
             # Only the bookkeeping is loaded; the fold sets every column it writes.
+            r["issuer_id"] = issuer.pk
             order = CardOrder.from_db(
                 connection.alias, _BOOKKEEPING_LOADED, [r[n] for n in _BOOKKEEPING_LOADED]
             )
-            order.issuer = issuer
+            _ORDER_ISSUER.set_cached_value(order, issuer)
             orders[(order.card_id, order.operation_id)] = order
     return _Begun(delivery_id=delivery_id, counted=set(counted), orders=orders)
 
@@ -749,14 +755,25 @@ def _events_sql() -> str:
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     values = ", ".join(_from_json(f, i) for i, f in enumerate(fields))
     applied = len(fields)
+    fingerprint, copies = (
+        _EVENT_COLUMNS.index("fingerprint"),
+        _EVENT_COLUMNS.index("times_received"),
+    )
     # Only quoted names from the model's metadata are interpolated; values are parameters.
     return f"""
-WITH ev AS MATERIALIZED (
+WITH b AS MATERIALIZED (
+  SELECT r, r->>{fingerprint} AS fingerprint, (r->>{copies})::integer AS copies
+  FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+),
+o AS MATERIALIZED (
+  SELECT id::bigint FROM jsonb_array_elements_text(%(orders)s::jsonb) AS id
+),
+ev AS MATERIALIZED (
   SELECT id, order_id, fingerprint, first_received_at, last_received_at, payload, outcome,
     applied_at IS NOT NULL AS applied
   FROM {event}
-  WHERE (issuer_id = %(issuer)s AND fingerprint = ANY(%(fps)s::varchar[]))
-    OR order_id = ANY(%(orders)s::bigint[])
+  WHERE (issuer_id = %(issuer)s AND fingerprint = ANY(ARRAY(SELECT fingerprint FROM b)))
+    OR order_id = ANY(ARRAY(SELECT id FROM o))
   ORDER BY fingerprint FOR UPDATE
 ),
 ins AS (
@@ -764,21 +781,22 @@ ins AS (
     applied_at, {columns})
   SELECT %(issuer)s, %(delivery)s, %(source)s, %(now)s, %(now)s,
     CASE WHEN (r->>{applied})::boolean THEN %(now)s::timestamptz END, {values}
-  FROM jsonb_array_elements(%(rows)s::jsonb) AS r
-  WHERE r->>1 <> ALL (ARRAY(SELECT fingerprint FROM ev))
+  FROM b
+  WHERE b.fingerprint <> ALL (ARRAY(SELECT fingerprint FROM ev))
+  ORDER BY b.fingerprint
   ON CONFLICT (issuer_id, fingerprint) DO NOTHING
   RETURNING id, fingerprint
 ),
 cnt AS (
-  UPDATE {event} SET times_received = {event}.times_received + c.copies,
+  UPDATE {event} SET times_received = {event}.times_received + b.copies,
     last_received_at = %(now)s
-  FROM ev, unnest(%(fps)s::varchar[], %(copies)s::integer[]) AS c(fingerprint, copies)
-  WHERE {event}.id = ev.id AND ev.fingerprint = c.fingerprint
+  FROM ev, b
+  WHERE {event}.id = ev.id AND ev.fingerprint = b.fingerprint
   RETURNING {event}.fingerprint
 )
 SELECT 'e', id, order_id, fingerprint, first_received_at, last_received_at, payload, outcome,
   applied
-FROM ev WHERE order_id = ANY(%(orders)s::bigint[])
+FROM ev WHERE order_id = ANY(ARRAY(SELECT id FROM o))
 UNION ALL SELECT 'n', id, NULL, fingerprint, NULL, NULL, NULL, NULL, NULL FROM ins
 UNION ALL SELECT 'c', NULL, NULL, fingerprint, NULL, NULL, NULL, NULL, NULL FROM cnt
 """  # noqa: S608
@@ -791,16 +809,13 @@ def _pg_events(*, issuer, items, orders, source, delivery, now) -> _PgEvents:
     (the insert and the count wait for that lock through the array of their fingerprints). A
     new item is inserted with its copies in `times_received`; a stored one gets them added.
     """
-    fingerprints = sorted(items)
     named = {
         "issuer": issuer.pk,
         "delivery": delivery.pk,
         "source": source,
         "now": now,
-        "fps": fingerprints,
-        "copies": [items[f].copies for f in fingerprints],
-        "orders": [o.pk for o in orders.values() if o.event_count],
-        "rows": _json_rows([_event_row(items[f], orders) for f in fingerprints]),
+        "orders": _json_rows([o.pk for o in orders.values() if o.event_count]),
+        "rows": _json_rows([_event_row(items[f], orders) for f in sorted(items)]),
     }
     answer = _PgEvents()
     with connection.cursor() as cursor:
@@ -865,20 +880,23 @@ WITH o AS (
   FROM jsonb_array_elements(%(orders)s::jsonb) AS r WHERE {order}.id = (r->>0)::bigint
 ),
 e AS (
-  UPDATE {event} SET outcome = x.outcome, applied_at = %(now)s
-  FROM unnest(%(event_ids)s::bigint[], %(outcomes)s::varchar[]) AS x(id, outcome)
-  WHERE {event}.id = x.id
+  UPDATE {event} SET outcome = x->>1, applied_at = %(now)s
+  FROM jsonb_array_elements(%(outcomes)s::jsonb) AS x WHERE {event}.id = (x->>0)::bigint
+),
+cards AS MATERIALIZED (
+  SELECT card_id FROM jsonb_array_elements_text(%(cards)s::jsonb) AS card_id
 )
 UPDATE {delivery} SET new_count = %(new)s, duplicate_count = %(duplicate)s,
   rejected_count = %(rejected)s
 WHERE id = %(delivery)s
 RETURNING ARRAY(
-  SELECT card_id FROM {order} WHERE issuer_id = %(issuer)s AND card_id = ANY(%(cards)s::varchar[])
+  SELECT card_id FROM {order}
+  WHERE issuer_id = %(issuer)s AND card_id = ANY(ARRAY(SELECT card_id FROM cards))
   GROUP BY card_id
   HAVING count(*) > 1 OR bool_or(exception_reason <> '' OR d1_not_found_since IS NOT NULL)
   UNION
   SELECT card_id FROM {change} WHERE issuer_id = %(issuer)s
-    AND card_id = ANY(%(cards)s::varchar[]) AND order_id IS NULL
+    AND card_id = ANY(ARRAY(SELECT card_id FROM cards)) AND order_id IS NULL
 )
 """  # noqa: S608
 
@@ -900,15 +918,14 @@ def _pg_finish(*, issuer, orders, outcomes, delivery, result, cards, now) -> set
     state_of = _state_getter()
     named: dict[str, Any] = {
         "orders": _json_rows([(o.pk, *state_of(o)) for o in orders]),
-        "event_ids": [event_id for event_id, _ in outcomes],
-        "outcomes": [outcome for _, outcome in outcomes],
+        "outcomes": _json_rows(outcomes),
         "now": now,
         "new": result.new_count,
         "duplicate": result.duplicate_count,
         "rejected": result.rejected_count,
         "delivery": delivery.pk,
         "issuer": issuer.pk,
-        "cards": cards,
+        "cards": _json_rows(cards),
     }
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(), named)
