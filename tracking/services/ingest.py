@@ -501,10 +501,11 @@ def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> 
 
     1. the delivery row; then either the copies counted (every item stored already: nothing
        else is locked) or the batch's cards' orders locked and the orders upserted;
-    2. the stored events of the batch and of its orders locked and read, the new items
-       inserted (their copies in `times_received`), the stored ones' copies counted;
-    3. after the fold: the orders' state, the events' outcomes, the delivery's counts, and a
-       look at whether the card-level pass has anything to do.
+    2. the stored events of the batch and of its orders locked and read;
+    3. after the fold: the new events inserted with their outcomes (and their copies in
+       `times_received`), the stored ones' copies counted, the orders' state, the stored
+       events' changed outcomes, the delivery's counts, and a look at whether the card-level
+       pass has anything to do.
     """
     items, result = batch.items, batch.result
     keys: dict[tuple[str, str], str] = {}
@@ -528,34 +529,47 @@ def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> 
         orders = _lock_orders(issuer=issuer, items=unseen.values(), now=now)
     else:
         orders = begun.orders
-    stored = _pg_events(
-        issuer=issuer, items=unseen, orders=orders, source=source, delivery=delivery, now=now
+    stored = _pg_events_lock(
+        issuer=issuer,
+        fingerprints=sorted(unseen),
+        order_ids=[o.pk for o in orders.values() if o.event_count],
     )
-    new_events = stored.new
-    # A copy inserted by a transaction this statement could not see yet: counted afresh.
-    lost = {
-        f: i.copies for f, i in unseen.items() if f not in new_events and f not in stored.counted
-    }
-    _count_copies(issuer=issuer, copies=lost, now=now)
-    result.new_count = len(new_events)
-    result.duplicate_count = batch.total - result.new_count
-
-    touched, known = _fold_inputs(unseen=unseen, new_events=new_events, orders=orders, now=now)
+    fresh = {f: item for f, item in unseen.items() if f not in stored.ids}
+    # The fold runs before the new events are inserted, so that each is written once, with
+    # its outcome: a new event is known to it by its fingerprint, a stored one by its id.
+    touched, known = _fold_inputs(
+        unseen=fresh, new_events={f: f for f in fresh}, orders=orders, now=now
+    )
     first_events = {pk for pk, order in touched.items() if order.event_count == 0}
     known = {pk: [*stored.facts.get(pk, []), *facts] for pk, facts in known.items()}
     changed = _orders_fold(
         list(touched.values()), now=now, known_events=known, outcomes=stored.outcomes
     )
     first_cards = sorted({o.card_id for o in touched.values() if o.pk in first_events})
-    busy_cards = _pg_finish(
+    finished = _pg_finish(
         issuer=issuer,
-        orders=list(touched.values()),
+        items=fresh,
+        copies={stored.ids[f]: i.copies for f, i in unseen.items() if f in stored.ids},
+        orders=orders,
+        touched=list(touched.values()),
         outcomes=changed,
+        source=source,
         delivery=delivery,
+        total=batch.total,
         result=result,
         cards=first_cards,
         now=now,
     )
+    new_events = finished.new
+    # A copy inserted by a transaction this one could not see yet (an item without an order
+    # to lock: invalid, or not tracked): counted afresh, in a statement that sees it.
+    _count_copies(
+        issuer=issuer,
+        copies={f: i.copies for f, i in fresh.items() if f not in new_events},
+        now=now,
+    )
+    result.new_count = len(new_events)
+    result.duplicate_count = batch.total - result.new_count
     _cards_update(
         issuer=issuer,
         items=unseen,
@@ -563,7 +577,7 @@ def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> 
         first_events=first_events,
         orders=orders,
         now=now,
-        quiet_cards=set(first_cards) - busy_cards,
+        quiet_cards=set(first_cards) - finished.busy_cards,
     )
     result.order_ids = {o.pk for o in orders.values()}
 
@@ -698,13 +712,59 @@ def _pg_begin(*, issuer, items, keys, delivery, now) -> _Begun:
 
 
 @dataclass
-class _PgEvents:
-    """Step 2's answer: new events, counted copies, and the locked orders' stored events."""
+class _PgStored:
+    """Step 2's answer: the batch's stored events (fingerprint → id), the orders' events."""
 
-    new: dict[str, int] = field(default_factory=dict)
-    counted: set[str] = field(default_factory=set)
+    ids: dict[str, int] = field(default_factory=dict)
     facts: dict[int, list[EventFacts]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[int, tuple[str, bool]] = field(default_factory=dict)
+
+
+@functools.cache
+def _events_lock_sql() -> str:
+    event = _table(OperationEvent)
+    # Only quoted names from the model's metadata are interpolated; values are parameters.
+    return f"""
+WITH f AS MATERIALIZED (
+  SELECT fingerprint FROM jsonb_array_elements_text(%(fingerprints)s::jsonb) AS fingerprint
+),
+o AS MATERIALIZED (
+  SELECT id::bigint FROM jsonb_array_elements_text(%(orders)s::jsonb) AS id
+)
+SELECT id, order_id, fingerprint, first_received_at, last_received_at,
+  CASE WHEN order_id = ANY(ARRAY(SELECT id FROM o)) THEN payload END, outcome,
+  applied_at IS NOT NULL
+FROM {event}
+WHERE (issuer_id = %(issuer)s AND fingerprint = ANY(ARRAY(SELECT fingerprint FROM f)))
+  OR order_id = ANY(ARRAY(SELECT id FROM o))
+ORDER BY fingerprint FOR UPDATE
+"""  # noqa: S608
+
+
+def _pg_events_lock(*, issuer, fingerprints: list[str], order_ids: list[int]) -> _PgStored:
+    """Step 2: lock and read, in fingerprint order, the stored events of the batch and orders.
+
+    A statement of its own, after the orders' locks: it sees every event a transaction that
+    held those locks before committed.
+    """
+    named = {
+        "issuer": issuer.pk,
+        "fingerprints": _json_rows(fingerprints),
+        "orders": _json_rows(order_ids),
+    }
+    batch = set(fingerprints)
+    answer = _PgStored()
+    with connection.cursor() as cursor:
+        cursor.execute(_events_lock_sql(), named)
+        rows = cursor.fetchall()
+    for event_id, order_id, fingerprint, first, last, payload, outcome, is_applied in rows:
+        if fingerprint in batch:
+            answer.ids[fingerprint] = event_id
+        if payload is not None:  # an event of one of the orders
+            payload = json.loads(payload) if isinstance(payload, str) else payload
+            answer.facts[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
+            answer.outcomes[event_id] = (outcome, is_applied)
+    return answer
 
 
 # The columns of a new event, in the order of `_event_row`'s values.
@@ -748,93 +808,11 @@ def _json_value(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not stored by ingest")
 
 
-@functools.cache
-def _events_sql() -> str:
-    event = _table(OperationEvent)
-    fields = [OperationEvent._meta.get_field(n) for n in _EVENT_COLUMNS]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = ", ".join(_from_json(f, i) for i, f in enumerate(fields))
-    applied = len(fields)
-    fingerprint, copies = (
-        _EVENT_COLUMNS.index("fingerprint"),
-        _EVENT_COLUMNS.index("times_received"),
-    )
-    # Only quoted names from the model's metadata are interpolated; values are parameters.
-    return f"""
-WITH b AS MATERIALIZED (
-  SELECT r, r->>{fingerprint} AS fingerprint, (r->>{copies})::integer AS copies
-  FROM jsonb_array_elements(%(rows)s::jsonb) AS r
-),
-o AS MATERIALIZED (
-  SELECT id::bigint FROM jsonb_array_elements_text(%(orders)s::jsonb) AS id
-),
-ev AS MATERIALIZED (
-  SELECT id, order_id, fingerprint, first_received_at, last_received_at, payload, outcome,
-    applied_at IS NOT NULL AS applied
-  FROM {event}
-  WHERE (issuer_id = %(issuer)s AND fingerprint = ANY(ARRAY(SELECT fingerprint FROM b)))
-    OR order_id = ANY(ARRAY(SELECT id FROM o))
-  ORDER BY fingerprint FOR UPDATE
-),
-ins AS (
-  INSERT INTO {event} (issuer_id, delivery_id, source, first_received_at, last_received_at,
-    applied_at, {columns})
-  SELECT %(issuer)s, %(delivery)s, %(source)s, %(now)s, %(now)s,
-    CASE WHEN (r->>{applied})::boolean THEN %(now)s::timestamptz END, {values}
-  FROM b
-  WHERE b.fingerprint <> ALL (ARRAY(SELECT fingerprint FROM ev))
-  ORDER BY b.fingerprint
-  ON CONFLICT (issuer_id, fingerprint) DO NOTHING
-  RETURNING id, fingerprint
-),
-cnt AS (
-  UPDATE {event} SET times_received = {event}.times_received + b.copies,
-    last_received_at = %(now)s
-  FROM ev, b
-  WHERE {event}.id = ev.id AND ev.fingerprint = b.fingerprint
-  RETURNING {event}.fingerprint
-)
-SELECT 'e', id, order_id, fingerprint, first_received_at, last_received_at, payload, outcome,
-  applied
-FROM ev WHERE order_id = ANY(ARRAY(SELECT id FROM o))
-UNION ALL SELECT 'n', id, NULL, fingerprint, NULL, NULL, NULL, NULL, NULL FROM ins
-UNION ALL SELECT 'c', NULL, NULL, fingerprint, NULL, NULL, NULL, NULL, NULL FROM cnt
-"""  # noqa: S608
+def _event_row(item: _Item, orders, folded: dict[str, str]) -> list:
+    """A new event's values, in `_EVENT_COLUMNS` order, then whether it is applied.
 
-
-def _pg_events(*, issuer, items, orders, source, delivery, now) -> _PgEvents:
-    """Step 2: lock and read the stored events, insert the new items, count stored copies.
-
-    The stored events of the batch and of its orders are locked in fingerprint order first
-    (the insert and the count wait for that lock through the array of their fingerprints). A
-    new item is inserted with its copies in `times_received`; a stored one gets them added.
+    `folded` holds the outcomes the fold gave the batch's new events, by fingerprint.
     """
-    named = {
-        "issuer": issuer.pk,
-        "delivery": delivery.pk,
-        "source": source,
-        "now": now,
-        "orders": _json_rows([o.pk for o in orders.values() if o.event_count]),
-        "rows": _json_rows([_event_row(items[f], orders) for f in sorted(items)]),
-    }
-    answer = _PgEvents()
-    with connection.cursor() as cursor:
-        cursor.execute(_events_sql(), named)
-        rows = cursor.fetchall()
-    for kind, event_id, order_id, fingerprint, first, last, payload, outcome, is_applied in rows:
-        if kind == "n":
-            answer.new[fingerprint] = event_id
-        elif kind == "c":
-            answer.counted.add(fingerprint)
-        else:
-            payload = json.loads(payload) if isinstance(payload, str) else payload
-            answer.facts[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
-            answer.outcomes[event_id] = (outcome, is_applied)
-    return answer
-
-
-def _event_row(item: _Item, orders) -> list:
-    """A new event's values, in `_EVENT_COLUMNS` order, then whether it is applied at once."""
     check = item.check
     order = orders.get((check.card_id, check.operation_id)) if check.is_tracked else None
     raw = item.raw
@@ -845,6 +823,8 @@ def _event_row(item: _Item, orders) -> list:
         outcome, is_applied = Outcome.INVALID, True
     elif not check.is_tracked:
         outcome, is_applied = Outcome.NOT_TRACKED, True
+    elif item.fingerprint in folded:
+        outcome, is_applied = folded[item.fingerprint], True
     else:
         outcome, is_applied = "", False
     return [
@@ -873,9 +853,27 @@ def _finish_sql() -> str:
     assignments = ", ".join(
         f"{quote(f.column)} = {_from_json(f, i + 1)}" for i, f in enumerate(fields)
     )
+    event_fields = [OperationEvent._meta.get_field(n) for n in _EVENT_COLUMNS]
+    event_columns = ", ".join(quote(f.column) for f in event_fields)
+    event_values = ", ".join(_from_json(f, i) for i, f in enumerate(event_fields))
+    applied = len(event_fields)
     # Only quoted names from the models' metadata are interpolated; values are parameters.
     return f"""
-WITH o AS (
+WITH ins AS (
+  INSERT INTO {event} (issuer_id, delivery_id, source, first_received_at, last_received_at,
+    applied_at, {event_columns})
+  SELECT %(issuer)s, %(delivery)s, %(source)s, %(now)s, %(now)s,
+    CASE WHEN (r->>{applied})::boolean THEN %(now)s::timestamptz END, {event_values}
+  FROM jsonb_array_elements(%(events)s::jsonb) AS r
+  ON CONFLICT (issuer_id, fingerprint) DO NOTHING
+  RETURNING id, fingerprint
+),
+cnt AS (
+  UPDATE {event} SET times_received = {event}.times_received + (c->>1)::integer,
+    last_received_at = %(now)s
+  FROM jsonb_array_elements(%(copies)s::jsonb) AS c WHERE {event}.id = (c->>0)::bigint
+),
+o AS (
   UPDATE {order} SET {assignments}
   FROM jsonb_array_elements(%(orders)s::jsonb) AS r WHERE {order}.id = (r->>0)::bigint
 ),
@@ -886,10 +884,10 @@ e AS (
 cards AS MATERIALIZED (
   SELECT card_id FROM jsonb_array_elements_text(%(cards)s::jsonb) AS card_id
 )
-UPDATE {delivery} SET new_count = %(new)s, duplicate_count = %(duplicate)s,
-  rejected_count = %(rejected)s
+UPDATE {delivery} SET new_count = (SELECT count(*) FROM ins),
+  duplicate_count = %(total)s - (SELECT count(*) FROM ins), rejected_count = %(rejected)s
 WHERE id = %(delivery)s
-RETURNING ARRAY(
+RETURNING (SELECT json_agg(json_build_array(id, fingerprint)) FROM ins), ARRAY(
   SELECT card_id FROM {order}
   WHERE issuer_id = %(issuer)s AND card_id = ANY(ARRAY(SELECT card_id FROM cards))
   GROUP BY card_id
@@ -907,30 +905,56 @@ def _state_getter():
     return operator.attrgetter(*_STATE_FIELDS)
 
 
-def _pg_finish(*, issuer, orders, outcomes, delivery, result, cards, now) -> set[str]:
-    """Step 3: the orders' derived state, the events' outcomes and the delivery's counts.
+@dataclass
+class _Finished:
+    new: dict[str, int]
+    busy_cards: set[str]
 
-    `outcomes` are (event id, outcome) of the events whose outcome changes. Returns which of
-    `cards` (cards whose order got its first events) the card-level pass
-    (`cards_after_ingest`) has something to do for: a card with another order, an order
-    flagged unknown at D1, or a change waiting for its order; the others are left out of it.
+
+def _pg_finish(
+    *,
+    issuer,
+    items,
+    copies,
+    orders,
+    touched,
+    outcomes,
+    source,
+    delivery,
+    total,
+    result,
+    cards,
+    now,
+) -> _Finished:
+    """Step 3: everything the fold decided, and the batch's events, in one statement.
+
+    Inserts `items` (the batch's new items) as events, with the outcome the fold gave each,
+    adds `copies` (stored event id → copies) to stored events, writes the `touched` orders'
+    derived state and the changed `outcomes` ((key, outcome): a stored event's id, or a new
+    one's fingerprint) and the delivery's counts. The stored events were locked in step 2.
+    Returns the new events (fingerprint → id) and which of `cards` (cards whose order got its
+    first events) the card-level pass (`cards_after_ingest`) has something to do for: a card
+    with another order, an order flagged unknown at D1, or a change waiting for its order.
     """
+    folded = {key: outcome for key, outcome in outcomes if isinstance(key, str)}
     state_of = _state_getter()
     named: dict[str, Any] = {
-        "orders": _json_rows([(o.pk, *state_of(o)) for o in orders]),
-        "outcomes": _json_rows(outcomes),
-        "now": now,
-        "new": result.new_count,
-        "duplicate": result.duplicate_count,
-        "rejected": result.rejected_count,
-        "delivery": delivery.pk,
+        "events": _json_rows([_event_row(items[f], orders, folded) for f in sorted(items)]),
+        "copies": _json_rows(sorted(copies.items())),
+        "orders": _json_rows([(o.pk, *state_of(o)) for o in touched]),
+        "outcomes": _json_rows([(k, outcome) for k, outcome in outcomes if not isinstance(k, str)]),
         "issuer": issuer.pk,
+        "delivery": delivery.pk,
+        "source": source,
+        "now": now,
+        "total": total,
+        "rejected": result.rejected_count,
         "cards": _json_rows(cards),
     }
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(), named)
-        (busy,) = cursor.fetchone()
-    return set(busy)
+        inserted, busy = cursor.fetchone()
+    return _Finished(new={f: i for i, f in inserted or []}, busy_cards=set(busy))
 
 
 # ---------------------------------------------------------------------------- re-derivation
