@@ -10,6 +10,13 @@ a batch of 50 items costs about as many queries as one item:
 3. re-derive each touched order from all its events (`tracking.rules`) and save the state, the
    reconcile flag and what each event did.
 
+On PostgreSQL the same steps take three statements (data-modifying CTEs, `_ingest_postgresql`):
+the delivery row with the copy count or the orders' locks and upsert; the stored events' locks
+and read; after the fold, the new events (written once, with their outcomes), the copies, the
+orders' state and the delivery's counts. A POST made only of copies of stored items is one
+statement. Elsewhere (SQLite) each step is a statement of its own (`_ingest_portable`); both
+fold in Python with `tracking.rules`, only the orders that got a new event.
+
 Lock order. Every path that writes card orders and events takes its row locks in one global
 order, so that two transactions never wait for each other in a cycle (PostgreSQL would abort
 one of them, and the webhook would answer 503):
@@ -18,9 +25,13 @@ one of them, and the webhook would answer 503):
 2. then events, by (issuer, fingerprint), each set in one statement.
 
 A batch made only of copies of stored items locks its events and nothing after them, so a retry
-storm never queues on an order's row lock. Ingest, reconciliation (`order_reconcile` locks its
-card's orders first), the registration join, the card-level pass (`cards_after_ingest`),
-`refresh_orders`, `rederive` and the retention compaction all follow it.
+storm never queues on an order's row lock. Inside one PostgreSQL statement the order holds too:
+a sub-statement that must come after a lock reads the locking CTE through an uncorrelated
+subquery, which runs to its end first; and the events are read in the statement after the one
+that locks their orders, so that they include what the previous holder of those locks wrote.
+Ingest, reconciliation (`order_reconcile` locks its card's orders first), the registration
+join, the card-level pass (`cards_after_ingest`), `refresh_orders`, `rederive` and the
+retention compaction all follow it.
 
 The caller owns the transaction: nothing is acknowledged before it commits.
 """
@@ -490,14 +501,15 @@ def _count_copies(*, issuer: Issuer, copies: dict[str, int], now) -> set[str]:
 # On PostgreSQL the steps above are merged into data-modifying CTEs, each statement keeping the
 # module's lock order inside it: a sub-statement that must come after a lock reads the locking
 # CTE through an uncorrelated subquery (an InitPlan, run to its end before the first row).
-# Arrays (`unnest`) carry the rows, so each statement's text is the same for every batch.
+# JSON documents carry the rows (one parameter each, encoded in C), so each statement's text is
+# the same for every batch.
 # A statement's sub-statements share one snapshot, so what must see another transaction's
 # committed work after waiting for its lock starts a new statement: the events are read in the
 # statement after the one that locks their orders.
 
 
 def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> None:
-    """The portable steps in three statements (two for a batch of copies), then the commit.
+    """The portable steps in three statements (one for a batch of copies), then the commit.
 
     1. the delivery row; then either the copies counted (every item stored already: nothing
        else is locked) or the batch's cards' orders locked and the orders upserted;
