@@ -12,9 +12,11 @@ import random
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from tests.tracking.test_rules import lifecycle
 from tracking.models import CardOrder, NotificationDelivery, OperationEvent
+from tracking.services.card_operations import UNKNOWN_AT_D1
 from tracking.services.ingest import _STATE_FIELDS, refresh_orders
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +122,22 @@ def test_a_post_is_three_statements_and_a_post_of_copies_one(issuer, post_notifi
     )
     assert len(batch) == 3, batch
     assert CardOrder.objects.count() == 21
+
+
+def test_a_card_flagged_unknown_at_d1_is_cleared_by_its_first_notification(
+    issuer, post_notification
+):
+    # The card-level pass is skipped for a card with nothing to do; this one has something.
+    order = CardOrder.objects.create(
+        issuer=issuer,
+        card_id="card-other-1",
+        operation_id="op-other-1",
+        registered_at=timezone.now(),
+        d1_not_found_since=timezone.now(),
+        exception_reason=UNKNOWN_AT_D1,
+    )
+    response = post_notification({"operations": [other_card("CARD_PROD_REQUESTED")]})
+    assert response.status_code == 204, response.content
+    order.refresh_from_db()
+    assert (order.exception_reason, order.d1_not_found_since) == ("", None)
+    assert order.production_status == "CARD_PROD_REQUESTED"
