@@ -8,12 +8,14 @@ Measured, not asserted. One run:
 3. the bare-view anchor on the same server (`bench/bare_urls.py`): parse the body, insert one
    row per item, nothing else;
 4. the same webhook runs on a server without the middleware fast path and the token memory
-   (WEBHOOK_FAST_PATH=false, D1_TOKEN_CHECK_CACHE_SECONDS=0): the figures before them;
+   (WEBHOOK_FAST_PATH=false, D1_TOKEN_CHECK_CACHE_SECONDS=0): the figures before them; or,
+   with --before-tree DIR, on a server of the code checked out in DIR, same settings;
 5. production latency at 4 connections, and a storm of copies of one stored item;
 6. pgbench inserting one comparable row per transaction, same connections, same time;
 then prints items per second, p50/p99 latency, non-2xx answers and the ratios.
 
 Usage: .venv/bin/python bench/ingest.py [--duration 10] [--connections 8] [--workers 4]
+       [--before-tree DIR]
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres), wrk and pgbench (Debian packages).
 """
 
@@ -153,7 +155,9 @@ def d1_token(*, python: str, env: dict, port: int) -> str:
 class Server:
     """gunicorn serving the portal with `env`, its output appended to `log`."""
 
-    def __init__(self, *, python: str, env: dict, port: int, workers: int, log) -> None:
+    def __init__(
+        self, *, python: str, env: dict, port: int, workers: int, log, tree: Path = ROOT
+    ) -> None:
         self.port = port
         self.process = subprocess.Popen(
             [
@@ -166,7 +170,7 @@ class Server:
                 "--log-level",
                 "warning",
             ],
-            cwd=ROOT,
+            cwd=tree,
             env=env,
             stdout=log,
             stderr=log,
@@ -196,6 +200,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--port", type=int, default=18099)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--before-tree",
+        type=Path,
+        help="a checkout of earlier code (e.g. `git archive <commit> | tar -x -C DIR`): the "
+        "'before' runs serve it with today's settings, instead of today's code without the "
+        "middleware fast path and the token memory",
+    )
     args = parser.parse_args()
 
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -236,8 +247,11 @@ def main() -> None:
     bare_path = f"/notifications/bench/{ISSUER}/cards"
     server_args = {"python": python, "port": args.port, "workers": args.workers}
     runs: dict[str, dict] = {}
+    before_tree = ROOT
+    if args.before_tree:
+        before_env, before_tree = env, args.before_tree.resolve()
     with log_path.open("w") as log:
-        server = Server(env=before_env, log=log, **server_args)
+        server = Server(env=before_env, log=log, tree=before_tree, **server_args)
         try:
             token = d1_token(python=python, env=env, port=args.port)
             wrk = {"duration": args.duration, "connections": args.connections, "token": token}

@@ -28,7 +28,7 @@ from django.utils import timezone
 from tracking.data_care import pan_mask_text
 from tracking.models import EventSource, Issuer, NotificationDelivery, RefusalTally
 from tracking.observability.signals import delivery_answered
-from tracking.services.ingest import IngestResult, ingest_operations
+from tracking.services.ingest import IngestResult, ingest_operations, ingest_prepare
 from tracking.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,8 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
     """Parse a body that passed the transport checks, store and apply it, and say what to answer.
 
     Writes one NotificationDelivery and, through `ingest_operations`, the events and orders, all
-    in one transaction. Returns 204 only after that transaction has committed.
+    in one transaction (the delivery row with ingest's first statement). Returns 204 only after
+    that transaction has committed.
     """
     try:
         operations = parse_envelope(body, max_operations=settings.D1_WEBHOOK_MAX_OPERATIONS)
@@ -241,45 +242,36 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
             issuer=issuer,
         )
 
+    # What to answer follows from the items alone (every one invalid: 400), so the delivery row
+    # is written whole by ingest's first statement.
+    batch = ingest_prepare(operations)
+    answer = _answer_for(batch.result)
+    keep = settings.D1_REJECTED_BODY_KEEP_BYTES
+    refused = answer.status >= 400
+    delivery = NotificationDelivery(
+        issuer=issuer,
+        issuer_id_in_path=issuer.issuer_id,
+        source=EventSource.WEBHOOK,
+        correlation_id=envelope.correlation_id,
+        client_identity=_clean(envelope.client_identity, 255),
+        remote_addr=_clean(envelope.remote_addr, 64),
+        content_type=_clean(envelope.content_type, 255),
+        byte_size=envelope.byte_size,
+        item_count=len(operations),
+        status_code=answer.status,
+        error_code=answer.error_code,
+        error=answer.error,
+        body=kept_body(body, keep) if refused else "",
+        body_truncated=refused and len(body) > keep,
+    )
     try:
         with transaction.atomic():
-            delivery = NotificationDelivery.objects.create(
-                issuer=issuer,
-                issuer_id_in_path=issuer.issuer_id,
-                source=EventSource.WEBHOOK,
-                correlation_id=envelope.correlation_id,
-                client_identity=_clean(envelope.client_identity, 255),
-                remote_addr=_clean(envelope.remote_addr, 64),
-                content_type=_clean(envelope.content_type, 255),
-                byte_size=envelope.byte_size,
-                item_count=len(operations),
-                status_code=204,
-            )
             result = ingest_operations(
-                issuer=issuer, operations=operations, source=EventSource.WEBHOOK, delivery=delivery
-            )
-            answer = _answer_for(result)
-            delivery.new_count = result.new_count
-            delivery.duplicate_count = result.duplicate_count
-            delivery.rejected_count = result.rejected_count
-            delivery.status_code = answer.status
-            delivery.error_code = answer.error_code
-            delivery.error = answer.error
-            if answer.status >= 400:
-                keep = settings.D1_REJECTED_BODY_KEEP_BYTES
-                delivery.body = kept_body(body, keep)
-                delivery.body_truncated = len(body) > keep
-            delivery.save(
-                update_fields=[
-                    "new_count",
-                    "duplicate_count",
-                    "rejected_count",
-                    "status_code",
-                    "error_code",
-                    "error",
-                    "body",
-                    "body_truncated",
-                ]
+                issuer=issuer,
+                operations=operations,
+                source=EventSource.WEBHOOK,
+                delivery=delivery,
+                prepared=batch,
             )
     except DatabaseError:
         logger.exception(
