@@ -356,6 +356,77 @@ class EventFacts:
         return (self.first_received_at, self.fingerprint)
 
 
+# ---------------------------------------------------------------------------- derived columns
+# The card order's columns that are a function of its events, named once: ingest writes them,
+# a replay and `manage.py rederive` compare them, reconciliation reads what changed.
+
+# `OrderState`'s fields, copied to the order's columns of the same names.
+FOLDED_COLUMNS: tuple[str, ...] = (
+    "operation",
+    "tracking_type",
+    "operation_status",
+    "production_status",
+    "production_rank",
+    "is_terminal",
+    "start_time",
+    "end_time",
+    "issuer_request_id",
+    "input_file_name",
+    "production_site",
+    "due_date",
+    "reason",
+    "error_code",
+    "error",
+    "shipment",
+    "has_conflict",
+    "unknown_codes",
+    "hold_code",
+    "hold_reason",
+    "incomplete_items",
+    "missing_steps",
+    "state_fingerprint",
+    "stage_first_seen",
+    "stage_entered_at",
+    "first_event_at",
+    "last_event_at",
+    "exception_changed_at",
+    "event_count",
+)
+# Every derived column: the folded ones, the current shipment's parts, and the flags that call
+# for D1's word.
+DERIVED_COLUMNS: tuple[str, ...] = (
+    *FOLDED_COLUMNS,
+    "carrier",
+    "tracking_number",
+    "tracking_url",
+    "shipment_status",
+    "shipment_message",
+    "shipment_final",
+    "has_unknown_status",
+    "has_gap",
+    "needs_reconcile",
+    "reconcile_reason",
+)
+# What the order says about the card: when D1's answer moves one of these, a reconcile
+# "changed" the order (arrival times, counts and bookkeeping do not count).
+STATE_COLUMNS: tuple[str, ...] = (
+    "operation_status",
+    "production_status",
+    "is_terminal",
+    "end_time",
+    "production_site",
+    "due_date",
+    "reason",
+    "error_code",
+    "error",
+    "shipment",
+    "has_conflict",
+    "unknown_codes",
+    "missing_steps",
+    "state_fingerprint",
+)
+
+
 @dataclass
 class OrderState:
     """The derived state of one card order; field names match `CardOrder` columns."""

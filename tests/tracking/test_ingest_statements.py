@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from tests.tracking.test_rules import lifecycle
 from tracking.models import CardOrder, NotificationDelivery, OperationEvent
+from tracking.rules import DERIVED_COLUMNS
 from tracking.services.card_operations import UNKNOWN_AT_D1
-from tracking.services.ingest import _STATE_FIELDS, refresh_orders
+from tracking.services.ingest import refresh_orders
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +43,7 @@ def stored_state() -> dict:
     orders = {
         o["id"]: o
         for o in CardOrder.objects.values(
-            "id", *[f for f in _STATE_FIELDS if f not in NOT_COMPARED]
+            "id", *[f for f in DERIVED_COLUMNS if f not in NOT_COMPARED]
         )
     }
     events = {

@@ -62,6 +62,8 @@ from tracking.models import (
     OrderChange,
 )
 from tracking.rules import (
+    DERIVED_COLUMNS,
+    FOLDED_COLUMNS,
     RULES_VERSION,
     EventFacts,
     OrderState,
@@ -861,7 +863,7 @@ def _finish_sql() -> str:
     order, event, delivery = (_table(m) for m in (CardOrder, OperationEvent, NotificationDelivery))
     change = _table(OrderChange)
     quote = connection.ops.quote_name
-    fields = [CardOrder._meta.get_field(n) for n in _STATE_FIELDS]
+    fields = [CardOrder._meta.get_field(n) for n in _WRITTEN_COLUMNS]
     assignments = ", ".join(
         f"{quote(f.column)} = {_from_json(f, i + 1)}" for i, f in enumerate(fields)
     )
@@ -914,7 +916,7 @@ RETURNING (SELECT json_agg(json_build_array(id, fingerprint)) FROM ins), ARRAY(
 @functools.cache
 def _state_getter():
     # No foreign key among the state fields: their names are their attribute names.
-    return operator.attrgetter(*_STATE_FIELDS)
+    return operator.attrgetter(*_WRITTEN_COLUMNS)
 
 
 @dataclass
@@ -971,54 +973,8 @@ def _pg_finish(
 
 # ---------------------------------------------------------------------------- re-derivation
 
-# Columns copied as they are from the fold's OrderState.
-_FOLDED_FIELDS = (
-    "operation",
-    "tracking_type",
-    "operation_status",
-    "production_status",
-    "production_rank",
-    "is_terminal",
-    "start_time",
-    "end_time",
-    "issuer_request_id",
-    "input_file_name",
-    "production_site",
-    "due_date",
-    "reason",
-    "error_code",
-    "error",
-    "shipment",
-    "has_conflict",
-    "unknown_codes",
-    "hold_code",
-    "hold_reason",
-    "incomplete_items",
-    "missing_steps",
-    "state_fingerprint",
-    "stage_first_seen",
-    "stage_entered_at",
-    "first_event_at",
-    "last_event_at",
-    "exception_changed_at",
-    "event_count",
-)
-# Every column a re-derivation writes.
-_STATE_FIELDS = [
-    *_FOLDED_FIELDS,
-    "carrier",
-    "tracking_number",
-    "tracking_url",
-    "shipment_status",
-    "shipment_message",
-    "shipment_final",
-    "has_unknown_status",
-    "has_gap",
-    "needs_reconcile",
-    "reconcile_reason",
-    "rules_version",
-    "updated_at",
-]
+# Every column a re-derivation writes: the derived ones (tracking.rules) and its bookkeeping.
+_WRITTEN_COLUMNS = [*DERIVED_COLUMNS, "rules_version", "updated_at"]
 
 
 def refresh_orders(
@@ -1041,7 +997,7 @@ def refresh_orders(
     changed_events = orders_derive(
         orders, now=now, known_events=known_events, outcomes=outcomes, lock=True
     )
-    rows_update(orders, _STATE_FIELDS)
+    rows_update(orders, _WRITTEN_COLUMNS)
     rows_update(changed_events, ["outcome", "applied_at"])
 
 
@@ -1055,7 +1011,7 @@ def orders_derive(
 ) -> list[OperationEvent]:
     """Re-derive `orders` in memory from their events (`tracking.rules`); writes nothing.
 
-    Sets every column of `_STATE_FIELDS` on the order objects and returns the events whose
+    Sets every column of `_WRITTEN_COLUMNS` on the order objects and returns the events whose
     outcome changes (with `applied_at` = `now`), for the caller to save or only to compare.
     With `lock`, the events read are locked in fingerprint order, for a caller that saves.
     """
@@ -1115,7 +1071,7 @@ def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
         before=before, after=state, needs_reconcile=order.needs_reconcile
     )
     order.reconcile_reason = reconcile_reason_for(state) if order.needs_reconcile else ""
-    for name in _FOLDED_FIELDS:
+    for name in FOLDED_COLUMNS:
         setattr(order, name, getattr(state, name))
     shipment = state.shipment or {}
     order.carrier = _clip(shipment.get("carrier"), 64)

@@ -13,13 +13,14 @@ from django.utils import timezone
 
 from tracking import data_care
 from tracking.models import CardOrder, OrderAcknowledgement
+from tracking.rules import DERIVED_COLUMNS
 from tracking.services.audit import Actor, audit_actor
-from tracking.services.ingest import _STATE_FIELDS, refresh_orders
+from tracking.services.ingest import refresh_orders
 
 logger = logging.getLogger(__name__)
 
 # Columns whose change a replay reports; bookkeeping (updated_at) is left out.
-_REPORTED_FIELDS = [name for name in _STATE_FIELDS if name != "updated_at"]
+_REPORTED_FIELDS = [*DERIVED_COLUMNS, "rules_version"]
 
 
 @dataclass(frozen=True)

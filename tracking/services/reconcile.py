@@ -39,7 +39,7 @@ from tracking.models import (
     ReconcileTrigger,
 )
 from tracking.observability.logs import request_id_current
-from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES
+from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
 from tracking.services import order_queues
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.card_operations import UNKNOWN_AT_D1
@@ -59,25 +59,6 @@ class DueReason:
     SILENT = "silent"  # registered, and D1 has said nothing about it yet
     CANCEL_UNCONFIRMED = "cancel_unconfirmed"  # an accepted CANCEL without CARD_PROD_CANCELED
     LOOK_UP = "look_up"  # staff or a command looked the card up
-
-
-# The derived-state columns whose change makes an attempt "changed" (arrival times excluded).
-_STATE_COLUMNS = (
-    "operation_status",
-    "production_status",
-    "is_terminal",
-    "end_time",
-    "production_site",
-    "due_date",
-    "reason",
-    "error_code",
-    "error",
-    "shipment",
-    "has_conflict",
-    "unknown_codes",
-    "missing_steps",
-    "state_fingerprint",
-)
 
 
 @dataclass(frozen=True)
@@ -243,7 +224,7 @@ def _error_text(exc: D1Error) -> str:
 
 
 def _state_of(order: CardOrder) -> tuple:
-    return tuple(getattr(order, name) for name in _STATE_COLUMNS)
+    return tuple(getattr(order, name) for name in STATE_COLUMNS)
 
 
 def _on_demand_ingest(

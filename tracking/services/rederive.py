@@ -17,12 +17,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from tracking.models import CardOrder, Issuer
-from tracking.rules import RULES_VERSION
+from tracking.rules import DERIVED_COLUMNS, RULES_VERSION
 from tracking.services.bulk import rows_update
-from tracking.services.ingest import _STATE_FIELDS, orders_derive
+from tracking.services.ingest import orders_derive
 
 # The columns whose change is reported; the stamp and `updated_at` are bookkeeping.
-REPORTED_FIELDS = [name for name in _STATE_FIELDS if name not in ("updated_at", "rules_version")]
+REPORTED_FIELDS = DERIVED_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -116,5 +116,5 @@ def _rederive_batch(batch: list[CardOrder], *, report: RederiveReport, examples:
     report.events_changed += len(changed_events)
     if report.dry_run:
         return
-    rows_update(to_write, _STATE_FIELDS)
+    rows_update(to_write, [*DERIVED_COLUMNS, "rules_version", "updated_at"])
     rows_update(changed_events, ["outcome", "applied_at"])
