@@ -114,3 +114,9 @@ def likely_late_q() -> Q:
         is_terminal=False,
         production_status__in=NON_TERMINAL_STATUSES,
     )
+
+
+def waiting_q() -> Q:
+    """Orders still waiting on D1: not in a final stage and not superseded by a newer operation
+    of their card (index `order_waiting_stage`, the stuck counts' range per stage)."""
+    return Q(is_terminal=False, superseded_by__isnull=True)

@@ -313,7 +313,8 @@ class CardOrder(models.Model):
     predicted_ship_date = models.DateField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Indexed with the id (`order_recent`): the lists' default order, ties included.
+    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -341,6 +342,9 @@ class CardOrder(models.Model):
             models.Index(
                 fields=["production_status", "stage_entered_at"], name="order_status_stage"
             ),
+            # The orders list's default order (-updated_at, -id) as one index walk: orders
+            # updated in the same instant (a bulk registration, a refresh) are not sorted apart.
+            models.Index(fields=["updated_at", "id"], name="order_recent"),
             models.Index(fields=["operation_status", "-updated_at"], name="order_opstatus_recent"),
             models.Index(
                 fields=["reconcile_next_at"],
@@ -358,6 +362,13 @@ class CardOrder(models.Model):
             # delivery, a small part of all orders once most have shipped.
             models.Index(
                 fields=["stage_entered_at"], name="order_open", condition=Q(is_terminal=False)
+            ),
+            # Stuck orders, stage by stage (the queue, the dashboard, the alert): a range of
+            # each stage among the orders still waiting, read from the index alone.
+            models.Index(
+                fields=["production_status", "stage_entered_at"],
+                name="order_waiting_stage",
+                condition=conditions.waiting_q(),
             ),
             models.Index(
                 fields=["last_event_at"],

@@ -34,6 +34,7 @@ INDEXED_QUEUES = {
     "order_awaiting_delivery": conditions.awaiting_delivery_q,
     "order_superseded_recent": conditions.superseded_q,
     "order_cancel_unconfirmed": conditions.cancel_unconfirmed_q,
+    "order_waiting_stage": conditions.waiting_q,
 }
 
 

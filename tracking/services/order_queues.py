@@ -27,6 +27,7 @@ from tracking.conditions import is_returned as is_returned
 from tracking.conditions import likely_late_q as likely_late_q
 from tracking.conditions import returned_q as returned_q
 from tracking.conditions import superseded_q as superseded_q
+from tracking.conditions import waiting_q
 from tracking.rules import (
     NON_TERMINAL_STATUSES,
     SHIPPED_STATUS,
@@ -80,11 +81,9 @@ def stuck_in_stage_q(status: str, *, now: dt.datetime) -> Q:
     Not terminal (an operation D1 ended as FAILED at this step waits for nothing) and not
     superseded (the card's newer operation is the one followed).
     """
-    return Q(
-        production_status=status,
-        stage_entered_at__lt=now - stage_threshold(status),
-        is_terminal=False,
-        superseded_by__isnull=True,
+    return (
+        Q(production_status=status, stage_entered_at__lt=now - stage_threshold(status))
+        & waiting_q()
     )
 
 

@@ -145,7 +145,8 @@ def active_filters(context, cl):
                 "remove_url": _without(request, [search_var]),
             }
         )
-    count = cl.queryset[: COUNT_CAP + 1].count()
+    # Unordered: the count need not sort what it counts.
+    count = cl.queryset.order_by()[: COUNT_CAP + 1].count()
     return {
         "chips": chips,
         "count": f"{COUNT_CAP:,}+" if count > COUNT_CAP else f"{count:,}",
