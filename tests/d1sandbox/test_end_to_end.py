@@ -15,12 +15,13 @@ from django.contrib.auth import get_user_model
 
 from d1sandbox.keys import key_pair_ensure
 from tests.fixtures.api_tokens import read_api_token
-from tests.reconcile.portal import portal_environment, portal_start
-from tests.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
-from tests.reconcile.test_end_to_end import (  # noqa: F401 (fixtures)
+from tests.reconcile.portal import (  # noqa: F401 (fixtures)
+    portal_environment,
+    portal_start,
     processes,
     redis_broker,
 )
+from tests.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
 from tracking.models import Issuer
 from tracking.services.roles import OPERATORS, roles_ensure
 

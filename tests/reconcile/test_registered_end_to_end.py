@@ -21,13 +21,14 @@ from d1sandbox.keys import key_pair_ensure
 from d1sandbox.state import ORDER_OPERATIONS, StateStore
 from d1sandbox.verify import VerifyReport
 from tests.fixtures.api_tokens import read_api_token
-from tests.reconcile.portal import portal_environment, portal_start
-from tests.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
-from tests.reconcile.test_end_to_end import (  # noqa: F401 (fixtures)
+from tests.reconcile.portal import (  # noqa: F401 (fixtures)
     Processes,
+    portal_environment,
+    portal_start,
     processes,
     redis_broker,
 )
+from tests.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
 from tracking.models import CardOrder, Issuer, ReconcileAttempt
 from tracking.services.roles import OPERATORS, roles_ensure
 
