@@ -1,7 +1,9 @@
-"""The work queues staff follow: exceptions, stuck orders and cancellations, as query conditions.
+"""The work queues staff follow (`QUEUES`), and the rules that depend on the clock.
 
-One place says what each queue means, so that the admin lists, the dashboard counts and the
-CSV export agree. Every condition is a `Q` over `CardOrder` columns that have an index.
+One place says what each queue means, so that the admin lists, the sidebar, the dashboard and
+the CSV export agree: stuck (a stage's time limit), silent (D1's first word overdue), in transit
+too long, and the registry of every queue. The status classes they filter with are conditions
+of `tracking.conditions`. Every condition is a `Q` over `CardOrder` columns that have an index.
 """
 
 from __future__ import annotations
