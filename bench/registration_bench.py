@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import string
 import subprocess
@@ -30,25 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, timeout: float = 60) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=5, allow_redirects=False)
-            return
-        except requests.RequestException:
-            time.sleep(0.3)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
+from reconcile_rate import free_port, wait_for  # noqa: E402
 
 
 def django_setup(database_url: str) -> None:
@@ -127,7 +110,7 @@ def api_rate(args, database_url: str, work: Path) -> float:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/healthz")
+        wait_for(f"http://127.0.0.1:{port}/healthz", timeout=60)
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         size = settings.REGISTRATION_BULK_MAX
