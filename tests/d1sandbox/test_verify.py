@@ -120,6 +120,10 @@ def _portal_row(card: str, production_status: str, operation_status: str, **extr
         "reason": "",
         "shipment": None,
         "unknown_codes": [],
+        "hold_code": "",
+        "has_conflict": False,
+        "has_unknown_status": False,
+        "exception_reason": "",
         **extra,
     }
 
@@ -135,6 +139,7 @@ CORRECT_PORTAL = [
             "tracking_number": "1Z999",
             "tracking_url": "https://www.ups.com/track?tracknum=1Z999",
             "status": "DELIVERED",
+            "normalized_status": "delivered",
             "message": "m",
         },
     ),
@@ -144,6 +149,8 @@ CORRECT_PORTAL = [
         "PENDING",
         production_site="PERSO-SITE-EU-02",
         unknown_codes=["CARD_PROD_ON_HOLD"],
+        hold_code="CARD_PROD_ON_HOLD",
+        has_unknown_status=True,
     ),
     _portal_row(
         "card-failed",
@@ -153,6 +160,7 @@ CORRECT_PORTAL = [
         error_code="PERSO_MACHINE_FAULT",
         error="Personalization machine fault",
         reason="Chip encoding failed",
+        is_terminal=True,  # FAILED ends the order at whatever step
     ),
     _portal_row("card-from-another-run", "CARD_PROD_REQUESTED", "PENDING"),
 ]
@@ -253,6 +261,7 @@ def test_a_late_pending_copy_must_not_undo_a_failure(state_path: Path) -> None:
         f"{label}: end_time: expected '2026-11-27T08:30:00.000Z', portal has None",
         f"{label}: error_code: expected 'PERSO_MACHINE_FAULT', portal has ''",
         f"{label}: error: expected 'Personalization machine fault', portal has ''",
+        f"{label}: exception_class: expected 'failed', portal has None",
     ]
 
 
