@@ -91,6 +91,9 @@ class VerifyReport:
     invisible: list[str] = field(default_factory=list)  # never seen by the portal
     hidden: list[str] = field(default_factory=list)  # see verify_run
     registered: int = 0
+    # The checked orders that are a real problem by the sandbox's truth: label -> class. The
+    # portal's Exceptions should hold exactly these.
+    problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -386,6 +389,7 @@ def verify_run(
     out(f"orders checked: {report.checked}")
     out(f"mismatches: {len(report.mismatches)}")
     out(f"registered orders: {report.registered}")
+    out(f"real problems (exception_class): {len(report.problems)}")
     out(f"invisible orders (never seen by the portal): {len(report.invisible)}")
     for label in report.invisible:
         out(f"  invisible {label}")
@@ -418,5 +422,7 @@ def _order_check(
         return
     report.checked += 1
     expected = expected_order(order=order)
+    if expected.fields.get("exception_class"):
+        report.problems[label] = expected.fields["exception_class"]
     for difference in order_differences(expected=expected, actual=actual):
         report.mismatches.append(f"{label}: {difference}")

@@ -428,3 +428,29 @@ def test_continuous_feed_runs_until_interrupted(tmp_path: Path, stop_signal: int
     assert "POSTs:" in stdout
     cards = {item["cardId"] for item in portal.acknowledged_items()}
     assert len(cards) > 5, "finished orders are replaced by new ones"
+
+
+def test_two_items_of_one_operation_travel_in_one_post(tmp_path: Path) -> None:
+    with FakePortal() as portal:
+        summary = _run(
+            portal,
+            tmp_path / "state.sqlite3",
+            orders=30,
+            duplicate=0,
+            reorder=0,
+            drop=0,
+            late_copy=0,
+            failed_step_rate=0,
+            pair=0.5,
+        )
+
+    pairs = []
+    for post in portal.posts:
+        by_operation: dict[str, list[dict]] = {}
+        for item in post.body["operations"]:
+            by_operation.setdefault(item["operationId"], []).append(item)
+        pairs += [items for items in by_operation.values() if len(items) == 2]
+    assert summary.paired > 5 and len(pairs) == summary.paired
+    assert all(first != second for first, second in pairs), "two different items, not a copy"
+    # Nothing is lost or repeated by travelling together.
+    assert len(portal.acknowledged_items()) == summary.generated == summary.delivered
