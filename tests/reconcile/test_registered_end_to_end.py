@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.state import ORDER_OPERATIONS, StateStore
 from d1sandbox.verify import VerifyReport
+from tests.d1sandbox.exceptions import assert_exceptions_are_the_real_problems
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import (  # noqa: F401 (fixtures)
     Processes,
@@ -98,6 +99,8 @@ def _registered_run(
         portal_url=portal_url, token=token, state_path=state_path, env=env
     )
     assert code == 0, output
+    # None from a normal carrier word, none from an ended hold; every real problem is there.
+    assert_exceptions_are_the_real_problems(issuer_ids=[ISSUER_ID], report=report)
     return Run(
         feed=feed,
         verify=output,
