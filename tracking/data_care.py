@@ -20,7 +20,8 @@ with up to three spaces or punctuation marks between them (`4111_1111_1111_1111`
 `4111 - 1111 - 1111 - 1111`, `4111(1111)1111(1111)`, dashes of every width) that passes the Luhn
 check is masked to its last four digits. A run that reads as a date or a time of day
 (`2026-03-05 10:30:15`) is a card number only if it is one as printed on a card. Acknowledgement
-notes, refused bodies and D1's error bodies are free text too.
+notes, refused bodies and D1's error bodies are free text too; audit details are, except the
+values under an identifier's name (`DETAIL_IDENTIFIER_KEYS`, `pan_mask_value`).
 
 Machine text. Log lines and request paths are masked by `pan_mask_text`, which catches card
 numbers written whole or in the groupings printed on cards (4-4-4-4[-3], 4-6-4/5) with any of
@@ -53,6 +54,23 @@ IDENTIFIER_FIELDS = frozenset(
         # A carrier's reference: a 15-digit tracking number passes Luhn one time in ten.
         "details.shipment.trackingNumber",
         "details.shipment.trackingUrl",
+    }
+)
+# Names under which the portal's own records (audit details) hold identifiers: kept as written.
+DETAIL_IDENTIFIER_KEYS = frozenset(
+    {
+        "card_id",
+        "card_ids",
+        "cards",
+        "operation_id",
+        "operation_ids",
+        "issuer_request_id",
+        "input_file_name",
+        "file",
+        "cardId",
+        "operationId",
+        "issuerRequestId",
+        "inputFileName",
     }
 )
 # Between the digits of a card number as people write it: spaces, punctuation, dashes of any
@@ -254,8 +272,35 @@ pan_mask_item = mask_item_text_fields
 
 
 def pan_mask_value(value: Any) -> Any:
-    """A copy of a JSON value (audit details, for instance) with its texts masked as free text."""
+    """A copy of a JSON value the portal writes (audit details) with its texts masked.
+
+    A value under an identifier's name (`DETAIL_IDENTIFIER_KEYS`: "card_id", "cards", the
+    uploaded "file", ...), a string, a number or a list of them, is an identifier and kept; the
+    rest is free text. Returns the same object when nothing changed.
+    """
+    if isinstance(value, dict):
+        changed = False
+        masked = {}
+        for key, item in value.items():
+            if key in DETAIL_IDENTIFIER_KEYS and _is_identifier_value(item):
+                new_item = item
+            else:
+                new_item = pan_mask_value(item)
+            new_key = free_text_mask(key) if isinstance(key, str) else key
+            changed = changed or new_key is not key or new_item is not item
+            masked[new_key] = new_item
+        return masked if changed else value
+    if isinstance(value, list):
+        items = [pan_mask_value(item) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
     return text_mask_value(value)
+
+
+def _is_identifier_value(value: Any) -> bool:
+    scalar = (str, int)
+    return isinstance(value, scalar) or (
+        isinstance(value, list) and all(isinstance(item, scalar) for item in value)
+    )
 
 
 # ---------------------------------------------------------------------------- personal fields

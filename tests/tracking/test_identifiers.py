@@ -274,3 +274,22 @@ def test_rederive_dry_run_counts_ids_an_older_release_masked(issuer, post_notifi
     assert "Ids masked by an older release (cannot be restored): 1 order, 2 events." in (
         out.getvalue()
     )
+
+
+def test_audit_details_keep_identifiers_and_mask_text():
+    from tracking.data_care import pan_mask_value
+
+    details = {
+        "card_id": CARD_ID,
+        "cards": [CARD_ID, "card-2"],
+        "file": FILE_NAME,
+        "note": f"customer read out {PAN}",
+        "rows": [{"issuer_request_id": REQUEST_ID, "reason": f"PAN {PAN}"}],
+    }
+
+    masked = pan_mask_value(details)
+
+    assert masked["card_id"] == CARD_ID and masked["cards"] == [CARD_ID, "card-2"]
+    assert masked["file"] == FILE_NAME
+    assert masked["note"] == "customer read out ************1111"
+    assert masked["rows"] == [{"issuer_request_id": REQUEST_ID, "reason": "PAN ************1111"}]
