@@ -88,12 +88,14 @@ PAN_CANDIDATE = re.compile(
     rf"(?:{_GROUP_SEPARATOR}\d{{3}})?"
     rf"|\d{{4}}{_GROUP_SEPARATOR}\d{{6}}{_GROUP_SEPARATOR}\d{{4,5}})(?!\d)"
 )
-# In free text: any run of digits with up to three spaces or punctuation marks between them.
-_FREE_TEXT_DIGIT_RUN = re.compile(rf"\d(?:{_SEPARATOR}{{0,3}}\d)*")
+# In free text: a run of at least 13 digits with up to three spaces or punctuation marks
+# between them (shorter runs cannot hold a card number, and are left to the regex engine).
+_FREE_TEXT_DIGIT_RUN = re.compile(rf"\d(?>{_SEPARATOR}{{0,3}}+\d){{12,}}+")
 # A date (2026-03-05, 05/03/2026) or a time of day (10:30) inside a run of digits.
 _DATE_OR_TIME = re.compile(
     r"(?<!\d)(?:\d{4}[-/.]\d{2}[-/.]\d{2}|\d{2}[-/.]\d{2}[-/.]\d{4})(?!\d)|\d:\d{2}(?!\d)"
 )
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]")
 PERSONAL_MASK = "•••••• (hidden)"
 PERSONAL_PERMISSION = "tracking.view_personal_fields"
 
@@ -112,6 +114,8 @@ def luhn_valid(digits: str) -> bool:
 
 def _digits(text: str) -> str:
     # Any script's decimal digits (full-width ones too), as ASCII.
+    if text.isascii():
+        return _NOT_ASCII_DIGIT.sub("", text)
     return "".join(str(int(char)) for char in text if char.isdecimal())
 
 
@@ -122,6 +126,8 @@ def _masked(digits: str) -> str:
 def _mask_match(match: re.Match) -> str:
     text = match.group()
     digits = _digits(text)
+    if digits[0] == "0":
+        return text  # no payment card number begins with 0 (ISO/IEC 7812's major industry id)
     if luhn_valid(digits):
         return _masked(digits)
     if len(digits) == 19 and not text.isdecimal() and luhn_valid(digits[:16]):
@@ -158,40 +164,17 @@ def pan_mask_text(text: str) -> str:
 
 def _free_text_match(match: re.Match) -> str:
     run = match.group()
-    groups = [(m.start(), m.end(), _digits(m.group())) for m in re.finditer(r"\d+", run)]
-    if sum(len(digits) for _, _, digits in groups) < 13:
-        return run
-    parts: list[str] = []
-    copied, first = 0, 0
-    while first < len(groups):
-        span = _card_number_span(run, groups, first)
-        if span is None:
-            first += 1
-            continue
-        start, end, digits, last = span
-        parts += [run[copied:start], _masked(digits)]
-        copied, first = end, last + 1
-    parts.append(run[copied:])
-    return "".join(parts)
-
-
-def _card_number_span(run: str, groups: list[tuple[int, int, str]], first: int):
-    """The longest card number made of whole digit groups from `groups[first]`, or None."""
-    found = None
-    digits = ""
-    for last in range(first, len(groups)):
-        digits += groups[last][2]
-        if len(digits) > 19:
-            break
-        if len(digits) < 13 or digits[0] == "0" or not luhn_valid(digits):
-            continue
-        start, end = groups[first][0], groups[last][1]
-        text = run[start:end]
-        # A date or a time of day is one only when the digits are not printed as on a card.
-        if _DATE_OR_TIME.search(text) and not PAN_CANDIDATE.fullmatch(text):
-            continue
-        found = (start, end, digits, last)
-    return found
+    digits = _digits(run)
+    if (
+        13 <= len(digits) <= 19
+        and digits[0] != "0"
+        and luhn_valid(digits)
+        # A date or a time of day is one only when its digits are printed as on a card.
+        and (not _DATE_OR_TIME.search(run) or PAN_CANDIDATE.fullmatch(run))
+    ):
+        return _masked(digits)
+    # Not one card number as a whole, but it may hold some: "4111... 5500...", "4111....0".
+    return pan_mask_text(run)
 
 
 def free_text_mask(text: str) -> str:
@@ -202,7 +185,7 @@ def free_text_mask(text: str) -> str:
     "4111 - 1111 - ...", "4111(1111)1111(1111)" and "4111111111111111.0" are all masked to
     their last four digits; dates and times of day are left alone.
     """
-    if len(text) < 13 or sum(char.isdecimal() for char in text) < 13:
+    if len(text) < 13:
         return text
     masked = _FREE_TEXT_DIGIT_RUN.sub(_free_text_match, text)
     return text if masked == text else masked  # unchanged: the same object, as callers test
@@ -253,7 +236,12 @@ def _fields_mask(value: dict, *, identifiers: frozenset[str], path: str) -> dict
 
 def item_identifier_fields() -> frozenset[str]:
     """The item paths kept exactly as sent: `IDENTIFIER_FIELDS` and `PAN_SCAN_EXEMPT_FIELDS`."""
-    return IDENTIFIER_FIELDS | frozenset(getattr(settings, "PAN_SCAN_EXEMPT_FIELDS", ()))
+    return _identifier_fields(tuple(getattr(settings, "PAN_SCAN_EXEMPT_FIELDS", ())))
+
+
+@lru_cache(maxsize=16)
+def _identifier_fields(exempt: tuple[str, ...]) -> frozenset[str]:
+    return IDENTIFIER_FIELDS | frozenset(exempt)
 
 
 def mask_item_text_fields(item: Any) -> Any:
