@@ -293,3 +293,13 @@ def test_audit_details_keep_identifiers_and_mask_text():
     assert masked["file"] == FILE_NAME
     assert masked["note"] == "customer read out ************1111"
     assert masked["rows"] == [{"issuer_request_id": REQUEST_ID, "reason": "PAN ************1111"}]
+
+
+def test_log_lines_mask_card_numbers_written_with_any_separator():
+    from tracking.observability.logs import _card_numbers_masked
+
+    line = {"event": "card 4111_1111_1111_1111 or 4111 - 1111 - 1111 - 1111 at 2026-03-05"}
+
+    masked = _card_numbers_masked(None, "info", line)["event"]
+
+    assert masked == "card ************1111 or ************1111 at 2026-03-05"
