@@ -85,6 +85,14 @@ class DashboardFigures:
     hours: list[HourCount] = field(default_factory=list)
     reconcile_changed: dict[str, int] = field(default_factory=dict)
     reconcile_attempts: dict[str, int] = field(default_factory=dict)
+    # Every work queue (`order_queues.QUEUES`) by its key: the row count of its list.
+    queues: dict[str, int] = field(default_factory=dict)
+    # Carrier words the portal does not understand, on orders' current shipment: word → orders.
+    carrier_words_unknown: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def carrier_words_unknown_orders(self) -> int:
+        return sum(self.carrier_words_unknown.values())
 
     @property
     def open_orders(self) -> int:
@@ -116,7 +124,7 @@ class DashboardFigures:
 
 
 def dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
-    """Read the dashboard's figures as of `now` (seven or eight queries; writes nothing)."""
+    """Read the dashboard's figures as of `now` (about ten queries; writes nothing)."""
     figures = DashboardFigures(now=now)
     _stage_counts(figures, now=now)
     _final_counts(figures, now=now)
@@ -125,13 +133,39 @@ def dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
     figures.silent_orders = CardOrder.objects.filter(order_queues.silent_q(now=now)).count()
     _hourly_notifications(figures, now=now)
     _reconciliation(figures, now=now)
+    _queue_counts(figures, now=now)
+    _carrier_words_unknown(figures)
     return figures
+
+
+def _queue_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
+    """Every queue's count, by the queue's own condition (one query)."""
+    counts = count_each(
+        CardOrder, {key: queue.q(now=now) for key, queue in order_queues.QUEUES.items()}
+    )
+    figures.queues = {key: counts.get(key, 0) for key in order_queues.QUEUES}
+
+
+def _carrier_words_unknown(figures: DashboardFigures) -> None:
+    """The carrier words not understood (class `unknown`), with how many orders show each."""
+    figures.carrier_words_unknown = dict(
+        CardOrder.objects.filter(order_queues.carrier_word_unknown_q())
+        .order_by()
+        .values_list("shipment_status")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "shipment_status")
+        .values_list("shipment_status", "n")
+    )
 
 
 def _stage_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
     thresholds = order_queues.stage_thresholds()
     open_statuses = [*thresholds, NO_STATUS]
-    in_stage = count_each(CardOrder, {s: Q(production_status=s) for s in open_statuses})
+    # Open means not terminal: an operation D1 ended (SUCCESSFUL or FAILED) at a step of the
+    # path is not counted in that step (the Open queue's rule).
+    in_stage = count_each(
+        CardOrder, {s: Q(production_status=s, is_terminal=False) for s in open_statuses}
+    )
     # The Stuck queue's own rule, stage by stage.
     stuck = count_each(
         CardOrder, {s: order_queues.stuck_in_stage_q(s, now=now) for s in thresholds}
