@@ -152,3 +152,11 @@ def test_any_text_has_exactly_one_class(text):
 
 def test_every_class_has_words_for_staff():
     assert all(class_label(klass) for klass in CLASSES)
+
+
+def test_docs_rules_has_the_carrier_table_with_every_class():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
+    for klass in CLASSES:
+        assert f"| `{klass}` |" in text, klass

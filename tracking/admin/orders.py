@@ -334,7 +334,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             "flags": admin_display.order_flags(order),
             "rules_stamp": admin_display.rules_stamp(order),
             "explanation": order_explanation(order),
-            "timeline": timeline_entries(events[:TIMELINE_LIMIT]),
+            "timeline": timeline_entries(events[:TIMELINE_LIMIT], zone=order.issuer.zone),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
             "stages": stage_spans(order, now=now),
             "reconcile_attempts": [
