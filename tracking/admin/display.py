@@ -127,6 +127,12 @@ def shipment_tone(status: str) -> str:
     return SHIPMENT_CLASS_TONES.get(carrier_status.carrier_status_class(status), "info")
 
 
+def shipment_words(status: str) -> str:
+    """A carrier word as plain text: its class in staff's words, then the word as sent."""
+    klass = carrier_status.carrier_status_class(status)
+    return f"{labels.label('shipment_class', klass).text} ({status})"
+
+
 def shipment_badge(status: str, *, inline: bool = False) -> str:
     """The carrier status's class in staff's words, the word as the carrier sent it beside it."""
     if not status:
@@ -382,7 +388,7 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
             format_html(
                 '<span class="bo-subtle block">Shipment: {}{} <span class="bo-id" title="{}">{}'
                 "</span></span>",
-                labels.label_text("shipment_status", str(shipment.get("status") or ""))
+                shipment_words(str(shipment.get("status") or ""))
                 if shipment.get("status")
                 else "no carrier status",
                 f", {carrier_name(str(shipment['carrier']))}" if shipment.get("carrier") else "",
