@@ -27,8 +27,10 @@ KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 def zone_by_name(name: str) -> dt.tzinfo:
     """The zone of an IANA name; UTC for an empty or unknown name."""
+    if name in ("", "UTC"):
+        return dt.UTC
     try:
-        return zoneinfo.ZoneInfo(name) if name else dt.UTC
+        return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return dt.UTC
 

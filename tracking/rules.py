@@ -578,7 +578,7 @@ def derive_order_state(
     it (`{"at": ISO time, "fingerprints": [...]}`): what D1 said then is its current truth,
     which closes the holds and unknown codes it no longer holds.
     """
-    if zone is not None:
+    if zone is not None and zone is not dt.UTC:  # UTC is every event's own default
         events = [replace(e, zone=zone) for e in events]
     events = sorted(events, key=EventFacts.latest_key)  # earliest first, by D1's times
     state = OrderState(event_count=len(events))
