@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tests.fixtures.backoffice import PATH, Card, post_items, shipment
 from tracking.admin.dashboard import FINAL_TITLES
-from tracking.models import CardOrder
+from tracking.models import CardOrder, ReconcileAttempt
 from tracking.rules import NON_TERMINAL_STATUSES
 from tracking.services import order_queues
 from tracking.services.dashboard import FINAL_GROUPS
@@ -92,6 +92,12 @@ def every_class(bo_issuer, orders) -> dict[str, str]:
 
     for card in cards.values():
         _post(bo_issuer, card, now)
+    # D1's answers: one order corrected twice today, one a week ago, calls that changed nothing.
+    corrected = CardOrder.objects.get(card_id=cards["hold_then_progress"].card_id)
+    for ago, outcome in ((HOUR, "changed"), (2 * HOUR, "changed"), (3 * DAY, "changed")):
+        ReconcileAttempt.objects.create(order=corrected, started_at=now - ago, outcome=outcome)
+    for ago in (HOUR, 2 * DAY, 8 * DAY):
+        ReconcileAttempt.objects.create(order=corrected, started_at=now - ago, outcome="unchanged")
     return {name: card.card_id for name, card in cards.items()}
 
 
@@ -121,6 +127,17 @@ def _figures(boss) -> dict[str, tuple[int, str]]:
             found[f"final:{group}:{window}"] = (row["counts"][window], row["urls"][window])
     for row in response.context["queue_rows"]:
         found[f"queue:{row['queue'].key}"] = (row["count"], row["url"])
+    for window in ("24h", "7d"):
+        found[f"reconcile_changed:{window}"] = (
+            figures.reconcile_changed[window],
+            links[f"reconcile_changed_{window}"],
+        )
+    found["reconcile_attempts:7d"] = (figures.reconcile_attempts["7d"], links["reconcile_attempts"])
+    found["deliveries_24h"] = (figures.last_24h.deliveries, links["deliveries_24h"])
+    for row in response.context["hour_rows"]:
+        hour = row["hour"]
+        found[f"hour:{hour.hour:%H}:deliveries"] = (hour.deliveries, row["deliveries_url"])
+        found[f"hour:{hour.hour:%H}:stale"] = (hour.stale, row["stale_url"])
     return found
 
 
@@ -143,7 +160,21 @@ FIGURES = [
     *(f"stuck:{s}" for s in NON_TERMINAL_STATUSES),
     *(f"final:{g}:{w}" for g in FINAL_GROUPS for w in ("24h", "7d")),
     *(f"queue:{key}" for key in order_queues.QUEUES),
+    "reconcile_changed:24h",
+    "reconcile_changed:7d",
+    "reconcile_attempts:7d",
+    "deliveries_24h",
 ]
+
+
+@pytest.mark.parametrize("kind", ["deliveries", "stale"])
+def test_each_hours_figure_equals_the_rows_of_the_list_it_opens(boss, every_class, kind):
+    figures = _figures(boss)
+    hours = {key: value for key, value in figures.items() if key.endswith(f":{kind}")}
+    assert len(hours) == 24
+    assert any(shown for shown, _ in hours.values())
+    for key, (shown, url) in hours.items():
+        assert len(rows_listed(boss, url)) == shown, (key, url)
 
 
 @pytest.mark.parametrize("figure", FIGURES)

@@ -329,7 +329,9 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
                     outcome="changed",
                     started_at__gte=(figures.now - WEEK).isoformat(),
                 ),
-                "reconcile_attempts": _changelist("reconcileattempt"),
+                "reconcile_attempts": _changelist(
+                    "reconcileattempt", started_at__gte=(figures.now - WEEK).isoformat()
+                ),
             },
             "stage_chart": json.dumps(_stage_chart(figures)),
             "stage_chart_options": json.dumps(
