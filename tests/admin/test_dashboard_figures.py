@@ -138,6 +138,11 @@ def _figures(boss) -> dict[str, tuple[int, str]]:
         hour = row["hour"]
         found[f"hour:{hour.hour:%H}:deliveries"] = (hour.deliveries, row["deliveries_url"])
         found[f"hour:{hour.hour:%H}:stale"] = (hour.stale, row["stale_url"])
+        found[f"hour:{hour.hour:%H}:repeats"] = (
+            hour.deliveries_with_duplicates,
+            row["duplicates_url"],
+        )
+        found[f"hour:{hour.hour:%H}:refused"] = (hour.deliveries_refused, row["refused_url"])
     return found
 
 
@@ -167,7 +172,7 @@ FIGURES = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["deliveries", "stale"])
+@pytest.mark.parametrize("kind", ["deliveries", "stale", "repeats", "refused"])
 def test_each_hours_figure_equals_the_rows_of_the_list_it_opens(boss, every_class, kind):
     figures = _figures(boss)
     hours = {key: value for key, value in figures.items() if key.endswith(f":{kind}")}

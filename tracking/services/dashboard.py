@@ -63,6 +63,9 @@ class HourCount:
     duplicates: int
     rejected: int
     stale: int
+    # The messages behind the repeat and refusal figures: the rows of the lists they open.
+    deliveries_with_duplicates: int = 0
+    deliveries_refused: int = 0
 
     @property
     def duplicate_rate(self) -> float | None:
@@ -120,6 +123,8 @@ class DashboardFigures:
             duplicates=sum(h.duplicates for h in self.hours),
             rejected=sum(h.rejected for h in self.hours),
             stale=sum(h.stale for h in self.hours),
+            deliveries_with_duplicates=sum(h.deliveries_with_duplicates for h in self.hours),
+            deliveries_refused=sum(h.deliveries_refused for h in self.hours),
         )
 
 
@@ -213,6 +218,9 @@ def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime) -> Non
             new=Sum("new_count"),
             duplicates=Sum("duplicate_count"),
             rejected=Sum("rejected_count"),
+            with_duplicates=Count("pk", filter=Q(duplicate_count__gt=0)),
+            # The deliveries list's "refused" filter: refused, or with refused items.
+            refused=Count("pk", filter=Q(status_code__gte=400) | Q(rejected_count__gt=0)),
         )
     }
     stale = dict(
@@ -235,6 +243,8 @@ def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime) -> Non
                 duplicates=row.get("duplicates") or 0,
                 rejected=row.get("rejected") or 0,
                 stale=stale.get(hour, 0),
+                deliveries_with_duplicates=row.get("with_duplicates") or 0,
+                deliveries_refused=row.get("refused") or 0,
             )
         )
 
