@@ -10,6 +10,7 @@ class `unknown`: kept and shown as sent, counted, never an error by itself.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -224,6 +225,13 @@ def carrier_status_class(word: object) -> str:
     """
     if not isinstance(word, str) or not word.strip():
         return ""
+    return _class_of(word)
+
+
+# The fold asks for the class of the same few words again and again (every comparison of two
+# carrier updates): a pure function of the word, remembered.
+@functools.lru_cache(maxsize=4096)
+def _class_of(word: str) -> str:
     key = word_key(word)
     if key in CARRIER_WORDS:
         return CARRIER_WORDS[key]
