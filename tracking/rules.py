@@ -355,7 +355,7 @@ class EventFacts:
     def end_time(self) -> dt.datetime | None:
         return parse_time(self.payload.get("endTime"), self.zone)
 
-    @property
+    @cached_property
     def carrier_class(self) -> str:
         return shipment_class(self.shipment)
 
@@ -377,7 +377,9 @@ class EventFacts:
             *self.time_key(),
             OPERATION_STATUS_RANK.get(self.operation_status, -1),
             self.rank if self.rank is not None else -1,
-            shipment_rank(self.shipment),
+            carrier_status.class_rank(self.carrier_class)
+            if self.carrier_class
+            else NO_SHIPMENT_STATUS_RANK,
             self.fingerprint,
         )
 
