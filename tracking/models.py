@@ -776,3 +776,11 @@ from tracking.insight_models import (  # noqa: E402, F401
     StageStat,
     StatKind,
 )
+
+# ---------------------------------------------------------------------------- issuer's side
+# Registration conflicts kept for staff, and the jobs that ask D1 about many orders.
+from tracking.issuer_side_models import (  # noqa: E402, F401
+    D1AskJob,
+    D1AskJobStatus,
+    RegistrationConflict,
+)

@@ -313,6 +313,10 @@ REGISTERED_NOT_FOUND_AFTER = timedelta(
 )
 # At most this many orders in one registration request (one transaction).
 REGISTRATION_BULK_MAX = env.int("REGISTRATION_BULK_MAX", default=10_000)
+# The largest order file the back office's upload accepts. The documented proxy
+# (docs/nginx-mtls.conf) caps the staff host's bodies at 2 MB (`client_max_body_size 2m`):
+# raise both together, or nginx refuses the upload before the portal can say why.
+REGISTRATION_UPLOAD_MAX_BYTES = env.int("REGISTRATION_UPLOAD_MAX_BYTES", default=2 * 1024 * 1024)
 # A shipped card the carrier has not delivered (nor returned) this long after shipment is
 # "in transit too long".
 SHIPMENT_IN_TRANSIT_THRESHOLD = timedelta(
