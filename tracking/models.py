@@ -18,12 +18,22 @@ from tracking.rules import Outcome, ReconcileReason
 
 # An issuer's D1 key id names its key file (<D1_KEY_DIR>/<key id>.pem): a file name, no path.
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# D1's issuerId: exactly 10 characters (SPEC §1.1), letters and digits as every issuer D1 names;
+# it becomes a segment of D1's URLs, so '/', '?', '#', '@' and '.' never enter.
+ISSUER_ID_PATTERN = r"^[A-Za-z0-9]{10}$"
 
 
 class Issuer(models.Model):
     """A D1 issuer whose notifications the portal accepts."""
 
-    issuer_id = models.CharField("D1 issuer id", max_length=10, unique=True)
+    issuer_id = models.CharField(
+        "D1 issuer id",
+        max_length=10,
+        unique=True,
+        validators=[
+            RegexValidator(ISSUER_ID_PATTERN, "Exactly 10 letters or digits, as D1 names issuers.")
+        ],
+    )
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     # The key id of this issuer's own D1 key, when it differs from the settings. The key is read

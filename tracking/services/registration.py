@@ -27,14 +27,13 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from tracking.models import ISSUER_ID_PATTERN as ISSUER_ID_REGEX
 from tracking.models import CardOrder, Issuer, RegistrationConflict
 from tracking.services.audit import Actor, audit_actor
 from tracking.validation import nested_too_deep
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-# D1's issuerId: exactly 10 characters (SPEC §1.1); every issuer D1 names is letters and digits,
-# and anything else (a slash, '?', '#', '@') could change the URLs the D1 client builds.
-ISSUER_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{10}$")
+ISSUER_ID_PATTERN = re.compile(ISSUER_ID_REGEX)
 CARD_ID_MAX = 48
 OPERATION_ID_MAX = 64
 ISSUER_ID_LENGTH = 10
