@@ -333,6 +333,15 @@ RECONCILE_SWEEP_MAX_ORDERS = env.int("RECONCILE_SWEEP_MAX_ORDERS", default=1000)
 RECONCILE_CLAIM_SECONDS = env.int("RECONCILE_CLAIM_SECONDS", default=300)
 # Celery rate limit of the reconcile task, per worker process ("10/s", "600/m").
 RECONCILE_TASK_RATE_LIMIT = env("RECONCILE_TASK_RATE_LIMIT", default="10/s")
+# Staff asking D1 on demand (look-up, "Ask D1 now"): at most this many asks per user and per
+# issuer in each window of D1_ASK_RATE_WINDOW_SECONDS; a refused ask says when to retry.
+D1_ASK_RATE_WINDOW_SECONDS = env.int("D1_ASK_RATE_WINDOW_SECONDS", default=60)
+D1_ASK_RATE_PER_USER = env.int("D1_ASK_RATE_PER_USER", default=20)
+D1_ASK_RATE_PER_ISSUER = env.int("D1_ASK_RATE_PER_ISSUER", default=60)
+# "Ask D1 now" on many orders is one job of at most D1_BULK_ASK_MAX orders, asked at
+# D1_BULK_ASK_PER_SECOND (keep it under D1's rate limit and RECONCILE_TASK_RATE_LIMIT's share).
+D1_BULK_ASK_MAX = env.int("D1_BULK_ASK_MAX", default=500)
+D1_BULK_ASK_PER_SECOND = env.float("D1_BULK_ASK_PER_SECOND", default=2.0)
 # Safety net: stored events never applied (a crash between store and apply) are re-applied
 # once they are this old; the job runs at this interval.
 RECONCILE_PENDING_EVENTS_AGE = timedelta(

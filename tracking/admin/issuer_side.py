@@ -36,6 +36,7 @@ from tracking.rules import CANCELLED_STATUSES
 from tracking.services import order_queues
 from tracking.services.audit import Actor
 from tracking.services.card_operations import EXCEPTION_REASONS, card_orders
+from tracking.services.d1_asks import D1AskRefused
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
     FIELDS,
@@ -187,6 +188,7 @@ def look_up_view(request: HttpRequest, model_admin):
     form = LookUpForm(request.POST or None)
     result = None
     error = ""
+    status = 200
     if request.method == "POST" and form.is_valid():
         try:
             result = card_look_up(
@@ -196,6 +198,9 @@ def look_up_view(request: HttpRequest, model_admin):
             )
         except LookUpInputError as exc:
             error = str(exc)
+        except D1AskRefused as exc:
+            error = str(exc)
+            status = 429
         else:
             if result.order_id is not None:
                 level = messages.ERROR if result.outcome == "error" else messages.SUCCESS
@@ -212,7 +217,9 @@ def look_up_view(request: HttpRequest, model_admin):
         result=result,
         error=error,
     )
-    return TemplateResponse(request, "admin/tracking/cardorder/look_up.html", context)
+    return TemplateResponse(
+        request, "admin/tracking/cardorder/look_up.html", context, status=status
+    )
 
 
 def _answer_sentence(result) -> str:
