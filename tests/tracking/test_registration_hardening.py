@@ -266,3 +266,40 @@ def test_the_audit_entry_names_issuer_cards_and_refusals(integration):
     assert audit.details["issuers"] == [spec.ISSUER_ID]
     assert audit.details["cards"] == ["card-1/op-card-1"]
     assert audit.details["refused_rows"] == [{"index": 1, "fields": ["card_id"]}]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+FIELD_NAMES = st.sampled_from(
+    ["issuer_id", "card_id", "operation_id", "issuer_request_id", "input_file_name", "due_date"]
+)
+
+
+@hypothesis_settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.fixed_dictionaries({"issuer_id": st.just(spec.ISSUER_ID)})
+        | st.dictionaries(FIELD_NAMES | st.text(max_size=8), JSON_VALUES, max_size=7),
+        min_size=1,
+        max_size=8,
+    ).map(lambda rows: [{**r, "card_id": r.get("card_id", "c-fuzz")} for r in rows])
+)
+def test_fuzz_any_json_rows_get_an_outcome_each_and_never_a_500(integration, rows):
+    answer = post_raw(integration, json.dumps(rows))
+
+    assert answer.status_code in (200, 201, 400), answer.content[:300]
+    body = answer.json()
+    refused = {r["index"] for r in body.get("refused", body.get("rows", []))}
+    applied = {o["index"] for o in body.get("orders", [])}
+    conflicts = {c["index"] for c in body.get("conflicts", [])}
+    assert refused | applied | conflicts == set(range(len(rows)))
+    assert len(refused) + len(applied) + len(conflicts) == len(rows)
+    for index in applied:
+        assert CardOrder.objects.filter(card_id=rows[index]["card_id"].strip()).exists()
