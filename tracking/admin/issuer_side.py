@@ -15,6 +15,7 @@ import io
 import re
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -40,9 +41,9 @@ from tracking.services.d1_asks import D1AskRefused
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
     FIELDS,
-    active_issuers,
     awaiting_first_event,
     orders_register,
+    registrable_issuers,
     registration_check,
     registrations_conflicting,
     shown,
@@ -329,7 +330,7 @@ def _due_date_text(value: str) -> str:
     return f"{year}-{int(month):02d}-{int(day):02d}"
 
 
-def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
+def order_file_parse(content: bytes, *, user: Any, default_issuer: str = "") -> ParsedFile:
     """Read an order file (CSV) and check each row as the API would; never raises.
 
     A problem of one row (a NUL, a field too long, a bad date) refuses that row; only what makes
@@ -399,7 +400,7 @@ def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
             "too long, or hold a line break (CR) outside quotes."
         ) % {"line": reader.line_num or line_number + 1, "reason": exc}
         return parsed
-    issuers = active_issuers(r.get("issuer_id") for _line, r in rows)
+    issuers = registrable_issuers(user=user, issuer_ids=(r.get("issuer_id") for _line, r in rows))
     checked = []
     for line_number, row in rows:
         extra = row.pop("__extra__", None)
@@ -451,7 +452,9 @@ def register_view(request: HttpRequest, model_admin):
             )
         else:
             content = upload.read()
-            parsed = order_file_parse(content, default_issuer=form.cleaned_data.get("issuer") or "")
+            parsed = order_file_parse(
+                content, user=request.user, default_issuer=form.cleaned_data.get("issuer") or ""
+            )
             if parsed.error:
                 form.add_error("file", parsed.error)
                 parsed = None
@@ -490,7 +493,7 @@ def _register_confirm(request: HttpRequest):
         messages.error(request, _("That preview has expired; upload the file again."))
         return HttpResponseRedirect(reverse("admin:tracking_cardorder_register"))
     rows = upload["rows"]
-    issuers = active_issuers(r.get("issuer_id") for r in rows)
+    issuers = registrable_issuers(user=request.user, issuer_ids=(r.get("issuer_id") for r in rows))
     registrations = []
     for row in rows:
         registration, errors = registration_check(row, issuers=issuers)

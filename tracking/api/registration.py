@@ -26,8 +26,8 @@ from rest_framework.response import Response
 from tracking.services.audit import Actor
 from tracking.services.registration import (
     Registered,
-    active_issuers,
     orders_register,
+    registrable_issuers,
     registration_check,
 )
 from tracking.validation import json_body_parse
@@ -145,7 +145,10 @@ class OrderRegistrationMixin:
                 {"non_field_errors": ["Send one order (a JSON object) or a list of them."]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        registration, errors = registration_check(data)
+        registration, errors = registration_check(
+            data,
+            issuers=registrable_issuers(user=request.user, issuer_ids=[data.get("issuer_id")]),
+        )
         if errors:
             return Response(_as_lists(errors), status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
@@ -185,7 +188,10 @@ class OrderRegistrationMixin:
                 },
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        issuers = active_issuers(r.get("issuer_id") for r in rows if isinstance(r, dict))
+        issuers = registrable_issuers(
+            user=request.user,
+            issuer_ids=(r.get("issuer_id") for r in rows if isinstance(r, dict)),
+        )
         registrations, indexes, refused = [], [], []
         for index, row in enumerate(rows):
             registration, errors = registration_check(row, issuers=issuers)

@@ -235,6 +235,17 @@ def active_issuers(issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
     return {i.issuer_id: i for i in Issuer.objects.filter(issuer_id__in=wanted, is_active=True)}
 
 
+def registrable_issuers(*, user: Any, issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
+    """The active issuers among `issuer_ids` that `user` may register orders for, by id.
+
+    Every registration path (the API, the upload's preview and its confirmation) takes its
+    issuers from here, so that a per-user issuer grant narrows them in this one place; an
+    issuer left out is refused as unknown, the same words as one that does not exist.
+    """
+    del user  # every staff user with the permission registers for every active issuer today
+    return active_issuers(issuer_ids)
+
+
 def registrations_digest(registrations: Sequence[Registration]) -> str:
     """The SHA-256 of the rows as registered (stands for a large batch in the audit trail)."""
     digest = hashlib.sha256()
