@@ -303,3 +303,14 @@ def test_fuzz_any_json_rows_get_an_outcome_each_and_never_a_500(integration, row
     assert len(refused) + len(applied) + len(conflicts) == len(rows)
     for index in applied:
         assert CardOrder.objects.filter(card_id=rows[index]["card_id"].strip()).exists()
+
+
+def test_staff_find_a_card_s_conflicts_by_its_card_id(integration, boss_client):
+    integration.post(URL, row("card-1", issuer_request_id="req-A"), format="json")
+    integration.post(URL, row("card-1", issuer_request_id="req-B"), format="json")
+    integration.post(URL, row("card-2", issuer_request_id="req-C"), format="json")
+    integration.post(URL, row("card-2", issuer_request_id="req-D"), format="json")
+
+    found = boss_client.get("/admin/tracking/registrationconflict/?q=card-2").content.decode()
+
+    assert "req-D" in found and "req-B" not in found

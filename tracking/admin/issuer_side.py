@@ -557,6 +557,7 @@ class RegistrationConflictAdmin(EvidenceAdmin):
         "source",
     ]
     list_filter = ["field_name"]
+    search_fields = ["=order__card_id", "=order__operation_id", "=registered_value"]
     list_select_related = ["order", "order__issuer"]
     fields = list_display
     readonly_fields = list_display
