@@ -2,8 +2,10 @@
 the order list and page show of registered, superseded and changed orders.
 
 Pages hang off the orders admin (`order_urls`): `register/` (upload a CSV, see a preview and the
-refused rows, then register the rest) and `look-up/` (ask D1 about any card and open its order).
-Both are audited and need their permission (register orders; reconcile).
+refused rows and conflicts, then register the rest) and `look-up/` (ask D1 about any card and
+open its order; rate-limited). Both are audited and need their permission (register orders;
+reconcile). Two read-only lists keep the rest for staff: registration conflicts, and the
+ask-D1 jobs with their progress.
 """
 
 from __future__ import annotations
