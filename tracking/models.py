@@ -776,3 +776,11 @@ from tracking.insight_models import (  # noqa: E402, F401
     StageStat,
     StatKind,
 )
+
+# ---------------------------------------------------------------------------- outbound events
+from tracking.outbound.models import (  # noqa: E402, F401
+    DeliveryAttempt,
+    EventDelivery,
+    EventEndpoint,
+    OutboundEvent,
+)

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tracking.models import CardOrder, Issuer
+from tracking.outbound.outbox import events_record, facts_before
 from tracking.rules import DERIVED_COLUMNS, RULES_VERSION
 from tracking.services.bulk import rows_update
 from tracking.services.ingest import orders_derive
@@ -95,6 +96,7 @@ def _rederive_batch(batch: list[CardOrder], *, report: RederiveReport, examples:
         for order in batch
     }
     now = timezone.now()
+    facts = facts_before(batch)
     changed_events = orders_derive(batch, now=now, lock=not report.dry_run)
     to_write = []
     for order in batch:
@@ -118,3 +120,4 @@ def _rederive_batch(batch: list[CardOrder], *, report: RederiveReport, examples:
         return
     rows_update(to_write, [*DERIVED_COLUMNS, "rules_version", "updated_at"])
     rows_update(changed_events, ["outcome", "applied_at"])
+    events_record(to_write, before=facts, rederive=True, now=now)

@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tracking.models import CardOrder, Issuer
+from tracking.outbound.outbox import registered_record
 from tracking.services.audit import Actor, audit_actor
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -199,6 +200,7 @@ def orders_register(
         )
         seen.add(r.key)
     created = sum(1 for r in result if r.created)
+    registered_record([r.order_id for r in result if r.created], now=now)
     audit_actor(
         actor,
         action="orders.register",

@@ -1,0 +1,138 @@
+"""One event per real change, whatever the arrival order, copies and batching of D1's items."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.tracking import streams
+from tests.tracking.test_rules import lifecycle
+from tracking.models import CardOrder, NotificationDelivery
+from tracking.outbound.changes import (
+    DELIVERED,
+    REGISTERED,
+    SHIPPED,
+    STAGE_CHANGED,
+    OrderFacts,
+    change_events,
+    order_facts,
+)
+from tracking.outbound.models import OutboundEvent
+from tracking.services.ingest import ingest_operations
+
+pytestmark = pytest.mark.django_db
+
+
+class Rollback(Exception):
+    pass
+
+
+def _ingest(issuer, operations) -> None:
+    delivery = NotificationDelivery.objects.create(issuer=issuer, status_code=204)
+    ingest_operations(issuer=issuer, operations=operations, delivery=delivery)
+
+
+def _facts() -> OrderFacts:
+    order = CardOrder.objects.filter(card_id=streams.CARD_ID).first()
+    return order_facts(order) if order is not None else OrderFacts()
+
+
+def _events() -> list[OutboundEvent]:
+    return list(OutboundEvent.objects.order_by("sequence"))
+
+
+def run_batches(issuer, batches: list[list[dict]]) -> None:
+    """Ingest `batches` one by one and check each batch's events against its change."""
+    try:
+        with transaction.atomic():
+            for batch in batches:
+                before, seen = _facts(), len(_events())
+                _ingest(issuer, batch)
+                after = _facts()
+                made = [e.type for e in _events()[seen:]]
+                # Exactly the change's events: none for a batch that changed nothing.
+                assert made == change_events(before, after), (before, after)
+            events = _events()
+            assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+            if events:
+                order = CardOrder.objects.get(card_id=streams.CARD_ID)
+                last = events[-1].payload["order"]
+                assert (last["production_status"], last["id"]) == (
+                    order.production_status,
+                    order.pk,
+                )
+            # Every item again, in one batch: copies emit nothing.
+            _ingest(issuer, [item for batch in batches for item in batch])
+            assert len(_events()) == len(events)
+            raise Rollback
+    except Rollback:
+        pass
+
+
+def _batched(items: list[dict], sizes: list[int]) -> list[list[dict]]:
+    batches, rest = [], list(items)
+    for size in sizes:
+        if rest:
+            batches.append(rest[:size])
+            rest = rest[size:]
+    return batches
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(items=streams.order_items, data=st.data())
+def test_each_batch_emits_exactly_the_events_of_its_change(issuer, items, data):
+    copies = data.draw(st.lists(st.sampled_from(items), max_size=3), label="copies")
+    arrival = data.draw(st.permutations(items + copies), label="arrival")
+    sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)))
+    run_batches(issuer, _batched(arrival, sizes))
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_a_lifecycle_in_any_order_ships_and_delivers_at_most_once(issuer, data):
+    items = lifecycle()[:9]  # the production path and the carrier, without the failures
+    arrival = data.draw(st.permutations(items + items[:2]), label="arrival")
+    sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)))
+    try:
+        with transaction.atomic():
+            for batch in _batched(arrival, sizes):
+                _ingest(issuer, batch)
+            types = [e.type for e in _events()]
+            raise Rollback
+    except Rollback:
+        pass
+    assert types.count(SHIPPED) == 1
+    assert types.count(DELIVERED) == 1
+    assert types.count(STAGE_CHANGED) <= 5
+
+
+facts = st.builds(
+    OrderFacts,
+    production_status=st.sampled_from(["", *streams.STEPS, "CARD_SHIPPED", "DATA_EXCEPTION"]),
+    production_rank=st.none() | st.integers(0, 110),
+    carrier_class=st.sampled_from(["", "IN_TRANSIT", "DELIVERED"]),
+    failed=st.booleans(),
+    cancelled=st.booleans(),
+    exception=st.booleans(),
+    superseded=st.booleans(),
+    silent=st.booleans(),
+)
+
+
+@given(facts)
+def test_no_change_no_event(same):
+    assert change_events(same, same) == []
+
+
+def test_a_new_registered_order_is_registered_only():
+    assert change_events(None, OrderFacts()) == [REGISTERED]
