@@ -25,9 +25,10 @@ MAX_BODY = 1024 * 1024
 class EventReceiver:
     """Verified events by webhook-id, the count of repeats, and an optional JSON-lines log."""
 
-    def __init__(self, *, secret: str, log: Path | None = None) -> None:
+    def __init__(self, *, secret: str, log: Path | None = None, echo: bool = True) -> None:
         self.webhook = Webhook(secret)
         self.log = log
+        self.echo = echo
         self.seen: dict[str, dict] = {}
         self.repeats = 0
         self.refused = 0
@@ -50,6 +51,11 @@ class EventReceiver:
                 with self.log.open("a") as out:
                     line = {"webhook_id": webhook_id, "repeat": repeat, "event": event}
                     out.write(json.dumps(line, sort_keys=True) + "\n")
+        if self.echo:
+            self._print(webhook_id, event, repeat=repeat)
+        return event
+
+    def _print(self, webhook_id: str, event: dict, *, repeat: bool) -> None:
         order = (event.get("data") or {}).get("order") or {}
         print(
             f"{'repeat ' if repeat else ''}{webhook_id} {event.get('type')} "
@@ -58,7 +64,6 @@ class EventReceiver:
             f"carrier={(order.get('shipment') or {}).get('status') or '-'}",
             flush=True,
         )
-        return event
 
 
 def receiver_server(receiver: EventReceiver, *, host: str, port: int) -> ThreadingHTTPServer:

@@ -137,3 +137,47 @@ def test_no_change_no_event(same):
 
 def test_a_new_registered_order_is_registered_only():
     assert change_events(None, OrderFacts()) == [REGISTERED]
+
+
+def test_a_rederive_that_changes_an_order_emits_its_change_marked_so(issuer):
+    from tracking.services.rederive import orders_rederive
+
+    _ingest(issuer, lifecycle()[:2])
+    order = CardOrder.objects.get()
+    count = OutboundEvent.objects.count()
+    assert orders_rederive().changed == 0
+    assert OutboundEvent.objects.count() == count  # nothing changed: nothing emitted
+    # State stored by older rules: one step behind what the events say.
+    CardOrder.objects.filter(pk=order.pk).update(
+        production_status="CARD_PROD_REQUESTED", production_rank=10, rules_version=1
+    )
+    assert orders_rederive(outdated_only=True).changed == 1
+    event = OutboundEvent.objects.order_by("-sequence").first()
+    assert (event.type, event.rederive, event.payload["rederive"]) == (
+        STAGE_CHANGED,
+        True,
+        True,
+    )
+    assert event.payload["order"]["production_status"] == "DATA_PREPARED"
+
+
+def test_an_older_operation_of_the_card_is_superseded_once(issuer):
+    def operation(op: str, start: str) -> dict:
+        return {
+            "operationId": op,
+            "operation": "PRODUCE",
+            "status": "PENDING",
+            "startTime": start,
+            "cardId": "card-sup-1",
+            "details": {"status": "CARD_PROD_REQUESTED"},
+        }
+
+    _ingest(issuer, [operation("op-old", "2026-03-01T09:00:00.000Z")])
+    _ingest(issuer, [operation("op-new", "2026-03-02T09:00:00.000Z")])
+    _ingest(issuer, [operation("op-new", "2026-03-02T09:00:00.000Z")])  # a copy
+    old = CardOrder.objects.get(operation_id="op-old")
+    assert old.superseded_by_id is not None
+    types = list(
+        OutboundEvent.objects.filter(order=old).order_by("sequence").values_list("type", flat=True)
+    )
+    assert types == [STAGE_CHANGED, "card_order.superseded"]
