@@ -593,6 +593,8 @@ PERSONAL_FIELDS = env.list(
         "tracking.CardOrder.shipment_message",
         "tracking.OperationEvent.payload",
         "tracking.NotificationDelivery.body",
+        # The order as sent to the issuer's systems, shipment included.
+        "tracking.OutboundEvent.payload",
     ],
 )
 PAN_SCAN_EXEMPT_FIELDS = env.list(

@@ -170,3 +170,22 @@ def test_concurrent_writers_and_a_polling_reader_miss_nothing(issuer):
     assert len(all_ids) == 24
     assert sorted(seen) == all_ids  # nothing skipped
     assert len(seen) == len(set(seen))  # nothing twice
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_viewer_reads_the_shipment_masked_as_in_the_read_api(issuer, viewer_user, staff_user):
+    shipped = step("card-m", "CARD_SHIPPED")
+    shipped["details"]["shipment"] = {
+        "carrier": "ups",
+        "trackingNumber": "1Z999AA10123456784",
+        "status": "IN_TRANSIT",
+    }
+    with transaction.atomic():
+        ingest(issuer, shipped)
+    as_viewer, _ = read_all(read_api_client(viewer_user))
+    as_operator, _ = read_all(read_api_client(staff_user))
+    assert as_operator[0]["data"]["order"]["shipment"]["tracking_number"] == "1Z999AA10123456784"
+    viewer_shipment = as_viewer[0]["data"]["order"]["shipment"]
+    assert "1Z999AA10123456784" not in str(as_viewer)
+    assert viewer_shipment["status"] == "IN_TRANSIT"
+    assert as_viewer[0]["data"]["order"]["card_id"] == "card-m"  # identifiers stay whole

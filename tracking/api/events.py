@@ -17,6 +17,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tracking.api.serializers import CardOrderSerializer
+from tracking.data_care import can_see_personal, personal_fields, personal_mask
+from tracking.models import CardOrder
 from tracking.outbound.feed import BadCursor, FeedPosition, feed_page
 from tracking.outbound.models import OutboundEvent
 
@@ -29,6 +32,24 @@ def events_within_grant(user) -> QuerySet[OutboundEvent]:
     return OutboundEvent.objects.all()
 
 
+def order_masked(order: dict) -> dict:
+    """The event's order as a reader without the personal-data permission sees it in the read
+    API: the personal fields of PERSONAL_FIELDS masked, the shipment's one by one."""
+    personal = personal_fields(CardOrder)
+    shown = {
+        name: personal_mask(value) if name in personal and name != "shipment" else value
+        for name, value in order.items()
+    }
+    if isinstance(shown.get("shipment"), dict):
+        shown["shipment"] = {
+            key: personal_mask(value)
+            if CardOrderSerializer.SHIPMENT_SOURCES.get(key) in personal
+            else value
+            for key, value in shown["shipment"].items()
+        }
+    return shown
+
+
 class OutboundEventSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="event_id")
     timestamp = serializers.DateTimeField(source="created_at")
@@ -38,6 +59,14 @@ class OutboundEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = OutboundEvent
         fields = ["id", "type", "timestamp", "issuer_id", "data"]
+
+    def to_representation(self, instance):
+        shown = super().to_representation(instance)
+        request = self.context.get("request")
+        order = shown["data"].get("order")
+        if isinstance(order, dict) and not (request and can_see_personal(request.user)):
+            shown["data"] = {**shown["data"], "order": order_masked(order)}
+        return shown
 
 
 class EventFeedView(APIView):
@@ -75,7 +104,9 @@ class EventFeedView(APIView):
         page, position = feed_page(events, after=after, limit=int(limit_text))
         return Response(
             {
-                "events": OutboundEventSerializer(page, many=True).data,
+                "events": OutboundEventSerializer(
+                    page, many=True, context={"request": request}
+                ).data,
                 "next": str(position) if position is not None else None,
             }
         )
