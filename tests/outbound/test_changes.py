@@ -181,3 +181,27 @@ def test_an_older_operation_of_the_card_is_superseded_once(issuer):
         OutboundEvent.objects.filter(order=old).order_by("sequence").values_list("type", flat=True)
     )
     assert types == [STAGE_CHANGED, "card_order.superseded"]
+
+
+def test_a_registered_order_unknown_at_d1_for_too_long_is_an_exception_event(issuer, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from tracking.models import ReconcileOutcome
+    from tracking.services.reconcile import _not_found_update
+
+    now = timezone.now()
+    order = CardOrder.objects.create(
+        issuer=issuer,
+        card_id="card-nf-1",
+        operation_id="",
+        registered_at=now - dt.timedelta(days=5),
+        d1_not_found_since=now - settings.REGISTERED_NOT_FOUND_AFTER - dt.timedelta(hours=1),
+    )
+    _not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)
+    event = OutboundEvent.objects.get(order=order)
+    assert event.type == "card_order.exception"
+    assert event.payload["reason"] == order.exception_reason != ""
+    _not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)  # still: no event
+    assert OutboundEvent.objects.filter(order=order).count() == 1
