@@ -217,3 +217,18 @@ def test_a_registered_order_and_its_silence_are_events(endpoint, receiver, staff
         "card_order.silent",
     ]
     assert json.loads(receiver.verified[0].body)["data"]["order"]["awaiting_first_event"]
+
+
+def test_a_secret_the_key_cannot_decrypt_is_an_attempt_with_its_error_and_kept(
+    endpoint, receiver, post_notification, settings
+):
+    post_notification({"operations": [step("CARD_PROD_REQUESTED")]})
+    settings.EVENT_SECRET_KEY = "another key"
+    deliveries_sweep()
+    delivery = EventDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.PENDING and receiver.received == []
+    assert "cannot be decrypted" in delivery.tries.get().error
+    settings.EVENT_SECRET_KEY = ""  # the key back: the next attempt goes out
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=1)):
+        deliveries_sweep()
+    assert EventDelivery.objects.get().status == DeliveryStatus.DELIVERED

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import certifi
 import urllib3
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -174,13 +175,16 @@ def delivery_attempt(delivery_id: int, *, now: dt.datetime | None = None) -> str
     delivery = EventDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     endpoint, event = delivery.endpoint, delivery.event
     body = event_body(event)
-    headers = signed_headers(
-        event_id=event.event_id,
-        body=body,
-        secrets=endpoint_secrets(endpoint, now=now),
-        at=now,
-    )
-    answer = post_pinned(endpoint.url, body=body, headers=headers)
+    try:
+        secrets = endpoint_secrets(endpoint, now=now)
+    except InvalidToken:
+        # The key changed under the stored secret (EVENT_SECRET_KEY, DJANGO_SECRET_KEY without
+        # the old one in its fallbacks): nothing can be signed; kept, retried, and visible.
+        logger.error("event endpoint %s: its secret cannot be decrypted", endpoint.pk)
+        answer = Answer(None, 0, "", "The signing secret cannot be decrypted (key changed).")
+    else:
+        headers = signed_headers(event_id=event.event_id, body=body, secrets=secrets, at=now)
+        answer = post_pinned(endpoint.url, body=body, headers=headers)
     finished = now + dt.timedelta(milliseconds=answer.latency_ms)
     with transaction.atomic():
         DeliveryAttempt.objects.create(
