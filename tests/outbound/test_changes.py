@@ -121,7 +121,7 @@ facts = st.builds(
     OrderFacts,
     production_status=st.sampled_from(["", *streams.STEPS, "CARD_SHIPPED", "DATA_EXCEPTION"]),
     production_rank=st.none() | st.integers(0, 110),
-    carrier_class=st.sampled_from(["", "IN_TRANSIT", "DELIVERED"]),
+    carrier_class=st.sampled_from(["", "in_transit", "delivered"]),
     failed=st.booleans(),
     cancelled=st.booleans(),
     exception=st.booleans(),

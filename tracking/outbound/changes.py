@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from tracking import conditions
 from tracking.rules import (
     CANCELLED_STATUSES,
-    DELIVERED_SHIPMENT_STATUSES,
+    DELIVERED_SHIPMENT_CLASSES,
     EXCEPTION_STATUSES,
     FAILED,
     NON_TERMINAL_STATUSES,
+    PROBLEM_SHIPMENT_CLASSES,
     SHIPPED_STATUS,
 )
 
@@ -38,7 +39,8 @@ class OrderFacts:
 
     production_status: str = ""
     production_rank: int | None = None
-    # The carrier's class of the latest shipment status.
+    # The class of the carrier's latest word (`tracking.rules.shipment_class`): a new carrier
+    # word of the same class is no event.
     carrier_class: str = ""
     failed: bool = False
     cancelled: bool = False
@@ -58,7 +60,7 @@ def order_facts(order, *, superseded: bool = False, silent: bool = False) -> Ord
     return OrderFacts(
         production_status=order.production_status or "",
         production_rank=order.production_rank,
-        carrier_class=order.shipment_status or "",
+        carrier_class=order.shipment_class or "",
         failed=failed,
         cancelled=order.production_status in CANCELLED_STATUSES,
         exception=exception,
@@ -76,6 +78,8 @@ def exception_reason(order) -> str:
         return "operation_failed"
     if conditions.is_returned(order):
         return "returned"
+    if order.shipment_class in PROBLEM_SHIPMENT_CLASSES:
+        return f"carrier_{order.shipment_class}"
     if order.error_code:
         return "d1_error"
     if order.has_conflict:
@@ -102,7 +106,7 @@ def change_events(before: OrderFacts | None, after: OrderFacts) -> list[str]:
     if after.production_status == SHIPPED_STATUS and before.production_status != SHIPPED_STATUS:
         types.append(SHIPPED)
     if after.carrier_class != before.carrier_class and after.carrier_class:
-        if after.carrier_class in DELIVERED_SHIPMENT_STATUSES:
+        if after.carrier_class in DELIVERED_SHIPMENT_CLASSES:
             types.append(DELIVERED)
         else:
             types.append(DELIVERY_UPDATED)

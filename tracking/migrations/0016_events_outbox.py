@@ -18,7 +18,7 @@ def _txid_default(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tracking", "0014_order_recent_index"),
+        ("tracking", "0015_real_rules_carrier_classes_holds_zones"),
     ]
 
     operations = [
