@@ -88,7 +88,7 @@ class OutboundEvent(models.Model):
     payload = models.JSONField(_("data"), encoder=DjangoJSONEncoder)
     rederive = models.BooleanField(_("made by a re-derivation"), default=False)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
-    # The writing transaction's id on PostgreSQL (a column default set by migration 0016), 0
+    # The writing transaction's id on PostgreSQL (a column default set by migration 0017), 0
     # elsewhere: the pull feed's position, read only below the oldest running transaction.
     txid = models.BigIntegerField(editable=False, db_default=0)
 

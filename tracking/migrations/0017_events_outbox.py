@@ -18,7 +18,7 @@ def _txid_default(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tracking", "0015_real_rules_carrier_classes_holds_zones"),
+        ("tracking", "0016_merge_issuer_side_real_rules"),
     ]
 
     operations = [
