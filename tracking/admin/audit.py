@@ -46,6 +46,8 @@ class D1ClientAddForm(forms.ModelForm):
 class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
     """D1 clients: created with a secret shown once, switched off, or removed."""
 
+    issuer_path = "issuer"
+
     list_display = ["client_id", "issuer", "is_active", "created_at"]
     list_filter = ["is_active", "issuer"]
     list_select_related = ["issuer", "application"]

@@ -24,9 +24,10 @@ from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import PortalModelAdmin
 from tracking.labels import humanize_duration
-from tracking.models import CardOrder, Issuer, ProductionFile
+from tracking.models import CardOrder, ProductionFile
 from tracking.services import predictions, production_files, stage_times
 from tracking.services.insight import last_refresh
+from tracking.services.issuer_grants import issuers_visible_to, visible_to
 from tracking.services.order_queues import stage_threshold
 
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
@@ -104,6 +105,8 @@ class FinishedFilter(admin_filters.ChoiceFilter):
 @admin.register(ProductionFile)
 class ProductionFileAdmin(PortalModelAdmin):
     """The files list: one row per (issuer, inputFileName) with its figures."""
+
+    issuer_path = "issuer"
 
     list_display = [
         "file_link",
@@ -208,7 +211,7 @@ class ProductionFileAdmin(PortalModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        file = get_object_or_404(ProductionFile, pk=object_id)
+        file = get_object_or_404(self.get_queryset(request), pk=object_id)
         return self.file_view(request, issuer_id=file.issuer_id, name=file.name)
 
     def _context(self, request: HttpRequest, **values) -> dict:
@@ -228,7 +231,8 @@ class ProductionFileAdmin(PortalModelAdmin):
             if not raw_issuer.isdigit() or not name:
                 raise Http404("Which file? Give issuer and name.")
             issuer_id = int(raw_issuer)
-        issuer = get_object_or_404(Issuer, pk=issuer_id)
+        # A file of an issuer outside the grant is a file that does not exist.
+        issuer = get_object_or_404(issuers_visible_to(request.user), pk=issuer_id)
         now = timezone.now()
         figures = production_files.file_figures(issuer_id=issuer_id, name=name)
         if not figures.orders:
@@ -383,8 +387,9 @@ def predicted_ship_html(order: CardOrder) -> str:
     )
 
 
-def matching_files(term: str) -> list[dict]:
-    """Files whose name contains the search term, each with its page: the search offers them."""
+def matching_files(term: str, *, user) -> list[dict]:
+    """Files of the issuers `user` is granted whose name contains the search term, each with
+    its page: the search offers them."""
     if not term.strip():
         return []
     return [
@@ -394,5 +399,7 @@ def matching_files(term: str) -> list[dict]:
             "orders": file.orders,
             "url": file_page_url(issuer_id=file.issuer_id, name=file.name),
         }
-        for file in production_files.files_matching(term=term)
+        for file in visible_to(user, ProductionFile.objects.filter(name__icontains=term.strip()))
+        .select_related("issuer")
+        .order_by("-first_event_at", "-pk")[:5]
     ]

@@ -19,6 +19,8 @@ from tracking.models import (
 class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
     """Issuers are configuration: every edit keeps its history (and is audited)."""
 
+    issuer_path = ""
+
     list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
     search_fields = ["issuer_id", "name"]
     list_filter = ["is_active"]

@@ -10,7 +10,10 @@
 - `require_permission`: the same check for custom admin views (reconcile now, ...).
 - `ListLookupsMixin`: a list takes from its URL only the filters it offers, and nobody without
   the personal-data permission filters or searches on a personal field (each answer would
-  confirm or rule out a guess of a masked value).
+  confirm or rule out a guess of a masked value). `lookup_rule_everywhere` puts the same rule
+  on the pages of other apps (OAuth applications, login attempts) the admin site shows.
+- `IssuerGrantMixin`: a list and its pages hold only the rows of the issuers the user is
+  granted (`tracking.services.issuer_grants`); any other row answers as a missing one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models.constants import LOOKUP_SEP
 
 from tracking.data_care import can_see_personal, personal_fields
+from tracking.services import issuer_grants
 
 
 class EvidenceAdminMixin:
@@ -106,6 +110,49 @@ class ListLookupsMixin:
             return fields
         personal = personal_fields(self.model)
         return [f for f in fields if _search_field_name(f) not in personal]
+
+
+def lookup_rule_everywhere(site) -> None:
+    """Give every ModelAdmin registered on `site` that lacks it the list lookup rule.
+
+    Third-party pages (django-oauth-toolkit's applications, axes' login attempts) would take
+    `?client_secret__startswith=` as a lookup; with the rule it answers 400 as on our own pages.
+    """
+    for model_admin in site._registry.values():
+        if isinstance(model_admin, ListLookupsMixin):
+            continue
+        cls = type(model_admin)
+        model_admin.__class__ = type(cls.__name__, (ListLookupsMixin, cls), {})
+
+
+class IssuerGrantMixin:
+    """Rows of the issuers the user is granted only; every other row is as if it did not exist.
+
+    `issuer_path` leads from the model to its Issuer ("issuer", "order__issuer", "" for the
+    Issuer itself; None: the model is not an issuer's). Where the issuer may be unknown,
+    `issuer_id_in_path` names the field holding the issuer id D1 called with: such rows stay
+    visible unless that id is a registered issuer outside the grant.
+    """
+
+    issuer_path: str | None = None
+    issuer_id_in_path: str | None = None
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return self.granted(request, queryset)
+
+    def granted(self, request, queryset):
+        """`queryset` narrowed to the rows of the issuers `request.user` is granted."""
+        if self.issuer_path is None and not self.issuer_id_in_path:
+            return queryset
+        if self.issuer_id_in_path:
+            return issuer_grants.visible_with_unknown_issuer(
+                request.user,
+                queryset,
+                path=self.issuer_path,
+                id_in_path=self.issuer_id_in_path,
+            )
+        return issuer_grants.visible_to(request.user, queryset, path=self.issuer_path)
 
 
 class OperatorPermissionsMixin:

@@ -34,6 +34,7 @@ _ADMIN_ONLY_MODELS = {
     "historicalissuer",
     "historicald1client",
     "readapitoken",
+    "issuergrant",
 }
 # Evidence: never added, changed or deleted by anyone.
 EVIDENCE_MODELS = {"operationevent", "notificationdelivery", "refusaltally", "auditentry"}
