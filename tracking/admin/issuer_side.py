@@ -24,15 +24,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from tracking.admin import display as admin_display
-from tracking.models import CardOrder, Issuer, OrderChange
+from tracking.models import CardOrder, OrderChange
 from tracking.rules import CANCELLED_STATUSES
 from tracking.services import order_queues
 from tracking.services.audit import Actor
 from tracking.services.card_operations import EXCEPTION_REASONS, card_orders
+from tracking.services.issuer_grants import active_issuers_granted, issuer_choices
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
     FIELDS,
-    active_issuers,
     awaiting_first_event,
     orders_register,
     registration_check,
@@ -165,18 +165,16 @@ class LookUpForm(forms.Form):
         help_text="As D1 knows it: 1 to 48 letters, digits, '-' or '_'.",
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["issuer"].choices = [
-            (i.issuer_id, str(i)) for i in Issuer.objects.filter(is_active=True)
-        ]
+        self.fields["issuer"].choices = issuer_choices(user)
 
 
 def look_up_view(request: HttpRequest, model_admin):
     """Ask D1 about any card; a known answer opens its order (created when new)."""
     if not request.user.has_perm(LOOK_UP_PERMISSION):
         raise PermissionDenied
-    form = LookUpForm(request.POST or None)
+    form = LookUpForm(request.POST or None, user=request.user)
     result = None
     error = ""
     if request.method == "POST" and form.is_valid():
@@ -241,11 +239,9 @@ class UploadForm(forms.Form):
         label="Issuer of rows without issuer_id", required=False, help_text="Optional."
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["issuer"].choices = [("", "—")] + [
-            (i.issuer_id, str(i)) for i in Issuer.objects.filter(is_active=True)
-        ]
+        self.fields["issuer"].choices = [("", "—"), *issuer_choices(user)]
 
 
 @dataclass
@@ -257,8 +253,9 @@ class ParsedFile:
     error: str = ""
 
 
-def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
-    """Read an order file (CSV, UTF-8) and check each row as the API would."""
+def order_file_parse(content: bytes, *, user, default_issuer: str = "") -> ParsedFile:
+    """Read an order file (CSV, UTF-8) and check each row as the API would, for `user`: rows
+    of an issuer outside the user's grant are refused as those of an unknown issuer."""
     parsed = ParsedFile()
     try:
         text = content.decode("utf-8-sig")
@@ -298,7 +295,7 @@ def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
                 f"At most {settings.REGISTRATION_BULK_MAX} orders per file; split the file."
             )
             return parsed
-    issuers = active_issuers(r.get("issuer_id") for _, r in rows)
+    issuers = active_issuers_granted(user, (r.get("issuer_id") for _, r in rows))
     for line_number, row in rows:
         extra = row.pop("__extra__", None)
         data = {k: v for k, v in row.items() if v != ""}
@@ -318,7 +315,7 @@ def register_view(request: HttpRequest, model_admin):
         raise PermissionDenied
     if request.method == "POST" and request.POST.get("confirm"):
         return _register_confirm(request)
-    form = UploadForm(request.POST or None, request.FILES or None)
+    form = UploadForm(request.POST or None, request.FILES or None, user=request.user)
     parsed = None
     token = ""
     if request.method == "POST" and form.is_valid():
@@ -329,7 +326,9 @@ def register_view(request: HttpRequest, model_admin):
             )
         else:
             parsed = order_file_parse(
-                upload.read(), default_issuer=form.cleaned_data.get("issuer") or ""
+                upload.read(),
+                user=request.user,
+                default_issuer=form.cleaned_data.get("issuer") or "",
             )
             if parsed.error:
                 form.add_error("file", parsed.error)
@@ -363,7 +362,7 @@ def _register_confirm(request: HttpRequest):
         messages.error(request, "That preview has expired; upload the file again.")
         return HttpResponseRedirect(reverse("admin:tracking_cardorder_register"))
     rows = upload["rows"]
-    issuers = active_issuers(r.get("issuer_id") for r in rows)
+    issuers = active_issuers_granted(request.user, (r.get("issuer_id") for r in rows))
     registrations = []
     for row in rows:
         registration, errors = registration_check(row, issuers=issuers)

@@ -17,8 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tracking.services.audit import Actor
+from tracking.services.issuer_grants import active_issuers_granted
 from tracking.services.registration import (
-    active_issuers,
     orders_register,
     registration_check,
 )
@@ -108,7 +108,9 @@ class OrderRegistrationMixin:
                 {"non_field_errors": ["Send one order (a JSON object) or a list of them."]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        registration, errors = registration_check(data)
+        # Only the issuers the caller is granted: another's is refused as an unknown one.
+        issuers = active_issuers_granted(request.user, [data.get("issuer_id")], token=request.auth)
+        registration, errors = registration_check(data, issuers=issuers)
         if errors:
             return Response(_as_lists(errors), status=status.HTTP_400_BAD_REQUEST)
         with transaction.atomic():
@@ -137,7 +139,11 @@ class OrderRegistrationMixin:
                 },
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        issuers = active_issuers(r.get("issuer_id") for r in rows if isinstance(r, dict))
+        issuers = active_issuers_granted(
+            request.user,
+            (r.get("issuer_id") for r in rows if isinstance(r, dict)),
+            token=request.auth,
+        )
         registrations, bad = [], []
         for index, row in enumerate(rows):
             registration, errors = registration_check(row, issuers=issuers)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, Q, QuerySet
 from django.http import Http404
 
 from tracking.models import CardOrder, Issuer, IssuerGrant, ReadApiToken
@@ -45,11 +45,10 @@ def _token_of(token: Any) -> ReadApiToken | None:
 
 
 def sees_every_issuer(user, *, token: Any = None) -> bool:
-    """Superusers, unless their token is narrowed to some issuers."""
+    """Superusers acting in a session; through a token, the filters below decide."""
     if not (user is not None and user.is_authenticated and user.is_active and user.is_superuser):
         return False
-    narrowed = _token_of(token)
-    return narrowed is None or not narrowed.issuers.exists()
+    return _token_of(token) is None
 
 
 def _granted_issuers(user, *, token: Any = None) -> QuerySet[Issuer]:
@@ -60,8 +59,13 @@ def _granted_issuers(user, *, token: Any = None) -> QuerySet[Issuer]:
     if not user.is_superuser:
         issuers = issuers.filter(grants__user=user)
     narrowed = _token_of(token)
-    if narrowed is not None and narrowed.issuers.exists():
-        issuers = issuers.filter(pk__in=narrowed.issuers.values("pk"))
+    if narrowed is not None:
+        # Within the SQL, so that a request costs no query more: the token's issuers when it
+        # was narrowed, else all of the user's.
+        chosen = ReadApiToken.issuers.through.objects.filter(readapitoken_id=narrowed.pk)
+        issuers = issuers.filter(
+            Q(pk__in=chosen.values("issuer_id")) | ~Exists(chosen.values("pk"))
+        )
     return issuers
 
 
