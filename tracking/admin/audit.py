@@ -8,8 +8,9 @@ from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
-from tracking.models import AuditEntry, D1Client, Issuer
+from tracking.models import AuditEntry, D1Client
 from tracking.services.d1_clients import d1_client_create, d1_client_deactivate
+from tracking.services.issuer_grants import issuers_visible_to
 
 
 @admin.register(AuditEntry)
@@ -67,7 +68,7 @@ class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "issuer":
-            kwargs["queryset"] = Issuer.objects.filter(is_active=True)
+            kwargs["queryset"] = issuers_visible_to(request.user).filter(is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="client id", ordering="application__client_id")
