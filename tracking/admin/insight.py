@@ -27,7 +27,7 @@ from tracking.labels import humanize_duration
 from tracking.models import CardOrder, ProductionFile
 from tracking.services import predictions, production_files, stage_times
 from tracking.services.insight import last_refresh
-from tracking.services.issuer_grants import issuers_visible_to, visible_to
+from tracking.services.issuer_grants import issuers_granted, issuers_visible_to, visible_to
 from tracking.services.order_queues import stage_threshold
 
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
@@ -311,11 +311,15 @@ class ProductionFileAdmin(PortalModelAdmin):
         if site == stage_times.ALL_SITES:
             site = None
         now = timezone.now()
-        spans = list(
-            stage_times.cell_spans(
+        granted = issuers_granted(request.user)
+        spans = [
+            span
+            for span in stage_times.cell_spans(
                 window_days=window, now=now, stage=stage, site=site, carrier=carrier
             )
-        )
+            # Orders of an issuer outside the grant are not listed.
+            if span.issuer.issuer_id in granted
+        ]
         label = carrier if carrier is not None else (site if site is not None else "All sites")
         context = self._context(
             request,
