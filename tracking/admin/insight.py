@@ -24,10 +24,15 @@ from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import PortalModelAdmin
 from tracking.labels import humanize_duration
-from tracking.models import CardOrder, ProductionFile
+from tracking.models import CardOrder, ProductionFile, StageSpan
 from tracking.services import predictions, production_files, stage_times
 from tracking.services.insight import last_refresh
-from tracking.services.issuer_grants import issuers_granted, issuers_visible_to, visible_to
+from tracking.services.issuer_grants import (
+    issuers_granted,
+    issuers_visible_to,
+    sees_every_issuer,
+    visible_to,
+)
 from tracking.services.order_queues import stage_threshold
 
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
@@ -268,7 +273,10 @@ class ProductionFileAdmin(PortalModelAdmin):
         if not can_view_orders(request):
             raise PermissionDenied
         window = _window(request)
-        found = stage_times.heatmap(window_days=window)
+        if sees_every_issuer(request.user):
+            found = stage_times.heatmap(window_days=window)
+        else:
+            found = granted_heatmap(request.user, window_days=window, now=timezone.now())
         rows = []
         for site, cells in found.rows:
             rows.append(
@@ -334,6 +342,48 @@ class ProductionFileAdmin(PortalModelAdmin):
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/tracking/insight/cell.html", context)
+
+
+def granted_heatmap(user, *, window_days: int, now: dt.datetime) -> stage_times.HeatMap:
+    """The heat-map of the issuers `user` is granted, computed from their spans.
+
+    The stored figures (`StageStat`) count every issuer together, so a user who does not see
+    every issuer gets figures of the granted issuers' spans, read live (three grouped queries).
+    """
+    spans = visible_to(
+        user,
+        StageSpan.objects.filter(
+            left_at__gte=now - dt.timedelta(days=window_days), left_at__lte=now
+        ),
+    )
+    production = spans.filter(stage__in=stage_times.PRODUCTION_STAGES)
+    by_site: dict[str, dict[str, stage_times.Cell]] = {}
+
+    def cells(queryset, keys: tuple[str, ...], threshold_of):
+        for found in stage_times.grouped_quantiles(queryset, keys=keys, value="duration_s"):
+            named = dict(zip(keys, found.key, strict=True))
+            stage = named["stage"]
+            group = named.get("production_site", named.get("carrier", stage_times.ALL_SITES))
+            threshold = threshold_of(stage).total_seconds()
+            yield stage_times.Cell(group, stage, found.count, found.p50, found.p90, threshold)
+
+    for keys in (("stage", "production_site"), ("stage",)):
+        for cell in cells(production, keys, stage_threshold):
+            by_site.setdefault(cell.group, {})[cell.stage] = cell
+    carriers = sorted(
+        cells(
+            spans.filter(stage=stage_times.SHIPPED),
+            ("stage", "carrier"),
+            lambda stage: stage_times.shipment_threshold(),
+        ),
+        key=lambda cell: cell.group,
+    )
+    sites = sorted(by_site, key=lambda site: (site != stage_times.ALL_SITES, site))
+    rows = [
+        (site, [by_site[site].get(stage) for stage in stage_times.PRODUCTION_STAGES])
+        for site in sites
+    ]
+    return stage_times.HeatMap(window_days, stage_times.PRODUCTION_STAGES, rows, carriers, now)
 
 
 def _windows() -> list[int]:
