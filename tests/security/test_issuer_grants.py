@@ -4,13 +4,16 @@ nothing of the other, which answers everywhere as if it did not exist."""
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 from rest_framework.test import APIClient
 
@@ -26,11 +29,13 @@ from tracking.models import (
     OrderAcknowledgement,
     ReadApiToken,
     ReconcileAttempt,
+    RefusalTally,
 )
 from tracking.services import roles
 from tracking.services.api_tokens import IssuersNotGranted, api_token_create
-from tracking.services.audit import Actor
+from tracking.services.audit import Actor, audit_record
 from tracking.services.d1_clients import d1_client_create
+from tracking.services.order_actions import order_replay
 
 pytestmark = pytest.mark.django_db
 
@@ -400,3 +405,68 @@ def test_staff_of_before_grants_keep_every_issuer(two_issuers, scoped_operator):
         OURS_CARD,
         THEIRS_CARD,
     }
+
+
+def test_the_audit_trail_holds_nothing_about_another_issuer(two_issuers):
+    issuer, _, ours, theirs = two_issuers
+    actor = Actor.of_command("tests")
+    for order in (ours, theirs):
+        order_replay(order_id=order.pk, actor=actor)
+    for issuer_id in (spec.ISSUER_ID, OTHER_ID):
+        audit_record(
+            user=None, action="orders.register", target=None, details={"issuer": issuer_id}
+        )
+    administrator = make_staff("admin-a", roles.ADMINISTRATORS, issuers=[issuer])
+    client = Client()
+    client.force_login(administrator)
+    listed = client.get("/admin/tracking/auditentry/")
+    shown = [
+        entry.target_id
+        for entry in listed.context["cl"].result_list
+        if entry.action == "order.replay"
+    ]
+    assert shown == [str(ours.pk)]
+    registered = [
+        e.details for e in listed.context["cl"].result_list if e.action == "orders.register"
+    ]
+    assert registered == [{"issuer": spec.ISSUER_ID}]
+    entry = AuditEntry.objects.get(action="order.replay", target_id=str(theirs.pk))
+    assert client.get(f"/admin/tracking/auditentry/{entry.pk}/change/").status_code == 302
+
+
+def test_calls_to_d1_and_refused_calls_of_another_issuer_are_not_listed(
+    two_issuers, operator_client
+):
+    _, _, ours, theirs = two_issuers
+    for order in (ours, theirs):
+        ReconcileAttempt.objects.create(order=order, outcome="unchanged")
+    attempts = operator_client.get("/admin/tracking/reconcileattempt/").context["cl"]
+    assert [a.order_id for a in attempts.result_list] == [ours.pk]
+    now = timezone.now()
+    for issuer_id, code in ((OTHER_ID, "theirs"), (NOBODY_ID, "nobody"), (spec.ISSUER_ID, "ours")):
+        RefusalTally.objects.create(
+            minute=now,
+            source="webhook",
+            status_code=401,
+            error_code=code,
+            count=1,
+            first_at=now,
+            last_at=now,
+            issuer_id_in_path=issuer_id,
+        )
+    refused = operator_client.get("/admin/tracking/refusaltally/").context["cl"]
+    # A call naming an issuer nobody registered gives no issuer away; one naming theirs does.
+    assert sorted(r.error_code for r in refused.result_list) == ["nobody", "ours"]
+
+
+def test_the_migration_grants_staff_and_token_holders_every_issuer(two_issuers):
+    migration = importlib.import_module("tracking.migrations.0015_grants_issuer_grants")
+    staff = make_staff("before", roles.VIEWERS, issuers=[])
+    integration = get_user_model().objects.create_user("integration", password="pw-1234567890")
+    read_api_token(integration)
+    outsider = get_user_model().objects.create_user("outsider", password="pw-1234567890")
+    migration.grant_existing_staff_every_issuer(django_apps, None)
+    for user in (staff, integration):
+        granted = set(user.issuer_grants.values_list("issuer__issuer_id", flat=True))
+        assert granted == {spec.ISSUER_ID, OTHER_ID}
+    assert not outsider.issuer_grants.exists()

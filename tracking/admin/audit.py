@@ -10,7 +10,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
 from tracking.models import AuditEntry, D1Client
 from tracking.services.d1_clients import d1_client_create, d1_client_deactivate
-from tracking.services.issuer_grants import issuers_visible_to
+from tracking.services.issuer_grants import audit_visible_to, issuers_visible_to
 
 
 @admin.register(AuditEntry)
@@ -31,6 +31,10 @@ class AuditEntryAdmin(EvidenceAdmin):
         "user_agent",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        # Nothing about an issuer outside the reader's grant (tracking.services.issuer_grants).
+        return audit_visible_to(request.user, super().get_queryset(request))
 
 
 class D1ClientAddForm(forms.ModelForm):

@@ -16,10 +16,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, Q, QuerySet
+from django.db.models import CharField, Exists, Q, QuerySet
+from django.db.models.functions import Cast
 from django.http import Http404
 
-from tracking.models import CardOrder, Issuer, IssuerGrant, ReadApiToken
+from tracking.models import (
+    AuditEntry,
+    CardOrder,
+    D1Client,
+    Issuer,
+    IssuerGrant,
+    NotificationDelivery,
+    OperationEvent,
+    ReadApiToken,
+    ReconcileAttempt,
+)
 from tracking.services.audit import Actor, audit_actor
 
 
@@ -107,6 +118,30 @@ def visible_with_unknown_issuer(
         return queryset.filter(not_outside)
     unknown = Q(**{f"{path}__isnull": True}) & not_outside
     return queryset.filter(Q(**{f"{path}__in": granted.values("pk")}) | unknown)
+
+
+def audit_visible_to(user, queryset: QuerySet[AuditEntry]) -> QuerySet[AuditEntry]:
+    """The audit entries `user` may read: none about an order, issuer, D1 client, call to D1 or
+    message of an issuer outside the grant, nor one whose details name such an issuer."""
+    if sees_every_issuer(user):
+        return queryset
+    granted = _granted_issuers(user).values("pk")
+    outside = Issuer.objects.exclude(pk__in=granted)
+    # has_key first: a missing key reads as NULL, and NOT (NULL IN ...) would hide the entry.
+    hidden = Q(details__has_key="issuer") & Q(details__issuer__in=outside.values("issuer_id"))
+    for model, path in (
+        (CardOrder, "issuer"),
+        (Issuer, ""),
+        (D1Client, "issuer"),
+        (ReconcileAttempt, "order__issuer"),
+        (NotificationDelivery, "issuer"),
+        (OperationEvent, "issuer"),
+    ):
+        rows = model.objects.filter(**{f"{path}__in" if path else "pk__in": outside.values("pk")})
+        # target_id holds the primary key as text.
+        ids = rows.annotate(pk_text=Cast("pk", CharField())).values("pk_text")
+        hidden |= Q(target_type=model._meta.label_lower, target_id__in=ids)
+    return queryset.exclude(hidden)
 
 
 def orders_visible_to(
