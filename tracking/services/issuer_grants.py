@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import CharField, Exists, Q, QuerySet
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.http import Http404
 
@@ -128,7 +129,7 @@ def audit_visible_to(user, queryset: QuerySet[AuditEntry]) -> QuerySet[AuditEntr
     granted = _granted_issuers(user).values("pk")
     outside = Issuer.objects.exclude(pk__in=granted)
     # has_key first: a missing key reads as NULL, and NOT (NULL IN ...) would hide the entry.
-    hidden = Q(details__has_key="issuer") & Q(details__issuer__in=outside.values("issuer_id"))
+    hidden = Q(details__has_key="issuer") & Q(named_issuer__in=outside.values("issuer_id"))
     for model, path in (
         (CardOrder, "issuer"),
         (Issuer, ""),
@@ -141,7 +142,8 @@ def audit_visible_to(user, queryset: QuerySet[AuditEntry]) -> QuerySet[AuditEntr
         # target_id holds the primary key as text.
         ids = rows.annotate(pk_text=Cast("pk", CharField())).values("pk_text")
         hidden |= Q(target_type=model._meta.label_lower, target_id__in=ids)
-    return queryset.exclude(hidden)
+    # As text (PostgreSQL compares jsonb with jsonb only).
+    return queryset.alias(named_issuer=KT("details__issuer")).exclude(hidden)
 
 
 def orders_visible_to(
