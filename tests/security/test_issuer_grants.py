@@ -470,3 +470,29 @@ def test_the_migration_grants_staff_and_token_holders_every_issuer(two_issuers):
         granted = set(user.issuer_grants.values_list("issuer__issuer_id", flat=True))
         assert granted == {spec.ISSUER_ID, OTHER_ID}
     assert not outsider.issuer_grants.exists()
+
+
+def test_the_history_of_another_issuer_is_not_shown(two_issuers, scoped_operator):
+    issuer, other, _, _ = two_issuers
+    administrator = make_staff("admin-a", roles.ADMINISTRATORS, issuers=[issuer])
+    client = Client()
+    client.force_login(administrator)
+    assert client.get(f"/admin/tracking/issuer/{issuer.pk}/history/").status_code == 200
+    assert client.get(f"/admin/tracking/issuer/{other.pk}/history/").status_code == 404
+    version = other.history.first().history_id
+    url = f"/admin/tracking/issuer/{other.pk}/history/{version}/"
+    assert client.get(url).status_code == 404
+
+
+def test_an_administrator_sees_the_issuer_it_registers(db):
+    administrator = make_staff("admin-a", roles.ADMINISTRATORS, issuers=[])
+    client = Client()
+    client.force_login(administrator)
+    response = client.post(
+        "/admin/tracking/issuer/add/",
+        {"issuer_id": "NEWBANK001", "name": "New Bank", "is_active": "on", "d1_key_id": ""},
+    )
+    assert response.status_code == 302
+    new = Issuer.objects.get(issuer_id="NEWBANK001")
+    assert client.get(f"/admin/tracking/issuer/{new.pk}/change/").status_code == 200
+    assert AuditEntry.objects.get(action="issuer_grant.add").details["issuers"] == ["NEWBANK001"]

@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
+from tracking.admin.security import GrantedHistoryMixin
 from tracking.models import AuditEntry, D1Client
 from tracking.services.d1_clients import d1_client_create, d1_client_deactivate
 from tracking.services.issuer_grants import audit_visible_to, issuers_visible_to
@@ -48,7 +49,7 @@ class D1ClientAddForm(forms.ModelForm):
 
 
 @admin.register(D1Client)
-class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
+class D1ClientAdmin(GrantedHistoryMixin, SimpleHistoryAdmin, PortalModelAdmin):
     """D1 clients: created with a secret shown once, switched off, or removed."""
 
     issuer_path = "issuer"
