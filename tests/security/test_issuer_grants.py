@@ -496,3 +496,27 @@ def test_an_administrator_sees_the_issuer_it_registers(db):
     new = Issuer.objects.get(issuer_id="NEWBANK001")
     assert client.get(f"/admin/tracking/issuer/{new.pk}/change/").status_code == 200
     assert AuditEntry.objects.get(action="issuer_grant.add").details["issuers"] == ["NEWBANK001"]
+
+
+def test_d1s_oauth_applications_and_tokens_of_another_issuer_are_not_listed(two_issuers):
+    issuer, other, _, _ = two_issuers
+    ours, theirs = d1_client_create(issuer=issuer), d1_client_create(issuer=other)
+    for credentials in (ours, theirs):
+        application = Application.objects.get(client_id=credentials.client_id)
+        AccessToken.objects.create(
+            application=application,
+            token=f"tok-{credentials.client_id[:8]}",
+            expires="2099-01-01T00:00:00Z",
+        )
+    administrator = make_staff("admin-a", roles.ADMINISTRATORS, issuers=[issuer])
+    client = Client()
+    client.force_login(administrator)
+    for url in ("/admin/oauth2_provider/application/", "/admin/oauth2_provider/accesstoken/"):
+        page = client.get(url)
+        assert page.status_code == 200, url
+        assert len(page.context["cl"].result_list) == 1, url
+        assert OTHER_ID not in page.content.decode()
+        assert theirs.client_id not in page.content.decode()
+    theirs_application = Application.objects.get(client_id=theirs.client_id)
+    page = client.get(f"/admin/oauth2_provider/application/{theirs_application.pk}/change/")
+    assert page.status_code == 302

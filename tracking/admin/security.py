@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
@@ -114,17 +115,30 @@ class ListLookupsMixin:
         return [f for f in fields if _search_field_name(f) not in personal]
 
 
+# Other apps' pages whose rows belong to an issuer: D1's OAuth applications and their tokens.
+THIRD_PARTY_ISSUER_PATHS = {
+    "oauth2_provider.application": "d1_client__issuer",
+    "oauth2_provider.accesstoken": "application__d1_client__issuer",
+}
+
+
 def lookup_rule_everywhere(site) -> None:
-    """Give every ModelAdmin registered on `site` that lacks it the list lookup rule.
+    """Give every ModelAdmin registered on `site` that lacks them the list lookup rule and,
+    where its rows belong to an issuer, the grant rule.
 
     Third-party pages (django-oauth-toolkit's applications, axes' login attempts) would take
     `?client_secret__startswith=` as a lookup; with the rule it answers 400 as on our own pages.
     """
-    for model_admin in site._registry.values():
+    for model, model_admin in site._registry.items():
         if isinstance(model_admin, ListLookupsMixin):
             continue
         cls = type(model_admin)
-        model_admin.__class__ = type(cls.__name__, (ListLookupsMixin, cls), {})
+        mixins: tuple[type, ...] = (ListLookupsMixin,)
+        attributes = {}
+        if path := THIRD_PARTY_ISSUER_PATHS.get(model._meta.label_lower):
+            mixins = (IssuerGrantMixin, ListLookupsMixin)
+            attributes = {"issuer_path": path, "issuer_optional": True}
+        model_admin.__class__ = type(cls.__name__, (*mixins, cls), attributes)
 
 
 class IssuerGrantMixin:
@@ -138,10 +152,27 @@ class IssuerGrantMixin:
 
     issuer_path: str | None = None
     issuer_id_in_path: str | None = None
+    # Rows that belong to no issuer at all stay visible (not D1's OAuth applications).
+    issuer_optional = False
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         return self.granted(request, queryset)
+
+    def get_list_filter(self, request):
+        # A filter on a relation would offer every related row (another issuer's application
+        # among them): offer only those the granted rows refer to.
+        filters = []
+        for entry in super().get_list_filter(request):
+            if isinstance(entry, str) and self.issuer_path is not None:
+                try:
+                    field = self.model._meta.get_field(entry)
+                except FieldDoesNotExist:
+                    field = None
+                if field is not None and field.is_relation:
+                    entry = (entry, RelatedOnlyFieldListFilter)
+            filters.append(entry)
+        return filters
 
     def granted(self, request, queryset):
         """`queryset` narrowed to the rows of the issuers `request.user` is granted."""
@@ -154,7 +185,9 @@ class IssuerGrantMixin:
                 path=self.issuer_path,
                 id_in_path=self.issuer_id_in_path,
             )
-        return issuer_grants.visible_to(request.user, queryset, path=self.issuer_path)
+        return issuer_grants.visible_to(
+            request.user, queryset, path=self.issuer_path, or_no_issuer=self.issuer_optional
+        )
 
 
 class GrantedHistoryMixin:

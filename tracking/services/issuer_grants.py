@@ -88,16 +88,27 @@ def issuers_granted(user, *, token: Any = None) -> set[str] | AllIssuers:
     return set(_granted_issuers(user, token=token).values_list("issuer_id", flat=True))
 
 
-def visible_to(user, queryset: QuerySet, *, path: str = "issuer", token: Any = None) -> QuerySet:
+def visible_to(
+    user,
+    queryset: QuerySet,
+    *,
+    path: str = "issuer",
+    token: Any = None,
+    or_no_issuer: bool = False,
+) -> QuerySet:
     """`queryset` without the rows of issuers outside the grant.
 
     `path` leads from the queryset's model to its Issuer ("issuer", "order__issuer"; "" for
-    the Issuer model itself).
+    the Issuer model itself). `or_no_issuer` keeps the rows that belong to no issuer at all
+    (an OAuth application that is not a D1 client's).
     """
     if sees_every_issuer(user, token=token):
         return queryset
     granted = _granted_issuers(user, token=token).values("pk")
-    return queryset.filter(**{f"{path}__in" if path else "pk__in": granted})
+    condition = Q(**{f"{path}__in" if path else "pk__in": granted})
+    if or_no_issuer:
+        condition |= Q(**{f"{path}__isnull": True})
+    return queryset.filter(condition)
 
 
 def visible_with_unknown_issuer(
