@@ -4,10 +4,12 @@ nothing of the other, which answers everywhere as if it did not exist."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import importlib
 import io
 
 import pytest
+import time_machine
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -520,3 +522,15 @@ def test_d1s_oauth_applications_and_tokens_of_another_issuer_are_not_listed(two_
     theirs_application = Application.objects.get(client_id=theirs.client_id)
     page = client.get(f"/admin/oauth2_provider/application/{theirs_application.pk}/change/")
     assert page.status_code == 302
+
+
+def test_dashboard_alerts_name_only_granted_issuers(two_issuers, scoped_operator, settings):
+    settings.ALERT_SILENCE_AFTER = 3600
+    veteran = make_staff("veteran", roles.OPERATORS)  # granted every issuer there is
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=False):
+        silent = {a.subject for a in dashboard_reads(veteran)[1] if a.kind == "inbound_silence"}
+        scoped = {
+            a.subject for a in dashboard_reads(scoped_operator)[1] if a.kind == "inbound_silence"
+        }
+    assert silent == {spec.ISSUER_ID, OTHER_ID}
+    assert scoped == {spec.ISSUER_ID}
