@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import JSONField, Q, Value
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
 from simple_history.models import HistoricalRecords
@@ -758,7 +759,9 @@ class ReadApiToken(models.Model):
         Issuer,
         blank=True,
         related_name="+",
-        help_text="Only these issuers (within its user's grant); none chosen: all of the user's.",
+        help_text=_(
+            "Only these issuers (within its user's grant); none chosen: all of the user's."
+        ),
     )
 
     class Meta:

@@ -25,6 +25,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
@@ -82,14 +83,15 @@ class StaffUserChangeForm(UserChangeForm):
         queryset=Issuer.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text=(
+        label=_("Issuers"),
+        help_text=_(
             "The issuers whose orders, messages and calls to D1 this user sees and acts on. "
             "Superusers see every issuer."
         ),
     )
 
 
-ISSUERS_FIELDSET = ("Issuers", {"fields": ["issuers"]})
+ISSUERS_FIELDSET = (_("Issuers"), {"fields": ["issuers"]})
 
 
 @admin.register(User)
@@ -334,7 +336,10 @@ class ReadApiTokenAddForm(forms.ModelForm):
         queryset=Issuer.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Only these issuers (each granted to the user); none ticked: all of the user's.",
+        label=_("Issuers"),
+        help_text=_(
+            "Only these issuers (each granted to the user); none ticked: all of the user's."
+        ),
     )
 
     class Meta:
@@ -356,7 +361,8 @@ class ReadApiTokenAddForm(forms.ModelForm):
             if outside:
                 self.add_error(
                     "issuers",
-                    f"{owner.get_username()} is not granted issuer(s) {', '.join(outside)}.",
+                    _("%(user)s is not granted issuer(s) %(issuers)s.")
+                    % {"user": owner.get_username(), "issuers": ", ".join(outside)},
                 )
         return cleaned
 
