@@ -484,6 +484,7 @@ def test_the_history_of_another_issuer_is_not_shown(two_issuers, scoped_operator
     version = other.history.first().history_id
     url = f"/admin/tracking/issuer/{other.pk}/history/{version}/"
     assert client.get(url).status_code == 404
+    assert client.get("/admin/tracking/issuer/not-a-number/history/").status_code == 404
 
 
 def test_an_administrator_sees_the_issuer_it_registers(db):
@@ -534,3 +535,12 @@ def test_dashboard_alerts_name_only_granted_issuers(two_issuers, scoped_operator
         }
     assert silent == {spec.ISSUER_ID, OTHER_ID}
     assert scoped == {spec.ISSUER_ID}
+
+
+def test_a_page_asked_for_with_an_id_that_is_no_number_answers_404(two_issuers, operator_client):
+    for url in (
+        "/admin/tracking/cardorder/abc/change/",
+        "/admin/tracking/productionfile/abc/change/",
+        "/admin/tracking/issuer/abc/history/",
+    ):
+        assert operator_client.get(url).status_code == 404, url

@@ -216,7 +216,7 @@ class ProductionFileAdmin(PortalModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        file = get_object_or_404(self.get_queryset(request), pk=object_id)
+        file = self.granted_object_or_404(request, object_id)
         return self.file_view(request, issuer_id=file.issuer_id, name=file.name)
 
     def _context(self, request: HttpRequest, **values) -> dict:

@@ -15,7 +15,6 @@ from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -305,7 +304,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method != "GET":
             raise PermissionDenied
-        order = get_object_or_404(self.get_queryset(request), pk=object_id)
+        order = self.granted_object_or_404(request, object_id)
         if not self.has_view_permission(request, order):
             raise PermissionDenied
         now = timezone.now()
@@ -383,7 +382,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
         The order page polls this while an attempt is pending and reloads when it changes.
         """
-        order = get_object_or_404(self.get_queryset(request), pk=object_id)
+        order = self.granted_object_or_404(request, object_id)
         if not self.has_view_permission(request, order):
             raise PermissionDenied
         attempts = _reconcile_attempts(order)[:1]
@@ -396,9 +395,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def _order_or_404(self, request, object_id) -> CardOrder:
         # An order of an issuer outside the grant answers 404, as a missing one does.
-        return get_object_or_404(
-            self.granted(request, CardOrder.objects.only("pk", "card_id", "operation_id")),
-            pk=object_id,
+        return self.granted_object_or_404(
+            request, object_id, CardOrder.objects.only("pk", "card_id", "operation_id")
         )
 
     def _back_to(self, object_id) -> HttpResponseRedirect:

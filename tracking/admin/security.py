@@ -24,7 +24,7 @@ from collections.abc import Callable
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db.models.constants import LOOKUP_SEP
 from django.http import Http404
 
@@ -174,6 +174,18 @@ class IssuerGrantMixin:
             filters.append(entry)
         return filters
 
+    def granted_object_or_404(self, request, object_id, queryset=None):
+        """The row `object_id` of the list's queryset (or of `queryset`, narrowed to the grant);
+        Http404 when it is outside the grant, missing, or not a primary key at all."""
+        rows = self.get_queryset(request) if queryset is None else self.granted(request, queryset)
+        try:
+            found = rows.filter(pk=unquote(str(object_id))).first()
+        except (ValueError, ValidationError):
+            found = None
+        if found is None:
+            raise Http404
+        return found
+
     def granted(self, request, queryset):
         """`queryset` narrowed to the rows of the issuers `request.user` is granted."""
         if self.issuer_path is None and not self.issuer_id_in_path:
@@ -198,7 +210,11 @@ class GrantedHistoryMixin:
     """
 
     def _granted_or_404(self, request, object_id) -> None:
-        if not self.get_queryset(request).filter(pk=unquote(object_id)).exists():
+        try:
+            granted = self.get_queryset(request).filter(pk=unquote(object_id)).exists()
+        except (ValueError, ValidationError):  # not a primary key at all
+            granted = False
+        if not granted:
             raise Http404
 
     def history_view(self, request, object_id, extra_context=None):
