@@ -152,6 +152,10 @@ def test_the_dashboard_counts_only_the_granted_issuer(two_issuers, scoped_operat
     assert dashboard_reads(everything)[0].final["shipped"]["24h"] == 2
     scoped, _, last = dashboard_reads(scoped_operator)
     assert scoped.final["shipped"]["24h"] == 1
+    # Each queue's count too: both orders wait for reconciliation, one of them ours.
+    CardOrder.objects.update(needs_reconcile=True)
+    assert dashboard_reads(everything)[0].queues["reconcile"] == 2
+    assert dashboard_reads(scoped_operator)[0].queues["reconcile"] == 1
     assert sum(hour.deliveries for hour in scoped.hours) == 1
     assert [row["issuer"].issuer_id for row in last] == [spec.ISSUER_ID]
 
