@@ -19,6 +19,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from d1sandbox.keys import key_pair_ensure
+from tests.conftest import grant_every_issuer
 from tests.d1sandbox.exceptions import assert_exceptions_are_the_real_problems
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import (  # noqa: F401 (fixtures)
@@ -69,6 +70,7 @@ def test_every_variation_ends_in_what_d1_last_said(tmp_path, redis_broker, proce
         Issuer.objects.create(issuer_id=issuer_id, name=f"Timeline Bank {issuer_id[-1]}")
     staff = get_user_model().objects.create_user("timeline-verifier", is_staff=True)
     staff.groups.add(roles_ensure()[OPERATORS])
+    grant_every_issuer(staff)
     token = read_api_token(staff)
 
     keys = key_pair_ensure(directory=tmp_path / "sandbox" / "keys")
