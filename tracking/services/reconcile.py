@@ -153,8 +153,14 @@ def order_reconcile(
         # the card's other operations too.
         card_orders_lock(issuer=issuer, card_ids=[order.card_id])
         order = CardOrder.objects.select_for_update().get(pk=order_id)
-        before = _state_of(order)
-        status_before = order.production_status
+        # Superseded while D1 was asked (the card's newer operation spoke meanwhile): D1 answers
+        # about the card's newest operation, so the call is that order's attempt, and the
+        # superseded one is swept no more.
+        attempt_order = order
+        if trigger == ReconcileTrigger.SWEEP and order.superseded_by_id:
+            attempt_order = CardOrder.objects.get(pk=order.superseded_by_id)
+        before = _state_of(attempt_order)
+        status_before = attempt_order.production_status
         delivery = None
         if operations is not None:
             delivery = _on_demand_ingest(
@@ -162,13 +168,15 @@ def order_reconcile(
             )
             _answer_record(issuer=issuer, card_id=order.card_id, operations=operations)
             order.refresh_from_db()
-            if _state_of(order) != before:
+            if attempt_order is not order:
+                attempt_order.refresh_from_db()
+            if _state_of(attempt_order) != before:
                 outcome = ReconcileOutcome.CHANGED
         now = timezone.now()
         _bookkeeping_update(order, outcome=outcome, now=now)
         _not_found_update(order, outcome=outcome, now=now)
         attempt = ReconcileAttempt.objects.create(
-            order=order,
+            order=attempt_order,
             started_at=started_at,
             trigger=trigger,
             reason=reason,
@@ -180,8 +188,8 @@ def order_reconcile(
             error=error,
             items_received=len(operations or []),
             status_before=status_before,
-            status_after=order.production_status,
-            answer=answer_summary(operations, operation_id=order.operation_id),
+            status_after=attempt_order.production_status,
+            answer=answer_summary(operations, operation_id=attempt_order.operation_id),
             delivery=delivery,
         )
     logger.info(
