@@ -216,6 +216,9 @@ D1_WEBHOOK_MAX_OPERATIONS = env.int("D1_WEBHOOK_MAX_OPERATIONS", default=1000)
 D1_REJECTED_BODY_KEEP_BYTES = env.int(
     "D1_REJECTED_BODY_KEEP_BYTES", default=D1_WEBHOOK_MAX_BODY_BYTES
 )
+# Accepted bodies are kept too (same cap), for the D1 message page: the body as received and
+# every order it named, duplicates included. Off, an accepted message shows its new items only.
+D1_KEEP_ACCEPTED_BODIES = env.bool("D1_KEEP_ACCEPTED_BODIES", default=True)
 
 # ---------------------------------------------------------------------------- D1 on-demand API
 D1_API_BASE_URL = env("D1_API_BASE_URL", default="https://api.d1.thalescloud.io/banking/v1")

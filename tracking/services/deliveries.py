@@ -248,6 +248,7 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
     answer = _answer_for(batch.result)
     keep = settings.D1_REJECTED_BODY_KEEP_BYTES
     refused = answer.status >= 400
+    kept = refused or settings.D1_KEEP_ACCEPTED_BODIES
     delivery = NotificationDelivery(
         issuer=issuer,
         issuer_id_in_path=issuer.issuer_id,
@@ -261,8 +262,8 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         status_code=answer.status,
         error_code=answer.error_code,
         error=answer.error,
-        body=kept_body(body, keep) if refused else "",
-        body_truncated=refused and len(body) > keep,
+        body=kept_body(body, keep) if kept else "",
+        body_truncated=kept and len(body) > keep,
     )
     try:
         with transaction.atomic():
