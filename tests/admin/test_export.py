@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 import tracemalloc
+import zoneinfo
 
+import openpyxl
 import pytest
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from tests.admin.test_orders_list import listed_cards
+from tests.fixtures.backoffice import Card, post_items, shipment
 from tracking.models import CardOrder
 
 pytestmark = pytest.mark.django_db
@@ -151,12 +156,6 @@ EXPORT_XLSX = "/admin/tracking/cardorder/export.xlsx"
 @pytest.fixture
 def numeric_card(bo_issuer):
     """A card whose ids are all digits, shipped by Japan Post with a twelve-digit number."""
-    import datetime as dt
-
-    from django.utils import timezone
-
-    from tests.fixtures.backoffice import Card, post_items, shipment
-
     card = Card("0001234567", "000987654321", "BATCH_JP.csv", "00042")
     when = timezone.now() - dt.timedelta(hours=2)
     post_items(bo_issuer, [card.item("CARD_PROD_DONE")], when - dt.timedelta(hours=1))
@@ -184,11 +183,6 @@ def test_csv_ids_stay_text_in_excel(boss, orders, numeric_card):
 def test_xlsx_keeps_ids_as_text_and_times_as_dates_in_the_zone(
     boss, orders, numeric_card, settings
 ):
-    import datetime as dt
-    import zoneinfo
-
-    import openpyxl
-
     settings.TIME_ZONE = "Asia/Tokyo"
     response = boss.get(EXPORT_XLSX, {"production_status": "CARD_SHIPPED"})
     assert response.status_code == 200
@@ -214,10 +208,6 @@ def test_xlsx_keeps_ids_as_text_and_times_as_dates_in_the_zone(
 
 
 def test_xlsx_has_the_delivered_on_date(boss, orders):
-    import datetime as dt
-
-    import openpyxl
-
     response = boss.get(EXPORT_XLSX, {"q": "card-000124"})
     rows = list(
         openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content))).active.values
@@ -228,8 +218,6 @@ def test_xlsx_has_the_delivered_on_date(boss, orders):
 
 
 def test_xlsx_masks_personal_fields_for_viewers(admin_client_as, orders):
-    import openpyxl
-
     viewer = admin_client_as("tracking.view_cardorder")
     response = viewer.get(EXPORT_XLSX)
     rows = list(
