@@ -26,6 +26,22 @@ sys.path.insert(0, str(ROOT))
 
 ISSUER_ID = "BENCHEXP01"
 SEED_BATCH = 10_000
+PG_SEED = """
+INSERT INTO tracking_cardorder (
+    issuer_id, card_id, operation_id, operation, operation_status, production_status,
+    production_rank, is_terminal, issuer_request_id, input_file_name, production_site, carrier,
+    tracking_number, shipment_status, stage_first_seen, stage_entered_at, first_event_at,
+    last_event_at, created_at, updated_at)
+SELECT %s, lpad(n::text, 10, '0'), 'op-' || lpad(n::text, 12, '0'), 'PRODUCE', 'SUCCESSFUL',
+    'CARD_SHIPPED', 70, true, lpad(n::text, 8, '0'), 'BATCH_' || lpad((n / 1000)::text, 6, '0')
+    || '.csv', 'PERSO-SITE-JP-01', 'japan-post', lpad(n::text, 12, '0'),
+    CASE WHEN n %% 3 = 0 THEN 'DELIVERED' ELSE 'IN_TRANSIT' END,
+    jsonb_build_object('CARD_SHIPPED', now() - (n %% 50000) * interval '1 minute'),
+    now() - (n %% 50000) * interval '1 minute', now() - (n %% 50000) * interval '1 minute'
+    - interval '2 days', now() - (n %% 50000) * interval '1 minute', now(),
+    now() - (n %% 50000) * interval '1 minute'
+FROM generate_series(%s, %s) AS n
+"""
 
 
 def django_setup(database_url: str) -> None:
@@ -42,6 +58,7 @@ def seed(rows: int) -> None:
     import datetime as dt
 
     from django.core.management import call_command
+    from django.db import connection
     from django.utils import timezone
 
     from tracking.models import CardOrder, Issuer
@@ -51,6 +68,11 @@ def seed(rows: int) -> None:
     have = CardOrder.objects.filter(issuer=issuer).count()
     now = timezone.now()
     started = time.perf_counter()
+    if connection.vendor == "postgresql" and rows > have:
+        # The same rows, written by the server: a million in seconds rather than minutes.
+        with connection.cursor() as cursor:
+            cursor.execute(PG_SEED, [issuer.pk, have, rows - 1])
+        have = rows
     for start in range(have, rows, SEED_BATCH):
         batch = []
         for n in range(start, min(start + SEED_BATCH, rows)):

@@ -29,8 +29,7 @@ import xlsxwriter
 from django.db.models import Case, OuterRef, QuerySet, Subquery, When
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
-from django.utils.translation import gettext
-from django.utils.translation import gettext_noop as N_
+from django.utils.translation import gettext, gettext_noop
 
 from tracking import labels
 from tracking.carriers import carrier_name
@@ -46,37 +45,41 @@ BOM = "\ufeff"
 
 # (header, value path) in the order the file shows them; headers in staff's words.
 ORDER_COLUMNS: tuple[tuple[str, str], ...] = (
-    (N_("Issuer"), "issuer__issuer_id"),
-    (N_("Card id"), "card_id"),
-    (N_("Operation id"), "operation_id"),
-    (N_("Operation"), "operation"),
-    (N_("Operation status"), "operation_status"),
-    (N_("Production status"), "production_status"),
-    (N_("Production status (code)"), "production_status"),
-    (N_("In this stage since ({zone})"), "stage_entered_at"),
-    (N_("Carrier"), "carrier"),
-    (N_("Tracking number"), "tracking_number"),
-    (N_("Tracking link"), "tracking_url"),
-    (N_("Carrier status"), "shipment_status"),
-    (N_("Issuer request id"), "issuer_request_id"),
-    (N_("Input file"), "input_file_name"),
-    (N_("Production site"), "production_site"),
-    (N_("Due date (D1's expected completion)"), "due_date"),
-    (N_("D1 error code"), "error_code"),
-    (N_("D1 error"), "error"),
-    (N_("Reason"), "reason"),
-    (N_("Will ask D1"), "needs_reconcile"),
-    (N_("Why ask D1"), "reconcile_reason"),
-    (N_("Conflict"), "has_conflict"),
-    (N_("Unknown codes"), "unknown_codes"),
-    (N_("First seen ({zone})"), "first_event_at"),
-    (N_("Last message ({zone})"), "last_event_at"),
-    (N_("Last update ({zone})"), "updated_at"),
-    (N_("Shipped on ({zone})"), "shipped_on"),
-    (N_("Delivered on ({zone})"), "delivered_on"),
+    (gettext_noop("Issuer"), "issuer__issuer_id"),
+    (gettext_noop("Card id"), "card_id"),
+    (gettext_noop("Operation id"), "operation_id"),
+    (gettext_noop("Operation"), "operation"),
+    (gettext_noop("Operation status"), "operation_status"),
+    (gettext_noop("Production status"), "production_status"),
+    (gettext_noop("Production status (code)"), "production_status"),
+    (gettext_noop("In this stage since ({zone})"), "stage_entered_at"),
+    (gettext_noop("Carrier"), "carrier"),
+    (gettext_noop("Tracking number"), "tracking_number"),
+    (gettext_noop("Tracking link"), "tracking_url"),
+    (gettext_noop("Carrier status"), "shipment_status"),
+    (gettext_noop("Issuer request id"), "issuer_request_id"),
+    (gettext_noop("Input file"), "input_file_name"),
+    (gettext_noop("Production site"), "production_site"),
+    (gettext_noop("Due date (D1's expected completion)"), "due_date"),
+    (gettext_noop("D1 error code"), "error_code"),
+    (gettext_noop("D1 error"), "error"),
+    (gettext_noop("Reason"), "reason"),
+    (gettext_noop("Will ask D1"), "needs_reconcile"),
+    (gettext_noop("Why ask D1"), "reconcile_reason"),
+    (gettext_noop("Conflict"), "has_conflict"),
+    (gettext_noop("Unknown codes"), "unknown_codes"),
+    (gettext_noop("First seen ({zone})"), "first_event_at"),
+    (gettext_noop("Last message ({zone})"), "last_event_at"),
+    (gettext_noop("Last update ({zone})"), "updated_at"),
+    (gettext_noop("Shipped on ({zone})"), "shipped_on"),
+    (gettext_noop("Delivered on ({zone})"), "delivered_on"),
 )
 # Extra columns of the Stuck export: how long, against which limit, over by how much.
-STUCK_COLUMNS = (N_("Time in stage"), N_("Stage time limit"), N_("Over the limit by"))
+STUCK_COLUMNS = (
+    gettext_noop("Time in stage"),
+    gettext_noop("Stage time limit"),
+    gettext_noop("Over the limit by"),
+)
 # D1's ids and the carrier's number: text, never a number, in every spreadsheet.
 ID_PATHS = frozenset({"card_id", "operation_id", "issuer_request_id", "tracking_number"})
 # Times the export computes (annotations), not columns of the order.
