@@ -146,3 +146,28 @@ def test_viewers_cannot_take_or_acknowledge(admin_client_as, orders):
     viewer.post(f"{LIST}?queue=exceptions", {**post, "apply": "1", "note": "x"})
     assert not OrderAcknowledgement.objects.exists()
     assert CardOrder.objects.get(pk=orders["exception"]).assignee is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "%"},
+        {"q": "_"},
+        {"q": "'\""},
+        {"q": "x" * 5000},
+        {"q": "\uff11\uff12\uff13\uff14"},  # full-width digits
+        {"assignee": "abc"},
+        {"assignee": "99999999999999999999"},
+        {"queue": "acknowledged", "q": "%%%%"},
+    ],
+)
+@pytest.mark.parametrize("path", ["", "export.xlsx", "export.csv"])
+def test_odd_searches_and_filters_answer_without_an_error(boss, orders, params, path):
+    response = boss.get(LIST + path, params)
+    if response.streaming:
+        b"".join(response.streaming_content)
+    assert response.status_code == 200
+
+
+def test_an_assignee_that_is_no_user_lists_nothing(boss, orders):
+    assert listed_cards(boss.get(LIST, {"assignee": "99999999999999999999"})) == set()

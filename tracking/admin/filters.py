@@ -205,9 +205,10 @@ class AssigneeFilter(ChoiceFilter):
             return queryset.filter(assignee_id=request.user.pk)
         if value == self.NOBODY:
             return queryset.filter(assignee__isnull=True)
-        if value and value.isdecimal():
+        if value and value.isascii() and value.isdigit() and len(value) <= 18:
             return queryset.filter(assignee_id=int(value))
-        return queryset
+        # Not a user id (nor one a database could hold): nobody holds such orders.
+        return queryset.none() if value else queryset
 
 
 class ProductionSiteFilter(ChoiceFilter):
