@@ -118,8 +118,9 @@ class NotificationDelivery(models.Model):
     error = models.TextField(
         "error", blank=True, help_text="Why the message or an item was refused."
     )
-    # The body as received (capped, card numbers masked): refused bodies always, accepted ones
-    # while D1_KEEP_ACCEPTED_BODIES is on (the D1 message page shows it and the orders it named).
+    # The body as received, capped: a refused one as text (card numbers masked), an accepted
+    # one (while D1_KEEP_ACCEPTED_BODIES is on) written from its items as they are stored. The
+    # D1 message page shows it and links every order it named.
     body = models.TextField("body as received", blank=True)
     body_truncated = models.BooleanField(
         "body cut short",

@@ -216,8 +216,9 @@ D1_WEBHOOK_MAX_OPERATIONS = env.int("D1_WEBHOOK_MAX_OPERATIONS", default=1000)
 D1_REJECTED_BODY_KEEP_BYTES = env.int(
     "D1_REJECTED_BODY_KEEP_BYTES", default=D1_WEBHOOK_MAX_BODY_BYTES
 )
-# Accepted bodies are kept too (same cap), for the D1 message page: the body as received and
-# every order it named, duplicates included. Off, an accepted message shows its new items only.
+# Accepted bodies are kept too (same cap), written from their items as stored (identifiers as
+# sent, text masked), for the D1 message page: the body and every order it named, duplicates
+# included. Off, an accepted message links only the orders of the items it brought first.
 D1_KEEP_ACCEPTED_BODIES = env.bool("D1_KEEP_ACCEPTED_BODIES", default=True)
 
 # ---------------------------------------------------------------------------- D1 on-demand API
@@ -543,8 +544,8 @@ READ_API_TOKEN_LIFETIME_DAYS = env.int("READ_API_TOKEN_LIFETIME_DAYS", default=9
 SECURE_CSP: dict = {}
 
 # Data care: model fields masked for staff without tracking.view_personal_fields
-# ("app_label.Model.field"), and payload fields where a Luhn-valid 13-19 digit run is not a
-# card number but a carrier reference (see tracking/data_care.py).
+# ("app_label.Model.field"), and item fields kept as identifiers, never masked, besides
+# tracking.data_care.IDENTIFIER_FIELDS (see docs/security.md).
 PERSONAL_FIELDS = env.list(
     "PERSONAL_FIELDS",
     default=[

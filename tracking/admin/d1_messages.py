@@ -383,7 +383,8 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             return "—"
         return format_html(
             '<pre class="bo-json" id="delivery-body">{}</pre>{}',
-            delivery.body,
+            # Refused bodies exactly as kept; accepted ones (kept compact) indented.
+            delivery.body if delivery.status_code >= 400 else readable_body(delivery.body),
             _(" (cut short: only the start of the body is kept)")
             if delivery.body_truncated
             else "",
@@ -391,6 +392,14 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
 
 
 ORDERS_SHOWN = 200
+
+
+def readable_body(body: str) -> str:
+    """The body indented when it is JSON (accepted bodies are kept compact), else as kept."""
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
 
 
 def delivery_orders(delivery: NotificationDelivery) -> list[tuple[int, str]]:
