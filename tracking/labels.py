@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from tracking import carrier_status
+
 
 @dataclass(frozen=True)
 class Label:
@@ -78,6 +80,8 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "RETURNED_TO_SENDER": ("Returned to sender", "The carrier is sending the card back."),
         "RETURNED": ("Returned", "The carrier brought the card back."),
     },
+    # The class of the carrier's status (tracking.carrier_status), whatever word it used.
+    "shipment_class": dict(carrier_status.CLASS_LABELS),
     # Why an order was asked about at D1 (flags set by ingest, and the sweep's own reasons).
     "reconcile_reason": {
         "conflict": (
@@ -85,6 +89,10 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "D1's messages contradict each other (for example a failure and a shipment).",
         ),
         "unknown_status": ("Unknown code", "D1 sent a status code the portal does not know."),
+        "hold_then_progress": (
+            "Progress after a hold",
+            "A step came with the same times as a hold; only D1 can say whether the hold ended.",
+        ),
         "incomplete_item": (
             "Item without details",
             "D1 sent a result for this order without its step; D1 is asked for the whole state.",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import JSONField, Q, Value
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
 from simple_history.models import HistoricalRecords
@@ -18,6 +23,26 @@ from tracking.rules import Outcome, ReconcileReason
 
 # An issuer's D1 key id names its key file (<D1_KEY_DIR>/<key id>.pem): a file name, no path.
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+def zone_by_name(name: str) -> dt.tzinfo:
+    """The zone of an IANA name; UTC for an empty or unknown name."""
+    if name in ("", "UTC"):
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def zone_name_validate(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            _("%(name)s is not a time zone name such as UTC or Europe/Paris."),
+            params={"name": name},
+        ) from exc
 
 
 class Issuer(models.Model):
@@ -41,12 +66,30 @@ class Issuer(models.Model):
         ],
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The zone a time D1 sends without one is read in (the timeline says when it was assumed).
+    time_zone = models.CharField(
+        "time zone",
+        max_length=64,
+        blank=True,
+        default="UTC",
+        db_default="UTC",
+        validators=[zone_name_validate],
+        help_text=(
+            "Times D1 sends without a zone are read in this zone (an IANA name such as "
+            "Asia/Tokyo; empty is UTC). After a change, run `manage.py rederive --issuer`."
+        ),
+    )
 
     class Meta:
         ordering = ["issuer_id"]
 
     def __str__(self) -> str:
         return f"{self.issuer_id} ({self.name})" if self.name else self.issuer_id
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The issuer's zone; UTC when the stored name is not a zone this system knows."""
+        return zone_by_name(self.time_zone)
 
 
 class EventSource(models.TextChoices):
@@ -326,6 +369,11 @@ class CardOrder(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Indexed with the id (`order_recent`): the lists' default order, ties included.
     updated_at = models.DateTimeField(default=timezone.now)
+    # The carrier status's class (`tracking.carrier_status`); the queues filter on it.
+    shipment_class = models.CharField(max_length=24, blank=True, db_default="")
+    # D1's latest on-demand answer about the card: when, and which items (their fingerprints)
+    # it held. The fold reads it as D1's word: it closes the holds the answer no longer holds.
+    d1_answer = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
 
     class Meta:
         ordering = ["-updated_at", "-id"]
