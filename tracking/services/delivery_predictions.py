@@ -23,9 +23,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
+from tracking import carrier_status
 from tracking.carriers import carrier_name
 from tracking.models import CardOrder, OperationEvent
-from tracking.rules import DELIVERED_SHIPMENT_STATUSES, SHIPPED_STATUS, parse_time
+from tracking.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
 
 D1_DELIVERY_DATE_KEYS = (
     "expectedDeliveryDate",
@@ -57,7 +58,8 @@ class ExpectedDelivery:
 class CarrierUpdate:
     """One carrier update D1 sent for the order, with D1's time and the portal's."""
 
-    status: str
+    status: str  # the carrier's word as D1 sent it
+    status_class: str  # what it means (`tracking.carrier_status`)
     message: str
     location: str
     d1_time: dt.datetime | None
@@ -122,14 +124,15 @@ def transit_times(
     delivered carrier update (the `event_order_timeline` index). Reads only.
     """
     delivered = CardOrder.objects.filter(
-        carrier=carrier, shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES)
+        carrier=carrier, shipment_class__in=sorted(DELIVERED_SHIPMENT_CLASSES)
     )
     if destination is not None:
         key, value = destination
         delivered = delivered.filter(**{f"shipment__{key}": value})
     first_delivered = (
+        # The first event with the carrier's own delivered word (its class is the order's).
         OperationEvent.objects.filter(
-            order=OuterRef("pk"), shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES)
+            order=OuterRef("pk"), shipment_status=OuterRef("shipment_status")
         )
         .order_by("first_received_at")
         .values("first_received_at")[:1]
@@ -159,7 +162,7 @@ def _quantiles(spans: list[dt.timedelta]) -> tuple[dt.timedelta, dt.timedelta, d
 
 def order_expected_delivery(order: CardOrder) -> ExpectedDelivery | None:
     """When the order's card should arrive; None once delivered, before shipping, or unknown."""
-    if order.shipment_status in DELIVERED_SHIPMENT_STATUSES:
+    if order.shipment_class in DELIVERED_SHIPMENT_CLASSES:
         return None
     from_d1 = d1_expected_delivery(order.shipment)
     if from_d1 is not None:
@@ -209,6 +212,7 @@ def carrier_updates(order: CardOrder, events: list[OperationEvent]) -> list[Carr
         updates.append(
             CarrierUpdate(
                 status=event.shipment_status,
+                status_class=carrier_status.carrier_status_class(event.shipment_status),
                 message=str(shipment.get("message") or ""),
                 location=location if isinstance(location, str) else "",
                 d1_time=d1_time,

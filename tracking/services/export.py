@@ -36,7 +36,7 @@ from tracking.carriers import carrier_name
 from tracking.data_care import personal_mask
 from tracking.labels import humanize_duration
 from tracking.models import CardOrder, OperationEvent
-from tracking.rules import DELIVERED_SHIPMENT_STATUSES, SHIPPED_STATUS, parse_time
+from tracking.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.order_queues import stage_threshold
 
@@ -138,8 +138,9 @@ def export_queryset(queryset: QuerySet[CardOrder]) -> QuerySet[CardOrder]:
     carrier update, asked only of delivered orders (the `event_order_timeline` index).
     """
     delivered = (
+        # The first event with the carrier's own delivered word (its class is the order's).
         OperationEvent.objects.filter(
-            order=OuterRef("pk"), shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES)
+            order=OuterRef("pk"), shipment_status=OuterRef("shipment_status")
         )
         .order_by("first_received_at")
         .values("first_received_at")[:1]
@@ -148,7 +149,7 @@ def export_queryset(queryset: QuerySet[CardOrder]) -> QuerySet[CardOrder]:
         shipped_on=KeyTextTransform(SHIPPED_STATUS, "stage_first_seen"),
         delivered_on=Case(
             When(
-                shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES),
+                shipment_class__in=sorted(DELIVERED_SHIPMENT_CLASSES),
                 then=Subquery(delivered),
             ),
             default=None,
