@@ -182,6 +182,11 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
             "Messages not applied",
             "Received items have not been applied to their orders; the worker may be down.",
         ),
+        "event_endpoint_disabled": (
+            "Event endpoint disabled",
+            "An issuer's system did not accept card-order events for too long; the portal "
+            "stopped sending to it.",
+        ),
     },
 }
 

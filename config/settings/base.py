@@ -317,6 +317,10 @@ REGISTERED_NOT_FOUND_AFTER = timedelta(
 )
 # At most this many orders in one registration request (one transaction).
 REGISTRATION_BULK_MAX = env.int("REGISTRATION_BULK_MAX", default=10_000)
+# The largest order file the back office's upload accepts. The documented proxy
+# (docs/nginx-mtls.conf) caps the staff host's bodies at 2 MB (`client_max_body_size 2m`):
+# raise both together, or nginx refuses the upload before the portal can say why.
+REGISTRATION_UPLOAD_MAX_BYTES = env.int("REGISTRATION_UPLOAD_MAX_BYTES", default=2 * 1024 * 1024)
 # A shipped card the carrier has not delivered (nor returned) this long after shipment is
 # "in transit too long".
 SHIPMENT_IN_TRANSIT_THRESHOLD = timedelta(
@@ -333,6 +337,15 @@ RECONCILE_SWEEP_MAX_ORDERS = env.int("RECONCILE_SWEEP_MAX_ORDERS", default=1000)
 RECONCILE_CLAIM_SECONDS = env.int("RECONCILE_CLAIM_SECONDS", default=300)
 # Celery rate limit of the reconcile task, per worker process ("10/s", "600/m").
 RECONCILE_TASK_RATE_LIMIT = env("RECONCILE_TASK_RATE_LIMIT", default="10/s")
+# Staff asking D1 on demand (look-up, "Ask D1 now"): at most this many asks per user and per
+# issuer in each window of D1_ASK_RATE_WINDOW_SECONDS; a refused ask says when to retry.
+D1_ASK_RATE_WINDOW_SECONDS = env.int("D1_ASK_RATE_WINDOW_SECONDS", default=60)
+D1_ASK_RATE_PER_USER = env.int("D1_ASK_RATE_PER_USER", default=20)
+D1_ASK_RATE_PER_ISSUER = env.int("D1_ASK_RATE_PER_ISSUER", default=60)
+# "Ask D1 now" on many orders is one job of at most D1_BULK_ASK_MAX orders, asked at
+# D1_BULK_ASK_PER_SECOND (keep it under D1's rate limit and RECONCILE_TASK_RATE_LIMIT's share).
+D1_BULK_ASK_MAX = env.int("D1_BULK_ASK_MAX", default=500)
+D1_BULK_ASK_PER_SECOND = env.float("D1_BULK_ASK_PER_SECOND", default=2.0)
 # Safety net: stored events never applied (a crash between store and apply) are re-applied
 # once they are this old; the job runs at this interval.
 RECONCILE_PENDING_EVENTS_AGE = timedelta(
@@ -383,6 +396,48 @@ CELERY_BEAT_SCHEDULE["insight-refresh"] = {
     "task": "tracking.insight_refresh",
     "schedule": INSIGHT_REFRESH_INTERVAL,
     "options": {"expires": INSIGHT_REFRESH_INTERVAL},
+}
+
+# ---------------------------------------------------------------------------- outbound events
+# Card-order events for the issuer's own systems (tracking/outbound/, docs/events.md).
+# Signing secrets are encrypted with a key derived from this (default: DJANGO_SECRET_KEY).
+EVENT_SECRET_KEY = env("EVENT_SECRET_KEY", default="")
+# How long the previous secret still signs after a rotation.
+EVENT_SECRET_ROTATION_OVERLAP = timedelta(
+    seconds=env.int("EVENT_SECRET_ROTATION_OVERLAP", default=24 * 3600)
+)
+# Endpoint addresses: https only (production refuses http), and never a private, loopback or
+# link-local address unless inside one of these networks (CIDR).
+EVENT_ENDPOINT_REQUIRE_HTTPS = env.bool("EVENT_ENDPOINT_REQUIRE_HTTPS", default=True)
+EVENT_ENDPOINT_ALLOWED_NETWORKS = env.list("EVENT_ENDPOINT_ALLOWED_NETWORKS", default=[])
+# An endpoint whose every attempt has failed for this long is disabled (an alert says so).
+EVENT_ENDPOINT_DISABLE_AFTER = timedelta(
+    seconds=env.int("EVENT_ENDPOINT_DISABLE_AFTER", default=3 * 24 * 3600)
+)
+EVENT_DELIVERY_CONNECT_TIMEOUT = env.float("EVENT_DELIVERY_CONNECT_TIMEOUT", default=3.05)
+EVENT_DELIVERY_READ_TIMEOUT = env.float("EVENT_DELIVERY_READ_TIMEOUT", default=10.0)
+EVENT_DELIVERY_CA_BUNDLE = env("EVENT_DELIVERY_CA_BUNDLE", default="")
+EVENT_DELIVERY_TASK_TIME_LIMIT = env.int("EVENT_DELIVERY_TASK_TIME_LIMIT", default=60)
+# A worker's claim on a delivery it is sending; longer than the timeouts.
+EVENT_DELIVERY_LEASE = timedelta(seconds=env.int("EVENT_DELIVERY_LEASE", default=120))
+# Retries: exponential back-off with jitter between these, for this long (as Stripe: 3 days).
+EVENT_DELIVERY_BACKOFF_BASE = timedelta(seconds=env.int("EVENT_DELIVERY_BACKOFF_BASE", default=30))
+EVENT_DELIVERY_BACKOFF_CAP = timedelta(
+    seconds=env.int("EVENT_DELIVERY_BACKOFF_CAP", default=6 * 3600)
+)
+EVENT_DELIVERY_RETRY_FOR = timedelta(
+    seconds=env.int("EVENT_DELIVERY_RETRY_FOR", default=3 * 24 * 3600)
+)
+# Queue deliveries as soon as their transaction commits (the sweep is the safety net).
+EVENT_DELIVERY_ON_COMMIT = env.bool("EVENT_DELIVERY_ON_COMMIT", default=True)
+EVENT_SWEEP_INTERVAL = env.float("EVENT_SWEEP_INTERVAL", default=30.0)
+EVENT_SWEEP_BATCH = env.int("EVENT_SWEEP_BATCH", default=1000)
+# The pull feed's page size (GET /api/v1/events/).
+EVENT_FEED_PAGE_SIZE = env.int("EVENT_FEED_PAGE_SIZE", default=100)
+CELERY_BEAT_SCHEDULE["events-sweep"] = {
+    "task": "tracking.events_sweep",
+    "schedule": EVENT_SWEEP_INTERVAL,
+    "options": {"expires": EVENT_SWEEP_INTERVAL},
 }
 
 # ---------------------------------------------------------------------------- retention
@@ -555,6 +610,8 @@ PERSONAL_FIELDS = env.list(
         "tracking.CardOrder.shipment_message",
         "tracking.OperationEvent.payload",
         "tracking.NotificationDelivery.body",
+        # The order as sent to the issuer's systems, shipment included.
+        "tracking.OutboundEvent.payload",
     ],
 )
 PAN_SCAN_EXEMPT_FIELDS = env.list(

@@ -1,9 +1,9 @@
 """The back office in a Japanese browser (ja-JP, Asia/Tokyo, 1366x768) doing what callers need.
 
 Find a card by the last 4 characters of its tracking number, read its stage, carrier and
-expected delivery with JST times, work two exceptions in bulk, and export today's shipped cards
-as .xlsx, read back with openpyxl. Assertions hold on data and stable ids and classes, never on
-English words (the pages are translated).
+expected delivery with JST times, work two exceptions in bulk, export today's shipped cards as
+.xlsx, read back with openpyxl, and upload an order file Excel saved as Shift_JIS. Assertions
+hold on data and stable ids and classes, never on English words (the pages are translated).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from playwright.sync_api import expect
 
 from tests.fixtures.backoffice import Card, load_backoffice_orders, post_items, shipment
 from tests.fixtures.browser import needs_chromium
+from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import CardOrder, OrderAcknowledgement
 from tracking.services.export import ORDER_COLUMNS
 
@@ -165,3 +166,24 @@ def test_todays_shipped_cards_export_as_xlsx_with_ids_as_text_and_jst_dates(page
     expected = CardOrder.objects.get(pk=orders["japanese"]).stage_entered_at.astimezone(TOKYO)
     assert shipped.date() == expected.date()
     assert shipped.replace(microsecond=0) == expected.replace(tzinfo=None, microsecond=0)
+
+
+def test_an_excel_shift_jis_order_file_is_uploaded_and_registered(page, orders):
+    text = (
+        "card_id,issuer_id,operation_id,issuer_request_id,input_file_name,due_date\r\n"
+        f"card-sj-0001,{ISSUER_ID},op-sj-0001,依頼-0001,注文ファイル_12月.csv,2026/12/12\r\n"
+    )
+    page.goto("/admin/tracking/cardorder/register/")
+    page.locator('input[type="file"][name="file"]').set_input_files(
+        files=[{"name": "注文.csv", "mimeType": "text/csv", "buffer": text.encode("cp932")}]
+    )
+    page.locator('form[enctype="multipart/form-data"] button[type="submit"]').click()
+    valid = page.locator("#valid-rows tbody tr")
+    expect(valid).to_have_count(1)
+    expect(valid.first).to_contain_text("注文ファイル_12月.csv")
+    assert not CardOrder.objects.filter(card_id="card-sj-0001").exists()
+    page.locator('button[name="confirm"]').click()
+    page.wait_for_url("**/cardorder/**")
+    order = CardOrder.objects.get(card_id="card-sj-0001")
+    assert order.issuer_request_id == "依頼-0001"
+    assert order.due_date.isoformat() == "2026-12-12"

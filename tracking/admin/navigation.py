@@ -247,6 +247,20 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
                     "active": _path_active("admin:tracking_issuer_changelist"),
                 },
                 {
+                    "title": "Event endpoints",
+                    "icon": "webhook",
+                    "link": _url("admin:tracking_eventendpoint_changelist"),
+                    "permission": _can_view("eventendpoint"),
+                    "active": _path_active("admin:tracking_eventendpoint_changelist"),
+                },
+                {
+                    "title": "Event deliveries",
+                    "icon": "outbox",
+                    "link": _url("admin:tracking_eventdelivery_changelist"),
+                    "permission": _can_view("eventdelivery"),
+                    "active": _path_active("admin:tracking_eventdelivery_changelist"),
+                },
+                {
                     "title": "Users",
                     "icon": "person",
                     "link": _url("admin:auth_user_changelist"),

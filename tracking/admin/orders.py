@@ -33,6 +33,7 @@ from tracking.admin import filters as admin_filters
 from tracking.admin import insight as admin_insight_columns
 from tracking.admin import issuer_side as admin_issuer
 from tracking.admin.base import PortalModelAdmin
+from tracking.admin.events import order_events_context
 from tracking.admin.reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
 from tracking.admin.security import (
     EvidenceAdminMixin,
@@ -51,6 +52,7 @@ from tracking.models import (
 from tracking.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
 from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import Actor, audit_actor
+from tracking.services.d1_asks import D1AskRefused
 from tracking.services.delivery_predictions import carrier_updates, order_expected_delivery
 from tracking.services.explanation import order_explanation
 from tracking.services.export import (
@@ -553,6 +555,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             if order.shipment
             else "",
             **admin_issuer.order_page_context(order, now=now),
+            **order_events_context(order),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name
@@ -589,8 +592,12 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         require_permission(request, "tracking.reconcile_cardorder")
         order = self._order_or_404(object_id)
         asked_at = timezone.now()
+        try:
+            orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_request(request))
+        except D1AskRefused as exc:
+            messages.error(request, str(exc))
+            return self._back_to(order.pk)
         request.session[_pending_key(order.pk)] = asked_at.isoformat()
-        orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_request(request))
         # Queued when the block above committed; a worker that runs tasks at once (or the
         # tests, eager) has already answered, and then the outcome is worth saying.
         attempt = (

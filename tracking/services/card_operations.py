@@ -22,6 +22,7 @@ from django.db import connection
 from django.db.models import Q
 
 from tracking.models import CardOrder, Issuer, OrderChange, OrderChangeResult
+from tracking.outbound.outbox import superseded_record
 from tracking.rules import parse_time
 
 UPDATE_ORDER = "UPDATE_ORDER"
@@ -226,6 +227,7 @@ def _supersede_older(card_orders: list[CardOrder], *, now: dt.datetime) -> None:
             reconcile_next_at=None,
             reconcile_claimed_until=None,
         )
+        superseded_record(older, now=now)
 
 
 def _changes_link(pending: list[OrderChange], by_card: Mapping[str, list[CardOrder]]) -> None:
