@@ -26,3 +26,10 @@ class TrackingConfig(AppConfig):
         from tracking import signals  # noqa: F401
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="tracking-roles")
+        # The admin's autodiscovery (django.contrib.admin's ready, earlier in INSTALLED_APPS)
+        # has registered every app's pages by now: give the other apps' the lookup rule too.
+        from django.contrib import admin
+
+        from tracking.admin.security import lookup_rule_everywhere
+
+        lookup_rule_everywhere(admin.site)

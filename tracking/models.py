@@ -827,6 +827,16 @@ class ReadApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField()
+    # Narrower than its user's grant when chosen at creation; empty: every issuer the user
+    # may see (tracking.services.issuer_grants).
+    issuers = models.ManyToManyField(
+        Issuer,
+        blank=True,
+        related_name="+",
+        help_text=_(
+            "Only these issuers (within its user's grant); none chosen: all of the user's."
+        ),
+    )
 
     class Meta:
         verbose_name = "read-API token"
@@ -838,6 +848,32 @@ class ReadApiToken(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+
+# ---------------------------------------------------------------------------- grants
+
+
+class IssuerGrant(models.Model):
+    """One issuer a staff user may see and act on; superusers see every issuer without one.
+
+    Read through `tracking.services.issuer_grants`, changed through its `issuers_grant` and
+    `issuers_revoke` (audited).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="issuer_grants"
+    )
+    issuer = models.ForeignKey(Issuer, on_delete=models.CASCADE, related_name="grants")
+    granted_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["issuer__issuer_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "issuer"], name="grant_unique_per_user_issuer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issuer.issuer_id} for user {self.user_id}"
 
 
 # ---------------------------------------------------------------------------- insight

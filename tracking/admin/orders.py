@@ -15,9 +15,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -62,6 +61,7 @@ from tracking.services.export import (
     orders_xlsx_file,
     xlsx_blocks,
 )
+from tracking.services.issuer_grants import issuers_visible_to
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
 from tracking.services.registration import awaiting_first_event
 
@@ -74,6 +74,8 @@ TIMELINE_LIMIT = 500
 @admin.register(CardOrder)
 class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAdmin):
     """Orders are derived state: viewed, never edited; operators act through services."""
+
+    issuer_path = "issuer"
 
     # Why the row is listed (flags, D1's error) right after the card; optional columns last.
     # To fit 1366 px, the superseded and pull & change badges sit under the production status.
@@ -284,7 +286,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
                     "ids and input file names."
                 )
             ),
-            "matching_files": admin_insight_columns.matching_files(term),
+            "matching_files": admin_insight_columns.matching_files(term, user=request.user),
             "title": title,
             "subtitle": None,
             "queue": queue,
@@ -348,7 +350,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def get_list_display(self, request):
         names = list(super().get_list_display(request))
-        if len(Issuer.objects.filter(is_active=True).values_list("pk", flat=True)[:2]) < 2:
+        granted = issuers_visible_to(request.user, Issuer.objects.filter(is_active=True))
+        if len(granted.values_list("pk", flat=True)[:2]) < 2:
             # One issuer: its column would repeat the same code on every row.
             names.remove("issuer_code")
         if not can_see_personal(request.user):
@@ -485,8 +488,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method != "GET":
             raise PermissionDenied
-        order = get_object_or_404(
-            self.get_queryset(request).select_related("issuer", "assignee"), pk=object_id
+        order = self.granted_object_or_404(
+            request, object_id, self.get_queryset(request).select_related("issuer", "assignee")
         )
         if not self.has_view_permission(request, order):
             raise PermissionDenied
@@ -541,7 +544,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             "reconcile_next": _reconcile_next(order, now=now),
             "acknowledgements": acknowledgements,
             "current_acknowledgement": current_ack,
-            "next_exception_url": _next_exception_url(order) if current_ack else "",
+            "next_exception_url": _next_exception_url(order, self.get_queryset(request))
+            if current_ack
+            else "",
             "exception": exception,
             "expected_delivery": order_expected_delivery(order),
             "carrier_updates": carrier_updates(order, events[:TIMELINE_LIMIT]),
@@ -566,7 +571,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
         The order page polls this while an attempt is pending and reloads when it changes.
         """
-        order = get_object_or_404(self.get_queryset(request), pk=object_id)
+        order = self.granted_object_or_404(request, object_id)
         if not self.has_view_permission(request, order):
             raise PermissionDenied
         attempts = _reconcile_attempts(order)[:1]
@@ -577,9 +582,10 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             }
         )
 
-    def _order_or_404(self, object_id) -> CardOrder:
-        return get_object_or_404(
-            CardOrder.objects.only("pk", "card_id", "operation_id"), pk=object_id
+    def _order_or_404(self, request, object_id) -> CardOrder:
+        # An order of an issuer outside the grant answers 404, as a missing one does.
+        return self.granted_object_or_404(
+            request, object_id, CardOrder.objects.only("pk", "card_id", "operation_id")
         )
 
     def _back_to(self, object_id) -> HttpResponseRedirect:
@@ -590,7 +596,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def _reconcile(self, request, object_id):
         require_permission(request, "tracking.reconcile_cardorder")
-        order = self._order_or_404(object_id)
+        order = self._order_or_404(request, object_id)
         asked_at = timezone.now()
         try:
             orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_request(request))
@@ -623,7 +629,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def _replay(self, request, object_id):
         require_permission(request, "tracking.replay_cardorder")
-        order = self._order_or_404(object_id)
+        order = self._order_or_404(request, object_id)
         result = order_actions.order_replay(order_id=order.pk, actor=Actor.of_request(request))
         if result.changed:
             changed = ", ".join(sorted(result.changed))
@@ -638,7 +644,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     def _take(self, request, object_id):
         """ "Take it" on the order page: the order is yours (or nobody's, with release)."""
         require_permission(request, "tracking.acknowledge_cardorder")
-        order = self._order_or_404(object_id)
+        order = self._order_or_404(request, object_id)
         release = request.POST.get("release") == "1"
         order_actions.orders_assign(
             order_ids=[order.pk],
@@ -653,7 +659,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def _acknowledge(self, request, object_id):
         require_permission(request, "tracking.acknowledge_cardorder")
-        order = self._order_or_404(object_id)
+        order = self._order_or_404(request, object_id)
         try:
             order_actions.order_acknowledge(
                 order_id=order.pk,
@@ -733,9 +739,10 @@ def _current_acknowledgement(order: CardOrder, acknowledgements: list):
     return latest
 
 
-def _next_exception_url(order: CardOrder) -> str:
-    """The next open exception after this one, in the Exceptions list's order (first flagged)."""
-    open_exceptions = CardOrder.objects.filter(order_queues.open_exception_q()).exclude(pk=order.pk)
+def _next_exception_url(order: CardOrder, orders: QuerySet[CardOrder]) -> str:
+    """The next open exception after this one among `orders`, in the Exceptions list's order
+    (first flagged)."""
+    open_exceptions = orders.filter(order_queues.open_exception_q()).exclude(pk=order.pk)
     flagged = order.exception_changed_at
     if flagged is None:
         following = open_exceptions.filter(exception_changed_at__isnull=True, pk__gt=order.pk)
