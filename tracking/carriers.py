@@ -1,4 +1,4 @@
-"""D1's carrier codes, the names staff know them by (SPEC §2.3, complete as published), and
+"""D1's carrier codes, the names staff know them by (SPEC §2.3, plus Japan's three carriers), and
 each carrier's public tracking page, used when D1 sends no `trackingUrl`."""
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ CARRIERS: dict[str, str] = {
     "spain-correos-es": "Correos de España",
     "ups": "UPS",
     "usps-iv-api": "USPS Informed Visibility",
+    # Japan's carriers, by the codes D1's carrier list (AfterShip's slugs, SPEC §9 row 7) uses.
+    "japan-post": "Japan Post",
+    "yamato": "Yamato Transport",
+    "sagawa": "Sagawa Express",
 }
 
 # The carrier's public tracking page for one parcel; `{number}` is the tracking number, URL
@@ -39,6 +43,9 @@ TRACKING_URL_TEMPLATES: dict[str, str] = {
     "spain-correos-es": "https://www.correos.es/es/es/herramientas/localizador/envios/detalle?tracking-number={number}",
     "ups": "https://www.ups.com/track?tracknum={number}",
     "usps-iv-api": "https://tools.usps.com/go/TrackConfirmAction?tLabels={number}",
+    "japan-post": "https://trackings.post.japanpost.jp/services/srv/search/direct?reqCodeNo1={number}&searchKind=S002&locale=ja",
+    "yamato": "https://jizen.kuronekoyamato.co.jp/jizen/servlet/crjz.b.NQ0010?id={number}",
+    "sagawa": "https://k2k.sagawa-exp.co.jp/p/web/okurijosearch.do?okurijoNo={number}",
 }
 
 

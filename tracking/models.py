@@ -171,12 +171,14 @@ class NotificationDelivery(models.Model):
     error = models.TextField(
         "error", blank=True, help_text="Why the message or an item was refused."
     )
-    # Kept only for refused bodies (capped): accepted items live on their events.
-    body = models.TextField("refused body", blank=True)
+    # The body as received, capped: a refused one as text (card numbers masked), an accepted
+    # one (while D1_KEEP_ACCEPTED_BODIES is on) written from its items as they are stored. The
+    # D1 message page shows it and links every order it named.
+    body = models.TextField("body as received", blank=True)
     body_truncated = models.BooleanField(
-        "refused body cut short",
+        "body cut short",
         default=False,
-        help_text="The refused body was longer than the portal keeps; only its start is stored.",
+        help_text="The body was longer than the portal keeps; only its start is stored.",
     )
 
     class Meta:
@@ -364,6 +366,15 @@ class CardOrder(models.Model):
     # A copy of OrderPrediction.p50 that the insight refresh keeps, so that lists sort by it on
     # an index (migration 0011); pages and the API read the prediction itself.
     predicted_ship_date = models.DateField(null=True, blank=True, editable=False)
+    # Triage: who took the order's exception ("Take it"); staff, not derived from events.
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_orders",
+        verbose_name="taken by",
+    )
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Indexed with the id (`order_recent`): the lists' default order, ties included.
@@ -414,6 +425,12 @@ class CardOrder(models.Model):
             models.Index(
                 fields=["-updated_at"],
                 name="order_exception_recent",
+                condition=conditions.exception_q(),
+            ),
+            # admin: the Exceptions queue in the order it was flagged, so rows hold still.
+            models.Index(
+                fields=["exception_changed_at", "id"],
+                name="order_exception_flagged",
                 condition=conditions.exception_q(),
             ),
             # Reconciliation: the sweep looks only at open orders and shipped ones awaiting

@@ -216,6 +216,10 @@ D1_WEBHOOK_MAX_OPERATIONS = env.int("D1_WEBHOOK_MAX_OPERATIONS", default=1000)
 D1_REJECTED_BODY_KEEP_BYTES = env.int(
     "D1_REJECTED_BODY_KEEP_BYTES", default=D1_WEBHOOK_MAX_BODY_BYTES
 )
+# Accepted bodies are kept too (same cap), written from their items as stored (identifiers as
+# sent, text masked), for the D1 message page: the body and every order it named, duplicates
+# included. Off, an accepted message links only the orders of the items it brought first.
+D1_KEEP_ACCEPTED_BODIES = env.bool("D1_KEEP_ACCEPTED_BODIES", default=True)
 
 # ---------------------------------------------------------------------------- D1 on-demand API
 D1_API_BASE_URL = env("D1_API_BASE_URL", default="https://api.d1.thalescloud.io/banking/v1")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 import tracemalloc
+import zoneinfo
 
+import openpyxl
 import pytest
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from tests.admin.test_orders_list import listed_cards
+from tests.fixtures.backoffice import Card, post_items, shipment
 from tracking.models import CardOrder
 
 pytestmark = pytest.mark.django_db
@@ -141,3 +146,83 @@ def test_the_file_name_names_the_list_and_its_filters(boss, orders):
     response = boss.get(EXPORT, {"queue": "exceptions", "carrier": "ups"})
     name = re.search(r'filename="([^"]+)"', response["Content-Disposition"]).group(1)
     assert name.startswith("card-orders-exceptions-carrier-ups-") and name.endswith(".csv")
+
+
+# ---------------------------------------------------------------------------- spreadsheets
+
+EXPORT_XLSX = "/admin/tracking/cardorder/export.xlsx"
+
+
+@pytest.fixture
+def numeric_card(bo_issuer):
+    """A card whose ids are all digits, shipped by Japan Post with a twelve-digit number."""
+    card = Card("0001234567", "000987654321", "BATCH_JP.csv", "00042")
+    when = timezone.now() - dt.timedelta(hours=2)
+    post_items(bo_issuer, [card.item("CARD_PROD_DONE")], when - dt.timedelta(hours=1))
+    shipped = card.item(
+        "CARD_SHIPPED",
+        op_status="SUCCESSFUL",
+        shipment=shipment("012345678901", carrier="japan-post"),
+    )
+    post_items(bo_issuer, [shipped], when)
+    return CardOrder.objects.get(card_id="0001234567")
+
+
+def test_csv_ids_stay_text_in_excel(boss, orders, numeric_card):
+    text = b"".join(boss.get(EXPORT, {"q": "0001234567"}).streaming_content).decode()
+    row = next(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+    # Excel evaluates ="..." to the exact text: the leading zeros stay.
+    assert row["Card id"] == '="0001234567"'
+    assert row["Operation id"] == '="000987654321"'
+    assert row["Issuer request id"] == '="00042"'
+    assert row["Tracking number"] == '="012345678901"'
+    assert row["Carrier"] == "Japan Post"
+    assert row["Shipped on (UTC)"].startswith(numeric_card.stage_entered_at.strftime("%Y-%m-%d"))
+
+
+def test_xlsx_keeps_ids_as_text_and_times_as_dates_in_the_zone(
+    boss, orders, numeric_card, settings
+):
+    settings.TIME_ZONE = "Asia/Tokyo"
+    response = boss.get(EXPORT_XLSX, {"production_status": "CARD_SHIPPED"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.openxmlformats")
+    assert response["Content-Disposition"].endswith('.xlsx"')
+    workbook = openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content)))
+    sheet = workbook.active
+    rows = list(sheet.iter_rows(values_only=True))
+    headers = rows[0]
+    assert "Shipped on (JST)" in headers and "Delivered on (JST)" in headers
+    by_card = {row[headers.index("Card id")]: row for row in rows[1:]}
+    row = by_card["0001234567"]
+    assert row[headers.index("Tracking number")] == "012345678901"
+    assert row[headers.index("Operation id")] == "000987654321"
+    card_cell = next(
+        cell for cell in sheet[2 + list(by_card).index("0001234567")] if cell.value == "0001234567"
+    )
+    assert card_cell.data_type == "s"
+    shipped = row[headers.index("Shipped on (JST)")]
+    assert isinstance(shipped, dt.datetime)
+    tokyo = numeric_card.stage_entered_at.astimezone(zoneinfo.ZoneInfo("Asia/Tokyo"))
+    assert shipped == tokyo.replace(tzinfo=None, microsecond=shipped.microsecond)
+
+
+def test_xlsx_has_the_delivered_on_date(boss, orders):
+    response = boss.get(EXPORT_XLSX, {"q": "card-000124"})
+    rows = list(
+        openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content))).active.values
+    )
+    headers, row = rows[0], rows[1]
+    assert isinstance(row[headers.index("Delivered on (UTC)")], dt.datetime)
+    assert row[headers.index("Delivered on (UTC)")] > row[headers.index("Shipped on (UTC)")]
+
+
+def test_xlsx_masks_personal_fields_for_viewers(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    response = viewer.get(EXPORT_XLSX)
+    rows = list(
+        openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content))).active.values
+    )
+    headers = rows[0]
+    numbers = {row[headers.index("Tracking number")] for row in rows[1:]}
+    assert "1Z999AA10123456784" not in numbers

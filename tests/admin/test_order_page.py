@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.fixtures.backoffice import PATH, Card, post_items
+from tests.fixtures.backoffice import PATH, Card, post_items, shipment
 from tracking.models import AuditEntry, CardOrder, OrderAcknowledgement, ReconcileAttempt
 
 pytestmark = pytest.mark.django_db
@@ -259,3 +259,34 @@ def test_viewers_see_the_page_with_personal_fields_masked(admin_client_as, order
     )
     html = operator.get(page_url(orders, "delivered")).content.decode()
     assert "7946 1234 5678" in html and "<summary>Raw JSON</summary>" in html
+
+
+def test_the_carriers_updates_are_a_timeline_with_d1s_times(boss, orders):
+    html = boss.get(page_url(orders, "shipped")).content.decode()
+    timeline = html[html.index('id="carrier-timeline"') :]
+    timeline = timeline[: timeline.index("</section>")]
+    assert re.findall(r'bo-carrier-update" data-status="([A-Z_]+)"', timeline) == [
+        "PICKED_UP",
+        "IN_TRANSIT",
+    ]
+    assert "Departed facility" in timeline
+    assert timeline.count('data-field="d1-time"') == 2
+    assert timeline.count(" UTC") >= 4  # D1's time and the receipt, each with its zone
+
+
+def test_viewers_see_the_carrier_timeline_without_messages(admin_client_as, orders):
+    viewer = admin_client_as("tracking.view_cardorder")
+    html = viewer.get(page_url(orders, "shipped")).content.decode()
+    timeline = html[html.index('id="carrier-timeline"') :]
+    assert "Departed facility" not in timeline[: timeline.index("</section>")]
+
+
+def test_the_expected_delivery_sent_by_d1_is_shown(boss, orders, bo_issuer):
+    order = CardOrder.objects.get(pk=orders["shipped"])
+    card = Card(order.card_id, order.operation_id, order.input_file_name, order.issuer_request_id)
+    parcel = shipment("1Z999AA10123456784", expectedDeliveryDate="2026-12-24")
+    latest = card.item("CARD_SHIPPED", op_status="SUCCESSFUL", shipment=parcel)
+    latest["endTime"] = "2026-11-25T00:00:00.000Z"  # D1's latest word on the order
+    post_items(bo_issuer, [latest], order.updated_at)
+    html = boss.get(page_url(orders, "shipped")).content.decode()
+    assert 'id="expected-delivery" data-source="d1" data-expected="2026-12-24"' in html

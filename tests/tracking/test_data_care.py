@@ -91,8 +91,12 @@ def test_no_card_number_is_stored_from_webhooks_and_a_numeric_card_id_is_kept(
         "CardOrder.card_id",
         "OperationEvent.card_id",
         "OperationEvent.payload",
+        "NotificationDelivery.body",  # the accepted body, written from the stored items
         "OutboundEvent.payload",  # the order's card_id, as the read API shows it
     }
+    assert not NotificationDelivery.objects.filter(
+        status_code=400, body__contains=numeric_card_id
+    ).exists()
     event = OperationEvent.objects.get(card_id=numeric_card_id)
     assert (event.outcome, event.payload["cardId"]) == ("advanced", numeric_card_id)
     masked = OperationEvent.objects.get(operation_id=with_pan["operationId"]).payload

@@ -22,7 +22,8 @@ def test_accepted_body_answers_204_with_empty_body_after_storing(issuer, post_no
     delivery = NotificationDelivery.objects.get()
     assert (delivery.status_code, delivery.item_count, delivery.new_count) == (204, 2, 2)
     assert delivery.correlation_id == "corr-123"
-    assert delivery.body == ""  # accepted items live on their events
+    # The D1 message page shows the body as received.
+    assert json.loads(delivery.body) == spec.E12
     assert OperationEvent.objects.count() == 2
     assert CardOrder.objects.count() == 2
 

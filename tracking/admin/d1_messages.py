@@ -6,8 +6,10 @@ import json
 
 from django.contrib import admin
 from django.contrib.admin import DateFieldListFilter
+from django.db.models import Q
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from tracking import labels
 from tracking.admin import display as admin_display
@@ -16,6 +18,7 @@ from tracking.admin.base import EvidenceAdmin
 from tracking.admin.timeline import timeline_entries
 from tracking.data_care import PERSONAL_MASK, can_see_personal
 from tracking.models import (
+    CardOrder,
     NotificationDelivery,
     OperationEvent,
     RefusalTally,
@@ -315,7 +318,26 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         )
 
     def get_readonly_fields(self, request, obj=None):
-        return ["refused_body" if can_see_personal(request.user) else "masked_body"]
+        body = "refused_body" if can_see_personal(request.user) else "masked_body"
+        return ["orders_touched", body]
+
+    @admin.display(description=_("orders it touched"))
+    def orders_touched(self, delivery: NotificationDelivery) -> str:
+        orders = delivery_orders(delivery)
+        if not orders:
+            return "—"
+        links = format_html_join(
+            " ",
+            '<a class="bo-link bo-id bo-touched-order" href="{}" data-order="{}">{}</a>',
+            (
+                (reverse("admin:tracking_cardorder_change", args=[pk]), pk, card_id)
+                for pk, card_id in orders[:ORDERS_SHOWN]
+            ),
+        )
+        more = len(orders) - ORDERS_SHOWN
+        if more > 0:
+            return format_html('{} <span class="bo-subtle">{}</span>', links, f"+{more}")
+        return links
 
     # The message's page: the portal's answer and D1's error first, then the counts and caller.
     detail_fields = [
@@ -344,11 +366,14 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
     def source_detail(self, delivery: NotificationDelivery) -> str:
         return admin_display.coded("source", delivery.source)
 
-    @admin.display(description="refused body (as received, capped)")
+    @admin.display(description=_("body as received (capped)"))
     def masked_body(self, delivery: NotificationDelivery) -> str:
         if not delivery.body:
             return "—"
-        return PERSONAL_MASK + (" (cut short)" if delivery.body_truncated else "")
+        masked = viewer_body(delivery.body)
+        if masked is None:
+            return PERSONAL_MASK + (" (cut short)" if delivery.body_truncated else "")
+        return format_html('<pre class="bo-json" id="delivery-body">{}</pre>', masked)
 
     @admin.display(description="answer", ordering="status_code")
     def status_badge(self, delivery: NotificationDelivery) -> str:
@@ -358,12 +383,90 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             return admin_display.badge(f"{delivery.status_code} partly refused", "warning")
         return admin_display.badge(f"{delivery.status_code} accepted", "success")
 
-    @admin.display(description="refused body (as received, capped)")
+    @admin.display(description=_("body as received (capped)"))
     def refused_body(self, delivery: NotificationDelivery) -> str:
         if not delivery.body:
             return "—"
         return format_html(
-            '<pre class="bo-json">{}</pre>{}',
-            delivery.body,
-            " (cut short: only the start of the body is kept)" if delivery.body_truncated else "",
+            '<pre class="bo-json" id="delivery-body">{}</pre>{}',
+            # Refused bodies exactly as kept; accepted ones (kept compact) indented.
+            delivery.body if delivery.status_code >= 400 else readable_body(delivery.body),
+            _(" (cut short: only the start of the body is kept)")
+            if delivery.body_truncated
+            else "",
         )
+
+
+ORDERS_SHOWN = 200
+
+
+def readable_body(body: str) -> str:
+    """The body indented when it is JSON (accepted bodies are kept compact), else as kept."""
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
+
+
+def delivery_orders(delivery: NotificationDelivery) -> list[tuple[int, str]]:
+    """(pk, card id) of each order the message named, in the body's order.
+
+    From the kept body (every item, duplicates too), else from the items it brought first.
+    """
+    pairs = _body_pairs(delivery.body)
+    if pairs and delivery.issuer_id:
+        wanted = Q()
+        for card_id, operation_id in pairs[: ORDERS_SHOWN * 2]:
+            wanted |= Q(card_id=card_id, operation_id=operation_id)
+        found = {
+            (card_id, operation_id): pk
+            for pk, card_id, operation_id in CardOrder.objects.filter(
+                wanted, issuer_id=delivery.issuer_id
+            ).values_list("pk", "card_id", "operation_id")
+        }
+        ordered = [(found[pair], pair[0]) for pair in dict.fromkeys(pairs) if pair in found]
+        if ordered:
+            return ordered
+    return list(
+        CardOrder.objects.filter(events__delivery=delivery)
+        .distinct()
+        .order_by("pk")
+        .values_list("pk", "card_id")[: ORDERS_SHOWN + 1]
+    )
+
+
+def _body_pairs(body: str) -> list[tuple[str, str]]:
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return []
+    operations = parsed.get("operations") if isinstance(parsed, dict) else None
+    if not isinstance(operations, list):
+        return []
+    return [
+        (item["cardId"], item["operationId"])
+        for item in operations
+        if isinstance(item, dict)
+        and isinstance(item.get("cardId"), str)
+        and isinstance(item.get("operationId"), str)
+    ]
+
+
+def viewer_body(body: str) -> str | None:
+    """The body for those who may not see personal fields, or None when it cannot be shown.
+
+    Each item's `details.shipment` (tracking number, link, carrier message: personal fields)
+    is replaced by the mask; card numbers were masked before the body was stored
+    (`deliveries.kept_body`). A body that is not JSON (cut short, or refused as such) is not
+    shown at all.
+    """
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    operations = parsed.get("operations") if isinstance(parsed, dict) else None
+    for item in operations if isinstance(operations, list) else []:
+        details = item.get("details") if isinstance(item, dict) else None
+        if isinstance(details, dict) and "shipment" in details:
+            details["shipment"] = PERSONAL_MASK
+    return json.dumps(parsed, indent=2, ensure_ascii=False)

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
 from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
@@ -182,6 +183,30 @@ class CarrierFilter(ChoiceFilter):
         if value == NONE:
             return queryset.filter(carrier="")
         return queryset.filter(carrier=value) if value else queryset
+
+
+class AssigneeFilter(ChoiceFilter):
+    """Who took the order ("Take it"): me, nobody, or any one user by id."""
+
+    title = _("taken by")
+    parameter_name = "assignee"
+    MINE, NOBODY = "me", "nobody"
+
+    def lookups(self, request, model_admin):
+        # No list of holders: it would cost every list a query. `?assignee=<user id>` still
+        # filters by anyone (the triage column links there).
+        return [(self.MINE, _("Taken by me")), (self.NOBODY, _("Not taken"))]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == self.MINE:
+            return queryset.filter(assignee_id=request.user.pk)
+        if value == self.NOBODY:
+            return queryset.filter(assignee__isnull=True)
+        if value and value.isascii() and value.isdigit() and len(value) <= 18:
+            return queryset.filter(assignee_id=int(value))
+        # Not a user id (nor one a database could hold): nobody holds such orders.
+        return queryset.none() if value else queryset
 
 
 class ProductionSiteFilter(ChoiceFilter):

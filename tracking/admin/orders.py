@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from tracking import labels
@@ -41,14 +45,22 @@ from tracking.models import (
     CardOrder,
     Issuer,
     OperationEvent,
+    OrderAcknowledgement,
     ReconcileAttempt,
 )
 from tracking.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
 from tracking.services import order_actions, order_queues, order_search
-from tracking.services.audit import Actor
+from tracking.services.audit import Actor, audit_actor
 from tracking.services.d1_asks import D1AskRefused
+from tracking.services.delivery_predictions import carrier_updates, order_expected_delivery
 from tracking.services.explanation import order_explanation
-from tracking.services.export import orders_csv_audited, orders_csv_lines
+from tracking.services.export import (
+    XLSX_CONTENT_TYPE,
+    orders_csv_audited,
+    orders_csv_lines,
+    orders_xlsx_file,
+    xlsx_blocks,
+)
 from tracking.services.issuer_grants import issuers_visible_to
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
 from tracking.services.registration import awaiting_first_event
@@ -78,11 +90,14 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         "issuer_code",
     ]
     list_display_links = None
-    list_select_related = ["issuer", "prediction"]
+    list_select_related = ["issuer", "prediction", "assignee"]
     list_per_page = settings.ADMIN_LIST_PER_PAGE
     # Declared for the search box; `get_search_results` decides how each term is matched.
     search_fields = ["=card_id", "=operation_id", "=issuer_request_id", "=tracking_number"]
-    search_help_text = "Card id, operation id, request id, tracking number or file name"
+    search_help_text = _(
+        "Card id, operation id, request id, tracking number (or its last 4 characters), "
+        "or part of a card id, request id or file name"
+    )
     list_filter = [
         admin_filters.QueueFilter,
         admin_filters.IssuerFilter,
@@ -95,6 +110,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         admin_filters.ReconcileReasonFilter,
         admin_filters.OrderChangeFilter,
         admin_filters.HasErrorFilter,
+        admin_filters.AssigneeFilter,
         admin_filters.CardIdContainsFilter,
         admin_filters.InputFileFilter,
         ("first_event_at", admin_filters.DateRangeFilter),
@@ -103,7 +119,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     ]
     list_before_template = "admin/tracking/cardorder/list_toolbar.html"
     list_fullwidth = True
-    actions = [reconcile_now_action]
+    actions = [reconcile_now_action, "take_action", "release_action", "acknowledge_action"]
 
     # ------------------------------------------------------------------ list
 
@@ -112,6 +128,120 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         if queue and queue.ordering:
             return list(queue.ordering)
         return super().get_ordering(request)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.GET.get("queue", "") in TRIAGE_QUEUES:
+            latest = OrderAcknowledgement.objects.filter(order=OuterRef("pk")).order_by(
+                "-created_at", "-id"
+            )
+            queryset = queryset.annotate(
+                acknowledged_by=Subquery(latest.values("user__username")[:1]),
+                acknowledged_at=Subquery(latest.values("created_at")[:1]),
+            )
+        return queryset
+
+    @admin.display(description=_("taken by / acknowledged by"))
+    def triage(self, order: CardOrder) -> str:
+        taken = order.assignee.get_username() if order.assignee_id else ""
+        acknowledged = getattr(order, "acknowledged_by", None)
+        acknowledged_at = getattr(order, "acknowledged_at", None)
+        acknowledged_html = (
+            format_html(
+                '<span class="bo-subtle block bo-acknowledged-by" title="{}">{} {}</span>',
+                _("Acknowledged by"),
+                "✓",
+                acknowledged,
+            )
+            if acknowledged and _acknowledgement_covers(order, acknowledged_at)
+            else ""
+        )
+        return format_html(
+            '<span class="bo-assignee" data-assignee="{}">{}</span>{}',
+            taken,
+            taken or "—",
+            acknowledged_html,
+        )
+
+    # ------------------------------------------------------------------ triage actions
+
+    @admin.action(description=_("Take it (assign to me)"), permissions=["acknowledge"])
+    def take_action(self, request, queryset):
+        require_permission(request, "tracking.acknowledge_cardorder")
+        taken = order_actions.orders_assign(
+            order_ids=list(queryset.values_list("pk", flat=True)),
+            actor=Actor.of_request(request),
+            assignee=request.user,
+        )
+        self.message_user(
+            request,
+            ngettext("You took %(count)d order.", "You took %(count)d orders.", taken)
+            % {"count": taken},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Release (assign to nobody)"), permissions=["acknowledge"])
+    def release_action(self, request, queryset):
+        require_permission(request, "tracking.acknowledge_cardorder")
+        released = order_actions.orders_assign(
+            order_ids=list(queryset.values_list("pk", flat=True)),
+            actor=Actor.of_request(request),
+            assignee=None,
+        )
+        self.message_user(
+            request,
+            ngettext("Released %(count)d order.", "Released %(count)d orders.", released)
+            % {"count": released},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Acknowledge with one note…"), permissions=["acknowledge"])
+    def acknowledge_action(self, request, queryset):
+        """Ask for the note on an intermediate page, then acknowledge every selected order."""
+        require_permission(request, "tracking.acknowledge_cardorder")
+        form = BulkAcknowledgeForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            count = order_actions.orders_acknowledge(
+                order_ids=list(queryset.values_list("pk", flat=True)),
+                actor=Actor.of_request(request),
+                note=form.cleaned_data["note"],
+            )
+            self.message_user(
+                request,
+                ngettext(
+                    "Acknowledged %(count)d exception with one note.",
+                    "Acknowledged %(count)d exceptions with one note.",
+                    count,
+                )
+                % {"count": count},
+                messages.SUCCESS,
+            )
+            return None
+        orders = list(
+            queryset.select_related(None).only("pk", "card_id", "operation_id")[
+                : BULK_ACKNOWLEDGE_LIMIT + 1
+            ]
+        )
+        if len(orders) > BULK_ACKNOWLEDGE_LIMIT:
+            self.message_user(
+                request,
+                _("Select at most %(limit)d orders to acknowledge at once.")
+                % {"limit": BULK_ACKNOWLEDGE_LIMIT},
+                messages.ERROR,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Acknowledge exceptions with one note"),
+            "opts": self.opts,
+            "form": form,
+            "orders": orders,
+            "action": "acknowledge_action",
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "back_url": request.get_full_path(),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/tracking/cardorder/acknowledge_bulk.html", context)
 
     def get_search_results(self, request, queryset, search_term):
         found, search_path = order_search.orders_search(
@@ -141,17 +271,21 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         queue = request.GET.get("queue", "")
         shown = order_queues.QUEUES.get(queue)
         title, description = (shown.title, shown.description) if shown else ("Card orders", "")
-        contains = request.GET.copy()
-        contains.pop(SEARCH_VAR, None)
-        contains.pop("p", None)
-        contains["card_contains"] = term.strip()
         extra_context = {
             "search_explained": (
-                "The search compared it, ignoring case, with whole card ids, operation ids, "
-                "issuer request ids and tracking numbers, then looked for it inside input "
-                "file names."
+                _(
+                    "The search compared it, ignoring case, with whole card ids, operation ids, "
+                    "issuer request ids and tracking numbers, then with the end of tracking "
+                    "numbers, then looked for it inside card ids, issuer request ids and input "
+                    "file names."
+                )
+                if self._search_id_fields(request) == order_search.ID_FIELDS
+                else _(
+                    "The search compared it, ignoring case, with whole card ids, operation ids "
+                    "and issuer request ids, then looked for it inside card ids, issuer request "
+                    "ids and input file names."
+                )
             ),
-            "search_contains_url": f"{request.path}?{contains.urlencode()}" if term else "",
             "matching_files": admin_insight_columns.matching_files(term, user=request.user),
             "title": title,
             "subtitle": None,
@@ -160,7 +294,13 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             "queue_tabs": [q for q in order_queues.QUEUES.values() if q.tab],
             **(extra_context or {}),
         }
-        return super().changelist_view(request, extra_context)
+        response = super().changelist_view(request, extra_context)
+        # The search ran while the list was built: say which path found the rows.
+        search_path = getattr(request, "order_search_path", order_search.SearchPath.NONE)
+        if getattr(response, "context_data", None) is not None:
+            response.context_data["search_matched"] = order_search.MATCHED.get(search_path, "")
+            response.context_data["search_path"] = search_path
+        return response
 
     def _search_id_fields(self, request) -> tuple[str, ...]:
         # Viewers may not search a personal field (a match would confirm a guessed value).
@@ -217,6 +357,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         if not can_see_personal(request.user):
             # Viewers: the tracking number and link are personal (PERSONAL_FIELDS).
             names = ["shipment_column_masked" if n == "shipment_column" else n for n in names]
+        if request.GET.get("queue", "") in TRIAGE_QUEUES:
+            # Triage lists say who took each exception and, once handled, who acknowledged it.
+            names.insert(names.index("flags") + 1, "triage")
         return names
 
     @admin.display(description="shipment / carrier", ordering="shipment_status")
@@ -250,6 +393,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         wrap = self.admin_site.admin_view
         return [
             path("export.csv", wrap(self.export_view), name="{}_{}_export".format(*info)),
+            path(
+                "export.xlsx", wrap(self.export_xlsx_view), name="{}_{}_export_xlsx".format(*info)
+            ),
             *admin_issuer.order_urls(self),
             path(
                 "<int:object_id>/reconcile/",
@@ -265,6 +411,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
                 "<int:object_id>/replay/",
                 wrap(self.replay_view),
                 name="{}_{}_replay".format(*info),
+            ),
+            path(
+                "<int:object_id>/take/",
+                wrap(self.take_view),
+                name="{}_{}_take".format(*info),
             ),
             path(
                 "<int:object_id>/acknowledge/",
@@ -301,12 +452,45 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         )
         return response
 
+    def export_xlsx_view(self, request: HttpRequest):
+        """The current list as an .xlsx workbook, written in constant memory, then streamed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        queryset = changelist.get_queryset(request)
+        masked = set() if can_see_personal(request.user) else set(personal_fields(CardOrder))
+        stuck = request.GET.get("queue") == "stuck" or request.GET.get("stage_age") == "stuck"
+        file_path, rows = orders_xlsx_file(
+            queryset=queryset,
+            chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE,
+            masked=masked,
+            stuck=stuck,
+        )
+        audit_actor(
+            Actor.of_request(request),
+            action="order.export",
+            targets=[None],
+            details={
+                "filters": {key: request.GET.getlist(key) for key in sorted(request.GET)},
+                "rows": rows,
+                "complete": True,
+                "format": "xlsx",
+            },
+        )
+        response = StreamingHttpResponse(xlsx_blocks(file_path), content_type=XLSX_CONTENT_TYPE)
+        name = export_file_name(request.GET, now=timezone.now()).removesuffix(".csv") + ".xlsx"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Content-Length"] = str(os.path.getsize(file_path))
+        return response
+
     # ------------------------------------------------------------------ the order page
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method != "GET":
             raise PermissionDenied
-        order = self.granted_object_or_404(request, object_id)
+        order = self.granted_object_or_404(
+            request, object_id, self.get_queryset(request).select_related("issuer", "assignee")
+        )
         if not self.has_view_permission(request, order):
             raise PermissionDenied
         now = timezone.now()
@@ -364,6 +548,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             if current_ack
             else "",
             "exception": exception,
+            "expected_delivery": order_expected_delivery(order),
+            "carrier_updates": carrier_updates(order, events[:TIMELINE_LIMIT]),
             "shipped_on": _shipped_on(order),
             "delivered_on": _delivered_on(order),
             "can_reconcile": self.has_reconcile_permission(request),
@@ -452,6 +638,22 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             messages.success(request, "Replayed from the stored events: the state is unchanged.")
         return self._back_to(order.pk)
 
+    def take_view(self, request, object_id):
+        return require_POST(self._take)(request, object_id)
+
+    def _take(self, request, object_id):
+        """ "Take it" on the order page: the order is yours (or nobody's, with release)."""
+        require_permission(request, "tracking.acknowledge_cardorder")
+        order = self._order_or_404(request, object_id)
+        release = request.POST.get("release") == "1"
+        order_actions.orders_assign(
+            order_ids=[order.pk],
+            actor=Actor.of_request(request),
+            assignee=None if release else request.user,
+        )
+        messages.success(request, _("Released.") if release else _("You took this order."))
+        return self._back_to(order.pk)
+
     def acknowledge_view(self, request, object_id):
         return require_POST(self._acknowledge)(request, object_id)
 
@@ -469,6 +671,19 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         else:
             messages.success(request, "Exception acknowledged; the order left the Exceptions list.")
         return self._back_to(order.pk)
+
+
+# The lists whose rows staff work one by one: who took each, who acknowledged it.
+TRIAGE_QUEUES = frozenset({"exceptions", "acknowledged"})
+BULK_ACKNOWLEDGE_LIMIT = 500
+
+
+class BulkAcknowledgeForm(forms.Form):
+    note = forms.CharField(
+        label=_("Note (kept on each order)"),
+        widget=forms.Textarea(attrs={"rows": 3, "id": "bulk-acknowledge-note"}),
+        strip=True,
+    )
 
 
 RECONCILE_PENDING_FOR = dt.timedelta(minutes=5)
@@ -501,6 +716,14 @@ def _reconcile_next(order: CardOrder, *, now: dt.datetime) -> str:
     return format_html("{} ({})", admin_display.when(order.reconcile_next_at, now=now), why)
 
 
+def _acknowledgement_covers(order: CardOrder, acknowledged_at: dt.datetime | None) -> bool:
+    """An acknowledgement made then still covers the exception (see `_current_acknowledgement`)."""
+    if acknowledged_at is None:
+        return False
+    changed = order.exception_changed_at
+    return changed is None or acknowledged_at >= changed
+
+
 def _current_acknowledgement(order: CardOrder, acknowledgements: list):
     """The acknowledgement that covers the exception as it is now, by the queue's own rule.
 
@@ -517,26 +740,21 @@ def _current_acknowledgement(order: CardOrder, acknowledgements: list):
 
 
 def _next_exception_url(order: CardOrder, orders: QuerySet[CardOrder]) -> str:
-    """The next open exception after this one among `orders`, in the Exceptions list's order."""
-    following = (
-        orders.filter(order_queues.open_exception_q())
-        .exclude(pk=order.pk)
-        .filter(
-            Q(updated_at__lt=order.updated_at) | Q(updated_at=order.updated_at, pk__lt=order.pk)
+    """The next open exception after this one among `orders`, in the Exceptions list's order
+    (first flagged)."""
+    open_exceptions = orders.filter(order_queues.open_exception_q()).exclude(pk=order.pk)
+    flagged = order.exception_changed_at
+    if flagged is None:
+        following = open_exceptions.filter(exception_changed_at__isnull=True, pk__gt=order.pk)
+    else:
+        following = open_exceptions.filter(
+            Q(exception_changed_at__gt=flagged) | Q(exception_changed_at=flagged, pk__gt=order.pk)
         )
-        .order_by("-updated_at", "-id")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if following is None:
-        following = (
-            orders.filter(order_queues.open_exception_q())
-            .exclude(pk=order.pk)
-            .order_by("-updated_at", "-id")
-            .values_list("pk", flat=True)
-            .first()
-        )
-    return reverse("admin:tracking_cardorder_change", args=[following]) if following else ""
+    ordering = order_queues.QUEUES["exceptions"].ordering or ("-updated_at", "-id")
+    next_pk = following.order_by(*ordering).values_list("pk", flat=True).first()
+    if next_pk is None:
+        next_pk = open_exceptions.order_by(*ordering).values_list("pk", flat=True).first()
+    return reverse("admin:tracking_cardorder_change", args=[next_pk]) if next_pk else ""
 
 
 def _shipped_on(order: CardOrder) -> dt.datetime | None:

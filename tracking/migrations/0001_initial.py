@@ -6,202 +6,371 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Issuer',
+            name="Issuer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('issuer_id', models.CharField(max_length=10, unique=True, verbose_name='D1 issuer id')),
-                ('name', models.CharField(max_length=200)),
-                ('is_active', models.BooleanField(default=True)),
-                ('d1_key_id', models.CharField(blank=True, max_length=100, verbose_name='D1 key id')),
-                ('d1_private_key_path', models.CharField(blank=True, max_length=500, verbose_name='D1 private key path')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "issuer_id",
+                    models.CharField(max_length=10, unique=True, verbose_name="D1 issuer id"),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("is_active", models.BooleanField(default=True)),
+                (
+                    "d1_key_id",
+                    models.CharField(blank=True, max_length=100, verbose_name="D1 key id"),
+                ),
+                (
+                    "d1_private_key_path",
+                    models.CharField(
+                        blank=True, max_length=500, verbose_name="D1 private key path"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
             ],
             options={
-                'ordering': ['issuer_id'],
+                "ordering": ["issuer_id"],
             },
         ),
         migrations.CreateModel(
-            name='CardOrder',
+            name="CardOrder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('card_id', models.CharField(max_length=48)),
-                ('operation_id', models.CharField(max_length=64)),
-                ('operation', models.CharField(db_default='', max_length=64)),
-                ('tracking_type', models.CharField(blank=True, db_default='', max_length=32)),
-                ('operation_status', models.CharField(blank=True, db_default='', max_length=32)),
-                ('production_status', models.CharField(blank=True, db_default='', max_length=64)),
-                ('production_rank', models.SmallIntegerField(blank=True, null=True)),
-                ('is_terminal', models.BooleanField(db_default=False, default=False)),
-                ('start_time', models.DateTimeField(blank=True, null=True)),
-                ('end_time', models.DateTimeField(blank=True, null=True)),
-                ('issuer_request_id', models.CharField(blank=True, db_default='', max_length=255)),
-                ('input_file_name', models.CharField(blank=True, db_default='', max_length=255)),
-                ('production_site', models.CharField(blank=True, db_default='', max_length=255)),
-                ('due_date', models.DateField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True, db_default='')),
-                ('error_code', models.CharField(blank=True, db_default='', max_length=255)),
-                ('error', models.TextField(blank=True, db_default='')),
-                ('shipment', models.JSONField(blank=True, null=True)),
-                ('carrier', models.CharField(blank=True, db_default='', max_length=64)),
-                ('tracking_number', models.CharField(blank=True, db_default='', max_length=255)),
-                ('tracking_url', models.URLField(blank=True, db_default='', max_length=2048)),
-                ('shipment_status', models.CharField(blank=True, db_default='', max_length=64)),
-                ('shipment_message', models.TextField(blank=True, db_default='')),
-                ('shipment_final', models.BooleanField(db_default=False, default=False)),
-                ('has_conflict', models.BooleanField(db_default=False, default=False)),
-                ('has_unknown_status', models.BooleanField(db_default=False, default=False)),
-                ('has_gap', models.BooleanField(db_default=False, default=False)),
-                ('unknown_codes', models.JSONField(blank=True, db_default=models.Value([], models.JSONField()), default=list)),
-                ('missing_steps', models.JSONField(blank=True, db_default=models.Value([], models.JSONField()), default=list)),
-                ('state_fingerprint', models.CharField(blank=True, db_default='', max_length=64)),
-                ('stage_first_seen', models.JSONField(blank=True, db_default=models.Value({}, models.JSONField()), default=dict)),
-                ('stage_entered_at', models.DateTimeField(blank=True, null=True)),
-                ('first_event_at', models.DateTimeField(blank=True, null=True)),
-                ('last_event_at', models.DateTimeField(blank=True, null=True)),
-                ('event_count', models.PositiveIntegerField(db_default=0, default=0)),
-                ('needs_reconcile', models.BooleanField(db_default=False, default=False)),
-                ('reconcile_reason', models.CharField(blank=True, choices=[('conflict', 'Conflict'), ('unknown_status', 'Unknown status'), ('gap', 'Gap')], db_default='', max_length=32)),
-                ('reconcile_next_at', models.DateTimeField(blank=True, null=True)),
-                ('reconcile_attempts', models.PositiveIntegerField(db_default=0, default=0)),
-                ('last_reconciled_at', models.DateTimeField(blank=True, null=True)),
-                ('last_reconcile_outcome', models.CharField(blank=True, db_default='', max_length=32)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('issuer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='tracking.issuer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("card_id", models.CharField(max_length=48)),
+                ("operation_id", models.CharField(max_length=64)),
+                ("operation", models.CharField(db_default="", max_length=64)),
+                ("tracking_type", models.CharField(blank=True, db_default="", max_length=32)),
+                ("operation_status", models.CharField(blank=True, db_default="", max_length=32)),
+                ("production_status", models.CharField(blank=True, db_default="", max_length=64)),
+                ("production_rank", models.SmallIntegerField(blank=True, null=True)),
+                ("is_terminal", models.BooleanField(db_default=False, default=False)),
+                ("start_time", models.DateTimeField(blank=True, null=True)),
+                ("end_time", models.DateTimeField(blank=True, null=True)),
+                ("issuer_request_id", models.CharField(blank=True, db_default="", max_length=255)),
+                ("input_file_name", models.CharField(blank=True, db_default="", max_length=255)),
+                ("production_site", models.CharField(blank=True, db_default="", max_length=255)),
+                ("due_date", models.DateField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True, db_default="")),
+                ("error_code", models.CharField(blank=True, db_default="", max_length=255)),
+                ("error", models.TextField(blank=True, db_default="")),
+                ("shipment", models.JSONField(blank=True, null=True)),
+                ("carrier", models.CharField(blank=True, db_default="", max_length=64)),
+                ("tracking_number", models.CharField(blank=True, db_default="", max_length=255)),
+                ("tracking_url", models.URLField(blank=True, db_default="", max_length=2048)),
+                ("shipment_status", models.CharField(blank=True, db_default="", max_length=64)),
+                ("shipment_message", models.TextField(blank=True, db_default="")),
+                ("shipment_final", models.BooleanField(db_default=False, default=False)),
+                ("has_conflict", models.BooleanField(db_default=False, default=False)),
+                ("has_unknown_status", models.BooleanField(db_default=False, default=False)),
+                ("has_gap", models.BooleanField(db_default=False, default=False)),
+                (
+                    "unknown_codes",
+                    models.JSONField(
+                        blank=True, db_default=models.Value([], models.JSONField()), default=list
+                    ),
+                ),
+                (
+                    "missing_steps",
+                    models.JSONField(
+                        blank=True, db_default=models.Value([], models.JSONField()), default=list
+                    ),
+                ),
+                ("state_fingerprint", models.CharField(blank=True, db_default="", max_length=64)),
+                (
+                    "stage_first_seen",
+                    models.JSONField(
+                        blank=True, db_default=models.Value({}, models.JSONField()), default=dict
+                    ),
+                ),
+                ("stage_entered_at", models.DateTimeField(blank=True, null=True)),
+                ("first_event_at", models.DateTimeField(blank=True, null=True)),
+                ("last_event_at", models.DateTimeField(blank=True, null=True)),
+                ("event_count", models.PositiveIntegerField(db_default=0, default=0)),
+                ("needs_reconcile", models.BooleanField(db_default=False, default=False)),
+                (
+                    "reconcile_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("conflict", "Conflict"),
+                            ("unknown_status", "Unknown status"),
+                            ("gap", "Gap"),
+                        ],
+                        db_default="",
+                        max_length=32,
+                    ),
+                ),
+                ("reconcile_next_at", models.DateTimeField(blank=True, null=True)),
+                ("reconcile_attempts", models.PositiveIntegerField(db_default=0, default=0)),
+                ("last_reconciled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "last_reconcile_outcome",
+                    models.CharField(blank=True, db_default="", max_length=32),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "issuer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="orders",
+                        to="tracking.issuer",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-updated_at', '-id'],
+                "ordering": ["-updated_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='NotificationDelivery',
+            name="NotificationDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('received_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('issuer_id_in_path', models.CharField(blank=True, max_length=64)),
-                ('source', models.CharField(choices=[('webhook', 'Webhook'), ('on_demand', 'On-demand (reconciliation)'), ('replay', 'Replay')], default='webhook', max_length=16)),
-                ('correlation_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('client_identity', models.CharField(blank=True, max_length=255)),
-                ('remote_addr', models.CharField(blank=True, max_length=64)),
-                ('content_type', models.CharField(blank=True, max_length=255)),
-                ('byte_size', models.PositiveIntegerField(default=0)),
-                ('item_count', models.PositiveIntegerField(default=0)),
-                ('new_count', models.PositiveIntegerField(default=0)),
-                ('duplicate_count', models.PositiveIntegerField(default=0)),
-                ('rejected_count', models.PositiveIntegerField(default=0)),
-                ('status_code', models.PositiveSmallIntegerField()),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error', models.TextField(blank=True)),
-                ('body', models.TextField(blank=True)),
-                ('body_truncated', models.BooleanField(default=False)),
-                ('issuer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='tracking.issuer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "received_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("issuer_id_in_path", models.CharField(blank=True, max_length=64)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("webhook", "Webhook"),
+                            ("on_demand", "On-demand (reconciliation)"),
+                            ("replay", "Replay"),
+                        ],
+                        default="webhook",
+                        max_length=16,
+                    ),
+                ),
+                ("correlation_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("client_identity", models.CharField(blank=True, max_length=255)),
+                ("remote_addr", models.CharField(blank=True, max_length=64)),
+                ("content_type", models.CharField(blank=True, max_length=255)),
+                ("byte_size", models.PositiveIntegerField(default=0)),
+                ("item_count", models.PositiveIntegerField(default=0)),
+                ("new_count", models.PositiveIntegerField(default=0)),
+                ("duplicate_count", models.PositiveIntegerField(default=0)),
+                ("rejected_count", models.PositiveIntegerField(default=0)),
+                ("status_code", models.PositiveSmallIntegerField()),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error", models.TextField(blank=True)),
+                ("body", models.TextField(blank=True)),
+                ("body_truncated", models.BooleanField(default=False)),
+                (
+                    "issuer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="tracking.issuer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'notification deliveries',
-                'ordering': ['-received_at', '-id'],
+                "verbose_name_plural": "notification deliveries",
+                "ordering": ["-received_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='OperationEvent',
+            name="OperationEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fingerprint', models.CharField(max_length=64)),
-                ('card_id', models.CharField(blank=True, max_length=48)),
-                ('operation_id', models.CharField(blank=True, max_length=64)),
-                ('operation', models.CharField(blank=True, max_length=64)),
-                ('operation_status', models.CharField(blank=True, max_length=32)),
-                ('production_status', models.CharField(blank=True, max_length=64)),
-                ('shipment_status', models.CharField(blank=True, max_length=64)),
-                ('payload', models.JSONField()),
-                ('source', models.CharField(choices=[('webhook', 'Webhook'), ('on_demand', 'On-demand (reconciliation)'), ('replay', 'Replay')], default='webhook', max_length=16)),
-                ('first_received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('times_received', models.PositiveIntegerField(default=1)),
-                ('outcome', models.CharField(blank=True, choices=[('advanced', 'Advanced the state'), ('shipment_update', 'Shipment update'), ('stale', 'Stale (arrived after a later step)'), ('unknown_status', 'Unknown status code'), ('conflict', 'Conflict'), ('no_change', 'No change'), ('not_tracked', 'Other operation (recorded)'), ('invalid', 'Invalid item')], max_length=32)),
-                ('validation_error', models.TextField(blank=True)),
-                ('applied_at', models.DateTimeField(blank=True, null=True)),
-                ('delivery', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tracking.notificationdelivery')),
-                ('issuer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='tracking.issuer')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='events', to='tracking.cardorder')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("fingerprint", models.CharField(max_length=64)),
+                ("card_id", models.CharField(blank=True, max_length=48)),
+                ("operation_id", models.CharField(blank=True, max_length=64)),
+                ("operation", models.CharField(blank=True, max_length=64)),
+                ("operation_status", models.CharField(blank=True, max_length=32)),
+                ("production_status", models.CharField(blank=True, max_length=64)),
+                ("shipment_status", models.CharField(blank=True, max_length=64)),
+                ("payload", models.JSONField()),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("webhook", "Webhook"),
+                            ("on_demand", "On-demand (reconciliation)"),
+                            ("replay", "Replay"),
+                        ],
+                        default="webhook",
+                        max_length=16,
+                    ),
+                ),
+                ("first_received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("times_received", models.PositiveIntegerField(default=1)),
+                (
+                    "outcome",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("advanced", "Advanced the state"),
+                            ("shipment_update", "Shipment update"),
+                            ("stale", "Stale (arrived after a later step)"),
+                            ("unknown_status", "Unknown status code"),
+                            ("conflict", "Conflict"),
+                            ("no_change", "No change"),
+                            ("not_tracked", "Other operation (recorded)"),
+                            ("invalid", "Invalid item"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("validation_error", models.TextField(blank=True)),
+                ("applied_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="tracking.notificationdelivery",
+                    ),
+                ),
+                (
+                    "issuer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="events",
+                        to="tracking.issuer",
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="events",
+                        to="tracking.cardorder",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['first_received_at', 'id'],
+                "ordering": ["first_received_at", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['card_id'], name='order_card_id'),
+            model_name="cardorder",
+            index=models.Index(fields=["card_id"], name="order_card_id"),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['operation_id'], name='order_operation_id'),
+            model_name="cardorder",
+            index=models.Index(fields=["operation_id"], name="order_operation_id"),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['issuer_request_id'], name='order_issuer_request_id'),
+            model_name="cardorder",
+            index=models.Index(fields=["issuer_request_id"], name="order_issuer_request_id"),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['tracking_number'], name='order_tracking_number'),
+            model_name="cardorder",
+            index=models.Index(fields=["tracking_number"], name="order_tracking_number"),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['input_file_name'], name='order_input_file_name'),
+            model_name="cardorder",
+            index=models.Index(fields=["input_file_name"], name="order_input_file_name"),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['production_status', 'stage_entered_at'], name='order_status_stage'),
+            model_name="cardorder",
+            index=models.Index(
+                fields=["production_status", "stage_entered_at"], name="order_status_stage"
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['operation_status', '-updated_at'], name='order_opstatus_recent'),
+            model_name="cardorder",
+            index=models.Index(
+                fields=["operation_status", "-updated_at"], name="order_opstatus_recent"
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('needs_reconcile', True)), fields=['reconcile_next_at'], name='order_needs_reconcile'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(("needs_reconcile", True)),
+                fields=["reconcile_next_at"],
+                name="order_needs_reconcile",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['due_date'], name='order_due_date'),
+            model_name="cardorder",
+            index=models.Index(fields=["due_date"], name="order_due_date"),
         ),
         migrations.AddConstraint(
-            model_name='cardorder',
-            constraint=models.UniqueConstraint(fields=('issuer', 'card_id', 'operation_id'), name='order_unique_per_issuer'),
+            model_name="cardorder",
+            constraint=models.UniqueConstraint(
+                fields=("issuer", "card_id", "operation_id"), name="order_unique_per_issuer"
+            ),
         ),
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(fields=['status_code', '-received_at'], name='delivery_status_recent'),
+            model_name="notificationdelivery",
+            index=models.Index(
+                fields=["status_code", "-received_at"], name="delivery_status_recent"
+            ),
         ),
         migrations.AddIndex(
-            model_name='operationevent',
-            index=models.Index(fields=['order', 'first_received_at'], name='event_order_timeline'),
+            model_name="operationevent",
+            index=models.Index(fields=["order", "first_received_at"], name="event_order_timeline"),
         ),
         migrations.AddIndex(
-            model_name='operationevent',
-            index=models.Index(fields=['issuer', 'card_id'], name='event_card'),
+            model_name="operationevent",
+            index=models.Index(fields=["issuer", "card_id"], name="event_card"),
         ),
         migrations.AddIndex(
-            model_name='operationevent',
-            index=models.Index(fields=['operation_id'], name='event_operation_id'),
+            model_name="operationevent",
+            index=models.Index(fields=["operation_id"], name="event_operation_id"),
         ),
         migrations.AddIndex(
-            model_name='operationevent',
-            index=models.Index(fields=['outcome', '-first_received_at'], name='event_outcome_recent'),
+            model_name="operationevent",
+            index=models.Index(
+                fields=["outcome", "-first_received_at"], name="event_outcome_recent"
+            ),
         ),
         migrations.AddIndex(
-            model_name='operationevent',
-            index=models.Index(condition=models.Q(('applied_at__isnull', True)), fields=['first_received_at'], name='event_unapplied'),
+            model_name="operationevent",
+            index=models.Index(
+                condition=models.Q(("applied_at__isnull", True)),
+                fields=["first_received_at"],
+                name="event_unapplied",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='operationevent',
-            constraint=models.UniqueConstraint(fields=('issuer', 'fingerprint'), name='event_unique_fingerprint'),
+            model_name="operationevent",
+            constraint=models.UniqueConstraint(
+                fields=("issuer", "fingerprint"), name="event_unique_fingerprint"
+            ),
         ),
     ]

@@ -7,67 +7,119 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0002_trust_boundary'),
+        ("tracking", "0002_trust_boundary"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReconcileAttempt',
+            name="ReconcileAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('trigger', models.CharField(choices=[('sweep', 'Sweep'), ('staff', 'Staff (reconcile now)'), ('command', 'Command')], default='sweep', max_length=16)),
-                ('reason', models.CharField(blank=True, max_length=32)),
-                ('correlation_id', models.CharField(blank=True, max_length=64)),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('changed', 'Changed the order'), ('unchanged', 'D1 said the same'), ('not_found', 'Unknown at D1'), ('error', 'Error')], max_length=16)),
-                ('error', models.TextField(blank=True)),
-                ('items_received', models.PositiveIntegerField(default=0)),
-                ('status_before', models.CharField(blank=True, max_length=64)),
-                ('status_after', models.CharField(blank=True, max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("sweep", "Sweep"),
+                            ("staff", "Staff (reconcile now)"),
+                            ("command", "Command"),
+                        ],
+                        default="sweep",
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=32)),
+                ("correlation_id", models.CharField(blank=True, max_length=64)),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("changed", "Changed the order"),
+                            ("unchanged", "D1 said the same"),
+                            ("not_found", "Unknown at D1"),
+                            ("error", "Error"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("items_received", models.PositiveIntegerField(default=0)),
+                ("status_before", models.CharField(blank=True, max_length=64)),
+                ("status_after", models.CharField(blank=True, max_length=64)),
             ],
             options={
-                'ordering': ['-started_at', '-id'],
+                "ordering": ["-started_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='reconcile_claimed_until',
+            model_name="cardorder",
+            name="reconcile_claimed_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('is_terminal', False)), fields=['stage_entered_at'], name='order_open'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(("is_terminal", False)),
+                fields=["stage_entered_at"],
+                name="order_open",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('production_status', 'CARD_SHIPPED'), ('shipment_final', False)), fields=['last_event_at'], name='order_awaiting_delivery'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(
+                    ("production_status", "CARD_SHIPPED"), ("shipment_final", False)
+                ),
+                fields=["last_event_at"],
+                name="order_awaiting_delivery",
+            ),
         ),
         migrations.AddField(
-            model_name='reconcileattempt',
-            name='delivery',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tracking.notificationdelivery'),
+            model_name="reconcileattempt",
+            name="delivery",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tracking.notificationdelivery",
+            ),
         ),
         migrations.AddField(
-            model_name='reconcileattempt',
-            name='order',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reconcile_history', to='tracking.cardorder'),
+            model_name="reconcileattempt",
+            name="order",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="reconcile_history",
+                to="tracking.cardorder",
+            ),
         ),
         migrations.AddField(
-            model_name='reconcileattempt',
-            name='requested_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="reconcileattempt",
+            name="requested_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddIndex(
-            model_name='reconcileattempt',
-            index=models.Index(fields=['order', '-started_at'], name='attempt_order_recent'),
+            model_name="reconcileattempt",
+            index=models.Index(fields=["order", "-started_at"], name="attempt_order_recent"),
         ),
         migrations.AddIndex(
-            model_name='reconcileattempt',
-            index=models.Index(fields=['outcome', '-started_at'], name='attempt_outcome_recent'),
+            model_name="reconcileattempt",
+            index=models.Index(fields=["outcome", "-started_at"], name="attempt_outcome_recent"),
         ),
     ]

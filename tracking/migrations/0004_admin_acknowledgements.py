@@ -7,40 +7,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0003_reconcile_attempts'),
+        ("tracking", "0003_reconcile_attempts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OrderAcknowledgement',
+            name="OrderAcknowledgement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('note', models.TextField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("note", models.TextField()),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('production_status__in', ['CARD_PROD_EXCEPTION', 'DATA_EXCEPTION']), models.Q(('operation_status', 'FAILED'), models.Q(('production_status__in', ['CARD_PROD_CANCELED']), _negated=True)), ('has_conflict', True), ('has_unknown_status', True), models.Q(('error_code', ''), _negated=True), _connector='OR'), fields=['-updated_at'], name='order_exception_recent'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(
+                    ("production_status__in", ["CARD_PROD_EXCEPTION", "DATA_EXCEPTION"]),
+                    models.Q(
+                        ("operation_status", "FAILED"),
+                        models.Q(("production_status__in", ["CARD_PROD_CANCELED"]), _negated=True),
+                    ),
+                    ("has_conflict", True),
+                    ("has_unknown_status", True),
+                    models.Q(("error_code", ""), _negated=True),
+                    _connector="OR",
+                ),
+                fields=["-updated_at"],
+                name="order_exception_recent",
+            ),
         ),
         migrations.AddField(
-            model_name='orderacknowledgement',
-            name='order',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='acknowledgements', to='tracking.cardorder'),
+            model_name="orderacknowledgement",
+            name="order",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="acknowledgements",
+                to="tracking.cardorder",
+            ),
         ),
         migrations.AddField(
-            model_name='orderacknowledgement',
-            name='user',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="orderacknowledgement",
+            name="user",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddIndex(
-            model_name='orderacknowledgement',
-            index=models.Index(fields=['order', '-created_at'], name='ack_order_recent'),
+            model_name="orderacknowledgement",
+            index=models.Index(fields=["order", "-created_at"], name="ack_order_recent"),
         ),
     ]

@@ -4,31 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0005_order_file_name_trigram'),
+        ("tracking", "0005_order_file_name_trigram"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RefusalTally',
+            name="RefusalTally",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField(db_index=True)),
-                ('source', models.CharField(help_text='client address (IPv6: its /64)', max_length=64)),
-                ('status_code', models.PositiveSmallIntegerField()),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('count', models.PositiveIntegerField(default=1)),
-                ('first_at', models.DateTimeField()),
-                ('last_at', models.DateTimeField()),
-                ('issuer_id_in_path', models.CharField(blank=True, max_length=64)),
-                ('client_identity', models.CharField(blank=True, max_length=255)),
-                ('correlation_id', models.CharField(blank=True, max_length=64)),
-                ('error', models.CharField(blank=True, max_length=255)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField(db_index=True)),
+                (
+                    "source",
+                    models.CharField(help_text="client address (IPv6: its /64)", max_length=64),
+                ),
+                ("status_code", models.PositiveSmallIntegerField()),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("count", models.PositiveIntegerField(default=1)),
+                ("first_at", models.DateTimeField()),
+                ("last_at", models.DateTimeField()),
+                ("issuer_id_in_path", models.CharField(blank=True, max_length=64)),
+                ("client_identity", models.CharField(blank=True, max_length=255)),
+                ("correlation_id", models.CharField(blank=True, max_length=64)),
+                ("error", models.CharField(blank=True, max_length=255)),
             ],
             options={
-                'ordering': ['-minute', '-last_at'],
-                'constraints': [models.UniqueConstraint(fields=('minute', 'source', 'status_code', 'error_code'), name='refusal_tally_per_minute')],
+                "ordering": ["-minute", "-last_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("minute", "source", "status_code", "error_code"),
+                        name="refusal_tally_per_minute",
+                    )
+                ],
             },
         ),
     ]

@@ -6,120 +6,198 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0005_order_file_name_trigram'),
+        ("tracking", "0005_order_file_name_trigram"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OrderChange',
+            name="OrderChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('card_id', models.CharField(max_length=48)),
-                ('operation_id', models.CharField(blank=True, max_length=64)),
-                ('change_type', models.CharField(blank=True, max_length=32)),
-                ('result', models.CharField(choices=[('accepted', 'Accepted'), ('rejected', 'Rejected'), ('pending', 'Pending'), ('unknown', 'Unknown')], max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('is_known_shape', models.BooleanField(default=True)),
-                ('start_time', models.DateTimeField(blank=True, null=True)),
-                ('end_time', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("card_id", models.CharField(max_length=48)),
+                ("operation_id", models.CharField(blank=True, max_length=64)),
+                ("change_type", models.CharField(blank=True, max_length=32)),
+                (
+                    "result",
+                    models.CharField(
+                        choices=[
+                            ("accepted", "Accepted"),
+                            ("rejected", "Rejected"),
+                            ("pending", "Pending"),
+                            ("unknown", "Unknown"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("is_known_shape", models.BooleanField(default=True)),
+                ("start_time", models.DateTimeField(blank=True, null=True)),
+                ("end_time", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AlterModelOptions(
-            name='cardorder',
-            options={'ordering': ['-updated_at', '-id'], 'permissions': [('reconcile_cardorder', "Can ask D1 for an order's current state"), ('replay_cardorder', 'Can replay an order from its stored events'), ('acknowledge_cardorder', "Can acknowledge an order's exception"), ('view_personal_fields', 'Can see personal fields unmasked'), ('register_cardorder', 'Can register orders the issuer placed')]},
+            name="cardorder",
+            options={
+                "ordering": ["-updated_at", "-id"],
+                "permissions": [
+                    ("reconcile_cardorder", "Can ask D1 for an order's current state"),
+                    ("replay_cardorder", "Can replay an order from its stored events"),
+                    ("acknowledge_cardorder", "Can acknowledge an order's exception"),
+                    ("view_personal_fields", "Can see personal fields unmasked"),
+                    ("register_cardorder", "Can register orders the issuer placed"),
+                ],
+            },
         ),
         migrations.RemoveIndex(
-            model_name='cardorder',
-            name='order_exception_recent',
+            model_name="cardorder",
+            name="order_exception_recent",
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='cancel_accepted_at',
+            model_name="cardorder",
+            name="cancel_accepted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='change_result',
-            field=models.CharField(blank=True, db_default='', max_length=16),
+            model_name="cardorder",
+            name="change_result",
+            field=models.CharField(blank=True, db_default="", max_length=16),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='change_type',
-            field=models.CharField(blank=True, db_default='', max_length=32),
+            model_name="cardorder",
+            name="change_type",
+            field=models.CharField(blank=True, db_default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='d1_not_found_since',
+            model_name="cardorder",
+            name="d1_not_found_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='exception_reason',
-            field=models.CharField(blank=True, db_default='', max_length=32),
+            model_name="cardorder",
+            name="exception_reason",
+            field=models.CharField(blank=True, db_default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='registered_at',
+            model_name="cardorder",
+            name="registered_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='registration',
+            model_name="cardorder",
+            name="registration",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='superseded_at',
+            model_name="cardorder",
+            name="superseded_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='superseded_by',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='supersedes', to='tracking.cardorder'),
+            model_name="cardorder",
+            name="superseded_by",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="supersedes",
+                to="tracking.cardorder",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('production_status__in', ['CARD_PROD_EXCEPTION', 'DATA_EXCEPTION']), models.Q(('operation_status', 'FAILED'), models.Q(('production_status__in', ['CARD_PROD_CANCELED']), _negated=True)), ('has_conflict', True), ('has_unknown_status', True), models.Q(('error_code', ''), _negated=True), ('production_status', 'CARD_RETURNED'), ('shipment_status__in', ['RETURNED', 'RETURNED_TO_SENDER']), models.Q(('exception_reason', ''), _negated=True), _connector='OR'), fields=['-updated_at'], name='order_exception_recent'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(
+                    ("production_status__in", ["CARD_PROD_EXCEPTION", "DATA_EXCEPTION"]),
+                    models.Q(
+                        ("operation_status", "FAILED"),
+                        models.Q(("production_status__in", ["CARD_PROD_CANCELED"]), _negated=True),
+                    ),
+                    ("has_conflict", True),
+                    ("has_unknown_status", True),
+                    models.Q(("error_code", ""), _negated=True),
+                    ("production_status", "CARD_RETURNED"),
+                    ("shipment_status__in", ["RETURNED", "RETURNED_TO_SENDER"]),
+                    models.Q(("exception_reason", ""), _negated=True),
+                    _connector="OR",
+                ),
+                fields=["-updated_at"],
+                name="order_exception_recent",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('event_count', 0), ('superseded_by__isnull', True)), fields=['registered_at'], name='order_awaiting_first_event'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(("event_count", 0), ("superseded_by__isnull", True)),
+                fields=["registered_at"],
+                name="order_awaiting_first_event",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('superseded_by__isnull', False)), fields=['-updated_at'], name='order_superseded_recent'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(("superseded_by__isnull", False)),
+                fields=["-updated_at"],
+                name="order_superseded_recent",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('cancel_accepted_at__isnull', False), models.Q(('production_status', 'CARD_PROD_CANCELED'), _negated=True)), fields=['reconcile_next_at'], name='order_cancel_unconfirmed'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(
+                    ("cancel_accepted_at__isnull", False),
+                    models.Q(("production_status", "CARD_PROD_CANCELED"), _negated=True),
+                ),
+                fields=["reconcile_next_at"],
+                name="order_cancel_unconfirmed",
+            ),
         ),
         migrations.AddField(
-            model_name='orderchange',
-            name='event',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='change', to='tracking.operationevent'),
+            model_name="orderchange",
+            name="event",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="change",
+                to="tracking.operationevent",
+            ),
         ),
         migrations.AddField(
-            model_name='orderchange',
-            name='issuer',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tracking.issuer'),
+            model_name="orderchange",
+            name="issuer",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="tracking.issuer"
+            ),
         ),
         migrations.AddField(
-            model_name='orderchange',
-            name='order',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='changes', to='tracking.cardorder'),
+            model_name="orderchange",
+            name="order",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="changes",
+                to="tracking.cardorder",
+            ),
         ),
         migrations.AddIndex(
-            model_name='orderchange',
-            index=models.Index(fields=['issuer', 'card_id'], name='change_card'),
+            model_name="orderchange",
+            index=models.Index(fields=["issuer", "card_id"], name="change_card"),
         ),
         migrations.AddIndex(
-            model_name='orderchange',
-            index=models.Index(fields=['order', '-created_at'], name='change_order_recent'),
+            model_name="orderchange",
+            index=models.Index(fields=["order", "-created_at"], name="change_order_recent"),
         ),
     ]

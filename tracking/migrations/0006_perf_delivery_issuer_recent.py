@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0005_order_file_name_trigram'),
+        ("tracking", "0005_order_file_name_trigram"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(fields=['issuer', 'source', '-received_at'], name='delivery_issuer_recent'),
+            model_name="notificationdelivery",
+            index=models.Index(
+                fields=["issuer", "source", "-received_at"], name="delivery_issuer_recent"
+            ),
         ),
     ]

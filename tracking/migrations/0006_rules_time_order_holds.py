@@ -4,45 +4,68 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0005_order_file_name_trigram'),
+        ("tracking", "0005_order_file_name_trigram"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='cardorder',
-            name='exception_changed_at',
+            model_name="cardorder",
+            name="exception_changed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='hold_code',
-            field=models.CharField(blank=True, db_default='', max_length=64),
+            model_name="cardorder",
+            name="hold_code",
+            field=models.CharField(blank=True, db_default="", max_length=64),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='hold_reason',
-            field=models.TextField(blank=True, db_default=''),
+            model_name="cardorder",
+            name="hold_reason",
+            field=models.TextField(blank=True, db_default=""),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='incomplete_items',
+            model_name="cardorder",
+            name="incomplete_items",
             field=models.PositiveIntegerField(db_default=0, default=0),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='rules_version',
+            model_name="cardorder",
+            name="rules_version",
             field=models.PositiveSmallIntegerField(db_default=1, default=1),
         ),
         migrations.AlterField(
-            model_name='cardorder',
-            name='reconcile_reason',
-            field=models.CharField(blank=True, choices=[('conflict', 'Conflict'), ('incomplete_item', 'Item without details'), ('unknown_status', 'Unknown status'), ('gap', 'Gap')], db_default='', max_length=32),
+            model_name="cardorder",
+            name="reconcile_reason",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("conflict", "Conflict"),
+                    ("incomplete_item", "Item without details"),
+                    ("unknown_status", "Unknown status"),
+                    ("gap", "Gap"),
+                ],
+                db_default="",
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='operationevent',
-            name='outcome',
-            field=models.CharField(blank=True, choices=[('advanced', 'Advanced the state'), ('shipment_update', 'Shipment update'), ('stale', 'Stale (earlier than the current state)'), ('unknown_status', 'Unknown status code'), ('incomplete', 'Incomplete item (no details.status)'), ('conflict', 'Conflict'), ('no_change', 'No change'), ('not_tracked', 'Other operation (recorded)'), ('invalid', 'Invalid item')], max_length=32),
+            model_name="operationevent",
+            name="outcome",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("advanced", "Advanced the state"),
+                    ("shipment_update", "Shipment update"),
+                    ("stale", "Stale (earlier than the current state)"),
+                    ("unknown_status", "Unknown status code"),
+                    ("incomplete", "Incomplete item (no details.status)"),
+                    ("conflict", "Conflict"),
+                    ("no_change", "No change"),
+                    ("not_tracked", "Other operation (recorded)"),
+                    ("invalid", "Invalid item"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

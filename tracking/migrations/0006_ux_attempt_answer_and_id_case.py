@@ -5,31 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0005_order_file_name_trigram'),
+        ("tracking", "0005_order_file_name_trigram"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reconcileattempt',
-            name='answer',
-            field=models.JSONField(blank=True, db_default=models.Value({}, models.JSONField()), default=dict),
+            model_name="reconcileattempt",
+            name="answer",
+            field=models.JSONField(
+                blank=True, db_default=models.Value({}, models.JSONField()), default=dict
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(django.db.models.functions.text.Upper('card_id'), name='order_card_ci'),
+            model_name="cardorder",
+            index=models.Index(
+                django.db.models.functions.text.Upper("card_id"), name="order_card_ci"
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(django.db.models.functions.text.Upper('operation_id'), name='order_operation_ci'),
+            model_name="cardorder",
+            index=models.Index(
+                django.db.models.functions.text.Upper("operation_id"), name="order_operation_ci"
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(django.db.models.functions.text.Upper('issuer_request_id'), name='order_request_ci'),
+            model_name="cardorder",
+            index=models.Index(
+                django.db.models.functions.text.Upper("issuer_request_id"), name="order_request_ci"
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(django.db.models.functions.text.Upper('tracking_number'), name='order_tracking_ci'),
+            model_name="cardorder",
+            index=models.Index(
+                django.db.models.functions.text.Upper("tracking_number"), name="order_tracking_ci"
+            ),
         ),
     ]

@@ -4,16 +4,14 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0006_insight_rollups'),
-        ('tracking', '0006_intake_refusal_tally'),
-        ('tracking', '0006_issuer_registered_orders'),
-        ('tracking', '0006_perf_delivery_issuer_recent'),
-        ('tracking', '0006_rules_time_order_holds'),
-        ('tracking', '0006_security_hashed_tokens_key_locations'),
-        ('tracking', '0006_ux_attempt_answer_and_id_case'),
+        ("tracking", "0006_insight_rollups"),
+        ("tracking", "0006_intake_refusal_tally"),
+        ("tracking", "0006_issuer_registered_orders"),
+        ("tracking", "0006_perf_delivery_issuer_recent"),
+        ("tracking", "0006_rules_time_order_holds"),
+        ("tracking", "0006_security_hashed_tokens_key_locations"),
+        ("tracking", "0006_ux_attempt_answer_and_id_case"),
     ]
 
-    operations = [
-    ]
+    operations = []

@@ -4,26 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0008_wording_field_labels'),
+        ("tracking", "0008_wording_field_labels"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='cardorder',
-            name='order_exception_recent',
+            model_name="cardorder",
+            name="order_exception_recent",
         ),
         migrations.RemoveIndex(
-            model_name='cardorder',
-            name='order_cancel_unconfirmed',
+            model_name="cardorder",
+            name="order_cancel_unconfirmed",
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('production_status__in', ['CARD_PROD_EXCEPTION', 'DATA_EXCEPTION']), models.Q(('operation_status', 'FAILED'), models.Q(('production_status__in', ['CARD_PROD_CANCELED']), _negated=True)), ('has_conflict', True), ('has_unknown_status', True), models.Q(('error_code', ''), _negated=True), ('production_status__in', ['CARD_RETURNED']), ('shipment_status__in', ['RETURNED', 'RETURNED_TO_SENDER']), models.Q(('exception_reason', ''), _negated=True), _connector='OR'), fields=['-updated_at'], name='order_exception_recent'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(
+                    ("production_status__in", ["CARD_PROD_EXCEPTION", "DATA_EXCEPTION"]),
+                    models.Q(
+                        ("operation_status", "FAILED"),
+                        models.Q(("production_status__in", ["CARD_PROD_CANCELED"]), _negated=True),
+                    ),
+                    ("has_conflict", True),
+                    ("has_unknown_status", True),
+                    models.Q(("error_code", ""), _negated=True),
+                    ("production_status__in", ["CARD_RETURNED"]),
+                    ("shipment_status__in", ["RETURNED", "RETURNED_TO_SENDER"]),
+                    models.Q(("exception_reason", ""), _negated=True),
+                    _connector="OR",
+                ),
+                fields=["-updated_at"],
+                name="order_exception_recent",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('cancel_accepted_at__isnull', False), models.Q(('production_status__in', ['CARD_PROD_CANCELED']), _negated=True)), fields=['reconcile_next_at'], name='order_cancel_unconfirmed'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(
+                    ("cancel_accepted_at__isnull", False),
+                    models.Q(("production_status__in", ["CARD_PROD_CANCELED"]), _negated=True),
+                ),
+                fields=["reconcile_next_at"],
+                name="order_cancel_unconfirmed",
+            ),
         ),
     ]

@@ -4,20 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0009_index_conditions_from_status_classes'),
+        ("tracking", "0009_index_conditions_from_status_classes"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='notificationdelivery',
-            name='source',
-            field=models.CharField(choices=[('webhook', 'Webhook'), ('on_demand', 'On-demand (reconciliation)')], default='webhook', help_text="Sent by D1, or D1's answer when the portal asked.", max_length=16, verbose_name='came from'),
+            model_name="notificationdelivery",
+            name="source",
+            field=models.CharField(
+                choices=[("webhook", "Webhook"), ("on_demand", "On-demand (reconciliation)")],
+                default="webhook",
+                help_text="Sent by D1, or D1's answer when the portal asked.",
+                max_length=16,
+                verbose_name="came from",
+            ),
         ),
         migrations.AlterField(
-            model_name='operationevent',
-            name='source',
-            field=models.CharField(choices=[('webhook', 'Webhook'), ('on_demand', 'On-demand (reconciliation)')], default='webhook', max_length=16, verbose_name='came from'),
+            model_name="operationevent",
+            name="source",
+            field=models.CharField(
+                choices=[("webhook", "Webhook"), ("on_demand", "On-demand (reconciliation)")],
+                default="webhook",
+                max_length=16,
+                verbose_name="came from",
+            ),
         ),
     ]

@@ -4,14 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0012_insight_span_covering_indexes'),
+        ("tracking", "0012_insight_span_covering_indexes"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('is_terminal', False), ('superseded_by__isnull', True)), fields=['production_status', 'stage_entered_at'], name='order_waiting_stage'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(("is_terminal", False), ("superseded_by__isnull", True)),
+                fields=["production_status", "stage_entered_at"],
+                name="order_waiting_stage",
+            ),
         ),
     ]

@@ -5,19 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0013_waiting_stage_index'),
+        ("tracking", "0013_waiting_stage_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='cardorder',
-            name='updated_at',
+            model_name="cardorder",
+            name="updated_at",
             field=models.DateTimeField(default=django.utils.timezone.now),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(fields=['updated_at', 'id'], name='order_recent'),
+            model_name="cardorder",
+            index=models.Index(fields=["updated_at", "id"], name="order_recent"),
         ),
     ]

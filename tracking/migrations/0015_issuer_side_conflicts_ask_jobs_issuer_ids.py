@@ -8,61 +8,137 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0014_order_recent_index'),
+        ("tracking", "0014_order_recent_index"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='historicalissuer',
-            name='issuer_id',
-            field=models.CharField(db_index=True, max_length=10, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9]{10}$', 'Exactly 10 letters or digits, as D1 names issuers.')], verbose_name='D1 issuer id'),
+            model_name="historicalissuer",
+            name="issuer_id",
+            field=models.CharField(
+                db_index=True,
+                max_length=10,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^[A-Za-z0-9]{10}$", "Exactly 10 letters or digits, as D1 names issuers."
+                    )
+                ],
+                verbose_name="D1 issuer id",
+            ),
         ),
         migrations.AlterField(
-            model_name='issuer',
-            name='issuer_id',
-            field=models.CharField(max_length=10, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9]{10}$', 'Exactly 10 letters or digits, as D1 names issuers.')], verbose_name='D1 issuer id'),
+            model_name="issuer",
+            name="issuer_id",
+            field=models.CharField(
+                max_length=10,
+                unique=True,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^[A-Za-z0-9]{10}$", "Exactly 10 letters or digits, as D1 names issuers."
+                    )
+                ],
+                verbose_name="D1 issuer id",
+            ),
         ),
         migrations.CreateModel(
-            name='D1AskJob',
+            name="D1AskJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('username', models.CharField(blank=True, max_length=150, verbose_name='asked by')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='asked at')),
-                ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='started at')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished at')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Asking D1'), ('done', 'Done')], default='queued', max_length=16, verbose_name='status')),
-                ('selected', models.PositiveIntegerField(default=0, verbose_name='selected')),
-                ('total', models.PositiveIntegerField(default=0, verbose_name='to ask')),
-                ('done', models.PositiveIntegerField(default=0, verbose_name='asked')),
-                ('failed', models.PositiveIntegerField(default=0, verbose_name='failed')),
-                ('order_ids', models.JSONField(blank=True, default=list)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("username", models.CharField(blank=True, max_length=150, verbose_name="asked by")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="asked at"
+                    ),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="started at"),
+                ),
+                (
+                    "finished_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="finished at"),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("queued", "Queued"), ("running", "Asking D1"), ("done", "Done")],
+                        default="queued",
+                        max_length=16,
+                        verbose_name="status",
+                    ),
+                ),
+                ("selected", models.PositiveIntegerField(default=0, verbose_name="selected")),
+                ("total", models.PositiveIntegerField(default=0, verbose_name="to ask")),
+                ("done", models.PositiveIntegerField(default=0, verbose_name="asked")),
+                ("failed", models.PositiveIntegerField(default=0, verbose_name="failed")),
+                ("order_ids", models.JSONField(blank=True, default=list)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'ask-D1 job',
-                'verbose_name_plural': 'ask-D1 jobs',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "ask-D1 job",
+                "verbose_name_plural": "ask-D1 jobs",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='RegistrationConflict',
+            name="RegistrationConflict",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('field_name', models.CharField(max_length=32, verbose_name='field')),
-                ('stored_value', models.CharField(blank=True, max_length=255, verbose_name='stored value')),
-                ('registered_value', models.CharField(blank=True, max_length=255, verbose_name='registered value')),
-                ('source', models.CharField(blank=True, max_length=255, verbose_name='sent through')),
-                ('username', models.CharField(blank=True, max_length=150, verbose_name='sent by')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='received at')),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='registration_conflicts', to='tracking.cardorder')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("field_name", models.CharField(max_length=32, verbose_name="field")),
+                (
+                    "stored_value",
+                    models.CharField(blank=True, max_length=255, verbose_name="stored value"),
+                ),
+                (
+                    "registered_value",
+                    models.CharField(blank=True, max_length=255, verbose_name="registered value"),
+                ),
+                (
+                    "source",
+                    models.CharField(blank=True, max_length=255, verbose_name="sent through"),
+                ),
+                ("username", models.CharField(blank=True, max_length=150, verbose_name="sent by")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="received at"
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="registration_conflicts",
+                        to="tracking.cardorder",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'registration conflict',
-                'verbose_name_plural': 'registration conflicts',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "registration conflict",
+                "verbose_name_plural": "registration conflicts",
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

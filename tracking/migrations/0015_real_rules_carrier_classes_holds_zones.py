@@ -5,43 +5,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0014_order_recent_index'),
+        ("tracking", "0014_order_recent_index"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='cardorder',
-            name='order_exception_recent',
+            model_name="cardorder",
+            name="order_exception_recent",
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='d1_answer',
-            field=models.JSONField(blank=True, db_default=models.Value({}, models.JSONField()), default=dict),
+            model_name="cardorder",
+            name="d1_answer",
+            field=models.JSONField(
+                blank=True, db_default=models.Value({}, models.JSONField()), default=dict
+            ),
         ),
         migrations.AddField(
-            model_name='cardorder',
-            name='shipment_class',
-            field=models.CharField(blank=True, db_default='', max_length=24),
+            model_name="cardorder",
+            name="shipment_class",
+            field=models.CharField(blank=True, db_default="", max_length=24),
         ),
         migrations.AddField(
-            model_name='historicalissuer',
-            name='time_zone',
-            field=models.CharField(blank=True, db_default='UTC', default='UTC', help_text='Times D1 sends without a zone are read in this zone (an IANA name such as Asia/Tokyo; empty is UTC). After a change, run `manage.py rederive --issuer`.', max_length=64, validators=[tracking.models.zone_name_validate], verbose_name='time zone'),
+            model_name="historicalissuer",
+            name="time_zone",
+            field=models.CharField(
+                blank=True,
+                db_default="UTC",
+                default="UTC",
+                help_text="Times D1 sends without a zone are read in this zone (an IANA name such as Asia/Tokyo; empty is UTC). After a change, run `manage.py rederive --issuer`.",
+                max_length=64,
+                validators=[tracking.models.zone_name_validate],
+                verbose_name="time zone",
+            ),
         ),
         migrations.AddField(
-            model_name='issuer',
-            name='time_zone',
-            field=models.CharField(blank=True, db_default='UTC', default='UTC', help_text='Times D1 sends without a zone are read in this zone (an IANA name such as Asia/Tokyo; empty is UTC). After a change, run `manage.py rederive --issuer`.', max_length=64, validators=[tracking.models.zone_name_validate], verbose_name='time zone'),
+            model_name="issuer",
+            name="time_zone",
+            field=models.CharField(
+                blank=True,
+                db_default="UTC",
+                default="UTC",
+                help_text="Times D1 sends without a zone are read in this zone (an IANA name such as Asia/Tokyo; empty is UTC). After a change, run `manage.py rederive --issuer`.",
+                max_length=64,
+                validators=[tracking.models.zone_name_validate],
+                verbose_name="time zone",
+            ),
         ),
         migrations.AlterField(
-            model_name='cardorder',
-            name='reconcile_reason',
-            field=models.CharField(blank=True, choices=[('conflict', 'Conflict'), ('incomplete_item', 'Item without details'), ('hold_then_progress', 'Progress after a hold'), ('unknown_status', 'Unknown status'), ('gap', 'Gap')], db_default='', max_length=32),
+            model_name="cardorder",
+            name="reconcile_reason",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("conflict", "Conflict"),
+                    ("incomplete_item", "Item without details"),
+                    ("hold_then_progress", "Progress after a hold"),
+                    ("unknown_status", "Unknown status"),
+                    ("gap", "Gap"),
+                ],
+                db_default="",
+                max_length=32,
+            ),
         ),
         migrations.AddIndex(
-            model_name='cardorder',
-            index=models.Index(condition=models.Q(('production_status__in', ['CARD_PROD_EXCEPTION', 'DATA_EXCEPTION']), models.Q(('operation_status', 'FAILED'), models.Q(('production_status__in', ['CARD_PROD_CANCELED']), _negated=True)), ('has_conflict', True), ('has_unknown_status', True), models.Q(('error_code', ''), _negated=True), ('production_status__in', ['CARD_RETURNED']), ('shipment_class__in', ['returned']), ('shipment_class__in', ['exception', 'returned']), models.Q(('exception_reason', ''), _negated=True), _connector='OR'), fields=['-updated_at'], name='order_exception_recent'),
+            model_name="cardorder",
+            index=models.Index(
+                condition=models.Q(
+                    ("production_status__in", ["CARD_PROD_EXCEPTION", "DATA_EXCEPTION"]),
+                    models.Q(
+                        ("operation_status", "FAILED"),
+                        models.Q(("production_status__in", ["CARD_PROD_CANCELED"]), _negated=True),
+                    ),
+                    ("has_conflict", True),
+                    ("has_unknown_status", True),
+                    models.Q(("error_code", ""), _negated=True),
+                    ("production_status__in", ["CARD_RETURNED"]),
+                    ("shipment_class__in", ["returned"]),
+                    ("shipment_class__in", ["exception", "returned"]),
+                    models.Q(("exception_reason", ""), _negated=True),
+                    _connector="OR",
+                ),
+                fields=["-updated_at"],
+                name="order_exception_recent",
+            ),
         ),
     ]

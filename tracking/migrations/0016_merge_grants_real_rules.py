@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0015_grants_issuer_grants'),
-        ('tracking', '0015_real_rules_carrier_classes_holds_zones'),
+        ("tracking", "0015_grants_issuer_grants"),
+        ("tracking", "0015_real_rules_carrier_classes_holds_zones"),
     ]
 
-    operations = [
-    ]
+    operations = []

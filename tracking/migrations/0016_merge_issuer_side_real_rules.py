@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0015_issuer_side_conflicts_ask_jobs_issuer_ids'),
-        ('tracking', '0015_real_rules_carrier_classes_holds_zones'),
+        ("tracking", "0015_issuer_side_conflicts_ask_jobs_issuer_ids"),
+        ("tracking", "0015_real_rules_carrier_classes_holds_zones"),
     ]
 
-    operations = [
-    ]
+    operations = []

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracking', '0016_merge_grants_real_rules'),
-        ('tracking', '0016_merge_issuer_side_real_rules'),
+        ("tracking", "0016_merge_grants_real_rules"),
+        ("tracking", "0016_merge_issuer_side_real_rules"),
     ]
 
-    operations = [
-    ]
+    operations = []

@@ -18,6 +18,7 @@ The HTTP contract lives here and nowhere else (the view reads the transport, cal
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 from dataclasses import dataclass, replace
 
@@ -28,7 +29,7 @@ from django.utils import timezone
 from tracking.data_care import free_text_mask, pan_mask_text
 from tracking.models import EventSource, Issuer, NotificationDelivery, RefusalTally
 from tracking.observability.signals import delivery_answered
-from tracking.services.ingest import IngestResult, ingest_operations, ingest_prepare
+from tracking.services.ingest import IngestBatch, IngestResult, ingest_operations, ingest_prepare
 from tracking.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
 
 logger = logging.getLogger(__name__)
@@ -248,6 +249,12 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
     answer = _answer_for(batch.result)
     keep = settings.D1_REJECTED_BODY_KEEP_BYTES
     refused = answer.status >= 400
+    if refused:
+        kept, truncated = kept_body(body, keep), len(body) > keep
+    elif settings.D1_KEEP_ACCEPTED_BODIES:
+        kept, truncated = accepted_body(batch, keep)
+    else:
+        kept, truncated = "", False
     delivery = NotificationDelivery(
         issuer=issuer,
         issuer_id_in_path=issuer.issuer_id,
@@ -261,8 +268,8 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         status_code=answer.status,
         error_code=answer.error_code,
         error=answer.error,
-        body=kept_body(body, keep) if refused else "",
-        body_truncated=refused and len(body) > keep,
+        body=kept,
+        body_truncated=truncated,
     )
     try:
         with transaction.atomic():
@@ -311,6 +318,21 @@ def kept_body(body: bytes, keep: int) -> str:
     """
     text = body[:keep].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
     return free_text_mask(text)  # a refused body is text: its ids are not told apart
+
+
+def accepted_body(batch: IngestBatch, keep: int) -> tuple[str, bool]:
+    """An accepted body as kept for the D1 message page, and whether it was cut short.
+
+    Written from the body's items as they are stored (identifiers exactly as sent, card numbers
+    in the text masked, what no column can hold escaped: the same rule as the events), each
+    item once per copy D1 sent, repeated copies next to the first; capped at `keep` bytes.
+    """
+    items = [item.raw for item in batch.items.values() for _ in range(item.copies)]
+    text = json.dumps({"operations": items}, ensure_ascii=False, separators=(",", ":"))
+    encoded = text.encode("utf-8")
+    if len(encoded) <= keep:
+        return text, False
+    return encoded[:keep].decode("utf-8", errors="ignore"), True
 
 
 def _clean(text: str, max_len: int) -> str:

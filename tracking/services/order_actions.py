@@ -76,3 +76,66 @@ def order_acknowledge(*, order_id: int, actor: Actor, note: str) -> OrderAcknowl
         )
     logger.info("order exception acknowledged", extra={"order_id": order_id, "user": actor.user_id})
     return acknowledgement
+
+
+def orders_acknowledge(*, order_ids: list[int], actor: Actor, note: str) -> int:
+    """Acknowledge the exception of each order in `order_ids` with one note (bulk triage).
+
+    Writes one acknowledgement per order (the note's card numbers masked, as for one order) and
+    one `order.acknowledge` audit entry per order, all in one transaction; returns how many.
+    Raises `ValueError` for an empty note.
+    """
+    note = note.strip()
+    if not note:
+        raise ValueError("an acknowledgement needs a note")
+    note = data_care.free_text_mask(note)
+    with transaction.atomic():
+        orders = list(
+            CardOrder.objects.filter(pk__in=order_ids).only("pk", "card_id", "operation_id")
+        )
+        created = OrderAcknowledgement.objects.bulk_create(
+            [OrderAcknowledgement(order=order, user=actor.user, note=note) for order in orders]
+        )
+        for order, acknowledgement in zip(orders, created, strict=True):
+            audit_actor(
+                actor,
+                action="order.acknowledge",
+                targets=[order],
+                details={"acknowledgement": acknowledgement.pk, "bulk": len(orders)},
+            )
+    logger.info(
+        "order exceptions acknowledged", extra={"orders": len(orders), "user": actor.user_id}
+    )
+    return len(orders)
+
+
+def orders_assign(*, order_ids: list[int], actor: Actor, assignee) -> int:
+    """Give the orders in `order_ids` to `assignee` ("Take it"), or to nobody (None).
+
+    Writes `assignee` (not `updated_at`: a taken order keeps its place in every list) and one
+    `order.assign` audit entry per order that changed hands, in one transaction; returns how
+    many changed.
+    """
+    assignee_id = assignee.pk if assignee is not None else None
+    with transaction.atomic():
+        orders = list(
+            CardOrder.objects.select_for_update()
+            .filter(pk__in=order_ids)
+            .exclude(assignee_id=assignee_id)
+            .only("pk", "card_id", "operation_id", "assignee_id")
+        )
+        CardOrder.objects.filter(pk__in=[order.pk for order in orders]).update(
+            assignee_id=assignee_id
+        )
+        for order in orders:
+            audit_actor(
+                actor,
+                action="order.assign",
+                targets=[order],
+                details={
+                    "from": order.assignee_id,
+                    "to": assignee_id,
+                    "to_username": assignee.get_username() if assignee is not None else "",
+                },
+            )
+    return len(orders)

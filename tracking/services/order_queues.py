@@ -230,6 +230,9 @@ QUEUES: dict[str, Queue] = {
             section=WORK,
             tab="Exceptions",
             icon="error",
+            # First flagged first: a carrier update or a refresh never moves a row under the
+            # cursor (index `order_exception_flagged`).
+            ordering=("exception_changed_at", "id"),
         ),
         Queue(
             key="stuck",
