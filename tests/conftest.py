@@ -44,6 +44,16 @@ def _fresh_cache():
     forget_all()
 
 
+@pytest.fixture(autouse=True)
+def _site_language():
+    """Each test starts, and ends, in the site's language (a Japanese page leaves it active)."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def issuer(db) -> Issuer:
     return Issuer.objects.create(issuer_id=ISSUER_ID, name="Example Bank")

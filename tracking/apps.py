@@ -24,5 +24,6 @@ class TrackingConfig(AppConfig):
     def ready(self) -> None:
         # trust: audit signals, staff groups after migrate.
         from tracking import signals  # noqa: F401
+        from tracking.services import preferences  # noqa: F401  (sign-in carries the choice)
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="tracking-roles")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from zoneinfo import available_timezones
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import JSONField, Q, Value
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
 from simple_history.models import HistoricalRecords
@@ -763,6 +767,52 @@ class ReadApiToken(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+
+# ---------------------------------------------------------------------------- staff preferences
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA zone name (Asia/Tokyo, UTC); empty means the site's default."""
+    if value and value not in available_timezones():
+        raise ValidationError(_("“%(zone)s” is not a time zone."), params={"zone": value})
+
+
+class StaffPreference(models.Model):
+    """The language and time zone one staff member reads the back office in.
+
+    Empty means "not chosen": the browser's language, then the site's (`LANGUAGE_CODE`); the
+    site's zone (`PORTAL_TIME_ZONE`, else the zone of the language). `tracking.middleware.
+    StaffPreferenceMiddleware` applies them on every request.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="staff_preference",
+        verbose_name=_("staff member"),
+    )
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        blank=True,
+        choices=settings.LANGUAGES,
+        help_text=_("Empty: the language your browser asks for."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_("Every time in the back office is shown in this zone. Empty: the site's zone."),
+    )
+
+    class Meta:
+        verbose_name = _("my preferences")
+        verbose_name_plural = _("my preferences")
+
+    def __str__(self) -> str:
+        return str(_("Preferences of %(user)s") % {"user": self.user})
 
 
 # ---------------------------------------------------------------------------- insight

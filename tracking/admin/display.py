@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit
 
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
+from django.utils.translation import gettext as _
 
 from tracking import labels
 from tracking.carriers import carrier_name, tracking_url_for
@@ -317,31 +318,41 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
 def when(
     value: dt.datetime | None, *, now: dt.datetime | None = None, relative: bool = True
 ) -> str:
-    """The one date format of the back office: `2026-11-30 02:31:05 UTC`, then "6 s ago".
+    """A time in the user's zone and language (`2026年12月4日 21:30 JST`), then "6 s ago".
 
-    The zone is the current time zone (settings TIME_ZONE, UTC unless configured) and is always
-    written out; the machine-readable time is in the `<time>` element for screen readers.
+    The zone is the one the request activated (the user's, `services.preferences`) and is always
+    written out; the exact time with seconds and offset is on hover and in the `<time>` element.
     """
     if value is None:
         return "—"
     local = timezone.localtime(value)
-    text = local.strftime("%Y-%m-%d %H:%M:%S %Z")
+    text = formats.date_format(local, "DATETIME_FORMAT")
+    exact = local.isoformat(timespec="seconds")
     if not relative:
-        return format_html('<time datetime="{}">{}</time>', value.isoformat(), text)
+        return format_html('<time datetime="{}" title="{}">{}</time>', exact, exact, text)
     now = now or timezone.now()
     delta = now - value
     age = (
-        f"{humanize_duration(delta)} ago"
+        _("%(duration)s ago") % {"duration": humanize_duration(delta)}
         if delta.total_seconds() >= 0
-        else f"in {humanize_duration(-delta)}"
+        else _("in %(duration)s") % {"duration": humanize_duration(-delta)}
     )
     return format_html(
         '<time datetime="{}" title="{}">{}</time><span class="bo-subtle block">{}</span>',
-        value.isoformat(),
-        text,
+        exact,
+        exact,
         text,
         age,
     )
+
+
+def date_only(value: dt.datetime | dt.date | None) -> str:
+    """The user's day of a time (or a date as it is), in their language: 2026年12月4日."""
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        value = timezone.localtime(value).date()
+    return formats.date_format(value, "DATE_FORMAT")
 
 
 def d1_answer(answer: dict | None, *, personal: bool = True) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
 
 from tracking.services import order_queues
 
@@ -259,6 +260,13 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
                     "link": _url("admin:auth_group_changelist"),
                     "permission": lambda r: r.user.has_perm("auth.view_group"),
                     "active": _path_active("admin:auth_group_changelist"),
+                },
+                {
+                    "title": _("My language and time zone"),
+                    "icon": "translate",
+                    "link": _url("admin:tracking_staffpreference_mine"),
+                    "permission": lambda r: r.user.is_staff,
+                    "active": _path_active("admin:tracking_staffpreference_changelist"),
                 },
             ],
         },
