@@ -2,6 +2,7 @@
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def _ensure_roles(sender, apps=None, **kwargs) -> None:
@@ -18,7 +19,7 @@ def _ensure_roles(sender, apps=None, **kwargs) -> None:
 
 class TrackingConfig(AppConfig):
     name = "tracking"
-    verbose_name = "Card-order tracking"
+    verbose_name = _("Card-order tracking")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -35,6 +35,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+
+def gettext_noop(text: str) -> str:
+    """Marks words for the translation catalogue; the pages that show them translate them."""
+    return text
+
+
 # Which rules produced a stored state. Raise it whenever a change here can change the state of
 # stored orders, and run `manage.py rederive` after deploying (docs/deploy.md).
 #   1: ties inside a rank broken by the time the portal first received an item;
@@ -151,15 +157,15 @@ class Outcome:
     INVALID = "invalid"  # failed validation; kept with its reason
 
     CHOICES = [
-        (ADVANCED, "Advanced the state"),
-        (SHIPMENT_UPDATE, "Shipment update"),
-        (STALE, "Stale (earlier than the current state)"),
-        (UNKNOWN_STATUS, "Unknown status code"),
-        (INCOMPLETE, "Incomplete item (no details.status)"),
-        (CONFLICT, "Conflict"),
-        (NO_CHANGE, "No change"),
-        (NOT_TRACKED, "Other operation (recorded)"),
-        (INVALID, "Invalid item"),
+        (ADVANCED, gettext_noop("Advanced the state")),
+        (SHIPMENT_UPDATE, gettext_noop("Shipment update")),
+        (STALE, gettext_noop("Stale (earlier than the current state)")),
+        (UNKNOWN_STATUS, gettext_noop("Unknown status code")),
+        (INCOMPLETE, gettext_noop("Incomplete item (no details.status)")),
+        (CONFLICT, gettext_noop("Conflict")),
+        (NO_CHANGE, gettext_noop("No change")),
+        (NOT_TRACKED, gettext_noop("Other operation (recorded)")),
+        (INVALID, gettext_noop("Invalid item")),
     ]
 
 
@@ -173,10 +179,10 @@ class ReconcileReason:
 
     PRIORITY = (CONFLICT, INCOMPLETE, UNKNOWN_STATUS, GAP)
     CHOICES = [
-        (CONFLICT, "Conflict"),
-        (INCOMPLETE, "Item without details"),
-        (UNKNOWN_STATUS, "Unknown status"),
-        (GAP, "Gap"),
+        (CONFLICT, gettext_noop("Conflict")),
+        (INCOMPLETE, gettext_noop("Item without details")),
+        (UNKNOWN_STATUS, gettext_noop("Unknown status")),
+        (GAP, gettext_noop("Gap")),
     ]
 
 
@@ -198,21 +204,27 @@ class Rule:
     RECONCILE = "reconcile"
     ANSWERED_BY_D1 = "answered_by_d1"
 
+    # In staff's words; the code stays beside them on the order page.
     TEXT = {
-        HIGHEST_STEP: "the highest step received; a lower one never lowers it",
-        STICKY_FAILURE: "a failure stays, whatever normal step comes with it",
-        NO_KNOWN_STEP: "no event with a known step yet",
-        LATEST_COMPLETION: "the completion with the latest endTime",
-        LATEST_EVENT: "the latest event by D1's times (no completion yet)",
-        LATEST_SHIPMENT: "the carrier update with the latest endTime",
-        CONFLICT: "these events contradict each other",
-        UNKNOWN_CODE: "a code the portal does not know, not followed by a completion",
-        UNKNOWN_CODE_ENDED: "a code the portal does not know; the operation completed after it",
-        OPEN_HOLD: "on hold: an unknown step no completion has followed",
-        INCOMPLETE_ITEM: "an item without details.status; it counts for what it says",
-        GAP: "this step never arrived between steps that did",
-        RECONCILE: "the portal asks D1 for the truth",
-        ANSWERED_BY_D1: "D1 has answered on demand since; nothing new calls for it",
+        HIGHEST_STEP: gettext_noop(
+            "the furthest production step D1 reported; a step reported later that comes "
+            "earlier in production does not move the order back"
+        ),
+        STICKY_FAILURE: gettext_noop("a failure stays, whatever normal step comes with it"),
+        NO_KNOWN_STEP: gettext_noop("no event with a known step yet"),
+        LATEST_COMPLETION: gettext_noop("the completion with the latest endTime"),
+        LATEST_EVENT: gettext_noop("the latest event by D1's times (no completion yet)"),
+        LATEST_SHIPMENT: gettext_noop("the carrier update with the latest endTime"),
+        CONFLICT: gettext_noop("these events contradict each other"),
+        UNKNOWN_CODE: gettext_noop("a code the portal does not know, not followed by a completion"),
+        UNKNOWN_CODE_ENDED: gettext_noop(
+            "a code the portal does not know; the operation completed after it"
+        ),
+        OPEN_HOLD: gettext_noop("on hold: an unknown step no completion has followed"),
+        INCOMPLETE_ITEM: gettext_noop("an item without details.status; it counts for what it says"),
+        GAP: gettext_noop("this step never arrived between steps that did"),
+        RECONCILE: gettext_noop("the portal asks D1 for the truth"),
+        ANSWERED_BY_D1: gettext_noop("D1 has answered on demand since; nothing new calls for it"),
     }
 
 

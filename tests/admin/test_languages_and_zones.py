@@ -54,6 +54,9 @@ def test_a_japanese_browser_reads_japanese():
     response = client.get("/admin/")
     assert response["Content-Language"] == "ja"
     assert '<html lang="ja"' in response.content.decode()
+    text = text_of(response)
+    for words in ("ダッシュボード", "処理中の注文", "未対応の例外", "D1 への照会"):
+        assert words in text, words
 
 
 def test_an_english_browser_reads_english():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
@@ -34,7 +35,7 @@ class AuditEntryAdmin(EvidenceAdmin):
 
 class D1ClientAddForm(forms.ModelForm):
     name = forms.CharField(
-        max_length=255, required=False, help_text="A label for staff; defaults to the issuer."
+        max_length=255, required=False, help_text=_("A label for staff; defaults to the issuer.")
     )
 
     class Meta:
@@ -68,7 +69,7 @@ class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
             kwargs["queryset"] = Issuer.objects.filter(is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    @admin.display(description="client id", ordering="application__client_id")
+    @admin.display(description=_("client id"), ordering="application__client_id")
     def client_id(self, client: D1Client) -> str:
         return client.application.client_id
 
@@ -95,13 +96,13 @@ class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": "D1 client created",
+                "title": _("D1 client created"),
                 "credentials": credentials,
                 "token_path": "/authz/d1/v1/oauth2/token",
             },
         )
 
-    @admin.action(description="Switch off and revoke their tokens", permissions=["change"])
+    @admin.action(description=_("Switch off and revoke their tokens"), permissions=["change"])
     def deactivate(self, request, queryset) -> None:
         revoked = sum(d1_client_deactivate(client=client) for client in queryset)
         messages.success(

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.contrib.admin import DateFieldListFilter
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from tracking import labels
 from tracking.admin import display as admin_display
@@ -41,7 +42,7 @@ class OperationEventAdmin(EvidenceAdmin):
     # Newest first by primary key: ids grow with time and need no extra index.
     ordering = ["-id"]
     search_fields = ["=card_id", "=operation_id", "=fingerprint"]
-    search_help_text = "Card id, operation id or content fingerprint (exact)"
+    search_help_text = _("Card id, operation id or content fingerprint (exact)")
     list_filter = [
         admin_filters.OutcomeFilter,
         admin_filters.SourceFilter,
@@ -51,10 +52,10 @@ class OperationEventAdmin(EvidenceAdmin):
     exclude = ["payload"]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Events: every distinct item D1 sent", **(extra_context or {})}
+        extra_context = {"title": _("Events: every distinct item D1 sent"), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="first seen", ordering="id")
+    @admin.display(description=_("first seen"), ordering="id")
     def first_seen(self, event: OperationEvent) -> str:
         return admin_display.when(event.first_received_at)
 
@@ -66,7 +67,7 @@ class OperationEventAdmin(EvidenceAdmin):
             return admin_display.shipment_badge(event.shipment_status, inline=True)
         return labels.label_text("operation", event.operation) if event.operation else "—"
 
-    @admin.display(description="came from", ordering="source")
+    @admin.display(description=_("came from"), ordering="source")
     def source_label(self, event: OperationEvent) -> str:
         found = labels.label("source", event.source)
         return format_html('<span title="{}">{}</span>', found.help, found.text)
@@ -103,33 +104,33 @@ class OperationEventAdmin(EvidenceAdmin):
     def operation_detail(self, event: OperationEvent) -> str:
         return admin_display.coded("operation", event.operation, empty="—")
 
-    @admin.display(description="production step")
+    @admin.display(description=_("production step"))
     def production_detail(self, event: OperationEvent) -> str:
         if not event.production_status:
             return "—"
         return admin_display.production_badge(event.production_status, inline=True)
 
-    @admin.display(description="operation status")
+    @admin.display(description=_("operation status"))
     def operation_status_detail(self, event: OperationEvent) -> str:
         return admin_display.operation_badge(event.operation_status, inline=True)
 
-    @admin.display(description="carrier status")
+    @admin.display(description=_("carrier status"))
     def shipment_detail(self, event: OperationEvent) -> str:
         return admin_display.shipment_badge(event.shipment_status, inline=True) or "—"
 
-    @admin.display(description="what it did")
+    @admin.display(description=_("what it did"))
     def outcome_detail(self, event: OperationEvent) -> str:
         return admin_display.coded("outcome", event.outcome)
 
-    @admin.display(description="came from")
+    @admin.display(description=_("came from"))
     def source_detail(self, event: OperationEvent) -> str:
         return admin_display.coded("source", event.source)
 
-    @admin.display(description="first received")
+    @admin.display(description=_("first received"))
     def first_received(self, event: OperationEvent) -> str:
         return admin_display.when(event.first_received_at)
 
-    @admin.display(description="last received")
+    @admin.display(description=_("last received"))
     def last_received(self, event: OperationEvent) -> str:
         return admin_display.when(event.last_received_at)
 
@@ -139,7 +140,7 @@ class OperationEventAdmin(EvidenceAdmin):
             return "Not applied yet"
         return admin_display.when(event.applied_at)
 
-    @admin.display(description="card / operation", ordering="card_id")
+    @admin.display(description=_("card / operation"), ordering="card_id")
     def card_link(self, event: OperationEvent) -> str:
         operation = format_html(
             '<span class="bo-subtle bo-id block" title="Operation id {}">{}</span>',
@@ -162,7 +163,7 @@ class OperationEventAdmin(EvidenceAdmin):
             operation,
         )
 
-    @admin.display(description="what it did", ordering="outcome")
+    @admin.display(description=_("what it did"), ordering="outcome")
     def outcome_badge(self, event: OperationEvent) -> str:
         markers = timeline_entries([event])[0].markers
         if not markers:
@@ -172,11 +173,11 @@ class OperationEventAdmin(EvidenceAdmin):
             markers[0].label, markers[0].tone, title=event.validation_error or found.help
         )
 
-    @admin.display(description="item as received")
+    @admin.display(description=_("item as received"))
     def masked_payload(self, event: OperationEvent) -> str:
         return PERSONAL_MASK
 
-    @admin.display(description="item as received")
+    @admin.display(description=_("item as received"))
     def raw_payload(self, event: OperationEvent) -> str:
         return format_html(
             '<pre class="bo-json">{}</pre>',
@@ -199,7 +200,7 @@ class RefusalTallyAdmin(EvidenceAdmin):
         "last_at",
     ]
     search_fields = ["=source", "=issuer_id_in_path"]
-    search_help_text = "Source address (IPv6: its /64) or issuer id (exact)"
+    search_help_text = _("Source address (IPv6: its /64) or issuer id (exact)")
     list_filter = [admin_filters.StatusCodeFilter, ("minute", DateFieldListFilter)]
 
     # The refused call's page: the answer and reason first, then who called.
@@ -225,11 +226,11 @@ class RefusalTallyAdmin(EvidenceAdmin):
     def minute_detail(self, tally: RefusalTally) -> str:
         return admin_display.when(tally.minute, relative=False)
 
-    @admin.display(description="first call")
+    @admin.display(description=_("first call"))
     def first_call(self, tally: RefusalTally) -> str:
         return admin_display.when(tally.first_at)
 
-    @admin.display(description="last call")
+    @admin.display(description=_("last call"))
     def last_call(self, tally: RefusalTally) -> str:
         return admin_display.when(tally.last_at)
 
@@ -249,7 +250,7 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         "correlation_column",
     ]
     search_fields = ["=correlation_id", "=issuer_id_in_path"]
-    search_help_text = "Correlation id or issuer id (exact)"
+    search_help_text = _("Correlation id or issuer id (exact)")
     list_filter = [
         admin_filters.RefusedFilter,
         admin_filters.StatusCodeFilter,
@@ -283,7 +284,7 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             delivery.rejected_count,
         )
 
-    @admin.display(description="D1 error", ordering="error_code")
+    @admin.display(description=_("D1 error"), ordering="error_code")
     def error_column(self, delivery: NotificationDelivery) -> str:
         if not delivery.error_code and not delivery.error:
             return "—"
@@ -293,12 +294,12 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             delivery.error_code or delivery.error,
         )
 
-    @admin.display(description="came from", ordering="source")
+    @admin.display(description=_("came from"), ordering="source")
     def source_label(self, delivery: NotificationDelivery) -> str:
         found = labels.label("source", delivery.source)
         return format_html('<span title="{}">{}</span>', found.help, found.text)
 
-    @admin.display(description="correlation id", ordering="correlation_id")
+    @admin.display(description=_("correlation id"), ordering="correlation_id")
     def correlation_column(self, delivery: NotificationDelivery) -> str:
         if not delivery.correlation_id:
             return "—"
@@ -334,11 +335,11 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
     def get_fields(self, request, obj=None):
         return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
 
-    @admin.display(description="came from")
+    @admin.display(description=_("came from"))
     def source_detail(self, delivery: NotificationDelivery) -> str:
         return admin_display.coded("source", delivery.source)
 
-    @admin.display(description="refused body (as received, capped)")
+    @admin.display(description=_("refused body (as received, capped)"))
     def masked_body(self, delivery: NotificationDelivery) -> str:
         if not delivery.body:
             return "—"
@@ -352,7 +353,7 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             return admin_display.badge(f"{delivery.status_code} partly refused", "warning")
         return admin_display.badge(f"{delivery.status_code} accepted", "success")
 
-    @admin.display(description="refused body (as received, capped)")
+    @admin.display(description=_("refused body (as received, capped)"))
     def refused_body(self, delivery: NotificationDelivery) -> str:
         if not delivery.body:
             return "—"

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
@@ -183,21 +183,21 @@ def carrier_link(order: CardOrder, *, personal: bool = True) -> str:
     """
     if not order.carrier and not order.tracking_number:
         return ""
-    name = carrier_name(order.carrier) or "carrier"
+    name = carrier_name(order.carrier) or _("carrier")
     url = tracking_url(order) if personal else ""
     number = order.tracking_number if personal else personal_mask(order.tracking_number)
     if url:
         return format_html(
             '<a class="bo-link bo-id" href="{}" target="_blank" rel="noopener noreferrer" '
-            'title="{}" aria-label="Track {} with {} (opens in a new tab)">{}'
+            'title="{}" aria-label="{}">{}'
             '<span class="material-symbols-outlined bo-inline-icon" aria-hidden="true">'
             "open_in_new</span></a>"
             '<span class="bo-subtle block">{}</span>',
             url,
             number,
-            number or "the parcel",
-            name,
-            number or "Track the parcel",
+            _("Track %(number)s with %(carrier)s (opens in a new tab)")
+            % {"number": number or _("the parcel"), "carrier": name},
+            number or _("Track the parcel"),
             name,
         )
     return format_html(
@@ -255,7 +255,7 @@ def order_flags(order: CardOrder) -> list[str]:
         reason = labels.label("reconcile_reason", order.reconcile_reason)
         flags.append(
             badge(
-                f"Will ask D1: {reason.text.lower()}",
+                _("Will ask D1: %(reason)s") % {"reason": str(reason.text).lower()},
                 "primary",
                 title=f"{labels.label('flag', 'needs_reconcile').help} {reason.help}",
                 icon="sync",
@@ -266,15 +266,21 @@ def order_flags(order: CardOrder) -> list[str]:
 
 def rules_stamp(order: CardOrder) -> str:
     """Which rules derived the order's state, and whether they are the current ones."""
+    if not order.event_count:
+        return _("Not derived yet: waiting for D1's first message")
     if order.rules_version == RULES_VERSION:
-        return f"v{order.rules_version} (current)"
-    return f"v{order.rules_version}: older rules (manage.py rederive brings it up to date)"
+        return _("v%(version)s (current)") % {"version": order.rules_version}
+    return _("v%(version)s: older rules (manage.py rederive brings it up to date)") % {
+        "version": order.rules_version
+    }
 
 
 def flags_html(order: CardOrder) -> str:
     flags = order_flags(order)
     if not flags:
-        return mark_safe('<span class="bo-subtle">—<span class="sr-only">no flags</span></span>')
+        return format_html(
+            '<span class="bo-subtle">—<span class="sr-only">{}</span></span>', _("no flags")
+        )
     return format_html_join("", '<span class="bo-flag">{}</span>', ((f,) for f in flags))
 
 
@@ -284,10 +290,10 @@ def over_threshold_badge(order: CardOrder, *, now: dt.datetime) -> str:
         return ""
     threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
     return badge(
-        f"Over its {threshold} limit",
+        _("Over its %(limit)s limit") % {"limit": threshold},
         "danger",
         icon="hourglass_bottom",
-        title=f"Longer than this stage's time limit of {threshold}",
+        title=_("Longer than this stage's time limit of %(limit)s") % {"limit": threshold},
     )
 
 
@@ -297,8 +303,9 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
     duration = humanize_duration(now - order.stage_entered_at)
     if order.is_terminal:
         return format_html(
-            '<span class="bo-subtle" title="The order reached a final stage {} ago">final</span>',
-            duration,
+            '<span class="bo-subtle" title="{}">{}</span>',
+            _("The order reached a final stage %(duration)s ago") % {"duration": duration},
+            _("final"),
         )
     if order_queues.is_stuck(order, now=now):
         threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
@@ -306,10 +313,10 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
             '{}<span class="block">{}</span>',
             duration,
             badge(
-                f"Over {threshold}",
+                _("Over %(limit)s") % {"limit": threshold},
                 "danger",
                 icon="hourglass_bottom",
-                title=f"Longer than this stage's time limit of {threshold}",
+                title=_("Longer than this stage's time limit of %(limit)s") % {"limit": threshold},
             ),
         )
     return duration
@@ -369,8 +376,9 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
         operation = labels.label("operation_status", str(answer["operationStatus"]))
         parts.append(
             format_html(
-                '<span class="bo-subtle block">Operation: {} <code class="bo-code--inline">{}'
+                '<span class="bo-subtle block">{} {} <code class="bo-code--inline">{}'
                 "</code></span>",
+                _("Operation:"),
                 operation.text,
                 operation.code,
             )
@@ -380,11 +388,12 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
         number = str(shipment.get("trackingNumber") or "")
         parts.append(
             format_html(
-                '<span class="bo-subtle block">Shipment: {}{} <span class="bo-id" title="{}">{}'
+                '<span class="bo-subtle block">{} {}{} <span class="bo-id" title="{}">{}'
                 "</span></span>",
+                _("Shipment:"),
                 labels.label_text("shipment_status", str(shipment.get("status") or ""))
                 if shipment.get("status")
-                else "no carrier status",
+                else _("no carrier status"),
                 f", {carrier_name(str(shipment['carrier']))}" if shipment.get("carrier") else "",
                 number if personal else "",
                 number if personal else personal_mask(number),
@@ -393,7 +402,8 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
     if answer.get("errorCode") or answer.get("error"):
         parts.append(
             format_html(
-                '<span class="bo-subtle block">D1 error: <code title="{}">{}</code></span>',
+                '<span class="bo-subtle block">{} <code title="{}">{}</code></span>',
+                _("D1 error:"),
                 answer.get("error") or "",
                 answer.get("errorCode") or answer.get("error"),
             )

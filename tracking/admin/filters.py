@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
 from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
@@ -108,7 +109,7 @@ def _issuer_choices(issuer_model) -> list[tuple[int, str]]:
 
 
 class ProductionStatusFilter(ChoiceFilter):
-    title = "production status"
+    title = _("production status")
     parameter_name = "production_status"
 
     def lookups(self, request, model_admin):
@@ -130,13 +131,13 @@ class ProductionStatusFilter(ChoiceFilter):
 
 
 class OperationStatusFilter(LabelledChoiceFilter):
-    title = "operation status"
+    title = _("operation status")
     parameter_name = "operation_status"
     label_kind = "operation_status"
 
 
 class StageAgeFilter(ChoiceFilter):
-    title = "time in stage"
+    title = _("time in stage")
     parameter_name = "stage_age"
 
     def lookups(self, request, model_admin):
@@ -152,7 +153,7 @@ class StageAgeFilter(ChoiceFilter):
 
 
 class StageEnteredFilter(ChoiceFilter):
-    title = "entered current stage"
+    title = _("entered current stage")
     parameter_name = "entered"
     WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7)}
 
@@ -193,7 +194,7 @@ class ProductionSiteFilter(ChoiceFilter):
     SITE_CHOICES_SECONDS so a busy list does not repeat it.
     """
 
-    title = "production site"
+    title = _("production site")
     parameter_name = "production_site"
     SITE_CHOICES_SECONDS = 300
     CACHE_KEY = "backoffice:production-sites"
@@ -254,18 +255,18 @@ class CardIdContainsFilter(TextFilter):
     A substring match scans every order, so it is offered, never done on its own.
     """
 
-    title = "card id contains"
+    title = _("card id contains")
     parameter_name = "card_contains"
-    label = "Card id contains"
+    label = _("Card id contains")
     lookup = "card_id__icontains"
 
 
 class InputFileFilter(TextFilter):
     """The orders of one input file, by its exact name (the file page's "orders" link)."""
 
-    title = "input file"
+    title = _("input file")
     parameter_name = "input_file_name"
-    label = "Input file (exact name)"
+    label = _("Input file (exact name)")
     lookup = "input_file_name"
 
 
@@ -280,7 +281,7 @@ class TextFilterForm(forms.Form):
 
 
 class ReconcileReasonFilter(ChoiceFilter):
-    title = "reconcile reason"
+    title = _("reconcile reason")
     parameter_name = "reconcile_reason"
 
     def lookups(self, request, model_admin):
@@ -298,7 +299,7 @@ class ReconcileReasonFilter(ChoiceFilter):
 class OrderChangeFilter(ChoiceFilter):
     """The card's latest pull & change result (UPDATE_ORDER): its type, or its decision."""
 
-    title = "pull & change"
+    title = _("pull & change")
     parameter_name = "change"
 
     def lookups(self, request, model_admin):
@@ -327,7 +328,7 @@ class OrderChangeFilter(ChoiceFilter):
 
 
 class HasErrorFilter(ChoiceFilter):
-    title = "D1 error"
+    title = _("D1 error")
     parameter_name = "has_error"
 
     def lookups(self, request, model_admin):
@@ -516,7 +517,7 @@ class DuplicatesFilter(ChoiceFilter):
 
 
 class StatusCodeFilter(ChoiceFilter):
-    title = "status code"
+    title = _("status code")
     parameter_name = "status_code"
 
     def lookups(self, request, model_admin):
@@ -534,14 +535,14 @@ class StatusCodeFilter(ChoiceFilter):
 
 
 class OutcomeFilter(LabelledChoiceFilter):
-    title = "what it did"
+    title = _("what it did")
     parameter_name = "outcome"
     aliases = ("outcome__exact",)
     label_kind = "outcome"
 
 
 class SourceFilter(LabelledChoiceFilter):
-    title = "came from"
+    title = _("came from")
     parameter_name = "source"
     label_kind = "source"
 
@@ -550,19 +551,19 @@ class SourceFilter(LabelledChoiceFilter):
 
 
 class AttemptOutcomeFilter(LabelledChoiceFilter):
-    title = "D1's answer"
+    title = _("D1's answer")
     parameter_name = "outcome"
     aliases = ("outcome__exact",)
     label_kind = "reconcile_outcome"
 
 
 class AttemptTriggerFilter(LabelledChoiceFilter):
-    title = "asked by"
+    title = _("asked by")
     parameter_name = "trigger"
     label_kind = "reconcile_trigger"
 
 
 class AttemptReasonFilter(LabelledChoiceFilter):
-    title = "why D1 was asked"
+    title = _("why D1 was asked")
     parameter_name = "reason"
     label_kind = "reconcile_reason"

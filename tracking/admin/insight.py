@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
@@ -121,7 +122,7 @@ class ProductionFileAdmin(PortalModelAdmin):
     list_display_links = None
     list_select_related = ["issuer"]
     search_fields = ["name"]
-    search_help_text = "Part of the input file name"
+    search_help_text = _("Part of the input file name")
     list_filter = [
         admin_filters.IssuerFilter,
         HasExceptionsFilter,
@@ -149,7 +150,7 @@ class ProductionFileAdmin(PortalModelAdmin):
     def changelist_view(self, request, extra_context=None):
         state = last_refresh()
         extra_context = {
-            "title": "Production files",
+            "title": _("Production files"),
             "subtitle": None,
             "refreshed_at": state.refreshed_at if state else None,
             **(extra_context or {}),
@@ -169,7 +170,7 @@ class ProductionFileAdmin(PortalModelAdmin):
     def issuer_code(self, file: ProductionFile) -> str:
         return file.issuer.issuer_id
 
-    @admin.display(description="orders per stage")
+    @admin.display(description=_("orders per stage"))
     def stages(self, file: ProductionFile) -> str:
         figures = production_files.FileFigures(orders=file.orders, stage_counts=file.stage_counts)
         return stage_bar_html(figures)
@@ -188,7 +189,7 @@ class ProductionFileAdmin(PortalModelAdmin):
             return "0"
         return admin_display.badge(str(file.exceptions), "danger")
 
-    @admin.display(description="predicted shipped by", ordering="predicted_p50")
+    @admin.display(description=_("predicted shipped by"), ordering="predicted_p50")
     def predicted(self, file: ProductionFile) -> str:
         if file.predicted_p50 is None:
             return "—"
@@ -278,7 +279,7 @@ class ProductionFileAdmin(PortalModelAdmin):
             )
         context = self._context(
             request,
-            title="Sites and stages",
+            title=_("Sites and stages"),
             subtitle=None,
             window=window,
             windows=_windows(),

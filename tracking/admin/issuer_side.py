@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from tracking.admin import display as admin_display
 from tracking.models import CardOrder, Issuer, OrderChange
@@ -61,8 +62,9 @@ HEADER_ALIASES = {
 def registered_badge(order: CardOrder) -> str:
     """A registered order with no events: says so plainly, never a production status."""
     return format_html(
-        '{}<span class="bo-subtle block">no events from D1 yet</span>',
-        admin_display.badge("Registered", "neutral", icon="pending_actions"),
+        '{}<span class="bo-subtle block">{}</span>',
+        admin_display.badge(_("Registered"), "neutral", icon="pending_actions"),
+        _("Waiting for D1's first message"),
     )
 
 
@@ -73,7 +75,9 @@ def superseded_badge(order: CardOrder) -> str:
     return format_html(
         '<a class="bo-link block" href="{}">{}</a>',
         url,
-        admin_display.badge("Superseded", "neutral", icon="switch_access_shortcut"),
+        admin_display.badge(
+            _("Replaced by a newer order"), "neutral", icon="switch_access_shortcut"
+        ),
     )
 
 
@@ -158,11 +162,11 @@ def _context(request, model_admin, **extra) -> dict:
 
 
 class LookUpForm(forms.Form):
-    issuer = forms.ChoiceField(label="Issuer")
+    issuer = forms.ChoiceField(label=_("Issuer"))
     card_id = forms.CharField(
-        label="Card id (D1 cardId)",
+        label=_("Card id (D1 cardId)"),
         max_length=48,
-        help_text="As D1 knows it: 1 to 48 letters, digits, '-' or '_'.",
+        help_text=_("As D1 knows it: 1 to 48 letters, digits, '-' or '_'."),
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -198,7 +202,7 @@ def look_up_view(request: HttpRequest, model_admin):
     context = _context(
         request,
         model_admin,
-        title="Look up a card at D1",
+        title=_("Look up a card at D1"),
         subtitle=None,
         form=form,
         result=result,
@@ -231,14 +235,16 @@ def _answer_sentence(result) -> str:
 
 class UploadForm(forms.Form):
     file = forms.FileField(
-        label="Order file (CSV)",
+        label=_("Order file (CSV)"),
         help_text=(
-            "A header line, then one order per line: card_id (required), issuer_id, "
-            "operation_id, issuer_request_id, input_file_name, due_date (YYYY-MM-DD)."
+            _(
+                "A header line, then one order per line: card_id (required), issuer_id, "
+                "operation_id, issuer_request_id, input_file_name, due_date (YYYY-MM-DD)."
+            )
         ),
     )
     issuer = forms.ChoiceField(
-        label="Issuer of rows without issuer_id", required=False, help_text="Optional."
+        label=_("Issuer of rows without issuer_id"), required=False, help_text=_("Optional.")
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -345,7 +351,7 @@ def register_view(request: HttpRequest, model_admin):
     context = _context(
         request,
         model_admin,
-        title="Register orders from a file",
+        title=_("Register orders from a file"),
         subtitle=None,
         form=form,
         parsed=parsed,
@@ -360,7 +366,7 @@ def register_view(request: HttpRequest, model_admin):
 def _register_confirm(request: HttpRequest):
     upload = request.session.get(UPLOAD_SESSION_KEY) or {}
     if not upload or upload.get("token") != request.POST.get("token"):
-        messages.error(request, "That preview has expired; upload the file again.")
+        messages.error(request, _("That preview has expired; upload the file again."))
         return HttpResponseRedirect(reverse("admin:tracking_cardorder_register"))
     rows = upload["rows"]
     issuers = active_issuers(r.get("issuer_id") for r in rows)
@@ -368,7 +374,9 @@ def _register_confirm(request: HttpRequest):
     for row in rows:
         registration, errors = registration_check(row, issuers=issuers)
         if errors:  # an issuer switched off since the preview
-            messages.error(request, "The file changed meaning since the preview; upload it again.")
+            messages.error(
+                request, _("The file changed meaning since the preview; upload it again.")
+            )
             return HttpResponseRedirect(reverse("admin:tracking_cardorder_register"))
         registrations.append(registration)
     with transaction.atomic():

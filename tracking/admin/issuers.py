@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin import display as admin_display
@@ -25,7 +26,7 @@ class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
     fields = ["issuer_id", "name", "is_active", "d1_key_id", "d1_key_location", "created_at"]
     readonly_fields = ["d1_key_location", "created_at"]
 
-    @admin.display(description="D1 key location")
+    @admin.display(description=_("D1 key location"))
     def d1_key_location(self, issuer: Issuer) -> str:
         """Where the worker reads this issuer's key: settings or D1_KEY_DIR, never the form."""
         try:
