@@ -82,4 +82,20 @@ class StaffPreferenceMiddleware:
             timezone.deactivate()
         # LocaleMiddleware only sets the header when it is missing: this is the page's language.
         response.headers["Content-Language"] = request.LANGUAGE_CODE
+        if response.streaming and not response.is_async:
+            # An export is written after this returns: each chunk in the user's zone and words.
+            response.streaming_content = _in_language_and_zone(
+                response.streaming_content, language=request.LANGUAGE_CODE, zone=zone
+            )
         return response
+
+
+def _in_language_and_zone(chunks, *, language: str, zone):
+    chunks = iter(chunks)
+    while True:
+        with timezone.override(zone), translation.override(language):
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+        yield chunk

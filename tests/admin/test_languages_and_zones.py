@@ -6,6 +6,7 @@ else the site's; every time carries its zone, and date filters take the user's d
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import re
 
@@ -174,3 +175,23 @@ def test_djangos_user_page_no_longer_says_you_are_hours_ahead():
     response = tokyo.get(f"/admin/auth/user/{me.pk}/change/")
     assert response.status_code == 200
     assert "ahead of server time" not in text_of(response)
+
+
+def test_the_export_writes_the_users_times_and_days(late_order):
+    """The CSV is streamed after the page's view returns: still in the user's zone."""
+    tokyo = staff("tokyo", language="en", time_zone="Asia/Tokyo")
+    utc = staff("london", language="en", time_zone="UTC")
+    export = f"{LIST}export.csv"
+
+    def first_seen(client, day: str) -> tuple[list[str], str]:
+        response = client.get(export, {"first_event_at_from": day, "first_event_at_to": day})
+        lines = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()
+        rows = list(csv.DictReader(lines))
+        header = next(h for h in rows[0] if h.startswith("First seen"))
+        return [row["Card id"] for row in rows], f"{header}={rows[0][header]}"
+
+    assert first_seen(tokyo, "2026-12-05") == (
+        ["card-2330"],
+        "First seen (JST)=2026-12-05 08:30:00",
+    )
+    assert first_seen(utc, "2026-12-04") == (["card-2330"], "First seen (UTC)=2026-12-04 23:30:00")
