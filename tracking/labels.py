@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
-from django.utils.translation import gettext as _now
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -232,7 +232,7 @@ def label_text(kind: str, code: str | None) -> str:
     found = label(kind, code)
     if found.known:
         return str(found.text)
-    return _now("Unknown code %(code)s") % {"code": found.code}
+    return gettext("Unknown code %(code)s") % {"code": found.code}
 
 
 def choices(kind: str) -> list[tuple[str, Promise]]:
@@ -255,12 +255,12 @@ def humanize_duration(value: dt.timedelta | None) -> str:
     minutes, secs = divmod(rest, 60)
     if days:
         if hours:
-            return _now("%(days)d d %(hours)d h") % {"days": days, "hours": hours}
-        return _now("%(days)d d") % {"days": days}
+            return gettext("%(days)d d %(hours)d h") % {"days": days, "hours": hours}
+        return gettext("%(days)d d") % {"days": days}
     if hours:
         if minutes:
-            return _now("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
-        return _now("%(hours)d h") % {"hours": hours}
+            return gettext("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
+        return gettext("%(hours)d h") % {"hours": hours}
     if minutes:
-        return _now("%(minutes)d min") % {"minutes": minutes}
-    return _now("%(seconds)d s") % {"seconds": secs}
+        return gettext("%(minutes)d min") % {"minutes": minutes}
+    return gettext("%(seconds)d s") % {"seconds": secs}

@@ -262,7 +262,7 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
 
     def changelist_view(self, request, extra_context=None):
         refused = request.GET.get("refused") == "yes"
-        title = "Refused D1 messages" if refused else "D1 messages"
+        title = _("Refused D1 messages") if refused else _("D1 messages")
         extra_context = {"title": title, **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 

@@ -77,7 +77,7 @@ class LabelledChoiceFilter(ChoiceFilter):
 
 
 class QueueFilter(ChoiceFilter):
-    title = "queue"
+    title = _("queue")
     parameter_name = "queue"
 
     def lookups(self, request, model_admin):
@@ -91,7 +91,7 @@ class QueueFilter(ChoiceFilter):
 class IssuerFilter(ChoiceFilter):
     """Every issuer from its own small table (not the distinct values of a big one)."""
 
-    title = "issuer"
+    title = _("issuer")
     parameter_name = "issuer"
 
     def lookups(self, request, model_admin):
@@ -141,7 +141,7 @@ class StageAgeFilter(ChoiceFilter):
     parameter_name = "stage_age"
 
     def lookups(self, request, model_admin):
-        return [("stuck", "Beyond its threshold"), ("within", "Within its threshold")]
+        return [("stuck", _("Beyond its threshold")), ("within", _("Within its threshold"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         now = timezone.now()
@@ -158,7 +158,7 @@ class StageEnteredFilter(ChoiceFilter):
     WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7)}
 
     def lookups(self, request, model_admin):
-        return [("24h", "In the last 24 hours"), ("7d", "In the last 7 days")]
+        return [("24h", _("In the last 24 hours")), ("7d", _("In the last 7 days"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         window = self.WINDOWS.get(self.value() or "")
@@ -168,7 +168,7 @@ class StageEnteredFilter(ChoiceFilter):
 
 
 class CarrierFilter(ChoiceFilter):
-    title = "carrier"
+    title = _("carrier")
     parameter_name = "carrier"
 
     def lookups(self, request, model_admin):
@@ -306,12 +306,12 @@ class OrderChangeFilter(ChoiceFilter):
         from tracking.services.card_operations import CHANGE_TYPES
 
         return [
-            ("any", "Any change result"),
+            ("any", _("Any change result")),
             *((f"type:{t}", t.replace("_", " ").capitalize()) for t in CHANGE_TYPES),
-            ("result:accepted", "Accepted"),
-            ("result:rejected", "Rejected"),
-            ("result:unknown", "Unknown shape"),
-            ("cancel_unconfirmed", "CANCEL accepted, not yet confirmed"),
+            ("result:accepted", _("Accepted")),
+            ("result:rejected", _("Rejected")),
+            ("result:unknown", _("Unknown shape")),
+            ("cancel_unconfirmed", _("CANCEL accepted, not yet confirmed")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -332,7 +332,7 @@ class HasErrorFilter(ChoiceFilter):
     parameter_name = "has_error"
 
     def lookups(self, request, model_admin):
-        return [("yes", "With an error or error code"), ("no", "Without")]
+        return [("yes", _("With an error or error code")), ("no", _("Without"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         has_error = ~Q(error_code="") | ~Q(error="")
@@ -483,13 +483,13 @@ def _day_start(day: dt.date) -> dt.datetime:
 
 
 class RefusedFilter(ChoiceFilter):
-    title = "refused"
+    title = _("refused")
     parameter_name = "refused"
 
     def lookups(self, request, model_admin):
         return [
-            ("yes", "Refused or with refused items"),
-            ("no", "Accepted in full"),
+            ("yes", _("Refused or with refused items")),
+            ("no", _("Accepted in full")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -502,11 +502,11 @@ class RefusedFilter(ChoiceFilter):
 
 
 class DuplicatesFilter(ChoiceFilter):
-    title = "duplicates"
+    title = _("duplicates")
     parameter_name = "duplicates"
 
     def lookups(self, request, model_admin):
-        return [("yes", "With duplicate items"), ("no", "Without")]
+        return [("yes", _("With duplicate items")), ("no", _("Without"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":

@@ -73,11 +73,11 @@ def stage_bar_html(figures: production_files.FileFigures) -> str:
 
 
 class HasExceptionsFilter(admin_filters.ChoiceFilter):
-    title = "exceptions"
+    title = _("exceptions")
     parameter_name = "has_exceptions"
 
     def lookups(self, request, model_admin):
-        return [("yes", "With exceptions"), ("no", "Without exceptions")]
+        return [("yes", _("With exceptions")), ("no", _("Without exceptions"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
@@ -88,11 +88,11 @@ class HasExceptionsFilter(admin_filters.ChoiceFilter):
 
 
 class FinishedFilter(admin_filters.ChoiceFilter):
-    title = "progress"
+    title = _("progress")
     parameter_name = "progress"
 
     def lookups(self, request, model_admin):
-        return [("open", "Still has open orders"), ("done", "Every order final")]
+        return [("open", _("Still has open orders")), ("done", _("Every order final"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "open":

@@ -23,6 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from tracking.admin import display as admin_display
 from tracking.models import CardOrder, Issuer, OrderChange
@@ -162,11 +163,13 @@ def _context(request, model_admin, **extra) -> dict:
 
 
 class LookUpForm(forms.Form):
-    issuer = forms.ChoiceField(label=_("Issuer"))
+    # The theme's own widgets: a plain input has no border in its stylesheet (invisible).
+    issuer = forms.ChoiceField(label=_("Issuer"), widget=UnfoldAdminSelectWidget)
     card_id = forms.CharField(
         label=_("Card id (D1 cardId)"),
         max_length=48,
         help_text=_("As D1 knows it: 1 to 48 letters, digits, '-' or '_'."),
+        widget=UnfoldAdminTextInputWidget(attrs={"autofocus": True, "autocomplete": "off"}),
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -244,7 +247,10 @@ class UploadForm(forms.Form):
         ),
     )
     issuer = forms.ChoiceField(
-        label=_("Issuer of rows without issuer_id"), required=False, help_text=_("Optional.")
+        label=_("Issuer of rows without issuer_id"),
+        required=False,
+        help_text=_("Optional."),
+        widget=UnfoldAdminSelectWidget,
     )
 
     def __init__(self, *args, **kwargs) -> None:
