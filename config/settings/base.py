@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.utils.translation import gettext_lazy as _
 
 from tracking.observability.logs import logging_settings
 
@@ -419,9 +420,9 @@ CELERY_BEAT_SCHEDULE["retention-prune"] = {
 # ---------------------------------------------------------------------------- admin (back office)
 # The admin's look (django-unfold), its navigation and its front page; see tracking/admin/.
 UNFOLD = {
-    "SITE_TITLE": "D1 card orders",
-    "SITE_HEADER": "D1 card orders",
-    "SITE_SUBHEADER": "Back office",
+    "SITE_TITLE": _("D1 card orders"),
+    "SITE_HEADER": _("D1 card orders"),
+    "SITE_SUBHEADER": _("Back office"),
     "SITE_SYMBOL": "credit_card",
     "SHOW_VIEW_ON_SITE": False,
     "COLORS": {"primary": "tracking.admin.navigation.primary_colors"},
