@@ -106,5 +106,7 @@ class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
     def deactivate(self, request, queryset) -> None:
         revoked = sum(d1_client_deactivate(client=client) for client in queryset)
         messages.success(
-            request, f"Switched off {queryset.count()} client(s); {revoked} token(s) revoked."
+            request,
+            _("Switched off %(clients)s client(s); %(tokens)s token(s) revoked.")
+            % {"clients": queryset.count(), "tokens": revoked},
         )

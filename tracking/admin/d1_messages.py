@@ -137,7 +137,7 @@ class OperationEventAdmin(EvidenceAdmin):
     @admin.display(description="applied")
     def applied(self, event: OperationEvent) -> str:
         if event.applied_at is None:
-            return "Not applied yet"
+            return _("Not applied yet")
         return admin_display.when(event.applied_at)
 
     @admin.display(description=_("card / operation"), ordering="card_id")
@@ -220,7 +220,9 @@ class RefusalTallyAdmin(EvidenceAdmin):
 
     @admin.display(description="answer", ordering="status_code")
     def status_badge(self, tally: RefusalTally) -> str:
-        return admin_display.badge(f"{tally.status_code} refused", "danger")
+        return admin_display.badge(
+            _("%(status)s refused") % {"status": tally.status_code}, "danger"
+        )
 
     @admin.display(description="minute")
     def minute_detail(self, tally: RefusalTally) -> str:
@@ -348,10 +350,16 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
     @admin.display(description="answer", ordering="status_code")
     def status_badge(self, delivery: NotificationDelivery) -> str:
         if delivery.status_code >= 400:
-            return admin_display.badge(f"{delivery.status_code} refused", "danger")
+            return admin_display.badge(
+                _("%(status)s refused") % {"status": delivery.status_code}, "danger"
+            )
         if delivery.rejected_count:
-            return admin_display.badge(f"{delivery.status_code} partly refused", "warning")
-        return admin_display.badge(f"{delivery.status_code} accepted", "success")
+            return admin_display.badge(
+                _("%(status)s partly refused") % {"status": delivery.status_code}, "warning"
+            )
+        return admin_display.badge(
+            _("%(status)s accepted") % {"status": delivery.status_code}, "success"
+        )
 
     @admin.display(description=_("refused body (as received, capped)"))
     def refused_body(self, delivery: NotificationDelivery) -> str:

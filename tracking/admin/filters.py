@@ -350,10 +350,14 @@ class LabelledDateRangeForm(forms.Form):
         super().__init__(data=data)
         attrs = {"class": " ".join(INPUT_CLASSES), "type": "date"}
         self.fields[f"{name}_from"] = forms.DateField(
-            label=f"{title.capitalize()} from", required=False, widget=forms.DateInput(attrs)
+            label=_("%(filter)s from") % {"filter": str(title).capitalize()},
+            required=False,
+            widget=forms.DateInput(attrs),
         )
         self.fields[f"{name}_to"] = forms.DateField(
-            label=f"{title.capitalize()} to", required=False, widget=forms.DateInput(attrs)
+            label=_("%(filter)s to") % {"filter": str(title).capitalize()},
+            required=False,
+            widget=forms.DateInput(attrs),
         )
 
 
@@ -395,9 +399,15 @@ class DateRangeFilter(RangeDateFilter):
             # Refused, not run: an inverted range would silently list nothing.
             messages.error(
                 request,
-                f"{str(self.title).capitalize()}: the range from {start:%Y-%m-%d} to "
-                f"{end:%Y-%m-%d} ends before it starts, so it was not applied. "
-                "Swap the dates or clear one.",
+                _(
+                    "%(filter)s: the range from %(start)s to %(end)s ends before it starts, "
+                    "so it was not applied. Swap the dates or clear one."
+                )
+                % {
+                    "filter": str(self.title).capitalize(),
+                    "start": f"{start:%Y-%m-%d}",
+                    "end": f"{end:%Y-%m-%d}",
+                },
             )
             return queryset
         is_datetime = isinstance(self.field, models.DateTimeField)
@@ -422,14 +432,18 @@ class DateRangeFilter(RangeDateFilter):
             bound = _parse_instant(value) if is_datetime else _parse_date(value)
             if bound is None:
                 expected = (
-                    "a date and time (2026-03-05T14:00:00+00:00)"
+                    _("a date and time (2026-03-05T14:00:00+00:00)")
                     if is_datetime
-                    else ("a date (2026-03-05)")
+                    else _("a date (2026-03-05)")
                 )
                 messages.error(
                     request,
-                    f"{str(self.title).capitalize()}: {value!r} is not {expected}, "
-                    "so that bound was not applied.",
+                    _("%(filter)s: %(value)s is not %(expected)s, so that bound was not applied.")
+                    % {
+                        "filter": str(self.title).capitalize(),
+                        "value": repr(value),
+                        "expected": expected,
+                    },
                 )
                 continue
             queryset = queryset.filter(**{name: bound})

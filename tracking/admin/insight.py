@@ -237,7 +237,7 @@ class ProductionFileAdmin(PortalModelAdmin):
         laggards = production_files.file_laggards(issuer_id=issuer_id, name=name, figures=figures)
         context = self._context(
             request,
-            title=f"File {name}",
+            title=_("File %(name)s") % {"name": name},
             subtitle=str(issuer),
             issuer=issuer,
             name=name,
@@ -316,8 +316,9 @@ class ProductionFileAdmin(PortalModelAdmin):
         label = carrier if carrier is not None else (site if site is not None else "All sites")
         context = self._context(
             request,
-            title=f"{stage} at {label or '(no site named)'}",
-            subtitle=f"last {window} days",
+            title=_("%(stage)s at %(site)s")
+            % {"stage": stage, "site": label or _("(no site named)")},
+            subtitle=_("last %(days)s days") % {"days": window},
             window=window,
             stage=stage,
             spans=[

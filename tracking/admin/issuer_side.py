@@ -290,7 +290,10 @@ def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
     columns = [HEADER_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
     unknown = [h for h in columns if h not in FIELDS]
     if unknown:
-        parsed.error = f"Unknown column(s): {', '.join(unknown)}. Expected: {', '.join(FIELDS)}."
+        parsed.error = _("Unknown column(s): %(unknown)s. Expected: %(expected)s.") % {
+            "unknown": ", ".join(unknown),
+            "expected": ", ".join(FIELDS),
+        }
         return parsed
     if "card_id" not in columns:
         parsed.error = "The file has no card_id column."
@@ -306,15 +309,15 @@ def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
             row["issuer_id"] = default_issuer
         rows.append((line_number, row))
         if len(rows) > settings.REGISTRATION_BULK_MAX:
-            parsed.error = (
-                f"At most {settings.REGISTRATION_BULK_MAX} orders per file; split the file."
-            )
+            parsed.error = _("At most %(count)s orders per file; split the file.") % {
+                "count": settings.REGISTRATION_BULK_MAX
+            }
             return parsed
-    issuers = active_issuers(r.get("issuer_id") for _, r in rows)
+    issuers = active_issuers(r.get("issuer_id") for _line, r in rows)
     for line_number, row in rows:
         extra = row.pop("__extra__", None)
         data = {k: v for k, v in row.items() if v != ""}
-        _, errors = registration_check(data, issuers=issuers)
+        _checked, errors = registration_check(data, issuers=issuers)
         if extra:
             errors = {**errors, "non_field_errors": "more values than columns"}
         if errors:
@@ -337,7 +340,9 @@ def register_view(request: HttpRequest, model_admin):
         upload = form.cleaned_data["file"]
         if upload.size > UPLOAD_MAX_BYTES:
             form.add_error(
-                "file", f"The file is larger than {UPLOAD_MAX_BYTES // 1024 // 1024} MB."
+                "file",
+                _("The file is larger than %(size)s MB.")
+                % {"size": UPLOAD_MAX_BYTES // 1024 // 1024},
             )
         else:
             parsed = order_file_parse(
@@ -395,9 +400,18 @@ def _register_confirm(request: HttpRequest):
     del request.session[UPLOAD_SESSION_KEY]
     messages.success(
         request,
-        f"Registered {len(registered)} orders from {upload.get('file', 'the file')}: "
-        f"{created} new, {len(registered) - created} already known"
-        + (f"; {upload['refused']} refused rows were left out." if upload.get("refused") else "."),
+        _("Registered %(count)s orders from %(file)s: %(new)s new, %(known)s already known.")
+        % {
+            "count": len(registered),
+            "file": upload.get("file", "-"),
+            "new": created,
+            "known": len(registered) - created,
+        }
+        + (
+            " " + _("%(refused)s refused rows were left out.") % {"refused": upload["refused"]}
+            if upload.get("refused")
+            else ""
+        ),
     )
     return HttpResponseRedirect(
         reverse("admin:tracking_cardorder_changelist") + "?queue=registered"

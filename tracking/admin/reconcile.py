@@ -191,8 +191,8 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
 def _no_answer(attempt: ReconcileAttempt) -> str:
     """What the answer field says when D1 returned nothing readable."""
     if attempt.error:
-        return "No answer from D1 (see the error)."
-    return "Nothing for this order in D1's answer."
+        return _("No answer from D1 (see the error).")
+    return _("Nothing for this order in D1's answer.")
 
 
 _OUTCOME_TONES = {"changed": "success", "error": "danger", "not_found": "warning"}
@@ -207,7 +207,7 @@ def attempt_outcome_badge(attempt: ReconcileAttempt) -> str:
 
 def attempt_http(attempt: ReconcileAttempt) -> str:
     """HTTP status and latency in words: "200 OK · 84 ms", or why there was no answer."""
-    status = "no answer" if attempt.http_status is None else f"HTTP {attempt.http_status}"
+    status = _("no answer") if attempt.http_status is None else f"HTTP {attempt.http_status}"
     latency = f"{attempt.latency_ms} ms" if attempt.latency_ms is not None else ""
     return format_html(
         '<span class="bo-nowrap">{}</span><span class="bo-subtle block">{}</span>',
@@ -223,7 +223,7 @@ def reconcile_now_action(modeladmin, request: HttpRequest, queryset: QuerySet) -
     orders_reconcile_now(order_ids=order_ids, actor=Actor.of_request(request))
     modeladmin.message_user(
         request,
-        f"Asked D1 about {len(order_ids)} order(s); each order's page shows D1's answer "
-        "once it arrives.",
+        _("Asked D1 about %(count)s order(s); each order's page shows D1's answer once it arrives.")
+        % {"count": len(order_ids)},
         messages.SUCCESS,
     )
