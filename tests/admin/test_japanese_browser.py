@@ -79,3 +79,12 @@ def test_look_up_at_d1_shows_its_box_and_highlights_an_error(page):
     border = box.evaluate("e => parseFloat(getComputedStyle(e).borderTopWidth)")
     assert border >= 1
     expect(page.locator("label[for=id_card_id]")).to_contain_text("カード ID")
+
+
+def test_djangos_user_page_does_not_warn_about_the_time_difference(page):
+    """Django's date widgets warn "You are 9 hours ahead of server time" unless the page's zone
+    is the browser's: a Tokyo browser reading in Tokyo time gets no warning."""
+    me = get_user_model().objects.get(username="hanako")
+    page.goto(f"/admin/auth/user/{me.pk}/change/")
+    expect(page.locator("#id_date_joined_0")).to_be_visible()
+    expect(page.locator(".timezonewarning")).to_have_count(0)
