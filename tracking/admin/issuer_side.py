@@ -90,12 +90,12 @@ def change_badge(order: CardOrder) -> str:
     label = order.change_type.replace("_", " ") or "Change"
     text = f"{label} {order.change_result}"
     if order.change_result == "unknown":
-        text = f"{order.change_type or 'Change'}: unknown shape"
-    badge = admin_display.badge(text, tone, title=f"Pull & change: {text}")
+        text = _("%(change)s: unknown shape") % {"change": order.change_type or _("Change")}
+    badge = admin_display.badge(text, tone, title=_("Pull & change: %(text)s") % {"text": text})
     awaiting = ""
     if order.cancel_accepted_at and (order.production_status not in CANCELLED_STATUSES):
         awaiting = format_html(
-            '<span class="bo-subtle block">{}</span>', "awaiting CARD_PROD_CANCELED"
+            '<span class="bo-subtle block">{}</span>', _("awaiting CARD_PROD_CANCELED")
         )
     # Its own line under the production status (the list has no pull & change column).
     return format_html('<span class="bo-change block">{}{}</span>', badge, awaiting)
@@ -217,7 +217,11 @@ def look_up_view(request: HttpRequest, model_admin):
 def _answer_sentence(result) -> str:
     if result.http_status != 200:
         answer = result.http_status or "nothing"
-        return f"D1 answered {answer} for card {result.card_id}: {result.error}"
+        return _("D1 answered %(answer)s for card %(card_id)s: %(error)s") % {
+            "answer": answer,
+            "card_id": result.card_id,
+            "error": result.error,
+        }
     items = []
     for item in result.operations:
         details = item.get("details") if isinstance(item.get("details"), dict) else {}
@@ -229,8 +233,16 @@ def _answer_sentence(result) -> str:
         if shipment.get("status"):
             text += f", carrier {shipment['status']}"
         items.append(text)
-    verb = "new order created" if result.created else f"order {result.outcome}"
-    return f"D1 answered 200 for card {result.card_id} ({'; '.join(items) or 'no items'}); {verb}."
+    verb = (
+        _("new order created")
+        if result.created
+        else _("order %(outcome)s") % {"outcome": result.outcome}
+    )
+    return _("D1 answered 200 for card %(card_id)s (%(items)s); %(verb)s.") % {
+        "card_id": result.card_id,
+        "items": "; ".join(items) or _("no items"),
+        "verb": verb,
+    }
 
 
 # ---------------------------------------------------------------------------- CSV registration
