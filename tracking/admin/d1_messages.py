@@ -59,7 +59,7 @@ class OperationEventAdmin(EvidenceAdmin):
     def first_seen(self, event: OperationEvent) -> str:
         return admin_display.when(event.first_received_at)
 
-    @admin.display(description="status", ordering="production_status")
+    @admin.display(description=_("status"), ordering="production_status")
     def status_column(self, event: OperationEvent) -> str:
         if event.production_status:
             return admin_display.production_badge(event.production_status, inline=True)
@@ -100,7 +100,7 @@ class OperationEventAdmin(EvidenceAdmin):
     def get_fields(self, request, obj=None):
         return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
 
-    @admin.display(description="operation")
+    @admin.display(description=_("operation"))
     def operation_detail(self, event: OperationEvent) -> str:
         return admin_display.coded("operation", event.operation, empty="—")
 
@@ -134,7 +134,7 @@ class OperationEventAdmin(EvidenceAdmin):
     def last_received(self, event: OperationEvent) -> str:
         return admin_display.when(event.last_received_at)
 
-    @admin.display(description="applied")
+    @admin.display(description=_("applied"))
     def applied(self, event: OperationEvent) -> str:
         if event.applied_at is None:
             return _("Not applied yet")
@@ -143,8 +143,8 @@ class OperationEventAdmin(EvidenceAdmin):
     @admin.display(description=_("card / operation"), ordering="card_id")
     def card_link(self, event: OperationEvent) -> str:
         operation = format_html(
-            '<span class="bo-subtle bo-id block" title="Operation id {}">{}</span>',
-            event.operation_id,
+            '<span class="bo-subtle bo-id block" title="{}">{}</span>',
+            _("Operation id %(id)s") % {"id": event.operation_id},
             event.operation_id,
         )
         if event.order_id is None:
@@ -218,13 +218,13 @@ class RefusalTallyAdmin(EvidenceAdmin):
         "correlation_id",
     ]
 
-    @admin.display(description="answer", ordering="status_code")
+    @admin.display(description=_("answer"), ordering="status_code")
     def status_badge(self, tally: RefusalTally) -> str:
         return admin_display.badge(
             _("%(status)s refused") % {"status": tally.status_code}, "danger"
         )
 
-    @admin.display(description="minute")
+    @admin.display(description=_("minute"))
     def minute_detail(self, tally: RefusalTally) -> str:
         return admin_display.when(tally.minute, relative=False)
 
@@ -268,22 +268,25 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         extra_context = {"title": title, **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="received", ordering="received_at")
+    @admin.display(description=_("received"), ordering="received_at")
     def received(self, delivery: NotificationDelivery) -> str:
         return admin_display.when(delivery.received_at)
 
-    @admin.display(description="issuer", ordering="issuer_id_in_path")
+    @admin.display(description=_("issuer"), ordering="issuer_id_in_path")
     def issuer_column(self, delivery: NotificationDelivery) -> str:
         return delivery.issuer_id_in_path
 
-    @admin.display(description="items", ordering="item_count")
+    @admin.display(description=_("items"), ordering="item_count")
     def items(self, delivery: NotificationDelivery) -> str:
         return format_html(
-            '{}<span class="bo-subtle block bo-nowrap">{} new · {} repeated · {} refused</span>',
+            '{}<span class="bo-subtle block bo-nowrap">{}</span>',
             delivery.item_count,
-            delivery.new_count,
-            delivery.duplicate_count,
-            delivery.rejected_count,
+            _("%(new)s new · %(repeated)s repeated · %(refused)s refused")
+            % {
+                "new": delivery.new_count,
+                "repeated": delivery.duplicate_count,
+                "refused": delivery.rejected_count,
+            },
         )
 
     @admin.display(description=_("D1 error"), ordering="error_code")
@@ -347,7 +350,7 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             return "—"
         return PERSONAL_MASK + (" (cut short)" if delivery.body_truncated else "")
 
-    @admin.display(description="answer", ordering="status_code")
+    @admin.display(description=_("answer"), ordering="status_code")
     def status_badge(self, delivery: NotificationDelivery) -> str:
         if delivery.status_code >= 400:
             return admin_display.badge(

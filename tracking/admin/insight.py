@@ -157,7 +157,7 @@ class ProductionFileAdmin(PortalModelAdmin):
         }
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="file", ordering="name")
+    @admin.display(description=_("file"), ordering="name")
     def file_link(self, file: ProductionFile) -> str:
         return format_html(
             '<a class="bo-link font-semibold bo-id" href="{}" title="{}">{}</a>',
@@ -166,7 +166,7 @@ class ProductionFileAdmin(PortalModelAdmin):
             file.name,
         )
 
-    @admin.display(description="issuer", ordering="issuer__issuer_id")
+    @admin.display(description=_("issuer"), ordering="issuer__issuer_id")
     def issuer_code(self, file: ProductionFile) -> str:
         return file.issuer.issuer_id
 
@@ -175,15 +175,15 @@ class ProductionFileAdmin(PortalModelAdmin):
         figures = production_files.FileFigures(orders=file.orders, stage_counts=file.stage_counts)
         return stage_bar_html(figures)
 
-    @admin.display(description="finished", ordering="share_finished")
+    @admin.display(description=_("finished"), ordering="share_finished")
     def finished_share(self, file: ProductionFile) -> str:
         return f"{file.share_finished:.1f} %"
 
-    @admin.display(description="shipped")
+    @admin.display(description=_("shipped"))
     def shipped_share(self, file: ProductionFile) -> str:
         return f"{100 * file.shipped / file.orders:.1f} %" if file.orders else "—"
 
-    @admin.display(description="exceptions", ordering="exceptions")
+    @admin.display(description=_("exceptions"), ordering="exceptions")
     def exceptions_count(self, file: ProductionFile) -> str:
         if not file.exceptions:
             return "0"

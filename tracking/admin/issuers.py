@@ -37,7 +37,7 @@ class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
             return "Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)"
         return f"{config.private_key_path} (key id {config.key_id or '-'})"
 
-    @admin.display(description="active", ordering="is_active")
+    @admin.display(description=_("active"), ordering="is_active")
     def active_badge(self, issuer: Issuer) -> str:
         return (
             admin_display.badge("Active", "success")

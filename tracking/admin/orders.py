@@ -179,7 +179,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             order.operation_id,
         )
 
-    @admin.display(description="issuer", ordering="issuer__issuer_id")
+    @admin.display(description=_("issuer"), ordering="issuer__issuer_id")
     def issuer_code(self, order: CardOrder) -> str:
         # Long issuer ids are cut to fit 1366 px; the full id and the name show on hover.
         return format_html(
@@ -189,7 +189,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             order.issuer.issuer_id,
         )
 
-    @admin.display(description="production", ordering="production_rank")
+    @admin.display(description=_("production"), ordering="production_rank")
     def production(self, order: CardOrder) -> str:
         if awaiting_first_event(order):
             return format_html(
@@ -236,7 +236,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     def predicted_ship(self, order: CardOrder) -> str:
         return admin_insight_columns.predicted_ship_html(order)
 
-    @admin.display(description="flags")
+    @admin.display(description=_("flags"))
     def flags(self, order: CardOrder) -> str:
         return admin_display.flags_html(order)
 

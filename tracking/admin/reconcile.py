@@ -85,7 +85,7 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
             attempt.order.operation_id,
         )
 
-    @admin.display(description="result", ordering="outcome")
+    @admin.display(description=_("result"), ordering="outcome")
     def outcome_badge(self, attempt: ReconcileAttempt) -> str:
         return attempt_outcome_badge(attempt)
 
@@ -163,7 +163,7 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
     def reason_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.coded("reconcile_reason", attempt.reason)
 
-    @admin.display(description="result")
+    @admin.display(description=_("result"))
     def outcome_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.coded(
             "reconcile_outcome",
