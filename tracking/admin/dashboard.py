@@ -193,10 +193,10 @@ def _hour_links(figures: DashboardFigures) -> list[dict]:
 
 
 FINAL_TITLES = {
-    "shipped": "Shipped",
-    "failed": "Failed in production",
-    "cancelled": "Cancelled",
-    "returned": "Returned",
+    "shipped": _("Shipped"),
+    "failed": _("Failed in production"),
+    "cancelled": _("Cancelled"),
+    "returned": _("Returned"),
 }
 
 

@@ -118,7 +118,7 @@ class ProductionStatusFilter(ChoiceFilter):
                 (status, f"{labels.label_text('production_status', status)} ({status})")
                 for status in PRODUCTION_RANK
             ],
-            (NONE, "No known status yet (only unknown codes)"),
+            (NONE, _("No known status yet (only codes D1 does not publish)")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -174,8 +174,8 @@ class CarrierFilter(ChoiceFilter):
     def lookups(self, request, model_admin):
         return [
             *sorted(CARRIERS.items(), key=lambda item: item[1].lower()),
-            (OTHER, "Other carrier (a code not in D1's list)"),
-            (NONE, "No carrier yet"),
+            (OTHER, _("Other carrier (a code not in D1's list)")),
+            (NONE, _("No carrier yet")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:

@@ -32,9 +32,9 @@ class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
         try:
             config = D1Config.for_issuer(issuer)
         except D1Error as exc:
-            return f"Not usable: {exc}"
+            return _("Not usable: %(error)s") % {"error": exc}
         if not config.private_key_path:
-            return "Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)"
+            return _("Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)")
         return f"{config.private_key_path} (key id {config.key_id or '-'})"
 
     @admin.display(description=_("active"), ordering="is_active")

@@ -137,7 +137,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             request.order_has_exact_match = bool(order_ids)
         queue = request.GET.get("queue", "")
         shown = order_queues.QUEUES.get(queue)
-        title, description = (shown.title, shown.description) if shown else ("Card orders", "")
+        title, description = (shown.title, shown.description) if shown else (_("Card orders"), "")
         contains = request.GET.copy()
         contains.pop(SEARCH_VAR, None)
         contains.pop("p", None)
