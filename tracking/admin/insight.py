@@ -194,7 +194,9 @@ class ProductionFileAdmin(PortalModelAdmin):
         if file.predicted_p50 is None:
             return "—"
         return format_html(
-            '{}<span class="bo-subtle block">p90 {}</span>', file.predicted_p50, file.predicted_p90
+            '{}<span class="bo-subtle block">{}</span>',
+            file.predicted_p50,
+            _("9 in 10 by %(date)s") % {"date": file.predicted_p90},
         )
 
     # ------------------------------------------------------------------ pages
@@ -374,13 +376,17 @@ def predicted_ship_html(order: CardOrder) -> str:
     forecast = predictions.order_forecast(order)
     if forecast is None:
         return "—"
-    late = admin_display.badge("Likely late", "danger") if forecast.likely_late else ""
-    due = f" · due {order.due_date.isoformat()}" if forecast.likely_late and order.due_date else ""
+    late = admin_display.badge(_("Likely late"), "danger") if forecast.likely_late else ""
+    due = (
+        " · " + _("due %(date)s") % {"date": order.due_date.isoformat()}
+        if forecast.likely_late and order.due_date
+        else ""
+    )
     return format_html(
-        '<span class="bo-nowrap">{}</span> {}<span class="bo-subtle block">p90 {}{}</span>',
+        '<span class="bo-nowrap">{}</span> {}<span class="bo-subtle block">{}{}</span>',
         forecast.p50.isoformat(),
         late,
-        forecast.p90.isoformat(),
+        _("9 in 10 by %(date)s") % {"date": forecast.p90.isoformat()},
         due,
     )
 

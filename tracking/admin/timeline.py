@@ -63,11 +63,12 @@ _OUTCOME_MARKERS = {
         "warning",
         _("Earlier than the current state by D1's times or step; it changed nothing."),
     ),
+    # The same hold is "On hold" on every page.
     Outcome.UNKNOWN_STATUS: Marker(
         "unknown",
-        _("Unknown code"),
+        _("On hold"),
         "warning",
-        _("A status the portal does not know; kept and flagged."),
+        _("A status code D1 does not publish (a hold); kept and flagged."),
     ),
     Outcome.INCOMPLETE: Marker(
         "incomplete",
