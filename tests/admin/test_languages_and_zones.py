@@ -200,3 +200,17 @@ def test_the_export_writes_the_users_times_and_days(late_order):
         "First seen (JST)=2026-12-05 08:30:00",
     )
     assert first_seen(utc, "2026-12-04") == (["card-2330"], "First seen (UTC)=2026-12-04 23:30:00")
+
+
+def test_a_japanese_site_reads_japanese_in_tokyo_time_by_default(late_order, settings):
+    settings.LANGUAGE_CODE = "ja"
+    nobody = staff("taro")  # no preference, a browser that names no language
+    page = nobody.get(f"{LIST}{late_order.pk}/change/")
+    assert page["Content-Language"] == "ja"
+    assert "2026年12月5日 08:30 JST" in text_of(page)
+
+
+def test_the_site_zone_setting_wins_over_the_languages_zone(late_order, settings):
+    settings.PORTAL_TIME_ZONE = "UTC"
+    hanako = staff("hanako", HTTP_ACCEPT_LANGUAGE="ja-JP,ja;q=0.9")
+    assert "2026年12月4日 23:30 UTC" in text_of(hanako.get(f"{LIST}{late_order.pk}/change/"))
