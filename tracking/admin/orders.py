@@ -197,8 +197,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             )
         return format_html(
             '{}<span class="bo-subtle block" title="{}">{}</span>{}{}',
-            _("Operation status"),
             admin_display.production_badge(order.production_status, inline=True),
+            _("Operation status"),
             labels.label_text("operation_status", order.operation_status)
             if order.operation_status
             else "",
