@@ -81,3 +81,14 @@ def test_a_form_error_is_highlighted_at_its_field(boss):
     assert response.status_code == 200
     assert "bo-field bo-field--invalid" in html
     assert re.search(r'class="bo-error" role="alert"><span[^>]*>error</span>', html)
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_the_orders_list_reads_as_words_not_markup(boss, orders, language):
+    """Every cell's words are text: no attribute spills onto the page in either language."""
+    response = boss.get(ORDERS, HTTP_ACCEPT_LANGUAGE=language)
+    rows = re.search(r'<table id="result_list".*?</table>', response.content.decode(), re.S)
+    text = re.sub(r"<[^>]+>", " ", rows.group(0))
+    assert '">' not in text and "&lt;" not in text
+    operation_status = "Operation status" if language == "en" else "オペレーションの状態"
+    assert re.search(rf'title="{operation_status}">[^<]+</span>', response.content.decode())
