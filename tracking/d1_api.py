@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.core.cache import cache
 
-from tracking.data_care import pan_mask_text
+from tracking.data_care import free_text_mask
 from tracking.models import KEY_ID_PATTERN, Issuer
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class D1Error(Exception):
         super().__init__(message)
         self.status = status
         # Staff read this (a reconcile attempt's error): card numbers masked, length capped.
-        self.body = pan_mask_text(body[:BODY_SCAN_CHARS])[:BODY_EXCERPT_CHARS]
+        self.body = free_text_mask(body[:BODY_SCAN_CHARS])[:BODY_EXCERPT_CHARS]
         self.retryable = retryable
         self.error_code = error_code
 
@@ -217,7 +217,11 @@ class D1ApiClient:
     def get_production_status(
         self, card_id: str, *, correlation_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """The card order's latest operation items as D1 returns them (`operations`).
+        """The card order's latest operation items as D1 returns them.
+
+        D1 says only that the answer "uses the same operations object" as the notifications:
+        `{"operations": [...]}`, a bare operation object and a list of them are all read
+        (`production_status_operations`); any other body is a D1Error keeping it (masked, capped).
 
         Raises D1CardNotFoundError on 404 and D1Error on any other failure; a 401 renews the
         access token once and tries again.
@@ -247,16 +251,14 @@ class D1ApiClient:
         if response.status_code != 200:
             raise _error_from(response, "productionStatus failed")
         try:
-            payload = response.json()
-            operations = payload["operations"]
-            if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
-                raise TypeError("operations is not a list of objects")
-        except (ValueError, KeyError, TypeError) as exc:
+            operations = production_status_operations(response.json())
+        except ValueError as exc:
+            # Not chained: the parse error may quote the body, which is kept masked instead.
             raise D1Error(
-                "productionStatus answered an unreadable body",
+                f"productionStatus answered an unreadable body ({exc})",
                 status=response.status_code,
                 body=response.text,
-            ) from exc
+            ) from None
         return operations
 
     # ------------------------------------------------------------------ access token
@@ -463,6 +465,33 @@ def d1_api_client_for(issuer: Issuer | str) -> D1ApiClient:
         if client is None:
             client = _clients[config] = D1ApiClient(config)
         return client
+
+
+# An object is a bare operation item when it has one of an item's required fields.
+_OPERATION_FIELDS = ("operationId", "cardId", "operation")
+
+
+def production_status_operations(payload: Any) -> list[dict[str, Any]]:
+    """The operation items of a productionStatus answer, whichever of D1's shapes it has.
+
+    `{"operations": [...]}`, one operation object, or a list of operation objects. Raises
+    ValueError naming what is wrong with any other shape (an empty list is an answer).
+    """
+    if isinstance(payload, dict) and "operations" in payload:
+        operations = payload["operations"]
+        if not isinstance(operations, list):
+            raise ValueError('"operations" is not a list')
+    elif isinstance(payload, dict):
+        if not any(name in payload for name in _OPERATION_FIELDS):
+            raise ValueError('an object that is neither an operation nor {"operations": [...]}')
+        operations = [payload]
+    elif isinstance(payload, list):
+        operations = payload
+    else:
+        raise ValueError(f"a JSON {type(payload).__name__}, not an object or a list")
+    if not all(isinstance(operation, dict) for operation in operations):
+        raise ValueError("an operation that is not an object")
+    return operations
 
 
 def correlation_id_check(correlation_id: str | None) -> str:

@@ -556,8 +556,8 @@ READ_API_TOKEN_LIFETIME_DAYS = env.int("READ_API_TOKEN_LIFETIME_DAYS", default=9
 SECURE_CSP: dict = {}
 
 # Data care: model fields masked for staff without tracking.view_personal_fields
-# ("app_label.Model.field"), and payload fields where a Luhn-valid 13-19 digit run is not a
-# card number but a carrier reference (see tracking/data_care.py).
+# ("app_label.Model.field"), and item fields kept as identifiers, never masked, besides
+# tracking.data_care.IDENTIFIER_FIELDS (see docs/security.md).
 PERSONAL_FIELDS = env.list(
     "PERSONAL_FIELDS",
     default=[

@@ -70,21 +70,33 @@ def test_masking_keeps_the_rest_of_the_item_exactly():
     assert pan_mask_item(spec.E6["operations"][0]) is spec.E6["operations"][0]
 
 
-def test_no_card_number_is_stored_from_webhooks(issuer, post_notification):
+def test_no_card_number_is_stored_from_webhooks_and_a_numeric_card_id_is_kept(
+    issuer, post_notification
+):
+    numeric_card_id = "1234567890123452"  # the issuer's id for the card; it passes Luhn
     with_pan = {
         **spec.E11["operations"][0],
         "error": f"PAN {PAN} not allowed",
         "details": {"status": "DATA_EXCEPTION", "reason": "card 5500 0000 0000 0004"},
     }
-    pan_as_card_id = {**spec.E1["operations"][0], "cardId": PAN}
-    assert post_notification({"operations": [with_pan, pan_as_card_id]}).status_code == 204
+    numeric_id = {**spec.E1["operations"][0], "cardId": numeric_card_id}
+    assert post_notification({"operations": [with_pan, numeric_id]}).status_code == 204
     assert post_notification(b'{"operations": [{"cardId": "' + PAN.encode()).status_code == 400
     post_notification(spec.E1, HTTP_X_CORRELATION_ID=PAN)
 
-    assert stored_card_numbers() == []
-    kept = OperationEvent.objects.get(validation_error__contains="cardId")
-    assert kept.outcome == "invalid"  # a masked id no longer matches D1's pattern
-    assert kept.payload["cardId"] == "************1111"
+    # The one Luhn-valid run kept is the identifier, where identifiers are stored.
+    kept = {(where, run) for where, run in stored_card_numbers()}
+    assert {run for _, run in kept} <= {numeric_card_id}
+    assert {where for where, _ in kept} <= {
+        "CardOrder.card_id",
+        "OperationEvent.card_id",
+        "OperationEvent.payload",
+    }
+    event = OperationEvent.objects.get(card_id=numeric_card_id)
+    assert (event.outcome, event.payload["cardId"]) == ("advanced", numeric_card_id)
+    masked = OperationEvent.objects.get(operation_id=with_pan["operationId"]).payload
+    assert masked["error"] == "PAN ************1111 not allowed"
+    assert masked["details"]["reason"] == "card ************0004"
     assert "************1111" in NotificationDelivery.objects.get(status_code=400).body
 
 

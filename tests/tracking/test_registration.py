@@ -131,18 +131,24 @@ def test_without_operation_id_the_first_notification_of_the_card_joins(
     assert joined.production_status == "DATA_PREPARED"
 
 
-def test_without_operation_id_two_new_operations_at_once_join_neither(
+def test_without_operation_id_two_new_operations_at_once_join_the_newest(
     integration, post_notification
 ):
     order = {k: v for k, v in ORDER.items() if k != "operation_id"}
-    integration.post(URL, order, format="json")
-    other = copy.deepcopy(spec.E1["operations"][0]) | {"operationId": "op-second-0002"}
+    order_id = integration.post(URL, order, format="json").json()["id"]
+    first = spec.E1["operations"][0]
+    later = copy.deepcopy(first) | {
+        "operationId": "op-second-0002",
+        "startTime": "2026-03-03T08:00:00.000Z",
+    }
 
-    post_notification({"operations": [spec.E1["operations"][0], other]})
+    post_notification({"operations": [later, first]})
 
-    waiting = CardOrder.objects.get(operation_id="")
-    assert waiting.event_count == 0  # which one the issuer meant is not known
-    assert CardOrder.objects.filter(card_id="card-000123").count() == 3
+    # As a registration made after D1 spoke would find it: the card's newest operation.
+    joined = CardOrder.objects.get(pk=order_id)
+    assert (joined.operation_id, joined.event_count) == ("op-second-0002", 1)
+    assert not CardOrder.objects.filter(operation_id="").exists()
+    assert CardOrder.objects.filter(card_id="card-000123").count() == 2
 
 
 def test_without_operation_id_a_card_d1_already_told_about_is_that_order(

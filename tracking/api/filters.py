@@ -14,6 +14,7 @@ class CardOrderFilter(django_filters.FilterSet):
     card_id = django_filters.CharFilter()
     operation_id = django_filters.CharFilter()
     issuer_request_id = django_filters.CharFilter()
+    input_file_name = django_filters.CharFilter()
     tracking_number = django_filters.CharFilter()
     production_status = django_filters.CharFilter()
     operation_status = django_filters.CharFilter()

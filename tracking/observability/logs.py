@@ -10,7 +10,11 @@
   `request_id_current()`.
 - Logs carry ids, codes and counts; nobody logs a payload. A request is logged as its method and
   path with its query keys but not their values (`request_line`), except paging and ordering;
-  every line has its card numbers masked on the way out, whoever wrote it.
+  every line has its card numbers masked on the way out, whoever wrote it. A log line is text
+  (`tracking.data_care`): the portal's own paths carry row numbers and issuer ids, never card
+  ids, but a numeric card id that passes Luhn, in a path or a message, shows its last four
+  digits only. The lines that name a card also name its order (`order=`) and the correlation
+  id, which find it whole.
 
 This module is imported by the settings, so it must not import Django models or settings.
 """

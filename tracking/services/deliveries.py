@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from tracking.data_care import pan_mask_text
+from tracking.data_care import free_text_mask, pan_mask_text
 from tracking.models import EventSource, Issuer, NotificationDelivery, RefusalTally
 from tracking.observability.signals import delivery_answered
 from tracking.services.ingest import IngestResult, ingest_operations, ingest_prepare
@@ -310,7 +310,7 @@ def kept_body(body: bytes, keep: int) -> str:
     exactly what was sent.
     """
     text = body[:keep].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-    return pan_mask_text(text)
+    return free_text_mask(text)  # a refused body is text: its ids are not told apart
 
 
 def _clean(text: str, max_len: int) -> str:

@@ -52,7 +52,7 @@ from django.db import connection
 from django.db.models import JSONNull, Q
 from django.utils import timezone
 
-from tracking.data_care import pan_mask_item, pan_mask_text
+from tracking.data_care import free_text_mask, mask_item_text_fields
 from tracking.models import (
     CardOrder,
     EventSource,
@@ -70,11 +70,16 @@ from tracking.rules import (
     Outcome,
     derive_order_state,
     needs_reconcile_after,
+    parse_time,
     reconcile_reason_for,
 )
 from tracking.services.bulk import rows_insert_new, rows_update, rows_upsert
 from tracking.services.card_operations import UPDATE_ORDER, cards_after_ingest
-from tracking.services.registration import registered_orders_join, registration_fill
+from tracking.services.registration import (
+    FirstWord,
+    registered_orders_join,
+    registration_fill,
+)
 from tracking.validation import ItemCheck, check_item, item_storable
 
 
@@ -125,12 +130,13 @@ def ingest_prepare(operations: Sequence[Any]) -> IngestBatch:
     items: dict[str, _Item] = {}
     for sent in operations:
         storable = item_storable(sent)  # what no column can hold is escaped; the item invalid
-        raw = pan_mask_item(storable.value)  # no full card number is ever stored (data_care)
+        # Identifiers kept exactly as sent, card numbers in the text masked (data_care).
+        raw = mask_item_text_fields(storable.value)
         fingerprint = item_fingerprint(raw)
         if fingerprint in items:
             items[fingerprint].copies += 1
             continue
-        check = check_item(raw, unstorable=pan_mask_text(storable.problem))
+        check = check_item(raw, unstorable=free_text_mask(storable.problem))
         items[fingerprint] = _Item(raw=raw, check=check, fingerprint=fingerprint)
     for item in items.values():
         if not item.check.is_valid:
@@ -152,7 +158,8 @@ def ingest_operations(
     Writes events (new or `times_received` += copies), upserts card orders and saves their
     derived state; invalid items are stored with their reason and outcome `invalid` (an item
     holding what no column can hold, escaped: `tracking.validation.item_storable`); card
-    numbers in an item are masked before it is stored (`tracking.data_care`). `delivery` is
+    numbers in an item's text are masked before it is stored, its identifiers kept exactly as
+    sent (`tracking.data_care`). `delivery` is
     inserted with the first statement when it is not saved yet; its `new_count`,
     `duplicate_count` and `rejected_count` are written. `prepared` is `ingest_prepare`'s
     answer for these operations, when the caller needed it first. Must run inside a
@@ -290,9 +297,11 @@ def _lock_orders(
     costs one unlocked look and the upsert.
     """
     keys: dict[tuple[str, str], str] = {}
+    words: list[FirstWord] = []
     for item in items:
         if item.check.is_valid and item.check.is_tracked:
             keys.setdefault((item.check.card_id, item.check.operation_id), item.check.operation)
+            words.append(_first_word(item))
     if not keys:
         return {}
     cards = sorted({card_id for card_id, _ in keys})
@@ -302,12 +311,13 @@ def _lock_orders(
             issuer=issuer, card_id__in=cards
         ).values_list("card_id", "operation_id", "event_count")
     }
-    waiting = any(op == "" and not count for (_, op), count in present.items())
+    # A registered order D1 has not spoken about, which this batch does not name: it may join.
+    waiting = any(not count and key not in keys for key, count in present.items())
     if waiting or any(not present.get(key) for key in keys) or UPDATE_ORDER in keys.values():
         card_orders_lock(issuer=issuer, card_ids=cards)
         if waiting:
-            # A registered order without operationId takes its card's first operation.
-            registered_orders_join(issuer=issuer, keys=keys)
+            # A registered order without operationId takes the operation D1 correlates with it.
+            registered_orders_join(issuer=issuer, words=words)
     rows = rows_upsert(
         [
             CardOrder(
@@ -335,6 +345,22 @@ def _lock_orders(
     # The stored bookkeeping (flags seen before, whether reconciliation is pending) is what the
     # re-derivation compares against, so it comes back from the database, not from defaults.
     return {(r["card_id"], r["operation_id"]): CardOrder(issuer=issuer, **r) for r in rows}
+
+
+def _first_word(item: _Item) -> FirstWord:
+    """What the registration join reads of an item: its ids, correlation id and start time."""
+    raw = item.raw
+    details = raw.get("details") if isinstance(raw.get("details"), dict) else {}
+    # D1 puts issuerRequestId at the top level or inside details (SPEC §2.2): the top first.
+    request_id = next(
+        (v for v in (raw.get("issuerRequestId"), details.get("issuerRequestId")) if v), ""
+    )
+    return FirstWord(
+        card_id=item.check.card_id,
+        operation_id=item.check.operation_id,
+        issuer_request_id=request_id if isinstance(request_id, str) else "",
+        start_time=parse_time(raw.get("startTime")),
+    )
 
 
 def card_orders_lock(*, issuer: Issuer, card_ids: Iterable[str]) -> list[int]:
@@ -538,8 +564,8 @@ def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> 
     if not unseen:
         return
     if begun.orders is None:
-        # Not upserted in step 1: a registered order waits for its operation (the join runs
-        # first), or stored items vanished between the look and the count.
+        # Not upserted in step 1: a registered order the batch does not name waits for D1's
+        # word (the join runs first), or stored items vanished between the look and the count.
         orders = _lock_orders(issuer=issuer, items=unseen.values(), now=now)
     else:
         orders = begun.orders
@@ -664,7 +690,7 @@ counted AS (
   RETURNING {event}.fingerprint
 ),
 locked AS MATERIALIZED (
-  SELECT operation_id, event_count FROM {order}
+  SELECT card_id, operation_id, event_count FROM {order}
   WHERE issuer_id = %(issuer)s AND card_id = ANY(ARRAY(SELECT card_id FROM k))
     AND (SELECT n FROM seen) < %(distinct)s
   ORDER BY card_id, operation_id FOR UPDATE
@@ -674,7 +700,9 @@ up AS (
   SELECT %(issuer)s, k.card_id, k.operation_id, k.operation, %(now)s, %(now)s
   FROM k
   WHERE (SELECT n FROM seen) < %(distinct)s
-    AND (SELECT count(*) FROM locked WHERE operation_id = '' AND event_count = 0) = 0
+    AND NOT EXISTS (
+      SELECT 1 FROM locked l WHERE l.event_count = 0 AND NOT EXISTS (
+        SELECT 1 FROM k WHERE k.card_id = l.card_id AND k.operation_id = l.operation_id))
   ORDER BY k.n
   ON CONFLICT (issuer_id, card_id, operation_id) DO UPDATE SET operation = EXCLUDED.operation
   RETURNING {returned}
@@ -690,7 +718,7 @@ def _pg_begin(*, issuer, items, keys, delivery, now) -> _Begun:
     The copies are counted only when every item is stored already (the unlocked look of the
     portable path, in the same statement); otherwise nothing is counted and every order of the
     batch's cards is locked, by (card, operation), then the batch's orders upserted, unless a
-    registered order waits for its operation (`registered_orders_join` runs first, apart).
+    registered order the batch does not name waits (`registered_orders_join` runs first, apart).
     """
     named = {
         "issuer": issuer.pk,

@@ -4,19 +4,22 @@ After a change to `tracking.rules` (a new RULES_VERSION), the state stored on ea
 produced by the old rules. `orders_rederive` folds every order again from its stored events, in
 batches of ordered primary keys (constant memory, one short transaction per batch, each order
 locked while it is re-derived), and reports per field how many orders change, with examples.
+`masked_identifiers_count` says how many stored ids an older release masked.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from tracking.models import CardOrder, Issuer
+from tracking.models import CardOrder, Issuer, OperationEvent
 from tracking.rules import DERIVED_COLUMNS, RULES_VERSION
 from tracking.services.bulk import rows_update
 from tracking.services.ingest import orders_derive
@@ -118,3 +121,69 @@ def _rederive_batch(batch: list[CardOrder], *, report: RederiveReport, examples:
         return
     rows_update(to_write, [*DERIVED_COLUMNS, "rules_version", "updated_at"])
     rows_update(changed_events, ["outcome", "applied_at"])
+
+
+# ---------------------------------------------------------------------------- masked ids
+
+# What the portal stored for an id it masked before identifiers were told apart from text
+# (`tracking.data_care`): 9-15 asterisks, then the last four digits.
+MASKED_ID = re.compile(r"\*{9,15}\d{4}(?!\d)")
+_MASK_PROBE = "*" * 9
+# The identifier columns of orders and events, and an event's identifier fields in its payload.
+_ORDER_ID_COLUMNS = ("card_id", "operation_id", "issuer_request_id", "input_file_name")
+_EVENT_ID_COLUMNS = ("card_id", "operation_id")
+_PAYLOAD_ID_FIELDS = (
+    ("cardId",),
+    ("operationId",),
+    ("issuerRequestId",),
+    ("inputFileName",),
+    ("details", "issuerRequestId"),
+    ("details", "inputFileName"),
+)
+
+
+@dataclass(frozen=True)
+class MaskedIdentifiers:
+    """How many stored orders and events hold an id that was masked (and cannot be restored)."""
+
+    orders: int
+    events: int
+
+
+def masked_identifiers_count(*, issuer: Issuer | None = None) -> MaskedIdentifiers:
+    """Count the orders and events whose identifiers hold a masked run (`************3452`).
+
+    Reads only: the digits a mask replaced are gone, so these ids cannot be restored; staff
+    find such orders by the last four digits. An indexed probe, then a check of each candidate.
+    """
+    orders = CardOrder.objects.all()
+    events = OperationEvent.objects.all()
+    if issuer is not None:
+        orders, events = orders.filter(issuer=issuer), events.filter(issuer=issuer)
+    order_probe = Q()
+    for column in _ORDER_ID_COLUMNS:
+        order_probe |= Q(**{f"{column}__contains": _MASK_PROBE})
+    masked_orders = sum(
+        1
+        for row in orders.filter(order_probe).values_list(*_ORDER_ID_COLUMNS)
+        if any(MASKED_ID.search(value or "") for value in row)
+    )
+    event_probe = Q()
+    for column in _EVENT_ID_COLUMNS:
+        event_probe |= Q(**{f"{column}__contains": _MASK_PROBE})
+    for path in _PAYLOAD_ID_FIELDS:
+        event_probe |= Q(**{f"payload__{'__'.join(path)}__icontains": _MASK_PROBE})
+    masked_events = 0
+    for card_id, operation_id, payload in events.filter(event_probe).values_list(
+        *_EVENT_ID_COLUMNS, "payload"
+    ):
+        in_payload = [_payload_text(payload, path) for path in _PAYLOAD_ID_FIELDS]
+        values = [card_id, operation_id, *in_payload]
+        masked_events += any(MASKED_ID.search(value) for value in values)
+    return MaskedIdentifiers(orders=masked_orders, events=masked_events)
+
+
+def _payload_text(payload: Any, path: tuple[str, ...]) -> str:
+    for name in path:
+        payload = payload.get(name) if isinstance(payload, dict) else None
+    return payload if isinstance(payload, str) else ""

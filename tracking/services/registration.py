@@ -5,8 +5,9 @@
 - `orders_register` writes many rows set-based, idempotent on (issuer, card, operation):
   a new order is inserted with what the issuer said, an existing one only gains the registration
   where it had none, and no column D1 filled is ever overwritten;
-- `registered_orders_join` (called by ingest) gives D1's first word about a card to the order
-  registered for it without an operationId, when exactly one such order waits;
+- `registered_orders_join` (called by ingest) gives D1's first word about an operation to the
+  order registered for it before D1 spoke: by operationId, else by D1's correlation id
+  (issuerRequestId), else by card when exactly one order of the card waits;
 - `registration_fill` shows the issuer's own values where no notification said otherwise.
 """
 
@@ -28,6 +29,7 @@ from tracking.models import CardOrder, Issuer
 from tracking.services.audit import Actor, audit_actor
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+_NO_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
 CARD_ID_MAX = 48
 OPERATION_ID_MAX = 64
 ISSUER_ID_LENGTH = 10
@@ -216,7 +218,10 @@ def orders_register(
 def _orders_of_cards_without_operation(
     issuers: Mapping[str, Issuer], registrations: list[Registration]
 ) -> dict[tuple[str, str, str], tuple[int, bool]]:
-    """Rows without operation_id whose card D1 already told about: that existing order."""
+    """Rows without operation_id whose card D1 already told about: that existing order.
+
+    The card's operation D1 sent with the row's issuerRequestId, else its newest by D1's times.
+    """
     cards: dict[int, set[str]] = defaultdict(set)
     for r in registrations:
         if not r.operation_id:
@@ -227,20 +232,30 @@ def _orders_of_cards_without_operation(
     for issuer_pk, card_ids in cards.items():
         condition |= Q(issuer_id=issuer_pk, card_id__in=sorted(card_ids))
     newest: dict[tuple[int, str], tuple] = {}
+    by_request: dict[tuple[int, str, str], list[int]] = defaultdict(list)
     rows = (
         CardOrder.objects.filter(condition)
         .exclude(operation_id="")
-        .values_list("issuer_id", "card_id", "id", "start_time")
+        .values_list("issuer_id", "card_id", "id", "start_time", "issuer_request_id")
     )
-    for issuer_pk, card_id, order_id, start in rows:
-        rank = (start or dt.datetime.min.replace(tzinfo=dt.UTC), order_id)
+    for issuer_pk, card_id, order_id, start, request_id in rows:
+        rank = (start or _NO_TIME, order_id)
         if (issuer_pk, card_id) not in newest or rank > newest[(issuer_pk, card_id)][0]:
             newest[(issuer_pk, card_id)] = (rank, order_id)
+        if request_id:
+            by_request[(issuer_pk, card_id, request_id)].append(order_id)
     found = {}
     for r in registrations:
-        match = newest.get((issuers[r.issuer_id].pk, r.card_id)) if not r.operation_id else None
-        if match is not None:
-            found[r.key] = (match[1], False)
+        if r.operation_id:
+            continue
+        card = (issuers[r.issuer_id].pk, r.card_id)
+        # by_request holds no "" key: a row without issuerRequestId finds nothing there.
+        # D1's correlation id names the operation when it is the card's only one with it.
+        same_request = by_request.get((*card, r.issuer_request_id), [])
+        if len(same_request) == 1:
+            found[r.key] = (same_request[0], False)
+        elif card in newest:
+            found[r.key] = (newest[card][1], False)
     return found
 
 
@@ -330,40 +345,103 @@ def _upsert(
 # ---------------------------------------------------------------------------- ingest's side
 
 
-def registered_orders_join(*, issuer: Issuer, keys: Iterable[tuple[str, str]]) -> int:
-    """Give each new (card, operation) of a batch to the order registered for that card.
+@dataclass(frozen=True)
+class FirstWord:
+    """What a batch says of one (card, operation), as the registration join reads it."""
 
-    A registered order without operation_id waits for D1's first word about its card; it takes
-    the operationId when exactly one operation of that card in the batch has no order yet.
-    Returns how many orders joined. One indexed query when nothing waits (the usual case).
+    card_id: str
+    operation_id: str
+    issuer_request_id: str = ""
+    start_time: dt.datetime | None = None
+
+
+def registered_orders_join(*, issuer: Issuer, words: Iterable[FirstWord]) -> int:
+    """Give a batch's new operations to the orders registered for them before D1 spoke.
+
+    A registered order waits for D1's first word while it has no events. An operation joins:
+    1. by `operationId`: the order registered with it is its order already (same key);
+    2. else by `issuerRequestId`, D1's correlation id: the one waiting order of the card
+       registered with it. That order may have been registered with another operationId (the
+       one D1 answered the order with, if D1's notifications use another one: SPEC §8 q12);
+       it takes D1's;
+    3. else by `cardId`: when the card's only waiting order was registered without an
+       operationId, it takes the newest of the card's new operations by D1's start time, the
+       operation a registration made after D1 spoke would have found
+       (`_orders_of_cards_without_operation`). Two waiting orders: which one D1 means is not
+       known, and neither joins.
+    Several new operations of one card in one batch are matched alike. Writes the joined
+    orders' operation_id; the caller holds the locks of every order of these cards. Returns
+    how many orders joined. One indexed query when nothing waits (the usual case).
     """
-    operations: dict[str, set[str]] = defaultdict(set)
-    for card_id, operation_id in keys:
-        operations[card_id].add(operation_id)
-    if not operations:
+    by_card: dict[str, dict[str, FirstWord]] = defaultdict(dict)
+    for word in words:
+        by_card[word.card_id].setdefault(word.operation_id, word)
+    if not by_card:
         return 0
-    waiting = dict(
+    orders = list(
         CardOrder.objects.filter(
-            issuer=issuer, card_id__in=sorted(operations), operation_id="", event_count=0
-        ).values_list("card_id", "id")
+            issuer=issuer, card_id__in=sorted(by_card), registered_at__isnull=False, event_count=0
+        ).values_list("id", "card_id", "operation_id", "issuer_request_id", "registration")
     )
-    if not waiting:
+    # An order the batch names by its operationId is joined by it (step 1).
+    waiting_orders = [row for row in orders if row[2] not in by_card[row[1]]]
+    if not waiting_orders:
         return 0
     existing: dict[str, set[str]] = defaultdict(set)
     for card_id, operation_id in CardOrder.objects.filter(
-        issuer=issuer, card_id__in=sorted(waiting)
+        issuer=issuer, card_id__in=sorted({row[1] for row in waiting_orders})
     ).values_list("card_id", "operation_id"):
         existing[card_id].add(operation_id)
+    waiting: dict[str, dict[int, _Waiting]] = defaultdict(dict)
+    for order_id, card_id, operation_id, request_id, registration in waiting_orders:
+        request_id = request_id or _registered_request_id(registration)
+        waiting[card_id][order_id] = _Waiting(operation_id, request_id)
     joined = 0
-    for card_id, order_id in sorted(waiting.items()):
-        new = operations[card_id] - existing[card_id]
-        if len(new) != 1:
-            continue  # several operations at once: which one the issuer meant is unknown
-        # The conditions again in the UPDATE: a concurrent batch may have joined it first.
-        joined += CardOrder.objects.filter(pk=order_id, operation_id="", event_count=0).update(
-            operation_id=new.pop()
-        )
+    for card_id in sorted(waiting):
+        new = {op: word for op, word in by_card[card_id].items() if op not in existing[card_id]}
+        for order_id, was, operation_id in _card_join(waiting[card_id], new):
+            # The conditions again in the UPDATE: a concurrent batch may have joined it first.
+            joined += CardOrder.objects.filter(pk=order_id, operation_id=was, event_count=0).update(
+                operation_id=operation_id
+            )
     return joined
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    operation_id: str
+    issuer_request_id: str
+
+
+def _card_join(
+    waiting: dict[int, _Waiting], new: dict[str, FirstWord]
+) -> list[tuple[int, str, str]]:
+    """(order id, its operation id, D1's operation id) for one card: by request, then card."""
+    pairs = []
+    waiting, new = dict(waiting), dict(new)
+    for operation_id, word in sorted(new.items()):
+        wanted = word.issuer_request_id
+        if not wanted:
+            continue
+        matching = [pk for pk, order in waiting.items() if order.issuer_request_id == wanted]
+        if len(matching) == 1:
+            pairs.append((matching[0], waiting[matching[0]].operation_id, operation_id))
+            del waiting[matching[0]], new[operation_id]
+    if len(waiting) != 1 or not new:
+        return pairs  # nothing left, or which waiting order D1 means is not known
+    ((order_id, order),) = waiting.items()
+    if order.operation_id:
+        return pairs  # registered with an operationId: only that id or its request joins it
+    newest = max(new.values(), key=lambda w: (w.start_time or _NO_TIME, w.operation_id))
+    pairs.append((order_id, "", newest.operation_id))
+    return pairs
+
+
+def _registered_request_id(registration: Any) -> str:
+    if not isinstance(registration, dict):
+        return ""
+    value = registration.get("issuer_request_id")
+    return value if isinstance(value, str) else ""
 
 
 def registration_fill(order: CardOrder) -> None:

@@ -6,7 +6,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tracking.models import Issuer
 from tracking.rules import RULES_VERSION
-from tracking.services.rederive import RederiveReport, orders_rederive
+from tracking.services.rederive import (
+    RederiveReport,
+    masked_identifiers_count,
+    orders_rederive,
+)
 
 
 class Command(BaseCommand):
@@ -46,6 +50,14 @@ class Command(BaseCommand):
         )
         if options["verbosity"] >= 1 or report.changed:
             self._summary(report)
+        if options["dry_run"]:
+            masked = masked_identifiers_count(issuer=issuer)
+            # Re-deriving cannot bring these back: the digits were never stored.
+            self.stdout.write(
+                f"Ids masked by an older release (cannot be restored): "
+                f"{masked.orders} order{'s' if masked.orders != 1 else ''}, "
+                f"{masked.events} event{'s' if masked.events != 1 else ''}."
+            )
 
     def _progress(self, report: RederiveReport) -> None:
         share = report.seen / report.total if report.total else 1
