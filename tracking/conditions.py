@@ -13,13 +13,15 @@ from django.db.models import Q
 from tracking.rules import (
     AWAITING_DELIVERY_STATUS,
     CANCELLED_STATUSES,
-    DELIVERED_SHIPMENT_STATUSES,
-    DELIVERY_FAILED_SHIPMENT_STATUSES,
+    DELIVERED_SHIPMENT_CLASSES,
+    DELIVERY_FAILED_SHIPMENT_CLASSES,
     EXCEPTION_STATUSES,
     FAILED,
     NON_TERMINAL_STATUSES,
+    PROBLEM_SHIPMENT_CLASSES,
     RETURNED_PRODUCTION_STATUSES,
-    RETURNED_SHIPMENT_STATUSES,
+    RETURNED_SHIPMENT_CLASSES,
+    UNKNOWN_SHIPMENT_CLASS,
 )
 
 
@@ -35,6 +37,7 @@ def exception_q() -> Q:
         | Q(has_unknown_status=True)
         | ~Q(error_code="")
         | returned_q()
+        | carrier_problem_q()
         | ~Q(exception_reason="")
     )
 
@@ -58,6 +61,7 @@ def is_exception(order) -> bool:
         or order.has_unknown_status
         or order.error_code
         or is_returned(order)
+        or order.shipment_class in PROBLEM_SHIPMENT_CLASSES
         or order.exception_reason
     )
 
@@ -77,25 +81,36 @@ def superseded_q() -> Q:
 
 
 def delivered_q() -> Q:
-    return Q(shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES))
+    """The carrier's class is delivered, whatever word it used (`tracking.carrier_status`)."""
+    return Q(shipment_class__in=sorted(DELIVERED_SHIPMENT_CLASSES))
 
 
 def returned_q() -> Q:
     """Returned by the tracking hub (CARD_RETURNED) or by the carrier (an exception)."""
     return Q(production_status__in=sorted(RETURNED_PRODUCTION_STATUSES)) | Q(
-        shipment_status__in=sorted(RETURNED_SHIPMENT_STATUSES)
+        shipment_class__in=sorted(RETURNED_SHIPMENT_CLASSES)
     )
 
 
 def is_returned(order) -> bool:
     return (
         order.production_status in RETURNED_PRODUCTION_STATUSES
-        or order.shipment_status in RETURNED_SHIPMENT_STATUSES
+        or order.shipment_class in RETURNED_SHIPMENT_CLASSES
     )
 
 
+def carrier_problem_q() -> Q:
+    """The carrier reports a real problem (lost, damaged, held, returned): an exception."""
+    return Q(shipment_class__in=sorted(PROBLEM_SHIPMENT_CLASSES))
+
+
 def delivery_failed_q() -> Q:
-    return Q(shipment_status__in=sorted(DELIVERY_FAILED_SHIPMENT_STATUSES))
+    return Q(shipment_class__in=sorted(DELIVERY_FAILED_SHIPMENT_CLASSES))
+
+
+def carrier_word_unknown_q() -> Q:
+    """The current carrier word is one the portal does not understand (shown as sent)."""
+    return Q(shipment_class=UNKNOWN_SHIPMENT_CLASS)
 
 
 def cancel_unconfirmed_q() -> Q:

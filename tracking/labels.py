@@ -16,6 +16,8 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from tracking import carrier_status
+
 
 @dataclass(frozen=True)
 class Label:
@@ -92,6 +94,8 @@ LABELS: dict[str, dict[str, tuple[Promise, Promise]]] = {
         "RETURNED_TO_SENDER": (_("Returned to sender"), _("The carrier is sending the card back.")),
         "RETURNED": (_("Returned"), _("The carrier brought the card back.")),
     },
+    # The class of the carrier's status (tracking.carrier_status), whatever word it used.
+    "shipment_class": dict(carrier_status.CLASS_LABELS),
     # Why an order was asked about at D1 (flags set by ingest, and the sweep's own reasons).
     "reconcile_reason": {
         "conflict": (
@@ -102,6 +106,10 @@ LABELS: dict[str, dict[str, tuple[Promise, Promise]]] = {
         "unknown_status": (
             _("On hold"),
             _("D1 sent a status code it does not publish (a hold); D1 is asked until it moves on."),
+        ),
+        "hold_then_progress": (
+            _("Progress after a hold"),
+            _("A step came with the same times as a hold; only D1 can say whether the hold ended."),
         ),
         "incomplete_item": (
             _("Item without details"),

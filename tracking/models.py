@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from zoneinfo import available_timezones
 
 from django.conf import settings
@@ -32,6 +34,26 @@ def translated(choices: list[tuple[str, str]]) -> list[tuple[str, Promise]]:
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
+def zone_by_name(name: str) -> dt.tzinfo:
+    """The zone of an IANA name; UTC for an empty or unknown name."""
+    if name in ("", "UTC"):
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def zone_name_validate(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            _("%(name)s is not a time zone name such as UTC or Europe/Paris."),
+            params={"name": name},
+        ) from exc
+
+
 class Issuer(models.Model):
     """A D1 issuer whose notifications the portal accepts."""
 
@@ -55,6 +77,19 @@ class Issuer(models.Model):
     created_at = models.DateTimeField(
         default=timezone.now, editable=False, verbose_name=_("created at")
     )
+    # The zone a time D1 sends without one is read in (the timeline says when it was assumed).
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        default="UTC",
+        db_default="UTC",
+        validators=[zone_name_validate],
+        help_text=_(
+            "Times D1 sends without a zone are read in this zone (an IANA name such as "
+            "Asia/Tokyo; empty is UTC). After a change, run `manage.py rederive --issuer`."
+        ),
+    )
 
     class Meta:
         verbose_name = _("issuer")
@@ -63,6 +98,11 @@ class Issuer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.issuer_id} ({self.name})" if self.name else self.issuer_id
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The issuer's zone; UTC when the stored name is not a zone this system knows."""
+        return zone_by_name(self.time_zone)
 
 
 class EventSource(models.TextChoices):
@@ -425,6 +465,18 @@ class CardOrder(models.Model):
     )
     # Indexed with the id (`order_recent`): the lists' default order, ties included.
     updated_at = models.DateTimeField(default=timezone.now, verbose_name=_("updated at"))
+    # The carrier status's class (`tracking.carrier_status`); the queues filter on it.
+    shipment_class = models.CharField(
+        max_length=24, blank=True, db_default="", verbose_name=_("carrier status class")
+    )
+    # D1's latest on-demand answer about the card: when, and which items (their fingerprints)
+    # it held. The fold reads it as D1's word: it closes the holds the answer no longer holds.
+    d1_answer = models.JSONField(
+        default=dict,
+        blank=True,
+        db_default=Value({}, JSONField()),
+        verbose_name=_("D1's latest on-demand answer"),
+    )
 
     class Meta:
         verbose_name = _("card order")

@@ -21,8 +21,13 @@ Decisions (SPEC §3, §7 and DESIGN §3; ASSUMPTION where D1 publishes nothing):
   sent to reconciliation, never resolved by guessing;
 - an operation whose latest word is FAILED is over: the order is terminal and shown as failed,
   whatever its step;
-- an unknown `details.status` (a hold) or carrier status is kept and flagged but never moves the
-  step; it stays open, calling for D1's word, until the operation completes after it;
+- an unknown `details.status` (a hold) is kept and flagged but never moves the step; it stays
+  open, calling for D1's word, until the operation completes after it or D1's on-demand answer,
+  asked after it came, no longer holds it; progress with the same times as an open hold asks D1;
+- a carrier status is read as a class (`tracking.carrier_status`); a word never seen is the class
+  `unknown`, shown as sent and never an unknown code; delivered and returned are final;
+- an operation D1 reports SUCCESSFUL or FAILED is over at whatever step it is;
+- a time without a zone is read in the issuer's zone (passed in; UTC by default);
 - an item without `details` or `details.status` still counts for what it says, and asks D1;
 - a jump over steps of the PRODUCE path between the lowest and highest step seen is a gap.
 """
@@ -30,10 +35,12 @@ Decisions (SPEC §3, §7 and DESIGN §3; ASSUMPTION where D1 publishes nothing):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
+
+from tracking import carrier_status
 
 
 def gettext_noop(text: str) -> str:
@@ -45,7 +52,12 @@ def gettext_noop(text: str) -> str:
 # stored orders, and run `manage.py rederive` after deploying (docs/deploy.md).
 #   1: ties inside a rank broken by the time the portal first received an item;
 #   2: D1's startTime/endTime decide which event is latest; holds end; incomplete items count.
-RULES_VERSION = 2
+#   3: carrier statuses read as classes (any casing, AfterShip tags and subtags), a class's rank
+#      breaks ties of times and an unknown carrier word is no exception; SUCCESSFUL ends the
+#      order at any step; D1's on-demand answer closes the holds and unknown codes it
+#      supersedes, and progress tied with an open hold asks D1; zone-less times are read in
+#      the issuer's zone; the start time comes from any item that has one.
+RULES_VERSION = 3
 
 # ---------------------------------------------------------------------------- tables
 
@@ -83,39 +95,20 @@ PRODUCE_PATH: tuple[str, ...] = (
     "CARD_SHIPPED",
 )
 
-# Carrier statuses inside details.shipment.status are not published by D1 (SPEC §2.3). These are
-# the common carrier milestones. D1's times decide which carrier update is current; this rank only
-# breaks a tie of times. An unknown one is kept, flagged, and ranked as "in transit".
-SHIPMENT_STATUS_RANK: Mapping[str, int] = {
-    "LABEL_CREATED": 10,
-    "INFO_RECEIVED": 10,
-    "PENDING": 10,
-    "PICKED_UP": 20,
-    "IN_TRANSIT": 30,
-    "DELAYED": 35,
-    "EXCEPTION": 35,
-    "OUT_FOR_DELIVERY": 40,
-    "FAILED_ATTEMPT": 45,
-    "DELIVERY_FAILED": 45,
-    "UNDELIVERABLE": 45,
-    "AVAILABLE_FOR_PICKUP": 50,
-    "DELIVERED": 90,
-    "RETURNED_TO_SENDER": 95,
-    "RETURNED": 95,
-}
-UNKNOWN_SHIPMENT_RANK = 30
-NO_SHIPMENT_STATUS_RANK = 0
-# Carrier statuses after which nothing more is expected from the carrier.
-FINAL_SHIPMENT_STATUSES = frozenset({"DELIVERED", "RETURNED_TO_SENDER", "RETURNED"})
+# Carrier statuses inside details.shipment.status are not published by D1 (SPEC §2.3); each is
+# read as one class of a parcel's life by `tracking.carrier_status`. D1's times decide which
+# carrier update is current; the class's rank only breaks a tie of times. A word never seen is
+# the class `unknown`: kept and shown as sent, never an unknown code by itself.
+NO_SHIPMENT_STATUS_RANK = -1
+# Carrier classes after which nothing more is expected from the carrier.
+FINAL_SHIPMENT_CLASSES = carrier_status.FINAL_CLASSES
 # After-shipment classes of the carrier status (the queues of tracking.services.order_queues).
-DELIVERED_STATUS = "DELIVERED"  # the carrier handed the card over
-DELIVERED_SHIPMENT_STATUSES = frozenset({DELIVERED_STATUS})
-RETURNED_SHIPMENT_STATUSES = frozenset({"RETURNED_TO_SENDER", "RETURNED"})
-DELIVERY_FAILED_SHIPMENT_STATUSES = frozenset(
-    {"FAILED_ATTEMPT", "DELIVERY_FAILED", "UNDELIVERABLE"}
-)
-# The carrier reports trouble but the card is still on its way.
-DELAYED_SHIPMENT_STATUSES = frozenset({"DELAYED", "EXCEPTION"})
+DELIVERED_SHIPMENT_CLASSES = frozenset({carrier_status.DELIVERED})
+RETURNED_SHIPMENT_CLASSES = frozenset({carrier_status.RETURNED})
+DELIVERY_FAILED_SHIPMENT_CLASSES = frozenset({carrier_status.FAILED_ATTEMPT})
+# Carrier classes that are real problems: the order is an exception.
+PROBLEM_SHIPMENT_CLASSES = carrier_status.PROBLEM_CLASSES
+UNKNOWN_SHIPMENT_CLASS = carrier_status.UNKNOWN
 
 # ---------------------------------------------------------------------------- status classes
 # What each class of status means for staff. The queues, the partial indexes, the sweep and the
@@ -125,7 +118,7 @@ DELAYED_SHIPMENT_STATUSES = frozenset({"DELAYED", "EXCEPTION"})
 CANCELLED_STATUSES = frozenset({"CARD_PROD_CANCELED"})
 # Failures that need staff attention.
 EXCEPTION_STATUSES = FAILURE_STATUSES - CANCELLED_STATUSES
-# The tracking hub's RETURN; a carrier's return is in RETURNED_SHIPMENT_STATUSES.
+# The tracking hub's RETURN; a carrier's return is in RETURNED_SHIPMENT_CLASSES.
 RETURNED_PRODUCTION_STATUSES = frozenset({"CARD_RETURNED"})
 # Shipped: the stage after which the carrier's updates follow, until the carrier is final.
 SHIPPED_STATUS = "CARD_SHIPPED"
@@ -174,13 +167,16 @@ class ReconcileReason:
 
     CONFLICT = "conflict"
     INCOMPLETE = "incomplete_item"
+    # Progress whose times tie with an open hold: D1's times cannot say whether the hold ended.
+    HOLD_THEN_PROGRESS = "hold_then_progress"
     UNKNOWN_STATUS = "unknown_status"
     GAP = "gap"
 
-    PRIORITY = (CONFLICT, INCOMPLETE, UNKNOWN_STATUS, GAP)
+    PRIORITY = (CONFLICT, INCOMPLETE, HOLD_THEN_PROGRESS, UNKNOWN_STATUS, GAP)
     CHOICES = [
         (CONFLICT, gettext_noop("Conflict")),
         (INCOMPLETE, gettext_noop("Item without details")),
+        (HOLD_THEN_PROGRESS, gettext_noop("Progress after a hold")),
         (UNKNOWN_STATUS, gettext_noop("Unknown status")),
         (GAP, gettext_noop("Gap")),
     ]
@@ -203,6 +199,9 @@ class Rule:
     GAP = "gap"
     RECONCILE = "reconcile"
     ANSWERED_BY_D1 = "answered_by_d1"
+    CLOSED_BY_D1 = "closed_by_d1"
+    HOLD_THEN_PROGRESS = "hold_then_progress"
+    OPERATION_COMPLETED = "operation_completed"
 
     # In staff's words; the code stays beside them on the order page.
     TEXT = {
@@ -214,7 +213,10 @@ class Rule:
         NO_KNOWN_STEP: gettext_noop("no event with a known step yet"),
         LATEST_COMPLETION: gettext_noop("the completion with the latest endTime"),
         LATEST_EVENT: gettext_noop("the latest event by D1's times (no completion yet)"),
-        LATEST_SHIPMENT: gettext_noop("the carrier update with the latest endTime"),
+        LATEST_SHIPMENT: gettext_noop(
+            "a final carrier update (delivered, returned), else the latest by D1's times; on a tie "
+            "of times the later class in a parcel's life"
+        ),
         CONFLICT: gettext_noop("these events contradict each other"),
         UNKNOWN_CODE: gettext_noop("a code the portal does not know, not followed by a completion"),
         UNKNOWN_CODE_ENDED: gettext_noop(
@@ -225,6 +227,15 @@ class Rule:
         GAP: gettext_noop("this step never arrived between steps that did"),
         RECONCILE: gettext_noop("the portal asks D1 for the truth"),
         ANSWERED_BY_D1: gettext_noop("D1 has answered on demand since; nothing new calls for it"),
+        CLOSED_BY_D1: gettext_noop(
+            "D1's on-demand answer, asked after this code came, no longer holds it"
+        ),
+        HOLD_THEN_PROGRESS: gettext_noop(
+            "progress came with the same times as an open hold: D1 is asked"
+        ),
+        OPERATION_COMPLETED: gettext_noop(
+            "D1 reports the operation SUCCESSFUL or FAILED: nothing is awaited"
+        ),
     }
 
 
@@ -246,16 +257,35 @@ def production_rank(status: str) -> int | None:
     return PRODUCTION_RANK.get(status)
 
 
+def shipment_class(shipment: Mapping[str, Any] | None) -> str:
+    """The class of a shipment's carrier status ("" when it has none)."""
+    if not shipment:
+        return ""
+    return carrier_status.carrier_status_class(shipment.get("status"))
+
+
 def shipment_rank(shipment: Mapping[str, Any] | None) -> int:
-    if not shipment or not shipment.get("status"):
-        return NO_SHIPMENT_STATUS_RANK
-    return SHIPMENT_STATUS_RANK.get(shipment["status"], UNKNOWN_SHIPMENT_RANK)
+    """The carrier class's place in a parcel's life, for ties of D1's times."""
+    klass = shipment_class(shipment)
+    return carrier_status.class_rank(klass) if klass else NO_SHIPMENT_STATUS_RANK
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    """An ISO 8601 time as an aware datetime (naive times are taken as UTC), or None.
+def lacks_zone(value: Any) -> bool:
+    """Whether a time D1 sent is a valid ISO 8601 time without a zone (no offset, no Z)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        return dt.datetime.fromisoformat(value).tzinfo is None
+    except ValueError:
+        return False
 
-    A time that does not exist in UTC (year 1 at +14:00) is no time: no database can store it.
+
+def parse_time(value: Any, zone: dt.tzinfo = dt.UTC) -> dt.datetime | None:
+    """An ISO 8601 time as an aware datetime, or None; a time without a zone is read in `zone`.
+
+    The issuer's configured zone is passed in by the caller (UTC by default), so this stays a
+    pure function. A time that does not exist in UTC (year 1 at +14:00) is no time: no
+    database can store it.
     """
     if not isinstance(value, str) or not value:
         return None
@@ -263,7 +293,7 @@ def parse_time(value: Any) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
     try:
         parsed.astimezone(dt.UTC)
     except OverflowError:
@@ -303,6 +333,8 @@ class EventFacts:
     first_received_at: dt.datetime
     last_received_at: dt.datetime
     payload: Mapping[str, Any]
+    # The zone a time without one is read in: the issuer's (`derive_order_state(zone=...)`).
+    zone: dt.tzinfo = dt.UTC
 
     @cached_property
     def details(self) -> Mapping[str, Any]:
@@ -335,11 +367,15 @@ class EventFacts:
 
     @cached_property
     def start_time(self) -> dt.datetime | None:
-        return parse_time(self.payload.get("startTime"))
+        return parse_time(self.payload.get("startTime"), self.zone)
 
     @cached_property
     def end_time(self) -> dt.datetime | None:
-        return parse_time(self.payload.get("endTime"))
+        return parse_time(self.payload.get("endTime"), self.zone)
+
+    @cached_property
+    def carrier_class(self) -> str:
+        return shipment_class(self.shipment)
 
     @property
     def is_completion(self) -> bool:
@@ -359,9 +395,16 @@ class EventFacts:
             *self.time_key(),
             OPERATION_STATUS_RANK.get(self.operation_status, -1),
             self.rank if self.rank is not None else -1,
-            shipment_rank(self.shipment),
+            carrier_status.class_rank(self.carrier_class)
+            if self.carrier_class
+            else NO_SHIPMENT_STATUS_RANK,
             self.fingerprint,
         )
+
+    def shipment_key(self) -> tuple:
+        """Which carrier update is current: a final class (delivered, returned) stays, whatever
+        comes later; otherwise the latest by D1's times, the class's rank breaking a tie."""
+        return (self.carrier_class in FINAL_SHIPMENT_CLASSES, *self.latest_key())
 
     def arrival_key(self) -> tuple:
         """The order the portal received events in: only for the timeline and stage times."""
@@ -412,6 +455,7 @@ DERIVED_COLUMNS: tuple[str, ...] = (
     "tracking_number",
     "tracking_url",
     "shipment_status",
+    "shipment_class",
     "shipment_message",
     "shipment_final",
     "has_unknown_status",
@@ -432,8 +476,10 @@ STATE_COLUMNS: tuple[str, ...] = (
     "error_code",
     "error",
     "shipment",
+    "shipment_class",
     "has_conflict",
     "unknown_codes",
+    "hold_code",
     "missing_steps",
     "state_fingerprint",
 )
@@ -465,6 +511,12 @@ class OrderState:
     open_unknown_codes: list[str] = field(default_factory=list)
     hold_code: str = ""
     hold_reason: str = ""
+    # A step of progress whose times tie with the open hold: only D1 can say which is current.
+    hold_then_progress: bool = False
+    # Unknown codes D1's on-demand answer no longer holds (closed by D1's word).
+    closed_by_d1: list[str] = field(default_factory=list)
+    # Times D1 sent without a zone, read in the issuer's zone (flagged on the timeline).
+    zone_assumed: bool = False
     incomplete_items: int = 0
     has_open_incomplete: bool = False
     missing_steps: list[str] = field(default_factory=list)
@@ -481,8 +533,13 @@ class OrderState:
     explanation: list[Explanation] = field(default_factory=list)
 
     @property
+    def shipment_class(self) -> str:
+        """The current carrier status's class (`tracking.carrier_status`), "" without one."""
+        return shipment_class(self.shipment)
+
+    @property
     def shipment_final(self) -> bool:
-        return bool(self.shipment) and self.shipment.get("status") in FINAL_SHIPMENT_STATUSES
+        return self.shipment_class in FINAL_SHIPMENT_CLASSES
 
     def content(self) -> dict[str, Any]:
         """The state without arrival-time facts: equal for any order of arrival of one set."""
@@ -528,8 +585,21 @@ class _Conflicts:
 # ---------------------------------------------------------------------------- the fold
 
 
-def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
-    """Fold an order's events into its state; a pure function of the set of events."""
+def derive_order_state(
+    events: Iterable[EventFacts],
+    *,
+    zone: dt.tzinfo | None = None,
+    d1_answer: Mapping[str, Any] | None = None,
+) -> OrderState:
+    """Fold an order's events into its state; a pure function of the set of events and inputs.
+
+    `zone` is the issuer's zone, in which a time without one is read (UTC when None).
+    `d1_answer` is D1's latest on-demand answer about the order's card, as the order records
+    it (`{"at": ISO time, "fingerprints": [...]}`): what D1 said then is its current truth,
+    which closes the holds and unknown codes it no longer holds.
+    """
+    if zone is not None and zone is not dt.UTC:  # UTC is every event's own default
+        events = [replace(e, zone=zone) for e in events]
     events = sorted(events, key=EventFacts.latest_key)  # earliest first, by D1's times
     state = OrderState(event_count=len(events))
     if not events:
@@ -561,9 +631,14 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
         )
     else:
         state.explanation.insert(0, Explanation("production_status", "", Rule.NO_KNOWN_STEP))
-    state.is_terminal = state.production_status in TERMINAL_STATUSES or (
-        state.operation_status == FAILED
+    # D1's SUCCESSFUL or FAILED ends the operation at whatever step it was: nothing is awaited.
+    state.is_terminal = (
+        state.production_status in TERMINAL_STATUSES or state.operation_status in COMPLETED_STATUSES
     )
+    if state.is_terminal and state.production_status not in TERMINAL_STATUSES:
+        state.explanation.append(
+            Explanation("is_terminal", True, Rule.OPERATION_COMPLETED, latest.key)
+        )
 
     # Descriptive fields: the latest non-empty value by D1's times, so a step that lacks a field
     # does not blank what an earlier step said.
@@ -572,6 +647,9 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
         payload, details = event.payload, event.details
         if isinstance(payload.get("operation"), str):
             state.operation = payload["operation"]
+        # Every time D1 sent is kept, whatever else the item lacks (a hold, no details).
+        if event.start_time is not None:
+            state.start_time = event.start_time
         if event.rank is None:
             continue
         for name, column in (
@@ -583,12 +661,12 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
             value = _text(payload, details, name)
             if value:
                 setattr(state, column, value)
-        if event.start_time is not None:
-            state.start_time = event.start_time
         due = parse_date(details.get("dueDate"))
         if due is not None:
             state.due_date = due
-        if event.shipment is not None:
+        if event.shipment is not None and (
+            shipment_event is None or event.shipment_key() > shipment_event.shipment_key()
+        ):
             state.shipment = dict(event.shipment)
             shipment_event = event
     if shipment_event is not None:
@@ -602,7 +680,10 @@ def derive_order_state(events: Iterable[EventFacts]) -> OrderState:
         conflicts.add(event)
     state.has_conflict = conflicts.conflict
 
-    _unknown_and_incomplete(state, events)
+    state.zone_assumed = any(
+        lacks_zone(e.payload.get(name)) for e in events for name in ("startTime", "endTime")
+    )
+    _unknown_and_incomplete(state, events, d1_answer=d1_answer)
     state.missing_steps = _missing_steps(state.operation, known)
     state.explanation += [Explanation("missing_step", s, Rule.GAP) for s in state.missing_steps]
     _arrival_facts(state, events)
@@ -618,6 +699,7 @@ def _explain_reconcile(state: OrderState) -> None:
     deciding = {
         ReconcileReason.CONFLICT: "has_conflict",
         ReconcileReason.INCOMPLETE: "incomplete_item",
+        ReconcileReason.HOLD_THEN_PROGRESS: "hold_then_progress",
         ReconcileReason.UNKNOWN_STATUS: "unknown_code",
         ReconcileReason.GAP: "missing_step",
     }[reason]
@@ -626,21 +708,46 @@ def _explain_reconcile(state: OrderState) -> None:
 
 
 def _unknown_codes_of(event: EventFacts) -> list[str]:
-    """The codes of an event the portal does not know: its step, or its carrier status."""
-    codes = []
+    """The step codes of an event the portal does not know (a hold).
+
+    A carrier word the portal does not know is the carrier class `unknown`: shown as sent and
+    counted, but not an unknown code (it asks nothing of D1 and is no exception by itself).
+    """
     if event.production_status and event.rank is None:
-        codes.append(event.production_status)
-    shipment = event.shipment
-    carrier_status = shipment.get("status") if shipment else None
-    if isinstance(carrier_status, str) and carrier_status not in SHIPMENT_STATUS_RANK:
-        codes.append(f"shipment:{carrier_status}")
-    return codes
+        return [event.production_status]
+    return []
 
 
-def _unknown_and_incomplete(state: OrderState, events: list[EventFacts]) -> None:
-    """Unknown codes and incomplete items, and which of them no completion has followed yet."""
+def _answered_before(
+    events: list[EventFacts], d1_answer: Mapping[str, Any] | None
+) -> Callable[[EventFacts], bool]:
+    """Which events D1's on-demand answer supersedes: received before it and not in it.
+
+    The answer speaks for the order only when it holds at least one of the order's items of a
+    known step (an answer identical to a stored item is that item); an item received after
+    the answer is news the answer could not know about.
+    """
+    if not d1_answer:
+        return lambda event: False
+    answered = set(d1_answer.get("fingerprints") or ())
+    at = parse_time(d1_answer.get("at"))
+    speaks = any(e.fingerprint in answered and e.rank is not None for e in events)
+    if at is None or not speaks:
+        return lambda event: False
+    return lambda event: event.fingerprint not in answered and event.first_received_at <= at
+
+
+def _unknown_and_incomplete(
+    state: OrderState, events: list[EventFacts], *, d1_answer: Mapping[str, Any] | None = None
+) -> None:
+    """Unknown codes and incomplete items, and which of them nothing has ended yet.
+
+    A completion after it by D1's times ends a code, and so does D1's on-demand answer when it
+    no longer holds the code.
+    """
     completions = [e.time_key() for e in events if e.is_completion]
     last_completion = max(completions) if completions else None
+    superseded = _answered_before(events, d1_answer)
 
     def is_open(event: EventFacts) -> bool:
         return last_completion is None or not last_completion > event.time_key()
@@ -649,24 +756,45 @@ def _unknown_and_incomplete(state: OrderState, events: list[EventFacts]) -> None
     still_open: set[str] = set()
     hold: EventFacts | None = None
     code_event: dict[str, EventFacts] = {}
+    closed: set[str] = set()
     for event in events:  # earliest first: the last open hold is the one shown
         codes = _unknown_codes_of(event)
         unknown.update(codes)
         code_event.update(dict.fromkeys(codes, event))
-        if codes and is_open(event):
+        if codes and is_open(event) and superseded(event):
+            closed.update(codes)
+        elif codes and is_open(event):
             still_open.update(codes)
-            if event.production_status and event.rank is None:
-                hold = event
+            hold = event
     state.unknown_codes = sorted(unknown)
     state.open_unknown_codes = sorted(still_open)
+    state.closed_by_d1 = sorted(closed - still_open)
     if hold is not None:
         state.hold_code = hold.production_status
         state.hold_reason = _text(hold.payload, hold.details, "reason")
         state.explanation.append(
             Explanation("hold_code", state.hold_code, Rule.OPEN_HOLD, hold.key)
         )
+        # A step with the very same times as the hold: D1's times cannot say whether the hold
+        # came before it (progress after the hold) or after it, so only D1 can say it ended.
+        tied = [
+            e
+            for e in events
+            if e.rank is not None and not e.is_completion and e.time_key() == hold.time_key()
+        ]
+        if hold.end_time is None and tied:
+            state.hold_then_progress = True
+            progress = max(tied, key=lambda e: (e.rank, e.latest_key()))
+            state.explanation.append(
+                Explanation("hold_then_progress", True, Rule.HOLD_THEN_PROGRESS, progress.key)
+            )
     for code in state.unknown_codes:
-        rule = Rule.UNKNOWN_CODE if code in still_open else Rule.UNKNOWN_CODE_ENDED
+        if code in still_open:
+            rule = Rule.UNKNOWN_CODE
+        elif code in state.closed_by_d1:
+            rule = Rule.CLOSED_BY_D1
+        else:
+            rule = Rule.UNKNOWN_CODE_ENDED
         state.explanation.append(Explanation("unknown_code", code, rule, code_event[code].key))
 
     incomplete = [e for e in events if e.is_incomplete]
@@ -693,8 +821,11 @@ def _missing_steps(operation: str, known: list[EventFacts]) -> list[str]:
 
 
 def _exception_marks(event: EventFacts) -> set[tuple[str, str]]:
-    """What an event adds to the order's exception: failure codes, errors, unknown codes."""
+    """What an event adds to the order's exception: failure codes, errors, unknown codes and
+    carrier problems (a class, not a word: the next word of the same problem is no news)."""
     marks = {("unknown", code) for code in _unknown_codes_of(event)}
+    if event.carrier_class in PROBLEM_SHIPMENT_CLASSES:
+        marks.add(("carrier", event.carrier_class))
     if event.production_status in FAILURE_STATUSES:
         marks.add(("failure", event.production_status))
     if event.operation_status == FAILED:
@@ -739,7 +870,7 @@ def _arrival_facts(state: OrderState, events: list[EventFacts]) -> None:
         moves_shipment = (
             rank is not None
             and event.shipment is not None
-            and (current_shipment is None or event.latest_key() > current_shipment.latest_key())
+            and (current_shipment is None or event.shipment_key() > current_shipment.shipment_key())
         )
         if event.is_incomplete:
             outcome = Outcome.INCOMPLETE
@@ -782,6 +913,8 @@ def reconcile_reason_for(state: OrderState) -> str:
         return ReconcileReason.CONFLICT
     if state.has_open_incomplete:
         return ReconcileReason.INCOMPLETE
+    if state.hold_then_progress:
+        return ReconcileReason.HOLD_THEN_PROGRESS
     if state.open_unknown_codes:
         return ReconcileReason.UNKNOWN_STATUS
     if state.missing_steps:
@@ -804,6 +937,7 @@ def needs_reconcile_after(
     previous_incomplete = before.incomplete_items if before else 0
     raised = (
         (after.has_conflict and not (before and before.has_conflict))
+        or (after.hold_then_progress and not (before and before.hold_then_progress))
         or bool(set(after.open_unknown_codes) - previous_unknown)
         or (after.has_open_incomplete and after.incomplete_items > previous_incomplete)
         or bool(set(after.missing_steps) - previous_missing)

@@ -63,7 +63,8 @@ def test_flagged_orders_are_due_at_once_with_their_reason(at, post):
     )
     post(item("calm", "CARD_PROD_REQUESTED"), item("calm", "DATA_PREPARED"))
 
-    assert due() == {"gap": "gap", "hold": "unknown_status", "conflict": "conflict"}
+    # The hold shares its step's times: D1's times cannot say it came after the step.
+    assert due() == {"gap": "gap", "hold": "hold_then_progress", "conflict": "conflict"}
 
 
 def test_orders_stuck_in_a_stage_longer_than_its_threshold_are_due(at, post, settings):
@@ -210,3 +211,31 @@ def test_two_sweeps_at_once_never_claim_the_same_order(skip_locked, monkeypatch)
     assert CardOrder.objects.filter(reconcile_claimed_until__isnull=False).count() == len(
         every_claim
     )
+
+
+def test_an_operation_d1_ended_at_any_step_is_never_swept(at, post, settings):
+    settings.RECONCILE_STAGE_THRESHOLDS = {"CARD_PROD_DONE": 3600}
+    settings.RECONCILE_DUE_DATE_GRACE = timedelta(days=1)
+    done = item("done", "CARD_PROD_DONE", due_date="2026-10-01")
+    done["status"], done["endTime"] = "SUCCESSFUL", "2026-03-04T16:40:51.007Z"
+    failed = item("failed", "CARD_PROD_DONE")
+    failed["status"], failed["endTime"] = "FAILED", "2026-03-04T16:40:51.007Z"
+    post(item("done", "CARD_PROD_ONGOING"), done)
+    post(item("failed", "CARD_PROD_ONGOING"), failed)
+    post(item("open", "CARD_PROD_DONE"))
+
+    at(30 * 24 * 3600)
+    assert due() == {"open": "stage_threshold"}  # neither stuck, past due nor awaiting delivery
+
+
+def test_a_carrier_word_of_any_form_ends_the_awaiting_delivery_cadence(at, post, settings):
+    settings.RECONCILE_SHIPPED_INTERVAL = timedelta(hours=12)
+    settings.RECONCILE_SHIPPED_MAX_AGE = timedelta(days=30)
+    post(item("aftership-delivered", "CARD_SHIPPED", shipment_status="Delivered_001"))
+    post(item("returned", "CARD_SHIPPED", shipment_status="Exception_011"))
+    post(item("in-transit", "CARD_SHIPPED", shipment_status="InTransit"))
+    post(item("novel", "CARD_SHIPPED", shipment_status="Colis en attente"))
+
+    at(12 * 3600 + 1)
+    # A word never seen is no unknown code: the order is asked at the shipped cadence only.
+    assert due() == {"in-transit": "awaiting_delivery", "novel": "awaiting_delivery"}

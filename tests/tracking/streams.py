@@ -22,7 +22,20 @@ STEPS = [
 ]
 START_TIMES = ["2026-03-02T09:00:00.000Z", "2026-03-02T09:00:00.000Z", "2026-03-03T08:00:00.000Z"]
 END_TIMES = ["2026-03-05T10:00:00.000Z", "2026-03-06T10:00:00.000Z", "2026-03-07T10:00:00.000Z"]
-CARRIER_STATUSES = ["IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED", "HELD_AT_CUSTOMS", "REROUTED"]
+# The portal's earlier words, AfterShip tags and subtags in other casings, and words never seen.
+CARRIER_STATUSES = [
+    "IN_TRANSIT",
+    "OUT_FOR_DELIVERY",
+    "DELIVERED",
+    "HELD_AT_CUSTOMS",
+    "REROUTED",
+    "InTransit",
+    "AttemptFail",
+    "Delivered_001",
+    "exception_011",
+    "out for delivery",
+    "Colis en attente",
+]
 
 
 def operation_item(

@@ -72,7 +72,12 @@ def test_a_cleared_reconcile_flag_stays_clear_until_something_new_appears(
     assert CardOrder.objects.get().needs_reconcile is False
 
     shipped = {**spec.E6["operations"][0]}
-    shipped["details"] = {**shipped["details"], "shipment": {"status": "HELD_AT_CUSTOMS"}}
-    post_notification({"operations": [shipped]})  # a new unknown carrier status
+    shipped["details"] = {**shipped["details"], "shipment": {"status": "Parcel at sorting"}}
+    post_notification({"operations": [shipped]})  # a carrier word never seen asks nothing
+    assert CardOrder.objects.get().needs_reconcile is False
+
+    held = {**spec.E5["operations"][0], "endTime": "2026-03-09T10:00:00Z"}
+    held["details"] = {**held["details"], "status": "CARD_PROD_ON_HOLD"}
+    post_notification({"operations": [held]})  # a new hold, after everything by D1's times
     order = CardOrder.objects.get()
     assert (order.needs_reconcile, order.reconcile_reason) == (True, "unknown_status")

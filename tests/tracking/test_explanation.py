@@ -76,7 +76,10 @@ def test_unknown_code_open_and_ended():
     assert why["hold_code", "CARD_PROD_ON_HOLD"] == Explanation(
         "hold_code", "CARD_PROD_ON_HOLD", Rule.OPEN_HOLD, 1
     )
-    assert why["reconcile_reason", "unknown_status"].event == 1
+    # READY has the hold's very times: the reason names the step tied with the hold.
+    assert why["reconcile_reason", "hold_then_progress"].event == 0
+    alone = explained([hold])
+    assert alone["reconcile_reason", "unknown_status"].event == 0
 
     ended = explained([hold, timed("CARD_SHIPPED", "SUCCESSFUL", end_day=6)])
     assert ended["unknown_code", "CARD_PROD_ON_HOLD"].rule == Rule.UNKNOWN_CODE_ENDED

@@ -106,12 +106,20 @@ def test_unknown_code_is_kept_flagged_and_moves_nothing():
     assert state.production_status == "CARD_PROD_READY"
     assert state.unknown_codes == ["CARD_PROD_ON_HOLD"]
     assert state.outcomes[1] == Outcome.UNKNOWN_STATUS
-    assert reconcile_reason_for(state) == ReconcileReason.UNKNOWN_STATUS
+    # Same startTime: nothing says the hold came after READY rather than before it.
+    assert reconcile_reason_for(state) == ReconcileReason.HOLD_THEN_PROGRESS
+    alone = derive_order_state(facts([item("CARD_PROD_ON_HOLD")]))
+    assert reconcile_reason_for(alone) == ReconcileReason.UNKNOWN_STATUS
 
 
-def test_unknown_carrier_status_is_flagged():
-    state = derive_order_state(facts([shipped("HELD_AT_CUSTOMS")]))
-    assert state.unknown_codes == ["shipment:HELD_AT_CUSTOMS"]
+def test_a_carrier_word_never_seen_is_shown_as_sent_and_is_no_exception():
+    state = derive_order_state(facts([shipped("Colis en attente de tri")]))
+    assert state.unknown_codes == []
+    assert state.open_unknown_codes == []
+    assert state.shipment["status"] == "Colis en attente de tri"
+    assert state.shipment_class == "unknown"
+    assert state.shipment_final is False
+    assert reconcile_reason_for(state) == ""
 
 
 def test_jump_over_steps_is_a_gap_including_to_shipped():
@@ -292,7 +300,7 @@ def test_a_hold_shows_its_code_and_reason_until_the_operation_completes():
     hold = item("CARD_PROD_ON_HOLD", reason="Stock item unavailable")
     held = derive_order_state(facts([item("CARD_PROD_READY"), hold]))
     assert (held.hold_code, held.hold_reason) == ("CARD_PROD_ON_HOLD", "Stock item unavailable")
-    assert reconcile_reason_for(held) == ReconcileReason.UNKNOWN_STATUS
+    assert reconcile_reason_for(held) == ReconcileReason.HOLD_THEN_PROGRESS
 
     completed = timed("CARD_SHIPPED", "SUCCESSFUL", end_day=6)
     for state in both_orders(hold, completed):
@@ -311,7 +319,7 @@ def test_a_hold_that_resumes_keeps_asking_until_d1_answers():
     state = derive_order_state(facts([item("CARD_PROD_ON_HOLD"), item("CARD_PROD_ONGOING")]))
     assert state.production_status == "CARD_PROD_ONGOING"
     assert state.hold_code == "CARD_PROD_ON_HOLD"
-    assert reconcile_reason_for(state) == ReconcileReason.UNKNOWN_STATUS
+    assert reconcile_reason_for(state) == ReconcileReason.HOLD_THEN_PROGRESS
 
 
 def test_exception_changes_only_with_new_failures_conflicts_or_unknown_codes():

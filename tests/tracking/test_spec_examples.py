@@ -33,6 +33,7 @@ def test_happy_path_ends_shipped_and_delivered(issuer, post_notification, order_
         "tracking_number": "1Z999AA10123456784",
         "tracking_url": "https://www.ups.com/track?tracknum=1Z999AA10123456784",
         "status": "DELIVERED",
+        "normalized_status": "delivered",
         "message": "Delivered, left at front door",
     }
     assert order["issuer_request_id"] == "req-2026-03-02-0001"

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from tracking import conditions
 from tracking.admin import display as admin_display
+from tracking.carrier_status import FINAL_CLASSES, carrier_status_class
 from tracking.models import CardOrder
 from tracking.rules import (
     CANCELLED_STATUSES,
@@ -81,18 +82,32 @@ def orders_of_every_class(issuer) -> list[CardOrder]:
             add(
                 production_status=status,
                 operation_status=operation_status,
-                is_terminal=status in TERMINAL_STATUSES or operation_status == "FAILED",
+                # D1's SUCCESSFUL or FAILED ends the operation at any step.
+                is_terminal=status in TERMINAL_STATUSES or operation_status != "PENDING",
             )
     add(production_status="CARD_PROD_READY", has_conflict=True)
     add(production_status="CARD_PROD_READY", has_unknown_status=True)
     add(production_status="CARD_PROD_READY", error_code="E42")
     add(production_status="CARD_PROD_READY", exception_reason="d1_not_found")
-    for carrier_status in ("IN_TRANSIT", "DELIVERED", "RETURNED", "RETURNED_TO_SENDER"):
+    for carrier_word in (
+        "IN_TRANSIT",
+        "DELIVERED",
+        "RETURNED",
+        "RETURNED_TO_SENDER",
+        "InTransit",
+        "Delivered_001",
+        "Exception_011",
+        "Exception_013",
+        "AttemptFail",
+        "Colis en attente",
+    ):
+        klass = carrier_status_class(carrier_word)
         add(
             production_status="CARD_SHIPPED",
             is_terminal=True,
-            shipment_status=carrier_status,
-            shipment_final=carrier_status != "IN_TRANSIT",
+            shipment_status=carrier_word,
+            shipment_class=klass,
+            shipment_final=klass in FINAL_CLASSES,
         )
     add(production_status="CARD_PROD_READY", cancel_accepted_at=now)
     add(production_status="CARD_PROD_CANCELED", is_terminal=True, cancel_accepted_at=now)

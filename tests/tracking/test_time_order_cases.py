@@ -95,14 +95,24 @@ CASES = {
         },
         exception=False,
     ),
-    "carrier updates the vocabulary cannot rank": Case(
+    "a carrier word never seen after a customs hold": Case(
         items=[
             parcel("card-case-3", "HELD_AT_CUSTOMS", end=day(5)),
             parcel("card-case-3", "CUSTOMS_RELEASED", end=day(6), message="Released"),
         ],
         api={"end_time": "2026-03-06T10:00:00Z"},
-        exception=True,  # an unknown carrier code is flagged
-        page=["CUSTOMS_RELEASED", "Released"],
+        # The latest word is not understood: shown as sent, no exception by itself.
+        exception=False,
+        page=["CUSTOMS_RELEASED", "Released", "Not understood"],
+    ),
+    "a customs hold after transit is a carrier exception": Case(
+        items=[
+            parcel("card-case-3b", "InTransit", end=day(5)),
+            parcel("card-case-3b", "Exception_004", end=day(6), message="Held at customs"),
+        ],
+        api={"end_time": "2026-03-06T10:00:00Z"},
+        exception=True,
+        page=["Exception_004", "Carrier exception"],
     ),
     "back in transit after out for delivery": Case(
         items=[

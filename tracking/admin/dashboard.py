@@ -285,7 +285,8 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
     stage_rows = [
         {
             "stage": stage,
-            "orders_url": orders_url(production_status=stage.status or NONE),
+            # The Open queue in that stage: the same rule as the count.
+            "orders_url": orders_url(queue="open", production_status=stage.status or NONE),
             "stuck_url": orders_url(production_status=stage.status, stage_age="stuck")
             if stage.stuck is not None
             else "",
@@ -301,8 +302,13 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
         }
         for group, title in FINAL_TITLES.items()
     ]
+    queue_rows = [
+        {"queue": queue, "count": figures.queues.get(key, 0), "url": orders_url(queue=key)}
+        for key, queue in order_queues.QUEUES.items()
+    ]
     context.update(
         {
+            "queue_rows": queue_rows,
             "alerts": [{"alert": alert, "url": _alert_url(alert)} for alert in alerts],
             "dashboard": figures,
             "stage_rows": stage_rows,
@@ -325,7 +331,9 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
                     outcome="changed",
                     started_at__gte=(figures.now - WEEK).isoformat(),
                 ),
-                "reconcile_attempts": _changelist("reconcileattempt"),
+                "reconcile_attempts": _changelist(
+                    "reconcileattempt", started_at__gte=(figures.now - WEEK).isoformat()
+                ),
             },
             "stage_chart": json.dumps(_stage_chart(figures), cls=DjangoJSONEncoder),
             "stage_chart_options": _chart_json(

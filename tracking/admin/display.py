@@ -15,22 +15,17 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
-from tracking import labels
+from tracking import carrier_status, labels
 from tracking.carriers import carrier_name, tracking_url_for
 from tracking.data_care import personal_mask
 from tracking.labels import humanize_duration
 from tracking.models import CardOrder
 from tracking.rules import (
     CANCELLED_STATUSES,
-    DELAYED_SHIPMENT_STATUSES,
-    DELIVERED_SHIPMENT_STATUSES,
-    DELIVERY_FAILED_SHIPMENT_STATUSES,
     EXCEPTION_STATUSES,
-    FINAL_SHIPMENT_STATUSES,
     PRODUCTION_RANK,
     RETURNED_PRODUCTION_STATUSES,
     RULES_VERSION,
-    SHIPMENT_STATUS_RANK,
     SHIPPED_STATUS,
 )
 from tracking.services import order_queues
@@ -118,20 +113,42 @@ def production_badge(status: str, *, inline: bool = False) -> str:
     return coded_badge("production_status", status, production_tone(status), inline=inline)
 
 
+SHIPMENT_CLASS_TONES = {
+    carrier_status.DELIVERED: "success",
+    carrier_status.RETURNED: "danger",
+    carrier_status.EXCEPTION: "danger",
+    carrier_status.FAILED_ATTEMPT: "warning",
+    carrier_status.EXPIRED: "warning",
+    carrier_status.UNKNOWN: "warning",
+}
+
+
 def shipment_tone(status: str) -> str:
-    if status in FINAL_SHIPMENT_STATUSES:
-        return "success" if status in DELIVERED_SHIPMENT_STATUSES else "warning"
-    if status in DELAYED_SHIPMENT_STATUSES | DELIVERY_FAILED_SHIPMENT_STATUSES:
-        return "warning"
-    if status and status not in SHIPMENT_STATUS_RANK:
-        return "warning"
-    return "info"
+    """The tone of a carrier word, by its class (`tracking.carrier_status`)."""
+    return SHIPMENT_CLASS_TONES.get(carrier_status.carrier_status_class(status), "info")
+
+
+def shipment_words(status: str) -> str:
+    """A carrier word as plain text: its class in staff's words, then the word as sent."""
+    klass = carrier_status.carrier_status_class(status)
+    return f"{labels.label('shipment_class', klass).text} ({status})"
 
 
 def shipment_badge(status: str, *, inline: bool = False) -> str:
+    """The carrier status's class in staff's words, the word as the carrier sent it beside it."""
     if not status:
         return ""
-    return coded_badge("shipment_status", status, shipment_tone(status), inline=inline)
+    klass = carrier_status.carrier_status_class(status)
+    found = labels.label("shipment_class", klass)
+    return format_html(
+        '<span class="bo-coded" data-code="{}" data-class="{}">{}{}</span>',
+        status,
+        klass,
+        badge(found.text, shipment_tone(status), title=found.help),
+        format_html(
+            '<code class="bo-code{}">{}</code>', " bo-code--inline" if inline else "", status
+        ),
+    )
 
 
 def operation_tone(status: str) -> str:
@@ -391,7 +408,7 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
                 '<span class="bo-subtle block">{} {}{} <span class="bo-id" title="{}">{}'
                 "</span></span>",
                 _("Shipment:"),
-                labels.label_text("shipment_status", str(shipment.get("status") or ""))
+                shipment_words(str(shipment.get("status") or ""))
                 if shipment.get("status")
                 else _("no carrier status"),
                 f", {carrier_name(str(shipment['carrier']))}" if shipment.get("carrier") else "",

@@ -23,7 +23,15 @@ class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
     list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
     search_fields = ["issuer_id", "name"]
     list_filter = ["is_active"]
-    fields = ["issuer_id", "name", "is_active", "d1_key_id", "d1_key_location", "created_at"]
+    fields = [
+        "issuer_id",
+        "name",
+        "is_active",
+        "time_zone",
+        "d1_key_id",
+        "d1_key_location",
+        "created_at",
+    ]
     readonly_fields = ["d1_key_location", "created_at"]
 
     @admin.display(description=_("D1 key location"))

@@ -44,7 +44,7 @@ from tracking.models import (
     OperationEvent,
     ReconcileAttempt,
 )
-from tracking.rules import DELIVERED_SHIPMENT_STATUSES, SHIPPED_STATUS, parse_time
+from tracking.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
 from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import Actor
 from tracking.services.explanation import order_explanation
@@ -338,7 +338,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             "flags": admin_display.order_flags(order),
             "rules_stamp": admin_display.rules_stamp(order),
             "explanation": order_explanation(order),
-            "timeline": timeline_entries(events[:TIMELINE_LIMIT]),
+            "timeline": timeline_entries(events[:TIMELINE_LIMIT], zone=order.issuer.zone),
             "timeline_truncated": len(events) > TIMELINE_LIMIT,
             "stages": stage_spans(order, now=now),
             "reconcile_attempts": [
@@ -546,12 +546,11 @@ def _shipped_on(order: CardOrder) -> dt.datetime | None:
 
 def _delivered_on(order: CardOrder) -> dt.datetime | None:
     """When the carrier's delivery was first reported, if it was."""
-    if order.shipment_status not in DELIVERED_SHIPMENT_STATUSES:
+    if order.shipment_class not in DELIVERED_SHIPMENT_CLASSES:
         return None
+    # The first event with the carrier's own delivered word (its class is the order's).
     return (
-        OperationEvent.objects.filter(
-            order=order, shipment_status__in=sorted(DELIVERED_SHIPMENT_STATUSES)
-        )
+        OperationEvent.objects.filter(order=order, shipment_status=order.shipment_status)
         .order_by("first_received_at")
         .values_list("first_received_at", flat=True)
         .first()

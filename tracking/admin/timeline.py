@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from django.utils import formats
 from django.utils.functional import Promise
 from django.utils.timezone import localtime
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from tracking.carriers import carrier_name
 from tracking.models import CardOrder, OperationEvent
-from tracking.rules import TRACKED_OPERATIONS, Outcome, production_rank
+from tracking.rules import TRACKED_OPERATIONS, Outcome, lacks_zone, parse_time, production_rank
 from tracking.services import order_queues
 
 
@@ -32,12 +33,23 @@ class Marker:
     title: str | Promise = ""
 
 
+@dataclass(frozen=True)
+class D1Time:
+    """A time D1 sent on an item, as the portal read it; `assumed` when it had no zone."""
+
+    name: str  # startTime / endTime
+    value: dt.datetime
+    assumed: bool
+
+
 @dataclass
 class TimelineEntry:
     event: OperationEvent
     in_production_lane: bool
     in_shipment_lane: bool
     markers: list[Marker] = field(default_factory=list)
+    # Every time D1 sent on the item, read in the issuer's zone when it had none.
+    d1_times: list[D1Time] = field(default_factory=list)
 
     @property
     def shipment(self) -> dict:
@@ -88,11 +100,14 @@ _OUTCOME_MARKERS = {
 }
 
 
-def timeline_entries(events: Iterable[OperationEvent]) -> list[TimelineEntry]:
+def timeline_entries(
+    events: Iterable[OperationEvent], *, zone: dt.tzinfo = dt.UTC
+) -> list[TimelineEntry]:
     """Each event once, in arrival order, placed in the production lane, the shipment lane or both.
 
     A step that first reports a shipment (CARD_SHIPPED with carrier data) shows in both lanes;
-    later carrier updates show in the shipment lane only.
+    later carrier updates show in the shipment lane only. A time D1 sent without a zone is
+    read in `zone` (the issuer's) and marked as assumed.
     """
     entries = []
     for event in events:
@@ -107,8 +122,28 @@ def timeline_entries(events: Iterable[OperationEvent]) -> list[TimelineEntry]:
             in_shipment_lane=has_shipment,
         )
         entry.markers = _markers(event)
+        entry.d1_times = _d1_times(event, zone=zone)
+        if any(t.assumed for t in entry.d1_times):
+            entry.markers.append(
+                Marker(
+                    "zone_assumed",
+                    gettext("Zone assumed: %(zone)s") % {"zone": zone},
+                    "warning",
+                    gettext("D1 sent this time without a zone; it is read in the issuer's zone."),
+                )
+            )
         entries.append(entry)
     return entries
+
+
+def _d1_times(event: OperationEvent, *, zone: dt.tzinfo) -> list[D1Time]:
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    times = []
+    for name in ("startTime", "endTime"):
+        value = parse_time(payload.get(name), zone)
+        if value is not None:
+            times.append(D1Time(name, value, lacks_zone(payload.get(name))))
+    return times
 
 
 def _shipment_of(event: OperationEvent) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tracking import carrier_status
 from tracking.data_care import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder, OperationEvent
 from tracking.services.explanation import order_explanation
@@ -34,7 +35,14 @@ class ShipmentSerializer(serializers.Serializer):
     carrier = serializers.CharField()
     tracking_number = serializers.CharField()
     tracking_url = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.CharField(help_text="The carrier's status exactly as D1 sent it.")
+    normalized_status = serializers.ChoiceField(
+        choices=list(carrier_status.CLASSES),
+        help_text=(
+            "The carrier status's class, whatever word and casing the carrier used; "
+            "`unknown` for a word the portal does not know (shown as sent in `status`)."
+        ),
+    )
     message = serializers.CharField()
 
 
@@ -155,6 +163,7 @@ class CardOrderSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
             "tracking_number": order.tracking_number,
             "tracking_url": order.tracking_url,
             "status": order.shipment_status,
+            "normalized_status": order.shipment_class,
             "message": order.shipment_message,
         }
         request = self.context.get("request")

@@ -129,7 +129,10 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     counts = count_each(
         CardOrder,
         {
-            **{f"open:{status}": Q(production_status=status) for status in OPEN_STATUSES},
+            **{
+                f"open:{status}": Q(production_status=status, is_terminal=False)
+                for status in OPEN_STATUSES
+            },
             **{
                 f"finished:{status}": Q(production_status=status, stage_entered_at__gte=since)
                 for status in FINAL_STATUSES

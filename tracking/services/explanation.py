@@ -48,7 +48,7 @@ def order_explanation(order: CardOrder) -> list[ExplanationRow]:
             order=order
         ).values_list("pk", "fingerprint", "first_received_at", "last_received_at", "payload")
     ]
-    state = derive_order_state(facts)
+    state = derive_order_state(facts, zone=order.issuer.zone, d1_answer=order.d1_answer)
     rows = [ExplanationRow(e.field, _plain(e.value), e.rule, e.event) for e in state.explanation]
     if not order.needs_reconcile:
         rows = [

@@ -68,6 +68,7 @@ from tracking.rules import (
     EventFacts,
     OrderState,
     Outcome,
+    ReconcileReason,
     derive_order_state,
     needs_reconcile_after,
     parse_time,
@@ -385,6 +386,7 @@ _BOOKKEEPING_FIELDS = [
     "needs_reconcile",
     "reconcile_reason",
     "registration",
+    "d1_answer",
 ]
 
 
@@ -1078,8 +1080,11 @@ def _orders_fold(
         current_outcome[event_id] = (outcome, applied_at is not None)
 
     changed: list[tuple[int, str]] = []
+    zones = _issuer_zones(orders)
     for order in orders:
-        state = derive_order_state(by_order[order.pk])
+        state = derive_order_state(
+            by_order[order.pk], zone=zones[order.issuer_id], d1_answer=order.d1_answer
+        )
         _apply_state(order, state, now=now)
         registration_fill(order)
         for event_id, outcome in state.outcomes.items():
@@ -1088,8 +1093,20 @@ def _orders_fold(
     return changed
 
 
+def _issuer_zones(orders: Sequence[CardOrder]) -> dict[int, Any]:
+    """Each order's issuer's zone (`derive_order_state(zone=...)`); read once per batch when
+    the orders do not carry their issuer already (ingest's do)."""
+    zones = {o.issuer_id: o.issuer.zone for o in orders if CardOrder.issuer.is_cached(o)}
+    missing = {o.issuer_id for o in orders} - set(zones)
+    if missing:
+        for issuer in Issuer.objects.filter(pk__in=missing).only("pk", "time_zone"):
+            zones[issuer.pk] = issuer.zone
+    return zones
+
+
 def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
     before = OrderState(
+        hold_then_progress=order.reconcile_reason == ReconcileReason.HOLD_THEN_PROGRESS,
         has_conflict=order.has_conflict,
         unknown_codes=list(order.unknown_codes or []),
         incomplete_items=order.incomplete_items or 0,
@@ -1106,6 +1123,7 @@ def _apply_state(order: CardOrder, state: OrderState, *, now) -> None:
     order.tracking_number = _clip(shipment.get("trackingNumber"), 255)
     order.tracking_url = _clip(shipment.get("trackingUrl"), 2048)
     order.shipment_status = _clip(shipment.get("status"), 64)
+    order.shipment_class = state.shipment_class
     order.shipment_message = _clip(shipment.get("message"), 2048)
     order.shipment_final = state.shipment_final
     # An unknown code that a completion has followed (by D1's times) no longer calls for

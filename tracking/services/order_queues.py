@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from tracking.conditions import awaiting_delivery_q as awaiting_delivery_q
 from tracking.conditions import cancel_unconfirmed_q as cancel_unconfirmed_q
 from tracking.conditions import cancelled_q as cancelled_q
+from tracking.conditions import carrier_word_unknown_q as carrier_word_unknown_q
 from tracking.conditions import delivered_q as delivered_q
 from tracking.conditions import delivery_failed_q as delivery_failed_q
 from tracking.conditions import exception_q as exception_q
@@ -226,8 +227,8 @@ QUEUES: dict[str, Queue] = {
             label=_("Exceptions (not acknowledged)"),
             description=(
                 _(
-                    "Failures D1 reported, conflicting or unknown codes and D1 errors, not yet "
-                    "acknowledged."
+                    "Failures D1 reported, conflicting or unknown codes, D1 errors and carrier "
+                    "problems (lost, damaged, returned), not yet acknowledged."
                 )
             ),
             condition=lambda now: open_exception_q(),
@@ -389,6 +390,16 @@ QUEUES: dict[str, Queue] = {
             condition=lambda now: delivery_failed_q(),
             section=AFTER_SHIPMENT,
             icon="report",
+        ),
+        Queue(
+            key="carrier_word_unknown",
+            title="Carrier words not understood",
+            label="Carrier word not understood",
+            description=(
+                "The carrier's latest status is a word the portal does not know; it is shown as "
+                "sent and is not an exception by itself."
+            ),
+            condition=lambda now: carrier_word_unknown_q(),
         ),
     )
 }

@@ -43,7 +43,12 @@ from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_C
 from tracking.services import order_queues
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.card_operations import UNKNOWN_AT_D1
-from tracking.services.ingest import card_orders_lock, ingest_operations, refresh_orders
+from tracking.services.ingest import (
+    card_orders_lock,
+    ingest_operations,
+    ingest_prepare,
+    refresh_orders,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +158,7 @@ def order_reconcile(
             delivery = _on_demand_ingest(
                 issuer=issuer, operations=operations, correlation_id=correlation_id
             )
+            _answer_record(issuer=issuer, card_id=order.card_id, operations=operations)
             order.refresh_from_db()
             if _state_of(order) != before:
                 outcome = ReconcileOutcome.CHANGED
@@ -251,6 +257,24 @@ def _on_demand_ingest(
         delivery.error = "; ".join(result.errors)[:2000]
     delivery.save(update_fields=["new_count", "duplicate_count", "rejected_count", "error"])
     return delivery
+
+
+def _answer_record(*, issuer: Issuer, card_id: str, operations: Sequence[Any]) -> None:
+    """D1's on-demand answer is its current truth: the card's orders remember it and are folded
+    again, so that the holds and unknown codes it no longer holds close.
+
+    Writes `d1_answer` (when, and the fingerprints of the items it held) on every order of the
+    card that has events, then the derived state of those with an open unknown code (the only
+    thing the answer can end). Needed also when the answer only repeated stored items, which
+    ingest counts without folding. The caller holds the card's locks.
+    """
+    now = timezone.now()
+    answer = {"at": now.isoformat(), "fingerprints": sorted(ingest_prepare(operations).items)}
+    card_orders = CardOrder.objects.filter(issuer=issuer, card_id=card_id, event_count__gt=0)
+    card_orders.update(d1_answer=answer)
+    held = list(card_orders.filter(has_unknown_status=True).select_related("issuer").order_by("pk"))
+    if held:
+        refresh_orders(held, now=now)
 
 
 def _bookkeeping_update(order: CardOrder, *, outcome: str, now: datetime) -> None:

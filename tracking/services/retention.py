@@ -38,6 +38,7 @@ from tracking.models import (
     OperationEvent,
     ReconcileAttempt,
     RefusalTally,
+    zone_by_name,
 )
 from tracking.rules import EventFacts, OrderState, Outcome, derive_order_state
 
@@ -202,9 +203,17 @@ def _redundant_events(order_ids: list[int]) -> dict[int, list[int]]:
     ):
         facts[order_id].append(EventFacts(event_id, fingerprint, first, last, payload))
         outcomes[event_id] = outcome
+    # The fold's other inputs, as ingest gives them: the issuer's zone and D1's latest answer
+    # (an event that answer repeated must stay, or the holds it closed would open again).
+    inputs = {
+        pk: {"zone": zone_by_name(zone_name), "d1_answer": answer}
+        for pk, zone_name, answer in CardOrder.objects.filter(pk__in=list(facts)).values_list(
+            "pk", "issuer__time_zone", "d1_answer"
+        )
+    }
     redundant: dict[int, list[int]] = {}
     for order_id, events in facts.items():
-        target = comparable_state(derive_order_state(events))
+        target = comparable_state(derive_order_state(events, **inputs[order_id]))
         kept = list(events)
         removable = []
         # One at a time, each checked against the full fold: removing two events together
@@ -213,7 +222,7 @@ def _redundant_events(order_ids: list[int]) -> dict[int, list[int]]:
             if outcomes[event.key] not in REDUNDANT_OUTCOMES:
                 continue
             trial = [e for e in kept if e.key != event.key]
-            if trial and comparable_state(derive_order_state(trial)) == target:
+            if trial and comparable_state(derive_order_state(trial, **inputs[order_id])) == target:
                 kept = trial
                 removable.append(event.key)
         redundant[order_id] = removable

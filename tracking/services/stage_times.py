@@ -22,12 +22,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Aggregate, Count, FloatField, Max, Min, QuerySet
 
+from tracking.carrier_status import DELIVERED as DELIVERED_CLASS
 from tracking.models import CardOrder, OperationEvent, StageSpan, StageStat, StatKind
-from tracking.rules import DELIVERED_STATUS, PRODUCE_PATH, SHIPPED_STATUS
+from tracking.rules import PRODUCE_PATH, SHIPPED_STATUS
 from tracking.services.order_queues import stage_threshold
 
 SHIPPED = SHIPPED_STATUS
-DELIVERED = DELIVERED_STATUS
+# The carrier's class of a delivery, whatever word it used (`tracking.carrier_status`).
+DELIVERED = DELIVERED_CLASS
 # The stages an order spends time in before shipment, in path order (the heat-map's columns).
 PRODUCTION_STAGES: tuple[str, ...] = PRODUCE_PATH[:-1]
 BATCH = 2000
@@ -157,7 +159,8 @@ def spans_refresh(*, changed_since: dt.datetime | None) -> int:
         "production_site",
         "carrier",
         "stage_first_seen",
-        "shipment_final",
+        "shipment_class",
+        "shipment_status",
     )
     processed, last_pk = 0, 0
     while True:
@@ -166,9 +169,9 @@ def spans_refresh(*, changed_since: dt.datetime | None) -> int:
             return processed
         last_pk = batch[-1][0]
         processed += len(batch)
-        delivered = _delivered_at([row[0] for row in batch if row[5]])
+        delivered = _delivered_at({row[0]: row[6] for row in batch if row[5] == DELIVERED})
         rows = []
-        for pk, issuer_id, site, carrier, first_seen, _final in batch:
+        for pk, issuer_id, site, carrier, first_seen, _class, _word in batch:
             for span in order_spans(
                 stage_first_seen=first_seen or {}, delivered_at=delivered.get(pk)
             ):
@@ -209,9 +212,9 @@ CROSS JOIN LATERAL (
     SELECT (o.stage_first_seen ->> p.stage)::timestamptz AS entered,
            (o.stage_first_seen ->> %(shipped)s)::timestamptz AS shipped,
            CASE WHEN p.stage = %(shipped)s THEN
-                CASE WHEN o.shipment_final THEN (
+                CASE WHEN o.shipment_class = %(delivered)s THEN (
                     SELECT min(e.first_received_at) FROM tracking_operationevent e
-                    WHERE e.order_id = o.id AND e.shipment_status = %(delivered)s) END
+                    WHERE e.order_id = o.id AND e.shipment_status = o.shipment_status) END
                 ELSE (o.stage_first_seen ->> p.next_stage)::timestamptz END AS left_at
 ) AS t
 WHERE o.id > %(after)s AND o.id <= %(upto)s AND {changed}
@@ -287,17 +290,22 @@ def _spans_refresh_sql(*, changed_since: dt.datetime | None) -> int:
     return processed
 
 
-def _delivered_at(order_ids: list[int]) -> dict[int, dt.datetime]:
-    """When the carrier first reported delivery, per order (one query on the event index)."""
-    if not order_ids:
+def _delivered_at(delivered_words: dict[int, str]) -> dict[int, dt.datetime]:
+    """When the carrier first reported delivery, per delivered order id (its delivered word as
+    the carrier sent it): one query on the event index."""
+    if not delivered_words:
         return {}
     rows = (
-        OperationEvent.objects.filter(order_id__in=order_ids, shipment_status=DELIVERED)
-        .values("order_id")
+        OperationEvent.objects.filter(order_id__in=list(delivered_words))
+        .values("order_id", "shipment_status")
         .annotate(at=Min("first_received_at"))
         .order_by()
     )
-    return {row["order_id"]: row["at"] for row in rows}
+    return {
+        row["order_id"]: row["at"]
+        for row in rows
+        if delivered_words[row["order_id"]] == row["shipment_status"]
+    }
 
 
 # ---------------------------------------------------------------------------- statistics
