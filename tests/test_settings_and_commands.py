@@ -48,5 +48,5 @@ def test_create_issuer_is_idempotent(capsys):
 def test_create_issuer_refuses_a_malformed_id():
     from django.core.management.base import CommandError
 
-    with pytest.raises(CommandError, match="exactly 10 characters"):
+    with pytest.raises(CommandError, match="exactly 10 letters or digits"):
         call_command("create_issuer", "SHORT")

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import requests
@@ -151,6 +152,11 @@ class D1Config:
         return cls(**values)
 
 
+def d1_url(base_url: str, *segments: str) -> str:
+    """`base_url` and each path segment quoted whole: no id can add a path, query or host."""
+    return "/".join([base_url.rstrip("/"), *(quote(str(s), safe="") for s in segments)])
+
+
 def key_dir_path(key_id: str) -> str:
     """<D1_KEY_DIR>/<key_id>.pem; raises D1ConfigurationError for a key id that is not a name."""
     if not re.fullmatch(KEY_ID_PATTERN, key_id):
@@ -229,9 +235,13 @@ class D1ApiClient:
         correlation_id = correlation_id_check(correlation_id)
         if not CARD_ID_PATTERN.match(card_id):
             raise D1Error(f"card id {card_id!r} is not a valid D1 cardId", retryable=False)
-        url = (
-            f"{self.config.api_base_url.rstrip('/')}/issuers/{self.config.issuer_id}"
-            f"/physicalCards/{card_id}/productionStatus"
+        url = d1_url(
+            self.config.api_base_url,
+            "issuers",
+            self.config.issuer_id,
+            "physicalCards",
+            card_id,
+            "productionStatus",
         )
         log_ids = {"issuer_id": self.config.issuer_id, "card_id": card_id}
 

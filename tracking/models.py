@@ -32,6 +32,9 @@ def translated(choices: list[tuple[str, str]]) -> list[tuple[str, Promise]]:
 
 # An issuer's D1 key id names its key file (<D1_KEY_DIR>/<key id>.pem): a file name, no path.
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# D1's issuerId: exactly 10 characters (SPEC §1.1), letters and digits as every issuer D1 names;
+# it becomes a segment of D1's URLs, so '/', '?', '#', '@' and '.' never enter.
+ISSUER_ID_PATTERN = r"^[A-Za-z0-9]{10}$"
 
 
 def zone_by_name(name: str) -> dt.tzinfo:
@@ -57,7 +60,16 @@ def zone_name_validate(name: str) -> None:
 class Issuer(models.Model):
     """A D1 issuer whose notifications the portal accepts."""
 
-    issuer_id = models.CharField(_("D1 issuer id"), max_length=10, unique=True)
+    issuer_id = models.CharField(
+        _("D1 issuer id"),
+        max_length=10,
+        unique=True,
+        validators=[
+            RegexValidator(
+                ISSUER_ID_PATTERN, _("Exactly 10 letters or digits, as D1 names issuers.")
+            )
+        ],
+    )
     name = models.CharField(max_length=200, verbose_name=_("name"))
     is_active = models.BooleanField(default=True, verbose_name=_("is active"))
     # The key id of this issuer's own D1 key, when it differs from the settings. The key is read
@@ -1053,4 +1065,12 @@ from tracking.insight_models import (  # noqa: E402, F401
     StageSpan,
     StageStat,
     StatKind,
+)
+
+# ---------------------------------------------------------------------------- issuer's side
+# Registration conflicts kept for staff, and the jobs that ask D1 about many orders.
+from tracking.issuer_side_models import (  # noqa: E402, F401
+    D1AskJob,
+    D1AskJobStatus,
+    RegistrationConflict,
 )

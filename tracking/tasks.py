@@ -28,6 +28,15 @@ def reconcile_order_task(
     return result.outcome
 
 
+@shared_task(name="tracking.d1_ask_job")
+def d1_ask_job_task(job_id: int) -> str:
+    """Walk one "Ask D1 now" job's orders at D1's pace; a second run resumes, never repeats."""
+    from tracking.services.d1_asks import d1_ask_job_run
+
+    job = d1_ask_job_run(job_id=job_id)
+    return f"{job.done}/{job.total}" if job is not None else "no such job"
+
+
 @shared_task(name="tracking.reconcile_sweep")
 def reconcile_sweep_task() -> int:
     """Claim the orders that are due and queue one reconcile task for each."""

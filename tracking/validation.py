@@ -86,13 +86,8 @@ def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
     The items are returned as parsed, with `UnstorableNumber` in place of numbers that cannot
     be stored; `item_storable` makes each item storable before anything else reads it.
     """
-    # Bytes that are not UTF-8 become lone surrogates, which cost only the item holding them.
-    text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     try:
-        try:
-            body = _json_loads(text)
-        except RecursionError:
-            body = _json_loads(_deep_containers_as_text(text))
+        body = json_body_parse(raw)
     except RecursionError as exc:
         raise EnvelopeError("PARSING_ERROR", "The body is nested too deeply.") from exc
     except ValueError as exc:
@@ -114,6 +109,25 @@ def parse_envelope(raw: bytes, *, max_operations: int) -> list[Any]:
             f'"operations" has {len(operations)} items; at most {max_operations} are accepted.',
         )
     return operations
+
+
+def json_body_parse(raw: bytes) -> Any:
+    """A JSON body parsed without ever exhausting the stack; ValueError when it is not JSON.
+
+    Bytes that are not UTF-8 become lone surrogates, and containers nested beyond an item's
+    depth limit become marker strings (`nested_too_deep` tells them), so each costs only the
+    item holding it. RecursionError only when even the fallback cannot read the body.
+    """
+    text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    try:
+        return _json_loads(text)
+    except RecursionError:
+        return _json_loads(_deep_containers_as_text(text))
+
+
+def nested_too_deep(value: Any) -> bool:
+    """Whether `value` stands for a container `json_body_parse` found nested too deeply."""
+    return isinstance(value, str) and value.startswith(_TOO_DEEP)
 
 
 def _deep_containers_as_text(text: str) -> str:

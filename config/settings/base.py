@@ -329,6 +329,10 @@ REGISTERED_NOT_FOUND_AFTER = timedelta(
 )
 # At most this many orders in one registration request (one transaction).
 REGISTRATION_BULK_MAX = env.int("REGISTRATION_BULK_MAX", default=10_000)
+# The largest order file the back office's upload accepts. The documented proxy
+# (docs/nginx-mtls.conf) caps the staff host's bodies at 2 MB (`client_max_body_size 2m`):
+# raise both together, or nginx refuses the upload before the portal can say why.
+REGISTRATION_UPLOAD_MAX_BYTES = env.int("REGISTRATION_UPLOAD_MAX_BYTES", default=2 * 1024 * 1024)
 # A shipped card the carrier has not delivered (nor returned) this long after shipment is
 # "in transit too long".
 SHIPMENT_IN_TRANSIT_THRESHOLD = timedelta(
@@ -345,6 +349,15 @@ RECONCILE_SWEEP_MAX_ORDERS = env.int("RECONCILE_SWEEP_MAX_ORDERS", default=1000)
 RECONCILE_CLAIM_SECONDS = env.int("RECONCILE_CLAIM_SECONDS", default=300)
 # Celery rate limit of the reconcile task, per worker process ("10/s", "600/m").
 RECONCILE_TASK_RATE_LIMIT = env("RECONCILE_TASK_RATE_LIMIT", default="10/s")
+# Staff asking D1 on demand (look-up, "Ask D1 now"): at most this many asks per user and per
+# issuer in each window of D1_ASK_RATE_WINDOW_SECONDS; a refused ask says when to retry.
+D1_ASK_RATE_WINDOW_SECONDS = env.int("D1_ASK_RATE_WINDOW_SECONDS", default=60)
+D1_ASK_RATE_PER_USER = env.int("D1_ASK_RATE_PER_USER", default=20)
+D1_ASK_RATE_PER_ISSUER = env.int("D1_ASK_RATE_PER_ISSUER", default=60)
+# "Ask D1 now" on many orders is one job of at most D1_BULK_ASK_MAX orders, asked at
+# D1_BULK_ASK_PER_SECOND (keep it under D1's rate limit and RECONCILE_TASK_RATE_LIMIT's share).
+D1_BULK_ASK_MAX = env.int("D1_BULK_ASK_MAX", default=500)
+D1_BULK_ASK_PER_SECOND = env.float("D1_BULK_ASK_PER_SECOND", default=2.0)
 # Safety net: stored events never applied (a crash between store and apply) are re-applied
 # once they are this old; the job runs at this interval.
 RECONCILE_PENDING_EVENTS_AGE = timedelta(

@@ -87,14 +87,21 @@ def test_an_order_file_is_previewed_with_its_refused_rows_then_registered(page):
     assert (audit.details["created"], audit.details["refused"]) == (3, 2)
 
 
-def test_a_file_with_an_unknown_column_is_refused_whole(page):
+def test_a_file_with_an_unknown_column_is_read_and_says_it_ignored_it(page):
     page.goto("/admin/tracking/cardorder/register/")
     page.get_by_label("Order file (CSV)").set_input_files(
-        files=[{"name": "x.csv", "mimeType": "text/csv", "buffer": b"card_id,colour\nc-1,blue\n"}]
+        files=[
+            {
+                "name": "x.csv",
+                "mimeType": "text/csv",
+                "buffer": f"card_id,issuer_id,colour\nc-1,{ISSUER_ID},blue\n".encode(),
+            }
+        ]
     )
     page.get_by_role("button", name="Preview").click()
 
-    expect(page.get_by_role("alert").filter(has_text="Unknown column(s): colour")).to_be_visible()
+    expect(page.get_by_text("Column(s) ignored: colour.")).to_be_visible()
+    expect(page.locator("#valid-rows tbody tr")).to_have_count(1)
     assert not CardOrder.objects.exists()
 
 

@@ -12,7 +12,7 @@ from django.test import RequestFactory
 from tests.fixtures.spec_examples import ISSUER_ID
 from tests.reconcile.items import body, item
 from tracking.admin.reconcile import reconcile_now_action
-from tracking.models import CardOrder, ReconcileAttempt
+from tracking.models import CardOrder, D1AskJob, ReconcileAttempt
 from tracking.services.reconcile import order_reconcile
 
 
@@ -58,7 +58,7 @@ def test_attempts_are_read_only_evidence(client, boss, attempts):
     assert client.get("/admin/tracking/reconcileattempt/add/").status_code == 403
 
 
-def test_reconcile_now_action_queues_every_selected_order(
+def test_reconcile_now_action_queues_one_job_for_the_selected_orders(
     issuer, post_notification, boss, django_capture_on_commit_callbacks
 ):
     for card in ("adm-2", "adm-3"):
@@ -71,5 +71,11 @@ def test_reconcile_now_action_queues_every_selected_order(
     with django_capture_on_commit_callbacks() as queued:
         reconcile_now_action(admin.site._registry[CardOrder], request, CardOrder.objects.all())
 
-    assert len(queued) == 2
+    assert len(queued) == 1  # one job, which walks the orders at D1's pace
     assert "Asked D1 about 2 order(s)" in str(next(iter(get_messages(request))))
+    job = D1AskJob.objects.get()
+    assert (job.selected, job.total, job.order_ids) == (
+        2,
+        2,
+        sorted(CardOrder.objects.values_list("pk", flat=True)),
+    )

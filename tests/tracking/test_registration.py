@@ -95,12 +95,32 @@ def test_registration_never_overwrites_what_d1_said(integration, post_notificati
 
     answer = integration.post(URL, order, format="json")
 
-    assert answer.status_code == 200
+    # Another issuerRequestId for the same operation is a conflict: named, and nothing written.
+    assert answer.status_code == 409
+    assert answer.json()["conflicts"]["issuer_request_id"] == {
+        "stored": "req-2026-03-03-0042",
+        "registered": "req-mine",
+        "reason": "differs from the stored value",
+    }
     state = order_state("card-000999")
     assert state["issuer_request_id"] == "req-2026-03-03-0042"  # D1's, not the registration's
-    assert state["input_file_name"] == "MINE.csv"  # D1 never said one: the issuer's shows
     assert state["production_status"] == "DATA_EXCEPTION"
     assert state["awaiting_first_event"] is False
+
+
+def test_registration_fills_what_d1_left_blank(integration, post_notification, order_state):
+    post_notification(spec.E11)
+    order = {
+        "issuer_id": spec.ISSUER_ID,
+        "card_id": "card-000999",
+        "operation_id": "op-0f1e2d3c4b5a6978",
+        "input_file_name": "MINE.csv",
+    }
+
+    assert integration.post(URL, order, format="json").status_code == 200
+    state = order_state("card-000999")
+    assert state["issuer_request_id"] == "req-2026-03-03-0042"
+    assert state["input_file_name"] == "MINE.csv"  # D1 never said one: the issuer's shows
 
 
 def test_the_first_notification_joins_the_registered_order(integration, post_notification):
@@ -155,13 +175,17 @@ def test_without_operation_id_a_card_d1_already_told_about_is_that_order(
     integration, post_notification
 ):
     post_notification(spec.E1)
-    order = {k: v for k, v in ORDER.items() if k != "operation_id"}
+    order = {k: v for k, v in ORDER.items() if k not in ("operation_id", "issuer_request_id")}
 
     answer = integration.post(URL, order, format="json")
 
-    assert answer.status_code == 200
+    assert answer.status_code == 200, answer.json()
     assert answer.json()["operation_id"] == "op-7f3c9a12e4b54d01"
     assert CardOrder.objects.count() == 1
+    # With another issuerRequestId than D1's, the same row is a conflict on that order.
+    clash = integration.post(URL, {**order, "issuer_request_id": "req-own-0001"}, format="json")
+    assert clash.status_code == 409
+    assert clash.json()["id"] == answer.json()["id"]
 
 
 @pytest.mark.parametrize(
@@ -244,7 +268,7 @@ def test_a_repeated_row_in_one_list_is_one_order(integration):
     assert answer["orders"][0]["id"] == answer["orders"][2]["id"]
 
 
-def test_bad_rows_are_named_and_nothing_is_registered(integration):
+def test_bad_rows_are_named_and_the_valid_rows_register(integration):
     rows = bulk(5)
     rows[1]["card_id"] = "bad card"
     rows[3] = {"issuer_id": spec.ISSUER_ID}
@@ -252,12 +276,24 @@ def test_bad_rows_are_named_and_nothing_is_registered(integration):
 
     answer = integration.post(URL, rows, format="json")
 
-    assert answer.status_code == 400
-    bad = {row["index"]: row["errors"] for row in answer.json()["rows"]}
+    assert answer.status_code == 201
+    bad = {row["index"]: row["errors"] for row in answer.json()["refused"]}
     assert set(bad) == {1, 3, 4}
     assert "card_id" in bad[1]
     assert "card_id" in bad[3]
     assert "non_field_errors" in bad[4]
+    assert [o["index"] for o in answer.json()["orders"]] == [0, 2]
+    assert set(CardOrder.objects.values_list("card_id", flat=True)) == {
+        "card-000000",
+        "card-000002",
+    }
+
+
+def test_a_list_of_only_bad_rows_answers_400(integration):
+    answer = integration.post(URL, [{"card_id": "x"}, 7], format="json")
+
+    assert answer.status_code == 400
+    assert [row["index"] for row in answer.json()["rows"]] == [0, 1]
     assert CardOrder.objects.count() == 0
 
 

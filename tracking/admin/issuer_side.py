@@ -2,49 +2,60 @@
 the order list and page show of registered, superseded and changed orders.
 
 Pages hang off the orders admin (`order_urls`): `register/` (upload a CSV, see a preview and the
-refused rows, then register the rest) and `look-up/` (ask D1 about any card and open its order).
-Both are audited and need their permission (register orders; reconcile).
+refused rows and conflicts, then register the rest) and `look-up/` (ask D1 about any card and
+open its order; rate-limited). Both are audited and need their permission (register orders;
+reconcile). Two read-only lists keep the rest for staff: registration conflicts, and the
+ask-D1 jobs with their progress.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import io
+import re
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext_lazy as _
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from tracking.admin import display as admin_display
-from tracking.models import CardOrder, Issuer, OrderChange
+from tracking.admin.base import EvidenceAdmin
+from tracking.models import CardOrder, D1AskJob, Issuer, OrderChange, RegistrationConflict
 from tracking.rules import CANCELLED_STATUSES
 from tracking.services import order_queues
 from tracking.services.audit import Actor
 from tracking.services.card_operations import EXCEPTION_REASONS, card_orders
+from tracking.services.d1_asks import D1AskRefused
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
     FIELDS,
-    active_issuers,
     awaiting_first_event,
     orders_register,
+    registrable_issuers,
     registration_check,
+    registrations_conflicting,
+    shown,
     state_summary,
 )
 
 REGISTER_PERMISSION = "tracking.register_cardorder"
 LOOK_UP_PERMISSION = "tracking.reconcile_cardorder"
 UPLOAD_SESSION_KEY = "tracking:registration-upload"
-UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 PREVIEW_ROWS = 100
 # D1's camelCase names are accepted as CSV headers too.
 HEADER_ALIASES = {
@@ -164,11 +175,11 @@ def _context(request, model_admin, **extra) -> dict:
 
 class LookUpForm(forms.Form):
     # The theme's own widgets: a plain input has no border in its stylesheet (invisible).
-    issuer = forms.ChoiceField(label=_("Issuer"), widget=UnfoldAdminSelectWidget)
+    issuer = forms.ChoiceField(label=gettext_lazy("Issuer"), widget=UnfoldAdminSelectWidget)
     card_id = forms.CharField(
-        label=_("Card id (D1 cardId)"),
+        label=gettext_lazy("Card id (D1 cardId)"),
         max_length=48,
-        help_text=_("As D1 knows it: 1 to 48 letters, digits, '-' or '_'."),
+        help_text=gettext_lazy("As D1 knows it: 1 to 48 letters, digits, '-' or '_'."),
         widget=UnfoldAdminTextInputWidget(attrs={"autofocus": True, "autocomplete": "off"}),
     )
 
@@ -186,6 +197,7 @@ def look_up_view(request: HttpRequest, model_admin):
     form = LookUpForm(request.POST or None)
     result = None
     error = ""
+    status = 200
     if request.method == "POST" and form.is_valid():
         try:
             result = card_look_up(
@@ -195,6 +207,9 @@ def look_up_view(request: HttpRequest, model_admin):
             )
         except LookUpInputError as exc:
             error = str(exc)
+        except D1AskRefused as exc:
+            error = str(exc)
+            status = 429
         else:
             if result.order_id is not None:
                 level = messages.ERROR if result.outcome == "error" else messages.SUCCESS
@@ -211,7 +226,9 @@ def look_up_view(request: HttpRequest, model_admin):
         result=result,
         error=error,
     )
-    return TemplateResponse(request, "admin/tracking/cardorder/look_up.html", context)
+    return TemplateResponse(
+        request, "admin/tracking/cardorder/look_up.html", context, status=status
+    )
 
 
 def _answer_sentence(result) -> str:
@@ -248,25 +265,34 @@ def _answer_sentence(result) -> str:
 # ---------------------------------------------------------------------------- CSV registration
 
 
+def _upload_limit_text() -> str:
+    return f"{settings.REGISTRATION_UPLOAD_MAX_BYTES / 1024 / 1024:g} MB"
+
+
 class UploadForm(forms.Form):
     file = forms.FileField(
-        label=_("Order file (CSV)"),
-        help_text=(
-            _(
-                "A header line, then one order per line: card_id (required), issuer_id, "
-                "operation_id, issuer_request_id, input_file_name, due_date (YYYY-MM-DD)."
-            )
+        label=gettext_lazy("Order file (CSV)"),
+        help_text=gettext_lazy(
+            "A header line, then one order per line: card_id (required), issuer_id, "
+            "operation_id, issuer_request_id, input_file_name, due_date (YYYY-MM-DD or "
+            "YYYY/MM/DD). UTF-8, Shift_JIS (Excel's CSV) or UTF-16; other columns are ignored."
         ),
     )
     issuer = forms.ChoiceField(
-        label=_("Issuer of rows without issuer_id"),
+        label=gettext_lazy("Issuer of rows without issuer_id"),
         required=False,
-        help_text=_("Optional."),
+        help_text=gettext_lazy("Optional."),
         widget=UnfoldAdminSelectWidget,
     )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = format_lazy(
+            "{} {}",
+            self.fields["file"].help_text,
+            _("At most %(size)s (the proxy's limit for the staff host).")
+            % {"size": _upload_limit_text()},
+        )
         self.fields["issuer"].choices = [("", "—")] + [
             (i.issuer_id, str(i)) for i in Issuer.objects.filter(is_active=True)
         ]
@@ -274,20 +300,69 @@ class UploadForm(forms.Form):
 
 @dataclass
 class ParsedFile:
-    """A read order file: the rows to register and those refused, each with its line number."""
+    """A read order file: the rows to register and those refused, each with its line number.
+
+    `conflicts` are valid rows that disagree with a stored order (registering keeps them as
+    conflicts); `notes` say what was read how (the encoding, the columns ignored).
+    """
 
     valid: list[dict] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    encoding: str = ""
     error: str = ""
 
 
-def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
-    """Read an order file (CSV, UTF-8) and check each row as the API would."""
+# Byte order marks first; then UTF-8 (strict), then Excel's Japanese CSV (CP932, a superset of
+# Shift_JIS). UTF-8 strict almost never accepts CP932 text by accident, so the order is safe.
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+_SLASH_DATE = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$")
+
+
+def order_file_decode(content: bytes) -> tuple[str, str]:
+    """The file's text and the name of its encoding; ValueError when none of them reads it."""
+    for bom, codec, name in _BOMS:
+        if content.startswith(bom):
+            try:
+                return content.decode(codec), name
+            except UnicodeDecodeError as exc:
+                raise ValueError(
+                    _("The file starts as %(name)s but is not %(name)s text.") % {"name": name}
+                ) from exc
+    for codec, name in (("utf-8", "UTF-8"), ("cp932", "Shift_JIS (CP932)")):
+        try:
+            return content.decode(codec), name
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(_("The file is neither UTF-8, Shift_JIS (CP932) nor UTF-16 text."))
+
+
+def _due_date_text(value: str) -> str:
+    """A spreadsheet's YYYY/MM/DD as YYYY-MM-DD; anything else as it is (checked later)."""
+    match = _SLASH_DATE.fullmatch(value)
+    if match is None:
+        return value
+    year, month, day = match.groups()
+    return f"{year}-{int(month):02d}-{int(day):02d}"
+
+
+def order_file_parse(content: bytes, *, user: Any, default_issuer: str = "") -> ParsedFile:
+    """Read an order file (CSV) and check each row as the API would; never raises.
+
+    A problem of one row (a NUL, a field too long, a bad date) refuses that row; only what makes
+    the file unreadable (its encoding, a field over the CSV reader's limit, a bare CR outside
+    quotes) refuses the file, naming the line.
+    """
     parsed = ParsedFile()
     try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        parsed.error = "The file is not UTF-8 text."
+        text, parsed.encoding = order_file_decode(content)
+    except ValueError as exc:
+        parsed.error = str(exc)
         return parsed
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
@@ -297,45 +372,86 @@ def order_file_parse(content: bytes, *, default_issuer: str = "") -> ParsedFile:
     try:
         header = next(reader)
     except StopIteration:
-        parsed.error = "The file is empty."
+        parsed.error = _("The file is empty.")
+        return parsed
+    except csv.Error as exc:
+        parsed.error = _("Line 1 cannot be read: %(reason)s.") % {"reason": exc}
         return parsed
     columns = [HEADER_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
-    unknown = [h for h in columns if h not in FIELDS]
-    if unknown:
-        parsed.error = _("Unknown column(s): %(unknown)s. Expected: %(expected)s.") % {
-            "unknown": ", ".join(unknown),
-            "expected": ", ".join(FIELDS),
-        }
-        return parsed
     if "card_id" not in columns:
-        parsed.error = "The file has no card_id column."
+        parsed.error = _("The file has no card_id column.")
         return parsed
+    ignored = [
+        shown(h, 40)
+        for h in header
+        if HEADER_ALIASES.get(h.strip().lower(), h.strip().lower()) not in FIELDS
+    ]
+    parsed.notes.append(_("Read as %(encoding)s.") % {"encoding": parsed.encoding})
+    if ignored:
+        parsed.notes.append(_("Column(s) ignored: %(columns)s.") % {"columns": ", ".join(ignored)})
     rows = []
-    for line_number, values in enumerate(reader, start=2):
-        if not any(v.strip() for v in values):
-            continue
-        row = {name: value.strip() for name, value in zip(columns, values, strict=False)}
-        if len(values) > len(columns):
-            row["__extra__"] = values[len(columns) :]
-        if not row.get("issuer_id") and default_issuer:
-            row["issuer_id"] = default_issuer
-        rows.append((line_number, row))
-        if len(rows) > settings.REGISTRATION_BULK_MAX:
-            parsed.error = _("At most %(count)s orders per file; split the file.") % {
-                "count": settings.REGISTRATION_BULK_MAX
+    line_number = 1
+    try:
+        for values in reader:
+            line_number = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            row = {
+                name: value.strip()
+                for name, value in zip(columns, values, strict=False)
+                if name in FIELDS
             }
-            return parsed
-    issuers = active_issuers(r.get("issuer_id") for _line, r in rows)
+            if len(values) > len(columns):
+                row["__extra__"] = values[len(columns) :]
+            if not row.get("issuer_id") and default_issuer:
+                row["issuer_id"] = default_issuer
+            if row.get("due_date"):
+                row["due_date"] = _due_date_text(row["due_date"])
+            rows.append((line_number, row))
+            if len(rows) > settings.REGISTRATION_BULK_MAX:
+                parsed.error = _("At most %(limit)s orders per file; split the file.") % {
+                    "limit": settings.REGISTRATION_BULK_MAX
+                }
+                return parsed
+    except csv.Error as exc:
+        # The reader's own limits (a field over csv.field_size_limit, a line break outside
+        # quotes): the rest of the file cannot be read reliably, so nothing of it is taken.
+        parsed.error = _(
+            "Line %(line)s cannot be read (%(reason)s); nothing was registered. A field may be "
+            "too long, or hold a line break (CR) outside quotes."
+        ) % {"line": reader.line_num or line_number + 1, "reason": exc}
+        return parsed
+    issuers = registrable_issuers(user=user, issuer_ids=(r.get("issuer_id") for _line, r in rows))
+    checked = []
     for line_number, row in rows:
         extra = row.pop("__extra__", None)
         data = {k: v for k, v in row.items() if v != ""}
-        _checked, errors = registration_check(data, issuers=issuers)
+        registration, errors = registration_check(data, issuers=issuers)
         if extra:
-            errors = {**errors, "non_field_errors": "more values than columns"}
+            errors = {**errors, "non_field_errors": _("more values than columns")}
         if errors:
-            parsed.refused.append({"line": line_number, "row": row, "errors": errors})
+            parsed.refused.append(
+                {
+                    "line": line_number,
+                    "row": {k: shown(v) for k, v in row.items()},
+                    "errors": errors,
+                    "fields": sorted(errors),
+                }
+            )
         else:
             parsed.valid.append({"line": line_number, **data})
+            checked.append(registration)
+    for index, clash in registrations_conflicting(checked).items():
+        parsed.conflicts.append(
+            {
+                "line": parsed.valid[index]["line"],
+                "card_id": checked[index].card_id,
+                "fields": [
+                    {"name": name, "stored": stored, "registered": given}
+                    for name, (stored, given) in sorted(clash.items())
+                ],
+            }
+        )
     return parsed
 
 
@@ -350,15 +466,15 @@ def register_view(request: HttpRequest, model_admin):
     token = ""
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        if upload.size > UPLOAD_MAX_BYTES:
+        if upload.size > settings.REGISTRATION_UPLOAD_MAX_BYTES:
             form.add_error(
                 "file",
-                _("The file is larger than %(size)s MB.")
-                % {"size": UPLOAD_MAX_BYTES // 1024 // 1024},
+                _("The file is larger than %(size)s.") % {"size": _upload_limit_text()},
             )
         else:
+            content = upload.read()
             parsed = order_file_parse(
-                upload.read(), default_issuer=form.cleaned_data.get("issuer") or ""
+                content, user=request.user, default_issuer=form.cleaned_data.get("issuer") or ""
             )
             if parsed.error:
                 form.add_error("file", parsed.error)
@@ -368,8 +484,14 @@ def register_view(request: HttpRequest, model_admin):
                 request.session[UPLOAD_SESSION_KEY] = {
                     "token": token,
                     "file": upload.name[:255],
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                    "encoding": parsed.encoding,
                     "rows": [{k: v for k, v in r.items() if k != "line"} for r in parsed.valid],
-                    "refused": len(parsed.refused),
+                    "lines": [r["line"] for r in parsed.valid],
+                    "refused": [
+                        {"line": r["line"], "fields": r["fields"]} for r in parsed.refused[:1000]
+                    ],
+                    "refused_count": len(parsed.refused),
                 }
     context = _context(
         request,
@@ -392,7 +514,7 @@ def _register_confirm(request: HttpRequest):
         messages.error(request, _("That preview has expired; upload the file again."))
         return HttpResponseRedirect(reverse("admin:tracking_cardorder_register"))
     rows = upload["rows"]
-    issuers = active_issuers(r.get("issuer_id") for r in rows)
+    issuers = registrable_issuers(user=request.user, issuer_ids=(r.get("issuer_id") for r in rows))
     registrations = []
     for row in rows:
         registration, errors = registration_check(row, issuers=issuers)
@@ -402,29 +524,111 @@ def _register_confirm(request: HttpRequest):
             )
             return HttpResponseRedirect(reverse("admin:tracking_cardorder_register"))
         registrations.append(registration)
+    name = upload.get("file", "")
     with transaction.atomic():
         registered = orders_register(
             registrations=registrations,
             actor=Actor.of_request(request),
-            details={"file": upload.get("file", ""), "refused": upload.get("refused", 0)},
+            details={
+                "file": name,
+                "file_sha256": upload.get("sha256", ""),
+                "encoding": upload.get("encoding", ""),
+            },
+            refused=upload.get("refused", []),
+            source=f"upload {name}"[:255],
         )
         created = sum(1 for r in registered if r.created)
+    conflicts = sum(1 for r in registered if r.conflict)
     del request.session[UPLOAD_SESSION_KEY]
-    messages.success(
-        request,
-        _("Registered %(count)s orders from %(file)s: %(new)s new, %(known)s already known.")
-        % {
-            "count": len(registered),
-            "file": upload.get("file", "-"),
-            "new": created,
-            "known": len(registered) - created,
-        }
-        + (
-            " " + _("%(refused)s refused rows were left out.") % {"refused": upload["refused"]}
-            if upload.get("refused")
-            else ""
-        ),
-    )
+    refused = upload.get("refused_count", 0)
+    text = _(
+        "Registered %(rows)s orders from %(file)s: %(created)s new, %(known)s already known."
+    ) % {
+        "rows": len(registered) - conflicts,
+        "file": name or _("the file"),
+        "created": created,
+        "known": len(registered) - created - conflicts,
+    }
+    if conflicts:
+        text += " " + _(
+            "%(count)s rows disagreed with stored orders and were kept as conflicts."
+        ) % {"count": conflicts}
+    if refused:
+        text += " " + _("%(count)s refused rows were left out.") % {"count": refused}
+    (messages.warning if conflicts else messages.success)(request, text)
     return HttpResponseRedirect(
         reverse("admin:tracking_cardorder_changelist") + "?queue=registered"
     )
+
+
+# ---------------------------------------------------------------------------- kept for staff
+
+
+@admin.register(RegistrationConflict)
+class RegistrationConflictAdmin(EvidenceAdmin):
+    """Registrations that disagreed with a stored order: the order kept its value, this one."""
+
+    list_display = [
+        "created_at",
+        "order_link",
+        "field_name",
+        "stored_value",
+        "registered_value",
+        "username",
+        "source",
+    ]
+    list_filter = ["field_name"]
+    search_fields = ["=order__card_id", "=order__operation_id", "=registered_value"]
+    list_select_related = ["order", "order__issuer"]
+    fields = list_display
+    readonly_fields = list_display
+
+    @admin.display(description=gettext_lazy("order"))
+    def order_link(self, conflict: RegistrationConflict) -> str:
+        order = conflict.order
+        url = reverse("admin:tracking_cardorder_change", args=[order.pk])
+        label = f"{order.issuer.issuer_id} · {order.card_id} · {order.operation_id or '—'}"
+        return format_html('<a class="bo-link" href="{}">{}</a>', url, label)
+
+
+@admin.register(D1AskJob)
+class D1AskJobAdmin(EvidenceAdmin):
+    """ "Ask D1 now" on many orders: one job each, with its progress."""
+
+    list_display = [
+        "__str__",
+        "status",
+        "progress",
+        "selected",
+        "total",
+        "done",
+        "failed",
+        "username",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    fields = [
+        "status",
+        "progress",
+        "selected",
+        "total",
+        "done",
+        "failed",
+        "username",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description=gettext_lazy("progress"))
+    def progress(self, job: D1AskJob) -> str:
+        percent = round(100 * job.walked / job.total) if job.total else 100
+        return format_html(
+            '<progress max="{}" value="{}" aria-label="{}"></progress> {} %',
+            job.total or 1,
+            job.walked if job.total else 1,
+            _("%(walked)s of %(total)s orders asked") % {"walked": job.walked, "total": job.total},
+            percent,
+        )

@@ -47,6 +47,7 @@ from tracking.models import (
 from tracking.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
 from tracking.services import order_actions, order_queues, order_search
 from tracking.services.audit import Actor
+from tracking.services.d1_asks import D1AskRefused
 from tracking.services.explanation import order_explanation
 from tracking.services.export import orders_csv_audited, orders_csv_lines
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
@@ -407,8 +408,12 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         require_permission(request, "tracking.reconcile_cardorder")
         order = self._order_or_404(object_id)
         asked_at = timezone.now()
+        try:
+            orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_request(request))
+        except D1AskRefused as exc:
+            messages.error(request, str(exc))
+            return self._back_to(order.pk)
         request.session[_pending_key(order.pk)] = asked_at.isoformat()
-        orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_request(request))
         # Queued when the block above committed; a worker that runs tasks at once (or the
         # tests, eager) has already answered, and then the outcome is worth saying.
         attempt = (

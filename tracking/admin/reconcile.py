@@ -17,7 +17,7 @@ from tracking.admin.security import operator_action
 from tracking.data_care import can_see_personal
 from tracking.models import ReconcileAttempt
 from tracking.services.audit import Actor
-from tracking.services.reconcile import orders_reconcile_now
+from tracking.services.d1_asks import D1AskRefused, d1_ask_job_start
 
 ATTEMPT_FIELDS = [
     "started_at",
@@ -218,12 +218,25 @@ def attempt_http(attempt: ReconcileAttempt) -> str:
 
 @operator_action(permission="reconcile", description=_("Ask D1 now"))
 def reconcile_now_action(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
-    """Queue a reconcile of every selected order, whatever its backoff (operators only)."""
-    order_ids = list(queryset.values_list("pk", flat=True))
-    orders_reconcile_now(order_ids=order_ids, actor=Actor.of_request(request))
+    """Ask D1 about the selected orders (operators only): one capped, paced job, whatever the
+    selection (`select_across` included), with its progress on the job's page."""
+    try:
+        job = d1_ask_job_start(orders=queryset, actor=Actor.of_request(request))
+    except D1AskRefused as exc:
+        modeladmin.message_user(request, str(exc), messages.ERROR)
+        return
+    url = reverse("admin:tracking_d1askjob_change", args=[job.pk])
+    text = _(
+        "Asked D1 about %(count)s order(s), at D1's pace; each order's page shows D1's answer "
+        "once it arrives, and the job shows the progress."
+    ) % {"count": job.total}
+    if job.selected > job.total:
+        text += " " + _(
+            "Only the first %(cap)s of the %(selected)s selected orders are asked at a time "
+            "(D1_BULK_ASK_MAX)."
+        ) % {"cap": job.total, "selected": job.selected}
     modeladmin.message_user(
         request,
-        _("Asked D1 about %(count)s order(s); each order's page shows D1's answer once it arrives.")
-        % {"count": len(order_ids)},
-        messages.SUCCESS,
+        format_html('{} <a class="bo-link" href="{}">{}</a>', text, url, _("Open the job")),
+        messages.WARNING if job.selected > job.total else messages.SUCCESS,
     )

@@ -27,6 +27,7 @@ from tracking.models import (
 )
 from tracking.observability.logs import request_id_current
 from tracking.services.audit import Actor, audit_actor
+from tracking.services.d1_asks import d1_ask_allow
 from tracking.services.reconcile import (
     DueReason,
     _bookkeeping_update,
@@ -70,7 +71,8 @@ def card_look_up(
     Writes an on-demand NotificationDelivery and events (creating the order when D1 knows a new
     operation), a ReconcileAttempt on the order the answer lands on (or on the card's known
     order when D1 answers 404), and an AuditEntry `order.look_up`. The D1 call runs outside any
-    transaction. Raises LookUpInputError for an unknown issuer or a malformed cardId; every D1
+    transaction. Raises LookUpInputError for an unknown issuer or a malformed cardId, and
+    D1AskRefused when the user or the issuer has asked D1 too often (`d1_ask_allow`); every D1
     failure is a result with outcome `error` or `not_found`.
     """
     issuer_id, card_id = issuer_id.strip(), card_id.strip()
@@ -81,6 +83,7 @@ def card_look_up(
         raise LookUpInputError(
             f"{card_id!r} is not a D1 cardId (1 to 48 letters, digits, '-' or '_')."
         )
+    d1_ask_allow(actor=actor, issuer_ids=[issuer_id])
     correlation_id = request_id_current() or uuid.uuid4().hex
     result = LookUpResult(
         issuer_id=issuer_id,

@@ -43,6 +43,7 @@ from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_C
 from tracking.services import order_queues
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.card_operations import UNKNOWN_AT_D1
+from tracking.services.d1_asks import d1_ask_allow
 from tracking.services.ingest import (
     card_orders_lock,
     ingest_operations,
@@ -566,14 +567,23 @@ def orders_reconcile_now(
 ) -> list[ReconcileResult]:
     """Reconcile the given orders now, whatever their backoff: queued, or here with `inline`.
 
-    Writes one `order.reconcile` audit entry per order for `actor` first, in its own
-    transaction. Queued tasks are published once it commits and go through the same rate limit
-    as the sweep's; returns the results when inline, else an empty list.
+    Counts the asks against the actor's and the issuers' rate limits first (`d1_ask_allow`,
+    raises D1AskRefused; commands are not counted); "Ask D1 now" on many orders is a job
+    instead (`tracking.services.d1_asks`). Writes one `order.reconcile` audit entry per order
+    for `actor`, in its own transaction. Queued tasks are published once it commits and go
+    through the same rate limit as the sweep's; returns the results when inline, else an empty list.
     """
     from tracking.tasks import reconcile_order_task
 
     user_id = actor.user_id
     order_ids = list(order_ids)
+    d1_ask_allow(
+        actor=actor,
+        issuer_ids=CardOrder.objects.filter(pk__in=order_ids)
+        .values_list("issuer__issuer_id", flat=True)
+        .distinct(),
+        asks=len(order_ids),
+    )
     with transaction.atomic():
         audit_actor(
             actor,

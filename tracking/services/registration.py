@@ -1,10 +1,11 @@
 """Registered orders: the issuer says which orders it placed before D1 says anything about them.
 
 - `registration_check` validates one row (API body, bulk list item or CSV line) and names every
-  field that is wrong;
+  field that is wrong, whatever the row holds (NUL, lone surrogates, nesting, numbers);
 - `orders_register` writes many rows set-based, idempotent on (issuer, card, operation):
   a new order is inserted with what the issuer said, an existing one only gains the registration
-  where it had none, and no column D1 filled is ever overwritten;
+  where it had none, no column D1 filled is ever overwritten, and a row that disagrees with the
+  stored order is a conflict, reported and kept (RegistrationConflict), never applied;
 - `registered_orders_join` (called by ingest) gives D1's first word about an operation to the
   order registered for it before D1 spoke: by operationId, else by D1's correlation id
   (issuerRequestId), else by card when exactly one order of the card waits;
@@ -15,25 +16,35 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from tracking.models import CardOrder, Issuer
+from tracking.models import ISSUER_ID_PATTERN as ISSUER_ID_REGEX
+from tracking.models import CardOrder, Issuer, RegistrationConflict
 from tracking.services.audit import Actor, audit_actor
+from tracking.validation import nested_too_deep
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+ISSUER_ID_PATTERN = re.compile(ISSUER_ID_REGEX)
 _NO_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
 CARD_ID_MAX = 48
 OPERATION_ID_MAX = 64
 ISSUER_ID_LENGTH = 10
 TEXT_MAX = 255
+# Due dates are ISO 8601 calendar dates (YYYY-MM-DD) within these years: 9999-12-31 is a
+# placeholder, not a date a card is due.
+DUE_DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DUE_DATE_MIN = dt.date(2000, 1, 1)
+DUE_DATE_MAX = dt.date(2100, 12, 31)
 FIELDS = (
     "issuer_id",
     "card_id",
@@ -42,8 +53,12 @@ FIELDS = (
     "input_file_name",
     "due_date",
 )
+# The issuer's values a later registration may not change once stored (a conflict instead).
+COMPARED_FIELDS = ("issuer_request_id", "input_file_name", "due_date")
 # Rows per INSERT statement: 8 parameters each stays far below SQLite's and PostgreSQL's caps.
 _CHUNK = 1000
+# An audit entry lists the cards of a batch up to this many rows; beyond, a count and a digest.
+AUDIT_CARDS_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -69,14 +84,68 @@ class Registration:
             "due_date": self.due_date.isoformat() if self.due_date else "",
         }
 
+    def compared(self) -> dict[str, str]:
+        """The issuer's own values as text, by field ("" where it gave none)."""
+        return {
+            "issuer_request_id": self.issuer_request_id,
+            "input_file_name": self.input_file_name,
+            "due_date": self.due_date.isoformat() if self.due_date else "",
+        }
+
 
 @dataclass(frozen=True)
 class Registered:
-    """What registration did with one row: the order and whether it was new."""
+    """What registration did with one row: the order, whether it was new, and any conflict.
+
+    `conflict` names each field whose registered value disagreed with the stored one, as
+    (stored, registered); such a row changed nothing and was kept as RegistrationConflict rows.
+    """
 
     registration: Registration
     order_id: int
     created: bool
+    conflict: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` as safe, short text for a message: NUL and lone surrogates escaped, cut."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text[: limit * 2]
+    text = "".join(
+        f"\\u{ord(char):04x}" if char == "\x00" or "\ud800" <= char <= "\udfff" else char
+        for char in text
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unstorable_reason(value: str) -> str:
+    """Why a text cannot be stored in any column ("" when it can)."""
+    if nested_too_deep(value):
+        return "Nested too deeply: must be a string."
+    if "\x00" in value:
+        return "Holds a NUL character, which cannot be stored."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Holds an unpaired surrogate or bytes that are not UTF-8; cannot be stored."
+    return ""
+
+
+def due_date_parse(value: Any) -> tuple[dt.date | None, str]:
+    """An ISO 8601 calendar date (YYYY-MM-DD) within DUE_DATE_MIN..MAX, or the reason not."""
+    expected = "Must be a date, YYYY-MM-DD."
+    if not isinstance(value, str):
+        return None, expected  # 20260305 as a number is no date
+    value = value.strip()
+    if not DUE_DATE_PATTERN.fullmatch(value):
+        return None, expected  # week dates (2026-W10-4), ordinal dates, times, 20260305
+    try:
+        date = dt.date.fromisoformat(value)
+    except ValueError:
+        return None, "Not a calendar date."
+    if not DUE_DATE_MIN <= date <= DUE_DATE_MAX:
+        return None, f"Must lie between {DUE_DATE_MIN.year} and {DUE_DATE_MAX.year}."
+    return date, ""
 
 
 def registration_check(
@@ -86,14 +155,15 @@ def registration_check(
 
     `issuers` (issuer_id → active Issuer) lets a caller check many rows with one query; without
     it the issuer is looked up here. Unknown fields are refused too: a misspelt optional field
-    would otherwise be lost without a word.
+    would otherwise be lost without a word. Never raises, whatever `data` holds.
     """
     if not isinstance(data, dict):
         return None, {"non_field_errors": "each order must be a JSON object"}
     errors: dict[str, str] = {}
-    unknown = sorted(set(data) - set(FIELDS))
+    unknown = sorted((shown(name, 40) for name in set(data) - set(FIELDS)), key=str)
     if unknown:
-        errors["non_field_errors"] = f"unknown field(s): {', '.join(unknown)}"
+        listed = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        errors["non_field_errors"] = f"unknown field(s): {listed}"
 
     def text(name: str, *, required: bool, max_len: int, pattern: re.Pattern | None = None) -> str:
         value = data.get(name)
@@ -101,8 +171,11 @@ def registration_check(
             if required:
                 errors[name] = "This field is required."
             return ""
-        if not isinstance(value, str):
+        if not isinstance(value, str) or nested_too_deep(value):
             errors[name] = "Must be a string."
+            return ""
+        if problem := unstorable_reason(value):
+            errors[name] = problem
             return ""
         value = value.strip()
         if len(value) > max_len:
@@ -112,8 +185,8 @@ def registration_check(
         return value
 
     issuer_id = text("issuer_id", required=True, max_len=ISSUER_ID_LENGTH)
-    if issuer_id and len(issuer_id) != ISSUER_ID_LENGTH and "issuer_id" not in errors:
-        errors["issuer_id"] = f"Must be exactly {ISSUER_ID_LENGTH} characters."
+    if issuer_id and "issuer_id" not in errors and not ISSUER_ID_PATTERN.fullmatch(issuer_id):
+        errors["issuer_id"] = f"Must be exactly {ISSUER_ID_LENGTH} letters or digits."
     card_id = text("card_id", required=True, max_len=CARD_ID_MAX, pattern=ID_PATTERN)
     operation_id = text(
         "operation_id", required=False, max_len=OPERATION_ID_MAX, pattern=ID_PATTERN
@@ -121,12 +194,14 @@ def registration_check(
     request_id = text("issuer_request_id", required=False, max_len=TEXT_MAX)
     file_name = text("input_file_name", required=False, max_len=TEXT_MAX)
     due_date = None
-    due_text = data.get("due_date")
-    if due_text not in (None, ""):
-        try:
-            due_date = dt.date.fromisoformat(str(due_text).strip())
-        except ValueError:
-            errors["due_date"] = "Must be a date, YYYY-MM-DD."
+    due_value = data.get("due_date")
+    if due_value not in (None, ""):
+        if isinstance(due_value, str) and (problem := unstorable_reason(due_value)):
+            errors["due_date"] = problem
+        else:
+            due_date, problem = due_date_parse(due_value)
+            if problem:
+                errors["due_date"] = problem
     if issuer_id and "issuer_id" not in errors:
         known = (
             issuers
@@ -153,9 +228,32 @@ def registration_check(
 
 
 def active_issuers(issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
-    """The active issuers among `issuer_ids`, by id, in one query."""
-    wanted = {i.strip() for i in issuer_ids if isinstance(i, str)}
+    """The active issuers among `issuer_ids` (those of D1's format), by id, in one query."""
+    wanted = {
+        i.strip()
+        for i in issuer_ids
+        if isinstance(i, str) and ISSUER_ID_PATTERN.fullmatch(i.strip())
+    }
     return {i.issuer_id: i for i in Issuer.objects.filter(issuer_id__in=wanted, is_active=True)}
+
+
+def registrable_issuers(*, user: Any, issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
+    """The active issuers among `issuer_ids` that `user` may register orders for, by id.
+
+    Every registration path (the API, the upload's preview and its confirmation) takes its
+    issuers from here, so that a per-user issuer grant narrows them in this one place; an
+    issuer left out is refused as unknown, the same words as one that does not exist.
+    """
+    del user  # every staff user with the permission registers for every active issuer today
+    return active_issuers(issuer_ids)
+
+
+def registrations_digest(registrations: Sequence[Registration]) -> str:
+    """The SHA-256 of the rows as registered (stands for a large batch in the audit trail)."""
+    digest = hashlib.sha256()
+    for r in registrations:
+        digest.update(json.dumps([*r.key, *r.compared().values()]).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def orders_register(
@@ -163,56 +261,199 @@ def orders_register(
     registrations: Sequence[Registration],
     actor: Actor,
     details: dict | None = None,
+    refused: Sequence[dict] = (),
+    source: str = "API",
     now: dt.datetime | None = None,
 ) -> list[Registered]:
     """Register `registrations` (already checked), in the caller's transaction; one per row.
-
-    Writes one `orders.register` audit entry for `actor` (rows, new, existing, and `details`
-    such as the uploaded file's name) in the same transaction.
 
     Inserts the new orders with `registered_at` and the issuer's values; an order that exists
     (same issuer, card and operation) gains the registration only where it had none and the
     issuer's values only in columns still blank. A row without operation_id whose card already
     has an order from D1 is that order (the newest by D1's start time). Rows repeated in one call
     are one order. Set-based: a few statements per thousand rows.
+
+    A row whose issuer_request_id, input_file_name or due_date disagrees with the stored order
+    (or with an earlier row of the same call) writes nothing: it comes back with its `conflict`
+    and each field is kept as a RegistrationConflict (by `actor`, through `source`).
+
+    Writes one `orders.register` audit entry for `actor` in the same transaction: the issuers,
+    the cards (or for more than AUDIT_CARDS_MAX rows their count and a SHA-256 digest), the
+    conflicts and `refused` (the rows the caller refused: index or line, and fields), with
+    `details` such as the uploaded file's name and digest.
     """
     now = now or timezone.now()
     issuers = active_issuers(r.issuer_id for r in registrations)
     unique: dict[tuple[str, str, str], Registration] = {}
-    for registration in registrations:
-        unique.setdefault(registration.key, registration)
+    repeated: dict[int, dict[str, tuple[str, str]]] = {}
+    for index, registration in enumerate(registrations):
+        first = unique.setdefault(registration.key, registration)
+        if first is not registration and (clash := _disagreement(first.compared(), registration)):
+            repeated[index] = clash
 
     known = _orders_of_cards_without_operation(issuers, list(unique.values()))
+    stored = _stored_values(issuers, list(unique.values()), known)
+    clashes = {
+        key: clash
+        for key, r in unique.items()
+        if key in stored and (clash := _disagreement(stored[key][1], r))
+    }
     # In ingest's lock order (issuer, card, operation), so a registration and a delivery that
     # touch the same orders never wait for each other in a cycle.
     to_write = sorted(
-        (r for key, r in unique.items() if key not in known),
+        (r for key, r in unique.items() if key not in known and key not in clashes),
         key=lambda r: (issuers[r.issuer_id].pk, r.card_id, r.operation_id),
     )
     written: dict[tuple[str, str, str], tuple[int, bool]] = dict(known)
+    written.update({key: (stored[key][0], False) for key in clashes})
     for start in range(0, len(to_write), _CHUNK):
         written.update(_upsert(issuers, to_write[start : start + _CHUNK], now=now))
     result, seen = [], set()
-    for r in registrations:
+    for index, r in enumerate(registrations):
         order_id, created = written[r.key]
+        conflict = clashes.get(r.key) or repeated.get(index) or {}
         # A row repeated in one call created its order once.
         result.append(
-            Registered(registration=r, order_id=order_id, created=created and r.key not in seen)
+            Registered(
+                registration=r,
+                order_id=order_id,
+                created=created and r.key not in seen and not conflict,
+                conflict=conflict,
+            )
         )
         seen.add(r.key)
+    _conflicts_keep(result, actor=actor, source=source, now=now)
     created = sum(1 for r in result if r.created)
+    conflicts = [
+        {"index": index, "card_id": r.registration.card_id, "fields": sorted(r.conflict)}
+        for index, r in enumerate(result)
+        if r.conflict
+    ]
+    summary: dict[str, Any] = {
+        "issuers": sorted({r.issuer_id for r in registrations}),
+        "rows": len(result),
+        "created": created,
+        "existing": len(result) - created - len(conflicts),
+        "conflicts": len(conflicts),
+        "refused": len(refused),
+    }
+    if len(registrations) <= AUDIT_CARDS_MAX:
+        summary["cards"] = [
+            "/".join(part for part in (r.card_id, r.operation_id) if part) for r in registrations
+        ]
+        summary["conflicting"] = conflicts
+        summary["refused_rows"] = list(refused)
+    else:
+        summary["rows_sha256"] = registrations_digest(registrations)
+        summary["conflicting"] = conflicts[:AUDIT_CARDS_MAX]
+        summary["refused_rows"] = list(refused)[:AUDIT_CARDS_MAX]
     audit_actor(
         actor,
         action="orders.register",
         targets=[None],
-        details={
-            **(details or {}),
-            "rows": len(result),
-            "created": created,
-            "existing": len(result) - created,
-        },
+        details={**(details or {}), **summary},
     )
     return result
+
+
+def registrations_conflicting(
+    registrations: Sequence[Registration],
+) -> dict[int, dict[str, tuple[str, str]]]:
+    """Which rows `orders_register` would refuse as conflicts, by index; writes nothing.
+
+    For a preview: the stored orders as they are now, and rows repeated with other values.
+    """
+    issuers = active_issuers(r.issuer_id for r in registrations)
+    unique: dict[tuple[str, str, str], Registration] = {}
+    found: dict[int, dict[str, tuple[str, str]]] = {}
+    for index, registration in enumerate(registrations):
+        first = unique.setdefault(registration.key, registration)
+        if first is not registration and (clash := _disagreement(first.compared(), registration)):
+            found[index] = clash
+    known = _orders_of_cards_without_operation(issuers, list(unique.values()))
+    stored = _stored_values(issuers, list(unique.values()), known)
+    for index, registration in enumerate(registrations):
+        if registration.key in stored and (
+            clash := _disagreement(stored[registration.key][1], registration)
+        ):
+            found.setdefault(index, clash)
+    return found
+
+
+def _disagreement(stored: Mapping[str, str], registration: Registration) -> dict:
+    """Each compared field where both sides hold a value and the values differ."""
+    given = registration.compared()
+    return {
+        name: (stored[name], given[name])
+        for name in COMPARED_FIELDS
+        if stored.get(name) and given[name] and stored[name] != given[name]
+    }
+
+
+def _stored_values(
+    issuers: Mapping[str, Issuer],
+    registrations: list[Registration],
+    known: Mapping[tuple[str, str, str], tuple[int, bool]],
+) -> dict[tuple[str, str, str], tuple[int, dict[str, str]]]:
+    """The stored order of each row that has one, with its compared values as text."""
+    by_pk = {issuer.pk: issuer.issuer_id for issuer in issuers.values()}
+    wanted = {r.key for r in registrations}
+    found: dict[tuple[str, str, str], tuple[int, dict[str, str]]] = {}
+
+    def values(issuer_request_id, input_file_name, due_date) -> dict[str, str]:
+        return {
+            "issuer_request_id": issuer_request_id or "",
+            "input_file_name": input_file_name or "",
+            "due_date": due_date.isoformat() if due_date else "",
+        }
+
+    columns = ("id", "issuer_id", "card_id", "operation_id")
+    compared = ("issuer_request_id", "input_file_name", "due_date")
+    for start in range(0, len(registrations), _CHUNK):
+        chunk = registrations[start : start + _CHUNK]
+        cards: dict[int, set[str]] = defaultdict(set)
+        for r in chunk:
+            cards[issuers[r.issuer_id].pk].add(r.card_id)
+        condition = Q()
+        for issuer_pk, card_ids in cards.items():
+            condition |= Q(issuer_id=issuer_pk, card_id__in=sorted(card_ids))
+        for row in CardOrder.objects.filter(condition).values_list(*columns, *compared):
+            order_id, issuer_pk, card_id, operation_id = row[:4]
+            key = (by_pk[issuer_pk], card_id, operation_id)
+            if key in wanted:
+                found[key] = (order_id, values(*row[4:]))
+    # Rows without operation_id that are an order D1 told about (found by card).
+    others = {order_id: key for key, (order_id, _) in known.items()}
+    for row in CardOrder.objects.filter(pk__in=sorted(others)).values_list("id", *compared):
+        found[others[row[0]]] = (row[0], values(*row[1:]))
+    return found
+
+
+def _conflicts_keep(
+    result: Sequence[Registered], *, actor: Actor, source: str, now: dt.datetime
+) -> None:
+    """A RegistrationConflict per disagreeing field of each row, for staff to see."""
+    username = (
+        actor.user.get_username()
+        if actor.user is not None and getattr(actor.user, "is_authenticated", False)
+        else actor.command
+    )
+    RegistrationConflict.objects.bulk_create(
+        [
+            RegistrationConflict(
+                order_id=r.order_id,
+                field_name=name,
+                stored_value=stored[:255],
+                registered_value=given[:255],
+                source=source[:255],
+                username=(username or "")[:150],
+                created_at=now,
+            )
+            for r in result
+            if r.conflict
+            for name, (stored, given) in sorted(r.conflict.items())
+        ]
+    )
 
 
 def _orders_of_cards_without_operation(

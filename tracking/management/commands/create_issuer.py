@@ -1,9 +1,10 @@
 """`manage.py create_issuer <issuerId> --name <name>`: register (or update) a D1 issuer."""
 
+import re
+
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.models import Issuer
-from tracking.validation import ISSUER_ID_LENGTH
+from tracking.models import ISSUER_ID_PATTERN, Issuer
 
 
 class Command(BaseCommand):
@@ -17,8 +18,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, issuer_id: str, name: str, inactive: bool, **options) -> None:
-        if len(issuer_id) != ISSUER_ID_LENGTH:
-            raise CommandError(f"A D1 issuerId has exactly {ISSUER_ID_LENGTH} characters.")
+        if not re.fullmatch(ISSUER_ID_PATTERN, issuer_id):
+            raise CommandError(f"{issuer_id!r} is not a D1 issuerId: exactly 10 letters or digits.")
         issuer, created = Issuer.objects.get_or_create(
             issuer_id=issuer_id, defaults={"name": name, "is_active": not inactive}
         )
