@@ -1,4 +1,4 @@
-"""Command line of the sandbox: keys, serve, feed and verify (`python -m d1sandbox --help`)."""
+"""Command line of the sandbox: keys, serve, feed, verify and receiver (`--help`)."""
 
 from __future__ import annotations
 
@@ -437,6 +437,22 @@ def parser_build() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="timeout of each read API call (default 30)",
     )
+    receiver = commands.add_parser(
+        "receiver",
+        parents=[common],
+        help="receive the portal's card-order events, verify their signatures and print them",
+    )
+    receiver.add_argument("--host", default=DEFAULT_HOST)
+    receiver.add_argument("--port", type=int, default=8091)
+    receiver.add_argument(
+        "--secret-file",
+        type=Path,
+        required=True,
+        help="file holding the endpoint's signing secret (whsec_...)",
+    )
+    receiver.add_argument(
+        "--log", type=Path, help="append each verified event to this JSON-lines file"
+    )
     return parser
 
 
@@ -448,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    if args.command in ("serve", "feed"):
+    if args.command in ("serve", "feed", "receiver"):
         # Process managers (honcho, systemd) stop with SIGTERM: finish as cleanly as on Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "keys":
@@ -465,6 +481,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.register and not args.register_token:
             parser.error("--register needs --register-token")
         return _feed(args)
+    if args.command == "receiver":
+        from d1sandbox.receiver import receiver_serve
+
+        if not args.secret_file.exists():
+            parser.error(f"no secret file {args.secret_file}")
+        secret = args.secret_file.read_text().strip()
+        return receiver_serve(secret=secret, host=args.host, port=args.port, log=args.log)
     if bool(args.seed is not None) != bool(args.run is not None):
         parser.error("--seed and --run go together")
     return _verify(args)

@@ -220,6 +220,11 @@ LABELS: dict[str, dict[str, tuple[Promise, Promise]]] = {
             _("Messages not applied"),
             _("Received items have not been applied to their orders; the worker may be down."),
         ),
+        "event_endpoint_disabled": (
+            "Event endpoint disabled",
+            "An issuer's system did not accept card-order events for too long; the portal "
+            "stopped sending to it.",
+        ),
     },
 }
 

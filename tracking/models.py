@@ -1074,3 +1074,11 @@ from tracking.issuer_side_models import (  # noqa: E402, F401
     D1AskJobStatus,
     RegistrationConflict,
 )
+
+# ---------------------------------------------------------------------------- outbound events
+from tracking.outbound.models import (  # noqa: E402, F401
+    DeliveryAttempt,
+    EventDelivery,
+    EventEndpoint,
+    OutboundEvent,
+)

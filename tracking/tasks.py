@@ -71,3 +71,7 @@ def retention_prune_task() -> list[str]:
     from tracking.services.retention import retention_prune
 
     return retention_prune().lines()
+
+
+# Outbound events (tracking/outbound/tasks.py), registered with the other tasks here.
+from tracking.outbound.tasks import deliver_event_task, events_sweep_task  # noqa: E402, F401

@@ -410,6 +410,48 @@ CELERY_BEAT_SCHEDULE["insight-refresh"] = {
     "options": {"expires": INSIGHT_REFRESH_INTERVAL},
 }
 
+# ---------------------------------------------------------------------------- outbound events
+# Card-order events for the issuer's own systems (tracking/outbound/, docs/events.md).
+# Signing secrets are encrypted with a key derived from this (default: DJANGO_SECRET_KEY).
+EVENT_SECRET_KEY = env("EVENT_SECRET_KEY", default="")
+# How long the previous secret still signs after a rotation.
+EVENT_SECRET_ROTATION_OVERLAP = timedelta(
+    seconds=env.int("EVENT_SECRET_ROTATION_OVERLAP", default=24 * 3600)
+)
+# Endpoint addresses: https only (production refuses http), and never a private, loopback or
+# link-local address unless inside one of these networks (CIDR).
+EVENT_ENDPOINT_REQUIRE_HTTPS = env.bool("EVENT_ENDPOINT_REQUIRE_HTTPS", default=True)
+EVENT_ENDPOINT_ALLOWED_NETWORKS = env.list("EVENT_ENDPOINT_ALLOWED_NETWORKS", default=[])
+# An endpoint whose every attempt has failed for this long is disabled (an alert says so).
+EVENT_ENDPOINT_DISABLE_AFTER = timedelta(
+    seconds=env.int("EVENT_ENDPOINT_DISABLE_AFTER", default=3 * 24 * 3600)
+)
+EVENT_DELIVERY_CONNECT_TIMEOUT = env.float("EVENT_DELIVERY_CONNECT_TIMEOUT", default=3.05)
+EVENT_DELIVERY_READ_TIMEOUT = env.float("EVENT_DELIVERY_READ_TIMEOUT", default=10.0)
+EVENT_DELIVERY_CA_BUNDLE = env("EVENT_DELIVERY_CA_BUNDLE", default="")
+EVENT_DELIVERY_TASK_TIME_LIMIT = env.int("EVENT_DELIVERY_TASK_TIME_LIMIT", default=60)
+# A worker's claim on a delivery it is sending; longer than the timeouts.
+EVENT_DELIVERY_LEASE = timedelta(seconds=env.int("EVENT_DELIVERY_LEASE", default=120))
+# Retries: exponential back-off with jitter between these, for this long (as Stripe: 3 days).
+EVENT_DELIVERY_BACKOFF_BASE = timedelta(seconds=env.int("EVENT_DELIVERY_BACKOFF_BASE", default=30))
+EVENT_DELIVERY_BACKOFF_CAP = timedelta(
+    seconds=env.int("EVENT_DELIVERY_BACKOFF_CAP", default=6 * 3600)
+)
+EVENT_DELIVERY_RETRY_FOR = timedelta(
+    seconds=env.int("EVENT_DELIVERY_RETRY_FOR", default=3 * 24 * 3600)
+)
+# Queue deliveries as soon as their transaction commits (the sweep is the safety net).
+EVENT_DELIVERY_ON_COMMIT = env.bool("EVENT_DELIVERY_ON_COMMIT", default=True)
+EVENT_SWEEP_INTERVAL = env.float("EVENT_SWEEP_INTERVAL", default=30.0)
+EVENT_SWEEP_BATCH = env.int("EVENT_SWEEP_BATCH", default=1000)
+# The pull feed's page size (GET /api/v1/events/).
+EVENT_FEED_PAGE_SIZE = env.int("EVENT_FEED_PAGE_SIZE", default=100)
+CELERY_BEAT_SCHEDULE["events-sweep"] = {
+    "task": "tracking.events_sweep",
+    "schedule": EVENT_SWEEP_INTERVAL,
+    "options": {"expires": EVENT_SWEEP_INTERVAL},
+}
+
 # ---------------------------------------------------------------------------- retention
 # What `manage.py prune` and its beat task remove, per table, in days (0 keeps the table whole);
 # tracking/services/retention.py says exactly what each rule removes. No order's state changes.
@@ -580,6 +622,8 @@ PERSONAL_FIELDS = env.list(
         "tracking.CardOrder.shipment_message",
         "tracking.OperationEvent.payload",
         "tracking.NotificationDelivery.body",
+        # The order as sent to the issuer's systems, shipment included.
+        "tracking.OutboundEvent.payload",
     ],
 )
 PAN_SCAN_EXEMPT_FIELDS = env.list(

@@ -64,3 +64,6 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
+
+# Outbound events go to the issuer's systems over https only, whatever the environment says.
+EVENT_ENDPOINT_REQUIRE_HTTPS = True

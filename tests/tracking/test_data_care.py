@@ -91,6 +91,7 @@ def test_no_card_number_is_stored_from_webhooks_and_a_numeric_card_id_is_kept(
         "CardOrder.card_id",
         "OperationEvent.card_id",
         "OperationEvent.payload",
+        "OutboundEvent.payload",  # the order's card_id, as the read API shows it
     }
     event = OperationEvent.objects.get(card_id=numeric_card_id)
     assert (event.outcome, event.payload["cardId"]) == ("advanced", numeric_card_id)

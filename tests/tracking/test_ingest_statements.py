@@ -111,17 +111,27 @@ def ingest_statements(post_notification, items) -> list[str]:
 
 @pytest.mark.postgres
 def test_a_post_is_three_statements_and_a_post_of_copies_one(issuer, post_notification):
+    # An order that changes adds its outbound events (tracking.outbound.outbox): the orders
+    # read once with their last sequence, then the events and their deliveries inserted.
+    outbox = 2
     new_order = ingest_statements(post_notification, [other_card("CARD_PROD_REQUESTED")])
-    assert len(new_order) == 3, new_order
+    assert len(new_order) == 3 + outbox, new_order
+    # An unknown code puts the order in Exceptions: an event too.
     next_step = ingest_statements(post_notification, [other_card("CARD_PROD_PERSONALIZED")])
-    assert len(next_step) == 3, next_step
+    assert len(next_step) == 3 + outbox, next_step
+    # An older step (by D1's times) changes nothing an event speaks of: no outbox statement.
+    stale = ingest_statements(
+        post_notification,
+        [{**other_card("CARD_PROD_REQUESTED"), "startTime": "2026-03-01T09:15:04.120Z"}],
+    )
+    assert len(stale) == 3, stale
     copies = ingest_statements(post_notification, [other_card("CARD_PROD_REQUESTED")] * 3)
     assert len(copies) == 1, copies
     batch = ingest_statements(
         post_notification,
         [{**other_card("CARD_PROD_REQUESTED"), "cardId": f"card-{n}"} for n in range(20)],
     )
-    assert len(batch) == 3, batch
+    assert len(batch) == 3 + outbox, batch
     assert CardOrder.objects.count() == 21
 
 

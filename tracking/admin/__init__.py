@@ -13,12 +13,14 @@ pages; a new page module is added here. The modules:
   the audit trail (`users` replaces the stock pages of auth and django-otp, importing them
   first so that they exist to be replaced, whatever the order of INSTALLED_APPS);
 - `preferences`: each user's own language and time zone;
+- `events`: the issuers' event endpoints, their deliveries and the outbound events;
 - `navigation` (the sidebar), `dashboard` (the front page), `filters`, `security`.
 """
 
 from tracking.admin import (  # noqa: F401
     audit,
     d1_messages,
+    events,
     insight,
     issuers,
     orders,

@@ -248,6 +248,20 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
                     "active": _path_active("admin:tracking_issuer_changelist"),
                 },
                 {
+                    "title": _("Event endpoints"),
+                    "icon": "webhook",
+                    "link": _url("admin:tracking_eventendpoint_changelist"),
+                    "permission": _can_view("eventendpoint"),
+                    "active": _path_active("admin:tracking_eventendpoint_changelist"),
+                },
+                {
+                    "title": _("Event deliveries"),
+                    "icon": "outbox",
+                    "link": _url("admin:tracking_eventdelivery_changelist"),
+                    "permission": _can_view("eventdelivery"),
+                    "active": _path_active("admin:tracking_eventdelivery_changelist"),
+                },
+                {
                     "title": _("Users"),
                     "icon": "person",
                     "link": _url("admin:auth_user_changelist"),

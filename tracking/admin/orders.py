@@ -30,6 +30,7 @@ from tracking.admin import filters as admin_filters
 from tracking.admin import insight as admin_insight_columns
 from tracking.admin import issuer_side as admin_issuer
 from tracking.admin.base import PortalModelAdmin
+from tracking.admin.events import order_events_context
 from tracking.admin.reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
 from tracking.admin.security import (
     EvidenceAdminMixin,
@@ -372,6 +373,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             if order.shipment
             else "",
             **admin_issuer.order_page_context(order, now=now),
+            **order_events_context(order),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name

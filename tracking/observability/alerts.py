@@ -13,7 +13,9 @@
   critical from ALERT_STUCK_CRITICAL orders on;
 - `reconcile_failing`: orders still needing reconciliation after ALERT_RECONCILE_ATTEMPTS attempts;
 - `sweep_late`: no successful reconcile sweep for ALERT_SWEEP_LATE seconds;
-- `unapplied_items`: a stored item not applied for READINESS_MAX_UNAPPLIED_AGE seconds.
+- `unapplied_items`: a stored item not applied for READINESS_MAX_UNAPPLIED_AGE seconds;
+- `event_endpoint_disabled`: an issuer's event endpoint disabled after failing for longer than
+  EVENT_ENDPOINT_DISABLE_AFTER (tracking.outbound.delivery).
 
 Nothing is written: the function is a pure read, safe to call on every page view and scrape.
 """
@@ -72,6 +74,7 @@ def alerts_current(
         *_reconcile_failing(state),
         *_sweep_late(state),
         *_unapplied(state),
+        *_event_endpoints_disabled(state),
     ]
     return sorted(alerts, key=lambda a: (a.severity != CRITICAL, a.kind, a.subject))
 
@@ -278,6 +281,25 @@ def _orders_stuck(state: OperationsState) -> list[Alert]:
             )
         )
     return alerts
+
+
+def _event_endpoints_disabled(state: OperationsState) -> list[Alert]:
+    """An issuer's event endpoint the portal disabled after its deliveries failed too long."""
+    return [
+        Alert(
+            kind="event_endpoint_disabled",
+            subject=issuer_id,
+            severity=WARNING,
+            message=(
+                f"Events to {url} are no longer sent ({reason}); "
+                "fix the receiver, enable the endpoint again and replay since it failed."
+            ),
+            value=1,
+            threshold=settings.EVENT_ENDPOINT_DISABLE_AFTER.total_seconds(),
+            since=disabled_at,
+        )
+        for issuer_id, url, disabled_at, reason in state.disabled_event_endpoints
+    ]
 
 
 def _reconcile_failing(state: OperationsState) -> list[Alert]:

@@ -66,6 +66,8 @@ class OperationsState:
     deliveries_in_previous_window: int = 0
     refused_in_previous_window: int = 0
     sweep_last_success: dt.datetime | None = None
+    # Event endpoints the portal disabled after failing too long: (issuer_id, url, when, why).
+    disabled_event_endpoints: list[tuple[str, str, dt.datetime, str]] = field(default_factory=list)
 
     @property
     def sweep_age(self) -> float | None:
@@ -228,4 +230,11 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     state.refused_in_previous_window = before["refused"] + tallied_before
 
     state.sweep_last_success = sweep_last_success()
+    from tracking.outbound.models import EventEndpoint
+
+    state.disabled_event_endpoints = list(
+        EventEndpoint.objects.filter(enabled=False, disabled_at__isnull=False)
+        .order_by("issuer__issuer_id", "id")
+        .values_list("issuer__issuer_id", "url", "disabled_at", "disabled_reason")
+    )
     return state

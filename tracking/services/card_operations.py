@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
 from tracking.models import CardOrder, Issuer, OrderChange, OrderChangeResult
+from tracking.outbound.outbox import superseded_record
 from tracking.rules import parse_time
 
 UPDATE_ORDER = "UPDATE_ORDER"
@@ -227,6 +228,7 @@ def _supersede_older(card_orders: list[CardOrder], *, now: dt.datetime) -> None:
             reconcile_next_at=None,
             reconcile_claimed_until=None,
         )
+        superseded_record(older, now=now)
 
 
 def _changes_link(pending: list[OrderChange], by_card: Mapping[str, list[CardOrder]]) -> None:

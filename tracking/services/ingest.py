@@ -61,6 +61,7 @@ from tracking.models import (
     OperationEvent,
     OrderChange,
 )
+from tracking.outbound.outbox import events_record, facts_before
 from tracking.rules import (
     DERIVED_COLUMNS,
     FOLDED_COLUMNS,
@@ -387,6 +388,15 @@ _BOOKKEEPING_FIELDS = [
     "reconcile_reason",
     "registration",
     "d1_answer",
+    # What the outbound events compare (tracking.outbound.changes), as stored before the fold.
+    "production_status",
+    "production_rank",
+    "operation_status",
+    "shipment_status",
+    "shipment_class",
+    "error_code",
+    "has_unknown_status",
+    "exception_reason",
 ]
 
 
@@ -584,6 +594,7 @@ def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> 
     )
     first_events = {pk for pk, order in touched.items() if order.event_count == 0}
     known = {pk: [*stored.facts.get(pk, []), *facts] for pk, facts in known.items()}
+    before = facts_before(touched.values())
     changed = _orders_fold(
         list(touched.values()), now=now, known_events=known, outcomes=stored.outcomes
     )
@@ -602,6 +613,7 @@ def _ingest_postgresql(*, issuer, batch: IngestBatch, source, delivery, now) -> 
         cards=first_cards,
         now=now,
     )
+    events_record(list(touched.values()), before=before, now=now)
     new_events = finished.new
     # A copy inserted by a transaction this one could not see yet (an item without an order
     # to lock: invalid, or not tracked): counted afresh, in a statement that sees it.
@@ -1024,11 +1036,13 @@ def refresh_orders(
     are read from the database.
     """
     now = now or timezone.now()
+    before = facts_before(orders)
     changed_events = orders_derive(
         orders, now=now, known_events=known_events, outcomes=outcomes, lock=True
     )
     rows_update(orders, _WRITTEN_COLUMNS)
     rows_update(changed_events, ["outcome", "applied_at"])
+    events_record(orders, before=before, now=now)
 
 
 def orders_derive(

@@ -39,6 +39,7 @@ from tracking.models import (
     ReconcileTrigger,
 )
 from tracking.observability.logs import request_id_current
+from tracking.outbound.outbox import events_record, facts_before
 from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
 from tracking.services import order_queues
 from tracking.services.audit import Actor, audit_actor
@@ -334,9 +335,11 @@ def _not_found_update(order: CardOrder, *, outcome: str, now: datetime) -> None:
     else:
         return
     if any(getattr(order, name) != value for name, value in fields.items()):
+        before = facts_before([order])
         for name, value in fields.items():
             setattr(order, name, value)
         order.save(update_fields=list(fields))
+        events_record([order], before=before, now=now)
 
 
 def reconcile_backoff(*, attempts: int) -> timedelta:

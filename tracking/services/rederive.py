@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tracking.models import CardOrder, Issuer, OperationEvent
+from tracking.outbound.outbox import events_record, facts_before
 from tracking.rules import DERIVED_COLUMNS, RULES_VERSION
 from tracking.services.bulk import rows_update
 from tracking.services.ingest import orders_derive
@@ -98,6 +99,7 @@ def _rederive_batch(batch: list[CardOrder], *, report: RederiveReport, examples:
         for order in batch
     }
     now = timezone.now()
+    facts = facts_before(batch)
     changed_events = orders_derive(batch, now=now, lock=not report.dry_run)
     to_write = []
     for order in batch:
@@ -121,6 +123,7 @@ def _rederive_batch(batch: list[CardOrder], *, report: RederiveReport, examples:
         return
     rows_update(to_write, [*DERIVED_COLUMNS, "rules_version", "updated_at"])
     rows_update(changed_events, ["outcome", "applied_at"])
+    events_record(to_write, before=facts, rederive=True, now=now)
 
 
 # ---------------------------------------------------------------------------- masked ids

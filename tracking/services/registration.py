@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from tracking.models import ISSUER_ID_PATTERN as ISSUER_ID_REGEX
 from tracking.models import CardOrder, Issuer, RegistrationConflict
+from tracking.outbound.outbox import registered_record
 from tracking.services.audit import Actor, audit_actor
 from tracking.validation import nested_too_deep
 
@@ -324,6 +325,7 @@ def orders_register(
         seen.add(r.key)
     _conflicts_keep(result, actor=actor, source=source, now=now)
     created = sum(1 for r in result if r.created)
+    registered_record([r.order_id for r in result if r.created], now=now)
     conflicts = [
         {"index": index, "card_id": r.registration.card_id, "fields": sorted(r.conflict)}
         for index, r in enumerate(result)

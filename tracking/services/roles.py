@@ -6,9 +6,9 @@
 | operators      | the above unmasked, plus reconcile now, replay and acknowledge an order,  |
 |                | look a card up at D1 and register orders                                  |
 | administrators | the above, plus issuers, D1 clients, users, TOTP devices, login lockouts, |
-|                | read-API tokens, the audit trail and configuration history                |
-|                | (never superuser status, the administrators group, or another's password |
-|                | or devices: tracking/admin/users.py)                                      |
+|                | event endpoints (replay, rotate), read-API tokens, the audit trail and    |
+|                | configuration history (never superuser status, the administrators group, |
+|                | or another's password or devices: tracking/admin/users.py)                |
 
 Nobody, superusers included, may add, change or delete events, deliveries or audit entries:
 no group holds those permissions and the admin and API refuse them regardless.
@@ -36,7 +36,15 @@ _ADMIN_ONLY_MODELS = {
     "readapitoken",
 }
 # Evidence: never added, changed or deleted by anyone.
-EVIDENCE_MODELS = {"operationevent", "notificationdelivery", "refusaltally", "auditentry"}
+EVIDENCE_MODELS = {
+    "operationevent",
+    "notificationdelivery",
+    "refusaltally",
+    "auditentry",
+    "outboundevent",
+    "eventdelivery",
+    "deliveryattempt",
+}
 
 OPERATOR_EXTRA = [
     "tracking.reconcile_cardorder",
@@ -52,6 +60,10 @@ ADMINISTRATOR_EXTRA = [
     *(f"tracking.{verb}_readapitoken" for verb in ("add", "delete", "view")),
     "tracking.view_historicalissuer",
     "tracking.view_historicald1client",
+    # Outbound events: the issuers' endpoints, their secrets and replays.
+    *(f"tracking.{verb}_eventendpoint" for verb in ("add", "change", "delete")),
+    "tracking.replay_eventendpoint",
+    "tracking.rotate_eventendpoint",
     *(f"auth.{verb}_user" for verb in ("add", "change", "delete", "view")),
     "auth.view_group",
     *(f"otp_totp.{verb}_totpdevice" for verb in ("add", "change", "delete", "view")),

@@ -1,0 +1,1 @@
+"""Card-order events for the issuer's own systems: the outbox, signed webhooks and the pull feed."""
