@@ -74,6 +74,7 @@ def api_rate(args, database_url: str, work: Path) -> float:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
+    from tracking.models import IssuerGrant
     from tracking.services.roles import OPERATORS, roles_ensure
 
     issuer = new_issuer("BA")
@@ -81,6 +82,7 @@ def api_rate(args, database_url: str, work: Path) -> float:
         f"bench-{issuer.issuer_id.lower()}", password="x", is_staff=True
     )
     user.groups.add(roles_ensure()[OPERATORS])
+    IssuerGrant.objects.create(user=user, issuer=issuer)
     token = Token.objects.create(user=user).key
     port = free_port()
     env = {

@@ -11,11 +11,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
+from django.db.models.signals import post_save
 from rest_framework.test import APIClient
 
 from tests.fixtures.api_tokens import read_api_client
 from tests.fixtures.spec_examples import ISSUER_ID
-from tracking.models import Issuer
+from tracking.models import Issuer, IssuerGrant
 from tracking.services import roles
 from tracking.services.roles import roles_ensure
 
@@ -54,6 +55,40 @@ def _site_language():
     translation.deactivate()
 
 
+# Staff of the tests that are not about grants see every issuer, those made later in the test too,
+# as staff who existed before grants did (the migration gave them every issuer).
+_GRANTED_EVERY_ISSUER: set[int] = set()
+
+
+def _grant_new_issuer_to_unscoped_staff(sender, instance, created, raw=False, **kwargs) -> None:
+    if created and not raw and _GRANTED_EVERY_ISSUER:
+        IssuerGrant.objects.bulk_create(
+            [IssuerGrant(user_id=pk, issuer=instance) for pk in _GRANTED_EVERY_ISSUER],
+            ignore_conflicts=True,
+        )
+
+
+post_save.connect(
+    _grant_new_issuer_to_unscoped_staff, sender=Issuer, dispatch_uid="tests-unscoped-staff"
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_unscoped_staff_yet():
+    _GRANTED_EVERY_ISSUER.clear()
+    yield
+    _GRANTED_EVERY_ISSUER.clear()
+
+
+def grant_every_issuer(user) -> None:
+    """Grant `user` every issuer, including those the test makes later."""
+    _GRANTED_EVERY_ISSUER.add(user.pk)
+    IssuerGrant.objects.bulk_create(
+        [IssuerGrant(user=user, issuer=issuer) for issuer in Issuer.objects.all()],
+        ignore_conflicts=True,
+    )
+
+
 @pytest.fixture
 def issuer(db) -> Issuer:
     return Issuer.objects.create(issuer_id=ISSUER_ID, name="Example Bank")
@@ -82,14 +117,21 @@ def post_notification(d1_client) -> Callable[..., Any]:
     return post
 
 
-def make_staff(username: str, role: str | None):
-    """A staff login in one of the groups of `tracking.services.roles` (None: no group)."""
+def make_staff(username: str, role: str | None, *, issuers: list[Issuer] | None = None):
+    """A staff login in one of the groups of `tracking.services.roles` (None: no group).
+
+    It may see every issuer unless `issuers` names those it is granted (`[]`: none).
+    """
     user = get_user_model().objects.create_user(
         username, f"{username}@example.com", f"{username}-password", is_staff=True
     )
     if role is not None:
         group = Group.objects.filter(name=role).first() or roles_ensure()[role]
         user.groups.add(group)
+    if issuers is None:
+        grant_every_issuer(user)
+    else:
+        IssuerGrant.objects.bulk_create([IssuerGrant(user=user, issuer=i) for i in issuers])
     return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
 
 

@@ -28,3 +28,10 @@ class TrackingConfig(AppConfig):
         from tracking.services import preferences  # noqa: F401  (sign-in carries the choice)
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="tracking-roles")
+        # The admin's autodiscovery (django.contrib.admin's ready, earlier in INSTALLED_APPS)
+        # has registered every app's pages by now: give the other apps' the lookup rule too.
+        from django.contrib import admin
+
+        from tracking.admin.security import lookup_rule_everywhere
+
+        lookup_rule_everywhere(admin.site)

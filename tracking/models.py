@@ -996,6 +996,17 @@ class ReadApiToken(models.Model):
         default=timezone.now, editable=False, verbose_name=_("created at")
     )
     expires_at = models.DateTimeField(verbose_name=_("expires at"))
+    # Narrower than its user's grant when chosen at creation; empty: every issuer the user
+    # may see (tracking.services.issuer_grants).
+    issuers = models.ManyToManyField(
+        Issuer,
+        blank=True,
+        related_name="+",
+        verbose_name=_("issuers"),
+        help_text=_(
+            "Only these issuers (within its user's grant); none chosen: all of the user's."
+        ),
+    )
 
     class Meta:
         verbose_name = _("read-API token")
@@ -1053,6 +1064,41 @@ class StaffPreference(models.Model):
 
     def __str__(self) -> str:
         return str(_("Preferences of %(user)s") % {"user": self.user})
+
+
+# ---------------------------------------------------------------------------- grants
+
+
+class IssuerGrant(models.Model):
+    """One issuer a staff user may see and act on; superusers see every issuer without one.
+
+    Read through `tracking.services.issuer_grants`, changed through its `issuers_grant` and
+    `issuers_revoke` (audited).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="issuer_grants",
+        verbose_name=_("user"),
+    )
+    issuer = models.ForeignKey(
+        Issuer, on_delete=models.CASCADE, related_name="grants", verbose_name=_("issuer")
+    )
+    granted_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("granted at")
+    )
+
+    class Meta:
+        verbose_name = _("issuer grant")
+        verbose_name_plural = _("issuer grants")
+        ordering = ["issuer__issuer_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "issuer"], name="grant_unique_per_user_issuer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issuer.issuer_id} for user {self.user_id}"
 
 
 # ---------------------------------------------------------------------------- insight

@@ -2,7 +2,8 @@
 
 Issuers and D1 clients (through their django-simple-history records), users, groups, group
 and user permissions, TOTP devices, logins and logouts each append an AuditEntry. The request
-(who, from where) comes from simple-history's middleware; a command has none.
+(who, from where) comes from simple-history's middleware; a command has none. Switching a D1
+client off revokes its bearer tokens; switching a user off deletes its read-API tokens.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from simple_history.models import HistoricalRecords
 from simple_history.signals import post_create_historical_record
 
-from tracking.models import D1Client, Issuer
+from tracking.models import D1Client, Issuer, ReadApiToken
 from tracking.services.audit import audit_record
 
 User = get_user_model()
@@ -224,6 +225,32 @@ def _delete_application(sender, instance, **kwargs) -> None:
 @receiver(post_save, sender=D1Client)
 def _revoke_tokens_of_inactive_client(sender, instance, raw=False, **kwargs) -> None:
     # However a client is switched off (the form's tick box, the action, a shell), its tokens
-    # go: ticking it on again must not bring them back.
+    # go: ticking it on again must not bring them back. The only place they are revoked; the
+    # count is left on the instance for `d1_client_deactivate` to report.
     if not raw and not instance.is_active:
-        get_access_token_model().objects.filter(application_id=instance.application_id).delete()
+        instance.tokens_revoked, _ = (
+            get_access_token_model().objects.filter(application_id=instance.application_id).delete()
+        )
+
+
+@receiver(post_save, sender=User)
+def _revoke_read_api_tokens_of_inactive_user(sender, instance, raw=False, **kwargs) -> None:
+    # A user switched off loses its read-API tokens for good: switching it on again must not
+    # bring back a token that may have leaked meanwhile.
+    if raw or instance.is_active:
+        return
+    tokens = list(ReadApiToken.objects.filter(user=instance).only("pk", "prefix", "name"))
+    if not tokens:
+        return
+    ReadApiToken.objects.filter(pk__in=[token.pk for token in tokens]).delete()
+    audit_record(
+        user=None,
+        action="api_token.revoke",
+        target=instance,
+        request=_request(),
+        details={
+            "for_user": instance.get_username(),
+            "reason": "user switched off",
+            "tokens": [f"{token.prefix}… ({token.name})" for token in tokens],
+        },
+    )

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from tests.conftest import grant_every_issuer
 from tests.fixtures.backoffice import load_backoffice_orders
 from tests.fixtures.spec_examples import ISSUER_ID
 from tests.reconcile.conftest import d1, sandbox  # noqa: F401 (the D1 sandbox, for reconcile now)
@@ -63,6 +64,7 @@ def admin_client_as(db):
 
     def make(*codenames: str, username: str = "clerk") -> Client:
         user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+        grant_every_issuer(user)
         for codename in codenames:
             app_label, code = codename.split(".")
             user.user_permissions.add(

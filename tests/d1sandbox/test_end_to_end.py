@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from d1sandbox.keys import key_pair_ensure
+from tests.conftest import grant_every_issuer
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import (  # noqa: F401 (fixtures)
     portal_environment,
@@ -49,6 +50,7 @@ def test_every_variation_ends_in_what_d1_last_said(tmp_path, redis_broker, proce
     Issuer.objects.create(issuer_id=ISSUER_ID, name="Timeline Bank")
     staff = get_user_model().objects.create_user("timeline-verifier", is_staff=True)
     staff.groups.add(roles_ensure()[OPERATORS])
+    grant_every_issuer(staff)
     token = read_api_token(staff)
 
     keys = key_pair_ensure(directory=tmp_path / "sandbox" / "keys")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import time_machine
+from django.test import Client
 
+from tests.conftest import make_staff
 from tests.fixtures.insight import DAY, HOUR, NOW, send_order
-from tracking.models import StageSpan, StageStat
+from tracking.admin.insight import granted_heatmap
+from tracking.models import Issuer, StageSpan, StageStat
 from tracking.services import stage_times
 from tracking.services.insight import insight_refresh
+from tracking.services.roles import VIEWERS
 
 pytestmark = pytest.mark.django_db
 
@@ -186,3 +191,26 @@ def test_incremental_spans_are_those_of_a_full_rebuild(history, issuer):
     assert [row[1] for row in incremental if row[0] == moved.pk] == ["CARD_PROD_ONGOING"]
     insight_refresh(full=True, now=NOW + HOUR)
     assert spans_now() == incremental
+
+
+def test_a_user_granted_some_issuers_sees_the_heatmap_of_their_spans_only(history, issuer):
+    other = Issuer.objects.create(issuer_id="BANKBBB001", name="Other Bank")
+    ours = make_staff("ours", VIEWERS, issuers=[issuer])
+    theirs = make_staff("theirs", VIEWERS, issuers=[other])
+    for window in (7, 30):
+        stored = stage_times.heatmap(window_days=window)
+        live = granted_heatmap(ours, window_days=window, now=NOW)
+        # All the spans are our issuer's: the live figures are the stored ones.
+        assert live.rows == stored.rows
+        assert live.carriers == stored.carriers
+        nothing = granted_heatmap(theirs, window_days=window, now=NOW)
+        assert nothing.rows == [] and nothing.carriers == []
+    pages = {}
+    for user in (ours, theirs):
+        with time_machine.travel(NOW, tick=False):
+            client = Client()
+            client.force_login(user)
+            pages[user] = client.get("/admin/tracking/productionfile/heatmap/", {"window": 30})
+    assert "SITE-A" in pages[ours].content.decode()
+    assert pages[theirs].status_code == 200
+    assert "SITE-A" not in pages[theirs].content.decode()

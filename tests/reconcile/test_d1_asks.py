@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from tests.conftest import grant_every_issuer
 from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import (
     AuditEntry,
@@ -26,6 +27,7 @@ LOOK_UP = "/admin/tracking/cardorder/look-up/"
 
 def operator(username: str) -> Client:
     user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    grant_every_issuer(user)
     user.user_permissions.add(
         *Permission.objects.filter(codename__in=["view_cardorder", "reconcile_cardorder"])
     )

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 
 from d1sandbox.keys import key_pair_ensure
+from tests.conftest import grant_every_issuer
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import (  # noqa: F401 (fixtures)
     _free_port,
@@ -47,6 +48,7 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
     # verify reads tracking numbers, which only operators see unmasked.
     staff = get_user_model().objects.create_user("verifier", is_staff=True)
     staff.groups.add(roles_ensure()[OPERATORS])
+    grant_every_issuer(staff)
     token = read_api_token(staff)
 
     sandbox_dir = tmp_path / "sandbox"

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from d1sandbox.keys import key_pair_ensure
 from d1sandbox.state import ORDER_OPERATIONS, StateStore
 from d1sandbox.verify import VerifyReport
+from tests.conftest import grant_every_issuer
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import (  # noqa: F401 (fixtures)
     Processes,
@@ -67,6 +68,7 @@ def _registered_run(
     # Operators may register orders, and read tracking numbers unmasked (verify compares them).
     staff = get_user_model().objects.create_user("registrar", is_staff=True)
     staff.groups.add(roles_ensure()[OPERATORS])
+    grant_every_issuer(staff)
     token = read_api_token(staff)
 
     keys = key_pair_ensure(directory=tmp_path / "sandbox" / "keys")

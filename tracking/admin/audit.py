@@ -9,8 +9,10 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
-from tracking.models import AuditEntry, D1Client, Issuer
+from tracking.admin.security import GrantedHistoryMixin
+from tracking.models import AuditEntry, D1Client
 from tracking.services.d1_clients import d1_client_create, d1_client_deactivate
+from tracking.services.issuer_grants import audit_visible_to, issuers_visible_to
 
 
 @admin.register(AuditEntry)
@@ -32,6 +34,10 @@ class AuditEntryAdmin(EvidenceAdmin):
     ]
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        # Nothing about an issuer outside the reader's grant (tracking.services.issuer_grants).
+        return audit_visible_to(request.user, super().get_queryset(request))
+
 
 class D1ClientAddForm(forms.ModelForm):
     name = forms.CharField(
@@ -44,8 +50,10 @@ class D1ClientAddForm(forms.ModelForm):
 
 
 @admin.register(D1Client)
-class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
+class D1ClientAdmin(GrantedHistoryMixin, SimpleHistoryAdmin, PortalModelAdmin):
     """D1 clients: created with a secret shown once, switched off, or removed."""
+
+    issuer_path = "issuer"
 
     list_display = ["client_id", "issuer", "is_active", "created_at"]
     list_filter = ["is_active", "issuer"]
@@ -66,7 +74,7 @@ class D1ClientAdmin(SimpleHistoryAdmin, PortalModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "issuer":
-            kwargs["queryset"] = Issuer.objects.filter(is_active=True)
+            kwargs["queryset"] = issuers_visible_to(request.user).filter(is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description=_("client id"), ordering="application__client_id")

@@ -27,6 +27,7 @@ from tracking.models import (
 
 @admin.register(OperationEvent)
 class OperationEventAdmin(EvidenceAdmin):
+    issuer_path = "issuer"
     # What the event did (out of order, unknown code, invalid) right after the card.
     list_display = [
         "card_link",
@@ -189,6 +190,8 @@ class OperationEventAdmin(EvidenceAdmin):
 class RefusalTallyAdmin(EvidenceAdmin):
     """Calls refused at the gate (401, 403, 405, 429), counted per source, minute and reason."""
 
+    issuer_id_in_path = "issuer_id_in_path"
+
     list_display = [
         "minute",
         "source",
@@ -240,6 +243,9 @@ class RefusalTallyAdmin(EvidenceAdmin):
 @admin.register(NotificationDelivery)
 class NotificationDeliveryAdmin(EvidenceAdmin):
     """Each POST D1 made (a "D1 message"), or each answer the portal fetched from D1."""
+
+    issuer_path = "issuer"
+    issuer_id_in_path = "issuer_id_in_path"
 
     # The answer and D1's error code first: they are why someone opens this list.
     list_display = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -28,6 +30,7 @@ from tracking.services.dashboard import (
     DashboardFigures,
     dashboard_figures,
 )
+from tracking.services.issuer_grants import ALL, issuers_granted
 
 PRIMARY = "#2563eb"
 DANGER = "#dc2626"
@@ -223,13 +226,15 @@ def _alert_url(alert: Alert) -> str:
     return orders_url(queue="open")
 
 
-def last_notifications(*, now: dt.datetime) -> list[dict]:
-    """Per active issuer: when D1 last posted (any answer), how long ago, and the list link.
+def last_notifications(*, now: dt.datetime, issuers: QuerySet | None = None) -> list[dict]:
+    """Per active issuer (of `issuers`, all by default): when D1 last posted (any answer), how
+    long ago, and the list link.
 
     One indexed probe per issuer (issuers are few): the newest webhook delivery.
     """
     rows = []
-    for issuer in Issuer.objects.filter(is_active=True).only("pk", "issuer_id", "name"):
+    shown = Issuer.objects.all() if issuers is None else issuers
+    for issuer in shown.filter(is_active=True).only("pk", "issuer_id", "name"):
         last = (
             NotificationDelivery.objects.filter(issuer=issuer, source="webhook")
             .order_by("-received_at")
@@ -250,30 +255,39 @@ def last_notifications(*, now: dt.datetime) -> list[dict]:
 DASHBOARD_CACHE_KEY = "admin:dashboard-reads"
 
 
-def dashboard_reads() -> tuple:
-    """The figures, the alerts and each issuer's last notification, as of one moment.
+def dashboard_reads(user=None) -> tuple:
+    """The figures, the alerts and each issuer's last notification, as of one moment, counting
+    only the issuers `user` is granted (every issuer without a user).
 
     Kept DASHBOARD_CACHE_SECONDS in the shared cache, so that staff with the page open (it
-    refreshes itself) share one set of about thirty queries; the page says as of when. A cache
-    that is away only costs reading the database again.
+    refreshes itself) share one set of about thirty queries; staff with the same grant share
+    one entry. The page says as of when. A cache that is away only costs reading the database
+    again.
     """
+    granted = ALL if user is None else issuers_granted(user)
+    if granted is not ALL and not Issuer.objects.exclude(issuer_id__in=granted).exists():
+        granted = ALL  # granted every issuer there is: the whole picture, alerts included
+    issuers = None if granted is ALL else Issuer.objects.filter(issuer_id__in=sorted(granted))
+    key = DASHBOARD_CACHE_KEY
+    if granted is not ALL:
+        key += ":" + hashlib.sha256(" ".join(sorted(granted)).encode()).hexdigest()
     ttl = settings.DASHBOARD_CACHE_SECONDS
     if ttl > 0:
         try:
-            cached = cache.get(DASHBOARD_CACHE_KEY)
+            cached = cache.get(key)
         except Exception:
             ttl, cached = 0, None
         if cached is not None:
             return cached
-    figures = dashboard_figures(now=timezone.now())
-    reads = (
-        figures,
-        alerts_current(now=figures.now),
-        last_notifications(now=figures.now),
-    )
+    figures = dashboard_figures(now=timezone.now(), issuers=issuers)
+    alerts = alerts_current(now=figures.now)
+    if granted is not ALL:
+        # Alerts about an issuer outside the grant, or counting every issuer, are not shown.
+        alerts = [alert for alert in alerts if alert.subject in granted]
+    reads = (figures, alerts, last_notifications(now=figures.now, issuers=issuers))
     if ttl > 0:
         with contextlib.suppress(Exception):
-            cache.set(DASHBOARD_CACHE_KEY, reads, ttl)
+            cache.set(key, reads, ttl)
     return reads
 
 
@@ -281,7 +295,7 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
     """unfold's DASHBOARD_CALLBACK: add the figures for staff who may view orders."""
     if not request.user.has_perm("tracking.view_cardorder"):
         return context
-    figures, alerts, last = dashboard_reads()
+    figures, alerts, last = dashboard_reads(request.user)
     stage_rows = [
         {
             "stage": stage,

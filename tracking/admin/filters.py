@@ -95,17 +95,15 @@ class IssuerFilter(ChoiceFilter):
     parameter_name = "issuer"
 
     def lookups(self, request, model_admin):
-        from tracking.models import Issuer
+        from tracking.services.issuer_grants import issuers_visible_to
 
-        return [(str(pk), str(issuer)) for pk, issuer in _issuer_choices(Issuer)]
+        # The issuers the user is granted only: a choice would give another's existence away.
+        issuers = issuers_visible_to(request.user).only("issuer_id", "name")
+        return [(str(issuer.pk), str(issuer)) for issuer in issuers]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         value = self.value()
         return queryset.filter(issuer_id=int(value)) if value and value.isdigit() else queryset
-
-
-def _issuer_choices(issuer_model) -> list[tuple[int, str]]:
-    return [(issuer.pk, str(issuer)) for issuer in issuer_model.objects.only("issuer_id", "name")]
 
 
 class ProductionStatusFilter(ChoiceFilter):

@@ -25,9 +25,15 @@ from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import PortalModelAdmin
 from tracking.labels import humanize_duration
-from tracking.models import CardOrder, Issuer, ProductionFile
+from tracking.models import CardOrder, ProductionFile, StageSpan
 from tracking.services import predictions, production_files, stage_times
 from tracking.services.insight import last_refresh
+from tracking.services.issuer_grants import (
+    issuers_granted,
+    issuers_visible_to,
+    sees_every_issuer,
+    visible_to,
+)
 from tracking.services.order_queues import stage_threshold
 
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
@@ -105,6 +111,8 @@ class FinishedFilter(admin_filters.ChoiceFilter):
 @admin.register(ProductionFile)
 class ProductionFileAdmin(PortalModelAdmin):
     """The files list: one row per (issuer, inputFileName) with its figures."""
+
+    issuer_path = "issuer"
 
     list_display = [
         "file_link",
@@ -211,7 +219,7 @@ class ProductionFileAdmin(PortalModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        file = get_object_or_404(ProductionFile, pk=object_id)
+        file = self.granted_object_or_404(request, object_id)
         return self.file_view(request, issuer_id=file.issuer_id, name=file.name)
 
     def _context(self, request: HttpRequest, **values) -> dict:
@@ -231,7 +239,8 @@ class ProductionFileAdmin(PortalModelAdmin):
             if not raw_issuer.isdigit() or not name:
                 raise Http404("Which file? Give issuer and name.")
             issuer_id = int(raw_issuer)
-        issuer = get_object_or_404(Issuer, pk=issuer_id)
+        # A file of an issuer outside the grant is a file that does not exist.
+        issuer = get_object_or_404(issuers_visible_to(request.user), pk=issuer_id)
         now = timezone.now()
         figures = production_files.file_figures(issuer_id=issuer_id, name=name)
         if not figures.orders:
@@ -267,7 +276,10 @@ class ProductionFileAdmin(PortalModelAdmin):
         if not can_view_orders(request):
             raise PermissionDenied
         window = _window(request)
-        found = stage_times.heatmap(window_days=window)
+        if sees_every_issuer(request.user):
+            found = stage_times.heatmap(window_days=window)
+        else:
+            found = granted_heatmap(request.user, window_days=window, now=timezone.now())
         rows = []
         for site, cells in found.rows:
             rows.append(
@@ -310,11 +322,15 @@ class ProductionFileAdmin(PortalModelAdmin):
         if site == stage_times.ALL_SITES:
             site = None
         now = timezone.now()
-        spans = list(
-            stage_times.cell_spans(
+        granted = issuers_granted(request.user)
+        spans = [
+            span
+            for span in stage_times.cell_spans(
                 window_days=window, now=now, stage=stage, site=site, carrier=carrier
             )
-        )
+            # Orders of an issuer outside the grant are not listed.
+            if span.issuer.issuer_id in granted
+        ]
         label = carrier if carrier is not None else (site if site is not None else "All sites")
         context = self._context(
             request,
@@ -330,6 +346,48 @@ class ProductionFileAdmin(PortalModelAdmin):
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/tracking/insight/cell.html", context)
+
+
+def granted_heatmap(user, *, window_days: int, now: dt.datetime) -> stage_times.HeatMap:
+    """The heat-map of the issuers `user` is granted, computed from their spans.
+
+    The stored figures (`StageStat`) count every issuer together, so a user who does not see
+    every issuer gets figures of the granted issuers' spans, read live (three grouped queries).
+    """
+    spans = visible_to(
+        user,
+        StageSpan.objects.filter(
+            left_at__gte=now - dt.timedelta(days=window_days), left_at__lte=now
+        ),
+    )
+    production = spans.filter(stage__in=stage_times.PRODUCTION_STAGES)
+    by_site: dict[str, dict[str, stage_times.Cell]] = {}
+
+    def cells(queryset, keys: tuple[str, ...], threshold_of):
+        for found in stage_times.grouped_quantiles(queryset, keys=keys, value="duration_s"):
+            named = dict(zip(keys, found.key, strict=True))
+            stage = named["stage"]
+            group = named.get("production_site", named.get("carrier", stage_times.ALL_SITES))
+            threshold = threshold_of(stage).total_seconds()
+            yield stage_times.Cell(group, stage, found.count, found.p50, found.p90, threshold)
+
+    for keys in (("stage", "production_site"), ("stage",)):
+        for cell in cells(production, keys, stage_threshold):
+            by_site.setdefault(cell.group, {})[cell.stage] = cell
+    carriers = sorted(
+        cells(
+            spans.filter(stage=stage_times.SHIPPED),
+            ("stage", "carrier"),
+            lambda stage: stage_times.shipment_threshold(),
+        ),
+        key=lambda cell: cell.group,
+    )
+    sites = sorted(by_site, key=lambda site: (site != stage_times.ALL_SITES, site))
+    rows = [
+        (site, [by_site[site].get(stage) for stage in stage_times.PRODUCTION_STAGES])
+        for site in sites
+    ]
+    return stage_times.HeatMap(window_days, stage_times.PRODUCTION_STAGES, rows, carriers, now)
 
 
 def _windows() -> list[int]:
@@ -391,8 +449,9 @@ def predicted_ship_html(order: CardOrder) -> str:
     )
 
 
-def matching_files(term: str) -> list[dict]:
-    """Files whose name contains the search term, each with its page: the search offers them."""
+def matching_files(term: str, *, user) -> list[dict]:
+    """Files of the issuers `user` is granted whose name contains the search term, each with
+    its page: the search offers them."""
     if not term.strip():
         return []
     return [
@@ -402,5 +461,7 @@ def matching_files(term: str) -> list[dict]:
             "orders": file.orders,
             "url": file_page_url(issuer_id=file.issuer_id, name=file.name),
         }
-        for file in production_files.files_matching(term=term)
+        for file in visible_to(user, ProductionFile.objects.filter(name__icontains=term.strip()))
+        .select_related("issuer")
+        .order_by("-first_event_at", "-pk")[:5]
     ]

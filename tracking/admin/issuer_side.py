@@ -35,12 +35,13 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin
-from tracking.models import CardOrder, D1AskJob, Issuer, OrderChange, RegistrationConflict
+from tracking.models import CardOrder, D1AskJob, OrderChange, RegistrationConflict
 from tracking.rules import CANCELLED_STATUSES
 from tracking.services import order_queues
 from tracking.services.audit import Actor
 from tracking.services.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.services.d1_asks import D1AskRefused
+from tracking.services.issuer_grants import issuer_choices
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
     FIELDS,
@@ -183,18 +184,17 @@ class LookUpForm(forms.Form):
         widget=UnfoldAdminTextInputWidget(attrs={"autofocus": True, "autocomplete": "off"}),
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["issuer"].choices = [
-            (i.issuer_id, str(i)) for i in Issuer.objects.filter(is_active=True)
-        ]
+        # Only the issuers the user is granted: another's is refused as an unknown choice.
+        self.fields["issuer"].choices = issuer_choices(user)
 
 
 def look_up_view(request: HttpRequest, model_admin):
     """Ask D1 about any card; a known answer opens its order (created when new)."""
     if not request.user.has_perm(LOOK_UP_PERMISSION):
         raise PermissionDenied
-    form = LookUpForm(request.POST or None)
+    form = LookUpForm(request.POST or None, user=request.user)
     result = None
     error = ""
     status = 200
@@ -285,7 +285,7 @@ class UploadForm(forms.Form):
         widget=UnfoldAdminSelectWidget,
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["file"].help_text = format_lazy(
             "{} {}",
@@ -293,9 +293,7 @@ class UploadForm(forms.Form):
             _("At most %(size)s (the proxy's limit for the staff host).")
             % {"size": _upload_limit_text()},
         )
-        self.fields["issuer"].choices = [("", "—")] + [
-            (i.issuer_id, str(i)) for i in Issuer.objects.filter(is_active=True)
-        ]
+        self.fields["issuer"].choices = [("", "—"), *issuer_choices(user)]
 
 
 @dataclass
@@ -461,7 +459,7 @@ def register_view(request: HttpRequest, model_admin):
         raise PermissionDenied
     if request.method == "POST" and request.POST.get("confirm"):
         return _register_confirm(request)
-    form = UploadForm(request.POST or None, request.FILES or None)
+    form = UploadForm(request.POST or None, request.FILES or None, user=request.user)
     parsed = None
     token = ""
     if request.method == "POST" and form.is_valid():

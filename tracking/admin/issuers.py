@@ -8,17 +8,22 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin import display as admin_display
 from tracking.admin.base import PortalModelAdmin
+from tracking.admin.security import GrantedHistoryMixin
 from tracking.d1_api import D1Config, D1Error
 from tracking.models import (
     Issuer,
 )
+from tracking.services.audit import Actor
+from tracking.services.issuer_grants import issuers_grant
 
 # ---------------------------------------------------------------------------- issuers
 
 
 @admin.register(Issuer)
-class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
+class IssuerAdmin(GrantedHistoryMixin, SimpleHistoryAdmin, PortalModelAdmin):
     """Issuers are configuration: every edit keeps its history (and is audited)."""
+
+    issuer_path = ""
 
     list_display = ["issuer_id", "name", "active_badge", "d1_key_id", "created_at"]
     search_fields = ["issuer_id", "name"]
@@ -33,6 +38,14 @@ class IssuerAdmin(SimpleHistoryAdmin, PortalModelAdmin):
         "created_at",
     ]
     readonly_fields = ["d1_key_location", "created_at"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if not change and not request.user.is_superuser:
+            # Whoever registers an issuer may see it (audited as any grant).
+            issuers_grant(
+                user=request.user, issuer_ids=[obj.issuer_id], actor=Actor.of_request(request)
+            )
 
     @admin.display(description=_("D1 key location"))
     def d1_key_location(self, issuer: Issuer) -> str:

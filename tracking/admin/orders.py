@@ -13,9 +13,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -51,6 +50,7 @@ from tracking.services.audit import Actor
 from tracking.services.d1_asks import D1AskRefused
 from tracking.services.explanation import order_explanation
 from tracking.services.export import orders_csv_audited, orders_csv_lines
+from tracking.services.issuer_grants import issuers_visible_to
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
 from tracking.services.registration import awaiting_first_event
 
@@ -63,6 +63,8 @@ TIMELINE_LIMIT = 500
 @admin.register(CardOrder)
 class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAdmin):
     """Orders are derived state: viewed, never edited; operators act through services."""
+
+    issuer_path = "issuer"
 
     # Why the row is listed (flags, D1's error) right after the card; optional columns last.
     # To fit 1366 px, the superseded and pull & change badges sit under the production status.
@@ -151,7 +153,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
                 "file names."
             ),
             "search_contains_url": f"{request.path}?{contains.urlencode()}" if term else "",
-            "matching_files": admin_insight_columns.matching_files(term),
+            "matching_files": admin_insight_columns.matching_files(term, user=request.user),
             "title": title,
             "subtitle": None,
             "queue": queue,
@@ -210,7 +212,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def get_list_display(self, request):
         names = list(super().get_list_display(request))
-        if len(Issuer.objects.filter(is_active=True).values_list("pk", flat=True)[:2]) < 2:
+        granted = issuers_visible_to(request.user, Issuer.objects.filter(is_active=True))
+        if len(granted.values_list("pk", flat=True)[:2]) < 2:
             # One issuer: its column would repeat the same code on every row.
             names.remove("issuer_code")
         if not can_see_personal(request.user):
@@ -305,7 +308,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method != "GET":
             raise PermissionDenied
-        order = get_object_or_404(self.get_queryset(request), pk=object_id)
+        order = self.granted_object_or_404(request, object_id)
         if not self.has_view_permission(request, order):
             raise PermissionDenied
         now = timezone.now()
@@ -361,7 +364,9 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             "reconcile_next": _reconcile_next(order, now=now),
             "acknowledgements": acknowledgements,
             "current_acknowledgement": current_ack,
-            "next_exception_url": _next_exception_url(order) if current_ack else "",
+            "next_exception_url": _next_exception_url(order, self.get_queryset(request))
+            if current_ack
+            else "",
             "exception": exception,
             "shipped_on": _shipped_on(order),
             "delivered_on": _delivered_on(order),
@@ -384,7 +389,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
         The order page polls this while an attempt is pending and reloads when it changes.
         """
-        order = get_object_or_404(self.get_queryset(request), pk=object_id)
+        order = self.granted_object_or_404(request, object_id)
         if not self.has_view_permission(request, order):
             raise PermissionDenied
         attempts = _reconcile_attempts(order)[:1]
@@ -395,9 +400,10 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             }
         )
 
-    def _order_or_404(self, object_id) -> CardOrder:
-        return get_object_or_404(
-            CardOrder.objects.only("pk", "card_id", "operation_id"), pk=object_id
+    def _order_or_404(self, request, object_id) -> CardOrder:
+        # An order of an issuer outside the grant answers 404, as a missing one does.
+        return self.granted_object_or_404(
+            request, object_id, CardOrder.objects.only("pk", "card_id", "operation_id")
         )
 
     def _back_to(self, object_id) -> HttpResponseRedirect:
@@ -408,7 +414,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def _reconcile(self, request, object_id):
         require_permission(request, "tracking.reconcile_cardorder")
-        order = self._order_or_404(object_id)
+        order = self._order_or_404(request, object_id)
         asked_at = timezone.now()
         try:
             orders_reconcile_now(order_ids=[order.pk], actor=Actor.of_request(request))
@@ -444,7 +450,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def _replay(self, request, object_id):
         require_permission(request, "tracking.replay_cardorder")
-        order = self._order_or_404(object_id)
+        order = self._order_or_404(request, object_id)
         result = order_actions.order_replay(order_id=order.pk, actor=Actor.of_request(request))
         if result.changed:
             changed = ", ".join(sorted(result.changed))
@@ -461,7 +467,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
 
     def _acknowledge(self, request, object_id):
         require_permission(request, "tracking.acknowledge_cardorder")
-        order = self._order_or_404(object_id)
+        order = self._order_or_404(request, object_id)
         try:
             order_actions.order_acknowledge(
                 order_id=order.pk,
@@ -522,10 +528,10 @@ def _current_acknowledgement(order: CardOrder, acknowledgements: list):
     return latest
 
 
-def _next_exception_url(order: CardOrder) -> str:
-    """The next open exception after this one, in the Exceptions list's order."""
+def _next_exception_url(order: CardOrder, orders: QuerySet[CardOrder]) -> str:
+    """The next open exception after this one among `orders`, in the Exceptions list's order."""
     following = (
-        CardOrder.objects.filter(order_queues.open_exception_q())
+        orders.filter(order_queues.open_exception_q())
         .exclude(pk=order.pk)
         .filter(
             Q(updated_at__lt=order.updated_at) | Q(updated_at=order.updated_at, pk__lt=order.pk)
@@ -536,7 +542,7 @@ def _next_exception_url(order: CardOrder) -> str:
     )
     if following is None:
         following = (
-            CardOrder.objects.filter(order_queues.open_exception_q())
+            orders.filter(order_queues.open_exception_q())
             .exclude(pk=order.pk)
             .order_by("-updated_at", "-id")
             .values_list("pk", flat=True)

@@ -39,6 +39,8 @@ ATTEMPT_FIELDS = [
 class ReconcileAttemptAdmin(EvidenceAdmin):
     """Every on-demand call, newest first; evidence, so read-only for everyone."""
 
+    issuer_path = "order__issuer"
+
     # The order and what D1 answered first; the call's figures after.
     list_display = [
         "order_column",

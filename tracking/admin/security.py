@@ -10,7 +10,10 @@
 - `require_permission`: the same check for custom admin views (reconcile now, ...).
 - `ListLookupsMixin`: a list takes from its URL only the filters it offers, and nobody without
   the personal-data permission filters or searches on a personal field (each answer would
-  confirm or rule out a guess of a masked value).
+  confirm or rule out a guess of a masked value). `lookup_rule_everywhere` puts the same rule
+  on the pages of other apps (OAuth applications, login attempts) the admin site shows.
+- `IssuerGrantMixin`: a list and its pages hold only the rows of the issuers the user is
+  granted (`tracking.services.issuer_grants`); any other row answers as a missing one.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db.models.constants import LOOKUP_SEP
+from django.http import Http404
 
 from tracking.data_care import can_see_personal, personal_fields
+from tracking.services import issuer_grants
 
 
 class EvidenceAdminMixin:
@@ -106,6 +113,117 @@ class ListLookupsMixin:
             return fields
         personal = personal_fields(self.model)
         return [f for f in fields if _search_field_name(f) not in personal]
+
+
+# Other apps' pages whose rows belong to an issuer: D1's OAuth applications and their tokens.
+THIRD_PARTY_ISSUER_PATHS = {
+    "oauth2_provider.application": "d1_client__issuer",
+    "oauth2_provider.accesstoken": "application__d1_client__issuer",
+}
+
+
+def lookup_rule_everywhere(site) -> None:
+    """Give every ModelAdmin registered on `site` that lacks them the list lookup rule and,
+    where its rows belong to an issuer, the grant rule.
+
+    Third-party pages (django-oauth-toolkit's applications, axes' login attempts) would take
+    `?client_secret__startswith=` as a lookup; with the rule it answers 400 as on our own pages.
+    """
+    for model, model_admin in site._registry.items():
+        if isinstance(model_admin, ListLookupsMixin):
+            continue
+        cls = type(model_admin)
+        mixins: tuple[type, ...] = (ListLookupsMixin,)
+        attributes = {}
+        if path := THIRD_PARTY_ISSUER_PATHS.get(model._meta.label_lower):
+            mixins = (IssuerGrantMixin, ListLookupsMixin)
+            attributes = {"issuer_path": path, "issuer_optional": True}
+        model_admin.__class__ = type(cls.__name__, (*mixins, cls), attributes)
+
+
+class IssuerGrantMixin:
+    """Rows of the issuers the user is granted only; every other row is as if it did not exist.
+
+    `issuer_path` leads from the model to its Issuer ("issuer", "order__issuer", "" for the
+    Issuer itself; None: the model is not an issuer's). Where the issuer may be unknown,
+    `issuer_id_in_path` names the field holding the issuer id D1 called with: such rows stay
+    visible unless that id is a registered issuer outside the grant.
+    """
+
+    issuer_path: str | None = None
+    issuer_id_in_path: str | None = None
+    # Rows that belong to no issuer at all stay visible (not D1's OAuth applications).
+    issuer_optional = False
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return self.granted(request, queryset)
+
+    def get_list_filter(self, request):
+        # A filter on a relation would offer every related row (another issuer's application
+        # among them): offer only those the granted rows refer to.
+        filters = []
+        for entry in super().get_list_filter(request):
+            if isinstance(entry, str) and self.issuer_path is not None:
+                try:
+                    field = self.model._meta.get_field(entry)
+                except FieldDoesNotExist:
+                    field = None
+                if field is not None and field.is_relation:
+                    entry = (entry, RelatedOnlyFieldListFilter)
+            filters.append(entry)
+        return filters
+
+    def granted_object_or_404(self, request, object_id, queryset=None):
+        """The row `object_id` of the list's queryset (or of `queryset`, narrowed to the grant);
+        Http404 when it is outside the grant, missing, or not a primary key at all."""
+        rows = self.get_queryset(request) if queryset is None else self.granted(request, queryset)
+        try:
+            found = rows.filter(pk=unquote(str(object_id))).first()
+        except (ValueError, ValidationError):
+            found = None
+        if found is None:
+            raise Http404
+        return found
+
+    def granted(self, request, queryset):
+        """`queryset` narrowed to the rows of the issuers `request.user` is granted."""
+        if self.issuer_path is None and not self.issuer_id_in_path:
+            return queryset
+        if self.issuer_id_in_path:
+            return issuer_grants.visible_with_unknown_issuer(
+                request.user,
+                queryset,
+                path=self.issuer_path,
+                id_in_path=self.issuer_id_in_path,
+            )
+        return issuer_grants.visible_to(
+            request.user, queryset, path=self.issuer_path, or_no_issuer=self.issuer_optional
+        )
+
+
+class GrantedHistoryMixin:
+    """The edit history (django-simple-history) of a row outside the grant is not shown.
+
+    Its history view falls back to the historical records when the row is not in the list's
+    queryset; here it answers 404 first. Goes before SimpleHistoryAdmin in the bases.
+    """
+
+    def _granted_or_404(self, request, object_id) -> None:
+        try:
+            granted = self.get_queryset(request).filter(pk=unquote(object_id)).exists()
+        except (ValueError, ValidationError):  # not a primary key at all
+            granted = False
+        if not granted:
+            raise Http404
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._granted_or_404(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        self._granted_or_404(request, object_id)
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 class OperatorPermissionsMixin:

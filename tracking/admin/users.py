@@ -4,7 +4,8 @@ Only a superuser may:
 - grant superuser status or the administrators group, or change a superuser's account;
 - change another user's password or TOTP devices (either is enough to impersonate them);
 - change their own groups or permissions (nobody else may);
-- grant a permission they do not hold themselves, or change a group they belong to.
+- grant a permission they do not hold themselves, or change a group they belong to;
+- grant an issuer they are not granted themselves, or change their own issuers.
 
 A request that tries any of these anyway is refused (403) and audited as `access.refused`;
 every change that goes through is audited by `tracking.signals`.
@@ -30,9 +31,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from tracking.admin.base import PortalModelAdmin
-from tracking.models import ReadApiToken
+from tracking.models import Issuer, ReadApiToken
 from tracking.services.api_tokens import api_token_create, api_token_delete
 from tracking.services.audit import Actor, audit_record
+from tracking.services.issuer_grants import issuers_granted, issuers_set, issuers_visible_to
 from tracking.services.roles import ADMINISTRATORS
 
 User = get_user_model()
@@ -74,11 +76,65 @@ def _without_delete_action(actions: dict, request) -> dict:
 admin.site.unregister(User)
 
 
+class StaffUserChangeForm(UserChangeForm):
+    """The user's page, with the issuers the user may see and act on."""
+
+    issuers = forms.ModelMultipleChoiceField(
+        queryset=Issuer.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Issuers"),
+        help_text=_(
+            "The issuers whose orders, messages and calls to D1 this user sees and acts on. "
+            "Superusers see every issuer."
+        ),
+    )
+
+
+ISSUERS_FIELDSET = (_("Issuers"), {"fields": ["issuers"]})
+
+
 @admin.register(User)
 class StaffUserAdmin(UserAdmin, PortalModelAdmin):
-    form = UserChangeForm
+    form = StaffUserChangeForm
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
+
+    def _may_change_issuers(self, request, obj) -> bool:
+        # Nobody but a superuser changes their own issuers (no role may grow itself).
+        return obj is not None and (request.user.is_superuser or obj.pk != request.user.pk)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets.append(ISSUERS_FIELDSET)
+        return fieldsets
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None or "issuers" not in form.base_fields:
+            return form
+        # Only issuers the changing user is granted are offered; others the user holds stay.
+        field = form.base_fields["issuers"]
+        field.queryset = issuers_visible_to(request.user)
+        field.initial = list(obj.issuer_grants.values_list("issuer_id", flat=True))
+        field.disabled = not self._may_change_issuers(request, obj)
+        return form
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        obj = form.instance
+        if not change or "issuers" not in form.cleaned_data:
+            return
+        if not self._may_change_issuers(request, obj):
+            return
+        offered = set(issuers_visible_to(request.user).values_list("pk", flat=True))
+        kept = Issuer.objects.filter(grants__user=obj).exclude(pk__in=offered)
+        issuers_set(
+            user=obj,
+            issuers=[*form.cleaned_data["issuers"], *kept],
+            actor=Actor.of_request(request),
+        )
 
     def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
         return _without_delete_action(super().get_actions(request, action_location), request)
@@ -280,6 +336,16 @@ class ReadApiTokenAddForm(forms.ModelForm):
         min_value=1, max_value=3650, help_text=_("Days until the token expires.")
     )
 
+    issuers = forms.ModelMultipleChoiceField(
+        queryset=Issuer.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Issuers"),
+        help_text=_(
+            "Only these issuers (each granted to the user); none ticked: all of the user's."
+        ),
+    )
+
     class Meta:
         model = ReadApiToken
         fields = ["user", "name"]
@@ -289,6 +355,20 @@ class ReadApiTokenAddForm(forms.ModelForm):
         from django.conf import settings
 
         self.fields["days"].initial = settings.READ_API_TOKEN_LIFETIME_DAYS
+
+    def clean(self):
+        cleaned = super().clean()
+        owner, issuers = cleaned.get("user"), cleaned.get("issuers")
+        if owner is not None and issuers:
+            granted = issuers_granted(owner)
+            outside = sorted(i.issuer_id for i in issuers if i.issuer_id not in granted)
+            if outside:
+                self.add_error(
+                    "issuers",
+                    _("%(user)s is not granted issuer(s) %(issuers)s.")
+                    % {"user": owner.get_username(), "issuers": ", ".join(outside)},
+                )
+        return cleaned
 
 
 @admin.register(ReadApiToken)
@@ -307,10 +387,13 @@ class ReadApiTokenAdmin(PortalModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = ReadApiTokenAddForm
-        return super().get_form(request, obj, **kwargs)
+        form = super().get_form(request, obj, **kwargs)
+        if obj is None:
+            form.base_fields["issuers"].queryset = issuers_visible_to(request.user)
+        return form
 
     def get_fields(self, request, obj=None):
-        return ["user", "name", "days"] if obj is None else self.readonly_fields
+        return ["user", "name", "days", "issuers"] if obj is None else self.readonly_fields
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
@@ -338,6 +421,7 @@ class ReadApiTokenAdmin(PortalModelAdmin):
             name=form.cleaned_data["name"],
             lifetime=timedelta(days=form.cleaned_data["days"]),
             actor=Actor.of_request(request),
+            issuer_ids=[issuer.issuer_id for issuer in form.cleaned_data.get("issuers") or []],
         )
         obj.pk = issued.token.pk
         obj.created_at = issued.token.created_at

@@ -147,7 +147,9 @@ class OrderRegistrationMixin:
             )
         registration, errors = registration_check(
             data,
-            issuers=registrable_issuers(user=request.user, issuer_ids=[data.get("issuer_id")]),
+            issuers=registrable_issuers(
+                user=request.user, issuer_ids=[data.get("issuer_id")], token=request.auth
+            ),
         )
         if errors:
             return Response(_as_lists(errors), status=status.HTTP_400_BAD_REQUEST)
@@ -191,6 +193,7 @@ class OrderRegistrationMixin:
         issuers = registrable_issuers(
             user=request.user,
             issuer_ids=(r.get("issuer_id") for r in rows if isinstance(r, dict)),
+            token=request.auth,
         )
         registrations, indexes, refused = [], [], []
         for index, row in enumerate(rows):

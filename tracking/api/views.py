@@ -10,6 +10,7 @@ from tracking.api.filters import CardOrderFilter
 from tracking.api.registration import OrderRegistrationMixin
 from tracking.api.serializers import CardOrderDetailSerializer, CardOrderSerializer
 from tracking.models import CardOrder
+from tracking.services.issuer_grants import orders_visible_to
 
 
 class OrderCursorPagination(CursorPagination):
@@ -28,7 +29,9 @@ class OrderCursorPagination(CursorPagination):
             raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]}) from exc
         if cursor is not None and cursor.position is not None:
             position = cursor.position
-            if not (position.isascii() and position.lstrip("-").isdigit() and len(position) < 20):
+            # One optional sign and digits only: "--1" would pass a strip and fail int() (500).
+            digits = position.removeprefix("-")
+            if not (digits.isascii() and digits.isdigit() and len(position) < 20):
                 raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
         return cursor
 
@@ -42,6 +45,11 @@ class CardOrderViewSet(OrderRegistrationMixin, viewsets.ReadOnlyModelViewSet):
     queryset = CardOrder.objects.select_related("issuer", "prediction")
     filterset_class = CardOrderFilter
     pagination_class = OrderCursorPagination
+
+    def get_queryset(self):
+        # The orders of the issuers the user is granted, narrowed to its token's issuers:
+        # any other order answers 404, as a missing one does.
+        return orders_visible_to(self.request.user, super().get_queryset(), token=self.request.auth)
 
     def get_serializer_class(self):
         return CardOrderDetailSerializer if self.action == "retrieve" else CardOrderSerializer

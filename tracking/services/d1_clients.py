@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from oauth2_provider.generators import generate_client_secret
-from oauth2_provider.models import get_access_token_model, get_application_model
+from oauth2_provider.models import get_application_model
 
 from tracking.models import D1Client, Issuer
 
@@ -51,8 +51,8 @@ def d1_client_deactivate(*, client: D1Client) -> int:
     """
     with transaction.atomic():
         client.is_active = False
+        # The save's signal (tracking.signals) revokes the tokens, whatever switched the
+        # client off, and leaves the count on the instance.
+        client.tokens_revoked = 0
         client.save(update_fields=["is_active"])
-        revoked, _ = (
-            get_access_token_model().objects.filter(application_id=client.application_id).delete()
-        )
-    return revoked
+    return client.tokens_revoked

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
 from tracking.models import (
@@ -128,33 +128,41 @@ class DashboardFigures:
         )
 
 
-def dashboard_figures(*, now: dt.datetime) -> DashboardFigures:
-    """Read the dashboard's figures as of `now` (about ten queries; writes nothing)."""
+def dashboard_figures(*, now: dt.datetime, issuers: QuerySet | None = None) -> DashboardFigures:
+    """Read the dashboard's figures as of `now` (about ten queries; writes nothing).
+
+    `issuers` (a queryset of Issuer, read as a subquery) counts only their orders, messages and
+    calls: a user's grant (`tracking.services.issuer_grants`); None counts every issuer.
+    """
+    granted = Q() if issuers is None else Q(issuer__in=issuers.values("pk"))
     figures = DashboardFigures(now=now)
-    _stage_counts(figures, now=now)
-    _final_counts(figures, now=now)
-    figures.open_exceptions = CardOrder.objects.filter(order_queues.open_exception_q()).count()
-    figures.needs_reconcile = CardOrder.objects.filter(needs_reconcile=True).count()
-    figures.silent_orders = CardOrder.objects.filter(order_queues.silent_q(now=now)).count()
-    _hourly_notifications(figures, now=now)
-    _reconciliation(figures, now=now)
-    _queue_counts(figures, now=now)
-    _carrier_words_unknown(figures)
+    _stage_counts(figures, now=now, granted=granted)
+    _final_counts(figures, now=now, granted=granted)
+    orders = CardOrder.objects.filter(granted)
+    figures.open_exceptions = orders.filter(order_queues.open_exception_q()).count()
+    figures.needs_reconcile = orders.filter(needs_reconcile=True).count()
+    figures.silent_orders = orders.filter(order_queues.silent_q(now=now)).count()
+    _hourly_notifications(figures, now=now, granted=granted)
+    attempts_granted = Q() if issuers is None else Q(order__issuer__in=issuers.values("pk"))
+    _reconciliation(figures, now=now, granted=attempts_granted)
+    _queue_counts(figures, now=now, granted=granted)
+    _carrier_words_unknown(figures, granted=granted)
     return figures
 
 
-def _queue_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
+def _queue_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
     """Every queue's count, by the queue's own condition (one query)."""
     counts = count_each(
-        CardOrder, {key: queue.q(now=now) for key, queue in order_queues.QUEUES.items()}
+        CardOrder, {key: queue.q(now=now) & granted for key, queue in order_queues.QUEUES.items()}
     )
     figures.queues = {key: counts.get(key, 0) for key in order_queues.QUEUES}
 
 
-def _carrier_words_unknown(figures: DashboardFigures) -> None:
+def _carrier_words_unknown(figures: DashboardFigures, *, granted: Q) -> None:
     """The carrier words not understood (class `unknown`), with how many orders show each."""
     figures.carrier_words_unknown = dict(
-        CardOrder.objects.filter(order_queues.carrier_word_unknown_q())
+        CardOrder.objects.filter(granted)
+        .filter(order_queues.carrier_word_unknown_q())
         .order_by()
         .values_list("shipment_status")
         .annotate(n=Count("pk"))
@@ -163,17 +171,18 @@ def _carrier_words_unknown(figures: DashboardFigures) -> None:
     )
 
 
-def _stage_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
+def _stage_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
     thresholds = order_queues.stage_thresholds()
     open_statuses = [*thresholds, NO_STATUS]
     # Open means not terminal: an operation D1 ended (SUCCESSFUL or FAILED) at a step of the
     # path is not counted in that step (the Open queue's rule).
     in_stage = count_each(
-        CardOrder, {s: Q(production_status=s, is_terminal=False) for s in open_statuses}
+        CardOrder,
+        {s: Q(production_status=s, is_terminal=False) & granted for s in open_statuses},
     )
     # The Stuck queue's own rule, stage by stage.
     stuck = count_each(
-        CardOrder, {s: order_queues.stuck_in_stage_q(s, now=now) for s in thresholds}
+        CardOrder, {s: order_queues.stuck_in_stage_q(s, now=now) & granted for s in thresholds}
     )
     for status in open_statuses:
         if status == NO_STATUS and not in_stage.get(status):
@@ -188,7 +197,7 @@ def _stage_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
         )
 
 
-def _final_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
+def _final_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
     conditions = {}
     for group, statuses in FINAL_GROUPS.items():
         for window, since in (("24h", now - DAY), ("7d", now - WEEK)):
@@ -196,7 +205,7 @@ def _final_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
             reached = (
                 order_queues.failed_q() if group == "failed" else Q(production_status__in=statuses)
             )
-            conditions[f"{group}:{window}"] = reached & Q(stage_entered_at__gte=since)
+            conditions[f"{group}:{window}"] = reached & Q(stage_entered_at__gte=since) & granted
     counts = count_each(CardOrder, conditions)
     figures.final = {
         group: {window: counts.get(f"{group}:{window}", 0) for window in ("24h", "7d")}
@@ -204,11 +213,11 @@ def _final_counts(figures: DashboardFigures, *, now: dt.datetime) -> None:
     }
 
 
-def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime) -> None:
+def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
     first_hour = (now - DAY).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     deliveries = {
         row["hour"]: row
-        for row in NotificationDelivery.objects.filter(received_at__gte=first_hour)
+        for row in NotificationDelivery.objects.filter(granted, received_at__gte=first_hour)
         .annotate(hour=TruncHour("received_at"))
         .order_by()
         .values("hour")
@@ -224,7 +233,9 @@ def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime) -> Non
         )
     }
     stale = dict(
-        OperationEvent.objects.filter(outcome=Outcome.STALE, first_received_at__gte=first_hour)
+        OperationEvent.objects.filter(
+            granted, outcome=Outcome.STALE, first_received_at__gte=first_hour
+        )
         .annotate(hour=TruncHour("first_received_at"))
         .order_by()
         .values_list("hour")
@@ -249,8 +260,8 @@ def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime) -> Non
         )
 
 
-def _reconciliation(figures: DashboardFigures, *, now: dt.datetime) -> None:
-    counts = ReconcileAttempt.objects.filter(started_at__gte=now - WEEK).aggregate(
+def _reconciliation(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
+    counts = ReconcileAttempt.objects.filter(granted, started_at__gte=now - WEEK).aggregate(
         # Answers that corrected an order: the rows of the attempts list the figure opens.
         changed_24h=Count(
             "pk", filter=Q(outcome=ReconcileOutcome.CHANGED, started_at__gte=now - DAY)

@@ -32,6 +32,7 @@ from tracking.models import ISSUER_ID_PATTERN as ISSUER_ID_REGEX
 from tracking.models import CardOrder, Issuer, RegistrationConflict
 from tracking.outbound.outbox import registered_record
 from tracking.services.audit import Actor, audit_actor
+from tracking.services.issuer_grants import active_issuers_granted
 from tracking.validation import nested_too_deep
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -238,15 +239,17 @@ def active_issuers(issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
     return {i.issuer_id: i for i in Issuer.objects.filter(issuer_id__in=wanted, is_active=True)}
 
 
-def registrable_issuers(*, user: Any, issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
-    """The active issuers among `issuer_ids` that `user` may register orders for, by id.
+def registrable_issuers(
+    *, user: Any, issuer_ids: Iterable[Any], token: Any = None
+) -> dict[str, Issuer]:
+    """The active issuers among `issuer_ids` that `user` (through `token`, a read-API token,
+    if given) may register orders for, by id.
 
     Every registration path (the API, the upload's preview and its confirmation) takes its
-    issuers from here, so that a per-user issuer grant narrows them in this one place; an
-    issuer left out is refused as unknown, the same words as one that does not exist.
+    issuers from here: the user's issuer grant narrows them (`tracking.services.issuer_grants`);
+    an issuer left out is refused as unknown, the same words as one that does not exist.
     """
-    del user  # every staff user with the permission registers for every active issuer today
-    return active_issuers(issuer_ids)
+    return active_issuers_granted(user, issuer_ids, token=token)
 
 
 def registrations_digest(registrations: Sequence[Registration]) -> str:

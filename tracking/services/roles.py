@@ -10,6 +10,9 @@
 |                | configuration history (never superuser status, the administrators group, |
 |                | or another's password or devices: tracking/admin/users.py)                |
 
+A role says what a user may do; its grant (`tracking.services.issuer_grants`) says for which
+issuers: superusers have every issuer, everyone else only those granted to them.
+
 Nobody, superusers included, may add, change or delete events, deliveries or audit entries:
 no group holds those permissions and the admin and API refuse them regardless.
 `roles_ensure` makes the groups hold exactly these permissions; it runs after every `migrate`
@@ -34,6 +37,7 @@ _ADMIN_ONLY_MODELS = {
     "historicalissuer",
     "historicald1client",
     "readapitoken",
+    "issuergrant",
 }
 # Evidence: never added, changed or deleted by anyone.
 EVIDENCE_MODELS = {

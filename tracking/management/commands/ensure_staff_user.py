@@ -3,17 +3,34 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from tracking.services.roles import ADMINISTRATORS, OPERATORS, VIEWERS, roles_ensure
+
+ROLES = (VIEWERS, OPERATORS, ADMINISTRATORS)
+
 
 class Command(BaseCommand):
-    help = "Create a staff user, or reset its password if it exists (for demos and set-up)."
+    help = (
+        "Create a staff user, or reset its password if it exists (for demos and set-up). "
+        "--role puts it in exactly that role's group; grant its issuers with grant_issuers."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("username")
         parser.add_argument("--password", required=True)
         parser.add_argument("--email", default="")
         parser.add_argument("--superuser", action="store_true")
+        parser.add_argument("--role", choices=ROLES, help="viewers, operators or administrators.")
 
-    def handle(self, *args, username: str, password: str, email: str, superuser: bool, **opts):
+    def handle(
+        self,
+        *args,
+        username: str,
+        password: str,
+        email: str,
+        superuser: bool,
+        role: str | None,
+        **opts,
+    ):
         user, created = get_user_model().objects.get_or_create(
             username=username, defaults={"email": email}
         )
@@ -21,4 +38,12 @@ class Command(BaseCommand):
         user.is_superuser = user.is_superuser or superuser
         user.set_password(password)
         user.save()
-        self.stdout.write(f"{'Created' if created else 'Updated'} staff user {username}")
+        if role is not None:
+            groups = roles_ensure()
+            # One role: the others' groups go, so that a demotion takes effect.
+            user.groups.remove(*(groups[name] for name in ROLES if name != role))
+            user.groups.add(groups[role])
+        self.stdout.write(
+            f"{'Created' if created else 'Updated'} staff user {username}"
+            + (f" ({role})" if role else "")
+        )
