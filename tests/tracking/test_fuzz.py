@@ -275,6 +275,15 @@ def test_every_item_of_an_accepted_body_is_stored(issuer, post_notification, ope
 
 
 # Raw JSON values no column can hold as sent: each must cost only the item that carries it.
+def _storable(text: str) -> bool:
+    """Whether a database text column can hold `text` (no NUL, no unpaired surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 unstorable_values = st.one_of(
     st.sampled_from(
         [
@@ -292,9 +301,11 @@ unstorable_values = st.one_of(
             b"[" * 20_000 + b"]" * 20_000,
         ]
     ),
-    st.text(alphabet=st.sampled_from("ab\x00\ud800\udc00\ud83d"), min_size=1, max_size=8).map(
-        lambda text: json.dumps(text).encode()
-    ),
+    st.text(alphabet=st.sampled_from("ab\x00\ud800\udc00\ud83d"), min_size=1, max_size=8)
+    # Only texts no column can hold: "a", or a surrogate pair that JSON reads as one character,
+    # are ordinary values and would make a valid item.
+    .filter(lambda text: not _storable(json.loads(json.dumps(text))))
+    .map(lambda text: json.dumps(text).encode()),
 )
 
 
