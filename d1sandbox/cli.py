@@ -95,6 +95,50 @@ FEED_VARIATIONS = (
         0.05,
         "fraction of completed orders whose earlier PENDING item is sent again after the end",
     ),
+    (
+        "--carrier-exception-rate",
+        0.03,
+        "fraction of orders whose shipment ends in a carrier exception (Exception_004, ...)",
+    ),
+    (
+        "--returned-rate",
+        0.02,
+        "fraction of orders whose parcel goes back to its sender after a failed attempt",
+    ),
+    ("--expired-rate", 0.01, "fraction of orders whose carrier stops tracking (Expired)"),
+    (
+        "--novel-word-rate",
+        0.05,
+        "fraction of shipments with a carrier word no table knows (HeldAtCustoms, Sorting) mid-way",
+    ),
+    (
+        "--changed-copy-rate",
+        0.05,
+        "fraction of shipments whose last carrier update comes again with a new message and "
+        "the same times",
+    ),
+    (
+        "--japan-carrier-rate",
+        0.1,
+        "fraction of orders carried by japan-post, yamato or sagawa",
+    ),
+    ("--offset-time-rate", 0.1, "fraction of orders whose times are written with +09:00"),
+    (
+        "--zoneless-time-rate",
+        0.05,
+        "fraction of orders whose times carry no zone (UTC wall time: the issuer's zone by "
+        "default)",
+    ),
+    (
+        "--numeric-id-rate",
+        0.2,
+        "fraction of orders with a 16-digit Luhn-valid cardId and digit-run issuerRequestIds",
+    ),
+    (
+        "--pair",
+        0.05,
+        "fraction of items sent in the same POST as the next item of their operation",
+    ),
 )
 
 
@@ -202,6 +246,23 @@ def parser_build() -> argparse.ArgumentParser:
         metavar="N",
         help="delay added before answering each productionStatus call (default 0)",
     )
+    serve.add_argument(
+        "--bare-answer-issuer",
+        type=_issuer_id,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="answer this issuer's productionStatus with the bare operation object instead of "
+        '{"operations": [...]}; repeatable',
+    )
+    serve.add_argument(
+        "--list-answer-issuer",
+        type=_issuer_id,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="answer this issuer's productionStatus with a list of operations; repeatable",
+    )
     serve.add_argument("--tls-cert", type=Path, metavar="F", help="server certificate (PEM): HTTPS")
     serve.add_argument("--tls-key", type=Path, metavar="F", help="private key of --tls-cert (PEM)")
     serve.add_argument(
@@ -306,6 +367,15 @@ def parser_build() -> argparse.ArgumentParser:
         feed.add_argument(
             flag, type=_fraction, default=default, metavar="R", help=f"{text} (default {default})"
         )
+    feed.add_argument(
+        "--no-shipment-issuer",
+        type=_issuer_id,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="this issuer orders without shipment: its orders complete SUCCESSFUL at "
+        "CARD_PROD_DONE; repeatable",
+    )
     feed.add_argument(
         "--time-scale",
         type=_positive_float,
@@ -527,6 +597,10 @@ def _serve(args: argparse.Namespace) -> int:
             retry_after=args.retry_after,
             latency_ms=args.latency_ms,
         ),
+        answer_shapes={
+            **dict.fromkeys(args.list_answer_issuer, "list"),
+            **dict.fromkeys(args.bare_answer_issuer, "bare"),
+        },
     )
     tls_context = None
     if args.tls_cert:
@@ -575,6 +649,17 @@ def _feed(args: argparse.Namespace) -> int:
         reissue_rate=args.reissue_rate,
         silent_rate=args.silent_rate,
         late_copy=args.late_copy,
+        carrier_exception_rate=args.carrier_exception_rate,
+        returned_rate=args.returned_rate,
+        expired_rate=args.expired_rate,
+        novel_word_rate=args.novel_word_rate,
+        changed_copy_rate=args.changed_copy_rate,
+        japan_carrier_rate=args.japan_carrier_rate,
+        offset_time_rate=args.offset_time_rate,
+        zoneless_time_rate=args.zoneless_time_rate,
+        numeric_id_rate=args.numeric_id_rate,
+        pair=args.pair,
+        no_shipment_issuers=args.no_shipment_issuer,
         time_scale=args.time_scale,
         register=args.register,
         register_token=args.register_token,

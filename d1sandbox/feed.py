@@ -74,6 +74,17 @@ class FeedOptions:
     reissue_rate: float = 0.03
     silent_rate: float = 0.0
     late_copy: float = 0.05
+    carrier_exception_rate: float = 0.03
+    returned_rate: float = 0.02
+    expired_rate: float = 0.01
+    novel_word_rate: float = 0.05
+    changed_copy_rate: float = 0.05
+    japan_carrier_rate: float = 0.1
+    offset_time_rate: float = 0.1
+    zoneless_time_rate: float = 0.05
+    numeric_id_rate: float = 0.2
+    pair: float = 0.05
+    no_shipment_issuers: list[str] = field(default_factory=list)
     time_scale: float = 1.0
     register: bool = False
     register_token: str | None = None
@@ -116,6 +127,7 @@ class FeedSummary:
     duplicated: int = 0
     reordered: int = 0
     late_copies: int = 0
+    paired: int = 0
     registered_new: int = 0
     registered_existing: int = 0
     registration_refused: int = 0
@@ -144,6 +156,7 @@ class FeedSummary:
             f"notifications sent:      {self.sent} (distinct delivered: {self.delivered})",
             f"duplicated:              {self.duplicated}",
             f"late copies:             {self.late_copies}",
+            f"paired in one POST:      {self.paired}",
             f"reordered:               {self.reordered}",
             f"dropped:                 {self.dropped}",
             f"retried:                 {self.retried}",
@@ -476,6 +489,15 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
             update_order_rate=options.update_order_rate,
             reissue_rate=options.reissue_rate,
             silent_rate=options.silent_rate,
+            carrier_exception_rate=options.carrier_exception_rate,
+            returned_rate=options.returned_rate,
+            expired_rate=options.expired_rate,
+            novel_word_rate=options.novel_word_rate,
+            changed_copy_rate=options.changed_copy_rate,
+            japan_carrier_rate=options.japan_carrier_rate,
+            offset_time_rate=options.offset_time_rate,
+            zoneless_time_rate=options.zoneless_time_rate,
+            numeric_id_rate=options.numeric_id_rate,
         ),
         delivery=DeliveryRates(
             duplicate=options.duplicate,
@@ -483,11 +505,13 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
             drop=options.drop,
             batch_max=options.batch_max,
             late_copy=options.late_copy,
+            pair=options.pair,
         ),
         clock=clock,
         continuous=options.continuous,
         in_flight=options.in_flight,
         time_scale=options.time_scale,
+        no_shipment_issuers=frozenset(options.no_shipment_issuers),
     )
     tally = _Tally()
     stopping = threading.Event()
@@ -577,6 +601,7 @@ def feed_run(*, options: FeedOptions, out: Callable[[str], Any] = print) -> Feed
     summary.duplicated = counters.duplicated
     summary.reordered = counters.reordered
     summary.late_copies = counters.late_copies
+    summary.paired = counters.paired
     store.run_finish(run_id=run_id, summary=asdict(summary))
     store.close()
     for line in summary.lines():

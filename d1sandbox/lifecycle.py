@@ -14,6 +14,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from d1sandbox import vocabulary
+from d1sandbox.vocabulary import (
+    AVAILABLE_FOR_PICKUP,
+    CARRIER_CODES,
+    DELIVERED,
+    EXCEPTION,
+    EXPIRED,
+    FAILED_ATTEMPT,
+    IN_TRANSIT,
+    INFO_RECEIVED,
+    JAPANESE_CARRIER_CODES,
+    OUT_FOR_DELIVERY,
+    RETURNED,
+    UNKNOWN,
+    carrier_word_draw,
+    digit_run,
+    time_text,
+)
+
 # SPEC §2.1 / §2.3 and the instant-issuance and tracking-hub lists: the codes the portal knows.
 KNOWN_DETAILS_STATUSES = frozenset(
     {
@@ -41,28 +60,7 @@ UPDATE_ORDER = "UPDATE_ORDER"
 # The normal production steps an order can fail at or be held before (SPEC §3).
 PRODUCTION_STEPS = ("DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE")
 
-CARRIER_CODES = (
-    "chronopost-france",
-    "dhl",
-    "dhl-global-mail",
-    "deutsch-post",
-    "estafeta",
-    "fedex",
-    "la-poste-colissimo",
-    "nacex",
-    "spanish-seur",
-    "singapore-post",
-    "spain-correos-es",
-    "ups",
-    "usps-iv-api",
-)
-# Carrier statuses are not published by D1 (SPEC §2.3); these are invented. A failed delivery
-# attempt sends the parcel back IN_TRANSIT after OUT_FOR_DELIVERY.
-SHIPMENT_MESSAGES = {
-    "IN_TRANSIT": "Picked up by carrier",
-    "OUT_FOR_DELIVERY": "Out for delivery",
-    "DELIVERED": "Delivered, left at front door",
-}
+# A parcel back in transit after a failed delivery attempt says so.
 REATTEMPT_MESSAGE = "Back to depot after a failed delivery attempt"
 PRODUCTION_SITES = (
     "PERSO-SITE-EU-01",
@@ -119,7 +117,7 @@ SITE_STAGE_FACTORS = {
     ("PERSO-SITE-APAC-01", "CARD_PROD_READY"): 3.0,
     ("PERSO-SITE-APAC-01", "CARD_PROD_ONGOING"): 1.5,
 }
-CARRIER_FACTORS = {"usps-iv-api": 2.0, "singapore-post": 2.5, "estafeta": 1.8}
+CARRIER_FACTORS = {"usps-iv-api": 2.0, "singapore-post": 2.5, "estafeta": 1.8, "sagawa": 1.5}
 # Stages before the card reaches a site take the same time everywhere.
 SITE_STAGES = frozenset({"CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE"})
 STAGE_SPREAD = 0.35
@@ -158,6 +156,15 @@ class OrderRates:
     update_order_rate: float = 0.0  # a pull & change request answered by UPDATE_ORDER
     reissue_rate: float = 0.0  # the card is ordered again once this order ended
     silent_rate: float = 0.0  # every notification of the order is dropped
+    carrier_exception_rate: float = 0.0  # the shipment ends in a carrier exception
+    returned_rate: float = 0.0  # the parcel goes back to its sender
+    expired_rate: float = 0.0  # the carrier stops tracking (Expired)
+    novel_word_rate: float = 0.0  # a carrier word no table knows, mid-shipment
+    changed_copy_rate: float = 0.0  # the last carrier update again, a new message, same times
+    japan_carrier_rate: float = 0.0  # japan-post, yamato or sagawa carries the card
+    offset_time_rate: float = 0.0  # the order's times written with +09:00
+    zoneless_time_rate: float = 0.0  # the order's times written without a zone
+    numeric_id_rate: float = 0.0  # 16-digit Luhn-valid cardId, digit-run request ids
 
 
 @dataclass(frozen=True)
@@ -167,8 +174,9 @@ class Step:
     details_status: str | None
     top_status: str
     completes: bool = False
-    shipment_status: str | None = None
+    shipment_status: str | None = None  # the carrier's word, as sent
     shipment_message: str | None = None
+    shipment_class: str | None = None  # what the sandbox means by that word
     with_due_date: bool = False
     with_site: bool = False
     reason: str | None = None
@@ -213,6 +221,7 @@ class SimulatedOrder:
     silent: bool = False
     reissue: bool = False
     update_operation_id: str | None = None
+    time_style: str = "z"
     next_step: int = 0
     start_time: datetime | None = None
     end_time: datetime | None = None
@@ -268,21 +277,19 @@ class SimulatedOrder:
             return self._change_result(step=step, now=now)
         if self.start_time is None:
             self.start_time = now
-        if step.completes:
-            if self.end_time is None:
-                self.end_time = now
-            else:
-                # Each carrier update after the first completion carries its own endTime.
-                self.end_time = max(now, self.end_time + timedelta(milliseconds=1))
+        if step.completes and self.end_time is None:
+            # Carrier updates after the completion carry the operation's times again: D1's
+            # times tie, and only the shipment's life orders them.
+            self.end_time = now
 
         item: dict[str, Any] = {
             "operationId": self.operation_id,
             "operation": self.operation,
             "status": step.top_status,
-            "startTime": _iso_millis(self.start_time),
+            "startTime": time_text(self.start_time, self.time_style),
         }
         if step.completes and self.end_time is not None:
-            item["endTime"] = _iso_millis(self.end_time)
+            item["endTime"] = time_text(self.end_time, self.time_style)
         item["cardId"] = self.card_id
         if step.error is not None:
             item["errorCode"], item["error"] = step.error
@@ -305,7 +312,7 @@ class SimulatedOrder:
                     "trackingNumber": self.tracking_number,
                     "trackingUrl": tracking_url(carrier=self.carrier, number=self.tracking_number),
                     "status": step.shipment_status,
-                    "message": step.shipment_message or SHIPMENT_MESSAGES[step.shipment_status],
+                    "message": step.shipment_message,
                 }
 
         main_steps = [s for s in self.steps[: self.next_step] if s.change_type is None]
@@ -332,8 +339,8 @@ class SimulatedOrder:
             "operationId": self.update_operation_id,
             "operation": UPDATE_ORDER,
             "status": step.top_status,
-            "startTime": _iso_millis(now - timedelta(seconds=1)),
-            "endTime": _iso_millis(now),
+            "startTime": time_text(now - timedelta(seconds=1), self.time_style),
+            "endTime": time_text(now, self.time_style),
             "cardId": self.card_id,
         }
         if step.error is not None:
@@ -358,13 +365,18 @@ def order_create(
     operation_id: str,
     rng: random.Random,
     rates: OrderRates,
-    file_names: tuple[str, ...] = ("ORDERS_0001.csv",),
+    file_names: tuple[str, ...] = ("CARDS_20260305093015001.csv",),
     reissue_of: SimulatedOrder | None = None,
+    digit_ids: bool = False,
+    no_shipment: bool = False,
 ) -> SimulatedOrder:
     """Draw one order's whole path, its values and its stage times from `rng` (its own).
 
     `reissue_of` makes this the card's second PRODUCE operation (a replacement placed through
     the API): same card, a new operationId, never silent and never re-ordered again.
+    `digit_ids`: the issuer's request ids are long digit runs (some pass the Luhn check).
+    `no_shipment`: the issuer orders without a shipment service, so the order completes at
+    CARD_PROD_DONE.
     """
     production_site = rng.choice(PRODUCTION_SITES)
     carrier = rng.choice(CARRIER_CODES)
@@ -372,11 +384,16 @@ def order_create(
     due_in_days = rng.randint(3, 6)
     if reissue_of is None:
         request_fields, only_early, by_file = _request_fields_draw(
-            rng=rng, card_id=card_id, file_names=file_names
+            rng=rng, card_id=card_id, file_names=file_names, digit_ids=digit_ids
         )
     else:
+        request_id = (
+            digit_run(seed_text=f"req:{operation_id}", length=16, luhn=True)
+            if digit_ids
+            else f"req-{operation_id}"
+        )
         request_fields, only_early, by_file = (
-            {"issuerRequestId": (f"req-{operation_id}", "top")},
+            {"issuerRequestId": (request_id, "top")},
             True,
             False,
         )
@@ -390,7 +407,7 @@ def order_create(
         steps = _tracking_hub_steps(tracking_type=tracking_type, rng=rng)
     else:
         operation = PRODUCE
-        steps, late_copy_of = _produce_steps(rng=rng, rates=rates)
+        steps, late_copy_of = _produce_steps(rng=rng, rates=rates, no_shipment=no_shipment)
         if any(step.change_type for step in steps):
             update_operation_id = f"upd-{operation_id[3:]}"
 
@@ -407,6 +424,15 @@ def order_create(
         and ends_with_details
         and rng.random() < rates.reissue_rate
     )
+    # Drawn after the rest for the same reason.
+    if rng.random() < rates.japan_carrier_rate:
+        carrier = rng.choice(JAPANESE_CARRIER_CODES)
+    style_draw = rng.random()
+    time_style = "z"
+    if style_draw < rates.offset_time_rate:
+        time_style = "offset"
+    elif style_draw < rates.offset_time_rate + rates.zoneless_time_rate:
+        time_style = "zoneless"
     return SimulatedOrder(
         issuer_id=issuer_id,
         card_id=card_id,
@@ -426,31 +452,39 @@ def order_create(
         silent=silent,
         reissue=reissue,
         update_operation_id=update_operation_id,
+        time_style=time_style,
     )
 
 
 def _request_fields_draw(
-    *, rng: random.Random, card_id: str, file_names: tuple[str, ...]
+    *, rng: random.Random, card_id: str, file_names: tuple[str, ...], digit_ids: bool = False
 ) -> tuple[dict[str, tuple[str, str]], bool, bool]:
     """issuerRequestId / inputFileName: API orders, file orders, or none (SPEC §2.2, §8.6).
 
     Returns the fields with where they travel, whether only the first two notifications carry
     them, and whether the order was placed in a file. A run's file orders share a few files.
+    With `digit_ids` the request id is a 16 to 19 digit run, Luhn-valid half the time.
     """
     kind = rng.choices(("api", "file", "none"), weights=(45, 35, 20))[0]
+    digit_request_id = digit_run(
+        seed_text=f"req:{card_id}", length=rng.choice((16, 18, 19)), luhn=rng.random() < 0.5
+    )
     if kind == "api":
         # As in SPEC §8.1: the id travels at the top level on the first two notifications only.
-        return {"issuerRequestId": (f"req-{card_id}", "top")}, True, False
+        request_id = digit_request_id if digit_ids else f"req-{card_id}"
+        return {"issuerRequestId": (request_id, "top")}, True, False
     if kind == "file":
         place = rng.choice(("top", "details", "both"))
         file_name = rng.choice(file_names)
-        row_id = f"row-{card_id.removeprefix('card-')}"
+        row_id = digit_request_id if digit_ids else f"row-{card_id.removeprefix('card-')}"
         fields = {"inputFileName": (file_name, place), "issuerRequestId": (row_id, place)}
         return fields, False, True
     return {}, False, False
 
 
-def _produce_steps(*, rng: random.Random, rates: OrderRates) -> tuple[list[Step], int | None]:
+def _produce_steps(
+    *, rng: random.Random, rates: OrderRates, no_shipment: bool = False
+) -> tuple[list[Step], int | None]:
     """The PRODUCE path of SPEC §3 with its variations; also the step to copy late, if any."""
     requested = Step("CARD_PROD_REQUESTED", "PENDING")
     production = [
@@ -504,7 +538,7 @@ def _produce_steps(*, rng: random.Random, rates: OrderRates) -> tuple[list[Step]
         steps = [requested, *production[:at], exception]
     elif rng.random() < rates.cancel_rate:
         steps = [requested, *production[: rng.randint(0, len(production))], _canceled(rng)]
-    elif rng.random() < rates.no_shipment_rate:
+    elif rng.random() < rates.no_shipment_rate or no_shipment:
         done = Step("CARD_PROD_DONE", "SUCCESSFUL", completes=True, with_site=True)
         steps = [requested, *production, done]
         update_allowed = True
@@ -550,35 +584,78 @@ def _hold(rng: random.Random) -> Step:
 
 
 def _shipping_steps(*, rng: random.Random, rates: OrderRates) -> list[Step]:
-    """CARD_SHIPPED (the completion) and the carrier updates after it, each with its endTime."""
-    later: list[tuple[str, str | None]]
-    if rng.random() < rates.reattempt_rate:
-        later = [
-            ("OUT_FOR_DELIVERY", None),
-            ("IN_TRANSIT", REATTEMPT_MESSAGE),
-            ("OUT_FOR_DELIVERY", None),
-            ("DELIVERED", None),
+    """CARD_SHIPPED (the completion) and the carrier updates after it, all with its times.
+
+    The shipment's life in classes, each written in the order's casing (AfterShip's tags and
+    subtags mostly); a novel word may come mid-way, never last. A changed late copy repeats
+    the last word with a new message.
+    """
+    life = _shipment_life_draw(rng=rng, rates=rates)
+    updates = _carrier_updates(life=life, rng=rng, rates=rates)
+    first, *later = updates
+    return [
+        Step("CARD_SHIPPED", "SUCCESSFUL", completes=True, with_site=True, **first),
+        *(Step("CARD_SHIPPED", "SUCCESSFUL", completes=True, **update) for update in later),
+    ]
+
+
+def _shipment_life_draw(*, rng: random.Random, rates: OrderRates) -> list[tuple[str, str | None]]:
+    """The classes a parcel goes through, in order, with a message where it says more."""
+    draw = rng.random()
+    life: list[tuple[str, str | None]]
+    if draw < rates.carrier_exception_rate:
+        life = [(IN_TRANSIT, None), (EXCEPTION, None)]
+    elif draw < rates.carrier_exception_rate + rates.returned_rate:
+        life = [(IN_TRANSIT, None), (OUT_FOR_DELIVERY, None), (FAILED_ATTEMPT, None)]
+        life.append((RETURNED, None))
+    elif draw < rates.carrier_exception_rate + rates.returned_rate + rates.expired_rate:
+        life = [(IN_TRANSIT, None), (EXPIRED, None)]
+    elif rng.random() < rates.reattempt_rate:
+        life = [
+            (IN_TRANSIT, None),
+            (OUT_FOR_DELIVERY, None),
+            (FAILED_ATTEMPT, None),
+            (IN_TRANSIT, REATTEMPT_MESSAGE),
+            (OUT_FOR_DELIVERY, None),
+            (DELIVERED, None),
         ]
     else:
-        later = rng.choice(
-            ([("DELIVERED", None)], [("OUT_FOR_DELIVERY", None), ("DELIVERED", None)])
+        middle = rng.choice(([], [OUT_FOR_DELIVERY], [AVAILABLE_FOR_PICKUP]))
+        life = [(IN_TRANSIT, None), *((c, None) for c in middle), (DELIVERED, None)]
+    if rng.random() < 0.25:
+        life.insert(0, (INFO_RECEIVED, None))
+    if rng.random() < rates.novel_word_rate:
+        life.insert(rng.randint(1, len(life) - 1), (UNKNOWN, None))
+    return life
+
+
+def _carrier_updates(
+    *, life: list[tuple[str, str | None]], rng: random.Random, rates: OrderRates
+) -> list[dict[str, str]]:
+    """The shipment fields of each update: the word, its message and the class it means."""
+    form = vocabulary.word_form_draw(rng)
+    updates = []
+    for index, (carrier_class, message) in enumerate(life):
+        word, default_message = carrier_word_draw(
+            carrier_class=carrier_class, form=form, rng=rng, first=index == 0
         )
-    first = Step(
-        "CARD_SHIPPED", "SUCCESSFUL", completes=True, shipment_status="IN_TRANSIT", with_site=True
-    )
-    return [
-        first,
-        *(
-            Step(
-                "CARD_SHIPPED",
-                "SUCCESSFUL",
-                completes=True,
-                shipment_status=status,
-                shipment_message=message,
-            )
-            for status, message in later
-        ),
-    ]
+        message = message or default_message
+        if any(
+            (update["shipment_status"], update["shipment_message"]) == (word, message)
+            for update in updates
+        ):
+            # The same word again (a second delivery round): the carrier says which one it is.
+            message = f"{message} (second attempt)"
+        updates.append(
+            {"shipment_status": word, "shipment_message": message, "shipment_class": carrier_class}
+        )
+    last = updates[-1]
+    if last["shipment_class"] in vocabulary.CHANGED_MESSAGES and (
+        rng.random() < rates.changed_copy_rate
+    ):
+        changed = vocabulary.CHANGED_MESSAGES[last["shipment_class"]]
+        updates.append({**last, "shipment_message": changed})
+    return updates
 
 
 def _with_change(*, steps: list[Step], rng: random.Random) -> list[Step]:
@@ -611,16 +688,10 @@ def _tracking_hub_steps(*, tracking_type: str, rng: random.Random) -> list[Step]
         return [Step("CARD_SHIPPED", "SUCCESSFUL", completes=True, with_site=True)]
     if tracking_type == "RETURN":
         return [Step("CARD_RETURNED", "SUCCESSFUL", completes=True)]
-    later_statuses = rng.choice((["DELIVERED"], ["OUT_FOR_DELIVERY", "DELIVERED"]))
+    middle = rng.choice(([], [(OUT_FOR_DELIVERY, None)]))
+    life = [(IN_TRANSIT, None), *middle, (DELIVERED, None)]
+    first, *later = _carrier_updates(life=life, rng=rng, rates=OrderRates())
     return [
-        Step("CARD_SHIPPED", "PENDING", shipment_status="IN_TRANSIT"),
-        *(
-            Step("CARD_SHIPPED", "SUCCESSFUL", completes=True, shipment_status=status)
-            for status in later_statuses
-        ),
+        Step("CARD_SHIPPED", "PENDING", **first),
+        *(Step("CARD_SHIPPED", "SUCCESSFUL", completes=True, **update) for update in later),
     ]
-
-
-def _iso_millis(moment: datetime) -> str:
-    """D1's timestamp style: 2025-01-17T06:28:02.492Z."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

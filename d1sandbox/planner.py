@@ -28,6 +28,7 @@ from d1sandbox.lifecycle import (
     order_create,
 )
 from d1sandbox.state import ItemKey
+from d1sandbox.vocabulary import digit_run, input_file_name
 
 # Copies re-sent "later" arrive after this many further batches of the same issuer.
 LATE_DUPLICATE_BATCHES = (1, 5)
@@ -83,6 +84,7 @@ class DeliveryRates:
     drop: float = 0.0
     batch_max: int = 1
     late_copy: float = 0.0  # completed orders whose earlier PENDING item is re-sent after the end
+    pair: float = 0.0  # items sent in the same POST as the next item of their operation
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class PlanCounters:
     duplicated: int = 0
     reordered: int = 0
     late_copies: int = 0
+    paired: int = 0
     batches: int = 0
 
 
@@ -149,6 +152,9 @@ class _Entry:
 
     planned: PlannedItem
     twin: bool = False  # a duplicate copy travels in the same batch
+    # Earlier items of the same operation that travel in the same POST (two items of one
+    # operation in one POST), in the order they are put on the wire.
+    companions: list[PlannedItem] = field(default_factory=list)
     followers: list[_Entry] = field(default_factory=list)  # released after its batch
 
     @property
@@ -160,6 +166,7 @@ class _Entry:
 class _IssuerChannel:
     outbox: deque[_Entry] = field(default_factory=deque)
     held: dict[tuple[str, str], list[_Entry]] = field(default_factory=dict)
+    paired: dict[tuple[str, str], _Entry] = field(default_factory=dict)
     deferred: list[tuple[int, _Entry]] = field(default_factory=list)
     batches_emitted: int = 0
     next_batch_size: int = 1
@@ -181,6 +188,7 @@ class DeliveryPlanner:
         continuous: bool = False,
         in_flight: int = 50,
         time_scale: float = 1.0,
+        no_shipment_issuers: frozenset[str] = frozenset(),
     ) -> None:
         if not issuer_ids:
             raise ValueError("at least one issuer id is needed")
@@ -193,11 +201,13 @@ class DeliveryPlanner:
         self.clock = clock
         self.continuous = continuous
         self.time_scale = time_scale
+        self.no_shipment_issuers = frozenset(no_shipment_issuers)
         # In continuous mode --orders is how many orders are on the way at any moment.
         self.in_flight = max(1, orders if continuous else min(orders, in_flight))
         self.counters = PlanCounters()
         self.file_names = tuple(
-            f"ORDERS_S{seed}R{run_number}_{n:02d}.csv" for n in range(1, FILES_PER_RUN + 1)
+            input_file_name(seed=seed, run_number=run_number, number=n)
+            for n in range(1, FILES_PER_RUN + 1)
         )
         self._rng = random.Random(f"d1sandbox:{seed}:{run_number}:delivery")
         self._channels = {issuer_id: _IssuerChannel() for issuer_id in self.issuer_ids}
@@ -279,20 +289,29 @@ class DeliveryPlanner:
         issuer_id = self.issuer_ids[(index - 1) % len(self.issuer_ids)]
         order_rng = random.Random(f"d1sandbox:{self.seed}:{self.run_number}:order:{index}")
         prefix = f"s{self.seed}-r{self.run_number}-{index:06d}"
+        # Its own generator, so that drawing ids does not change the paths drawn for a seed.
+        ids_rng = random.Random(f"d1sandbox:{self.seed}:{self.run_number}:ids:{index}")
+        digit_ids = ids_rng.random() < self.order_rates.numeric_id_rate
+        card_id = f"card-{prefix}"
+        if digit_ids:
+            # The issuer chose a 16-digit id that passes the Luhn check: still an identifier.
+            card_id = digit_run(seed_text=f"card:{prefix}", length=16, luhn=True)
         return order_create(
             issuer_id=issuer_id,
-            card_id=f"card-{prefix}",
+            card_id=card_id,
             operation_id=f"op-{prefix}-{order_rng.getrandbits(40):010x}",
             rng=order_rng,
             rates=self.order_rates,
             file_names=self.file_names,
+            digit_ids=digit_ids,
+            no_shipment=issuer_id in self.no_shipment_issuers,
         )
 
     def _reissue(self, first: SimulatedOrder) -> SimulatedOrder:
         """The card ordered again (a replacement): a second PRODUCE operation, same cardId."""
         self.counters.reissued += 1
         rng = random.Random(f"{first.operation_id}:reissue")
-        prefix = first.card_id.removeprefix("card-")
+        prefix = first.operation_id.removeprefix("op-").rsplit("-", 1)[0]
         return order_create(
             issuer_id=first.issuer_id,
             card_id=first.card_id,
@@ -301,6 +320,8 @@ class DeliveryPlanner:
             rates=self.order_rates,
             file_names=self.file_names,
             reissue_of=first,
+            digit_ids=first.card_id.isdigit(),
+            no_shipment=first.issuer_id in self.no_shipment_issuers,
         )
 
     def _late_copy_pick(self, order: SimulatedOrder) -> PlannedItem | None:
@@ -349,13 +370,30 @@ class DeliveryPlanner:
                 else:
                     due = channel.batches_emitted + rng.randint(*LATE_DUPLICATE_BATCHES)
                     channel.deferred.append((due, _Entry(planned=planned)))
-            if hold:
+            waiting = False
+            partner = channel.paired.pop(card, None)
+            if partner is not None:
+                # Two items of one operation in one POST (D1 batches what it has).
+                entry.companions.append(partner.planned)
+                if partner.twin:
+                    entry.companions.append(partner.planned)
+                entry.followers.extend(partner.followers)
+            elif not hold and has_successor and rng.random() < self.delivery.pair:
+                self.counters.paired += 1
+                channel.paired[card] = entry
+                waiting = True
+            if waiting:
+                pass  # goes out with the next item of its operation
+            elif hold:
                 self.counters.reordered += 1
                 channel.held.setdefault(card, []).append(entry)
             else:
                 # Items held back for this card go out only after the batch carrying this one.
                 entry.followers.extend(channel.held.pop(card, []))
                 channel.outbox.append(entry)
+        if dropped and card in channel.paired:
+            # Its partner never goes out: the waiting item travels alone.
+            channel.outbox.append(channel.paired.pop(card))
         if not has_successor and card in channel.held:
             # Every later step was dropped: nothing left to overtake, release what was held.
             channel.outbox.extend(channel.held.pop(card))
@@ -386,7 +424,10 @@ class DeliveryPlanner:
             channel.outbox.popleft()
             taken.append(entry)
             cards.add(entry.card)
-            wire.append(entry.planned)
+            if entry.companions and self._rng.random() < 0.5:
+                wire.extend([*entry.companions, entry.planned])
+            else:
+                wire.extend([entry.planned, *entry.companions])
             if entry.twin:
                 if len(wire) < size:
                     wire.append(entry.planned)
@@ -409,6 +450,8 @@ class DeliveryPlanner:
     def _channel_flush(self, *, issuer_id: str) -> Iterator[Post]:
         """End of a finite run: send everything still waiting, late duplicates included."""
         channel = self._channels[issuer_id]
+        channel.outbox.extend(channel.paired.values())
+        channel.paired.clear()
         while channel.outbox or channel.deferred or channel.held:
             for entries in channel.held.values():
                 channel.outbox.extend(entries)

@@ -5,7 +5,7 @@ Routes (see d1sandbox/README.md for the bodies):
 - POST /authz/v1/oauth2/token                           JWT-bearer grant, ES256 assertion
 - GET  /banking/v1/issuers/{issuerId}/physicalCards/{cardId}/productionStatus
 - GET  /_sandbox/health, GET /_sandbox/stats, GET|POST /_sandbox/faults,
-  POST /_sandbox/revoke-tokens, POST /_sandbox/reset
+  GET|POST /_sandbox/answer-shapes, POST /_sandbox/revoke-tokens, POST /_sandbox/reset
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ PRODUCTION_STATUS_PATH = re.compile(
 )
 TOKEN_PATH = "/authz/v1/oauth2/token"
 MAX_BODY_BYTES = 64 * 1024
+# How productionStatus wraps its item, per issuer. D1 only says the answer "uses the same
+# operations object" (SPEC §4, §9 #10): the webhook's wrapper, the bare item, or a list of items.
+ANSWER_SHAPES = ("operations", "bare", "list")
 
 
 class AssertionRefused(Exception):
@@ -135,8 +138,11 @@ class SandboxService:
         store: StateStore,
         token_ttl: int,
         faults: FaultSettings,
+        answer_shapes: dict[str, str] | None = None,
     ) -> None:
         self.public_keys = public_keys
+        self.initial_answer_shapes = dict(answer_shapes or {})
+        self.answer_shapes = dict(self.initial_answer_shapes)
         self.store = store
         self.token_ttl = token_ttl
         self.initial_faults = replace(faults, script=list(faults.script))
@@ -210,8 +216,33 @@ class SandboxService:
         view["script"] = list(self._script)
         return view
 
+    def answer_body(self, *, issuer_id: str, item: dict[str, Any]) -> Any:
+        """productionStatus's body for `item` in the shape this issuer's D1 answers with."""
+        shape = self.answer_shapes.get(issuer_id, "operations")
+        if shape == "bare":
+            return item
+        if shape == "list":
+            return [item]
+        return {"operations": [item]}
+
+    def answer_shapes_update(self, changes: dict[str, Any]) -> dict[str, str]:
+        """Set the answer shape of some issuers ("operations" forgets the issuer's setting)."""
+        for issuer_id, shape in changes.items():
+            if shape not in ANSWER_SHAPES:
+                raise ValueError(f"shape must be one of {', '.join(ANSWER_SHAPES)}")
+            if not ISSUER_ID_PATTERN.match(str(issuer_id)):
+                raise ValueError(f"{issuer_id!r} is not a 10-character issuerId")
+        with self._lock:
+            for issuer_id, shape in changes.items():
+                if shape == "operations":
+                    self.answer_shapes.pop(issuer_id, None)
+                else:
+                    self.answer_shapes[issuer_id] = shape
+            return dict(self.answer_shapes)
+
     def reset(self) -> None:
         with self._lock:
+            self.answer_shapes = dict(self.initial_answer_shapes)
             self._tokens.clear()
             self.token_requests.clear()
             self.status_requests.clear()
@@ -268,6 +299,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self._answer(200, self.service.stats())
         elif path == "/_sandbox/faults":
             self._answer(200, self.service.faults_view())
+        elif path == "/_sandbox/answer-shapes":
+            self._answer(200, dict(self.service.answer_shapes))
         else:
             self._answer(404, {"errorCode": "RESOURCE_NOT_FOUND", "error": "no such path"})
 
@@ -284,6 +317,14 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 self._answer(200, self.service.faults_update(changes))
             except (ValueError, TypeError) as exc:
                 self._answer(400, {"errorCode": "PARSING_ERROR", "error": str(exc)})
+        elif path == "/_sandbox/answer-shapes":
+            try:
+                changes = json.loads(body or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("a JSON object {issuerId: shape} is expected")
+                self._answer(200, self.service.answer_shapes_update(changes))
+            except (ValueError, TypeError) as exc:
+                self._answer(400, {"errorCode": "FIELD_INVALID_VALUE", "error": str(exc)})
         elif path == "/_sandbox/revoke-tokens":
             self._answer(200, {"revoked": self.service.tokens_revoke()})
         elif path == "/_sandbox/reset":
@@ -374,13 +415,13 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 404, "not_found", {"errorCode": "CARD_NOT_FOUND", "error": "unknown card"}
             )
             return
-        self._status_answer(200, "ok", {"operations": [item]})
+        self._status_answer(200, "ok", service.answer_body(issuer_id=issuer_id, item=item))
 
     def _status_answer(
         self,
         status: int,
         outcome: str,
-        payload: dict[str, Any],
+        payload: Any,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.service.count(self.service.status_requests, outcome)
@@ -396,9 +437,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _answer(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
+    def _answer(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

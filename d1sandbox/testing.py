@@ -92,6 +92,10 @@ class SandboxProcess:
     def reset(self) -> None:
         self.control("POST", "reset")
 
+    def answer_shapes(self, **shapes: str) -> dict[str, str]:
+        """Make productionStatus answer these issuers "bare", as a "list" or with "operations"."""
+        return self.control("POST", "answer-shapes", shapes)
+
     def log_text(self) -> str:
         self._log.flush()
         return self.log_path.read_text()

@@ -10,9 +10,16 @@ Fields are compared only where D1's data decides them (SPEC §7 "What the docs l
 - `production_status`: the last known step that happened (an unknown code moves nothing);
 - `operation_status`, `error_code`, `error`: those of the last item that happened;
 - `end_time`: the `endTime` of the last completion; `start_time`: the operation's `startTime`;
-- `shipment` (status, tracking number, carrier, message, URL): the last carrier update;
-- `is_terminal`: true for a terminal step of SPEC §3, false while the operation is PENDING at
-  a normal step (an operation completed at a normal step is left open: SPEC does not say);
+- `shipment` (status, tracking number, carrier, message, URL): the last carrier update; its
+  times tie with the other updates of the shipment, so where an update of the same class and
+  times says something else (a changed late copy), either value is right;
+- `shipment.normalized_status`: the class the sandbox meant by the last carrier word;
+- `is_terminal`: true for a terminal step of SPEC §3 and for a completed operation (SUCCESSFUL
+  or FAILED ends the order at whatever step), false while the operation is PENDING;
+- `hold_code`: the hold D1 last spoke of while it is open (the last step D1 named is a hold and
+  the operation has not completed), empty once D1 moved on;
+- `exception_class`: whether the order is a real problem and which (data exception, production
+  exception, failed, returned, carrier exception), against what the read API's fields show;
 - `reason`: when the last thing that happened was a completion giving one (a reason carried
   only by PENDING items ties with the items around it on D1's times);
 - `production_site`, `due_date`, `issuer_request_id`, `input_file_name`: D1 sends them on
@@ -34,6 +41,7 @@ import requests
 
 from d1sandbox.lifecycle import KNOWN_DETAILS_STATUSES, TERMINAL_DETAILS_STATUSES
 from d1sandbox.state import DEFAULT_STATE_PATH, ORDER_OPERATIONS, StateStore, TruthOrder
+from d1sandbox.vocabulary import EXCEPTION, RETURNED, carrier_word_class, time_read
 
 ORDERS_PATH = "/api/v1/orders/"
 TIME_FIELDS = frozenset({"start_time", "end_time"})
@@ -45,6 +53,24 @@ SHIPMENT_FIELDS = {
     "message": "message",
     "tracking_url": "trackingUrl",
 }
+CANCELED = "CARD_PROD_CANCELED"
+# The real problems of an order, as `exception_class` names them.
+PROBLEM_BY_STEP = {
+    "DATA_EXCEPTION": "data_exception",
+    "CARD_PROD_EXCEPTION": "production_exception",
+    "CARD_RETURNED": "returned",
+}
+PROBLEM_BY_CARRIER_CLASS = {RETURNED: "returned", EXCEPTION: "carrier_exception"}
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """An expectation met by any of several values (D1's times and ranks cannot tell them apart)."""
+
+    values: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        return "one of " + " / ".join(repr(value) for value in self.values)
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,9 @@ class VerifyReport:
     invisible: list[str] = field(default_factory=list)  # never seen by the portal
     hidden: list[str] = field(default_factory=list)  # see verify_run
     registered: int = 0
+    # The checked orders that are a real problem by the sandbox's truth: label -> class. The
+    # portal's Exceptions should hold exactly these.
+    problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -79,21 +108,25 @@ def _details(item: dict[str, Any]) -> dict[str, Any] | None:
 def expected_order(*, order: TruthOrder) -> ExpectedOrder:
     """The order's state when D1 last said something, per field, from its timeline."""
     production_status: str | None = None
-    shipment: dict[str, Any] | None = None
+    last_named: str | None = None  # the last details.status D1 named, known or not
+    updates: list[dict[str, Any]] = []  # items carrying a shipment, in the order they happened
     end_time: str | None = None
     tracking_type: str | None = None
     for truth_item in order.items:  # in the order they happened
         item = truth_item.item
         details = _details(item) or {}
+        if details.get("status"):
+            last_named = details["status"]
         if details.get("status") in KNOWN_DETAILS_STATUSES:
             production_status = details["status"]
         if isinstance(details.get("shipment"), dict):
-            shipment = details["shipment"]
+            updates.append(item)
         if item.get("endTime"):
             end_time = item["endTime"]
         tracking_type = details.get("trackingType", tracking_type)
     last = order.items[-1].item
     last_details = _details(last) or {}
+    completed = bool(last.get("endTime")) and last.get("status") in ("SUCCESSFUL", "FAILED")
 
     fields: dict[str, Any] = {
         "operation": order.operation,
@@ -104,19 +137,28 @@ def expected_order(*, order: TruthOrder) -> ExpectedOrder:
         "error_code": last.get("errorCode"),
         "error": last.get("error"),
     }
-    if production_status in TERMINAL_DETAILS_STATUSES:
+    if production_status in TERMINAL_DETAILS_STATUSES or completed:
         fields["is_terminal"] = True
     elif last.get("status") == "PENDING":
         fields["is_terminal"] = False
     if last.get("endTime") and last_details.get("reason"):
         fields["reason"] = last_details["reason"]
-    if shipment is None:
+    carrier_class = None
+    if not updates:
         fields["shipment"] = None
     else:
-        for name, d1_name in SHIPMENT_FIELDS.items():
-            fields[f"shipment.{name}"] = shipment.get(d1_name)
+        shipment_fields, carrier_class = _expected_shipment(updates)
+        fields.update(shipment_fields)
     if tracking_type is not None:
         fields["tracking_type"] = tracking_type
+    hold_open = last_named not in KNOWN_DETAILS_STATUSES and last_named and not completed
+    fields["hold_code"] = last_named if hold_open else None
+    fields["exception_class"] = _expected_problem(
+        production_status=production_status,
+        operation_status=last.get("status") if last.get("endTime") else None,
+        carrier_class=carrier_class,
+        hold_open=bool(hold_open),
+    )
 
     # Fields D1 sends on some items only: expected once the portal received one carrying them.
     delivered = [t.item for t in order.items if t.delivered_count > 0]
@@ -148,13 +190,88 @@ def expected_order(*, order: TruthOrder) -> ExpectedOrder:
     )
 
 
+def _expected_shipment(updates: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """The read API's shipment fields after these carrier updates, and the last one's class.
+
+    The updates of one shipment carry the operation's times, so the last one that happened is
+    the one whose class comes last in a shipment's life (the sandbox sends them so). Updates
+    with the same times and the same class as it (a copy with a new message) cannot be told
+    apart by D1's times or by the class: any of their values is right.
+    """
+    last = updates[-1]
+    last_shipment = last["details"]["shipment"]
+    carrier_class = carrier_word_class(str(last_shipment.get("status")))
+    twins = [
+        item["details"]["shipment"]
+        for item in updates
+        if (item.get("startTime"), item.get("endTime"))
+        == (last.get("startTime"), last.get("endTime"))
+        and carrier_word_class(str(item["details"]["shipment"].get("status"))) == carrier_class
+    ]
+    fields: dict[str, Any] = {}
+    for name, d1_name in SHIPMENT_FIELDS.items():
+        values = tuple(dict.fromkeys(shipment.get(d1_name) for shipment in twins))
+        fields[f"shipment.{name}"] = values[0] if len(values) == 1 else OneOf(values)
+    fields["shipment.normalized_status"] = carrier_class
+    return fields, carrier_class
+
+
+def _expected_problem(
+    *,
+    production_status: str | None,
+    operation_status: str | None,
+    carrier_class: str | None,
+    hold_open: bool,
+) -> str | None:
+    """Which real problem the order is, by the sandbox's truth; None when it is none."""
+    if production_status in PROBLEM_BY_STEP:
+        return PROBLEM_BY_STEP[production_status]
+    if operation_status == "FAILED" and production_status != CANCELED:
+        return "failed"
+    if carrier_class in PROBLEM_BY_CARRIER_CLASS:
+        return PROBLEM_BY_CARRIER_CLASS[carrier_class]
+    if hold_open:
+        return "on_hold"
+    return None
+
+
+def portal_problem(actual: dict[str, Any]) -> str | None:
+    """Which problem the read API shows for one order, named as `exception_class` names them.
+
+    A failure of D1's comes first; then the carrier's class; then what only the portal can
+    raise (a conflict, an unknown code still open, an exception reason of its own), which the
+    sandbox never expects of an order whose hold has ended or whose carrier word is normal.
+    """
+    production_status = actual.get("production_status")
+    if production_status in PROBLEM_BY_STEP:
+        return PROBLEM_BY_STEP[production_status]
+    if actual.get("operation_status") == "FAILED" and production_status != CANCELED:
+        return "failed"
+    carrier_class = (actual.get("shipment") or {}).get("normalized_status")
+    if carrier_class in PROBLEM_BY_CARRIER_CLASS:
+        return PROBLEM_BY_CARRIER_CLASS[carrier_class]
+    if actual.get("hold_code"):
+        return "on_hold"
+    if actual.get("has_conflict"):
+        return "conflict"
+    if actual.get("has_unknown_status"):
+        return "unknown_status"
+    if actual.get("exception_reason"):
+        return f"exception_reason {actual['exception_reason']}"
+    return None
+
+
 def _portal_value(actual: dict[str, Any], name: str) -> Any:
+    if name == "exception_class":
+        return portal_problem(actual)
     if name.startswith("shipment."):
         return (actual.get("shipment") or {}).get(name.split(".", 1)[1])
     return actual.get(name)
 
 
 def _same(name: str, want: Any, got: Any) -> bool:
+    if isinstance(want, OneOf):
+        return any(_same(name, value, got) for value in want.values)
     if want in (None, "") or got in (None, "", {}):
         return want in (None, "") and got in (None, "", {})
     if name in TIME_FIELDS:
@@ -165,10 +282,8 @@ def _same(name: str, want: Any, got: Any) -> bool:
 
 
 def _instant(text: Any) -> datetime | str:
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return str(text)
+    """An instant; a time D1 wrote without a zone is in the issuer's zone (UTC by default)."""
+    return time_read(str(text)) or str(text)
 
 
 def order_differences(*, expected: ExpectedOrder, actual: dict[str, Any]) -> list[str]:
@@ -274,6 +389,7 @@ def verify_run(
     out(f"orders checked: {report.checked}")
     out(f"mismatches: {len(report.mismatches)}")
     out(f"registered orders: {report.registered}")
+    out(f"real problems (exception_class): {len(report.problems)}")
     out(f"invisible orders (never seen by the portal): {len(report.invisible)}")
     for label in report.invisible:
         out(f"  invisible {label}")
@@ -306,5 +422,7 @@ def _order_check(
         return
     report.checked += 1
     expected = expected_order(order=order)
+    if expected.fields.get("exception_class"):
+        report.problems[label] = expected.fields["exception_class"]
     for difference in order_differences(expected=expected, actual=actual):
         report.mismatches.append(f"{label}: {difference}")

@@ -3,8 +3,10 @@
 `fold_by_times` follows SPEC §7 ("What the docs leave open"): the production step only moves
 forward by rank (SPEC §3); everything else comes from the latest item by D1's times (an item
 with `endTime` after every item without one, then the later `endTime`, then the later
-`startTime`), a rank and the content breaking ties. `fold_by_arrival` is the mistake of issue 9:
-inside a rank, the item received last wins. Written from SPEC alone, never from the portal.
+`startTime`), a rank (the step, then the carrier class's place in a shipment's life, SPEC §9
+#6) and the content breaking ties. `fold_by_arrival` is the mistake of issue 9: inside a rank,
+the item received last wins. Written from SPEC alone, never from the portal; the carrier classes
+are the sandbox's own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
+
+from d1sandbox.vocabulary import carrier_word_class
 
 RANKS = {
     "CARD_PROD_REQUESTED": 10,
@@ -29,6 +33,19 @@ RANKS = {
 TERMINAL = {"CARD_SHIPPED", "DATA_EXCEPTION", "CARD_PROD_EXCEPTION", "CARD_PROD_CANCELED"}
 TERMINAL |= {"CARD_RETURNED"}
 ORDER_OPERATIONS = {"PRODUCE", "STANDALONE_TRACKING"}
+# A carrier class's place in a shipment's life; delivered and returned are final.
+LIFE_RANKS = {
+    "unknown": 0,
+    "info_received": 1,
+    "in_transit": 2,
+    "out_for_delivery": 3,
+    "failed_attempt": 4,
+    "available_for_pickup": 5,
+    "exception": 6,
+    "expired": 7,
+    "delivered": 9,
+    "returned": 9,
+}
 
 
 def _details(item: dict[str, Any]) -> dict[str, Any]:
@@ -40,10 +57,16 @@ def _rank(item: dict[str, Any]) -> int:
     return RANKS.get(_details(item).get("status"), 0)
 
 
+def _carrier_class(item: dict[str, Any]) -> str | None:
+    shipment = _details(item).get("shipment")
+    return carrier_word_class(str(shipment.get("status"))) if isinstance(shipment, dict) else None
+
+
 def _by_times(item: dict[str, Any]) -> tuple:
     end_time = item.get("endTime") or ""
     content = json.dumps(item, sort_keys=True)
-    return (bool(end_time), end_time, item.get("startTime") or "", _rank(item), content)
+    life = LIFE_RANKS.get(_carrier_class(item) or "unknown", 0)
+    return (bool(end_time), end_time, item.get("startTime") or "", _rank(item), life, content)
 
 
 def fold_by_times(arrivals: Iterable[dict[str, Any]], issuer_id: str) -> list[dict[str, Any]]:
@@ -77,6 +100,10 @@ def _row(items: list[dict[str, Any]], issuer_id: str, latest) -> dict[str, Any]:
     with_shipment = [item for item in items if isinstance(_details(item).get("shipment"), dict)]
     shipment = _details(latest(with_shipment))["shipment"] if with_shipment else None
     production_status = _details(step)["status"] if step else None
+    completed = bool(last.get("endTime")) and last.get("status") in ("SUCCESSFUL", "FAILED")
+    named = [item for item in items if _details(item).get("status")]
+    last_named = _details(latest(named))["status"] if named else None
+    hold_code = last_named if last_named not in RANKS and not completed else ""
     row: dict[str, Any] = {
         "issuer_id": issuer_id,
         "card_id": items[0]["cardId"],
@@ -84,7 +111,9 @@ def _row(items: list[dict[str, Any]], issuer_id: str, latest) -> dict[str, Any]:
         "operation": items[0]["operation"],
         "production_status": production_status,
         "operation_status": last.get("status"),
-        "is_terminal": production_status in TERMINAL,
+        "is_terminal": production_status in TERMINAL or completed,
+        "hold_code": hold_code,
+        "has_unknown_status": bool(hold_code),
         "start_time": items[0].get("startTime"),
         "end_time": last.get("endTime"),
         "error_code": last.get("errorCode"),
@@ -106,6 +135,7 @@ def _row(items: list[dict[str, Any]], issuer_id: str, latest) -> dict[str, Any]:
             "tracking_number": shipment.get("trackingNumber"),
             "tracking_url": shipment.get("trackingUrl"),
             "status": shipment.get("status"),
+            "normalized_status": carrier_word_class(str(shipment.get("status"))),
             "message": shipment.get("message"),
         }
     for item in sorted(items, key=_by_times):

@@ -18,6 +18,7 @@ import pytest
 from d1sandbox.feed import FeedOptions, FeedSummary, feed_run
 from d1sandbox.state import StateStore
 from d1sandbox.testing import PROJECT_ROOT
+from d1sandbox.vocabulary import time_read
 from tests.d1sandbox.fakes import FakePortal, PortalBehaviour
 
 EPOCH = datetime(2026, 11, 27, tzinfo=UTC)
@@ -71,6 +72,7 @@ def test_rates_produce_what_they_say(tmp_path: Path) -> None:
             reorder=0.15,
             drop=0.1,
             batch_max=4,
+            pair=0,  # two items of one operation in one POST: test_two_items_of_one_operation...
         )
 
     store = StateStore(state_path)
@@ -137,6 +139,7 @@ def test_without_faults_nothing_is_reordered_dropped_or_repeated(tmp_path: Path)
             drop=0,
             late_copy=0,
             failed_step_rate=0,
+            pair=0,
         )
 
     copies = portal.acknowledged_items()
@@ -145,7 +148,7 @@ def test_without_faults_nothing_is_reordered_dropped_or_repeated(tmp_path: Path)
     for item in copies:
         by_card.setdefault(item["cardId"], []).append(item)
     for items in by_card.values():
-        statuses = [item["details"]["status"] for item in items]
+        statuses = [item["details"].get("status") for item in items]
         assert statuses[0] in {"CARD_PROD_REQUESTED", "CARD_SHIPPED", "CARD_RETURNED"}
 
 
@@ -321,7 +324,7 @@ def test_with_registration_d1s_times_come_after_the_registrations(tmp_path: Path
             register_token="register-token",
         )
     start_times = [
-        datetime.fromisoformat(item["startTime"].replace("Z", "+00:00"))
+        time_read(item["startTime"])
         for item in portal.acknowledged_items()
         if item.get("startTime")
     ]
@@ -335,6 +338,7 @@ def test_refused_registrations_are_counted_and_the_feed_goes_on(tmp_path: Path) 
             tmp_path / "state.sqlite3",
             orders=5,
             standalone_rate=0,
+            drop=0,
             register=True,
             register_token="wrong",
         )
@@ -424,3 +428,29 @@ def test_continuous_feed_runs_until_interrupted(tmp_path: Path, stop_signal: int
     assert "POSTs:" in stdout
     cards = {item["cardId"] for item in portal.acknowledged_items()}
     assert len(cards) > 5, "finished orders are replaced by new ones"
+
+
+def test_two_items_of_one_operation_travel_in_one_post(tmp_path: Path) -> None:
+    with FakePortal() as portal:
+        summary = _run(
+            portal,
+            tmp_path / "state.sqlite3",
+            orders=30,
+            duplicate=0,
+            reorder=0,
+            drop=0,
+            late_copy=0,
+            failed_step_rate=0,
+            pair=0.5,
+        )
+
+    pairs = []
+    for post in portal.posts:
+        by_operation: dict[str, list[dict]] = {}
+        for item in post.body["operations"]:
+            by_operation.setdefault(item["operationId"], []).append(item)
+        pairs += [items for items in by_operation.values() if len(items) == 2]
+    assert summary.paired > 5 and len(pairs) == summary.paired
+    assert all(first != second for first, second in pairs), "two different items, not a copy"
+    # Nothing is lost or repeated by travelling together.
+    assert len(portal.acknowledged_items()) == summary.generated == summary.delivered

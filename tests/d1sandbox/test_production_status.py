@@ -141,6 +141,48 @@ def test_a_result_sent_without_details_is_answered_with_the_step_it_ended_at(
     assert response.json() == {"operations": [{**BARE_FAILED, "details": BARE_ONGOING["details"]}]}
 
 
+def test_each_issuer_gets_the_answer_shape_set_for_it(
+    sandbox: SandboxProcess, sandbox_keys: KeyPairFiles
+) -> None:
+    token = _token(sandbox, sandbox_keys)
+    default = _status(sandbox, token).json()
+
+    assert sandbox.answer_shapes(ISSUERX001="bare") == {ISSUER: "bare"}
+    bare = _status(sandbox, token).json()
+    sandbox.answer_shapes(ISSUERX001="list")
+    listed = _status(sandbox, token).json()
+    refused = requests.post(
+        f"{sandbox.url}/_sandbox/answer-shapes", json={ISSUER: "wrapped"}, timeout=5
+    )
+    sandbox.reset()  # forgets the tokens too
+    after_reset = _status(sandbox, _token(sandbox, sandbox_keys)).json()
+
+    # D1 says only that the answer "uses the same operations object": all three shapes exist.
+    assert default == {"operations": [PREPARED]}
+    assert bare == PREPARED
+    assert listed == [PREPARED]
+    assert refused.status_code == 400 and refused.json()["errorCode"] == "FIELD_INVALID_VALUE"
+    assert after_reset == {"operations": [PREPARED]}
+
+
+def test_answer_shapes_given_at_startup_are_kept_per_issuer(
+    sandbox_keys: KeyPairFiles, sandbox_state_path: Path, tmp_path: Path
+) -> None:
+    with SandboxProcess(
+        keys_dir=sandbox_keys.directory,
+        state_path=sandbox_state_path,
+        log_path=tmp_path / "serve.log",
+        extra_args=["--bare-answer-issuer", ISSUER, "--list-answer-issuer", "ISSUERX002"],
+    ) as server:
+        shapes = server.control("GET", "answer-shapes")
+        bare = _status(server, _token(server, sandbox_keys)).json()
+        server.reset()
+        still_bare = _status(server, _token(server, sandbox_keys)).json()
+
+    assert shapes == {ISSUER: "bare", "ISSUERX002": "list"}
+    assert bare == still_bare == PREPARED
+
+
 @pytest.mark.parametrize("token", [None, "not-a-token"])
 def test_missing_or_unknown_token_is_401(sandbox: SandboxProcess, token: str | None) -> None:
     response = _status(sandbox, token)

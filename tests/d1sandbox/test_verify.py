@@ -120,6 +120,10 @@ def _portal_row(card: str, production_status: str, operation_status: str, **extr
         "reason": "",
         "shipment": None,
         "unknown_codes": [],
+        "hold_code": "",
+        "has_conflict": False,
+        "has_unknown_status": False,
+        "exception_reason": "",
         **extra,
     }
 
@@ -135,6 +139,7 @@ CORRECT_PORTAL = [
             "tracking_number": "1Z999",
             "tracking_url": "https://www.ups.com/track?tracknum=1Z999",
             "status": "DELIVERED",
+            "normalized_status": "delivered",
             "message": "m",
         },
     ),
@@ -144,6 +149,8 @@ CORRECT_PORTAL = [
         "PENDING",
         production_site="PERSO-SITE-EU-02",
         unknown_codes=["CARD_PROD_ON_HOLD"],
+        hold_code="CARD_PROD_ON_HOLD",
+        has_unknown_status=True,
     ),
     _portal_row(
         "card-failed",
@@ -153,6 +160,7 @@ CORRECT_PORTAL = [
         error_code="PERSO_MACHINE_FAULT",
         error="Personalization machine fault",
         reason="Chip encoding failed",
+        is_terminal=True,  # FAILED ends the order at whatever step
     ),
     _portal_row("card-from-another-run", "CARD_PROD_REQUESTED", "PENDING"),
 ]
@@ -253,6 +261,7 @@ def test_a_late_pending_copy_must_not_undo_a_failure(state_path: Path) -> None:
         f"{label}: end_time: expected '2026-11-27T08:30:00.000Z', portal has None",
         f"{label}: error_code: expected 'PERSO_MACHINE_FAULT', portal has ''",
         f"{label}: error: expected 'Personalization machine fault', portal has ''",
+        f"{label}: exception_class: expected 'failed', portal has None",
     ]
 
 
@@ -365,6 +374,16 @@ EVERY_NEW_RATE = {
     "update_order_rate": 0.15,
     "reissue_rate": 0.1,
     "late_copy": 0.3,
+    "carrier_exception_rate": 0.1,
+    "returned_rate": 0.1,
+    "expired_rate": 0.05,
+    "novel_word_rate": 0.2,
+    "changed_copy_rate": 0.2,
+    "japan_carrier_rate": 0.2,
+    "offset_time_rate": 0.2,
+    "zoneless_time_rate": 0.2,
+    "numeric_id_rate": 0.3,
+    "pair": 0.2,
 }
 
 
@@ -404,8 +423,112 @@ def test_verify_agrees_with_d1s_rule_and_catches_an_arrival_order_tie_break(
 
     assert by_times.ok, by_times.mismatches[:10]
     assert by_times.checked > 120
+    assert {"failed", "returned", "carrier_exception"} <= set(by_times.problems.values())
     assert by_times.hidden, "an older order whose last word was dropped cannot be recovered"
     # The same items, folded with "inside a rank the last received wins": verify objects.
     assert not by_arrival.ok
     kinds = {line.split(": ", 2)[1] for line in by_arrival.mismatches}
     assert {"operation_status", "error_code"} <= kinds, kinds
+
+
+SHIPPED_AT = "2026-11-27T09:00:00.000Z"
+
+
+def _carrier_update(card: str, word: str, message: str, **extra: Any) -> dict:
+    shipment = {**_shipment(word), "message": message}
+    return _item(card, "CARD_SHIPPED", "SUCCESSFUL", shipment=shipment, endTime=SHIPPED_AT, **extra)
+
+
+# Carrier updates that tie on D1's times, a changed late copy, a hold that ended, zone-less times.
+TIED_TRUTH = {
+    "card-tied": [
+        (_item("card-tied", "CARD_PROD_REQUESTED"), False, True),
+        (_item("card-tied", "CARD_PROD_ONGOING"), False, True),
+        (_item("card-tied", "CARD_PROD_ON_HOLD", reason="Stock"), False, True),
+        (_item("card-tied", "CARD_PROD_DONE"), False, True),
+        (_carrier_update("card-tied", "InTransit_002", "Picked up"), False, True),
+        (_carrier_update("card-tied", "HeldAtCustoms", "Held"), False, True),
+        (_carrier_update("card-tied", "delivered", "Left at door"), False, True),
+        (_carrier_update("card-tied", "delivered", "Signed for"), False, True),
+    ],
+    "card-returned": [
+        (_item("card-returned", "CARD_PROD_REQUESTED"), False, True),
+        (_carrier_update("card-returned", "IN_TRANSIT", "Picked up"), False, True),
+        (_carrier_update("card-returned", "Exception_011", "Returned to sender"), False, True),
+    ],
+}
+
+
+def _tied_row(card: str, *, status: str, normalized: str, message: str, **extra: Any) -> dict:
+    shipment = {
+        "carrier": "ups",
+        "tracking_number": "1Z999",
+        "tracking_url": "https://www.ups.com/track?tracknum=1Z999",
+        "status": status,
+        "normalized_status": normalized,
+        "message": message,
+    }
+    return _portal_row(
+        card,
+        "CARD_SHIPPED",
+        "SUCCESSFUL",
+        is_terminal=True,
+        end_time=SHIPPED_AT,
+        shipment=shipment,
+        **extra,
+    )
+
+
+TIED_PORTAL = [
+    _tied_row(
+        "card-tied",
+        status="delivered",
+        normalized="delivered",
+        message="Signed for",  # or "Left at door": D1's times and the class cannot tell
+        unknown_codes=["CARD_PROD_ON_HOLD"],
+    ),
+    _tied_row(
+        "card-returned", status="Exception_011", normalized="returned", message="Returned to sender"
+    ),
+]
+
+
+@pytest.fixture
+def tied_state_path(tmp_path: Path) -> Path:
+    path = tmp_path / "state.sqlite3"
+    _store_truth(path, TIED_TRUTH)
+    return path
+
+
+def test_tying_carrier_updates_are_judged_by_their_class(tied_state_path: Path) -> None:
+    either = copy.deepcopy(TIED_PORTAL)
+    either[0]["shipment"]["message"] = "Left at door"
+    zoneless = copy.deepcopy(TIED_PORTAL)
+    zoneless[1]["start_time"] = "2026-11-27T08:00:00"  # the issuer's zone, UTC by default
+
+    for portal in (TIED_PORTAL, either, zoneless):
+        report, _ = _verify(portal, tied_state_path)
+        assert report.ok, report.mismatches
+        assert report.problems == {f"{ISSUER}/card-returned/op-card-returned": "returned"}
+
+
+def test_the_carrier_class_the_hold_and_the_exception_class_are_compared(
+    tied_state_path: Path,
+) -> None:
+    portal = copy.deepcopy(TIED_PORTAL)
+    # The portal read the novel word as the latest and flagged it; kept the ended hold open.
+    portal[0]["shipment"].update(status="HeldAtCustoms", normalized_status="unknown")
+    portal[0].update(hold_code="CARD_PROD_ON_HOLD", has_unknown_status=True)
+    # And did not understand the return.
+    portal[1]["shipment"]["normalized_status"] = "unknown"
+    report, _ = _verify(portal, tied_state_path)
+
+    tied, returned = f"{ISSUER}/card-tied/op-card-tied", f"{ISSUER}/card-returned/op-card-returned"
+    assert report.mismatches == [
+        f"{returned}: shipment.normalized_status: expected 'returned', portal has 'unknown'",
+        f"{returned}: exception_class: expected 'returned', portal has None",
+        f"{tied}: shipment.status: expected 'delivered', portal has 'HeldAtCustoms'",
+        f"{tied}: shipment.normalized_status: expected 'delivered', portal has 'unknown'",
+        f"{tied}: hold_code: expected None, portal has 'CARD_PROD_ON_HOLD'",
+        f"{tied}: exception_class: expected None, portal has 'on_hold'",
+    ]

@@ -1,5 +1,7 @@
-"""End to end: the sandbox feeds gunicorn with drops, duplicates and reordering; Celery beat and a
-worker reconcile; afterwards `python -m d1sandbox verify` finds no mismatch.
+"""End to end: the sandbox feeds gunicorn with drops, duplicates and reordering, in the words of
+real carriers and with the ids issuers really use (its defaults); Celery beat and a worker
+reconcile; afterwards `python -m d1sandbox verify` finds no mismatch, and Exceptions hold exactly
+the sandbox's real problems.
 
 Everything runs as separate processes over real HTTP, on PostgreSQL and Redis: the test database
 of this session is handed to gunicorn and Celery through DATABASE_URL, so the test must be
@@ -17,6 +19,7 @@ from django.db.models import Count
 
 from d1sandbox.keys import key_pair_ensure
 from tests.conftest import grant_every_issuer
+from tests.d1sandbox.exceptions import assert_exceptions_are_the_real_problems
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import (  # noqa: F401 (fixtures)
     _free_port,
@@ -119,7 +122,7 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
     assert dropped > 0, feed
 
     # The stream is over; give the beat a bounded number of sweeps to recover what was dropped.
-    _, converged = sandbox_converge(
+    report, converged = sandbox_converge(
         portal_url=portal_url, token=token, state_path=state_path, seconds=CONVERGE_SECONDS
     )
 
@@ -129,6 +132,9 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
     assert code == 0 and "mismatches: 0" in output, output
     checked = int(re.search(r"orders checked: (\d+)", output).group(1))
     assert checked > ORDERS * 0.9
+    # None from a normal carrier word, none from an ended hold; every real problem is there.
+    assert_exceptions_are_the_real_problems(issuer_ids=[ISSUER_ID], report=report)
+    assert report.problems, "the sandbox's defaults include failures and carrier exceptions"
 
     outcomes = dict(
         ReconcileAttempt.objects.values_list("outcome").annotate(n=Count("id")).order_by()
