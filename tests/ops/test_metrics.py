@@ -134,3 +134,44 @@ def test_reconcile_attempts_latency_and_sweep_age_are_exported(
         == 1
     )
     assert 0 <= value(after, "portal_reconcile_sweep_last_success_age_seconds") < 60
+
+
+def test_every_order_is_counted_open_or_finished_whatever_step_d1_ended_it_at(
+    issuer, post_notification, scrape
+):
+    def item(card, step, status, end=None):
+        operation = {
+            "operationId": f"op-{card}",
+            "operation": "PRODUCE",
+            "status": status,
+            "startTime": "2026-03-02T09:15:04.120Z",
+            "cardId": card,
+            "details": {"status": step},
+        }
+        return {**operation, **({"endTime": end} if end else {})}
+
+    end = "2026-03-03T10:00:00.000Z"
+    batch = [
+        item("card-open", "CARD_PROD_ONGOING", "PENDING"),
+        # D1 ended these at a step that is not a final stage: finished, never open.
+        item("card-done", "CARD_PROD_DONE", "SUCCESSFUL", end),
+        item("card-failed", "CARD_PROD_READY", "FAILED", end),
+        item("card-shipped", "CARD_SHIPPED", "SUCCESSFUL", end),
+    ]
+    assert post_notification({"operations": batch}).status_code == 204
+
+    text = scrape()
+
+    open_orders = {
+        dict(labels)["production_status"]: v
+        for (name, labels), v in samples(text).items()
+        if name == "portal_orders" and labels and v
+    }
+    finished = {
+        dict(labels)["production_status"]: v
+        for (name, labels), v in samples(text).items()
+        if name == "portal_orders_finished_24h" and labels and v
+    }
+    assert open_orders == {"CARD_PROD_ONGOING": 1}
+    assert finished == {"CARD_PROD_DONE": 1, "CARD_PROD_READY": 1, "CARD_SHIPPED": 1}
+    assert sum(open_orders.values()) + sum(finished.values()) == CardOrder.objects.count()

@@ -190,11 +190,11 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
 
     family = GaugeMetricFamily(
         "portal_orders_finished_24h",
-        "Card orders that reached a final stage in the last 24 hours, by that stage",
+        "Card orders that ended in the last 24 hours (a final stage, or D1 ended it), by stage",
         labels=["production_status"],
     )
     for stage, count in sorted(snapshot["finished_by_stage"].items()):
-        family.add_metric([_label(stage)], count)
+        family.add_metric([_label(stage) or "none"], count)
     yield family
 
     family = GaugeMetricFamily(

@@ -25,7 +25,7 @@ from tracking.models import (
     OperationEvent,
     RefusalTally,
 )
-from tracking.rules import NON_TERMINAL_STATUSES, PRODUCTION_RANK, TERMINAL_STATUSES, Outcome
+from tracking.rules import NON_TERMINAL_STATUSES, PRODUCTION_RANK, Outcome
 from tracking.services import order_queues
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,9 @@ SWEEP_LAST_SUCCESS_KEY = "observability:sweep-last-success"
 RECENT_WINDOW = dt.timedelta(hours=24)
 # What an open order's production_status can be: a step before the end, or none yet.
 OPEN_STATUSES = (*NON_TERMINAL_STATUSES, "")
-FINAL_STATUSES = tuple(s for s in PRODUCTION_RANK if s in TERMINAL_STATUSES)
+# Where a finished order can stand: a final stage, or any step (or none) at which D1 ended the
+# operation (SUCCESSFUL at CARD_PROD_DONE, FAILED mid-production); every order is open or finished.
+FINISHED_AT_STATUSES = (*PRODUCTION_RANK, "")
 # Every outcome an item can have; "" while it waits to be applied.
 ITEM_OUTCOMES = (*(value for value, _ in Outcome.CHOICES), "")
 
@@ -136,8 +138,12 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
                 for status in OPEN_STATUSES
             },
             **{
-                f"finished:{status}": Q(production_status=status, stage_entered_at__gte=since)
-                for status in FINAL_STATUSES
+                f"finished:{status}": Q(production_status=status, is_terminal=True)
+                & (
+                    Q(stage_entered_at__gte=since)
+                    | Q(stage_entered_at__isnull=True, last_event_at__gte=since)
+                )
+                for status in FINISHED_AT_STATUSES
             },
             **{
                 f"stuck:{status}": order_queues.stuck_in_stage_q(status, now=now)
