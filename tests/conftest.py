@@ -45,6 +45,16 @@ def _fresh_cache():
     forget_all()
 
 
+@pytest.fixture(autouse=True)
+def _site_language():
+    """Each test starts, and ends, in the site's language (a Japanese page leaves it active)."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 # Staff of the tests that are not about grants see every issuer, those made later in the test too,
 # as staff who existed before grants did (the migration gave them every issuer).
 _GRANTED_EVERY_ISSUER: set[int] = set()

@@ -2,6 +2,7 @@
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def _ensure_roles(sender, apps=None, **kwargs) -> None:
@@ -18,12 +19,13 @@ def _ensure_roles(sender, apps=None, **kwargs) -> None:
 
 class TrackingConfig(AppConfig):
     name = "tracking"
-    verbose_name = "Card-order tracking"
+    verbose_name = _("Card-order tracking")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         # trust: audit signals, staff groups after migrate.
         from tracking import signals  # noqa: F401
+        from tracking.services import preferences  # noqa: F401  (sign-in carries the choice)
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="tracking-roles")
         # The admin's autodiscovery (django.contrib.admin's ready, earlier in INSTALLED_APPS)

@@ -11,176 +11,214 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from tracking import carrier_status
 
 
 @dataclass(frozen=True)
 class Label:
     code: str
-    text: str
-    help: str
+    text: str | Promise
+    help: str | Promise
     known: bool = True
 
 
-# kind -> code -> (label, one-line explanation)
-LABELS: dict[str, dict[str, tuple[str, str]]] = {
+# kind -> code -> (label, one-line explanation), each in the reader's language.
+LABELS: dict[str, dict[str, tuple[Promise, Promise]]] = {
     # details.status (SPEC §2.1): where the card is in production.
     "production_status": {
-        "CARD_PROD_REQUESTED": ("Requested", "The card was ordered through D1's APIs."),
-        "DATA_PREPARED": ("Data prepared", "D1 processed the card data successfully."),
+        "CARD_PROD_REQUESTED": (_("Requested"), _("The card was ordered through D1's APIs.")),
+        "DATA_PREPARED": (_("Data prepared"), _("D1 processed the card data successfully.")),
         "CARD_PROD_READY": (
-            "Ready to personalise",
-            "The data reached the personalisation centre; the card is ready to be made.",
+            _("Ready to personalise"),
+            _("The data reached the personalisation centre; the card is ready to be made."),
         ),
-        "CARD_PROD_ONGOING": ("Being personalised", "The card is being made."),
+        "CARD_PROD_ONGOING": (_("Being personalised"), _("The card is being made.")),
         "CARD_PROD_DONE": (
-            "Personalised",
-            "The card is made and waits to be prepared for shipment.",
+            _("Personalised"),
+            _("The card is made and waits to be prepared for shipment."),
         ),
-        "CARD_SHIPPED": ("Shipped", "The card was handed to the carrier."),
-        "CARD_RETURNED": ("Returned", "The carrier brought the card back."),
+        "CARD_SHIPPED": (_("Shipped"), _("The card was handed to the carrier.")),
+        "CARD_RETURNED": (_("Returned"), _("The carrier brought the card back.")),
         "DATA_EXCEPTION": (
-            "Data rejected",
-            "D1 could not process the card data; the card is rejected.",
+            _("Data rejected"),
+            _("D1 could not process the card data; the card is rejected."),
         ),
         "CARD_PROD_EXCEPTION": (
-            "Production failed",
-            "Personalisation hit a problem; the card was not made.",
+            _("Production failed"),
+            _("Personalisation hit a problem; the card was not made."),
         ),
-        "CARD_PROD_CANCELED": ("Cancelled", "Cancelled at the issuer's request."),
-        "": ("No known status", "Only codes the portal does not know have arrived so far."),
+        "CARD_PROD_CANCELED": (_("Cancelled"), _("Cancelled at the issuer's request.")),
+        "": (_("No known status"), _("Only codes the portal does not know have arrived so far.")),
     },
     # The operation's own status (top-level `status`).
     "operation_status": {
-        "PENDING": ("In progress", "D1 is still working on this order."),
-        "SUCCESSFUL": ("Succeeded", "D1 finished this operation successfully."),
-        "FAILED": ("Failed", "D1 reports the operation failed; see the error and reason."),
+        "PENDING": (_("In progress"), _("D1 is still working on this order.")),
+        "SUCCESSFUL": (_("Succeeded"), _("D1 finished this operation successfully.")),
+        "FAILED": (_("Failed"), _("D1 reports the operation failed; see the error and reason.")),
     },
     "operation": {
-        "PRODUCE": ("Card production", "A card made and shipped by Thales."),
+        "PRODUCE": (_("Card production"), _("A card made and shipped by Thales.")),
         "STANDALONE_TRACKING": (
-            "Tracking only",
-            "A card made elsewhere; D1 forwards the carrier's updates.",
+            _("Tracking only"),
+            _("A card made elsewhere; D1 forwards the carrier's updates."),
         ),
-        "UPDATE_ORDER": ("Order change", "A change to the order requested before shipment."),
+        "UPDATE_ORDER": (_("Order change"), _("A change to the order requested before shipment.")),
     },
     # details.shipment.status: D1 publishes no list; these are the common carrier milestones.
     "shipment_status": {
-        "LABEL_CREATED": ("Label created", "The carrier has the parcel's details, not the parcel."),
-        "INFO_RECEIVED": ("Details received", "The carrier has the parcel's details."),
-        "PENDING": ("Awaiting carrier", "The carrier has not picked the parcel up yet."),
-        "PICKED_UP": ("Picked up", "The carrier has the parcel."),
-        "IN_TRANSIT": ("In transit", "On its way."),
-        "DELAYED": ("Delayed", "The carrier reports a delay."),
-        "EXCEPTION": ("Carrier problem", "The carrier reports a problem with the parcel."),
-        "OUT_FOR_DELIVERY": ("Out for delivery", "With the courier for delivery today."),
-        "FAILED_ATTEMPT": ("Delivery failed", "The courier could not deliver; it will try again."),
-        "AVAILABLE_FOR_PICKUP": ("At a pick-up point", "Waiting for the cardholder to collect."),
-        "DELIVERED": ("Delivered", "The carrier reports the card delivered."),
-        "RETURNED_TO_SENDER": ("Returned to sender", "The carrier is sending the card back."),
-        "RETURNED": ("Returned", "The carrier brought the card back."),
+        "LABEL_CREATED": (
+            _("Label created"),
+            _("The carrier has the parcel's details, not the parcel."),
+        ),
+        "INFO_RECEIVED": (_("Details received"), _("The carrier has the parcel's details.")),
+        "PENDING": (_("Awaiting carrier"), _("The carrier has not picked the parcel up yet.")),
+        "PICKED_UP": (_("Picked up"), _("The carrier has the parcel.")),
+        "IN_TRANSIT": (_("In transit"), _("On its way.")),
+        "DELAYED": (_("Delayed"), _("The carrier reports a delay.")),
+        "EXCEPTION": (_("Carrier problem"), _("The carrier reports a problem with the parcel.")),
+        "OUT_FOR_DELIVERY": (_("Out for delivery"), _("With the courier for delivery today.")),
+        "FAILED_ATTEMPT": (
+            _("Delivery failed"),
+            _("The courier could not deliver; it will try again."),
+        ),
+        "AVAILABLE_FOR_PICKUP": (
+            _("At a pick-up point"),
+            _("Waiting for the cardholder to collect."),
+        ),
+        "DELIVERED": (_("Delivered"), _("The carrier reports the card delivered.")),
+        "RETURNED_TO_SENDER": (_("Returned to sender"), _("The carrier is sending the card back.")),
+        "RETURNED": (_("Returned"), _("The carrier brought the card back.")),
     },
     # The class of the carrier's status (tracking.carrier_status), whatever word it used.
     "shipment_class": dict(carrier_status.CLASS_LABELS),
     # Why an order was asked about at D1 (flags set by ingest, and the sweep's own reasons).
     "reconcile_reason": {
         "conflict": (
-            "Conflicting messages",
-            "D1's messages contradict each other (for example a failure and a shipment).",
+            _("Conflicting messages"),
+            _("D1's messages contradict each other (for example a failure and a shipment)."),
         ),
-        "unknown_status": ("Unknown code", "D1 sent a status code the portal does not know."),
+        # The same hold is "On hold" on every page: lists, order page, calls to D1.
+        "unknown_status": (
+            _("On hold"),
+            _("D1 sent a status code it does not publish (a hold); D1 is asked until it moves on."),
+        ),
         "hold_then_progress": (
-            "Progress after a hold",
-            "A step came with the same times as a hold; only D1 can say whether the hold ended.",
+            _("Progress after a hold"),
+            _("A step came with the same times as a hold; only D1 can say whether the hold ended."),
         ),
         "incomplete_item": (
-            "Item without details",
-            "D1 sent a result for this order without its step; D1 is asked for the whole state.",
+            _("Item without details"),
+            _("D1 sent a result for this order without its step; D1 is asked for the whole state."),
         ),
-        "gap": ("Missing steps", "Steps between two messages never arrived."),
+        "gap": (_("Missing steps"), _("Steps between two messages never arrived.")),
         "stage_threshold": (
-            "Too long in a stage",
-            "The order stayed in its stage longer than the stage's time limit.",
+            _("Too long in a stage"),
+            _("The order stayed in its stage longer than the stage's time limit."),
         ),
-        "past_due": ("Past its due date", "D1's expected completion date passed, plus grace."),
+        "past_due": (
+            _("Past its due date"),
+            _("D1's expected completion date passed, plus grace."),
+        ),
         "awaiting_delivery": (
-            "Awaiting delivery",
-            "Shipped, and the carrier has not yet reported delivery.",
+            _("Awaiting delivery"),
+            _("Shipped, and the carrier has not yet reported delivery."),
         ),
-        "": ("No particular reason", "Asked by staff or a command."),
+        "": (_("No particular reason"), _("Asked by staff or a command.")),
     },
     # Where an event came from.
     "source": {
-        "webhook": ("Sent by D1", "A message D1 sent to the portal."),
-        "on_demand": ("Asked of D1", "D1's answer when the portal asked for the order's status."),
+        "webhook": (_("Sent by D1"), _("A message D1 sent to the portal.")),
+        "on_demand": (
+            _("Asked of D1"),
+            _("D1's answer when the portal asked for the order's status."),
+        ),
     },
     # What one event did to its order.
     "outcome": {
-        "advanced": ("Applied", "This event moved the order on."),
-        "shipment_update": ("Shipment update", "A carrier update."),
-        "stale": ("Out of order", "Arrived after a later step; kept, changed nothing."),
-        "unknown_status": ("Unknown code", "A code the portal does not know; kept, not applied."),
-        "conflict": ("Conflict", "Contradicts another event of the order."),
-        "no_change": ("No change", "Repeated what the order already said."),
-        "not_tracked": ("Other operation", "Recorded on the card; not part of the order's state."),
-        "invalid": ("Invalid", "Failed validation; kept with its reason."),
-        "incomplete": (
-            "Item without details",
-            "A result without its step: its status, error and times count, its step is unknown.",
+        "advanced": (_("Applied"), _("This event moved the order on.")),
+        "shipment_update": (_("Shipment update"), _("A carrier update.")),
+        "stale": (_("Out of order"), _("Arrived after a later step; kept, changed nothing.")),
+        "unknown_status": (
+            _("On hold"),
+            _("A status code D1 does not publish (a hold); kept, it does not move the order."),
         ),
-        "": ("Not applied yet", "Stored; the order has not been updated from it yet."),
+        "conflict": (_("Conflict"), _("Contradicts another event of the order.")),
+        "no_change": (_("No change"), _("Repeated what the order already said.")),
+        "not_tracked": (
+            _("Other operation"),
+            _("Recorded on the card; not part of the order's state."),
+        ),
+        "invalid": (_("Invalid"), _("Failed validation; kept with its reason.")),
+        "incomplete": (
+            _("Item without details"),
+            _("A result without its step: its status, error and times count, its step is unknown."),
+        ),
+        "": (_("Not applied yet"), _("Stored; the order has not been updated from it yet.")),
     },
     # What asking D1 did.
     "reconcile_outcome": {
-        "changed": ("Corrected the order", "D1's answer changed the order."),
-        "unchanged": ("Confirmed", "D1 said what the portal already knew."),
-        "not_found": ("Unknown at D1", "D1 does not know this card order."),
-        "error": ("No answer", "The call to D1 failed; see the error."),
+        "changed": (_("Corrected the order"), _("D1's answer changed the order.")),
+        "unchanged": (_("Confirmed"), _("D1 said what the portal already knew.")),
+        "not_found": (_("Unknown at D1"), _("D1 does not know this card order.")),
+        "error": (_("No answer"), _("The call to D1 failed; see the error.")),
     },
     "reconcile_trigger": {
-        "sweep": ("Automatic check", "The regular sweep asked D1."),
-        "staff": ("Ask D1 now", "A staff member asked D1 from the order page or a list."),
-        "command": ("Command", "Asked from the command line."),
+        "sweep": (_("Automatic check"), _("The regular sweep asked D1.")),
+        "staff": (_("Ask D1 now"), _("A staff member asked D1 from the order page or a list.")),
+        "command": (_("Command"), _("Asked from the command line.")),
     },
     # The badges in the Flags column.
     "flag": {
         "needs_reconcile": (
-            "Will ask D1",
-            "The portal will ask D1 for the truth at the next check.",
+            _("Will ask D1"),
+            _("The portal will ask D1 for the truth at the next check."),
         ),
-        "conflict": ("Conflict", "D1's messages contradict each other."),
-        "unknown_code": ("Unknown code", "D1 sent a code the portal does not know."),
-        "d1_error": ("D1 error", "D1 reported an error for this order."),
-        "on_hold": ("On hold", "D1 put the order on hold with a code it does not publish."),
-        "gap": ("Missing steps", "Steps between two messages never arrived."),
-        "acknowledged": ("Acknowledged", "Staff handled this exception."),
+        "conflict": (_("Conflict"), _("D1's messages contradict each other.")),
+        "unknown_code": (_("Unknown code"), _("D1 sent a code the portal does not know.")),
+        "d1_error": (_("D1 error"), _("D1 reported an error for this order.")),
+        "on_hold": (_("On hold"), _("D1 put the order on hold with a code it does not publish.")),
+        "gap": (_("Missing steps"), _("Steps between two messages never arrived.")),
+        "acknowledged": (_("Acknowledged"), _("Staff handled this exception.")),
     },
     # The operator alerts on the dashboard (and `manage.py alerts`, /metrics by code).
     "alert": {
         "inbound_silence": (
-            "D1 is quiet",
-            "No message from D1 for longer than expected, or registered orders D1 never mentioned.",
+            _("D1 is quiet"),
+            _(
+                "No message from D1 for longer than expected, or registered orders D1 never "
+                "mentioned."
+            ),
         ),
         "refused_share": (
-            "Many messages refused",
-            "An unusual share of D1's calls was refused; D1 may be sending what the portal "
-            "cannot read, or with the wrong credentials.",
+            _("Many messages refused"),
+            _(
+                "An unusual share of D1's calls was refused; D1 may be sending what the portal "
+                "cannot read, or with the wrong credentials."
+            ),
         ),
         "orders_stuck": (
-            "Orders stuck in a stage",
-            "Orders stayed in a stage longer than its time limit.",
+            _("Orders stuck in a stage"),
+            _("Orders stayed in a stage longer than its time limit."),
         ),
         "reconcile_failing": (
-            "Asking D1 keeps failing",
-            "Orders still need checking with D1 after several tries.",
+            _("Asking D1 keeps failing"),
+            _("Orders still need checking with D1 after several tries."),
         ),
         "sweep_late": (
-            "Automatic checks not running",
-            "The regular check with D1 has not succeeded for too long; the scheduler may be down.",
+            _("Automatic checks not running"),
+            _(
+                "The regular check with D1 has not succeeded for too long; the scheduler may be "
+                "down."
+            ),
         ),
         "unapplied_items": (
-            "Messages not applied",
-            "Received items have not been applied to their orders; the worker may be down.",
+            _("Messages not applied"),
+            _("Received items have not been applied to their orders; the worker may be down."),
         ),
         "event_endpoint_disabled": (
             "Event endpoint disabled",
@@ -190,7 +228,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
-UNKNOWN_HELP = "A code the portal does not know; shown exactly as D1 sent it."
+UNKNOWN_HELP = _("A code the portal does not know; shown exactly as D1 sent it.")
 
 
 def label(kind: str, code: str | None) -> Label:
@@ -198,19 +236,26 @@ def label(kind: str, code: str | None) -> Label:
     code = code or ""
     entry = LABELS[kind].get(code)
     if entry is None:
-        return Label(code=code, text="Unknown code", help=UNKNOWN_HELP, known=False)
+        return Label(code=code, text=_("Unknown code"), help=UNKNOWN_HELP, known=False)
     return Label(code=code, text=entry[0], help=entry[1])
 
 
 def label_text(kind: str, code: str | None) -> str:
     """The label alone, with the code kept when it is unknown (for CSV cells and options)."""
     found = label(kind, code)
-    return found.text if found.known else f"Unknown code {found.code}"
+    if found.known:
+        return str(found.text)
+    return gettext("Unknown code %(code)s") % {"code": found.code}
 
 
-def choices(kind: str) -> list[tuple[str, str]]:
-    """(code, "Label (CODE)") for a filter's drop-down, in the table's order."""
-    return [(code, f"{text} ({code})") for code, (text, _) in LABELS[kind].items() if code]
+def choices(kind: str) -> list[tuple[str, Promise]]:
+    """(code, "Label (CODE)") for a filter's drop-down, in the table's order and the reader's
+    language (lazy: filters build their choices once)."""
+    return [
+        (code, format_lazy("{} ({})", text, code))
+        for code, (text, _h) in LABELS[kind].items()
+        if code
+    ]
 
 
 def humanize_duration(value: dt.timedelta | None) -> str:
@@ -222,9 +267,13 @@ def humanize_duration(value: dt.timedelta | None) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
+        if hours:
+            return gettext("%(days)d d %(hours)d h") % {"days": days, "hours": hours}
+        return gettext("%(days)d d") % {"days": days}
     if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+        if minutes:
+            return gettext("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
+        return gettext("%(hours)d h") % {"hours": hours}
     if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"
+        return gettext("%(minutes)d min") % {"minutes": minutes}
+    return gettext("%(seconds)d s") % {"seconds": secs}

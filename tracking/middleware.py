@@ -1,4 +1,4 @@
-"""Request-wide trust checks: the proxy-verified D1 certificate, and two-factor staff sessions."""
+"""Request-wide: the proxy-verified D1 certificate, two-factor staff sessions, language and zone."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils import timezone, translation
 
 from tracking.d1_access import verified_client_subject
 
@@ -55,3 +56,46 @@ _EXEMPT_PREFIXES = ("/notifications/", "/authz/", "/static/", "/healthz", "/read
 
 def _exempt_paths() -> set[str]:
     return {reverse("otp-verify"), reverse("admin:login"), reverse("admin:logout")}
+
+
+class StaffPreferenceMiddleware:
+    """Read every page in the user's own language and time zone (`services.preferences`).
+
+    After LocaleMiddleware (the browser's language) and the session: a language the user chose
+    wins over the browser's; the zone is theirs, else the site's for their language.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from tracking.services.preferences import language_and_zone
+
+        language, zone = language_and_zone(request)
+        if language != getattr(request, "LANGUAGE_CODE", None):
+            translation.activate(language)
+        request.LANGUAGE_CODE = translation.get_language()
+        timezone.activate(zone)
+        try:
+            response = self.get_response(request)
+        finally:
+            timezone.deactivate()
+        # LocaleMiddleware only sets the header when it is missing: this is the page's language.
+        response.headers["Content-Language"] = request.LANGUAGE_CODE
+        if response.streaming and not response.is_async:
+            # An export is written after this returns: each chunk in the user's zone and words.
+            response.streaming_content = _in_language_and_zone(
+                response.streaming_content, language=request.LANGUAGE_CODE, zone=zone
+            )
+        return response
+
+
+def _in_language_and_zone(chunks, *, language: str, zone):
+    chunks = iter(chunks)
+    while True:
+        with timezone.override(zone), translation.override(language):
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+        yield chunk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,6 +14,8 @@ from django.db import models
 from django.db.models import JSONField, Q, Value
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 from simple_history import register as history_register
@@ -20,6 +23,12 @@ from simple_history.models import HistoricalRecords
 
 from tracking import conditions
 from tracking.rules import Outcome, ReconcileReason
+
+
+def translated(choices: list[tuple[str, str]]) -> list[tuple[str, Promise]]:
+    """The rules' choices (marked, untranslated: the rules know no Django) in the reader's words."""
+    return [(value, gettext_lazy(text)) for value, text in choices]
+
 
 # An issuer's D1 key id names its key file (<D1_KEY_DIR>/<key id>.pem): a file name, no path.
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -52,20 +61,22 @@ class Issuer(models.Model):
     """A D1 issuer whose notifications the portal accepts."""
 
     issuer_id = models.CharField(
-        "D1 issuer id",
+        _("D1 issuer id"),
         max_length=10,
         unique=True,
         validators=[
-            RegexValidator(ISSUER_ID_PATTERN, "Exactly 10 letters or digits, as D1 names issuers.")
+            RegexValidator(
+                ISSUER_ID_PATTERN, _("Exactly 10 letters or digits, as D1 names issuers.")
+            )
         ],
     )
-    name = models.CharField(max_length=200)
-    is_active = models.BooleanField(default=True)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    is_active = models.BooleanField(default=True, verbose_name=_("is active"))
     # The key id of this issuer's own D1 key, when it differs from the settings. The key is read
     # from <D1_KEY_DIR>/<key id>.pem (tracking.d1_api.D1Config): where keys live is never
     # taken from the database, so no admin screen can point the worker at another file.
     d1_key_id = models.CharField(
-        "D1 key id",
+        _("D1 key id"),
         max_length=100,
         blank=True,
         validators=[
@@ -75,22 +86,26 @@ class Issuer(models.Model):
             )
         ],
     )
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("created at")
+    )
     # The zone a time D1 sends without one is read in (the timeline says when it was assumed).
     time_zone = models.CharField(
-        "time zone",
+        _("time zone"),
         max_length=64,
         blank=True,
         default="UTC",
         db_default="UTC",
         validators=[zone_name_validate],
-        help_text=(
+        help_text=_(
             "Times D1 sends without a zone are read in this zone (an IANA name such as "
             "Asia/Tokyo; empty is UTC). After a change, run `manage.py rederive --issuer`."
         ),
     )
 
     class Meta:
+        verbose_name = _("issuer")
+        verbose_name_plural = _("issuers")
         ordering = ["issuer_id"]
 
     def __str__(self) -> str:
@@ -110,80 +125,81 @@ class EventSource(models.TextChoices):
 class NotificationDelivery(models.Model):
     """One POST from D1 (or one on-demand answer), accepted or refused; never deleted."""
 
-    received_at = models.DateTimeField("received", default=timezone.now, db_index=True)
+    received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
     issuer = models.ForeignKey(
         Issuer,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
-        help_text="The registered issuer the message was for; empty when the issuer is unknown.",
+        help_text=_("The registered issuer the message was for; empty when the issuer is unknown."),
+        verbose_name=_("issuer"),
     )
     issuer_id_in_path = models.CharField(
-        "issuer id in the address",
+        _("issuer id in the address"),
         max_length=64,
         blank=True,
-        help_text="The issuer id D1 put in the address it called, as sent.",
+        help_text=_("The issuer id D1 put in the address it called, as sent."),
     )
     source = models.CharField(
-        "came from",
+        _("came from"),
         max_length=16,
         choices=EventSource,
         default=EventSource.WEBHOOK,
-        help_text="Sent by D1, or D1's answer when the portal asked.",
+        help_text=_("Sent by D1, or D1's answer when the portal asked."),
     )
     correlation_id = models.CharField(
-        "correlation id",
+        _("correlation id"),
         max_length=64,
         blank=True,
         db_index=True,
-        help_text="Quote it to D1 support or search the logs with it.",
+        help_text=_("Quote it to D1 support or search the logs with it."),
     )
     client_identity = models.CharField(
-        "caller",
+        _("caller"),
         max_length=255,
         blank=True,
-        help_text="Who called, as the portal authenticated them (D1 client or certificate).",
+        help_text=_("Who called, as the portal authenticated them (D1 client or certificate)."),
     )
-    remote_addr = models.CharField("caller's address", max_length=64, blank=True)
-    content_type = models.CharField("format sent", max_length=255, blank=True)
-    byte_size = models.PositiveIntegerField("size (bytes)", default=0)
+    remote_addr = models.CharField(_("caller's address"), max_length=64, blank=True)
+    content_type = models.CharField(_("format sent"), max_length=255, blank=True)
+    byte_size = models.PositiveIntegerField(_("size (bytes)"), default=0)
     item_count = models.PositiveIntegerField(
-        "items", default=0, help_text="Notification items in the message."
+        _("items"), default=0, help_text=_("Notification items in the message.")
     )
     new_count = models.PositiveIntegerField(
-        "new items", default=0, help_text="Items the portal had not seen before."
+        _("new items"), default=0, help_text=_("Items the portal had not seen before.")
     )
     duplicate_count = models.PositiveIntegerField(
-        "repeated items",
+        _("repeated items"),
         default=0,
-        help_text="Items D1 had already sent; counted, not stored again.",
+        help_text=_("Items D1 had already sent; counted, not stored again."),
     )
     rejected_count = models.PositiveIntegerField(
-        "refused items",
+        _("refused items"),
         default=0,
-        help_text="Items that failed validation; kept with their reason.",
+        help_text=_("Items that failed validation; kept with their reason."),
     )
     status_code = models.PositiveSmallIntegerField(
-        "portal's answer (HTTP)",
-        help_text="What the portal answered D1: 2xx accepted, 4xx or 5xx refused.",
+        _("portal's answer (HTTP)"),
+        help_text=_("What the portal answered D1: 2xx accepted, 4xx or 5xx refused."),
     )
-    error_code = models.CharField("error code", max_length=64, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
     error = models.TextField(
-        "error", blank=True, help_text="Why the message or an item was refused."
+        _("error"), blank=True, help_text=_("Why the message or an item was refused.")
     )
     # The body as received, capped: a refused one as text (card numbers masked), an accepted
     # one (while D1_KEEP_ACCEPTED_BODIES is on) written from its items as they are stored. The
     # D1 message page shows it and links every order it named.
-    body = models.TextField("body as received", blank=True)
+    body = models.TextField(_("body as received"), blank=True)
     body_truncated = models.BooleanField(
-        "body cut short",
+        _("body cut short"),
         default=False,
-        help_text="The body was longer than the portal keeps; only its start is stored.",
+        help_text=_("The body was longer than the portal keeps; only its start is stored."),
     )
 
     class Meta:
-        verbose_name = "D1 message"
-        verbose_name_plural = "D1 messages"
+        verbose_name = _("D1 message")
+        verbose_name_plural = _("D1 messages")
         ordering = ["-received_at", "-id"]
         indexes = [
             models.Index(
@@ -213,46 +229,51 @@ class RefusalTally(models.Model):
     reason. Never edited by staff.
     """
 
-    minute = models.DateTimeField("minute", db_index=True)
+    minute = models.DateTimeField(_("minute"), db_index=True)
     source = models.CharField(
-        "caller's address", max_length=64, help_text="The caller's address (IPv6: its /64)."
+        _("caller's address"), max_length=64, help_text=_("The caller's address (IPv6: its /64).")
     )
     status_code = models.PositiveSmallIntegerField(
-        "portal's answer (HTTP)",
-        help_text="401 not authenticated, 403 not allowed, 405 wrong method, 429 too many calls.",
+        _("portal's answer (HTTP)"),
+        help_text=_(
+            "401 not authenticated, 403 not allowed, 405 wrong method, 429 too many calls."
+        ),
     )
-    error_code = models.CharField("reason code", max_length=64, blank=True)
+    error_code = models.CharField(_("reason code"), max_length=64, blank=True)
     count = models.PositiveIntegerField(
-        "calls", default=1, help_text="Calls refused for this reason in this minute."
+        _("calls"), default=1, help_text=_("Calls refused for this reason in this minute.")
     )
-    first_at = models.DateTimeField("first call")
-    last_at = models.DateTimeField("last call")
+    first_at = models.DateTimeField(_("first call"))
+    last_at = models.DateTimeField(_("last call"))
     # Of the latest call in the minute: enough to tell D1 from a stranger.
     issuer_id_in_path = models.CharField(
-        "issuer id in the address",
+        _("issuer id in the address"),
         max_length=64,
         blank=True,
-        help_text="Of the latest call: the issuer id in the address it called.",
+        help_text=_("Of the latest call: the issuer id in the address it called."),
     )
     client_identity = models.CharField(
-        "caller",
+        _("caller"),
         max_length=255,
         blank=True,
-        help_text="Of the latest call: who it said it was.",
+        help_text=_("Of the latest call: who it said it was."),
     )
     correlation_id = models.CharField(
-        "correlation id",
+        _("correlation id"),
         max_length=64,
         blank=True,
-        help_text="Of the latest call; search the logs with it.",
+        help_text=_("Of the latest call; search the logs with it."),
     )
     error = models.CharField(
-        "reason", max_length=255, blank=True, help_text="Of the latest call: why it was refused."
+        _("reason"),
+        max_length=255,
+        blank=True,
+        help_text=_("Of the latest call: why it was refused."),
     )
 
     class Meta:
-        verbose_name = "refused call"
-        verbose_name_plural = "refused calls"
+        verbose_name = _("refused call")
+        verbose_name_plural = _("refused calls")
         ordering = ["-minute", "-last_at"]
         constraints = [
             models.UniqueConstraint(
@@ -272,80 +293,157 @@ class CardOrder(models.Model):
     edited by hand.
     """
 
-    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="orders")
-    card_id = models.CharField(max_length=48)
-    operation_id = models.CharField(max_length=64)
-    operation = models.CharField(max_length=64, db_default="")
-    tracking_type = models.CharField(max_length=32, blank=True, db_default="")
+    issuer = models.ForeignKey(
+        Issuer, on_delete=models.PROTECT, related_name="orders", verbose_name=_("issuer")
+    )
+    card_id = models.CharField(max_length=48, verbose_name=_("card id"))
+    operation_id = models.CharField(max_length=64, verbose_name=_("operation id"))
+    operation = models.CharField(max_length=64, db_default="", verbose_name=_("operation"))
+    tracking_type = models.CharField(
+        max_length=32, blank=True, db_default="", verbose_name=_("tracking type")
+    )
 
-    operation_status = models.CharField(max_length=32, blank=True, db_default="")
-    production_status = models.CharField(max_length=64, blank=True, db_default="")
-    production_rank = models.SmallIntegerField(null=True, blank=True)
-    is_terminal = models.BooleanField(default=False, db_default=False)
-    start_time = models.DateTimeField(null=True, blank=True)
-    end_time = models.DateTimeField(null=True, blank=True)
-    issuer_request_id = models.CharField(max_length=255, blank=True, db_default="")
-    input_file_name = models.CharField(max_length=255, blank=True, db_default="")
-    production_site = models.CharField(max_length=255, blank=True, db_default="")
-    due_date = models.DateField(null=True, blank=True)
-    reason = models.TextField(blank=True, db_default="")
-    error_code = models.CharField(max_length=255, blank=True, db_default="")
-    error = models.TextField(blank=True, db_default="")
+    operation_status = models.CharField(
+        max_length=32, blank=True, db_default="", verbose_name=_("operation status")
+    )
+    production_status = models.CharField(
+        max_length=64, blank=True, db_default="", verbose_name=_("production status")
+    )
+    production_rank = models.SmallIntegerField(
+        null=True, blank=True, verbose_name=_("production rank")
+    )
+    is_terminal = models.BooleanField(
+        default=False, db_default=False, verbose_name=_("is terminal")
+    )
+    start_time = models.DateTimeField(null=True, blank=True, verbose_name=_("start time"))
+    end_time = models.DateTimeField(null=True, blank=True, verbose_name=_("end time"))
+    issuer_request_id = models.CharField(
+        max_length=255, blank=True, db_default="", verbose_name=_("issuer request id")
+    )
+    input_file_name = models.CharField(
+        max_length=255, blank=True, db_default="", verbose_name=_("input file name")
+    )
+    production_site = models.CharField(
+        max_length=255, blank=True, db_default="", verbose_name=_("production site")
+    )
+    due_date = models.DateField(null=True, blank=True, verbose_name=_("due date"))
+    reason = models.TextField(blank=True, db_default="", verbose_name=_("reason"))
+    error_code = models.CharField(
+        max_length=255, blank=True, db_default="", verbose_name=_("error code")
+    )
+    error = models.TextField(blank=True, db_default="", verbose_name=_("error"))
 
     # The latest shipment, as columns for search and filters, and whole as D1 sent it.
-    shipment = models.JSONField(null=True, blank=True)
-    carrier = models.CharField(max_length=64, blank=True, db_default="")
-    tracking_number = models.CharField(max_length=255, blank=True, db_default="")
-    tracking_url = models.URLField(max_length=2048, blank=True, db_default="")
-    shipment_status = models.CharField(max_length=64, blank=True, db_default="")
-    shipment_message = models.TextField(blank=True, db_default="")
-    shipment_final = models.BooleanField(default=False, db_default=False)
+    shipment = models.JSONField(null=True, blank=True, verbose_name=_("shipment"))
+    carrier = models.CharField(max_length=64, blank=True, db_default="", verbose_name=_("carrier"))
+    tracking_number = models.CharField(
+        max_length=255, blank=True, db_default="", verbose_name=_("tracking number")
+    )
+    tracking_url = models.URLField(
+        max_length=2048, blank=True, db_default="", verbose_name=_("tracking url")
+    )
+    shipment_status = models.CharField(
+        max_length=64, blank=True, db_default="", verbose_name=_("shipment status")
+    )
+    shipment_message = models.TextField(
+        blank=True, db_default="", verbose_name=_("shipment message")
+    )
+    shipment_final = models.BooleanField(
+        default=False, db_default=False, verbose_name=_("shipment final")
+    )
 
     # Flags derived from the events.
-    has_conflict = models.BooleanField(default=False, db_default=False)
-    has_unknown_status = models.BooleanField(default=False, db_default=False)
-    has_gap = models.BooleanField(default=False, db_default=False)
-    unknown_codes = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
-    missing_steps = models.JSONField(default=list, blank=True, db_default=Value([], JSONField()))
+    has_conflict = models.BooleanField(
+        default=False, db_default=False, verbose_name=_("has conflict")
+    )
+    has_unknown_status = models.BooleanField(
+        default=False, db_default=False, verbose_name=_("has unknown status")
+    )
+    has_gap = models.BooleanField(default=False, db_default=False, verbose_name=_("has gap"))
+    unknown_codes = models.JSONField(
+        default=list, blank=True, db_default=Value([], JSONField()), verbose_name=_("unknown codes")
+    )
+    missing_steps = models.JSONField(
+        default=list, blank=True, db_default=Value([], JSONField()), verbose_name=_("missing steps")
+    )
     # An open hold: the latest unknown `details.status` no completion has followed, and its reason.
-    hold_code = models.CharField(max_length=64, blank=True, db_default="")
-    hold_reason = models.TextField(blank=True, db_default="")
+    hold_code = models.CharField(
+        max_length=64, blank=True, db_default="", verbose_name=_("hold code")
+    )
+    hold_reason = models.TextField(blank=True, db_default="", verbose_name=_("hold reason"))
     # Items without `details.status`: they count for what they say and ask D1 for the rest.
-    incomplete_items = models.PositiveIntegerField(default=0, db_default=0)
-    state_fingerprint = models.CharField(max_length=64, blank=True, db_default="")
+    incomplete_items = models.PositiveIntegerField(
+        default=0, db_default=0, verbose_name=_("incomplete items")
+    )
+    state_fingerprint = models.CharField(
+        max_length=64, blank=True, db_default="", verbose_name=_("state fingerprint")
+    )
 
     # When things happened, as the portal saw them.
-    stage_first_seen = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
-    stage_entered_at = models.DateTimeField(null=True, blank=True)
-    first_event_at = models.DateTimeField(null=True, blank=True)
-    last_event_at = models.DateTimeField(null=True, blank=True)
+    stage_first_seen = models.JSONField(
+        default=dict,
+        blank=True,
+        db_default=Value({}, JSONField()),
+        verbose_name=_("stage first seen"),
+    )
+    stage_entered_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("stage entered at")
+    )
+    first_event_at = models.DateTimeField(null=True, blank=True, verbose_name=_("first event at"))
+    last_event_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last event at"))
     # When the exception last changed (a new failure or error code, conflict or unknown code);
     # an acknowledgement covers the exception as it was then, whatever else arrives later.
-    exception_changed_at = models.DateTimeField(null=True, blank=True)
-    event_count = models.PositiveIntegerField(default=0, db_default=0)
+    exception_changed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("exception changed at")
+    )
+    event_count = models.PositiveIntegerField(
+        default=0, db_default=0, verbose_name=_("event count")
+    )
     # Which version of `tracking.rules` derived this state (RULES_VERSION); older ones are
     # brought up to date by `manage.py rederive`.
-    rules_version = models.PositiveSmallIntegerField(default=1, db_default=1)
+    rules_version = models.PositiveSmallIntegerField(
+        default=1, db_default=1, verbose_name=_("rules version")
+    )
 
     # Reconciliation bookkeeping.
-    needs_reconcile = models.BooleanField(default=False, db_default=False)
-    reconcile_reason = models.CharField(
-        max_length=32, blank=True, choices=ReconcileReason.CHOICES, db_default=""
+    needs_reconcile = models.BooleanField(
+        default=False, db_default=False, verbose_name=_("needs reconcile")
     )
-    reconcile_next_at = models.DateTimeField(null=True, blank=True)
-    reconcile_attempts = models.PositiveIntegerField(default=0, db_default=0)
-    last_reconciled_at = models.DateTimeField(null=True, blank=True)
-    last_reconcile_outcome = models.CharField(max_length=32, blank=True, db_default="")
+    reconcile_reason = models.CharField(
+        max_length=32,
+        blank=True,
+        choices=translated(ReconcileReason.CHOICES),
+        db_default="",
+        verbose_name=_("reconcile reason"),
+    )
+    reconcile_next_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("reconcile next at")
+    )
+    reconcile_attempts = models.PositiveIntegerField(
+        default=0, db_default=0, verbose_name=_("reconcile attempts")
+    )
+    last_reconciled_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("last reconciled at")
+    )
+    last_reconcile_outcome = models.CharField(
+        max_length=32, blank=True, db_default="", verbose_name=_("last reconcile outcome")
+    )
     # Reconciliation: a sweep's lease on the order, so that two sweeps never queue it twice.
-    reconcile_claimed_until = models.DateTimeField(null=True, blank=True)
+    reconcile_claimed_until = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("reconcile claimed until")
+    )
 
     # The issuer's side (tracking.services.registration): an order registered before D1 spoke
     # about it, what the issuer said then (shown where no notification says otherwise), since
     # when D1 answers 404 for its card, and an exception the portal raised on its own.
-    registered_at = models.DateTimeField(null=True, blank=True)
-    registration = models.JSONField(null=True, blank=True)
-    d1_not_found_since = models.DateTimeField(null=True, blank=True)
-    exception_reason = models.CharField(max_length=32, blank=True, db_default="")
+    registered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("registered at"))
+    registration = models.JSONField(null=True, blank=True, verbose_name=_("registration"))
+    d1_not_found_since = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("d1 not found since")
+    )
+    exception_reason = models.CharField(
+        max_length=32, blank=True, db_default="", verbose_name=_("exception reason")
+    )
     # A newer operation of the same card (by D1's times) took this unfinished order's place.
     # No index of its own: nearly every order has none, and the partial index below finds
     # those that do (an index on the NULLs would tempt the planner away from the queue indexes).
@@ -356,16 +454,25 @@ class CardOrder(models.Model):
         on_delete=models.SET_NULL,
         related_name="supersedes",
         db_index=False,
+        verbose_name=_("superseded by"),
     )
-    superseded_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(null=True, blank=True, verbose_name=_("superseded at"))
     # The card's latest pull & change result (UPDATE_ORDER), and an accepted CANCEL that D1 has
     # not yet confirmed with CARD_PROD_CANCELED.
-    change_type = models.CharField(max_length=32, blank=True, db_default="")
-    change_result = models.CharField(max_length=16, blank=True, db_default="")
-    cancel_accepted_at = models.DateTimeField(null=True, blank=True)
+    change_type = models.CharField(
+        max_length=32, blank=True, db_default="", verbose_name=_("change type")
+    )
+    change_result = models.CharField(
+        max_length=16, blank=True, db_default="", verbose_name=_("change result")
+    )
+    cancel_accepted_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("cancel accepted at")
+    )
     # A copy of OrderPrediction.p50 that the insight refresh keeps, so that lists sort by it on
     # an index (migration 0011); pages and the API read the prediction itself.
-    predicted_ship_date = models.DateField(null=True, blank=True, editable=False)
+    predicted_ship_date = models.DateField(
+        null=True, blank=True, editable=False, verbose_name=_("predicted ship date")
+    )
     # Triage: who took the order's exception ("Take it"); staff, not derived from events.
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -373,19 +480,30 @@ class CardOrder(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="assigned_orders",
-        verbose_name="taken by",
+        verbose_name=_("taken by"),
     )
 
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("created at")
+    )
     # Indexed with the id (`order_recent`): the lists' default order, ties included.
-    updated_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, verbose_name=_("updated at"))
     # The carrier status's class (`tracking.carrier_status`); the queues filter on it.
-    shipment_class = models.CharField(max_length=24, blank=True, db_default="")
+    shipment_class = models.CharField(
+        max_length=24, blank=True, db_default="", verbose_name=_("carrier status class")
+    )
     # D1's latest on-demand answer about the card: when, and which items (their fingerprints)
     # it held. The fold reads it as D1's word: it closes the holds the answer no longer holds.
-    d1_answer = models.JSONField(default=dict, blank=True, db_default=Value({}, JSONField()))
+    d1_answer = models.JSONField(
+        default=dict,
+        blank=True,
+        db_default=Value({}, JSONField()),
+        verbose_name=_("D1's latest on-demand answer"),
+    )
 
     class Meta:
+        verbose_name = _("card order")
+        verbose_name_plural = _("card orders")
         ordering = ["-updated_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -494,9 +612,16 @@ class CardOrder(models.Model):
 class OperationEvent(models.Model):
     """One distinct notification item, append-only; copies only raise `times_received`."""
 
-    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="events")
+    issuer = models.ForeignKey(
+        Issuer, on_delete=models.PROTECT, related_name="events", verbose_name=_("issuer")
+    )
     order = models.ForeignKey(
-        CardOrder, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+        CardOrder,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        verbose_name=_("order"),
     )
     delivery = models.ForeignKey(
         NotificationDelivery,
@@ -504,59 +629,67 @@ class OperationEvent(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        verbose_name="D1 message",
-        help_text="The message that first brought this item.",
+        verbose_name=_("D1 message"),
+        help_text=_("The message that first brought this item."),
     )
     fingerprint = models.CharField(
-        "content fingerprint",
+        _("content fingerprint"),
         max_length=64,
-        help_text="A digest of the item's content: the same item sent again has the same one.",
+        help_text=_("A digest of the item's content: the same item sent again has the same one."),
     )
-    card_id = models.CharField("card id", max_length=48, blank=True)
-    operation_id = models.CharField("operation id", max_length=64, blank=True)
+    card_id = models.CharField(_("card id"), max_length=48, blank=True)
+    operation_id = models.CharField(_("operation id"), max_length=64, blank=True)
     operation = models.CharField(
-        "operation",
+        _("operation"),
         max_length=64,
         blank=True,
-        help_text="Card production, tracking only or order change.",
+        help_text=_("Card production, tracking only or order change."),
     )
     operation_status = models.CharField(
-        "operation status", max_length=32, blank=True, help_text="In progress, succeeded or failed."
+        _("operation status"),
+        max_length=32,
+        blank=True,
+        help_text=_("In progress, succeeded or failed."),
     )
     production_status = models.CharField(
-        "production step", max_length=64, blank=True, help_text="Where the card was in production."
+        _("production step"),
+        max_length=64,
+        blank=True,
+        help_text=_("Where the card was in production."),
     )
     shipment_status = models.CharField(
-        "carrier status", max_length=64, blank=True, help_text="What the carrier reported."
+        _("carrier status"), max_length=64, blank=True, help_text=_("What the carrier reported.")
     )
-    payload = models.JSONField("item as received")
+    payload = models.JSONField(_("item as received"))
     source = models.CharField(
-        "came from", max_length=16, choices=EventSource, default=EventSource.WEBHOOK
+        _("came from"), max_length=16, choices=EventSource, default=EventSource.WEBHOOK
     )
-    first_received_at = models.DateTimeField("first received", default=timezone.now)
-    last_received_at = models.DateTimeField("last received", default=timezone.now)
+    first_received_at = models.DateTimeField(_("first received"), default=timezone.now)
+    last_received_at = models.DateTimeField(_("last received"), default=timezone.now)
     times_received = models.PositiveIntegerField(
-        "times received", default=1, help_text="How often D1 sent this same item."
+        _("times received"), default=1, help_text=_("How often D1 sent this same item.")
     )
     outcome = models.CharField(
-        "what it did",
+        _("what it did"),
         max_length=32,
-        choices=Outcome.CHOICES,
+        choices=translated(Outcome.CHOICES),
         blank=True,
-        help_text="What this item did to its order.",
+        help_text=_("What this item did to its order."),
     )
     validation_error = models.TextField(
-        "why it was refused", blank=True, help_text="Empty when the item passed validation."
+        _("why it was refused"), blank=True, help_text=_("Empty when the item passed validation.")
     )
     # Null between storing and applying; the safety-net sweep applies what a crash left behind.
     applied_at = models.DateTimeField(
-        "applied",
+        _("applied"),
         null=True,
         blank=True,
-        help_text="When the order was updated from this item; empty until then.",
+        help_text=_("When the order was updated from this item; empty until then."),
     )
 
     class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
         ordering = ["first_received_at", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -592,23 +725,36 @@ class OrderChange(models.Model):
     Unknown shapes are kept as they came, flagged (`is_known_shape` false), never refused.
     """
 
-    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="+")
-    # Derived from its event: it goes when the event goes (retention), never otherwise.
-    event = models.OneToOneField(OperationEvent, on_delete=models.CASCADE, related_name="change")
-    order = models.ForeignKey(
-        CardOrder, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    issuer = models.ForeignKey(
+        Issuer, on_delete=models.PROTECT, related_name="+", verbose_name=_("issuer")
     )
-    card_id = models.CharField(max_length=48)
-    operation_id = models.CharField(max_length=64, blank=True)
-    change_type = models.CharField(max_length=32, blank=True)
-    result = models.CharField(max_length=16, choices=OrderChangeResult)
-    reason = models.TextField(blank=True)
-    is_known_shape = models.BooleanField(default=True)
-    start_time = models.DateTimeField(null=True, blank=True)
-    end_time = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Derived from its event: it goes when the event goes (retention), never otherwise.
+    event = models.OneToOneField(
+        OperationEvent, on_delete=models.CASCADE, related_name="change", verbose_name=_("event")
+    )
+    order = models.ForeignKey(
+        CardOrder,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="changes",
+        verbose_name=_("order"),
+    )
+    card_id = models.CharField(max_length=48, verbose_name=_("card id"))
+    operation_id = models.CharField(max_length=64, blank=True, verbose_name=_("operation id"))
+    change_type = models.CharField(max_length=32, blank=True, verbose_name=_("change type"))
+    result = models.CharField(max_length=16, choices=OrderChangeResult, verbose_name=_("result"))
+    reason = models.TextField(blank=True, verbose_name=_("reason"))
+    is_known_shape = models.BooleanField(default=True, verbose_name=_("is known shape"))
+    start_time = models.DateTimeField(null=True, blank=True, verbose_name=_("start time"))
+    end_time = models.DateTimeField(null=True, blank=True, verbose_name=_("end time"))
+    created_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("pull & change result")
+        verbose_name_plural = _("pull & change results")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["issuer", "card_id"], name="change_card"),
@@ -629,15 +775,22 @@ class D1Client(models.Model):
     """The OAuth client D1 gets bearer tokens with, bound to the one issuer it may notify for."""
 
     application = models.OneToOneField(
-        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="d1_client"
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        related_name="d1_client",
+        verbose_name=_("application"),
     )
-    issuer = models.ForeignKey(Issuer, on_delete=models.PROTECT, related_name="d1_clients")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    issuer = models.ForeignKey(
+        Issuer, on_delete=models.PROTECT, related_name="d1_clients", verbose_name=_("issuer")
+    )
+    is_active = models.BooleanField(default=True, verbose_name=_("is active"))
+    created_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("created at")
+    )
     history = HistoricalRecords()
 
     class Meta:
-        verbose_name = "D1 client"
+        verbose_name = _("D1 client")
         ordering = ["issuer__issuer_id", "id"]
 
     def __str__(self) -> str:
@@ -657,24 +810,32 @@ class AppendOnlyQuerySet(models.QuerySet):
 class AuditEntry(models.Model):
     """One staff action (or security-relevant change): who, when, what, on what, from where."""
 
-    at = models.DateTimeField(default=timezone.now, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True, verbose_name=_("at"))
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("user"),
     )
     # Kept as text too, so the entry still says who after the account is gone.
-    username = models.CharField(max_length=150, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
-    target_type = models.CharField(max_length=100, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_repr = models.CharField(max_length=255, blank=True)
-    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=255, blank=True)
+    username = models.CharField(max_length=150, blank=True, verbose_name=_("username"))
+    action = models.CharField(max_length=64, db_index=True, verbose_name=_("action"))
+    target_type = models.CharField(max_length=100, blank=True, verbose_name=_("target type"))
+    target_id = models.CharField(max_length=64, blank=True, verbose_name=_("target id"))
+    target_repr = models.CharField(max_length=255, blank=True, verbose_name=_("target repr"))
+    details = models.JSONField(
+        default=dict, blank=True, encoder=DjangoJSONEncoder, verbose_name=_("details")
+    )
+    ip_address = models.GenericIPAddressField(null=True, blank=True, verbose_name=_("ip address"))
+    user_agent = models.CharField(max_length=255, blank=True, verbose_name=_("user agent"))
 
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
-        verbose_name_plural = "audit entries"
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit entries")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target")]
 
@@ -713,54 +874,54 @@ class ReconcileAttempt(models.Model):
         CardOrder,
         on_delete=models.PROTECT,
         related_name="reconcile_history",
-        verbose_name="card order",
+        verbose_name=_("card order"),
     )
-    started_at = models.DateTimeField("asked at", default=timezone.now)
+    started_at = models.DateTimeField(_("asked at"), default=timezone.now)
     trigger = models.CharField(
-        "asked by",
+        _("asked by"),
         max_length=16,
         choices=ReconcileTrigger,
         default=ReconcileTrigger.SWEEP,
-        help_text="The automatic check, a staff member, or a command.",
+        help_text=_("The automatic check, a staff member, or a command."),
     )
     # Why the order was asked about: a flag (conflict, unknown_status, gap), stage_threshold,
     # past_due, awaiting_delivery, or empty when staff or a command asked without a reason.
-    reason = models.CharField("why asked", max_length=32, blank=True)
+    reason = models.CharField(_("why asked"), max_length=32, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        verbose_name="staff member",
+        verbose_name=_("staff member"),
     )
     correlation_id = models.CharField(
-        "correlation id",
+        _("correlation id"),
         max_length=64,
         blank=True,
-        help_text="Quote it to D1 support or search the logs with it.",
+        help_text=_("Quote it to D1 support or search the logs with it."),
     )
     # None when no HTTP answer came back (timeout, connection refused, configuration).
     http_status = models.PositiveSmallIntegerField(
-        "D1's HTTP status",
+        _("D1's HTTP status"),
         null=True,
         blank=True,
-        help_text="Empty when D1 did not answer (time-out, connection refused).",
+        help_text=_("Empty when D1 did not answer (time-out, connection refused)."),
     )
     latency_ms = models.PositiveIntegerField(
-        "time to answer (ms)", null=True, blank=True, help_text="How long D1 took to answer."
+        _("time to answer (ms)"), null=True, blank=True, help_text=_("How long D1 took to answer.")
     )
-    outcome = models.CharField("result", max_length=16, choices=ReconcileOutcome)
-    error = models.TextField("error", blank=True, help_text="Why the call to D1 failed.")
+    outcome = models.CharField(_("result"), max_length=16, choices=ReconcileOutcome)
+    error = models.TextField(_("error"), blank=True, help_text=_("Why the call to D1 failed."))
     items_received = models.PositiveIntegerField(
-        "items in the answer", default=0, help_text="Notification items D1 returned."
+        _("items in the answer"), default=0, help_text=_("Notification items D1 returned.")
     )
-    status_before = models.CharField("production step before", max_length=64, blank=True)
-    status_after = models.CharField("production step after", max_length=64, blank=True)
+    status_before = models.CharField(_("production step before"), max_length=64, blank=True)
+    status_after = models.CharField(_("production step after"), max_length=64, blank=True)
     # What D1 answered for this order, as staff read it: the operation's status, the production
     # status, D1's error and the shipment (kept even when the answer repeated a stored item).
     answer = models.JSONField(
-        "D1's answer", default=dict, blank=True, db_default=Value({}, JSONField())
+        _("D1's answer"), default=dict, blank=True, db_default=Value({}, JSONField())
     )
     delivery = models.ForeignKey(
         NotificationDelivery,
@@ -768,11 +929,14 @@ class ReconcileAttempt(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        verbose_name="D1 message",
-        help_text="The answer as the portal stored it.",
+        verbose_name=_("D1 message"),
+        help_text=_("The answer as the portal stored it."),
     )
 
     class Meta:
+        # One name for it on every page: the sidebar, the list's title, the order page.
+        verbose_name = _("call to D1")
+        verbose_name_plural = _("calls to D1")
         ordering = ["-started_at", "-id"]
         indexes = [
             models.Index(fields=["order", "-started_at"], name="attempt_order_recent"),
@@ -793,14 +957,27 @@ class OrderAcknowledgement(models.Model):
     failure or error code, a new conflict, a new unknown code): `CardOrder.exception_changed_at`.
     """
 
-    order = models.ForeignKey(CardOrder, on_delete=models.PROTECT, related_name="acknowledgements")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    order = models.ForeignKey(
+        CardOrder,
+        on_delete=models.PROTECT,
+        related_name="acknowledgements",
+        verbose_name=_("order"),
     )
-    note = models.TextField()
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    note = models.TextField(verbose_name=_("note"))
+    created_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("acknowledgement")
+        verbose_name_plural = _("acknowledgements")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["order", "-created_at"], name="ack_order_recent")]
 
@@ -819,27 +996,37 @@ class ReadApiToken(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="read_api_tokens"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="read_api_tokens",
+        verbose_name=_("user"),
     )
-    name = models.CharField(max_length=100, help_text="What the token is for (an integration).")
+    name = models.CharField(
+        max_length=100,
+        help_text=_("What the token is for (an integration)."),
+        verbose_name=_("name"),
+    )
     # The first characters of the token, so that staff can tell tokens apart; not enough to use.
-    prefix = models.CharField(max_length=8)
-    digest = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    expires_at = models.DateTimeField()
+    prefix = models.CharField(max_length=8, verbose_name=_("prefix"))
+    digest = models.CharField(max_length=64, unique=True, verbose_name=_("digest"))
+    created_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("created at")
+    )
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
     # Narrower than its user's grant when chosen at creation; empty: every issuer the user
     # may see (tracking.services.issuer_grants).
     issuers = models.ManyToManyField(
         Issuer,
         blank=True,
         related_name="+",
+        verbose_name=_("issuers"),
         help_text=_(
             "Only these issuers (within its user's grant); none chosen: all of the user's."
         ),
     )
 
     class Meta:
-        verbose_name = "read-API token"
+        verbose_name = _("read-API token")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -848,6 +1035,52 @@ class ReadApiToken(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+
+# ---------------------------------------------------------------------------- staff preferences
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA zone name (Asia/Tokyo, UTC); empty means the site's default."""
+    if value and value not in available_timezones():
+        raise ValidationError(_("“%(zone)s” is not a time zone."), params={"zone": value})
+
+
+class StaffPreference(models.Model):
+    """The language and time zone one staff member reads the back office in.
+
+    Empty means "not chosen": the browser's language, then the site's (`LANGUAGE_CODE`); the
+    site's zone (`PORTAL_TIME_ZONE`, else the zone of the language). `tracking.middleware.
+    StaffPreferenceMiddleware` applies them on every request.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="staff_preference",
+        verbose_name=_("staff member"),
+    )
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        blank=True,
+        choices=settings.LANGUAGES,
+        help_text=_("Empty: the language your browser asks for."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_("Every time in the back office is shown in this zone. Empty: the site's zone."),
+    )
+
+    class Meta:
+        verbose_name = _("my preferences")
+        verbose_name_plural = _("my preferences")
+
+    def __str__(self) -> str:
+        return str(_("Preferences of %(user)s") % {"user": self.user})
 
 
 # ---------------------------------------------------------------------------- grants
@@ -861,12 +1094,21 @@ class IssuerGrant(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="issuer_grants"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="issuer_grants",
+        verbose_name=_("user"),
     )
-    issuer = models.ForeignKey(Issuer, on_delete=models.CASCADE, related_name="grants")
-    granted_at = models.DateTimeField(default=timezone.now, editable=False)
+    issuer = models.ForeignKey(
+        Issuer, on_delete=models.CASCADE, related_name="grants", verbose_name=_("issuer")
+    )
+    granted_at = models.DateTimeField(
+        default=timezone.now, editable=False, verbose_name=_("granted at")
+    )
 
     class Meta:
+        verbose_name = _("issuer grant")
+        verbose_name_plural = _("issuer grants")
         ordering = ["issuer__issuer_id"]
         constraints = [
             models.UniqueConstraint(fields=["user", "issuer"], name="grant_unique_per_user_issuer")

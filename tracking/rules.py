@@ -42,6 +42,12 @@ from typing import Any
 
 from tracking import carrier_status
 
+
+def gettext_noop(text: str) -> str:
+    """Marks words for the translation catalogue; the pages that show them translate them."""
+    return text
+
+
 # Which rules produced a stored state. Raise it whenever a change here can change the state of
 # stored orders, and run `manage.py rederive` after deploying (docs/deploy.md).
 #   1: ties inside a rank broken by the time the portal first received an item;
@@ -144,15 +150,15 @@ class Outcome:
     INVALID = "invalid"  # failed validation; kept with its reason
 
     CHOICES = [
-        (ADVANCED, "Advanced the state"),
-        (SHIPMENT_UPDATE, "Shipment update"),
-        (STALE, "Stale (earlier than the current state)"),
-        (UNKNOWN_STATUS, "Unknown status code"),
-        (INCOMPLETE, "Incomplete item (no details.status)"),
-        (CONFLICT, "Conflict"),
-        (NO_CHANGE, "No change"),
-        (NOT_TRACKED, "Other operation (recorded)"),
-        (INVALID, "Invalid item"),
+        (ADVANCED, gettext_noop("Advanced the state")),
+        (SHIPMENT_UPDATE, gettext_noop("Shipment update")),
+        (STALE, gettext_noop("Stale (earlier than the current state)")),
+        (UNKNOWN_STATUS, gettext_noop("Unknown status code")),
+        (INCOMPLETE, gettext_noop("Incomplete item (no details.status)")),
+        (CONFLICT, gettext_noop("Conflict")),
+        (NO_CHANGE, gettext_noop("No change")),
+        (NOT_TRACKED, gettext_noop("Other operation (recorded)")),
+        (INVALID, gettext_noop("Invalid item")),
     ]
 
 
@@ -168,11 +174,11 @@ class ReconcileReason:
 
     PRIORITY = (CONFLICT, INCOMPLETE, HOLD_THEN_PROGRESS, UNKNOWN_STATUS, GAP)
     CHOICES = [
-        (CONFLICT, "Conflict"),
-        (INCOMPLETE, "Item without details"),
-        (HOLD_THEN_PROGRESS, "Progress after a hold"),
-        (UNKNOWN_STATUS, "Unknown status"),
-        (GAP, "Gap"),
+        (CONFLICT, gettext_noop("Conflict")),
+        (INCOMPLETE, gettext_noop("Item without details")),
+        (HOLD_THEN_PROGRESS, gettext_noop("Progress after a hold")),
+        (UNKNOWN_STATUS, gettext_noop("Unknown status")),
+        (GAP, gettext_noop("Gap")),
     ]
 
 
@@ -197,27 +203,39 @@ class Rule:
     HOLD_THEN_PROGRESS = "hold_then_progress"
     OPERATION_COMPLETED = "operation_completed"
 
+    # In staff's words; the code stays beside them on the order page.
     TEXT = {
-        HIGHEST_STEP: "the highest step received; a lower one never lowers it",
-        STICKY_FAILURE: "a failure stays, whatever normal step comes with it",
-        NO_KNOWN_STEP: "no event with a known step yet",
-        LATEST_COMPLETION: "the completion with the latest endTime",
-        LATEST_EVENT: "the latest event by D1's times (no completion yet)",
-        LATEST_SHIPMENT: (
+        HIGHEST_STEP: gettext_noop(
+            "the furthest production step D1 reported; a step reported later that comes "
+            "earlier in production does not move the order back"
+        ),
+        STICKY_FAILURE: gettext_noop("a failure stays, whatever normal step comes with it"),
+        NO_KNOWN_STEP: gettext_noop("no event with a known step yet"),
+        LATEST_COMPLETION: gettext_noop("the completion with the latest endTime"),
+        LATEST_EVENT: gettext_noop("the latest event by D1's times (no completion yet)"),
+        LATEST_SHIPMENT: gettext_noop(
             "a final carrier update (delivered, returned), else the latest by D1's times; on a tie "
             "of times the later class in a parcel's life"
         ),
-        CONFLICT: "these events contradict each other",
-        UNKNOWN_CODE: "a code the portal does not know, not followed by a completion",
-        UNKNOWN_CODE_ENDED: "a code the portal does not know; the operation completed after it",
-        OPEN_HOLD: "on hold: an unknown step no completion has followed",
-        INCOMPLETE_ITEM: "an item without details.status; it counts for what it says",
-        GAP: "this step never arrived between steps that did",
-        RECONCILE: "the portal asks D1 for the truth",
-        ANSWERED_BY_D1: "D1 has answered on demand since; nothing new calls for it",
-        CLOSED_BY_D1: "D1's on-demand answer, asked after this code came, no longer holds it",
-        HOLD_THEN_PROGRESS: "progress came with the same times as an open hold: D1 is asked",
-        OPERATION_COMPLETED: "D1 reports the operation SUCCESSFUL or FAILED: nothing is awaited",
+        CONFLICT: gettext_noop("these events contradict each other"),
+        UNKNOWN_CODE: gettext_noop("a code the portal does not know, not followed by a completion"),
+        UNKNOWN_CODE_ENDED: gettext_noop(
+            "a code the portal does not know; the operation completed after it"
+        ),
+        OPEN_HOLD: gettext_noop("on hold: an unknown step no completion has followed"),
+        INCOMPLETE_ITEM: gettext_noop("an item without details.status; it counts for what it says"),
+        GAP: gettext_noop("this step never arrived between steps that did"),
+        RECONCILE: gettext_noop("the portal asks D1 for the truth"),
+        ANSWERED_BY_D1: gettext_noop("D1 has answered on demand since; nothing new calls for it"),
+        CLOSED_BY_D1: gettext_noop(
+            "D1's on-demand answer, asked after this code came, no longer holds it"
+        ),
+        HOLD_THEN_PROGRESS: gettext_noop(
+            "progress came with the same times as an open hold: D1 is asked"
+        ),
+        OPERATION_COMPLETED: gettext_noop(
+            "D1 reports the operation SUCCESSFUL or FAILED: nothing is awaited"
+        ),
     }
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.utils.translation import gettext_lazy as _
 
 from tracking.observability.logs import logging_settings
 
@@ -25,11 +26,23 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# The zone times are stored and scheduled in; staff see theirs (PORTAL_TIME_ZONE below).
 TIME_ZONE = env("DJANGO_TIME_ZONE", default="UTC")
 USE_TZ = True
 USE_I18N = True
-LANGUAGE_CODE = "en-us"
-# One date format in the back office (config/formats): 2026-11-30 02:31:05 UTC.
+# The back office speaks Japanese and English: each user's choice (their preferences page),
+# else the browser's Accept-Language, else the site's language.
+LANGUAGE_CODE = env("PORTAL_LANGUAGE", default="en")
+LANGUAGES = [("ja", "日本語"), ("en", "English")]
+# The catalogue's source (.po) and its compiled form (.mo) are both kept in the repository, so a
+# machine without gettext still shows Japanese (README, "Languages and time zones").
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# The zone a user sees when they chose none: this one when set, else the zone of their language
+# (Japanese: Asia/Tokyo), else TIME_ZONE.
+PORTAL_TIME_ZONE = env("PORTAL_TIME_ZONE", default="")
+PORTAL_LANGUAGE_TIME_ZONES = {"ja": "Asia/Tokyo"}
+# Dates per language, always with their zone (config/formats): 2026年12月4日 21:30 JST,
+# 4 Dec 2026 21:30 JST.
 FORMAT_MODULE_PATH = ["config.formats"]
 # Seconds between the dashboard's own refreshes (staff can pause them).
 DASHBOARD_REFRESH_SECONDS = env.int("DASHBOARD_REFRESH_SECONDS", default=30)
@@ -81,9 +94,12 @@ MIDDLEWARE = [
     ),
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files without a web server
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the browser's language (Accept-Language)
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # the user's own language and time zone, over the browser's (tracking/services/preferences.py)
+    "tracking.middleware.StaffPreferenceMiddleware",
     "django_otp.middleware.OTPMiddleware",  # trust: knows whether staff passed TOTP
     "django.contrib.auth.middleware.LoginRequiredMiddleware",  # trust: nothing is public by default
     "tracking.middleware.StaffOTPRequiredMiddleware",  # trust: no admin page without TOTP
@@ -463,9 +479,9 @@ CELERY_BEAT_SCHEDULE["retention-prune"] = {
 # ---------------------------------------------------------------------------- admin (back office)
 # The admin's look (django-unfold), its navigation and its front page; see tracking/admin/.
 UNFOLD = {
-    "SITE_TITLE": "D1 card orders",
-    "SITE_HEADER": "D1 card orders",
-    "SITE_SUBHEADER": "Back office",
+    "SITE_TITLE": _("D1 card orders"),
+    "SITE_HEADER": _("D1 card orders"),
+    "SITE_SUBHEADER": _("Back office"),
     "SITE_SYMBOL": "credit_card",
     "SHOW_VIEW_ON_SITE": False,
     "COLORS": {"primary": "tracking.admin.navigation.primary_colors"},

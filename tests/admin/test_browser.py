@@ -332,7 +332,9 @@ def test_the_issuers_queues_fit_1366_px_with_the_change_under_production(page, o
             expect(changes.filter(has_text="ACCELERATE AND REDIRECT rejected")).to_be_visible()
             screenshot(page, "orders_list_two_issuers")
         if url.endswith("queue=superseded"):
-            expect(page.locator("#result_list").get_by_text("Superseded")).to_be_visible()
+            expect(
+                page.locator("#result_list").get_by_text("Replaced by a newer order")
+            ).to_be_visible()
 
 
 def test_ids_stay_on_one_line_and_show_in_full_on_hover(page, orders):

@@ -54,7 +54,7 @@ def test_operator_alerts_are_shown_with_the_list_to_act_on(boss, orders):
     assert stuck, response.context["alerts"]
     assert "stage_age=stuck" in stuck[0]["url"]
     assert f'href="{stuck[0]["url"]}"' in html
-    assert stuck[0]["alert"].message in html
+    assert str(stuck[0]["alert"].message) in html
     assert stuck[0]["alert"].severity.upper() in html  # the severity is written, not only coloured
     # What is wrong in words first, the alert's code only beside it.
     assert "Orders stuck in a stage" in html

@@ -82,7 +82,7 @@ def test_an_order_file_is_previewed_with_its_refused_rows_then_registered(page):
         "card-file-0005",
     }
     # The list says plainly that D1 has not spoken about them yet.
-    expect(page.get_by_text("no events from D1 yet").first).to_be_visible()
+    expect(page.get_by_text("Waiting for D1's first message").first).to_be_visible()
     audit = AuditEntry.objects.get(action="orders.register")
     assert (audit.details["created"], audit.details["refused"]) == (3, 2)
 
@@ -155,7 +155,7 @@ def test_a_reordered_card_leads_from_the_superseded_order_to_the_newer_one(page,
     old = CardOrder.objects.get(operation_id="op-card-again")
 
     page.goto(f"/admin/tracking/cardorder/{old.pk}/change/")
-    expect(page.get_by_text("a newer operation of this card took its place")).to_be_visible()
+    expect(page.get_by_text("the same card was ordered again")).to_be_visible()
     page.get_by_role("link", name="Open the newer order").click()
 
     expect(page.get_by_role("region", name="Where this card is")).to_contain_text("op-card-again-2")

@@ -178,7 +178,8 @@ def test_order_page_shows_the_prediction_and_links_its_file(history, issuer, sta
     client = Client()
     client.force_login(staff_user)
     page = client.get(f"/admin/tracking/cardorder/{order.pk}/change/").content.decode()
-    assert "2026-03-11" in page and "p90 2026-03-12" in page and "Likely late" in page
+    assert "11 Mar 2026" in page and "9 in 10 similar orders shipped by 12 Mar 2026" in page
+    assert "Likely late" in page
     assert "/admin/tracking/productionfile/file/?issuer=" in page
 
 

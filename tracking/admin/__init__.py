@@ -12,6 +12,7 @@ pages; a new page module is added here. The modules:
 - `users` and `audit`: staff accounts, groups, TOTP devices, read-API tokens, D1 clients and
   the audit trail (`users` replaces the stock pages of auth and django-otp, importing them
   first so that they exist to be replaced, whatever the order of INSTALLED_APPS);
+- `preferences`: each user's own language and time zone;
 - `events`: the issuers' event endpoints, their deliveries and the outbound events;
 - `navigation` (the sidebar), `dashboard` (the front page), `filters`, `security`.
 """
@@ -23,6 +24,7 @@ from tracking.admin import (  # noqa: F401
     insight,
     issuers,
     orders,
+    preferences,
     reconcile,
     users,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
@@ -40,7 +41,7 @@ class AuditEntryAdmin(EvidenceAdmin):
 
 class D1ClientAddForm(forms.ModelForm):
     name = forms.CharField(
-        max_length=255, required=False, help_text="A label for staff; defaults to the issuer."
+        max_length=255, required=False, help_text=_("A label for staff; defaults to the issuer.")
     )
 
     class Meta:
@@ -76,7 +77,7 @@ class D1ClientAdmin(GrantedHistoryMixin, SimpleHistoryAdmin, PortalModelAdmin):
             kwargs["queryset"] = issuers_visible_to(request.user).filter(is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    @admin.display(description="client id", ordering="application__client_id")
+    @admin.display(description=_("client id"), ordering="application__client_id")
     def client_id(self, client: D1Client) -> str:
         return client.application.client_id
 
@@ -103,15 +104,17 @@ class D1ClientAdmin(GrantedHistoryMixin, SimpleHistoryAdmin, PortalModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": "D1 client created",
+                "title": _("D1 client created"),
                 "credentials": credentials,
                 "token_path": "/authz/d1/v1/oauth2/token",
             },
         )
 
-    @admin.action(description="Switch off and revoke their tokens", permissions=["change"])
+    @admin.action(description=_("Switch off and revoke their tokens"), permissions=["change"])
     def deactivate(self, request, queryset) -> None:
         revoked = sum(d1_client_deactivate(client=client) for client in queryset)
         messages.success(
-            request, f"Switched off {queryset.count()} client(s); {revoked} token(s) revoked."
+            request,
+            _("Switched off %(clients)s client(s); %(tokens)s token(s) revoked.")
+            % {"clients": queryset.count(), "tokens": revoked},
         )

@@ -45,7 +45,7 @@ class OperationEventAdmin(EvidenceAdmin):
     # Newest first by primary key: ids grow with time and need no extra index.
     ordering = ["-id"]
     search_fields = ["=card_id", "=operation_id", "=fingerprint"]
-    search_help_text = "Card id, operation id or content fingerprint (exact)"
+    search_help_text = _("Card id, operation id or content fingerprint (exact)")
     list_filter = [
         admin_filters.OutcomeFilter,
         admin_filters.SourceFilter,
@@ -55,14 +55,14 @@ class OperationEventAdmin(EvidenceAdmin):
     exclude = ["payload"]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Events: every distinct item D1 sent", **(extra_context or {})}
+        extra_context = {"title": _("Events: every distinct item D1 sent"), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="first seen", ordering="id")
+    @admin.display(description=_("first seen"), ordering="id")
     def first_seen(self, event: OperationEvent) -> str:
         return admin_display.when(event.first_received_at)
 
-    @admin.display(description="status", ordering="production_status")
+    @admin.display(description=_("status"), ordering="production_status")
     def status_column(self, event: OperationEvent) -> str:
         if event.production_status:
             return admin_display.production_badge(event.production_status, inline=True)
@@ -70,7 +70,7 @@ class OperationEventAdmin(EvidenceAdmin):
             return admin_display.shipment_badge(event.shipment_status, inline=True)
         return labels.label_text("operation", event.operation) if event.operation else "—"
 
-    @admin.display(description="came from", ordering="source")
+    @admin.display(description=_("came from"), ordering="source")
     def source_label(self, event: OperationEvent) -> str:
         found = labels.label("source", event.source)
         return format_html('<span title="{}">{}</span>', found.help, found.text)
@@ -103,51 +103,51 @@ class OperationEventAdmin(EvidenceAdmin):
     def get_fields(self, request, obj=None):
         return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
 
-    @admin.display(description="operation")
+    @admin.display(description=_("operation"))
     def operation_detail(self, event: OperationEvent) -> str:
         return admin_display.coded("operation", event.operation, empty="—")
 
-    @admin.display(description="production step")
+    @admin.display(description=_("production step"))
     def production_detail(self, event: OperationEvent) -> str:
         if not event.production_status:
             return "—"
         return admin_display.production_badge(event.production_status, inline=True)
 
-    @admin.display(description="operation status")
+    @admin.display(description=_("operation status"))
     def operation_status_detail(self, event: OperationEvent) -> str:
         return admin_display.operation_badge(event.operation_status, inline=True)
 
-    @admin.display(description="carrier status")
+    @admin.display(description=_("carrier status"))
     def shipment_detail(self, event: OperationEvent) -> str:
         return admin_display.shipment_badge(event.shipment_status, inline=True) or "—"
 
-    @admin.display(description="what it did")
+    @admin.display(description=_("what it did"))
     def outcome_detail(self, event: OperationEvent) -> str:
         return admin_display.coded("outcome", event.outcome)
 
-    @admin.display(description="came from")
+    @admin.display(description=_("came from"))
     def source_detail(self, event: OperationEvent) -> str:
         return admin_display.coded("source", event.source)
 
-    @admin.display(description="first received")
+    @admin.display(description=_("first received"))
     def first_received(self, event: OperationEvent) -> str:
         return admin_display.when(event.first_received_at)
 
-    @admin.display(description="last received")
+    @admin.display(description=_("last received"))
     def last_received(self, event: OperationEvent) -> str:
         return admin_display.when(event.last_received_at)
 
-    @admin.display(description="applied")
+    @admin.display(description=_("applied"))
     def applied(self, event: OperationEvent) -> str:
         if event.applied_at is None:
-            return "Not applied yet"
+            return _("Not applied yet")
         return admin_display.when(event.applied_at)
 
-    @admin.display(description="card / operation", ordering="card_id")
+    @admin.display(description=_("card / operation"), ordering="card_id")
     def card_link(self, event: OperationEvent) -> str:
         operation = format_html(
-            '<span class="bo-subtle bo-id block" title="Operation id {}">{}</span>',
-            event.operation_id,
+            '<span class="bo-subtle bo-id block" title="{}">{}</span>',
+            _("Operation id %(id)s") % {"id": event.operation_id},
             event.operation_id,
         )
         if event.order_id is None:
@@ -166,7 +166,7 @@ class OperationEventAdmin(EvidenceAdmin):
             operation,
         )
 
-    @admin.display(description="what it did", ordering="outcome")
+    @admin.display(description=_("what it did"), ordering="outcome")
     def outcome_badge(self, event: OperationEvent) -> str:
         markers = timeline_entries([event])[0].markers
         if not markers:
@@ -176,11 +176,11 @@ class OperationEventAdmin(EvidenceAdmin):
             markers[0].label, markers[0].tone, title=event.validation_error or found.help
         )
 
-    @admin.display(description="item as received")
+    @admin.display(description=_("item as received"))
     def masked_payload(self, event: OperationEvent) -> str:
         return PERSONAL_MASK
 
-    @admin.display(description="item as received")
+    @admin.display(description=_("item as received"))
     def raw_payload(self, event: OperationEvent) -> str:
         return format_html(
             '<pre class="bo-json">{}</pre>',
@@ -205,7 +205,7 @@ class RefusalTallyAdmin(EvidenceAdmin):
         "last_at",
     ]
     search_fields = ["=source", "=issuer_id_in_path"]
-    search_help_text = "Source address (IPv6: its /64) or issuer id (exact)"
+    search_help_text = _("Source address (IPv6: its /64) or issuer id (exact)")
     list_filter = [admin_filters.StatusCodeFilter, ("minute", DateFieldListFilter)]
 
     # The refused call's page: the answer and reason first, then who called.
@@ -223,19 +223,21 @@ class RefusalTallyAdmin(EvidenceAdmin):
         "correlation_id",
     ]
 
-    @admin.display(description="answer", ordering="status_code")
+    @admin.display(description=_("answer"), ordering="status_code")
     def status_badge(self, tally: RefusalTally) -> str:
-        return admin_display.badge(f"{tally.status_code} refused", "danger")
+        return admin_display.badge(
+            _("%(status)s refused") % {"status": tally.status_code}, "danger"
+        )
 
-    @admin.display(description="minute")
+    @admin.display(description=_("minute"))
     def minute_detail(self, tally: RefusalTally) -> str:
         return admin_display.when(tally.minute, relative=False)
 
-    @admin.display(description="first call")
+    @admin.display(description=_("first call"))
     def first_call(self, tally: RefusalTally) -> str:
         return admin_display.when(tally.first_at)
 
-    @admin.display(description="last call")
+    @admin.display(description=_("last call"))
     def last_call(self, tally: RefusalTally) -> str:
         return admin_display.when(tally.last_at)
 
@@ -258,7 +260,7 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
         "correlation_column",
     ]
     search_fields = ["=correlation_id", "=issuer_id_in_path"]
-    search_help_text = "Correlation id or issuer id (exact)"
+    search_help_text = _("Correlation id or issuer id (exact)")
     list_filter = [
         admin_filters.RefusedFilter,
         admin_filters.StatusCodeFilter,
@@ -270,29 +272,32 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
 
     def changelist_view(self, request, extra_context=None):
         refused = request.GET.get("refused") == "yes"
-        title = "Refused D1 messages" if refused else "D1 messages"
+        title = _("Refused D1 messages") if refused else _("D1 messages")
         extra_context = {"title": title, **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="received", ordering="received_at")
+    @admin.display(description=_("received"), ordering="received_at")
     def received(self, delivery: NotificationDelivery) -> str:
         return admin_display.when(delivery.received_at)
 
-    @admin.display(description="issuer", ordering="issuer_id_in_path")
+    @admin.display(description=_("issuer"), ordering="issuer_id_in_path")
     def issuer_column(self, delivery: NotificationDelivery) -> str:
         return delivery.issuer_id_in_path
 
-    @admin.display(description="items", ordering="item_count")
+    @admin.display(description=_("items"), ordering="item_count")
     def items(self, delivery: NotificationDelivery) -> str:
         return format_html(
-            '{}<span class="bo-subtle block bo-nowrap">{} new · {} repeated · {} refused</span>',
+            '{}<span class="bo-subtle block bo-nowrap">{}</span>',
             delivery.item_count,
-            delivery.new_count,
-            delivery.duplicate_count,
-            delivery.rejected_count,
+            _("%(new)s new · %(repeated)s repeated · %(refused)s refused")
+            % {
+                "new": delivery.new_count,
+                "repeated": delivery.duplicate_count,
+                "refused": delivery.rejected_count,
+            },
         )
 
-    @admin.display(description="D1 error", ordering="error_code")
+    @admin.display(description=_("D1 error"), ordering="error_code")
     def error_column(self, delivery: NotificationDelivery) -> str:
         if not delivery.error_code and not delivery.error:
             return "—"
@@ -302,12 +307,12 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             delivery.error_code or delivery.error,
         )
 
-    @admin.display(description="came from", ordering="source")
+    @admin.display(description=_("came from"), ordering="source")
     def source_label(self, delivery: NotificationDelivery) -> str:
         found = labels.label("source", delivery.source)
         return format_html('<span title="{}">{}</span>', found.help, found.text)
 
-    @admin.display(description="correlation id", ordering="correlation_id")
+    @admin.display(description=_("correlation id"), ordering="correlation_id")
     def correlation_column(self, delivery: NotificationDelivery) -> str:
         if not delivery.correlation_id:
             return "—"
@@ -362,7 +367,7 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
     def get_fields(self, request, obj=None):
         return [*self.detail_fields, *self.get_readonly_fields(request, obj)]
 
-    @admin.display(description="came from")
+    @admin.display(description=_("came from"))
     def source_detail(self, delivery: NotificationDelivery) -> str:
         return admin_display.coded("source", delivery.source)
 
@@ -375,13 +380,19 @@ class NotificationDeliveryAdmin(EvidenceAdmin):
             return PERSONAL_MASK + (" (cut short)" if delivery.body_truncated else "")
         return format_html('<pre class="bo-json" id="delivery-body">{}</pre>', masked)
 
-    @admin.display(description="answer", ordering="status_code")
+    @admin.display(description=_("answer"), ordering="status_code")
     def status_badge(self, delivery: NotificationDelivery) -> str:
         if delivery.status_code >= 400:
-            return admin_display.badge(f"{delivery.status_code} refused", "danger")
+            return admin_display.badge(
+                _("%(status)s refused") % {"status": delivery.status_code}, "danger"
+            )
         if delivery.rejected_count:
-            return admin_display.badge(f"{delivery.status_code} partly refused", "warning")
-        return admin_display.badge(f"{delivery.status_code} accepted", "success")
+            return admin_display.badge(
+                _("%(status)s partly refused") % {"status": delivery.status_code}, "warning"
+            )
+        return admin_display.badge(
+            _("%(status)s accepted") % {"status": delivery.status_code}, "success"
+        )
 
     @admin.display(description=_("body as received (capped)"))
     def refused_body(self, delivery: NotificationDelivery) -> str:

@@ -11,10 +11,12 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tracking import labels
 from tracking.admin.filters import NONE
@@ -93,7 +95,7 @@ def _chart_options(
             "suggestedMax": 10,
             "grid": {"drawOnChartArea": False},
             "ticks": {"color": axis_colour},
-            "title": {"display": True, "text": "% of the hour's items", "color": axis_colour},
+            "title": {"display": True, "text": _("% of the hour's items"), "color": axis_colour},
         }
     return options
 
@@ -109,13 +111,13 @@ def _stage_chart(figures: DashboardFigures) -> dict:
         "labels": [_short_stage(s.status) for s in stages],
         "datasets": [
             {
-                "label": "Within the stage's threshold",
+                "label": _("Within the stage's threshold"),
                 "data": [s.orders - (s.stuck or 0) for s in stages],
                 "backgroundColor": PRIMARY,
                 "borderRadius": 4,
             },
             {
-                "label": "Stuck beyond threshold",
+                "label": _("Stuck beyond threshold"),
                 "data": [s.stuck or 0 for s in stages],
                 "backgroundColor": DANGER,
                 "borderRadius": 4,
@@ -136,7 +138,7 @@ def _hourly_chart(figures: DashboardFigures) -> dict:
         "datasets": [
             {
                 "type": "bar",
-                "label": "Items received (orders' updates)",
+                "label": _("Items received (orders' updates)"),
                 "data": [h.items for h in figures.hours],
                 "backgroundColor": PRIMARY,
                 "yAxisID": "y",
@@ -144,7 +146,7 @@ def _hourly_chart(figures: DashboardFigures) -> dict:
             },
             {
                 "type": "line",
-                "label": "Duplicate rate (%)",
+                "label": _("Duplicate rate (%)"),
                 "data": [pct(h.duplicate_rate) for h in figures.hours],
                 "borderColor": WARNING,
                 "backgroundColor": WARNING,
@@ -155,7 +157,7 @@ def _hourly_chart(figures: DashboardFigures) -> dict:
             },
             {
                 "type": "line",
-                "label": "Out-of-order rate (%)",
+                "label": _("Out-of-order rate (%)"),
                 "data": [pct(h.stale_rate) for h in figures.hours],
                 "borderColor": DANGER,
                 "backgroundColor": DANGER,
@@ -194,10 +196,10 @@ def _hour_links(figures: DashboardFigures) -> list[dict]:
 
 
 FINAL_TITLES = {
-    "shipped": "Shipped",
-    "failed": "Failed in production",
-    "cancelled": "Cancelled",
-    "returned": "Returned",
+    "shipped": _("Shipped"),
+    "failed": _("Failed in production"),
+    "cancelled": _("Cancelled"),
+    "returned": _("Returned"),
 }
 
 
@@ -347,14 +349,19 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
                     "reconcileattempt", started_at__gte=(figures.now - WEEK).isoformat()
                 ),
             },
-            "stage_chart": json.dumps(_stage_chart(figures)),
-            "stage_chart_options": json.dumps(
+            "stage_chart": json.dumps(_stage_chart(figures), cls=DjangoJSONEncoder),
+            "stage_chart_options": _chart_json(
                 _chart_options(stacked=True, skip_labels=False, y_title="orders")
             ),
             "last_notifications": last,
             "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
-            "hourly_chart": json.dumps(_hourly_chart(figures)),
-            "hourly_chart_options": json.dumps(_chart_options(percent_axis=True)),
+            "hourly_chart": json.dumps(_hourly_chart(figures), cls=DjangoJSONEncoder),
+            "hourly_chart_options": _chart_json(_chart_options(percent_axis=True)),
         }
     )
     return context
+
+
+def _chart_json(value) -> str:
+    # The charts' words are translated lazily; the encoder writes them in the reader's language.
+    return json.dumps(value, cls=DjangoJSONEncoder)

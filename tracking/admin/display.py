@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit
 
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+from django.utils.translation import gettext as _
 
 from tracking import carrier_status, labels
 from tracking.carriers import carrier_name, tracking_url_for
@@ -199,21 +200,21 @@ def carrier_link(order: CardOrder, *, personal: bool = True) -> str:
     """
     if not order.carrier and not order.tracking_number:
         return ""
-    name = carrier_name(order.carrier) or "carrier"
+    name = carrier_name(order.carrier) or _("carrier")
     url = tracking_url(order) if personal else ""
     number = order.tracking_number if personal else personal_mask(order.tracking_number)
     if url:
         return format_html(
             '<a class="bo-link bo-id" href="{}" target="_blank" rel="noopener noreferrer" '
-            'title="{}" aria-label="Track {} with {} (opens in a new tab)">{}'
+            'title="{}" aria-label="{}">{}'
             '<span class="material-symbols-outlined bo-inline-icon" aria-hidden="true">'
             "open_in_new</span></a>"
             '<span class="bo-subtle block">{}</span>',
             url,
             number,
-            number or "the parcel",
-            name,
-            number or "Track the parcel",
+            _("Track %(number)s with %(carrier)s (opens in a new tab)")
+            % {"number": number or _("the parcel"), "carrier": name},
+            number or _("Track the parcel"),
             name,
         )
     return format_html(
@@ -271,7 +272,7 @@ def order_flags(order: CardOrder) -> list[str]:
         reason = labels.label("reconcile_reason", order.reconcile_reason)
         flags.append(
             badge(
-                f"Will ask D1: {reason.text.lower()}",
+                _("Will ask D1: %(reason)s") % {"reason": str(reason.text).lower()},
                 "primary",
                 title=f"{labels.label('flag', 'needs_reconcile').help} {reason.help}",
                 icon="sync",
@@ -282,15 +283,21 @@ def order_flags(order: CardOrder) -> list[str]:
 
 def rules_stamp(order: CardOrder) -> str:
     """Which rules derived the order's state, and whether they are the current ones."""
+    if not order.event_count:
+        return _("Not derived yet: waiting for D1's first message")
     if order.rules_version == RULES_VERSION:
-        return f"v{order.rules_version} (current)"
-    return f"v{order.rules_version}: older rules (manage.py rederive brings it up to date)"
+        return _("v%(version)s (current)") % {"version": order.rules_version}
+    return _("v%(version)s: older rules (manage.py rederive brings it up to date)") % {
+        "version": order.rules_version
+    }
 
 
 def flags_html(order: CardOrder) -> str:
     flags = order_flags(order)
     if not flags:
-        return mark_safe('<span class="bo-subtle">—<span class="sr-only">no flags</span></span>')
+        return format_html(
+            '<span class="bo-subtle">—<span class="sr-only">{}</span></span>', _("no flags")
+        )
     return format_html_join("", '<span class="bo-flag">{}</span>', ((f,) for f in flags))
 
 
@@ -300,10 +307,10 @@ def over_threshold_badge(order: CardOrder, *, now: dt.datetime) -> str:
         return ""
     threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
     return badge(
-        f"Over its {threshold} limit",
+        _("Over its %(limit)s limit") % {"limit": threshold},
         "danger",
         icon="hourglass_bottom",
-        title=f"Longer than this stage's time limit of {threshold}",
+        title=_("Longer than this stage's time limit of %(limit)s") % {"limit": threshold},
     )
 
 
@@ -313,8 +320,9 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
     duration = humanize_duration(now - order.stage_entered_at)
     if order.is_terminal:
         return format_html(
-            '<span class="bo-subtle" title="The order reached a final stage {} ago">final</span>',
-            duration,
+            '<span class="bo-subtle" title="{}">{}</span>',
+            _("The order reached a final stage %(duration)s ago") % {"duration": duration},
+            _("final"),
         )
     if order_queues.is_stuck(order, now=now):
         threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
@@ -322,10 +330,10 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
             '{}<span class="block">{}</span>',
             duration,
             badge(
-                f"Over {threshold}",
+                _("Over %(limit)s") % {"limit": threshold},
                 "danger",
                 icon="hourglass_bottom",
-                title=f"Longer than this stage's time limit of {threshold}",
+                title=_("Longer than this stage's time limit of %(limit)s") % {"limit": threshold},
             ),
         )
     return duration
@@ -334,31 +342,41 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
 def when(
     value: dt.datetime | None, *, now: dt.datetime | None = None, relative: bool = True
 ) -> str:
-    """The one date format of the back office: `2026-11-30 02:31:05 UTC`, then "6 s ago".
+    """A time in the user's zone and language (`2026年12月4日 21:30 JST`), then "6 s ago".
 
-    The zone is the current time zone (settings TIME_ZONE, UTC unless configured) and is always
-    written out; the machine-readable time is in the `<time>` element for screen readers.
+    The zone is the one the request activated (the user's, `services.preferences`) and is always
+    written out; the exact time with seconds and offset is on hover and in the `<time>` element.
     """
     if value is None:
         return "—"
     local = timezone.localtime(value)
-    text = local.strftime("%Y-%m-%d %H:%M:%S %Z")
+    text = formats.date_format(local, "DATETIME_FORMAT")
+    exact = local.isoformat(timespec="seconds")
     if not relative:
-        return format_html('<time datetime="{}">{}</time>', value.isoformat(), text)
+        return format_html('<time datetime="{}" title="{}">{}</time>', exact, exact, text)
     now = now or timezone.now()
     delta = now - value
     age = (
-        f"{humanize_duration(delta)} ago"
+        _("%(duration)s ago") % {"duration": humanize_duration(delta)}
         if delta.total_seconds() >= 0
-        else f"in {humanize_duration(-delta)}"
+        else _("in %(duration)s") % {"duration": humanize_duration(-delta)}
     )
     return format_html(
         '<time datetime="{}" title="{}">{}</time><span class="bo-subtle block">{}</span>',
-        value.isoformat(),
-        text,
+        exact,
+        exact,
         text,
         age,
     )
+
+
+def date_only(value: dt.datetime | dt.date | None) -> str:
+    """The user's day of a time (or a date as it is), in their language: 2026年12月4日."""
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        value = timezone.localtime(value).date()
+    return formats.date_format(value, "DATE_FORMAT")
 
 
 def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
@@ -375,8 +393,9 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
         operation = labels.label("operation_status", str(answer["operationStatus"]))
         parts.append(
             format_html(
-                '<span class="bo-subtle block">Operation: {} <code class="bo-code--inline">{}'
+                '<span class="bo-subtle block">{} {} <code class="bo-code--inline">{}'
                 "</code></span>",
+                _("Operation:"),
                 operation.text,
                 operation.code,
             )
@@ -386,11 +405,12 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
         number = str(shipment.get("trackingNumber") or "")
         parts.append(
             format_html(
-                '<span class="bo-subtle block">Shipment: {}{} <span class="bo-id" title="{}">{}'
+                '<span class="bo-subtle block">{} {}{} <span class="bo-id" title="{}">{}'
                 "</span></span>",
+                _("Shipment:"),
                 shipment_words(str(shipment.get("status") or ""))
                 if shipment.get("status")
-                else "no carrier status",
+                else _("no carrier status"),
                 f", {carrier_name(str(shipment['carrier']))}" if shipment.get("carrier") else "",
                 number if personal else "",
                 number if personal else personal_mask(number),
@@ -399,7 +419,8 @@ def d1_answer(answer: dict | None, *, personal: bool = True) -> str:
     if answer.get("errorCode") or answer.get("error"):
         parts.append(
             format_html(
-                '<span class="bo-subtle block">D1 error: <code title="{}">{}</code></span>',
+                '<span class="bo-subtle block">{} <code title="{}">{}</code></span>',
+                _("D1 error:"),
                 answer.get("error") or "",
                 answer.get("errorCode") or answer.get("error"),
             )

@@ -77,7 +77,7 @@ class LabelledChoiceFilter(ChoiceFilter):
 
 
 class QueueFilter(ChoiceFilter):
-    title = "queue"
+    title = _("queue")
     parameter_name = "queue"
 
     def lookups(self, request, model_admin):
@@ -91,7 +91,7 @@ class QueueFilter(ChoiceFilter):
 class IssuerFilter(ChoiceFilter):
     """Every issuer from its own small table (not the distinct values of a big one)."""
 
-    title = "issuer"
+    title = _("issuer")
     parameter_name = "issuer"
 
     def lookups(self, request, model_admin):
@@ -107,7 +107,7 @@ class IssuerFilter(ChoiceFilter):
 
 
 class ProductionStatusFilter(ChoiceFilter):
-    title = "production status"
+    title = _("production status")
     parameter_name = "production_status"
 
     def lookups(self, request, model_admin):
@@ -116,7 +116,7 @@ class ProductionStatusFilter(ChoiceFilter):
                 (status, f"{labels.label_text('production_status', status)} ({status})")
                 for status in PRODUCTION_RANK
             ],
-            (NONE, "No known status yet (only unknown codes)"),
+            (NONE, _("No known status yet (only codes D1 does not publish)")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -129,17 +129,17 @@ class ProductionStatusFilter(ChoiceFilter):
 
 
 class OperationStatusFilter(LabelledChoiceFilter):
-    title = "operation status"
+    title = _("operation status")
     parameter_name = "operation_status"
     label_kind = "operation_status"
 
 
 class StageAgeFilter(ChoiceFilter):
-    title = "time in stage"
+    title = _("time in stage")
     parameter_name = "stage_age"
 
     def lookups(self, request, model_admin):
-        return [("stuck", "Beyond its threshold"), ("within", "Within its threshold")]
+        return [("stuck", _("Beyond its threshold")), ("within", _("Within its threshold"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         now = timezone.now()
@@ -151,12 +151,12 @@ class StageAgeFilter(ChoiceFilter):
 
 
 class StageEnteredFilter(ChoiceFilter):
-    title = "entered current stage"
+    title = _("entered current stage")
     parameter_name = "entered"
     WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7)}
 
     def lookups(self, request, model_admin):
-        return [("24h", "In the last 24 hours"), ("7d", "In the last 7 days")]
+        return [("24h", _("In the last 24 hours")), ("7d", _("In the last 7 days"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         window = self.WINDOWS.get(self.value() or "")
@@ -166,14 +166,14 @@ class StageEnteredFilter(ChoiceFilter):
 
 
 class CarrierFilter(ChoiceFilter):
-    title = "carrier"
+    title = _("carrier")
     parameter_name = "carrier"
 
     def lookups(self, request, model_admin):
         return [
             *sorted(CARRIERS.items(), key=lambda item: item[1].lower()),
-            (OTHER, "Other carrier (a code not in D1's list)"),
-            (NONE, "No carrier yet"),
+            (OTHER, _("Other carrier (a code not in D1's list)")),
+            (NONE, _("No carrier yet")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -216,7 +216,7 @@ class ProductionSiteFilter(ChoiceFilter):
     SITE_CHOICES_SECONDS so a busy list does not repeat it.
     """
 
-    title = "production site"
+    title = _("production site")
     parameter_name = "production_site"
     SITE_CHOICES_SECONDS = 300
     CACHE_KEY = "backoffice:production-sites"
@@ -277,18 +277,18 @@ class CardIdContainsFilter(TextFilter):
     A substring match scans every order, so it is offered, never done on its own.
     """
 
-    title = "card id contains"
+    title = _("card id contains")
     parameter_name = "card_contains"
-    label = "Card id contains"
+    label = _("Card id contains")
     lookup = "card_id__icontains"
 
 
 class InputFileFilter(TextFilter):
     """The orders of one input file, by its exact name (the file page's "orders" link)."""
 
-    title = "input file"
+    title = _("input file")
     parameter_name = "input_file_name"
-    label = "Input file (exact name)"
+    label = _("Input file (exact name)")
     lookup = "input_file_name"
 
 
@@ -303,7 +303,7 @@ class TextFilterForm(forms.Form):
 
 
 class ReconcileReasonFilter(ChoiceFilter):
-    title = "reconcile reason"
+    title = _("reconcile reason")
     parameter_name = "reconcile_reason"
 
     def lookups(self, request, model_admin):
@@ -321,19 +321,19 @@ class ReconcileReasonFilter(ChoiceFilter):
 class OrderChangeFilter(ChoiceFilter):
     """The card's latest pull & change result (UPDATE_ORDER): its type, or its decision."""
 
-    title = "pull & change"
+    title = _("pull & change")
     parameter_name = "change"
 
     def lookups(self, request, model_admin):
         from tracking.services.card_operations import CHANGE_TYPES
 
         return [
-            ("any", "Any change result"),
+            ("any", _("Any change result")),
             *((f"type:{t}", t.replace("_", " ").capitalize()) for t in CHANGE_TYPES),
-            ("result:accepted", "Accepted"),
-            ("result:rejected", "Rejected"),
-            ("result:unknown", "Unknown shape"),
-            ("cancel_unconfirmed", "CANCEL accepted, not yet confirmed"),
+            ("result:accepted", _("Accepted")),
+            ("result:rejected", _("Rejected")),
+            ("result:unknown", _("Unknown shape")),
+            ("cancel_unconfirmed", _("CANCEL accepted, not yet confirmed")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -350,11 +350,11 @@ class OrderChangeFilter(ChoiceFilter):
 
 
 class HasErrorFilter(ChoiceFilter):
-    title = "D1 error"
+    title = _("D1 error")
     parameter_name = "has_error"
 
     def lookups(self, request, model_admin):
-        return [("yes", "With an error or error code"), ("no", "Without")]
+        return [("yes", _("With an error or error code")), ("no", _("Without"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         has_error = ~Q(error_code="") | ~Q(error="")
@@ -372,10 +372,14 @@ class LabelledDateRangeForm(forms.Form):
         super().__init__(data=data)
         attrs = {"class": " ".join(INPUT_CLASSES), "type": "date"}
         self.fields[f"{name}_from"] = forms.DateField(
-            label=f"{title.capitalize()} from", required=False, widget=forms.DateInput(attrs)
+            label=_("%(filter)s from") % {"filter": str(title).capitalize()},
+            required=False,
+            widget=forms.DateInput(attrs),
         )
         self.fields[f"{name}_to"] = forms.DateField(
-            label=f"{title.capitalize()} to", required=False, widget=forms.DateInput(attrs)
+            label=_("%(filter)s to") % {"filter": str(title).capitalize()},
+            required=False,
+            widget=forms.DateInput(attrs),
         )
 
 
@@ -417,9 +421,15 @@ class DateRangeFilter(RangeDateFilter):
             # Refused, not run: an inverted range would silently list nothing.
             messages.error(
                 request,
-                f"{str(self.title).capitalize()}: the range from {start:%Y-%m-%d} to "
-                f"{end:%Y-%m-%d} ends before it starts, so it was not applied. "
-                "Swap the dates or clear one.",
+                _(
+                    "%(filter)s: the range from %(start)s to %(end)s ends before it starts, "
+                    "so it was not applied. Swap the dates or clear one."
+                )
+                % {
+                    "filter": str(self.title).capitalize(),
+                    "start": f"{start:%Y-%m-%d}",
+                    "end": f"{end:%Y-%m-%d}",
+                },
             )
             return queryset
         is_datetime = isinstance(self.field, models.DateTimeField)
@@ -444,14 +454,18 @@ class DateRangeFilter(RangeDateFilter):
             bound = _parse_instant(value) if is_datetime else _parse_date(value)
             if bound is None:
                 expected = (
-                    "a date and time (2026-03-05T14:00:00+00:00)"
+                    _("a date and time (2026-03-05T14:00:00+00:00)")
                     if is_datetime
-                    else ("a date (2026-03-05)")
+                    else _("a date (2026-03-05)")
                 )
                 messages.error(
                     request,
-                    f"{str(self.title).capitalize()}: {value!r} is not {expected}, "
-                    "so that bound was not applied.",
+                    _("%(filter)s: %(value)s is not %(expected)s, so that bound was not applied.")
+                    % {
+                        "filter": str(self.title).capitalize(),
+                        "value": repr(value),
+                        "expected": expected,
+                    },
                 )
                 continue
             queryset = queryset.filter(**{name: bound})
@@ -505,13 +519,13 @@ def _day_start(day: dt.date) -> dt.datetime:
 
 
 class RefusedFilter(ChoiceFilter):
-    title = "refused"
+    title = _("refused")
     parameter_name = "refused"
 
     def lookups(self, request, model_admin):
         return [
-            ("yes", "Refused or with refused items"),
-            ("no", "Accepted in full"),
+            ("yes", _("Refused or with refused items")),
+            ("no", _("Accepted in full")),
         ]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
@@ -524,11 +538,11 @@ class RefusedFilter(ChoiceFilter):
 
 
 class DuplicatesFilter(ChoiceFilter):
-    title = "duplicates"
+    title = _("duplicates")
     parameter_name = "duplicates"
 
     def lookups(self, request, model_admin):
-        return [("yes", "With duplicate items"), ("no", "Without")]
+        return [("yes", _("With duplicate items")), ("no", _("Without"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
@@ -539,7 +553,7 @@ class DuplicatesFilter(ChoiceFilter):
 
 
 class StatusCodeFilter(ChoiceFilter):
-    title = "status code"
+    title = _("status code")
     parameter_name = "status_code"
 
     def lookups(self, request, model_admin):
@@ -557,14 +571,14 @@ class StatusCodeFilter(ChoiceFilter):
 
 
 class OutcomeFilter(LabelledChoiceFilter):
-    title = "what it did"
+    title = _("what it did")
     parameter_name = "outcome"
     aliases = ("outcome__exact",)
     label_kind = "outcome"
 
 
 class SourceFilter(LabelledChoiceFilter):
-    title = "came from"
+    title = _("came from")
     parameter_name = "source"
     label_kind = "source"
 
@@ -573,19 +587,19 @@ class SourceFilter(LabelledChoiceFilter):
 
 
 class AttemptOutcomeFilter(LabelledChoiceFilter):
-    title = "D1's answer"
+    title = _("D1's answer")
     parameter_name = "outcome"
     aliases = ("outcome__exact",)
     label_kind = "reconcile_outcome"
 
 
 class AttemptTriggerFilter(LabelledChoiceFilter):
-    title = "asked by"
+    title = _("asked by")
     parameter_name = "trigger"
     label_kind = "reconcile_trigger"
 
 
 class AttemptReasonFilter(LabelledChoiceFilter):
-    title = "why D1 was asked"
+    title = _("why D1 was asked")
     parameter_name = "reason"
     label_kind = "reconcile_reason"

@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
@@ -78,11 +79,11 @@ def stage_bar_html(figures: production_files.FileFigures) -> str:
 
 
 class HasExceptionsFilter(admin_filters.ChoiceFilter):
-    title = "exceptions"
+    title = _("exceptions")
     parameter_name = "has_exceptions"
 
     def lookups(self, request, model_admin):
-        return [("yes", "With exceptions"), ("no", "Without exceptions")]
+        return [("yes", _("With exceptions")), ("no", _("Without exceptions"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
@@ -93,11 +94,11 @@ class HasExceptionsFilter(admin_filters.ChoiceFilter):
 
 
 class FinishedFilter(admin_filters.ChoiceFilter):
-    title = "progress"
+    title = _("progress")
     parameter_name = "progress"
 
     def lookups(self, request, model_admin):
-        return [("open", "Still has open orders"), ("done", "Every order final")]
+        return [("open", _("Still has open orders")), ("done", _("Every order final"))]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "open":
@@ -129,7 +130,7 @@ class ProductionFileAdmin(PortalModelAdmin):
     list_display_links = None
     list_select_related = ["issuer"]
     search_fields = ["name"]
-    search_help_text = "Part of the input file name"
+    search_help_text = _("Part of the input file name")
     list_filter = [
         admin_filters.IssuerFilter,
         HasExceptionsFilter,
@@ -157,14 +158,14 @@ class ProductionFileAdmin(PortalModelAdmin):
     def changelist_view(self, request, extra_context=None):
         state = last_refresh()
         extra_context = {
-            "title": "Production files",
+            "title": _("Production files"),
             "subtitle": None,
             "refreshed_at": state.refreshed_at if state else None,
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="file", ordering="name")
+    @admin.display(description=_("file"), ordering="name")
     def file_link(self, file: ProductionFile) -> str:
         return format_html(
             '<a class="bo-link font-semibold bo-id" href="{}" title="{}">{}</a>',
@@ -173,35 +174,37 @@ class ProductionFileAdmin(PortalModelAdmin):
             file.name,
         )
 
-    @admin.display(description="issuer", ordering="issuer__issuer_id")
+    @admin.display(description=_("issuer"), ordering="issuer__issuer_id")
     def issuer_code(self, file: ProductionFile) -> str:
         return file.issuer.issuer_id
 
-    @admin.display(description="orders per stage")
+    @admin.display(description=_("orders per stage"))
     def stages(self, file: ProductionFile) -> str:
         figures = production_files.FileFigures(orders=file.orders, stage_counts=file.stage_counts)
         return stage_bar_html(figures)
 
-    @admin.display(description="finished", ordering="share_finished")
+    @admin.display(description=_("finished"), ordering="share_finished")
     def finished_share(self, file: ProductionFile) -> str:
         return f"{file.share_finished:.1f} %"
 
-    @admin.display(description="shipped")
+    @admin.display(description=_("shipped"))
     def shipped_share(self, file: ProductionFile) -> str:
         return f"{100 * file.shipped / file.orders:.1f} %" if file.orders else "—"
 
-    @admin.display(description="exceptions", ordering="exceptions")
+    @admin.display(description=_("exceptions"), ordering="exceptions")
     def exceptions_count(self, file: ProductionFile) -> str:
         if not file.exceptions:
             return "0"
         return admin_display.badge(str(file.exceptions), "danger")
 
-    @admin.display(description="predicted shipped by", ordering="predicted_p50")
+    @admin.display(description=_("predicted shipped by"), ordering="predicted_p50")
     def predicted(self, file: ProductionFile) -> str:
         if file.predicted_p50 is None:
             return "—"
         return format_html(
-            '{}<span class="bo-subtle block">p90 {}</span>', file.predicted_p50, file.predicted_p90
+            '{}<span class="bo-subtle block">{}</span>',
+            file.predicted_p50,
+            _("9 in 10 by %(date)s") % {"date": file.predicted_p90},
         )
 
     # ------------------------------------------------------------------ pages
@@ -245,7 +248,7 @@ class ProductionFileAdmin(PortalModelAdmin):
         laggards = production_files.file_laggards(issuer_id=issuer_id, name=name, figures=figures)
         context = self._context(
             request,
-            title=f"File {name}",
+            title=_("File %(name)s") % {"name": name},
             subtitle=str(issuer),
             issuer=issuer,
             name=name,
@@ -290,7 +293,7 @@ class ProductionFileAdmin(PortalModelAdmin):
             )
         context = self._context(
             request,
-            title="Sites and stages",
+            title=_("Sites and stages"),
             subtitle=None,
             window=window,
             windows=_windows(),
@@ -331,8 +334,9 @@ class ProductionFileAdmin(PortalModelAdmin):
         label = carrier if carrier is not None else (site if site is not None else "All sites")
         context = self._context(
             request,
-            title=f"{stage} at {label or '(no site named)'}",
-            subtitle=f"last {window} days",
+            title=_("%(stage)s at %(site)s")
+            % {"stage": stage, "site": label or _("(no site named)")},
+            subtitle=_("last %(days)s days") % {"days": window},
             window=window,
             stage=stage,
             spans=[
@@ -430,13 +434,17 @@ def predicted_ship_html(order: CardOrder) -> str:
     forecast = predictions.order_forecast(order)
     if forecast is None:
         return "—"
-    late = admin_display.badge("Likely late", "danger") if forecast.likely_late else ""
-    due = f" · due {order.due_date.isoformat()}" if forecast.likely_late and order.due_date else ""
+    late = admin_display.badge(_("Likely late"), "danger") if forecast.likely_late else ""
+    due = (
+        " · " + _("due %(date)s") % {"date": order.due_date.isoformat()}
+        if forecast.likely_late and order.due_date
+        else ""
+    )
     return format_html(
-        '<span class="bo-nowrap">{}</span> {}<span class="bo-subtle block">p90 {}{}</span>',
+        '<span class="bo-nowrap">{}</span> {}<span class="bo-subtle block">{}{}</span>',
         forecast.p50.isoformat(),
         late,
-        forecast.p90.isoformat(),
+        _("9 in 10 by %(date)s") % {"date": forecast.p90.isoformat()},
         due,
     )
 

@@ -31,6 +31,7 @@ from django.utils.html import format_html
 from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin
@@ -74,8 +75,9 @@ HEADER_ALIASES = {
 def registered_badge(order: CardOrder) -> str:
     """A registered order with no events: says so plainly, never a production status."""
     return format_html(
-        '{}<span class="bo-subtle block">no events from D1 yet</span>',
-        admin_display.badge("Registered", "neutral", icon="pending_actions"),
+        '{}<span class="bo-subtle block">{}</span>',
+        admin_display.badge(_("Registered"), "neutral", icon="pending_actions"),
+        _("Waiting for D1's first message"),
     )
 
 
@@ -86,7 +88,9 @@ def superseded_badge(order: CardOrder) -> str:
     return format_html(
         '<a class="bo-link block" href="{}">{}</a>',
         url,
-        admin_display.badge("Superseded", "neutral", icon="switch_access_shortcut"),
+        admin_display.badge(
+            _("Replaced by a newer order"), "neutral", icon="switch_access_shortcut"
+        ),
     )
 
 
@@ -98,12 +102,12 @@ def change_badge(order: CardOrder) -> str:
     label = order.change_type.replace("_", " ") or "Change"
     text = f"{label} {order.change_result}"
     if order.change_result == "unknown":
-        text = f"{order.change_type or 'Change'}: unknown shape"
-    badge = admin_display.badge(text, tone, title=f"Pull & change: {text}")
+        text = _("%(change)s: unknown shape") % {"change": order.change_type or _("Change")}
+    badge = admin_display.badge(text, tone, title=_("Pull & change: %(text)s") % {"text": text})
     awaiting = ""
     if order.cancel_accepted_at and (order.production_status not in CANCELLED_STATUSES):
         awaiting = format_html(
-            '<span class="bo-subtle block">{}</span>', "awaiting CARD_PROD_CANCELED"
+            '<span class="bo-subtle block">{}</span>', _("awaiting CARD_PROD_CANCELED")
         )
     # Its own line under the production status (the list has no pull & change column).
     return format_html('<span class="bo-change block">{}{}</span>', badge, awaiting)
@@ -171,11 +175,13 @@ def _context(request, model_admin, **extra) -> dict:
 
 
 class LookUpForm(forms.Form):
-    issuer = forms.ChoiceField(label="Issuer")
+    # The theme's own widgets: a plain input has no border in its stylesheet (invisible).
+    issuer = forms.ChoiceField(label=gettext_lazy("Issuer"), widget=UnfoldAdminSelectWidget)
     card_id = forms.CharField(
-        label="Card id (D1 cardId)",
+        label=gettext_lazy("Card id (D1 cardId)"),
         max_length=48,
-        help_text="As D1 knows it: 1 to 48 letters, digits, '-' or '_'.",
+        help_text=gettext_lazy("As D1 knows it: 1 to 48 letters, digits, '-' or '_'."),
+        widget=UnfoldAdminTextInputWidget(attrs={"autofocus": True, "autocomplete": "off"}),
     )
 
     def __init__(self, *args, user, **kwargs) -> None:
@@ -214,7 +220,7 @@ def look_up_view(request: HttpRequest, model_admin):
     context = _context(
         request,
         model_admin,
-        title="Look up a card at D1",
+        title=_("Look up a card at D1"),
         subtitle=None,
         form=form,
         result=result,
@@ -228,7 +234,11 @@ def look_up_view(request: HttpRequest, model_admin):
 def _answer_sentence(result) -> str:
     if result.http_status != 200:
         answer = result.http_status or "nothing"
-        return f"D1 answered {answer} for card {result.card_id}: {result.error}"
+        return _("D1 answered %(answer)s for card %(card_id)s: %(error)s") % {
+            "answer": answer,
+            "card_id": result.card_id,
+            "error": result.error,
+        }
     items = []
     for item in result.operations:
         details = item.get("details") if isinstance(item.get("details"), dict) else {}
@@ -240,8 +250,16 @@ def _answer_sentence(result) -> str:
         if shipment.get("status"):
             text += f", carrier {shipment['status']}"
         items.append(text)
-    verb = "new order created" if result.created else f"order {result.outcome}"
-    return f"D1 answered 200 for card {result.card_id} ({'; '.join(items) or 'no items'}); {verb}."
+    verb = (
+        _("new order created")
+        if result.created
+        else _("order %(outcome)s") % {"outcome": result.outcome}
+    )
+    return _("D1 answered 200 for card %(card_id)s (%(items)s); %(verb)s.") % {
+        "card_id": result.card_id,
+        "items": "; ".join(items) or _("no items"),
+        "verb": verb,
+    }
 
 
 # ---------------------------------------------------------------------------- CSV registration
@@ -264,6 +282,7 @@ class UploadForm(forms.Form):
         label=gettext_lazy("Issuer of rows without issuer_id"),
         required=False,
         help_text=gettext_lazy("Optional."),
+        widget=UnfoldAdminSelectWidget,
     )
 
     def __init__(self, *args, user, **kwargs) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin import display as admin_display
@@ -46,18 +47,18 @@ class IssuerAdmin(GrantedHistoryMixin, SimpleHistoryAdmin, PortalModelAdmin):
                 user=request.user, issuer_ids=[obj.issuer_id], actor=Actor.of_request(request)
             )
 
-    @admin.display(description="D1 key location")
+    @admin.display(description=_("D1 key location"))
     def d1_key_location(self, issuer: Issuer) -> str:
         """Where the worker reads this issuer's key: settings or D1_KEY_DIR, never the form."""
         try:
             config = D1Config.for_issuer(issuer)
         except D1Error as exc:
-            return f"Not usable: {exc}"
+            return _("Not usable: %(error)s") % {"error": exc}
         if not config.private_key_path:
-            return "Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)"
+            return _("Not configured (D1_PRIVATE_KEY_PATH or D1_KEY_DIR)")
         return f"{config.private_key_path} (key id {config.key_id or '-'})"
 
-    @admin.display(description="active", ordering="is_active")
+    @admin.display(description=_("active"), ordering="is_active")
     def active_badge(self, issuer: Issuer) -> str:
         return (
             admin_display.badge("Active", "success")

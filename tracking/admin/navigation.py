@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
 
 from tracking.services import order_queues
 
@@ -109,7 +110,7 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
     reconcile_attempts = _url("admin:tracking_reconcileattempt_changelist")
     reconciliation = (
         {
-            "title": "Calls to D1",
+            "title": _("Calls to D1"),
             "icon": "sync",
             "link": reconcile_attempts,
             "permission": _can_view("reconcileattempt"),
@@ -120,16 +121,16 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
     )
     return [
         {
-            "title": "Card orders",
+            "title": _("Card orders"),
             "separator": False,
             "items": [
                 {
-                    "title": "Dashboard",
+                    "title": _("Dashboard"),
                     "icon": "space_dashboard",
                     "link": _url("admin:index"),
                 },
                 {
-                    "title": "Orders",
+                    "title": _("Orders"),
                     "icon": "credit_card",
                     "link": _url(ORDERS_CHANGELIST),
                     "permission": view_orders,
@@ -139,11 +140,11 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
             ],
         },
         {
-            "title": "Insight",
+            "title": _("Insight"),
             "separator": True,
             "items": [
                 {
-                    "title": "Production files",
+                    "title": _("Production files"),
                     "icon": "description",
                     "link": _url("admin:tracking_productionfile_changelist"),
                     "permission": view_orders,
@@ -153,7 +154,7 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
                     ),
                 },
                 {
-                    "title": "Sites and stages",
+                    "title": _("Sites and stages"),
                     "icon": "grid_on",
                     "link": _url("admin:tracking_productionfile_heatmap"),
                     "permission": view_orders,
@@ -162,19 +163,19 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
             ],
         },
         {
-            "title": "The issuer's side",
+            "title": _("The issuer's side"),
             "separator": True,
             "items": [
                 *_queue_items(order_queues.ISSUER_SIDE, view_orders),
                 {
-                    "title": "Look up at D1",
+                    "title": _("Look up at D1"),
                     "icon": "travel_explore",
                     "link": _url("admin:tracking_cardorder_look_up"),
                     "permission": lambda r: r.user.has_perm("tracking.reconcile_cardorder"),
                     "active": _path_active("admin:tracking_cardorder_look_up"),
                 },
                 {
-                    "title": "Register orders",
+                    "title": _("Register orders"),
                     "icon": "upload_file",
                     "link": _url("admin:tracking_cardorder_register"),
                     "permission": lambda r: r.user.has_perm("tracking.register_cardorder"),
@@ -183,12 +184,12 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
             ],
         },
         {
-            "title": "After shipment",
+            "title": _("After shipment"),
             "separator": True,
             "items": _queue_items(order_queues.AFTER_SHIPMENT, view_orders),
         },
         {
-            "title": "Reconciliation",
+            "title": _("Reconciliation"),
             "separator": True,
             "items": [
                 *_queue_items(order_queues.RECONCILIATION, view_orders),
@@ -196,11 +197,11 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
             ],
         },
         {
-            "title": "What D1 sent",
+            "title": _("What D1 sent"),
             "separator": True,
             "items": [
                 {
-                    "title": "D1 messages",
+                    "title": _("D1 messages"),
                     "icon": "inbox",
                     "link": _url("admin:tracking_notificationdelivery_changelist"),
                     "permission": _can_view("notificationdelivery"),
@@ -210,7 +211,7 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
                     ),
                 },
                 {
-                    "title": "Refused D1 messages",
+                    "title": _("Refused D1 messages"),
                     "icon": "block",
                     "link": _url("admin:tracking_notificationdelivery_changelist", "refused=yes"),
                     "permission": _can_view("notificationdelivery"),
@@ -220,14 +221,14 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
                     ),
                 },
                 {
-                    "title": "Refused calls",
+                    "title": _("Refused calls"),
                     "icon": "gpp_bad",
                     "link": _url("admin:tracking_refusaltally_changelist"),
                     "permission": _can_view("refusaltally"),
                     "active": _path_active("admin:tracking_refusaltally_changelist"),
                 },
                 {
-                    "title": "Events",
+                    "title": _("Events"),
                     "icon": "list_alt",
                     "link": _url("admin:tracking_operationevent_changelist"),
                     "permission": _can_view("operationevent"),
@@ -236,43 +237,50 @@ def _sidebar_groups(request: HttpRequest) -> list[dict]:
             ],
         },
         {
-            "title": "Configuration",
+            "title": _("Configuration"),
             "separator": True,
             "items": [
                 {
-                    "title": "Issuers",
+                    "title": _("Issuers"),
                     "icon": "account_balance",
                     "link": _url("admin:tracking_issuer_changelist"),
                     "permission": _can_view("issuer"),
                     "active": _path_active("admin:tracking_issuer_changelist"),
                 },
                 {
-                    "title": "Event endpoints",
+                    "title": _("Event endpoints"),
                     "icon": "webhook",
                     "link": _url("admin:tracking_eventendpoint_changelist"),
                     "permission": _can_view("eventendpoint"),
                     "active": _path_active("admin:tracking_eventendpoint_changelist"),
                 },
                 {
-                    "title": "Event deliveries",
+                    "title": _("Event deliveries"),
                     "icon": "outbox",
                     "link": _url("admin:tracking_eventdelivery_changelist"),
                     "permission": _can_view("eventdelivery"),
                     "active": _path_active("admin:tracking_eventdelivery_changelist"),
                 },
                 {
-                    "title": "Users",
+                    "title": _("Users"),
                     "icon": "person",
                     "link": _url("admin:auth_user_changelist"),
                     "permission": lambda r: r.user.has_perm("auth.view_user"),
                     "active": _path_active("admin:auth_user_changelist"),
                 },
                 {
-                    "title": "Groups",
+                    "title": _("Groups"),
                     "icon": "group",
                     "link": _url("admin:auth_group_changelist"),
                     "permission": lambda r: r.user.has_perm("auth.view_group"),
                     "active": _path_active("admin:auth_group_changelist"),
+                },
+                {
+                    "title": _("My language and time zone"),
+                    "icon": "translate",
+                    "link": _url("admin:tracking_staffpreference_mine"),
+                    "permission": lambda r: r.user.is_staff,
+                    "active": _path_active("admin:tracking_staffpreference_changelist"),
                 },
             ],
         },

@@ -270,7 +270,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             request.order_has_exact_match = bool(order_ids)
         queue = request.GET.get("queue", "")
         shown = order_queues.QUEUES.get(queue)
-        title, description = (shown.title, shown.description) if shown else ("Card orders", "")
+        title, description = (shown.title, shown.description) if shown else (_("Card orders"), "")
         extra_context = {
             "search_explained": (
                 _(
@@ -309,7 +309,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         personal = personal_fields(CardOrder)
         return tuple(name for name in order_search.ID_FIELDS if name not in personal)
 
-    @admin.display(description="card / operation", ordering="card_id")
+    @admin.display(description=_("card / operation"), ordering="card_id")
     def order_link(self, order: CardOrder) -> str:
         url = reverse("admin:tracking_cardorder_change", args=[order.pk])
         return format_html(
@@ -322,7 +322,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             order.operation_id,
         )
 
-    @admin.display(description="issuer", ordering="issuer__issuer_id")
+    @admin.display(description=_("issuer"), ordering="issuer__issuer_id")
     def issuer_code(self, order: CardOrder) -> str:
         # Long issuer ids are cut to fit 1366 px; the full id and the name show on hover.
         return format_html(
@@ -332,15 +332,16 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             order.issuer.issuer_id,
         )
 
-    @admin.display(description="production", ordering="production_rank")
+    @admin.display(description=_("production"), ordering="production_rank")
     def production(self, order: CardOrder) -> str:
         if awaiting_first_event(order):
             return format_html(
                 "{}{}", admin_issuer.registered_badge(order), admin_issuer.change_badge(order)
             )
         return format_html(
-            '{}<span class="bo-subtle block" title="Operation status">{}</span>{}{}',
+            '{}<span class="bo-subtle block" title="{}">{}</span>{}{}',
             admin_display.production_badge(order.production_status, inline=True),
+            _("Operation status"),
             labels.label_text("operation_status", order.operation_status)
             if order.operation_status
             else "",
@@ -362,27 +363,27 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             names.insert(names.index("flags") + 1, "triage")
         return names
 
-    @admin.display(description="shipment / carrier", ordering="shipment_status")
+    @admin.display(description=_("shipment / carrier"), ordering="shipment_status")
     def shipment_column(self, order: CardOrder) -> str:
         return admin_display.shipment_summary(order)
 
-    @admin.display(description="shipment / carrier", ordering="shipment_status")
+    @admin.display(description=_("shipment / carrier"), ordering="shipment_status")
     def shipment_column_masked(self, order: CardOrder) -> str:
         return admin_display.shipment_summary(order, personal=False)
 
-    @admin.display(description="time in stage", ordering="stage_entered_at")
+    @admin.display(description=_("time in stage"), ordering="stage_entered_at")
     def stage_time(self, order: CardOrder) -> str:
         return admin_display.time_in_stage(order, now=timezone.now())
 
-    @admin.display(description="last update", ordering="updated_at")
+    @admin.display(description=_("last update"), ordering="updated_at")
     def last_update(self, order: CardOrder) -> str:
         return admin_display.when(order.updated_at)
 
-    @admin.display(description="predicted ship", ordering="predicted_ship_date")
+    @admin.display(description=_("predicted ship"), ordering="predicted_ship_date")
     def predicted_ship(self, order: CardOrder) -> str:
         return admin_insight_columns.predicted_ship_html(order)
 
-    @admin.display(description="flags")
+    @admin.display(description=_("flags"))
     def flags(self, order: CardOrder) -> str:
         return admin_display.flags_html(order)
 
@@ -503,17 +504,19 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         reconcile_pending = _reconcile_pending(request, order, attempts)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Card {order.card_id}",
+            "title": _("Card %(card_id)s") % {"card_id": order.card_id},
             "reconcile_status_url": reverse(
                 "admin:tracking_cardorder_reconcile_status", args=[order.pk]
             ),
-            "subtitle": f"Operation {order.operation_id}",
+            "subtitle": _("Operation %(operation_id)s") % {"operation_id": order.operation_id},
             "opts": self.opts,
             "app_label": self.opts.app_label,
             "original": order,
             "order": order,
             "now": now,
-            "production": admin_display.production_badge(order.production_status),
+            "production": admin_issuer.registered_badge(order)
+            if awaiting_first_event(order)
+            else admin_display.production_badge(order.production_status),
             "operation_tone": admin_display.operation_tone(order.operation_status),
             "shipment": admin_display.shipment_badge(order.shipment_status),
             "carrier": admin_display.carrier_link(order, personal=personal),
@@ -613,14 +616,17 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         )
         if attempt is None:
             messages.info(
-                request, "Asked D1; its answer appears on this page as soon as it arrives."
+                request, _("Asked D1; its answer appears on this page as soon as it arrives.")
             )
         else:
             level = messages.ERROR if attempt.outcome == "error" else messages.SUCCESS
             detail = f" ({attempt.error})" if attempt.error else ""
             outcome = labels.label("reconcile_outcome", attempt.outcome)
             messages.add_message(
-                request, level, f"Asked D1 about this order: {outcome.text}{detail}."
+                request,
+                level,
+                _("Asked D1 about this order: %(outcome)s%(detail)s.")
+                % {"outcome": outcome.text, "detail": detail},
             )
         return self._back_to(order.pk)
 
@@ -633,9 +639,12 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         result = order_actions.order_replay(order_id=order.pk, actor=Actor.of_request(request))
         if result.changed:
             changed = ", ".join(sorted(result.changed))
-            messages.warning(request, f"Replayed from the stored events; changed: {changed}.")
+            messages.warning(
+                request,
+                _("Replayed from the stored events; changed: %(changed)s.") % {"changed": changed},
+            )
         else:
-            messages.success(request, "Replayed from the stored events: the state is unchanged.")
+            messages.success(request, _("Replayed from the stored events: the state is unchanged."))
         return self._back_to(order.pk)
 
     def take_view(self, request, object_id):
@@ -667,9 +676,11 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
                 note=request.POST.get("note", ""),
             )
         except ValueError:
-            messages.error(request, "Write a note to acknowledge the exception.")
+            messages.error(request, _("Write a note to acknowledge the exception."))
         else:
-            messages.success(request, "Exception acknowledged; the order left the Exceptions list.")
+            messages.success(
+                request, _("Exception acknowledged; the order left the Exceptions list.")
+            )
         return self._back_to(order.pk)
 
 
@@ -709,10 +720,10 @@ def _reconcile_next(order: CardOrder, *, now: dt.datetime) -> str:
     """When the portal will next ask D1, in words; never a time already past."""
     reason = order_due_reason(order=order, now=now)
     if not reason:
-        return "Not planned: nothing to ask D1 about"
+        return _("Not planned: nothing to ask D1 about")
     why = labels.label("reconcile_reason", reason).text.lower()
     if order.reconcile_next_at is None or order.reconcile_next_at <= now:
-        return f"At the next automatic check ({why})"
+        return _("At the next automatic check (%(why)s)") % {"why": why}
     return format_html("{} ({})", admin_display.when(order.reconcile_next_at, now=now), why)
 
 

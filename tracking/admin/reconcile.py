@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 from tracking import labels
 from tracking.admin import display as admin_display
@@ -62,19 +62,19 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
     ]
     list_select_related = ["order"]
     search_fields = ["=order__card_id", "=order__operation_id", "=correlation_id"]
-    search_help_text = "Card id, operation id or correlation id (exact)"
+    search_help_text = _("Card id, operation id or correlation id (exact)")
 
     def get_list_display(self, request):
         self._personal = can_see_personal(request.user)
         return super().get_list_display(request)
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Reconcile attempts: every time the portal asked D1"} | (
+        extra_context = {"title": _("Calls to D1: every time the portal asked D1")} | (
             extra_context or {}
         )
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description="card / operation", ordering="order__card_id")
+    @admin.display(description=_("card / operation"), ordering="order__card_id")
     def order_column(self, attempt: ReconcileAttempt) -> str:
         url = reverse("admin:tracking_cardorder_change", args=[attempt.order_id])
         return format_html(
@@ -87,11 +87,11 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
             attempt.order.operation_id,
         )
 
-    @admin.display(description="result", ordering="outcome")
+    @admin.display(description=_("result"), ordering="outcome")
     def outcome_badge(self, attempt: ReconcileAttempt) -> str:
         return attempt_outcome_badge(attempt)
 
-    @admin.display(description="D1's answer")
+    @admin.display(description=_("D1's answer"))
     def answer_column(self, attempt: ReconcileAttempt) -> str:
         answer = admin_display.d1_answer(attempt.answer, personal=getattr(self, "_personal", False))
         if answer:
@@ -106,12 +106,12 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
             return admin_display.production_badge(attempt.status_after, inline=True)
         return "—"
 
-    @admin.display(description="why asked", ordering="reason")
+    @admin.display(description=_("why asked"), ordering="reason")
     def reason_label(self, attempt: ReconcileAttempt) -> str:
         found = labels.label("reconcile_reason", attempt.reason)
         return format_html('<span title="{}">{}</span>', found.help, found.text)
 
-    @admin.display(description="asked by", ordering="trigger")
+    @admin.display(description=_("asked by"), ordering="trigger")
     def trigger_label(self, attempt: ReconcileAttempt) -> str:
         found = labels.label("reconcile_trigger", attempt.trigger)
         return format_html(
@@ -123,11 +123,11 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
             else "",
         )
 
-    @admin.display(description="HTTP / time", ordering="http_status")
+    @admin.display(description=_("HTTP / time"), ordering="http_status")
     def http_column(self, attempt: ReconcileAttempt) -> str:
         return attempt_http(attempt)
 
-    @admin.display(description="asked at", ordering="started_at")
+    @admin.display(description=_("asked at"), ordering="started_at")
     def asked_at(self, attempt: ReconcileAttempt) -> str:
         return admin_display.when(attempt.started_at)
 
@@ -157,15 +157,15 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
 
-    @admin.display(description="asked by")
+    @admin.display(description=_("asked by"))
     def trigger_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.coded("reconcile_trigger", attempt.trigger)
 
-    @admin.display(description="why asked")
+    @admin.display(description=_("why asked"))
     def reason_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.coded("reconcile_reason", attempt.reason)
 
-    @admin.display(description="result")
+    @admin.display(description=_("result"))
     def outcome_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.coded(
             "reconcile_outcome",
@@ -173,19 +173,19 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
             tone=_OUTCOME_TONES.get(attempt.outcome, "neutral"),
         )
 
-    @admin.display(description="D1's answer")
+    @admin.display(description=_("D1's answer"))
     def answer_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.d1_answer(attempt.answer, personal=True) or _no_answer(attempt)
 
-    @admin.display(description="D1's answer")
+    @admin.display(description=_("D1's answer"))
     def answer_detail_masked(self, attempt: ReconcileAttempt) -> str:
         return admin_display.d1_answer(attempt.answer, personal=False) or _no_answer(attempt)
 
-    @admin.display(description="production step before")
+    @admin.display(description=_("production step before"))
     def status_before_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.coded("production_status", attempt.status_before, empty="—")
 
-    @admin.display(description="production step after")
+    @admin.display(description=_("production step after"))
     def status_after_detail(self, attempt: ReconcileAttempt) -> str:
         return admin_display.coded("production_status", attempt.status_after, empty="—")
 
@@ -193,8 +193,8 @@ class ReconcileAttemptAdmin(EvidenceAdmin):
 def _no_answer(attempt: ReconcileAttempt) -> str:
     """What the answer field says when D1 returned nothing readable."""
     if attempt.error:
-        return "No answer from D1 (see the error)."
-    return "Nothing for this order in D1's answer."
+        return _("No answer from D1 (see the error).")
+    return _("Nothing for this order in D1's answer.")
 
 
 _OUTCOME_TONES = {"changed": "success", "error": "danger", "not_found": "warning"}
@@ -209,7 +209,7 @@ def attempt_outcome_badge(attempt: ReconcileAttempt) -> str:
 
 def attempt_http(attempt: ReconcileAttempt) -> str:
     """HTTP status and latency in words: "200 OK · 84 ms", or why there was no answer."""
-    status = "no answer" if attempt.http_status is None else f"HTTP {attempt.http_status}"
+    status = _("no answer") if attempt.http_status is None else f"HTTP {attempt.http_status}"
     latency = f"{attempt.latency_ms} ms" if attempt.latency_ms is not None else ""
     return format_html(
         '<span class="bo-nowrap">{}</span><span class="bo-subtle block">{}</span>',
@@ -218,7 +218,7 @@ def attempt_http(attempt: ReconcileAttempt) -> str:
     )
 
 
-@operator_action(permission="reconcile", description="Ask D1 now")
+@operator_action(permission="reconcile", description=_("Ask D1 now"))
 def reconcile_now_action(modeladmin, request: HttpRequest, queryset: QuerySet) -> None:
     """Ask D1 about the selected orders (operators only): one capped, paced job, whatever the
     selection (`select_across` included), with its progress on the job's page."""

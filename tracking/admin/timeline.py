@@ -11,7 +11,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.utils import formats
+from django.utils.functional import Promise
+from django.utils.timezone import localtime
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from tracking.carriers import carrier_name
 from tracking.models import CardOrder, OperationEvent
@@ -24,9 +28,9 @@ class Marker:
     """A fact about an event worth a label: always text, the tone only reinforces it."""
 
     code: str
-    label: str
+    label: str | Promise  # in the reader's language
     tone: str  # success / info / warning / danger / neutral
-    title: str = ""
+    title: str | Promise = ""
 
 
 @dataclass(frozen=True)
@@ -61,29 +65,38 @@ class TimelineEntry:
 
 
 _OUTCOME_MARKERS = {
-    Outcome.ADVANCED: Marker("advanced", "Applied", "success", "This event moved the order on."),
-    Outcome.SHIPMENT_UPDATE: Marker("shipment", "Shipment update", "info"),
+    Outcome.ADVANCED: Marker(
+        "advanced", _("Applied"), "success", _("This event moved the order on.")
+    ),
+    Outcome.SHIPMENT_UPDATE: Marker("shipment", _("Shipment update"), "info"),
     Outcome.STALE: Marker(
         "stale",
-        "Stale · out of order",
+        _("Stale · out of order"),
         "warning",
-        "Earlier than the current state by D1's times or step; it changed nothing.",
+        _("Earlier than the current state by D1's times or step; it changed nothing."),
     ),
+    # The same hold is "On hold" on every page.
     Outcome.UNKNOWN_STATUS: Marker(
-        "unknown", "Unknown code", "warning", "A status the portal does not know; kept and flagged."
+        "unknown",
+        _("On hold"),
+        "warning",
+        _("A status code D1 does not publish (a hold); kept and flagged."),
     ),
     Outcome.INCOMPLETE: Marker(
         "incomplete",
-        "No details",
+        _("No details"),
         "warning",
-        "No details.status: its status, error and times count; D1 is asked for the rest.",
+        _("No details.status: its status, error and times count; D1 is asked for the rest."),
     ),
     Outcome.CONFLICT: Marker(
-        "conflict", "Conflict", "danger", "It contradicts another event; sent to reconciliation."
+        "conflict",
+        _("Conflict"),
+        "danger",
+        _("It contradicts another event; sent to reconciliation."),
     ),
-    Outcome.NO_CHANGE: Marker("no_change", "No change", "neutral"),
-    Outcome.NOT_TRACKED: Marker("other", "Other operation", "neutral"),
-    Outcome.INVALID: Marker("invalid", "Invalid", "danger"),
+    Outcome.NO_CHANGE: Marker("no_change", _("No change"), "neutral"),
+    Outcome.NOT_TRACKED: Marker("other", _("Other operation"), "neutral"),
+    Outcome.INVALID: Marker("invalid", _("Invalid"), "danger"),
 }
 
 
@@ -145,17 +158,17 @@ def _markers(event: OperationEvent) -> list[Marker]:
     outcome = _OUTCOME_MARKERS.get(event.outcome)
     if outcome is not None:
         if event.outcome == Outcome.INVALID and event.validation_error:
-            outcome = Marker("invalid", "Invalid", "danger", event.validation_error)
+            outcome = Marker("invalid", _("Invalid"), "danger", event.validation_error)
         markers.append(outcome)
     elif not event.applied_at:
-        markers.append(Marker("pending", "Not applied yet", "neutral"))
+        markers.append(Marker("pending", _("Not applied yet"), "neutral"))
     if (
         event.operation in TRACKED_OPERATIONS
         and event.production_status
         and production_rank(event.production_status) is None
         and event.outcome != Outcome.UNKNOWN_STATUS
     ):
-        markers.append(Marker("unknown", "Unknown code", "warning"))
+        markers.append(Marker("unknown", _("Unknown code"), "warning"))
     change = getattr(event, "change", None)  # a pull & change result (UPDATE_ORDER)
     if change is not None:
         markers.append(change_marker(change))
@@ -163,9 +176,14 @@ def _markers(event: OperationEvent) -> list[Marker]:
         markers.append(
             Marker(
                 "duplicate",
-                f"Received {event.times_received} times",
+                _("Received %(count)s times") % {"count": event.times_received},
                 "info",
-                f"Last received {event.last_received_at:%Y-%m-%d %H:%M:%S %Z}",
+                _("Last received %(moment)s")
+                % {
+                    "moment": formats.date_format(
+                        localtime(event.last_received_at), "DATETIME_FORMAT"
+                    )
+                },
             )
         )
     return markers
@@ -179,9 +197,9 @@ def change_marker(change) -> Marker:
     if not change.is_known_shape:
         return Marker(
             "change_unknown",
-            "Unknown change shape",
+            _("Unknown change shape"),
             "warning",
-            "An UPDATE_ORDER the portal cannot fully read; kept as it came.",
+            _("An UPDATE_ORDER the portal cannot fully read; kept as it came."),
         )
     return Marker(
         "change",

@@ -176,9 +176,9 @@ class StaffUserAdmin(UserAdmin, PortalModelAdmin):
         """Refuse (and audit) a non-superuser's POST that would grow anyone's powers."""
         data = request.POST
         if target is not None and target.is_superuser:
-            refuse(request, target=target, reason="only superusers change a superuser")
+            refuse(request, target=target, reason=_("only superusers change a superuser"))
         if data.get("is_superuser") not in (None, "", "off", "false"):
-            refuse(request, target=target, reason="only superusers grant superuser status")
+            refuse(request, target=target, reason=_("only superusers grant superuser status"))
         wanted_groups = _ids(data.getlist("groups"))
         wanted_perms = _ids(data.getlist("user_permissions"))
         if target is not None and target.pk == request.user.pk:
@@ -187,26 +187,28 @@ class StaffUserAdmin(UserAdmin, PortalModelAdmin):
             if ("groups" in data and wanted_groups != current_groups) or (
                 "user_permissions" in data and wanted_perms != current_perms
             ):
-                refuse(request, target=target, reason="nobody changes their own groups")
+                refuse(request, target=target, reason=_("nobody changes their own groups"))
             return
         administrators = Group.objects.filter(name=ADMINISTRATORS).values_list("pk", flat=True)
         already = _ids(target.groups.values_list("pk", flat=True)) if target is not None else set()
         if (wanted_groups - already) & _ids(administrators):
-            refuse(request, target=target, reason="only superusers grant the administrators group")
+            refuse(
+                request, target=target, reason=_("only superusers grant the administrators group")
+            )
         held = request.user.get_all_permissions()
         beyond = sorted(_permission_labels(wanted_perms) - held)
         if beyond:
             refuse(
                 request,
                 target=target,
-                reason="a permission the granting user does not hold",
+                reason=_("a permission the granting user does not hold"),
                 permissions=beyond,
             )
 
     def user_change_password(self, request, id, form_url=""):
         target = self.get_object(request, unquote(id))
         if target is not None and target.pk != request.user.pk and not request.user.is_superuser:
-            refuse(request, target=target, reason="only superusers change another's password")
+            refuse(request, target=target, reason=_("only superusers change another's password"))
         return super().user_change_password(request, id, form_url)
 
 
@@ -250,7 +252,9 @@ class StaffGroupAdmin(GroupAdmin, PortalModelAdmin):
         if request.method == "POST" and not request.user.is_superuser:
             group = self.get_object(request, unquote(object_id)) if object_id else None
             if not self._may_change(request, group):
-                refuse(request, target=group, reason="a group the user belongs to or administers")
+                refuse(
+                    request, target=group, reason=_("a group the user belongs to or administers")
+                )
             beyond = sorted(
                 _permission_labels(_ids(request.POST.getlist("permissions")))
                 - request.user.get_all_permissions()
@@ -259,7 +263,7 @@ class StaffGroupAdmin(GroupAdmin, PortalModelAdmin):
                 refuse(
                     request,
                     target=group,
-                    reason="a permission the granting user does not hold",
+                    reason=_("a permission the granting user does not hold"),
                     permissions=beyond,
                 )
         return super().changeform_view(request, object_id, form_url, extra_context)
@@ -300,9 +304,9 @@ class StaffTOTPDeviceAdmin(TOTPDeviceAdmin, PortalModelAdmin):
         if request.user.is_superuser:
             return
         if device is not None and device.user_id != request.user.pk:
-            refuse(request, target=device, reason="only superusers manage another's devices")
+            refuse(request, target=device, reason=_("only superusers manage another's devices"))
         if user_id not in (None, "") and str(user_id) != str(request.user.pk):
-            refuse(request, target=device, reason="only superusers enrol another's devices")
+            refuse(request, target=device, reason=_("only superusers enrol another's devices"))
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         device = TOTPDevice.objects.filter(pk=unquote(object_id)).first() if object_id else None
@@ -329,7 +333,7 @@ class StaffTOTPDeviceAdmin(TOTPDeviceAdmin, PortalModelAdmin):
 
 class ReadApiTokenAddForm(forms.ModelForm):
     days = forms.IntegerField(
-        min_value=1, max_value=3650, help_text="Days until the token expires."
+        min_value=1, max_value=3650, help_text=_("Days until the token expires.")
     )
 
     issuers = forms.ModelMultipleChoiceField(
@@ -407,7 +411,7 @@ class ReadApiTokenAdmin(PortalModelAdmin):
         if request.method == "POST" and not request.user.is_superuser and object_id is None:
             owner = User.objects.filter(pk=request.POST.get("user") or None).first()
             if owner is not None and owner.is_superuser:
-                refuse(request, target=owner, reason="only superusers make a superuser's token")
+                refuse(request, target=owner, reason=_("only superusers make a superuser's token"))
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change) -> None:
@@ -441,7 +445,7 @@ class ReadApiTokenAdmin(PortalModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": "Read-API token created",
+                "title": _("Read-API token created"),
                 "issued": issued,
                 "now": timezone.now(),
             },

@@ -27,6 +27,8 @@ import zoneinfo
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.functional import lazy
+from django.utils.translation import gettext, gettext_noop
 
 from tracking import labels
 from tracking.observability.state import OperationsState, operations_state
@@ -173,21 +175,33 @@ def _inbound_silence(state: OperationsState) -> list[Alert]:
         parts = []
         if inbound_silent:
             parts.append(
-                f"No message from D1 for issuer {issuer_id} for {_duration(silence)}"
-                + ("" if last else " (none received yet)")
+                words(
+                    gettext_noop("No message from D1 for issuer %(issuer)s for %(duration)s")
+                    if last
+                    else gettext_noop(
+                        "No message from D1 for issuer %(issuer)s for %(duration)s (none "
+                        "received yet)"
+                    ),
+                    {"issuer": issuer_id, "duration": _duration(silence)},
+                )
             )
         if silent_orders:
             waited = _duration(_seconds(settings.REGISTERED_SILENT_AFTER))
             parts.append(
-                f"{silent_orders} registered order(s) of issuer {issuer_id} that D1 has said "
-                f"nothing about for more than {waited}"
+                words(
+                    gettext_noop(
+                        "%(count)s registered order(s) of issuer %(issuer)s that D1 has said "
+                        "nothing about for more than %(duration)s"
+                    ),
+                    {"count": silent_orders, "issuer": issuer_id, "duration": waited},
+                )
             )
         alerts.append(
             Alert(
                 kind="inbound_silence",
                 subject=issuer_id,
                 severity=WARNING,
-                message="; ".join(parts) + ".",
+                message=words(gettext_noop("%(parts)s."), {"parts": joined(parts)}),
                 value=silence if inbound_silent else 0,
                 threshold=rule.after.total_seconds(),
                 since=last,
@@ -210,7 +224,7 @@ def _refused_share(state: OperationsState) -> list[Alert]:
     if share < settings.ALERT_REFUSED_SHARE or share <= previous:
         return []
     reasons = ", ".join(
-        f"{code or 'no reason code'} {count}"
+        f"{code or '-'} {count}"
         for code, count in sorted(state.refused_by_reason.items(), key=lambda kv: -kv[1])[:5]
     )
     return [
@@ -218,10 +232,17 @@ def _refused_share(state: OperationsState) -> list[Alert]:
             kind="refused_share",
             subject="webhook",
             severity=CRITICAL if share >= 2 * settings.ALERT_REFUSED_SHARE else WARNING,
-            message=(
-                f"{share:.0%} of the calls from D1 were refused in the last "
-                f"{_duration(settings.ALERT_REFUSED_WINDOW)} (before: {previous:.0%}). "
-                f"Reason codes: {reasons}."
+            message=words(
+                gettext_noop(
+                    "%(share)s of the calls from D1 were refused in the last %(duration)s (before: "
+                    "%(previous)s). Reason codes: %(reasons)s."
+                ),
+                {
+                    "share": f"{share:.0%}",
+                    "duration": _duration(settings.ALERT_REFUSED_WINDOW),
+                    "previous": f"{previous:.0%}",
+                    "reasons": reasons,
+                },
             ),
             value=share,
             threshold=settings.ALERT_REFUSED_SHARE,
@@ -244,10 +265,16 @@ def _orders_stuck(state: OperationsState) -> list[Alert]:
                 kind="orders_stuck",
                 subject=stage or "none",
                 severity=CRITICAL if count >= settings.ALERT_STUCK_CRITICAL else WARNING,
-                message=(
-                    f"{_orders(count)} {_stage_words(stage)} for more than "
-                    f"{_duration(stage_threshold(stage).total_seconds())}, the time limit "
-                    "of that stage."
+                message=words(
+                    gettext_noop(
+                        "%(orders)s %(stage)s for more than %(duration)s, the time limit of that "
+                        "stage."
+                    ),
+                    {
+                        "orders": _orders(count),
+                        "stage": _stage_words(stage),
+                        "duration": _duration(stage_threshold(stage).total_seconds()),
+                    },
                 ),
                 value=count,
                 threshold=settings.ALERT_STUCK_MIN_ORDERS,
@@ -284,9 +311,11 @@ def _reconcile_failing(state: OperationsState) -> list[Alert]:
             kind="reconcile_failing",
             subject="reconcile",
             severity=CRITICAL if count >= settings.ALERT_STUCK_CRITICAL else WARNING,
-            message=(
-                f"{_orders(count)} still to be checked with D1 after "
-                f"{settings.ALERT_RECONCILE_ATTEMPTS} or more tries."
+            message=words(
+                gettext_noop(
+                    "%(orders)s still to be checked with D1 after %(tries)s or more tries."
+                ),
+                {"orders": _orders(count), "tries": settings.ALERT_RECONCILE_ATTEMPTS},
             ),
             value=count,
             threshold=settings.ALERT_RECONCILE_ATTEMPTS,
@@ -309,9 +338,12 @@ def _sweep_late(state: OperationsState) -> list[Alert]:
             subject="reconcile",
             severity=WARNING,
             message=(
-                "The automatic check with D1 has not succeeded yet."
+                words(gettext_noop("The automatic check with D1 has not succeeded yet."))
                 if age is None
-                else f"The automatic check with D1 last succeeded {_duration(age)} ago."
+                else words(
+                    gettext_noop("The automatic check with D1 last succeeded %(duration)s ago."),
+                    {"duration": _duration(age)},
+                )
             ),
             value=age if age is not None else -1,
             threshold=late_after,
@@ -329,9 +361,12 @@ def _unapplied(state: OperationsState) -> list[Alert]:
             kind="unapplied_items",
             subject="ingest",
             severity=CRITICAL,
-            message=(
-                f"{state.unapplied_count} received item(s) not yet applied to their orders; "
-                f"the oldest has waited {_duration(age)}."
+            message=words(
+                gettext_noop(
+                    "%(count)s received item(s) not yet applied to their orders; the oldest has "
+                    "waited %(duration)s."
+                ),
+                {"count": state.unapplied_count, "duration": _duration(age)},
             ),
             value=age,
             threshold=settings.READINESS_MAX_UNAPPLIED_AGE,
@@ -340,15 +375,21 @@ def _unapplied(state: OperationsState) -> list[Alert]:
 
 
 def _orders(count: int) -> str:
-    return "1 order" if count == 1 else f"{count} orders"
+    return (
+        words(gettext_noop("1 order"))
+        if count == 1
+        else words(gettext_noop("%(count)s orders"), {"count": count})
+    )
 
 
 def _stage_words(stage: str) -> str:
     """ "in Being personalised (CARD_PROD_ONGOING)": the label first, D1's code after."""
     if not stage:
-        return "without a known stage"
+        return words(gettext_noop("without a known stage"))
     found = labels.label("production_status", stage)
-    return f"in {found.text if found.known else 'an unknown stage'} ({stage})"
+    if not found.known:
+        return words(gettext_noop("in an unknown stage (%(code)s)"), {"code": stage})
+    return words(gettext_noop("in %(stage)s (%(code)s)"), {"stage": found.text, "code": stage})
 
 
 def _seconds(value) -> float:
@@ -358,9 +399,25 @@ def _seconds(value) -> float:
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 120:
-        return f"{seconds} s"
+        return words(gettext_noop("%(n)s s"), {"n": seconds})
     if seconds < 2 * 3600:
-        return f"{seconds // 60} min"
+        return words(gettext_noop("%(n)s min"), {"n": seconds // 60})
     if seconds < 2 * 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} days"
+        return words(gettext_noop("%(n)s h"), {"n": seconds // 3600})
+    return words(gettext_noop("%(n)s days"), {"n": seconds // 86400})
+
+
+def _words(template: str, params: dict | None = None) -> str:
+    # Called when the alert is shown, so that each reader sees their language; module-level so
+    # that the lazy message survives the dashboard's shared cache (pickle).
+    text = gettext(template)
+    return text % params if params else text
+
+
+def _joined(parts: list) -> str:
+    return "; ".join(str(part) for part in parts)
+
+
+# An alert's message in the reader's language (the dashboard; `manage.py alerts` in the site's).
+words = lazy(_words, str)
+joined = lazy(_joined, str)

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from tracking.models import CardOrder, Issuer, OrderChange, OrderChangeResult
 from tracking.outbound.outbox import superseded_record
@@ -31,7 +32,7 @@ CHANGE_TYPES = ("CANCEL", "ACCELERATE", "REDIRECT", "ACCELERATE_AND_REDIRECT")
 CANCEL = "CANCEL"
 # An exception the portal raises itself: D1 keeps answering 404 for a registered card.
 UNKNOWN_AT_D1 = "unknown_at_d1"
-EXCEPTION_REASONS = {UNKNOWN_AT_D1: "Unknown at D1 (404) for too long"}
+EXCEPTION_REASONS = {UNKNOWN_AT_D1: gettext_lazy("Unknown at D1 (404) for too long")}
 
 # Where D1 may put the change's type and its decision: SPEC §6.1 names the types and says the
 # perso centre accepts or rejects, not the field names. The first one present wins.

@@ -7,6 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext
+
 from tracking.models import CardOrder, OperationEvent
 from tracking.rules import EventFacts, Rule, derive_order_state
 
@@ -22,7 +24,8 @@ class ExplanationRow:
 
     @property
     def rule_text(self) -> str:
-        return Rule.TEXT.get(self.rule, self.rule)
+        text = Rule.TEXT.get(self.rule)
+        return gettext(text) if text else self.rule
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 # The status classes as conditions, read here by the queues and through this module by the
 # pages, the dashboard and the export.
@@ -185,14 +187,15 @@ class Queue:
     links are all read from `QUEUES`: adding a queue is one entry here.
     """
 
+    # The words are lazy translations: each reader sees them in their own language.
     key: str  # ?queue=<key> on the orders list
-    title: str  # the list's heading
-    label: str  # the choice in the queue filter
-    description: str  # the line under the heading: what is in the queue
+    title: str | Promise  # the list's heading
+    label: str | Promise  # the choice in the queue filter
+    description: str | Promise  # the line under the heading: what is in the queue
     condition: Callable[[dt.datetime], Q]
     section: str = ""  # the sidebar group it is listed in ("" for none)
-    nav: str = ""  # its name in the sidebar (the title when empty)
-    tab: str = ""  # its tab above the orders list ("" for none)
+    nav: str | Promise = ""  # its name in the sidebar (the title when empty)
+    tab: str | Promise = ""  # its tab above the orders list ("" for none)
     icon: str = ""  # a Material Symbols name, in the sidebar and the tab
     ordering: tuple[str, ...] = ()  # the list's order when not the default
 
@@ -213,22 +216,24 @@ QUEUES: dict[str, Queue] = {
     for queue in (
         Queue(
             key="open",
-            title="Open orders",
-            label="Open (not in a final stage)",
-            description="Orders not yet in a final stage (shipped, failed or cancelled).",
+            title=_("Open orders"),
+            label=_("Open (not in a final stage)"),
+            description=_("Orders not yet in a final stage (shipped, failed or cancelled)."),
             condition=lambda now: Q(is_terminal=False),
         ),
         Queue(
             key="exceptions",
-            title="Exceptions",
-            label="Exceptions (not acknowledged)",
+            title=_("Exceptions"),
+            label=_("Exceptions (not acknowledged)"),
             description=(
-                "Failures D1 reported, conflicting or unknown codes, D1 errors and carrier "
-                "problems (lost, damaged, returned), not yet acknowledged."
+                _(
+                    "Failures D1 reported, conflicting or unknown codes, D1 errors and carrier "
+                    "problems (lost, damaged, returned), not yet acknowledged."
+                )
             ),
             condition=lambda now: open_exception_q(),
             section=WORK,
-            tab="Exceptions",
+            tab=_("Exceptions"),
             icon="error",
             # First flagged first: a carrier update or a refresh never moves a row under the
             # cursor (index `order_exception_flagged`).
@@ -236,97 +241,108 @@ QUEUES: dict[str, Queue] = {
         ),
         Queue(
             key="stuck",
-            title="Stuck orders",
-            label="Stuck beyond threshold",
+            title=_("Stuck orders"),
+            label=_("Stuck beyond threshold"),
             description=(
-                "Orders in a stage for longer than the stage's time limit (see Time in stage)."
+                _("Orders in a stage for longer than the stage's time limit (see Time in stage).")
             ),
             condition=lambda now: stuck_q(now=now),
             section=WORK,
-            tab="Stuck",
+            tab=_("Stuck"),
             icon="hourglass_top",
         ),
         Queue(
             key="likely_late",
-            title="Likely late",
-            label="Likely late (predicted after dueDate)",
+            title=_("Likely late"),
+            label=_("Likely late (expected to ship after its due date)"),
             description=(
-                "Open orders whose predicted ship date (p50) passes their dueDate; soonest due "
-                "first."
+                _(
+                    "Open orders expected to ship after the date D1 set for them (dueDate): by "
+                    "then, half of similar orders had shipped. Soonest due first."
+                )
             ),
             condition=lambda now: likely_late_q(),
             section=WORK,
-            tab="Likely late",
+            tab=_("Likely late"),
             icon="event_busy",
             ordering=("due_date", "prediction__p50", "pk"),
         ),
         Queue(
             key="reconcile",
-            title="Orders that need reconciliation",
-            label="Needs reconciliation",
+            title=_("Orders that need reconciliation"),
+            label=_("Needs reconciliation"),
             description=(
-                "A gap, an unknown code or a conflict: the portal will ask D1 for the truth."
+                _("Missing steps, a hold or a conflict: the portal will ask D1 for the truth.")
             ),
             condition=lambda now: Q(needs_reconcile=True),
             section=RECONCILIATION,
-            nav="Needs reconciliation",
-            tab="Needs reconciliation",
+            nav=_("Needs reconciliation"),
+            tab=_("Needs reconciliation"),
             icon="published_with_changes",
         ),
         Queue(
             key="failed",
-            title="Orders that failed in production",
-            label="Failed in production",
+            title=_("Orders that failed in production"),
+            label=_("Failed in production"),
             description=(
-                "D1 rejected the data (DATA_EXCEPTION), production failed (CARD_PROD_EXCEPTION), "
-                "or D1 reported the operation FAILED at any step."
+                _(
+                    "D1 rejected the data (DATA_EXCEPTION), production failed "
+                    "(CARD_PROD_EXCEPTION), or D1 reported the operation FAILED at any step."
+                )
             ),
             condition=lambda now: failed_q(),
         ),
         Queue(
             key="cancelled",
-            title="Cancelled orders",
-            label="Cancelled",
-            description="Cancelled at the issuer's request (CARD_PROD_CANCELED).",
+            title=_("Cancelled orders"),
+            label=_("Cancelled"),
+            description=_("Cancelled at the issuer's request (CARD_PROD_CANCELED)."),
             condition=lambda now: cancelled_q(),
-            tab="Cancelled",
+            tab=_("Cancelled"),
         ),
         Queue(
             key="acknowledged",
-            title="Acknowledged exceptions",
-            label="Acknowledged exceptions",
+            title=_("Acknowledged exceptions"),
+            label=_("Acknowledged exceptions"),
             description=(
-                "Exceptions staff have handled; each returns to Exceptions when the exception "
-                "changes."
+                _(
+                    "Exceptions staff have handled; each returns to Exceptions when the exception "
+                    "changes."
+                )
             ),
             condition=lambda now: exception_q() & acknowledged_q(),
         ),
         Queue(
             key="silent",
-            title="Silent orders",
-            label="Silent (registered, nothing from D1)",
+            title=_("Silent orders"),
+            label=_("Silent (registered, nothing from D1)"),
             description=(
-                "Registered by the issuer, and D1 has said nothing about them for longer than "
-                "the portal is set to wait: the automatic check asks D1 for each card."
+                _(
+                    "Registered by the issuer, and D1 has said nothing about them for longer than "
+                    "the portal is set to wait: the automatic check asks D1 for each card."
+                )
             ),
             condition=lambda now: silent_q(now=now),
             section=ISSUER_SIDE,
-            tab="Silent",
+            tab=_("Silent"),
             icon="pending_actions",
         ),
         Queue(
             key="registered",
-            title="Registered orders without events",
-            label="Registered, no events yet",
-            description="Registered by the issuer; no notification or on-demand answer yet.",
+            title=_("Registered orders without events"),
+            label=_("Registered, no events yet"),
+            description=_("Registered by the issuer; no notification or on-demand answer yet."),
             condition=lambda now: registered_waiting_q(),
         ),
         Queue(
             key="superseded",
-            title="Superseded orders",
-            label="Superseded by a newer operation",
+            title=_("Replaced by a newer order"),
+            label=_("Replaced by a newer order of the same card"),
             description=(
-                "A newer operation of the same card took their place; they are no longer swept."
+                _(
+                    "The same card was ordered again (a newer operation); these older orders are "
+                    "no longer followed or checked with D1."
+                )
             ),
             condition=lambda now: superseded_q(),
             section=ISSUER_SIDE,
@@ -334,20 +350,22 @@ QUEUES: dict[str, Queue] = {
         ),
         Queue(
             key="delivered",
-            title="Delivered",
-            label="Delivered",
-            description="The carrier reported delivery.",
+            title=_("Delivered"),
+            label=_("Delivered"),
+            description=_("The carrier reported delivery."),
             condition=lambda now: delivered_q(),
             section=AFTER_SHIPMENT,
             icon="task_alt",
         ),
         Queue(
             key="in_transit_long",
-            title="In transit too long",
-            label="In transit too long",
+            title=_("In transit too long"),
+            label=_("In transit too long"),
             description=(
-                "Shipped longer ago than the portal is set to allow for transit; the carrier has "
-                "not reported delivery."
+                _(
+                    "Shipped longer ago than the portal is set to allow for transit; the carrier "
+                    "has not reported delivery."
+                )
             ),
             condition=lambda now: in_transit_long_q(now=now),
             section=AFTER_SHIPMENT,
@@ -355,10 +373,13 @@ QUEUES: dict[str, Queue] = {
         ),
         Queue(
             key="returned",
-            title="Returned",
-            label="Returned",
+            title=_("Returned"),
+            label=_("Returned"),
             description=(
-                "Returned by the tracking hub or returned to sender by the carrier (an exception)."
+                _(
+                    "Returned by the tracking hub or returned to sender by the carrier (an "
+                    "exception)."
+                )
             ),
             condition=lambda now: returned_q(),
             section=AFTER_SHIPMENT,
@@ -366,9 +387,9 @@ QUEUES: dict[str, Queue] = {
         ),
         Queue(
             key="delivery_failed",
-            title="Delivery failed",
-            label="Delivery failed",
-            description="The carrier reported a failed delivery.",
+            title=_("Delivery failed"),
+            label=_("Delivery failed"),
+            description=_("The carrier reported a failed delivery."),
             condition=lambda now: delivery_failed_q(),
             section=AFTER_SHIPMENT,
             icon="report",

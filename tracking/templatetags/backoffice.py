@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django import template
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from tracking import labels
 from tracking.labels import humanize_duration
@@ -127,7 +129,7 @@ def active_filters(context, cl):
                 else ""
             )
             if start or end:
-                value = f"{start or '…'} to {end or '…'}"
+                value = _("%(start)s to %(end)s") % {"start": start or "…", "end": end or "…"}
             else:
                 value = ", ".join(_bound_words(p, request.GET.get(p)) for p in params)
         chips.append({"label": title, "value": value, "remove_url": _without(request, params)})
@@ -140,7 +142,7 @@ def active_filters(context, cl):
     if request.GET.get(search_var):
         chips.append(
             {
-                "label": "search",
+                "label": _("search"),
                 "value": request.GET.get(search_var),
                 "remove_url": _without(request, [search_var]),
             }
@@ -155,22 +157,28 @@ def active_filters(context, cl):
     }
 
 
-_LOOKUP_WORDS = {"gte": "from", "gt": "after", "lte": "up to", "lt": "before", "exact": ""}
+_LOOKUP_WORDS = {
+    "gte": gettext_lazy("from"),
+    "gt": gettext_lazy("after"),
+    "lte": gettext_lazy("up to"),
+    "lt": gettext_lazy("before"),
+    "exact": "",
+}
 
 
 def _lookup_chip(name: str, value: str) -> tuple[str, str]:
     """A raw lookup from a dashboard link ("received_at__gte") as words, its time as ours."""
-    field, _, lookup = name.partition("__")
-    words = " ".join(part for part in (field.replace("_", " "), _LOOKUP_WORDS.get(lookup, lookup)))
+    field, _sep, lookup = name.partition("__")
+    words = " ".join(str(p) for p in (field.replace("_", " "), _LOOKUP_WORDS.get(lookup, lookup)))
     moment = parse_time(value)
     if moment is not None:
-        value = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+        value = formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
     return words.strip(), value
 
 
 def _bound_words(name: str, value: str) -> str:
     """A date filter's exact bound from a dashboard link ("from 2026-03-05 14:00:00 UTC")."""
-    _, _, lookup = name.rpartition("__")
+    _head, _sep, lookup = name.rpartition("__")
     if lookup not in ("gte", "lt"):
         return value
     return f"{_LOOKUP_WORDS[lookup]} {_lookup_chip(name, value)[1]}"

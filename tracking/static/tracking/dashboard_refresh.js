@@ -10,8 +10,9 @@ document.addEventListener("DOMContentLoaded", function () {
     let timer = null;
     function show(paused) {
         button.setAttribute("aria-pressed", paused ? "true" : "false");
-        button.textContent = paused ? "Resume refresh" : "Pause refresh";
-        state.textContent = paused ? "Refresh paused" : "Refreshes every " + seconds + " s";
+        // The words come from the page, in the reader's language.
+        button.textContent = paused ? box.dataset.resume : box.dataset.pause;
+        state.textContent = paused ? box.dataset.paused : box.dataset.every;
     }
     function plan() {
         clearTimeout(timer);
