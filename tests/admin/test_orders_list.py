@@ -171,9 +171,10 @@ def test_filters(boss, orders, params, expected, absent):
 
 
 def test_date_range_on_first_seen_counts_whole_days(boss, orders):
-    today = timezone.localdate()
+    # The day the fresh order was first seen (not the clock's: near midnight they differ).
+    day = timezone.localdate(CardOrder.objects.get(pk=orders["fresh"]).first_event_at)
     cards = listed_cards(
-        boss.get(LIST, {"first_event_at_from": today.isoformat(), "first_event_at_to": today})
+        boss.get(LIST, {"first_event_at_from": day.isoformat(), "first_event_at_to": day})
     )
     assert card(orders, "fresh") in cards
     assert card(orders, "stuck") not in cards  # first seen four days ago
