@@ -101,7 +101,12 @@ def test_a_caller_reads_out_the_last_four_and_staff_find_where_the_card_is(page,
     received = update.locator('[data-field="received"] time')
     expect(received).to_contain_text("JST")
     shipped_at = CardOrder.objects.get(pk=orders["japanese"]).stage_entered_at
-    expect(received).to_contain_text(shipped_at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M"))
+    in_tokyo = shipped_at.astimezone(TOKYO)
+    expect(received).to_have_attribute("datetime", in_tokyo.isoformat(timespec="seconds"))
+    # Written as a Japanese back office writes it.
+    expect(received).to_contain_text(
+        f"{in_tokyo.year}年{in_tokyo.month}月{in_tokyo.day}日 {in_tokyo:%H:%M} JST"
+    )
     assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH
 
 

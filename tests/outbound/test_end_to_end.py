@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from d1sandbox.keys import key_pair_ensure
+from tests.conftest import grant_every_issuer
 from tests.fixtures.api_tokens import read_api_token
 from tests.reconcile.portal import (  # noqa: F401 (fixtures)
     portal_environment,
@@ -49,6 +50,7 @@ def test_a_fed_run_reaches_the_receiver_once_per_webhook_id(
     issuer = Issuer.objects.create(issuer_id=ISSUER_ID, name="Events Bank")
     staff = get_user_model().objects.create_user("events-reader", is_staff=True)
     staff.groups.add(roles_ensure()[OPERATORS])
+    grant_every_issuer(staff)
     token = read_api_token(staff)
     port = _free_port()
     secret_file, log = tmp_path / "secret", tmp_path / "received.jsonl"

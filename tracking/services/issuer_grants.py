@@ -12,6 +12,7 @@ audit the change.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.db.models.functions import Cast
 from django.http import Http404
 
 from tracking.models import (
+    ISSUER_ID_PATTERN,
     AuditEntry,
     CardOrder,
     D1Client,
@@ -207,7 +209,13 @@ def active_issuers_granted(user, issuer_ids: Iterable[Any], *, token: Any = None
     Registration checks rows against this map: an issuer outside the grant is refused with the
     very words an unknown one gets.
     """
-    wanted = {i.strip() for i in issuer_ids if isinstance(i, str)}
+    # Only ids in D1's format reach the query: a NUL or a surrogate is no issuer, and no
+    # column can even be compared with it.
+    wanted = {
+        i.strip()
+        for i in issuer_ids
+        if isinstance(i, str) and re.fullmatch(ISSUER_ID_PATTERN, i.strip())
+    }
     issuers = issuers_visible_to(user, token=token).filter(issuer_id__in=wanted, is_active=True)
     return {issuer.issuer_id: issuer for issuer in issuers}
 
