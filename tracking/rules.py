@@ -752,6 +752,11 @@ def _unknown_and_incomplete(
     def is_open(event: EventFacts) -> bool:
         return last_completion is None or not last_completion > event.time_key()
 
+    def holds_open(event: EventFacts) -> bool:
+        # A completion is the operation's last word: a code it carries (FAILED with a hold code
+        # in details) is kept and shown, but the operation is over, so nothing is on hold.
+        return is_open(event) and not event.is_completion
+
     unknown: set[str] = set()
     still_open: set[str] = set()
     hold: EventFacts | None = None
@@ -761,9 +766,9 @@ def _unknown_and_incomplete(
         codes = _unknown_codes_of(event)
         unknown.update(codes)
         code_event.update(dict.fromkeys(codes, event))
-        if codes and is_open(event) and superseded(event):
+        if codes and holds_open(event) and superseded(event):
             closed.update(codes)
-        elif codes and is_open(event):
+        elif codes and holds_open(event):
             still_open.update(codes)
             hold = event
     state.unknown_codes = sorted(unknown)

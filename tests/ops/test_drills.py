@@ -324,11 +324,14 @@ def test_redis_stopped_webhooks_still_answer_and_reconciliation_resumes(
     down_for = time.monotonic() - stopped_at
     returned = time.monotonic()
 
+    last_verify: dict[str, str] = {}
+
     def converged() -> bool:
         code, output = sandbox_verify(portal_url=web, token=read_token, state_path=truth, env=env)
+        last_verify["output"] = output
         return code == 0 and verified(output, orders)
 
-    assert wait_until(converged, timeout=60, interval=2)
+    assert wait_until(converged, timeout=60, interval=2), last_verify.get("output")
     report(
         "redis-stopped",
         down_s=f"{down_for:.1f}",

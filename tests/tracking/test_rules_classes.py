@@ -227,3 +227,18 @@ def test_start_time_comes_from_an_item_with_only_a_hold_code():
     state = derive_order_state(facts([failed]))
     assert state.start_time == dt.datetime(2026, 3, 1, 22, 30, tzinfo=dt.UTC)
     assert state.is_terminal is True
+
+
+def test_a_failed_completion_carrying_a_hold_code_ends_the_operation_with_nothing_on_hold():
+    failed = {
+        **item("CARD_PROD_ON_HOLD", op_status="FAILED", reason="Awaiting artwork approval"),
+        "endTime": "2026-03-02T09:00:42.000Z",
+        "errorCode": "CARD_STOCK_MISSING",
+    }
+    for order in itertools.permutations([item("CARD_PROD_REQUESTED"), failed]):
+        state = derive_order_state(facts(list(order)))
+        assert state.is_terminal and state.operation_status == "FAILED"
+        assert state.unknown_codes == ["CARD_PROD_ON_HOLD"]  # kept and shown
+        assert state.hold_code == "" and state.open_unknown_codes == []  # over, not on hold
+        assert reconcile_reason_for(state) != ReconcileReason.UNKNOWN_STATUS
+        assert state.start_time is not None
