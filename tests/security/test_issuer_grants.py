@@ -33,6 +33,7 @@ from tracking.models import (
     ReconcileAttempt,
     RefusalTally,
 )
+from tracking.outbound.models import EventEndpoint
 from tracking.services import roles
 from tracking.services.api_tokens import IssuersNotGranted, api_token_create
 from tracking.services.audit import Actor, audit_record
@@ -552,3 +553,31 @@ def test_a_page_asked_for_with_an_id_that_is_no_number_answers_404(two_issuers, 
         "/admin/tracking/issuer/abc/history/",
     ):
         assert operator_client.get(url).status_code == 404, url
+
+
+# ---------------------------------------------------------------------------- outbound events
+
+
+def test_the_event_feed_and_the_outbound_pages_show_only_the_granted_issuer(two_issuers):
+    issuer, other, _ours, _theirs = two_issuers
+    administrator = make_staff("scoped-admin", roles.ADMINISTRATORS, issuers=[issuer])
+    for each in (issuer, other):
+        EventEndpoint.objects.create(issuer=each, url=f"https://{each.issuer_id.lower()}.example/")
+
+    feed = read_api_client(administrator).get("/api/v1/events/", {"limit": 1000})
+    assert feed.status_code == 200, feed.content
+    cards = {event["data"]["order"]["card_id"] for event in feed.json()["events"]}
+    assert cards == {OURS_CARD}  # the other issuer's events are not in the feed
+    assert {event["issuer_id"] for event in feed.json()["events"]} == {issuer.issuer_id}
+
+    client = Client()
+    client.force_login(administrator)
+    endpoints = client.get("/admin/tracking/eventendpoint/")
+    assert endpoints.status_code == 200
+    assert f"{issuer.issuer_id.lower()}.example" in endpoints.content.decode()
+    assert f"{OTHER_ID.lower()}.example" not in endpoints.content.decode()
+    theirs_endpoint = EventEndpoint.objects.get(issuer=other)
+    page = client.get(f"/admin/tracking/eventendpoint/{theirs_endpoint.pk}/change/")
+    assert page.status_code in (302, 404)  # as if it did not exist
+    if page.status_code == 302:
+        assert "/admin/" in page["Location"] and str(theirs_endpoint.pk) not in page["Location"]

@@ -36,12 +36,14 @@ from tracking.outbound.models import (
     OutboundEvent,
 )
 from tracking.services.audit import Actor, audit_actor
+from tracking.services.issuer_grants import visible_to
 
 
 def endpoints_within_grant(request: HttpRequest, endpoints: QuerySet) -> QuerySet:
-    """The endpoints (or issuers) `request`'s user may manage: the one place an issuer grant
-    narrows them. Today the model permissions alone decide, so every issuer's."""
-    return endpoints
+    """The endpoints (or issuers) `request`'s user may manage: those of the issuers the user is
+    granted (`tracking.services.issuer_grants`); another issuer's are as if they did not exist."""
+    path = "" if endpoints.model is Issuer else "issuer"
+    return visible_to(request.user, endpoints, path=path)
 
 
 class EventEndpointForm(forms.ModelForm):
@@ -68,6 +70,7 @@ class EventEndpointForm(forms.ModelForm):
 
 @admin.register(EventEndpoint)
 class EventEndpointAdmin(PortalModelAdmin):
+    issuer_path = "issuer"
     """An issuer system's address for card-order events; the secret is shown once."""
 
     form = EventEndpointForm
@@ -289,6 +292,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(EventDelivery)
 class EventDeliveryAdmin(EvidenceAdmin):
+    issuer_path = "endpoint__issuer"
     """Each event owed to an endpoint: attempts, the latest answer, and what came back."""
 
     list_display = [
@@ -344,6 +348,7 @@ class EventDeliveryAdmin(EvidenceAdmin):
 
 @admin.register(OutboundEvent)
 class OutboundEventAdmin(EvidenceAdmin):
+    issuer_path = "issuer"
     """The outbox: every card-order event, as sent (never edited)."""
 
     list_display = ["event_id", "type", "order", "sequence", "rederive", "created_at"]

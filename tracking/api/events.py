@@ -8,6 +8,8 @@ a reader that stores `next` after handling a page never misses an event
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -22,14 +24,13 @@ from tracking.data_care import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder
 from tracking.outbound.feed import BadCursor, FeedPosition, feed_page
 from tracking.outbound.models import OutboundEvent
+from tracking.services.issuer_grants import visible_to
 
 
-def events_within_grant(user) -> QuerySet[OutboundEvent]:
-    """The events `user` may read: the one place where an issuer grant narrows the feed.
-
-    Today a reader with the view permission reads every issuer's events.
-    """
-    return OutboundEvent.objects.all()
+def events_within_grant(user, *, token: Any = None) -> QuerySet[OutboundEvent]:
+    """The events `user` (through `token`, a read-API token narrowed to some issuers) may read:
+    those of the issuers granted (`tracking.services.issuer_grants`)."""
+    return visible_to(user, OutboundEvent.objects.all(), path="issuer", token=token)
 
 
 def order_masked(order: dict) -> dict:
@@ -98,7 +99,7 @@ class EventFeedView(APIView):
         limit_text = request.query_params.get("limit") or str(settings.EVENT_FEED_PAGE_SIZE)
         if not (limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= 1000):
             raise ValidationError({"limit": ["A whole number from 1 to 1000."]})
-        events = events_within_grant(request.user).select_related("issuer")
+        events = events_within_grant(request.user, token=request.auth).select_related("issuer")
         if request.query_params.get("issuer_id"):
             events = events.filter(issuer__issuer_id=request.query_params["issuer_id"])
         page, position = feed_page(events, after=after, limit=int(limit_text))
