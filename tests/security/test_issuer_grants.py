@@ -558,6 +558,8 @@ def test_a_page_asked_for_with_an_id_that_is_no_number_answers_404(two_issuers, 
 # ---------------------------------------------------------------------------- outbound events
 
 
+# Committed: on PostgreSQL the feed lists only events of transactions that have committed.
+@pytest.mark.django_db(transaction=True)
 def test_the_event_feed_and_the_outbound_pages_show_only_the_granted_issuer(two_issuers):
     issuer, other, _ours, _theirs = two_issuers
     administrator = make_staff("scoped-admin", roles.ADMINISTRATORS, issuers=[issuer])
