@@ -138,3 +138,14 @@ def test_clear_tokens_from_before_are_kept_as_digests_and_erased(staff_user):
 
     assert api(old_key).get("/api/v1/orders/").status_code == 200
     assert ReadApiToken.objects.get().expires_at > timezone.now() + timedelta(days=80)
+
+
+def test_a_token_never_starts_with_a_dash_so_a_command_line_takes_it(staff_user, monkeypatch):
+    # One random key in 64 starts with "-": `verify --token -Xy…` would read it as an option.
+    keys = iter(["-starts-with-a-dash-" + "a" * 23, "b" * 43])
+    monkeypatch.setattr("tracking.services.api_tokens.secrets.token_urlsafe", lambda n: next(keys))
+    created = api_token_create(user=staff_user, name="cli", actor=Actor.of_command("tests"))
+    assert created.key == "b" * 43
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {created.key}")
+    assert api.get("/api/v1/orders/").status_code == 200

@@ -39,6 +39,15 @@ class IssuersNotGranted(ValueError):
     """A token was to be narrowed to issuers its user may not see (or that do not exist)."""
 
 
+def _new_key() -> str:
+    """A random key that never starts with "-": pasted after `--token` on a command line, it
+    would be read as an option."""
+    key = secrets.token_urlsafe(32)
+    while key.startswith("-"):
+        key = secrets.token_urlsafe(32)
+    return key
+
+
 def api_token_create(
     *,
     user,
@@ -70,7 +79,7 @@ def api_token_create(
         raise IssuersNotGranted(
             f"{user.get_username()} is not granted issuer(s) {', '.join(missing)}."
         )
-    key = secrets.token_urlsafe(32)
+    key = _new_key()
     with transaction.atomic():
         token = ReadApiToken.objects.create(
             user=user,
