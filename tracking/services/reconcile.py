@@ -30,12 +30,8 @@ from django.utils import timezone
 from tracking.d1.client import D1CardNotFoundError, D1Error, d1_api_client_for
 from tracking.domain.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
 from tracking.intake.card_operations import UNKNOWN_AT_D1
-from tracking.intake.ingest import (
-    card_orders_lock,
-    ingest_operations,
-    ingest_prepare,
-    refresh_orders,
-)
+from tracking.intake.ingest import ingest_operations, ingest_prepare, refresh_orders
+from tracking.intake.locking import card_orders_lock
 from tracking.models import (
     CardOrder,
     EventSource,
