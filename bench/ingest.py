@@ -14,9 +14,14 @@ Measured, not asserted. One run:
 6. pgbench inserting one comparable row per transaction, same connections, same time;
 then prints items per second, p50/p99 latency, non-2xx answers and the ratios.
 
+The webhook stores and a Celery worker folds (the projector, `tracking/intake/projector.py`),
+as in production: the worker runs beside gunicorn on a Redis broker (`BENCH_BROKER_URL`). After
+each webhook run the bench waits until nothing is left to fold, then reads the fold lag of the
+run's events from the database (stored → folded: p50 and p99).
+
 Usage: .venv/bin/python bench/ingest.py [--duration 10] [--connections 8] [--workers 4]
        [--before-tree DIR]
-Needs PostgreSQL on 127.0.0.1:5432 (user postgres), wrk and pgbench (Debian packages).
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres), Redis, wrk and pgbench (Debian packages).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = "postgres://postgres@127.0.0.1:5432"
-DB = "portal_perf_ingest"
+DB = os.environ.get("BENCH_DB", "portal_perf_ingest")
 ISSUER = "BENCHISS01"
 RAW_SQL = """
 INSERT INTO bench_raw (card_id, fingerprint, payload, received_at)
@@ -125,6 +130,45 @@ def run_pgbench(*, duration: int, connections: int) -> float:
             check=True,
         ).stdout
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+FOLD_LAG_SQL = """
+SELECT count(*),
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - last_received_at)),
+  percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - last_received_at))
+FROM tracking_operationevent WHERE order_id IS NOT NULL AND first_received_at >= '{since}'
+"""
+WAITING_SQL = (
+    "SELECT (SELECT count(*) FROM tracking_operationevent WHERE applied_at IS NULL "
+    "AND order_id IS NOT NULL) + (SELECT count(*) FROM tracking_eventcopy)"
+)
+
+
+def psql_value(sql: str, db: str = DB) -> str:
+    return subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-Atq", "-c", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def fold_lag(since: str, *, timeout: float = 120.0) -> dict:
+    """Wait until nothing waits to be folded; the fold lag of the events stored since `since`.
+
+    The lag of an event is from its arrival (its last copy) to the fold that applied it.
+    """
+    started = time.monotonic()
+    while int(psql_value(WAITING_SQL) or 0) and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+    drained = time.monotonic() - started
+    count, p50, p99 = psql_value(FOLD_LAG_SQL.format(since=since)).split("|")
+    return {
+        "folded_events": int(count),
+        "fold_lag_p50_ms": float(p50 or 0) * 1000,
+        "fold_lag_p99_ms": float(p99 or 0) * 1000,
+        "drained_after_s": drained,
+    }
 
 
 def d1_token(*, python: str, env: dict, port: int) -> str:
@@ -226,7 +270,9 @@ def main() -> None:
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
-        "CELERY_BROKER_URL": "memory://",
+        "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/5"),
+        "CELERY_TASK_DEFAULT_QUEUE": f"bench-{secrets.token_hex(4)}",
+        "INGEST_FOLD": "celery",
         "CACHE_URL": os.environ.get("CACHE_URL", "locmemcache://"),
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="portal_perf_prom_"),
         # wrk plays the mTLS proxy: it sends the verified-subject header from 127.0.0.1.
@@ -256,9 +302,23 @@ def main() -> None:
         # bench, and a plan made on an empty table's statistics (a scan of every order of the
         # issuer per card) would be measured instead of the code; autovacuum does this in use.
         psql("VACUUM ANALYZE", DB)
-        return run_wrk(url, **options)
+        since = psql_value("SELECT now()")
+        row = run_wrk(url, **options)
+        if "/notifications/d1/" in url:
+            row.update(fold_lag(since))
+        return row
 
     with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [
+                *(str(Path(python).parent / "celery"), "-A", "config", "worker", "-c", "2"),
+                *("--loglevel", "WARNING", "-Q", env["CELERY_TASK_DEFAULT_QUEUE"]),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
         server = Server(env=before_env, log=log, tree=before_tree, **server_args)
         try:
             token = d1_token(python=python, env=env, port=args.port)
@@ -285,6 +345,8 @@ def main() -> None:
             )
         finally:
             server.stop()
+            worker.terminate()
+            worker.wait(timeout=30)
     raw = run_pgbench(duration=args.duration, connections=args.connections)
     log_lines = sum(1 for _ in log_path.open())
 
@@ -292,7 +354,7 @@ def main() -> None:
     print(f"server log: {log_lines:,} JSON lines in {log_path}")
     print(
         f"{'run':34} {'items/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'non-2xx':>7} {'to bare':>7} {'to raw':>7}"
+        f"{'non-2xx':>7} {'to bare':>7} {'to raw':>7} {'lag p50':>8} {'lag p99':>8}"
     )
     for name, row in runs.items():
         bare = runs.get(f"bare view, {row['batch']}")
@@ -303,6 +365,11 @@ def main() -> None:
             f"{name:34} {row['items_per_s']:>9,.0f} {row['requests_per_s']:>8,.0f} "
             f"{row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} {row['non_2xx']:>7} "
             f"{to_bare:>7} {row['ratio_to_raw']:>7.2f}"
+            + (
+                f" {row['fold_lag_p50_ms']:>6.0f}ms {row['fold_lag_p99_ms']:>6.0f}ms"
+                if "fold_lag_p50_ms" in row
+                else ""
+            )
         )
     if args.json:
         args.json.write_text(json.dumps({"raw_rows_per_s": raw, "runs": runs}, indent=2))

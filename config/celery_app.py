@@ -12,3 +12,4 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # observability: bind the request id (and task id) of the enqueuing request in worker logs.
 app.steps["worker"].add(DjangoStructLogInitStep)
 app.autodiscover_tasks()
+app.autodiscover_tasks(["tracking.intake"], related_name="projector")  # its task, beside it

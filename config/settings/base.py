@@ -236,6 +236,14 @@ D1_REJECTED_BODY_KEEP_BYTES = env.int(
 # sent, text masked), for the D1 message page: the body and every order it named, duplicates
 # included. Off, an accepted message links only the orders of the items it brought first.
 D1_KEEP_ACCEPTED_BODIES = env.bool("D1_KEEP_ACCEPTED_BODIES", default=True)
+# The webhook stores; the projector folds (tracking/intake/projector.py). It is woken when a
+# delivery commits: "celery" queues its task (at most one queued at a time, for this many
+# seconds), "inline" folds in the request right after the commit (the test suite). A beat
+# sweep catches what a wake-up missed.
+INGEST_FOLD = env("INGEST_FOLD", default="celery")
+INGEST_FOLD_BATCH = env.int("INGEST_FOLD_BATCH", default=500)  # orders per transaction
+INGEST_FOLD_QUEUED_TTL = env.int("INGEST_FOLD_QUEUED_TTL", default=5)
+INGEST_FOLD_SWEEP_INTERVAL = env.float("INGEST_FOLD_SWEEP_INTERVAL", default=5.0)
 
 # ---------------------------------------------------------------------------- D1 on-demand API
 D1_API_BASE_URL = env("D1_API_BASE_URL", default="https://api.d1.thalescloud.io/banking/v1")
@@ -375,6 +383,11 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "tracking.reconcile_sweep",
             "schedule": RECONCILE_SWEEP_INTERVAL,
             "options": {"expires": RECONCILE_SWEEP_INTERVAL},
+        },
+        "ingest-fold-sweep": {
+            "task": "tracking.intake.fold_pending",
+            "schedule": INGEST_FOLD_SWEEP_INTERVAL,
+            "options": {"expires": INGEST_FOLD_SWEEP_INTERVAL},
         },
         "apply-pending-events": {
             "task": "tracking.apply_pending_events",

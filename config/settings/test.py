@@ -13,6 +13,9 @@ PASSWORD_HASHERS = [
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
+# The projector folds right after each delivery commits, in the request: a test that posts and
+# then reads an order sees it folded.
+INGEST_FOLD = env("INGEST_FOLD", default="inline")
 
 # observability: counters stay in the test process unless a test sets a folder; gauges are read
 # fresh on every scrape.

@@ -19,6 +19,7 @@ from tests.domain.test_rules import lifecycle
 from tracking.domain.rules import DERIVED_COLUMNS
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.intake.ingest import refresh_orders
+from tracking.intake.projector import fold_pending
 from tracking.models import CardOrder, NotificationDelivery, OperationEvent
 
 pytestmark = pytest.mark.django_db
@@ -111,29 +112,38 @@ def ingest_statements(post_notification, items) -> list[str]:
 
 
 @pytest.mark.postgres
-def test_a_post_is_three_statements_and_a_post_of_copies_one(issuer, post_notification):
-    # An order that changes adds its outbound events (tracking.outbound.outbox): the orders
-    # read once with their last sequence, then the events and their deliveries inserted.
-    outbox = 2
+def test_a_post_stores_in_a_few_statements_and_the_projector_folds_in_sets(
+    issuer, post_notification, settings
+):
+    """The request only stores (the projector is woken at commit: never, inside a test's
+    transaction); a set of orders is then folded in a few statements, whatever its size."""
+    settings.INGEST_FOLD = "celery"
+    # The events looked up, the cards' orders looked up, the delivery, the new order, the event.
     new_order = ingest_statements(post_notification, [other_card("CARD_PROD_REQUESTED")])
-    assert len(new_order) == 3 + outbox, new_order
-    # An unknown code puts the order in Exceptions: an event too.
+    assert len(new_order) == 5, new_order
     next_step = ingest_statements(post_notification, [other_card("CARD_PROD_PERSONALIZED")])
-    assert len(next_step) == 3 + outbox, next_step
-    # An older step (by D1's times) changes nothing an event speaks of: no outbox statement.
-    stale = ingest_statements(
-        post_notification,
-        [{**other_card("CARD_PROD_REQUESTED"), "startTime": "2026-03-01T09:15:04.120Z"}],
-    )
-    assert len(stale) == 3, stale
-    copies = ingest_statements(post_notification, [other_card("CARD_PROD_REQUESTED")] * 3)
-    assert len(copies) == 1, copies
+    assert len(next_step) == 4, next_step
+    # Copies: the events looked up, the delivery, the copies appended. No lock, no fold.
+    copies = ingest_statements(post_notification, [other_card("CARD_PROD_PERSONALIZED")] * 3)
+    assert len(copies) == 3, copies
+    assert not any("FOR UPDATE" in sql or "tracking_cardorder" in sql for sql in copies)
     batch = ingest_statements(
         post_notification,
         [{**other_card("CARD_PROD_REQUESTED"), "cardId": f"card-{n}"} for n in range(20)],
     )
-    assert len(batch) == 3 + outbox, batch
+    assert len(batch) == 5, batch
     assert CardOrder.objects.count() == 21
+    assert not any("UPDATE" in sql for sql in [*new_order, *next_step, *copies, *batch])
+
+    with CaptureQueriesContext(connection) as queries:
+        report = fold_pending()
+    assert report.orders == 21 and report.copies == 3
+    folded = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"][:20]]
+    # One set: copies counted (2), orders found and locked (2), card mates (1), the fold's
+    # reads and writes with the outbox, the card pass; then a look that finds nothing left.
+    assert len(folded) <= 30, folded
+    assert CardOrder.objects.get(card_id="card-other-1").event_count == 2
+    assert OperationEvent.objects.filter(applied_at__isnull=True).count() == 0
 
 
 def test_a_card_flagged_unknown_at_d1_is_cleared_by_its_first_notification(

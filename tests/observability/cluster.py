@@ -92,6 +92,9 @@ def portal_env(*, database_url: str, broker_url: str, cache_url: str, folder: Pa
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "GUNICORN_TIMEOUT": "20",
+        # The projector folds right after each delivery commits, in the web process: drills
+        # that run no worker read folded orders. A drill may set "celery" instead.
+        "INGEST_FOLD": "inline",
         **SHORT_CLOCKS,
         **{key: str(value) for key, value in extra.items()},
     }

@@ -61,19 +61,28 @@ def _update_parts(model: type[models.Model], fields: tuple[str, ...], vendor: st
 
 
 def rows_insert_new(
-    objs: Sequence[models.Model], *, conflict_fields: Sequence[str], returning: Sequence[str]
+    objs: Sequence[models.Model],
+    *,
+    conflict_fields: Sequence[str],
+    returning: Sequence[str],
+    insert_fields: Sequence[str] = (),
 ) -> list[tuple]:
     """INSERT `objs`, skipping rows that clash on `conflict_fields`; return `returning` of new rows.
 
     One statement, `INSERT ... ON CONFLICT (...) DO NOTHING RETURNING ...`: a row that another
     transaction has just inserted is waited for and then skipped, so "new" is exact under
-    concurrency.
+    concurrency. Only `insert_fields` are written when given (the others take their
+    `db_default`); else every column.
     """
     if not objs:
         return []
     meta = type(objs[0])._meta
     quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = (
+        [meta.get_field(name) for name in insert_fields]
+        if insert_fields
+        else [f for f in meta.concrete_fields if not f.primary_key]
+    )
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     params: list = []
     for obj in objs:

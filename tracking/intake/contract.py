@@ -23,10 +23,13 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from tracking.domain.masking import free_text_mask
 from tracking.domain.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
-from tracking.intake.ingest import IngestBatch, IngestResult, ingest_operations, ingest_prepare
+from tracking.intake.ingest import IngestBatch, IngestResult, ingest_prepare
+from tracking.intake.ingest.store import ingest_store
+from tracking.intake.projector import projector_wake
 from tracking.models import EventSource, Issuer, NotificationDelivery
 from tracking.observability.signals import delivery_answered
 
@@ -225,9 +228,9 @@ def delivery_refuse(
 def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answer:
     """Parse a body that passed the transport checks, store and apply it, and say what to answer.
 
-    Writes one NotificationDelivery and, through `ingest_operations`, the events and orders, all
-    in one transaction (the delivery row with ingest's first statement). Returns 204 only after
-    that transaction has committed.
+    Writes one NotificationDelivery and, through `ingest_store`, the events (and new orders' rows),
+    all in one transaction. Returns 204 only after that transaction has committed; the orders
+    are folded by the projector, woken once it has.
     """
     try:
         operations = parse_envelope(body, max_operations=settings.D1_WEBHOOK_MAX_OPERATIONS)
@@ -271,13 +274,7 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
     )
     try:
         with transaction.atomic():
-            result = ingest_operations(
-                issuer=issuer,
-                operations=operations,
-                source=EventSource.WEBHOOK,
-                delivery=delivery,
-                prepared=batch,
-            )
+            stored = ingest_store(issuer=issuer, batch=batch, delivery=delivery, now=timezone.now())
     except DatabaseError:
         logger.exception(
             "delivery not stored issuer=%s correlation_id=%s",
@@ -285,6 +282,9 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
             envelope.correlation_id,
         )
         return refuse_as("unavailable", envelope=envelope, body=body, issuer=issuer)
+    result = stored.result
+    if stored.to_fold:
+        _projector_wake()
     logger.info(
         "delivery stored issuer=%s delivery=%s items=%s new=%s duplicate=%s rejected=%s "
         "correlation_id=%s",
@@ -306,6 +306,14 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         rejected_count=result.rejected_count,
     )
     return Answer(answer.status, answer.error_code, answer.error, delivery.pk)
+
+
+def _projector_wake() -> None:
+    """Wake the projector; a failure costs only the wake-up (the beat sweep folds later)."""
+    try:
+        projector_wake()
+    except Exception:
+        logger.exception("projector wake-up failed; the sweep folds the stored items")
 
 
 def kept_body(body: bytes, keep: int) -> str:

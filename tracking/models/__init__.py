@@ -38,6 +38,9 @@ from tracking.models.insight import (  # noqa: F401
     StatKind,
 )
 
+# ---------------------------------------------------------------------------- intake
+from tracking.models.intake import EventCopy  # noqa: F401
+
 # ---------------------------------------------------------------------------- issuer's side
 # Registration conflicts kept for staff, and the jobs that ask D1 about many orders.
 from tracking.models.issuer_side import (  # noqa: F401

@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 LABEL_MAX = 40
 # Webhook answers are a few milliseconds; the tail (lock waits, a slow disk) is what matters.
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# From an event stored to its order folded (the projector); the target is under 1 s at p99.
+FOLD_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 D1_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 NOTIFICATIONS = Counter(
@@ -69,6 +71,11 @@ WEBHOOK_DURATION = Histogram(
     "Time to answer D1's webhook POST, by status class",
     ["status_class"],
     buckets=WEBHOOK_BUCKETS,
+)
+FOLD_LAG = Histogram(
+    "portal_ingest_fold_lag_seconds",
+    "Time from an order's oldest stored-but-unfolded event to the projector folding the order",
+    buckets=FOLD_LAG_BUCKETS,
 )
 RECONCILE_ATTEMPTS = Counter(
     "portal_reconcile_attempts",
@@ -111,6 +118,10 @@ def notification_observe(
 
 def webhook_duration_observe(*, status: int, seconds: float) -> None:
     WEBHOOK_DURATION.labels(f"{status // 100}xx").observe(seconds)
+
+
+def fold_lag_observe(*, seconds: float) -> None:
+    FOLD_LAG.observe(max(seconds, 0.0))
 
 
 def reconcile_attempt_observe(*, outcome: str, seconds: float | None) -> None:

@@ -1,0 +1,194 @@
+"""The webhook's path: a delivery, its distinct items and its copies stored; the fold comes later.
+
+`ingest_store` writes what the answer promises (the delivery, each distinct item once as an
+event, the refusals of invalid items) and nothing that can wait: no order's state is folded and
+no order row is locked or rewritten. The orders it touches have unfolded events (`applied_at`
+empty) until the projector (`tracking.intake.projector`) folds them in sets. A copy of a stored
+item is one appended `EventCopy` row: no lock, no fold, counted into `times_received` by the
+projector, so concurrent copies are counted exactly.
+
+A batch the card-level rules must see at once goes through `ingest_operations` instead (the
+fold on the request, as reconciliation does): an UPDATE_ORDER item, or a card with a
+registered order that D1 has not spoken about yet (the registration join decides which order
+the item belongs to, so it cannot wait).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from tracking.infrastructure.bulk import rows_insert_new
+from tracking.intake.card_operations import UPDATE_ORDER
+from tracking.intake.ingest.engine import OrderKey
+from tracking.intake.ingest.portable import events_insert
+from tracking.intake.ingest.prepare import IngestBatch, IngestResult
+from tracking.intake.ingest.steps import delivery_counts_set, ingest_operations
+from tracking.intake.locking import transaction_required
+from tracking.models import CardOrder, EventCopy, EventSource, Issuer, NotificationDelivery
+from tracking.models import OperationEvent as Event
+
+
+@dataclass
+class Stored:
+    """What `ingest_store` did: the counts, and whether the batch was folded already."""
+
+    result: IngestResult
+    folded: bool  # True when it went through `ingest_operations` (the fold on the request)
+    to_fold: bool  # True when the projector has something to do (unfolded events or copies)
+
+
+def ingest_store(
+    *,
+    issuer: Issuer,
+    batch: IngestBatch,
+    delivery: NotificationDelivery,
+    source: str = EventSource.WEBHOOK,
+    now,
+) -> Stored:
+    """Store `batch` for `issuer` with `delivery`; the projector folds the orders later.
+
+    Writes the delivery (with its counts), the new orders' rows, each new item as an event
+    (invalid and untracked items with their outcome at once, the others unfolded) and one
+    `EventCopy` per stored item repeated. Must run inside a transaction. Raises only database
+    errors.
+    """
+    transaction_required()
+    items, result = batch.items, batch.result
+    stored = _stored_events(issuer, list(items))
+    unseen = {f: item for f, item in items.items() if f not in stored}
+    keys = _order_keys(unseen)
+    present = _card_orders(issuer, keys) if keys else []
+    if unseen and _must_fold_now(unseen, present):
+        ingest_operations(
+            issuer=issuer, operations=(), source=source, delivery=delivery, prepared=batch
+        )
+        return Stored(result=result, folded=True, to_fold=False)
+    # Written whole with the first statement: every unseen item new, unless a concurrent
+    # delivery stored one meanwhile (then the counts are written again below).
+    result.new_count = len(unseen)
+    result.duplicate_count = batch.total - result.new_count
+    delivery_counts_set(delivery, result)
+    delivery.save()
+    orders = _orders_ensure(issuer, keys, present, now=now) if keys else {}
+    new = events_insert(
+        issuer=issuer,
+        items=unseen,
+        orders=orders,
+        new_outcomes={},
+        source=source,
+        delivery=delivery,
+        now=now,
+    )
+    raced = [f for f in unseen if f not in new]  # stored by a concurrent delivery meanwhile
+    if raced:
+        stored.update(_stored_events(issuer, raced))
+        result.new_count = len(new)
+        result.duplicate_count = batch.total - result.new_count
+        delivery_counts_set(delivery, result)
+        delivery.save(update_fields=["new_count", "duplicate_count"])
+    copies = [
+        EventCopy(event_id=stored[f], copies=item.copies, received_at=now)
+        for f, item in sorted(items.items())
+        if f in stored
+    ]
+    if copies:
+        EventCopy.objects.bulk_create(copies)
+    foldable = any(items[f].is_foldable for f in new)
+    result.order_ids = {o.pk for o in orders.values()}
+    return Stored(result=result, folded=False, to_fold=bool(copies) or foldable)
+
+
+def _stored_events(issuer: Issuer, fingerprints: list[str]) -> dict[str, int]:
+    """Which of `fingerprints` are stored as events, fingerprint → id (an unlocked look)."""
+    if not fingerprints:
+        return {}
+    return dict(
+        Event.objects.filter(issuer=issuer, fingerprint__in=fingerprints).values_list(
+            "fingerprint", "id"
+        )
+    )
+
+
+def _order_keys(unseen) -> dict[OrderKey, str]:
+    """The (card, operation) of each foldable unseen item, with its operation."""
+    keys: dict[OrderKey, str] = {}
+    for item in unseen.values():
+        if item.is_foldable:
+            keys.setdefault(item.order_key, item.check.operation)
+    return keys
+
+
+def _card_orders(issuer: Issuer, keys) -> list[tuple]:
+    """Every order of the keys' cards: (id, card, operation, registered, event count)."""
+    return list(
+        CardOrder.objects.filter(
+            issuer=issuer, card_id__in=sorted({card_id for card_id, _ in keys})
+        ).values_list("id", "card_id", "operation_id", "registered_at", "event_count")
+    )
+
+
+def _must_fold_now(unseen, present: list[tuple]) -> bool:
+    """Whether the card-level rules must see the batch in its transaction (see the module).
+
+    An UPDATE_ORDER item, or a registered order of the batch's cards that D1 has not spoken
+    about: one the batch names, or one that may join an operation of the batch.
+    """
+    if any(item.check.operation == UPDATE_ORDER for item in unseen.values()):
+        return True
+    return any(registered is not None and not count for _, _, _, registered, count in present)
+
+
+def _orders_ensure(issuer: Issuer, keys, present: list[tuple], *, now) -> dict[OrderKey, CardOrder]:
+    """The orders of `keys`, the missing ones inserted; nothing locked or rewritten.
+
+    A key another delivery inserts meanwhile is waited for by the insert (its unique index)
+    and read in a statement of its own, which sees it committed.
+    """
+    orders = {
+        (card_id, operation_id): CardOrder(pk=pk, issuer=issuer)
+        for pk, card_id, operation_id, _, _ in present
+        if (card_id, operation_id) in keys
+    }
+    missing = sorted(k for k in keys if k not in orders)
+    if missing:
+        rows = rows_insert_new(
+            [
+                CardOrder(
+                    issuer=issuer,
+                    card_id=card_id,
+                    operation_id=operation_id,
+                    operation=keys[(card_id, operation_id)],
+                    created_at=now,
+                    updated_at=now,
+                )
+                for card_id, operation_id in missing
+            ],
+            conflict_fields=["issuer", "card_id", "operation_id"],
+            returning=["id", "card_id", "operation_id"],
+            insert_fields=[
+                "issuer",
+                "card_id",
+                "operation_id",
+                "operation",
+                "created_at",
+                "updated_at",
+            ],
+        )
+        for pk, card_id, operation_id in rows:
+            orders[(card_id, operation_id)] = CardOrder(pk=pk, issuer=issuer)
+        raced = [k for k in missing if k not in orders]
+        if raced:
+            orders.update(_orders_read(issuer, raced))
+    return orders
+
+
+def _orders_read(issuer: Issuer, keys) -> dict[OrderKey, CardOrder]:
+    match = Q()
+    for card_id, operation_id in keys:
+        match |= Q(card_id=card_id, operation_id=operation_id)
+    rows = CardOrder.objects.filter(match, issuer=issuer).values_list(
+        "id", "card_id", "operation_id"
+    )
+    return {(c, o): CardOrder(pk=pk, issuer=issuer) for pk, c, o in rows}
