@@ -87,6 +87,8 @@ def main() -> None:
             "LOG_LEVEL": "INFO",
             "CACHE_URL": "locmemcache://",
             "CELERY_BROKER_URL": "memory://",
+            # The request path only: the projector's task is queued, never run here.
+            "INGEST_FOLD": "celery",
             "PROMETHEUS_MULTIPROC_DIR": "",
             "D1_TRUSTED_PROXIES": "127.0.0.1/32",
             "WEBHOOK_FAST_PATH": "true",

@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import JSONNull, Q
 
 from tracking.domain.rules import EventFacts
-from tracking.infrastructure.bulk import rows_insert_new, rows_update, rows_upsert
+from tracking.infrastructure.bulk import rows_update, rows_upsert
 from tracking.intake.card_operations import UPDATE_ORDER
 from tracking.intake.ingest.engine import (
     EVENT_COLUMNS,
@@ -139,30 +139,43 @@ def events_insert(
     *, issuer, items: dict[str, PreparedItem], orders, new_outcomes, source, delivery, now
 ) -> dict[str, int]:
     """Insert `items` as events (each once, in fingerprint order); return the new ones as
-    fingerprint → event id. An item already stored is skipped (`ON CONFLICT DO NOTHING`)."""
-    events = []
+    fingerprint → event id. An item already stored is skipped (`ON CONFLICT DO NOTHING`).
+
+    One statement, its values prepared as `save()` would, without building model instances.
+    """
+    if not items:
+        return {}
+    payload = OperationEvent._meta.get_field("payload")
+    when = OperationEvent._meta.get_field("first_received_at")
+    stamp = when.get_db_prep_save(now, connection)
+    rows: list = []
     for fingerprint in sorted(items):
         values = event_values(items[fingerprint], orders, new_outcomes)
-        columns = dict(zip(EVENT_COLUMNS, values, strict=False))
-        is_applied = values[len(EVENT_COLUMNS)]
-        columns["order_id"] = columns.pop("order")
-        if columns["payload"] is None:
-            columns["payload"] = JSONNull()  # a value D1 sent, not a missing column (SQL NULL)
-        events.append(
-            OperationEvent(
-                issuer=issuer,
-                delivery=delivery,
-                source=source,
-                first_received_at=now,
-                last_received_at=now,
-                applied_at=now if is_applied else None,
-                **columns,
-            )
-        )
-    inserted = rows_insert_new(
-        events, conflict_fields=["issuer", "fingerprint"], returning=["fingerprint", "id"]
+        is_applied = values.pop()
+        # JSON null is a value D1 sent, not a missing column (SQL NULL).
+        raw = JSONNull() if values[8] is None else values[8]
+        values[8] = payload.get_db_prep_save(raw, connection)
+        rows += [issuer.pk, delivery.pk, source, stamp, stamp, stamp if is_applied else None]
+        rows += values
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(c) for c in _EVENT_INSERT_COLUMNS)
+    row = "(" + ", ".join(["%s"] * len(_EVENT_INSERT_COLUMNS)) + ")"
+    sql = (
+        f"INSERT INTO {quote(OperationEvent._meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES {', '.join([row] * len(items))} "
+        "ON CONFLICT (issuer_id, fingerprint) DO NOTHING RETURNING fingerprint, id"
     )
-    return dict(inserted)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, rows)
+        return dict(cursor.fetchall())
+
+
+# A new event's columns: the bookkeeping, then `EVENT_COLUMNS` (`event_values`' order).
+_EVENT_INSERT_COLUMNS = [
+    *("issuer_id", "delivery_id", "source", "first_received_at", "last_received_at"),
+    "applied_at",
+    *(OperationEvent._meta.get_field(n).column for n in EVENT_COLUMNS),
+]
 
 
 def _stored_fingerprints(*, issuer: Issuer, fingerprints: list[str]) -> set[str]:

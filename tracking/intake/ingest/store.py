@@ -16,10 +16,11 @@ the item belongs to, so it cannot wait).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from django.db import connection
 from django.db.models import Q
 
-from tracking.infrastructure.bulk import rows_insert_new
 from tracking.intake.card_operations import UPDATE_ORDER
 from tracking.intake.ingest.engine import OrderKey
 from tracking.intake.ingest.portable import events_insert
@@ -56,10 +57,11 @@ def ingest_store(
     """
     transaction_required()
     items, result = batch.items, batch.result
-    stored = _stored_events(issuer, list(items))
+    stored, present = _looked_up(issuer, items, batch.order_keys())
     unseen = {f: item for f, item in items.items() if f not in stored}
     keys = _order_keys(unseen)
-    present = _card_orders(issuer, keys) if keys else []
+    cards = {card_id for card_id, _ in keys}
+    present = [row for row in present if row[1] in cards]
     if unseen and _must_fold_now(unseen, present):
         ingest_operations(
             issuer=issuer, operations=(), source=source, delivery=delivery, prepared=batch
@@ -100,6 +102,41 @@ def ingest_store(
     return Stored(result=result, folded=False, to_fold=bool(copies) or foldable)
 
 
+class OrderRef(NamedTuple):
+    """An order as the event rows refer to it: its id."""
+
+    pk: int
+
+
+def _looked_up(issuer: Issuer, items, keys) -> tuple[dict[str, int], list[tuple]]:
+    """One unlocked look: which items are stored (fingerprint → event id), and every order of
+    the batch's cards as (id, card, operation, registered, event count)."""
+    quote = connection.ops.quote_name
+    event, order = (quote(m._meta.db_table) for m in (Event, CardOrder))
+    cards = sorted({card_id for card_id, _ in keys})
+    marks = ", ".join(["%s"] * len(items))
+    sql = f"SELECT 0, id, fingerprint, NULL, NULL, NULL FROM {event} "  # noqa: S608
+    sql += f"WHERE issuer_id = %s AND fingerprint IN ({marks})"
+    params = [issuer.pk, *items]
+    if cards:
+        sql += (
+            " UNION ALL SELECT 1, id, card_id, operation_id, registered_at IS NOT NULL, "  # noqa: S608
+            f"event_count FROM {order} WHERE issuer_id = %s "
+            f"AND card_id IN ({', '.join(['%s'] * len(cards))})"
+        )
+        params += [issuer.pk, *cards]
+    stored: dict[str, int] = {}
+    present: list[tuple] = []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for kind, pk, first, second, registered, count in cursor.fetchall():
+            if kind == 0:
+                stored[first] = pk
+            else:
+                present.append((pk, first, second, bool(registered), count))
+    return stored, present
+
+
 def _stored_events(issuer: Issuer, fingerprints: list[str]) -> dict[str, int]:
     """Which of `fingerprints` are stored as events, fingerprint → id (an unlocked look)."""
     if not fingerprints:
@@ -120,15 +157,6 @@ def _order_keys(unseen) -> dict[OrderKey, str]:
     return keys
 
 
-def _card_orders(issuer: Issuer, keys) -> list[tuple]:
-    """Every order of the keys' cards: (id, card, operation, registered, event count)."""
-    return list(
-        CardOrder.objects.filter(
-            issuer=issuer, card_id__in=sorted({card_id for card_id, _ in keys})
-        ).values_list("id", "card_id", "operation_id", "registered_at", "event_count")
-    )
-
-
 def _must_fold_now(unseen, present: list[tuple]) -> bool:
     """Whether the card-level rules must see the batch in its transaction (see the module).
 
@@ -137,58 +165,50 @@ def _must_fold_now(unseen, present: list[tuple]) -> bool:
     """
     if any(item.check.operation == UPDATE_ORDER for item in unseen.values()):
         return True
-    return any(registered is not None and not count for _, _, _, registered, count in present)
+    return any(registered and not count for _, _, _, registered, count in present)
 
 
-def _orders_ensure(issuer: Issuer, keys, present: list[tuple], *, now) -> dict[OrderKey, CardOrder]:
+def _orders_ensure(issuer: Issuer, keys, present: list[tuple], *, now) -> dict[OrderKey, OrderRef]:
     """The orders of `keys`, the missing ones inserted; nothing locked or rewritten.
 
     A key another delivery inserts meanwhile is waited for by the insert (its unique index)
     and read in a statement of its own, which sees it committed.
     """
     orders = {
-        (card_id, operation_id): CardOrder(pk=pk, issuer=issuer)
+        (card_id, operation_id): OrderRef(pk)
         for pk, card_id, operation_id, _, _ in present
         if (card_id, operation_id) in keys
     }
     missing = sorted(k for k in keys if k not in orders)
     if missing:
-        rows = rows_insert_new(
-            [
-                CardOrder(
-                    issuer=issuer,
-                    card_id=card_id,
-                    operation_id=operation_id,
-                    operation=keys[(card_id, operation_id)],
-                    created_at=now,
-                    updated_at=now,
-                )
-                for card_id, operation_id in missing
-            ],
-            conflict_fields=["issuer", "card_id", "operation_id"],
-            returning=["id", "card_id", "operation_id"],
-            insert_fields=[
-                "issuer",
-                "card_id",
-                "operation_id",
-                "operation",
-                "created_at",
-                "updated_at",
-            ],
-        )
-        for pk, card_id, operation_id in rows:
-            orders[(card_id, operation_id)] = CardOrder(pk=pk, issuer=issuer)
+        quote = connection.ops.quote_name
+        stamp = CardOrder._meta.get_field("created_at").get_db_prep_save(now, connection)
+        params: list = []
+        for card_id, operation_id in missing:
+            params += [issuer.pk, card_id, operation_id, keys[(card_id, operation_id)]]
+            params += [stamp, stamp]
+        columns = "issuer_id, card_id, operation_id, operation, created_at, updated_at"
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(missing))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {quote(CardOrder._meta.db_table)} ({columns}) "  # noqa: S608
+                f"VALUES {values} ON CONFLICT (issuer_id, card_id, operation_id) DO NOTHING "
+                "RETURNING id, card_id, operation_id",
+                params,
+            )
+            for pk, card_id, operation_id in cursor.fetchall():
+                orders[(card_id, operation_id)] = OrderRef(pk)
         raced = [k for k in missing if k not in orders]
         if raced:
             orders.update(_orders_read(issuer, raced))
     return orders
 
 
-def _orders_read(issuer: Issuer, keys) -> dict[OrderKey, CardOrder]:
+def _orders_read(issuer: Issuer, keys) -> dict[OrderKey, OrderRef]:
     match = Q()
     for card_id, operation_id in keys:
         match |= Q(card_id=card_id, operation_id=operation_id)
     rows = CardOrder.objects.filter(match, issuer=issuer).values_list(
         "id", "card_id", "operation_id"
     )
-    return {(c, o): CardOrder(pk=pk, issuer=issuer) for pk, c, o in rows}
+    return {(c, o): OrderRef(pk) for pk, c, o in rows}
