@@ -104,7 +104,7 @@ def test_every_number_links_to_the_rows_behind_it(boss, orders):
     assert len(listed_cards(boss.get(links["stuck"]))) == figures.total_stuck
     assert len(listed_cards(boss.get(links["reconcile"]))) == figures.needs_reconcile
     assert len(listed_cards(boss.get(links["open"]))) == figures.open_orders
-    for row in response.context["final_rows"]:
+    for row in response.context["finished_rows"]:
         for window in ("24h", "7d"):
             shown = listed_cards(boss.get(row["urls"][window]))
             assert len(shown) == row["counts"][window], (row["title"], window)
