@@ -9,11 +9,8 @@ import pytest
 import structlog
 
 from tests.fixtures import spec_examples as spec
-from tracking.observability.logs import (
-    REQUEST_ID_PATTERN,
-    logging_settings,
-    request_id_current,
-)
+from tracking.infrastructure.request_ids import REQUEST_ID_PATTERN, request_id_current
+from tracking.observability.logs import logging_settings
 from tracking.services.audit import Actor
 
 pytestmark = pytest.mark.django_db

@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from tracking.domain.masking import free_text_mask, pan_mask_text
 from tracking.domain.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
+from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.ingest import IngestBatch, IngestResult, ingest_operations, ingest_prepare
 from tracking.models import EventSource, Issuer, NotificationDelivery, RefusalTally
-from tracking.observability.signals import delivery_answered
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tracking.observability import metrics
+from tracking.infrastructure import metrics
 
 WEBHOOK_URL_NAME = "d1-card-notifications"
 

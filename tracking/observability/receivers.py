@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import structlog
 
-from tracking.observability import metrics
-from tracking.observability.logs import request_id_from_header, request_id_new, request_line
-from tracking.observability.signals import delivery_answered
+from tracking.infrastructure import metrics
+from tracking.infrastructure.request_ids import request_id_from_header, request_id_new
+from tracking.infrastructure.signals import delivery_answered
+from tracking.observability.logs import request_line
 from tracking.observability.state import sweep_success_record
 
 

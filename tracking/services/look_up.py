@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tracking.d1.client import CARD_ID_PATTERN, D1CardNotFoundError, D1Error, d1_api_client_for
+from tracking.infrastructure.request_ids import request_id_current
 from tracking.models import (
     CardOrder,
     Issuer,
@@ -25,7 +26,6 @@ from tracking.models import (
     ReconcileOutcome,
     ReconcileTrigger,
 )
-from tracking.observability.logs import request_id_current
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.d1_asks import d1_ask_allow
 from tracking.services.reconcile import (

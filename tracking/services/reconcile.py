@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from tracking.d1.client import D1CardNotFoundError, D1Error, d1_api_client_for
 from tracking.domain.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
+from tracking.infrastructure.request_ids import request_id_current
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.intake.ingest import (
     card_orders_lock,
@@ -46,7 +47,6 @@ from tracking.models import (
     ReconcileOutcome,
     ReconcileTrigger,
 )
-from tracking.observability.logs import request_id_current
 from tracking.outbound.outbox import events_record, facts_before
 from tracking.selectors import order_queues
 from tracking.services.audit import Actor, audit_actor
