@@ -78,17 +78,17 @@ INSTALLED_APPS = [
 # In the order a request meets them (the response goes back up).
 MIDDLEWARE = [
     # observability: time the webhook, then bind one request id for every log line
-    "tracking.observability.middleware.WebhookTimingMiddleware",
+    "tracking.middleware.d1.WebhookTimingMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",  # HTTPS redirect, HSTS, nosniff
     "django.middleware.csp.ContentSecurityPolicyMiddleware",  # the admin's CSP header
     # trust: the proxy's client-certificate header becomes D1's identity (or is refused)
-    "tracking.middleware.D1ClientCertificateMiddleware",
+    "tracking.middleware.d1.D1ClientCertificateMiddleware",
     # perf: D1's webhook POSTs skip everything below that is for staff (sessions, CSRF, staff
     # login and OTP, lockout). Safe under concurrency because ingest takes its row locks in
     # one order (tracking/intake/ingest.py); WEBHOOK_FAST_PATH=false turns it off.
     *(
-        ["tracking.api.fast_path.WebhookFastPathMiddleware"]
+        ["tracking.middleware.d1.WebhookFastPathMiddleware"]
         if env.bool("WEBHOOK_FAST_PATH", default=True)
         else []
     ),
@@ -99,10 +99,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # the user's own language and time zone, over the browser's (tracking/services/preferences.py)
-    "tracking.middleware.StaffPreferenceMiddleware",
+    "tracking.middleware.staff.StaffPreferenceMiddleware",
     "django_otp.middleware.OTPMiddleware",  # trust: knows whether staff passed TOTP
     "django.contrib.auth.middleware.LoginRequiredMiddleware",  # trust: nothing is public by default
-    "tracking.middleware.StaffOTPRequiredMiddleware",  # trust: no admin page without TOTP
+    "tracking.middleware.staff.StaffOTPRequiredMiddleware",  # trust: no admin page without TOTP
     "simple_history.middleware.HistoryRequestMiddleware",  # who made each recorded edit
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
