@@ -73,5 +73,6 @@ def retention_prune_task() -> list[str]:
     return retention_prune().lines()
 
 
-# Outbound events (tracking/outbound/tasks.py), registered with the other tasks here.
-from tracking.outbound.tasks import deliver_event_task, events_sweep_task  # noqa: E402, F401
+# Outbound events (declared beside what they run), registered with the other tasks here.
+from tracking.outbound.delivery import deliver_event_task  # noqa: E402, F401
+from tracking.outbound.outbox import events_sweep_task  # noqa: E402, F401

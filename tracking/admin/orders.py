@@ -59,12 +59,12 @@ from tracking.selectors.export import (
     orders_xlsx_file,
     xlsx_blocks,
 )
+from tracking.selectors.order_representation import awaiting_first_event
 from tracking.services import order_actions
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.d1_asks import D1AskRefused
 from tracking.services.issuer_grants import issuers_visible_to
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
-from tracking.services.registration import awaiting_first_event
 
 TIMELINE_LIMIT = 500
 

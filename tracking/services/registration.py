@@ -702,26 +702,3 @@ def registration_fill(order: CardOrder) -> None:
     if order.due_date is None and registration.get("due_date"):
         with contextlib.suppress(TypeError, ValueError):
             order.due_date = dt.date.fromisoformat(registration["due_date"])
-
-
-def awaiting_first_event(order: CardOrder) -> bool:
-    """A registered order D1 has said nothing about yet."""
-    return order.registered_at is not None and not order.event_count
-
-
-def state_summary(order: CardOrder) -> str:
-    """The order's state in one sentence, plain about what the portal does not know yet."""
-    if order.superseded_by_id:
-        return f"Superseded by a newer operation of the same card (order {order.superseded_by_id})."
-    if awaiting_first_event(order):
-        since = order.registered_at.strftime("%Y-%m-%d %H:%M UTC")
-        text = f"Registered by the issuer on {since}; no events from D1 yet."
-        if order.d1_not_found_since is not None:
-            text += " D1 does not know the card yet (404)."
-        return text
-    if not order.production_status:
-        return "Only codes the portal does not know so far."
-    status = order.production_status
-    if order.shipment_status:
-        status += f", carrier: {order.shipment_status}"
-    return f"{status} (from D1)."
