@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import messages
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -249,58 +249,6 @@ def known_production_sites(cache_key: str, seconds: int) -> list[str]:
         )
         cache.set(cache_key, sites, seconds)
     return sites
-
-
-class TextFilter(admin.SimpleListFilter):
-    """A free-text filter: a box in the filter panel, `lookup` applied to what was typed."""
-
-    template = "unfold/filters/filters_field.html"
-    label = ""  # the box's label
-    lookup = ""  # the queryset lookup the value is given to
-
-    def lookups(self, request, model_admin):
-        return ()
-
-    def has_output(self) -> bool:
-        return True
-
-    def choices(self, changelist) -> Iterator[dict]:
-        yield {"form": TextFilterForm(self.parameter_name, self.label, self.value())}
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        value = (self.value() or "").strip()
-        return queryset.filter(**{self.lookup: value}) if value else queryset
-
-
-class CardIdContainsFilter(TextFilter):
-    """Part of a card id, case-insensitive: the search's fallback when no id matched exactly.
-
-    A substring match scans every order, so it is offered, never done on its own.
-    """
-
-    title = _("card id contains")
-    parameter_name = "card_contains"
-    label = _("Card id contains")
-    lookup = "card_id__icontains"
-
-
-class InputFileFilter(TextFilter):
-    """The orders of one input file, by its exact name (the file page's "orders" link)."""
-
-    title = _("input file")
-    parameter_name = "input_file_name"
-    label = _("Input file (exact name)")
-    lookup = "input_file_name"
-
-
-class TextFilterForm(forms.Form):
-    def __init__(self, name: str, label: str, value: str | None) -> None:
-        super().__init__(data={name: value})
-        self.fields[name] = forms.CharField(
-            label=label,
-            required=False,
-            widget=forms.TextInput(attrs={"class": " ".join(INPUT_CLASSES)}),
-        )
 
 
 class ReconcileReasonFilter(ChoiceFilter):
