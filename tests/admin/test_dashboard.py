@@ -74,9 +74,9 @@ def test_open_orders_per_stage_and_stuck_per_stage(boss, orders):
 
 def test_final_stages_in_the_last_24_hours_and_7_days(boss, orders):
     figures = boss.get("/admin/").context["dashboard"]
-    assert figures.final["failed"] == {"24h": 1, "7d": 1}
-    assert figures.final["cancelled"] == {"24h": 0, "7d": 2}
-    assert figures.final["shipped"] == {"24h": 0, "7d": 3}
+    assert figures.finished["failed"] == {"24h": 1, "7d": 1}
+    assert figures.finished["cancelled"] == {"24h": 0, "7d": 2}
+    assert figures.finished["shipped"] == {"24h": 0, "7d": 3}
 
 
 def test_notifications_per_hour_with_duplicate_and_out_of_order_rates(boss, orders):
