@@ -60,7 +60,7 @@ def touch(share: float) -> int:
 
 
 def timed_refresh(label: str, **kwargs) -> tuple[str, float, str, dict[str, float]]:
-    from tracking.services.insight import insight_refresh
+    from tracking.insight.refresh import insight_refresh
 
     result = insight_refresh(**kwargs)
     detail = (
@@ -77,7 +77,7 @@ def timed_refresh(label: str, **kwargs) -> tuple[str, float, str, dict[str, floa
 def timed_files_full() -> tuple[str, float, str, dict[str, float]]:
     from django.utils import timezone
 
-    from tracking.services.production_files import files_refresh
+    from tracking.insight.production_files import files_refresh
 
     began = time.perf_counter()
     files = files_refresh(changed_since=None, now=timezone.now())

@@ -194,7 +194,7 @@ def silent_sweep(args) -> None:
     from django.utils import timezone
 
     from tracking.models import CardOrder
-    from tracking.services.order_queues import silent_q
+    from tracking.selectors.order_queues import silent_q
     from tracking.services.reconcile import orders_claim_for_reconcile, orders_due_for_reconcile
 
     if connection.vendor != "postgresql":

@@ -60,7 +60,7 @@ def clear_expired_tokens_task() -> None:
 @shared_task(name="tracking.insight_refresh")
 def insight_refresh_task() -> int:
     """Refresh the stage statistics, predictions and production files (incremental)."""
-    from tracking.services.insight import insight_refresh
+    from tracking.insight.refresh import insight_refresh
 
     return insight_refresh().orders
 

@@ -86,7 +86,7 @@ MIDDLEWARE = [
     "tracking.middleware.D1ClientCertificateMiddleware",
     # perf: D1's webhook POSTs skip everything below that is for staff (sessions, CSRF, staff
     # login and OTP, lockout). Safe under concurrency because ingest takes its row locks in
-    # one order (tracking/services/ingest.py); WEBHOOK_FAST_PATH=false turns it off.
+    # one order (tracking/intake/ingest.py); WEBHOOK_FAST_PATH=false turns it off.
     *(
         ["tracking.api.fast_path.WebhookFastPathMiddleware"]
         if env.bool("WEBHOOK_FAST_PATH", default=True)
@@ -179,7 +179,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "admin:login"
 # Where a login without ?next lands (Django's default, /accounts/profile/, does not exist here).
 LOGIN_REDIRECT_URL = "admin:index"
-# trust: D1 client secrets are checked with a fast keyed hash (tracking.d1_access), user
+# trust: D1 client secrets are checked with a fast keyed hash (tracking.d1.access), user
 # passwords with Django's default PBKDF2.
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -187,7 +187,7 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
-    "tracking.d1_access.D1ClientSecretHasher",
+    "tracking.d1.access.D1ClientSecretHasher",
 ]
 
 # ---------------------------------------------------------------------------- API
@@ -343,7 +343,7 @@ SHIPMENT_IN_TRANSIT_THRESHOLD = timedelta(
     seconds=env.int("SHIPMENT_IN_TRANSIT_THRESHOLD", default=10 * 24 * 3600)
 )
 # Tracking page templates per carrier code ({"ups": "https://.../{number}"}), added to or
-# replacing those of tracking/carriers.py; used when D1 sends no trackingUrl.
+# replacing those of tracking/domain/carriers.py; used when D1 sends no trackingUrl.
 CARRIER_TRACKING_URLS = env.json("CARRIER_TRACKING_URLS", default={})
 # How often the sweep runs, how many orders it claims per transaction and per run, and how
 # long a claim lasts. The lease must outlast the queue: MAX_ORDERS at the task rate limit.
@@ -568,7 +568,7 @@ OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": D1_TOKEN_LIFETIME_SECONDS,
     "SCOPES": {D1_TOKEN_SCOPE: "Post card-operation notifications"},
     "DEFAULT_SCOPES": [D1_TOKEN_SCOPE],
-    "OAUTH2_VALIDATOR_CLASS": "tracking.d1_access.D1OAuth2Validator",
+    "OAUTH2_VALIDATOR_CLASS": "tracking.d1.access.D1OAuth2Validator",
     # Only client_credentials is used; every RFC 9700 gate on (tokens are kept as checksums).
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
@@ -602,7 +602,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "tracking.d1_access.client_address"
+AXES_CLIENT_IP_CALLABLE = "tracking.d1.access.client_address"
 AXES_VERBOSE = False
 # Staff sessions must be verified with a TOTP device (django-otp) before anything else.
 ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=False)
@@ -616,7 +616,7 @@ SECURE_CSP: dict = {}
 
 # Data care: model fields masked for staff without tracking.view_personal_fields
 # ("app_label.Model.field"), and item fields kept as identifiers, never masked, besides
-# tracking.data_care.IDENTIFIER_FIELDS (see docs/security.md).
+# tracking.domain.masking.IDENTIFIER_FIELDS (see docs/security.md).
 PERSONAL_FIELDS = env.list(
     "PERSONAL_FIELDS",
     default=[

@@ -24,9 +24,9 @@ from d1sandbox.testing import PROJECT_ROOT
 from tests.fixtures.backoffice import PATH, Card, load_backoffice_orders, post_items
 from tests.fixtures.browser import needs_chromium
 from tests.fixtures.spec_examples import ISSUER_ID
+from tracking.insight.refresh import insight_refresh
 from tracking.models import CardOrder, Issuer, NotificationDelivery, OrderAcknowledgement
 from tracking.services.audit import Actor
-from tracking.services.insight import insight_refresh
 from tracking.services.reconcile import order_reconcile
 from tracking.services.registration import Registration, orders_register
 

@@ -7,8 +7,9 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.tracking import streams
-from tests.tracking.test_rules import lifecycle
+from tests.domain.test_rules import lifecycle
+from tests.intake import streams
+from tracking.intake.ingest import ingest_operations
 from tracking.models import CardOrder, NotificationDelivery
 from tracking.outbound.changes import (
     DELIVERED,
@@ -20,7 +21,6 @@ from tracking.outbound.changes import (
     order_facts,
 )
 from tracking.outbound.models import OutboundEvent
-from tracking.services.ingest import ingest_operations
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +140,7 @@ def test_a_new_registered_order_is_registered_only():
 
 
 def test_a_rederive_that_changes_an_order_emits_its_change_marked_so(issuer):
-    from tracking.services.rederive import orders_rederive
+    from tracking.intake.rederive import orders_rederive
 
     _ingest(issuer, lifecycle()[:2])
     order = CardOrder.objects.get()

@@ -23,6 +23,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from tracking.domain.validation import json_body_parse
 from tracking.services.audit import Actor
 from tracking.services.registration import (
     Registered,
@@ -30,7 +31,6 @@ from tracking.services.registration import (
     registrable_issuers,
     registration_check,
 )
-from tracking.validation import json_body_parse
 
 REGISTER_PERMISSION = "tracking.register_cardorder"
 

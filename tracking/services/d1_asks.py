@@ -23,6 +23,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from tracking.infrastructure.rate_limits import rate_limit_count
 from tracking.models import (
     CardOrder,
     D1AskJob,
@@ -31,7 +32,6 @@ from tracking.models import (
     ReconcileTrigger,
 )
 from tracking.services.audit import Actor, audit_actor
-from tracking.services.rate_limits import rate_limit_count
 
 logger = logging.getLogger(__name__)
 

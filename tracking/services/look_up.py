@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from tracking.d1_api import CARD_ID_PATTERN, D1CardNotFoundError, D1Error, d1_api_client_for
+from tracking.d1.client import CARD_ID_PATTERN, D1CardNotFoundError, D1Error, d1_api_client_for
 from tracking.models import (
     CardOrder,
     Issuer,

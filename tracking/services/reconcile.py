@@ -27,7 +27,15 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from tracking.d1_api import D1CardNotFoundError, D1Error, d1_api_client_for
+from tracking.d1.client import D1CardNotFoundError, D1Error, d1_api_client_for
+from tracking.domain.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
+from tracking.intake.card_operations import UNKNOWN_AT_D1
+from tracking.intake.ingest import (
+    card_orders_lock,
+    ingest_operations,
+    ingest_prepare,
+    refresh_orders,
+)
 from tracking.models import (
     CardOrder,
     EventSource,
@@ -40,17 +48,9 @@ from tracking.models import (
 )
 from tracking.observability.logs import request_id_current
 from tracking.outbound.outbox import events_record, facts_before
-from tracking.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 from tracking.services.audit import Actor, audit_actor
-from tracking.services.card_operations import UNKNOWN_AT_D1
 from tracking.services.d1_asks import d1_ask_allow
-from tracking.services.ingest import (
-    card_orders_lock,
-    ingest_operations,
-    ingest_prepare,
-    refresh_orders,
-)
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from tracking.domain.validation import nested_too_deep
 from tracking.models import ISSUER_ID_PATTERN as ISSUER_ID_REGEX
 from tracking.models import CardOrder, Issuer, RegistrationConflict
 from tracking.outbound.outbox import registered_record
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.issuer_grants import active_issuers_granted
-from tracking.validation import nested_too_deep
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 ISSUER_ID_PATTERN = re.compile(ISSUER_ID_REGEX)

@@ -31,6 +31,7 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from tracking.domain.rules import EventFacts, OrderState, Outcome, derive_order_state
 from tracking.models import (
     AuditEntry,
     CardOrder,
@@ -40,7 +41,6 @@ from tracking.models import (
     RefusalTally,
     zone_by_name,
 )
-from tracking.rules import EventFacts, OrderState, Outcome, derive_order_state
 
 logger = logging.getLogger(__name__)
 
