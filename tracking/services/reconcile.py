@@ -7,6 +7,7 @@
   them in batches (SKIP LOCKED on PostgreSQL, a conditional-update lease elsewhere), so that
   two sweeps never queue the same order, and queues one task per order after commit.
 - `events_apply_pending` is the safety net that re-applies stored events never applied.
+- The Celery tasks that run them (one order, the beat's sweep, the safety net) are at the end.
 
 The D1 call never runs inside a transaction: no row lock is held while D1 is slow.
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
@@ -306,8 +308,6 @@ def reconcile_sweep(
     Safe to run from two beats at once: claims keep the sweeps apart. With an `actor` (a person
     or a command asked, not the beat), each claimed order gets an `order.reconcile` entry.
     """
-    from tracking.tasks import reconcile_order_task
-
     max_orders = settings.RECONCILE_SWEEP_MAX_ORDERS if max_orders is None else max_orders
     batch_size = batch_size or settings.RECONCILE_SWEEP_BATCH
     result = SweepResult()
@@ -352,12 +352,10 @@ def orders_reconcile_now(
 
     Counts the asks against the actor's and the issuers' rate limits first (`d1_ask_allow`,
     raises D1AskRefused; commands are not counted); "Ask D1 now" on many orders is a job
-    instead (`tracking.services.d1_asks`). Writes one `order.reconcile` audit entry per order
+    instead (`tracking.services.d1_ask_jobs`). Writes one `order.reconcile` audit entry per order
     for `actor`, in its own transaction. Queued tasks are published once it commits and go
     through the same rate limit as the sweep's; returns the results when inline, else an empty list.
     """
-    from tracking.tasks import reconcile_order_task
-
     user_id = actor.user_id
     order_ids = list(order_ids)
     d1_ask_allow(
@@ -417,3 +415,37 @@ def events_apply_pending(*, older_than: timedelta | None = None, limit: int = 50
         refresh_orders(orders)
     logger.warning("re-applied pending events of %d orders", len(orders))
     return len(orders)
+
+
+# ---------------------------------------------------------------------------- Celery tasks
+# Thin callers of the services above, idempotent and safe to run twice. The names are those the
+# beat schedule and messages already queued use.
+
+
+@shared_task(name="tracking.reconcile_order", rate_limit=settings.RECONCILE_TASK_RATE_LIMIT)
+def reconcile_order_task(
+    order_id: int,
+    enqueued_at: str | None = None,
+    trigger: str = ReconcileTrigger.SWEEP,
+    user_id: int | None = None,
+) -> str:
+    """Reconcile one order; a copy of the task that runs after another did nothing."""
+    result = order_reconcile(
+        order_id=order_id,
+        trigger=trigger,
+        user_id=user_id,
+        unless_reconciled_since=datetime.fromisoformat(enqueued_at) if enqueued_at else None,
+    )
+    return result.outcome
+
+
+@shared_task(name="tracking.reconcile_sweep")
+def reconcile_sweep_task() -> int:
+    """Claim the orders that are due and queue one reconcile task for each."""
+    return len(reconcile_sweep().order_ids)
+
+
+@shared_task(name="tracking.apply_pending_events")
+def apply_pending_events_task() -> int:
+    """The safety net: re-apply stored events that were never applied."""
+    return events_apply_pending()
