@@ -39,9 +39,9 @@ from tracking.services.audit import Actor
 from tracking.services.d1_asks import D1AskRefused
 from tracking.services.issuer_grants import issuer_choices
 from tracking.services.look_up import LookUpInputError, card_look_up
-from tracking.services.registration import (
+from tracking.services.registration import orders_register
+from tracking.services.registration_rows import (
     FIELDS,
-    orders_register,
     registrable_issuers,
     registration_check,
 )

@@ -16,11 +16,11 @@ from typing import Any
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from tracking.services.registration import (
+from tracking.services.registration_conflicts import registrations_conflicting
+from tracking.services.registration_rows import (
     FIELDS,
     registrable_issuers,
     registration_check,
-    registrations_conflicting,
     shown,
 )
 
