@@ -58,8 +58,8 @@ class StaffPreference(models.Model):
     """The language and time zone one staff member reads the back office in.
 
     Empty means "not chosen": the browser's language, then the site's (`LANGUAGE_CODE`); the
-    site's zone (`PORTAL_TIME_ZONE`, else the zone of the language). `tracking.middleware.
-    StaffPreferenceMiddleware` applies them on every request.
+    site's zone (`PORTAL_TIME_ZONE`, else the zone of the language).
+    `tracking.middleware.staff.StaffPreferenceMiddleware` applies them on every request.
     """
 
     user = models.OneToOneField(
