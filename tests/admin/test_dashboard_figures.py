@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tests.fixtures.backoffice import PATH, Card, post_items, shipment
 from tracking.admin.dashboard import FINAL_TITLES
-from tracking.domain.rules import NON_TERMINAL_STATUSES
+from tracking.domain.statuses import NON_TERMINAL_STATUSES
 from tracking.models import CardOrder, ReconcileAttempt
 from tracking.selectors import order_queues
 from tracking.selectors.dashboard import FINAL_GROUPS

@@ -17,7 +17,7 @@ from django.utils import timezone
 from tracking.admin import display as admin_display
 from tracking.domain import conditions
 from tracking.domain.carrier_status import FINAL_CLASSES, carrier_status_class
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
     EXCEPTION_STATUSES,
     FAILURE_STATUSES,

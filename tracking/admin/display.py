@@ -17,14 +17,14 @@ from django.utils.translation import gettext as _
 
 from tracking.domain import carrier_status, labels
 from tracking.domain.carriers import carrier_name, tracking_url_for
+from tracking.domain.fold import RULES_VERSION
 from tracking.domain.labels import humanize_duration
 from tracking.domain.masking import personal_mask
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
     EXCEPTION_STATUSES,
     PRODUCTION_RANK,
     RETURNED_PRODUCTION_STATUSES,
-    RULES_VERSION,
     SHIPPED_STATUS,
 )
 from tracking.models import CardOrder

@@ -23,7 +23,8 @@ from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
 
 from tracking.domain import labels
 from tracking.domain.carriers import CARRIERS
-from tracking.domain.rules import PRODUCTION_RANK, ReconcileReason
+from tracking.domain.flags import ReconcileReason
+from tracking.domain.statuses import PRODUCTION_RANK
 from tracking.selectors import order_queues
 
 OTHER = "__other__"

@@ -35,7 +35,7 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin
-from tracking.domain.rules import CANCELLED_STATUSES
+from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.intake.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.models import CardOrder, D1AskJob, OrderChange, RegistrationConflict
 from tracking.selectors import order_queues

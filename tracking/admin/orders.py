@@ -41,7 +41,8 @@ from tracking.admin.security import (
 from tracking.admin.timeline import stage_spans, timeline_entries
 from tracking.domain import labels
 from tracking.domain.masking import PERSONAL_MASK, can_see_personal, personal_fields
-from tracking.domain.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
+from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
+from tracking.domain.times import parse_time
 from tracking.insight.delivery_predictions import carrier_updates, order_expected_delivery
 from tracking.models import (
     CardOrder,

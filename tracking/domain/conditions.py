@@ -1,4 +1,4 @@
-"""The status classes of `tracking.domain.rules` as conditions over `CardOrder`'s own columns.
+"""The status classes of `tracking.domain.statuses` as conditions over `CardOrder`'s own columns.
 
 What an exception, a failure, a cancellation, a return, a delivery or an order awaiting
 delivery is, said once: the queues (`tracking.selectors.order_queues`) filter with these, and
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     AWAITING_DELIVERY_STATUS,
     CANCELLED_STATUSES,
     DELIVERED_SHIPMENT_CLASSES,

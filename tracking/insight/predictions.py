@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tracking.domain.rules import PRODUCE_PATH
+from tracking.domain.statuses import PRODUCE_PATH
 from tracking.insight.stage_times import ALL_SITES, PRODUCTION_STAGES, SHIPPED, percentile
 from tracking.models import CardOrder, OrderPrediction, StageStat, StatKind
 

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 
 from tracking.domain.conditions import exception_q
-from tracking.domain.rules import CANCELLED_STATUSES, PRODUCTION_RANK, SHIPPED_STATUSES
+from tracking.domain.statuses import CANCELLED_STATUSES, PRODUCTION_RANK, SHIPPED_STATUSES
 from tracking.insight.stage_times import PRODUCTION_STAGES
 from tracking.models import CardOrder, OrderPrediction, ProductionFile
 

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Aggregate, Count, FloatField, Max, Min, QuerySet
 
 from tracking.domain.carrier_status import DELIVERED as DELIVERED_CLASS
-from tracking.domain.rules import PRODUCE_PATH, SHIPPED_STATUS
+from tracking.domain.statuses import PRODUCE_PATH, SHIPPED_STATUS
 from tracking.models import CardOrder, OperationEvent, StageSpan, StageStat, StatKind
 from tracking.selectors.order_queues import stage_threshold
 

@@ -53,20 +53,12 @@ from django.db import connection
 from django.db.models import JSONNull, Q
 from django.utils import timezone
 
+from tracking.domain.flags import ReconcileReason, needs_reconcile_after, reconcile_reason_for
+from tracking.domain.fold import RULES_VERSION, Outcome, derive_order_state
 from tracking.domain.masking import free_text_mask, mask_item_text_fields
-from tracking.domain.rules import (
-    DERIVED_COLUMNS,
-    FOLDED_COLUMNS,
-    RULES_VERSION,
-    EventFacts,
-    OrderState,
-    Outcome,
-    ReconcileReason,
-    derive_order_state,
-    needs_reconcile_after,
-    parse_time,
-    reconcile_reason_for,
-)
+from tracking.domain.order_state import DERIVED_COLUMNS, FOLDED_COLUMNS, OrderState
+from tracking.domain.ordering import EventFacts
+from tracking.domain.times import parse_time
 from tracking.domain.validation import ItemCheck, check_item, item_storable
 from tracking.infrastructure.bulk import rows_insert_new, rows_update, rows_upsert
 from tracking.intake.card_operations import UPDATE_ORDER, cards_after_ingest

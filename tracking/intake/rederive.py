@@ -19,7 +19,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tracking.domain.rules import DERIVED_COLUMNS, RULES_VERSION
+from tracking.domain.fold import RULES_VERSION
+from tracking.domain.order_state import DERIVED_COLUMNS
 from tracking.infrastructure.bulk import rows_update
 from tracking.intake.ingest import orders_derive
 from tracking.models import CardOrder, Issuer, OperationEvent

@@ -22,7 +22,8 @@ from simple_history import register as history_register
 from simple_history.models import HistoricalRecords
 
 from tracking.domain import conditions
-from tracking.domain.rules import Outcome, ReconcileReason
+from tracking.domain.flags import ReconcileReason
+from tracking.domain.fold import Outcome
 
 
 def translated(choices: list[tuple[str, str]]) -> list[tuple[str, Promise]]:

@@ -17,7 +17,8 @@ from django.core.cache import cache
 from django.db.models import Count, Min, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.utils import timezone
 
-from tracking.domain.rules import NON_TERMINAL_STATUSES, PRODUCTION_RANK, Outcome
+from tracking.domain.fold import Outcome
+from tracking.domain.statuses import NON_TERMINAL_STATUSES, PRODUCTION_RANK
 from tracking.models import (
     CardOrder,
     EventSource,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracking.domain import conditions
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
     DELIVERED_SHIPMENT_CLASSES,
     EXCEPTION_STATUSES,
@@ -39,8 +39,8 @@ class OrderFacts:
 
     production_status: str = ""
     production_rank: int | None = None
-    # The class of the carrier's latest word (`tracking.domain.rules.shipment_class`): a new carrier
-    # word of the same class is no event.
+    # The class of the carrier's latest word (`tracking.domain.statuses.shipment_class`): a new
+    # carrier word of the same class is no event.
     carrier_class: str = ""
     failed: bool = False
     cancelled: bool = False

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
-from tracking.domain.rules import (
+from tracking.domain.fold import Outcome
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
     EXCEPTION_STATUSES,
     RETURNED_PRODUCTION_STATUSES,
     SHIPPED_STATUS,
-    Outcome,
 )
 from tracking.models import (
     CardOrder,

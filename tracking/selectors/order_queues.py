@@ -34,11 +34,7 @@ from tracking.domain.conditions import likely_late_q as likely_late_q
 from tracking.domain.conditions import returned_q as returned_q
 from tracking.domain.conditions import superseded_q as superseded_q
 from tracking.domain.conditions import waiting_q
-from tracking.domain.rules import (
-    NON_TERMINAL_STATUSES,
-    SHIPPED_STATUS,
-    TERMINAL_STATUSES,
-)
+from tracking.domain.statuses import NON_TERMINAL_STATUSES, SHIPPED_STATUS, TERMINAL_STATUSES
 
 
 def acknowledged_q() -> Q:

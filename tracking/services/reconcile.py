@@ -28,7 +28,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from tracking.d1.client import D1CardNotFoundError, D1Error, d1_api_client_for
-from tracking.domain.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
+from tracking.domain.order_state import STATE_COLUMNS
+from tracking.domain.statuses import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.intake.ingest import (
     card_orders_lock,

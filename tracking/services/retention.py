@@ -31,7 +31,9 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from tracking.domain.rules import EventFacts, OrderState, Outcome, derive_order_state
+from tracking.domain.fold import Outcome, derive_order_state
+from tracking.domain.order_state import OrderState
+from tracking.domain.ordering import EventFacts
 from tracking.models import (
     AuditEntry,
     CardOrder,
