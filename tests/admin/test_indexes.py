@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+from tracking.domain import conditions
 from tracking.models import CardOrder
 from tracking.selectors import order_queues
 
@@ -34,7 +35,7 @@ def test_file_name_part_search_uses_the_trigram_index(orders):
 
 
 def test_the_exceptions_queue_uses_its_partial_index(orders):
-    queue = CardOrder.objects.filter(order_queues.exception_q()).order_by("-updated_at")[:50]
+    queue = CardOrder.objects.filter(conditions.exception_q()).order_by("-updated_at")[:50]
     assert "order_exception_recent" in plan(queue)
 
 

@@ -131,8 +131,8 @@ def test_every_partial_index_selects_exactly_its_queue_on_this_database(issuer):
 
 def test_the_exception_rule_in_memory_matches_the_query(issuer):
     orders = orders_of_every_class(issuer)
-    queried = set(CardOrder.objects.filter(order_queues.exception_q()).values_list("pk", flat=True))
-    in_memory = {o.pk for o in orders if order_queues.is_exception(o)}
+    queried = set(CardOrder.objects.filter(conditions.exception_q()).values_list("pk", flat=True))
+    in_memory = {o.pk for o in orders if conditions.is_exception(o)}
     assert in_memory == queried
     # The classes, spelled out: a failure of production is an exception, a cancellation is not.
     for order in orders:

@@ -21,7 +21,7 @@ from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
 
-from tracking.domain import labels
+from tracking.domain import conditions, labels
 from tracking.domain.carriers import CARRIERS
 from tracking.domain.flags import ReconcileReason
 from tracking.domain.statuses import PRODUCTION_RANK
@@ -346,7 +346,7 @@ class OrderChangeFilter(ChoiceFilter):
         if value.startswith("result:"):
             return queryset.filter(change_result=value.removeprefix("result:"))
         if value == "cancel_unconfirmed":
-            return queryset.filter(order_queues.cancel_unconfirmed_q())
+            return queryset.filter(conditions.cancel_unconfirmed_q())
         return queryset
 
 

@@ -35,6 +35,7 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin
+from tracking.domain import conditions
 from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.intake.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.models import CardOrder, D1AskJob, OrderChange, RegistrationConflict
@@ -131,7 +132,7 @@ def order_page_context(order: CardOrder, *, now) -> dict:
         "cancel_unconfirmed": bool(
             order.cancel_accepted_at and order.production_status not in CANCELLED_STATUSES
         ),
-        "returned": order_queues.is_returned(order),
+        "returned": conditions.is_returned(order),
     }
 
 

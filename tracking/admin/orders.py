@@ -39,7 +39,7 @@ from tracking.admin.security import (
     require_permission,
 )
 from tracking.admin.timeline import stage_spans, timeline_entries
-from tracking.domain import labels
+from tracking.domain import conditions, labels
 from tracking.domain.masking import PERSONAL_MASK, can_see_personal, personal_fields
 from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
 from tracking.domain.times import parse_time
@@ -501,7 +501,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         events = list(order.timeline()[: TIMELINE_LIMIT + 1])
         attempts = _reconcile_attempts(order)
         acknowledgements = list(order.acknowledgements.select_related("user")[:20])
-        exception = order_queues.is_exception(order)
+        exception = conditions.is_exception(order)
         current_ack = _current_acknowledgement(order, acknowledgements) if exception else None
         reconcile_pending = _reconcile_pending(request, order, attempts)
         context = {

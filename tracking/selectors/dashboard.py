@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
+from tracking.domain.conditions import carrier_word_unknown_q, failed_q
 from tracking.domain.fold import Outcome
 from tracking.domain.statuses import (
     CANCELLED_STATUSES,
@@ -162,7 +163,7 @@ def _carrier_words_unknown(figures: DashboardFigures, *, granted: Q) -> None:
     """The carrier words not understood (class `unknown`), with how many orders show each."""
     figures.carrier_words_unknown = dict(
         CardOrder.objects.filter(granted)
-        .filter(order_queues.carrier_word_unknown_q())
+        .filter(carrier_word_unknown_q())
         .order_by()
         .values_list("shipment_status")
         .annotate(n=Count("pk"))
@@ -202,9 +203,7 @@ def _final_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) ->
     for group, statuses in FINAL_GROUPS.items():
         for window, since in (("24h", now - DAY), ("7d", now - WEEK)):
             # "failed" also counts operations D1 reported FAILED at a normal step.
-            reached = (
-                order_queues.failed_q() if group == "failed" else Q(production_status__in=statuses)
-            )
+            reached = failed_q() if group == "failed" else Q(production_status__in=statuses)
             conditions[f"{group}:{window}"] = reached & Q(stage_entered_at__gte=since) & granted
     counts = count_each(CardOrder, conditions)
     figures.final = {

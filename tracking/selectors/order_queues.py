@@ -18,22 +18,18 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-# The status classes as conditions, read here by the queues and through this module by the
-# pages, the dashboard and the export.
-from tracking.domain.conditions import awaiting_delivery_q as awaiting_delivery_q
-from tracking.domain.conditions import cancel_unconfirmed_q as cancel_unconfirmed_q
-from tracking.domain.conditions import cancelled_q as cancelled_q
-from tracking.domain.conditions import carrier_word_unknown_q as carrier_word_unknown_q
-from tracking.domain.conditions import delivered_q as delivered_q
-from tracking.domain.conditions import delivery_failed_q as delivery_failed_q
-from tracking.domain.conditions import exception_q as exception_q
-from tracking.domain.conditions import failed_q as failed_q
-from tracking.domain.conditions import is_exception as is_exception
-from tracking.domain.conditions import is_returned as is_returned
-from tracking.domain.conditions import likely_late_q as likely_late_q
-from tracking.domain.conditions import returned_q as returned_q
-from tracking.domain.conditions import superseded_q as superseded_q
-from tracking.domain.conditions import waiting_q
+from tracking.domain.conditions import (
+    cancelled_q,
+    carrier_word_unknown_q,
+    delivered_q,
+    delivery_failed_q,
+    exception_q,
+    failed_q,
+    likely_late_q,
+    returned_q,
+    superseded_q,
+    waiting_q,
+)
 from tracking.domain.statuses import NON_TERMINAL_STATUSES, SHIPPED_STATUS, TERMINAL_STATUSES
 
 

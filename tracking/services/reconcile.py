@@ -28,6 +28,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from tracking.d1.client import D1CardNotFoundError, D1Error, d1_api_client_for
+from tracking.domain import conditions
 from tracking.domain.order_state import STATE_COLUMNS
 from tracking.domain.statuses import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES
 from tracking.intake.card_operations import UNKNOWN_AT_D1
@@ -395,7 +396,7 @@ def _past_due_q(now: datetime) -> Q:
 def _awaiting_delivery_q(now: datetime, *, max_age: timedelta | None) -> Q:
     """Shipped orders whose carrier has not reported delivery, quiet for the shipped interval."""
     # Carrier tracking only exists for a shipped card; a returned one expects nothing more.
-    awaiting = order_queues.awaiting_delivery_q() & Q(shipment__isnull=False)
+    awaiting = conditions.awaiting_delivery_q() & Q(shipment__isnull=False)
     quiet = Q(last_event_at__lte=now - settings.RECONCILE_SHIPPED_INTERVAL)
     if max_age is None:
         return awaiting
@@ -442,7 +443,7 @@ def orders_due_for_reconcile(
         | _stage_stale_q(now)
         | _past_due_q(now)
         | _awaiting_delivery_q(now, max_age=settings.RECONCILE_SHIPPED_MAX_AGE)
-        | order_queues.cancel_unconfirmed_q()
+        | conditions.cancel_unconfirmed_q()
     )
     if silent is None:
         due |= order_queues.silent_q(now=now)
