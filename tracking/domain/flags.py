@@ -10,7 +10,12 @@ from django.utils.translation import gettext_noop
 
 from tracking.domain.order_state import Explanation, OrderState, Rule
 from tracking.domain.ordering import EventFacts, item_text
-from tracking.domain.statuses import FAILED, FAILURE_STATUSES, PRODUCE_PATH, SHIPPED_STATUSES
+from tracking.domain.statuses import (
+    FAILED,
+    FAILURE_STATUSES,
+    PRODUCE_PATH,
+    SHIPPED_OR_RETURNED_STATUSES,
+)
 from tracking.domain.times import parse_time
 
 
@@ -54,7 +59,7 @@ class Conflicts:
         if status in FAILURE_STATUSES:
             self.failures.add(status)
             return
-        self.shipped |= status in SHIPPED_STATUSES
+        self.shipped |= status in SHIPPED_OR_RETURNED_STATUSES
         if event.operation_status == FAILED:
             self.failed_at = rank if self.failed_at is None else min(self.failed_at, rank)
         self.highest_step = rank if self.highest_step is None else max(self.highest_step, rank)
