@@ -20,7 +20,12 @@ from tracking.domain.times import parse_time
 
 
 class ReconcileReason:
-    """Why an order needs the truth from D1, highest priority first."""
+    """Why the portal asks D1 about an order.
+
+    The flags its events raise come first, highest priority first (`PRIORITY`, stored on the
+    order as `reconcile_reason`); the sweep's own reasons, which depend on the clock or on staff,
+    are written only on the attempt.
+    """
 
     CONFLICT = "conflict"
     INCOMPLETE = "incomplete_item"
@@ -28,6 +33,13 @@ class ReconcileReason:
     HOLD_THEN_PROGRESS = "hold_then_progress"
     UNKNOWN_STATUS = "unknown_status"
     GAP = "gap"
+    # The sweep's own reasons (tracking.services.reconcile), besides the flags above.
+    STAGE_THRESHOLD = "stage_threshold"
+    PAST_DUE = "past_due"
+    AWAITING_DELIVERY = "awaiting_delivery"
+    SILENT = "silent"  # registered, and D1 has said nothing about it yet
+    CANCEL_UNCONFIRMED = "cancel_unconfirmed"  # an accepted CANCEL without CARD_PROD_CANCELED
+    LOOK_UP = "look_up"  # staff or a command looked the card up
 
     PRIORITY = (CONFLICT, INCOMPLETE, HOLD_THEN_PROGRESS, UNKNOWN_STATUS, GAP)
     CHOICES = [

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tracking.d1.client import CARD_ID_PATTERN, D1CardNotFoundError, D1Error, d1_api_client_for
+from tracking.domain.flags import ReconcileReason
 from tracking.models import (
     CardOrder,
     Issuer,
@@ -29,7 +30,6 @@ from tracking.observability.logs import request_id_current
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.d1_asks import d1_ask_allow
 from tracking.services.reconcile import (
-    DueReason,
     _bookkeeping_update,
     _error_text,
     _not_found_update,
@@ -135,7 +135,7 @@ def card_look_up(
                 order=order,
                 started_at=started_at,
                 trigger=trigger,
-                reason=DueReason.LOOK_UP,
+                reason=ReconcileReason.LOOK_UP,
                 requested_by_id=actor.user_id,
                 correlation_id=correlation_id,
                 http_status=result.http_status,

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from tracking.d1.client import D1CardNotFoundError, D1Error, d1_api_client_for
 from tracking.domain import conditions
+from tracking.domain.flags import ReconcileReason
 from tracking.domain.order_state import STATE_COLUMNS
 from tracking.domain.statuses import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES
 from tracking.intake.card_operations import UNKNOWN_AT_D1
@@ -57,17 +58,6 @@ from tracking.services.d1_asks import d1_ask_allow
 logger = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
-
-
-class DueReason:
-    """Why an order is due, besides the flags set by ingest (conflict, unknown_status, gap)."""
-
-    STAGE_THRESHOLD = "stage_threshold"
-    PAST_DUE = "past_due"
-    AWAITING_DELIVERY = "awaiting_delivery"
-    SILENT = "silent"  # registered, and D1 has said nothing about it yet
-    CANCEL_UNCONFIRMED = "cancel_unconfirmed"  # an accepted CANCEL without CARD_PROD_CANCELED
-    LOOK_UP = "look_up"  # staff or a command looked the card up
 
 
 @dataclass(frozen=True)
@@ -465,20 +455,20 @@ def order_due_reason(*, order: CardOrder, now: datetime) -> str:
     if order.needs_reconcile and order.reconcile_reason:
         return order.reconcile_reason
     if order.registered_at is not None and not order.event_count:
-        return DueReason.SILENT
+        return ReconcileReason.SILENT
     if order.cancel_accepted_at is not None and order.production_status not in CANCELLED_STATUSES:
-        return DueReason.CANCEL_UNCONFIRMED
+        return ReconcileReason.CANCEL_UNCONFIRMED
     if not order.is_terminal:
         if order.due_date is not None and order.due_date < (
             (now - settings.RECONCILE_DUE_DATE_GRACE).date()
         ):
-            return DueReason.PAST_DUE
+            return ReconcileReason.PAST_DUE
         limit = order_queues.stage_threshold(order.production_status)
         entered = order.stage_entered_at or order.last_event_at
         if entered is not None and entered <= now - limit:
-            return DueReason.STAGE_THRESHOLD
+            return ReconcileReason.STAGE_THRESHOLD
     if _awaits_delivery(order):
-        return DueReason.AWAITING_DELIVERY
+        return ReconcileReason.AWAITING_DELIVERY
     return ""
 
 
