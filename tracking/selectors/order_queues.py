@@ -116,7 +116,7 @@ def is_stuck(order, *, now: dt.datetime) -> bool:
 # ---------------------------------------------------------------------------- the issuer's side
 
 
-def registered_waiting_q() -> Q:
+def awaiting_first_event_q() -> Q:
     """Registered orders D1 has not spoken about yet (index `order_awaiting_first_event`)."""
     return Q(event_count=0, superseded_by__isnull=True, registered_at__isnull=False)
 
@@ -147,7 +147,7 @@ def silent_q(*, now: dt.datetime) -> Q:
             condition |= Q(issuer_id=pk, registered_at__lt=now - silent_after(issuer_id))
         other = ~Q(issuer_id__in=sorted(pks.values()))
     condition |= other & Q(registered_at__lt=now - settings.REGISTERED_SILENT_AFTER)
-    return registered_waiting_q() & condition
+    return awaiting_first_event_q() & condition
 
 
 def is_silent(order, *, now: dt.datetime) -> bool:
@@ -325,7 +325,7 @@ QUEUES: dict[str, Queue] = {
             title=_("Registered orders without events"),
             label=_("Registered, no events yet"),
             description=_("Registered by the issuer; no notification or on-demand answer yet."),
-            condition=lambda now: registered_waiting_q(),
+            condition=lambda now: awaiting_first_event_q(),
         ),
         Queue(
             key="superseded",
