@@ -19,7 +19,7 @@ from tracking.domain import conditions
 from tracking.domain.carrier_status import FINAL_CLASSES, carrier_status_class
 from tracking.domain.statuses import (
     CANCELLED_STATUSES,
-    EXCEPTION_STATUSES,
+    FAILED_PRODUCTION_STATUSES,
     FAILURE_STATUSES,
     NON_TERMINAL_STATUSES,
     PRODUCTION_RANK,
@@ -136,7 +136,7 @@ def test_the_exception_rule_in_memory_matches_the_query(issuer):
     assert in_memory == queried
     # The classes, spelled out: a failure of production is an exception, a cancellation is not.
     for order in orders:
-        if order.production_status in EXCEPTION_STATUSES:
+        if order.production_status in FAILED_PRODUCTION_STATUSES:
             assert order.pk in queried
         if order.production_status in CANCELLED_STATUSES and not (
             order.has_conflict or order.error_code
@@ -144,12 +144,19 @@ def test_the_exception_rule_in_memory_matches_the_query(issuer):
             assert order.pk not in queried
 
 
+def test_the_failed_rule_in_memory_matches_the_query(issuer):
+    orders = orders_of_every_class(issuer)
+    queried = set(CardOrder.objects.filter(conditions.failed_q()).values_list("pk", flat=True))
+    assert {o.pk for o in orders if conditions.is_failed(o)} == queried
+    assert queried  # the classes include failed orders
+
+
 def test_the_colours_follow_the_status_classes():
-    for status in EXCEPTION_STATUSES:
+    for status in FAILED_PRODUCTION_STATUSES:
         assert admin_display.production_tone(status) == "danger"
     for status in CANCELLED_STATUSES:
         assert admin_display.production_tone(status) == "neutral"
-    assert FAILURE_STATUSES == EXCEPTION_STATUSES | CANCELLED_STATUSES
+    assert FAILURE_STATUSES == FAILED_PRODUCTION_STATUSES | CANCELLED_STATUSES
     for status in NON_TERMINAL_STATUSES:
         assert admin_display.production_tone(status) == "info"
 

@@ -22,7 +22,7 @@ from tracking.domain.labels import humanize_duration
 from tracking.domain.masking import personal_mask
 from tracking.domain.statuses import (
     CANCELLED_STATUSES,
-    EXCEPTION_STATUSES,
+    FAILED_PRODUCTION_STATUSES,
     PRODUCTION_RANK,
     RETURNED_PRODUCTION_STATUSES,
     SHIPPED_STATUS,
@@ -72,7 +72,7 @@ def badge(text: str, tone: str = "neutral", *, title: str = "", icon: str | None
 def production_tone(status: str) -> str:
     if not status:
         return "warning"
-    if status in EXCEPTION_STATUSES:
+    if status in FAILED_PRODUCTION_STATUSES:
         return "danger"
     if status in CANCELLED_STATUSES:
         return "neutral"

@@ -64,8 +64,8 @@ UNKNOWN_SHIPMENT_CLASS = carrier_status.UNKNOWN
 
 # Cancelled at the issuer's request: a failure of the operation, but not an exception.
 CANCELLED_STATUSES = frozenset({"CARD_PROD_CANCELED"})
-# Failures that need staff attention.
-EXCEPTION_STATUSES = FAILURE_STATUSES - CANCELLED_STATUSES
+# Production failed (D1's DATA_EXCEPTION, CARD_PROD_EXCEPTION): the failures that need staff.
+FAILED_PRODUCTION_STATUSES = FAILURE_STATUSES - CANCELLED_STATUSES
 # The tracking hub's RETURN; a carrier's return is in RETURNED_SHIPMENT_CLASSES.
 RETURNED_PRODUCTION_STATUSES = frozenset({"CARD_RETURNED"})
 # Shipped: the stage after which the carrier's updates follow, until the carrier is final.

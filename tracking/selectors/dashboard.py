@@ -20,7 +20,7 @@ from tracking.domain.conditions import carrier_word_unknown_q, failed_q
 from tracking.domain.fold import Outcome
 from tracking.domain.statuses import (
     CANCELLED_STATUSES,
-    EXCEPTION_STATUSES,
+    FAILED_PRODUCTION_STATUSES,
     RETURNED_PRODUCTION_STATUSES,
     SHIPPED_STATUS,
 )
@@ -40,7 +40,7 @@ NO_STATUS = ""  # orders whose only items carried unknown codes
 FINAL_GROUPS = {
     "shipped": (SHIPPED_STATUS,),
     "returned": tuple(sorted(RETURNED_PRODUCTION_STATUSES)),
-    "failed": tuple(sorted(EXCEPTION_STATUSES)),
+    "failed": tuple(sorted(FAILED_PRODUCTION_STATUSES)),
     "cancelled": tuple(sorted(CANCELLED_STATUSES)),
 }
 
