@@ -38,7 +38,7 @@ RECENT_WINDOW = dt.timedelta(hours=24)
 OPEN_STATUSES = (*NON_TERMINAL_STATUSES, "")
 # Where a finished order can stand: a final stage, or any step (or none) at which D1 ended the
 # operation (SUCCESSFUL at CARD_PROD_DONE, FAILED mid-production); every order is open or finished.
-FINISHED_AT_STATUSES = (*PRODUCTION_RANK, "")
+TERMINAL_AT_STATUSES = (*PRODUCTION_RANK, "")
 # Every outcome an item can have; "" while it waits to be applied.
 ITEM_OUTCOMES = (*(value for value, _ in Outcome.CHOICES), "")
 
@@ -50,7 +50,7 @@ class OperationsState:
     now: dt.datetime
     # Open orders (not in a final stage) per stage; final stages reached within RECENT_WINDOW.
     orders_by_stage: dict[str, int] = field(default_factory=dict)
-    finished_by_stage: dict[str, int] = field(default_factory=dict)
+    terminal_by_stage: dict[str, int] = field(default_factory=dict)
     stuck_by_stage: dict[str, int] = field(default_factory=dict)
     needs_reconcile_by_reason: dict[str, int] = field(default_factory=dict)
     reconcile_failing_orders: int = 0
@@ -139,12 +139,12 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
                 for status in OPEN_STATUSES
             },
             **{
-                f"finished:{status}": Q(production_status=status, is_terminal=True)
+                f"terminal:{status}": Q(production_status=status, is_terminal=True)
                 & (
                     Q(stage_entered_at__gte=since)
                     | Q(stage_entered_at__isnull=True, last_event_at__gte=since)
                 )
-                for status in FINISHED_AT_STATUSES
+                for status in TERMINAL_AT_STATUSES
             },
             **{
                 f"stuck:{status}": order_queues.stuck_in_stage_q(status, now=now)
@@ -156,7 +156,7 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
         family, _, status = label.partition(":")
         {
             "open": state.orders_by_stage,
-            "finished": state.finished_by_stage,
+            "terminal": state.terminal_by_stage,
             "stuck": state.stuck_by_stage,
         }[family][status] = n
     state.needs_reconcile_by_reason = dict(

@@ -37,7 +37,7 @@ from tracking.selectors import order_queues
 DAY = dt.timedelta(hours=24)
 WEEK = dt.timedelta(days=7)
 NO_STATUS = ""  # orders whose only items carried unknown codes
-FINAL_GROUPS = {
+TERMINAL_GROUPS = {
     "shipped": (SHIPPED_STATUS,),
     "returned": tuple(sorted(RETURNED_PRODUCTION_STATUSES)),
     "failed": tuple(sorted(FAILED_PRODUCTION_STATUSES)),
@@ -82,7 +82,7 @@ class DashboardFigures:
     now: dt.datetime
     stages: list[StageCount] = field(default_factory=list)
     # "shipped" / "returned" / "failed" / "cancelled" -> {"24h": n, "7d": n}
-    final: dict[str, dict[str, int]] = field(default_factory=dict)
+    terminal: dict[str, dict[str, int]] = field(default_factory=dict)
     open_exceptions: int = 0
     needs_reconcile: int = 0
     silent_orders: int = 0  # registered, nothing from D1 beyond the threshold
@@ -108,11 +108,11 @@ class DashboardFigures:
 
     @property
     def failures(self) -> dict[str, int]:
-        return self.final.get("failed", {})
+        return self.terminal.get("failed", {})
 
     @property
     def cancellations(self) -> dict[str, int]:
-        return self.final.get("cancelled", {})
+        return self.terminal.get("cancelled", {})
 
     @property
     def last_24h(self) -> HourCount:
@@ -138,7 +138,7 @@ def dashboard_figures(*, now: dt.datetime, issuers: QuerySet | None = None) -> D
     granted = Q() if issuers is None else Q(issuer__in=issuers.values("pk"))
     figures = DashboardFigures(now=now)
     _stage_counts(figures, now=now, granted=granted)
-    _final_counts(figures, now=now, granted=granted)
+    _terminal_counts(figures, now=now, granted=granted)
     orders = CardOrder.objects.filter(granted)
     figures.open_exceptions = orders.filter(order_queues.open_exception_q()).count()
     figures.needs_reconcile = orders.filter(needs_reconcile=True).count()
@@ -198,17 +198,17 @@ def _stage_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) ->
         )
 
 
-def _final_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
+def _terminal_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
     conditions = {}
-    for group, statuses in FINAL_GROUPS.items():
+    for group, statuses in TERMINAL_GROUPS.items():
         for window, since in (("24h", now - DAY), ("7d", now - WEEK)):
             # "failed" also counts operations D1 reported FAILED at a normal step.
             reached = failed_q() if group == "failed" else Q(production_status__in=statuses)
             conditions[f"{group}:{window}"] = reached & Q(stage_entered_at__gte=since) & granted
     counts = count_each(CardOrder, conditions)
-    figures.final = {
+    figures.terminal = {
         group: {window: counts.get(f"{group}:{window}", 0) for window in ("24h", "7d")}
-        for group in FINAL_GROUPS
+        for group in TERMINAL_GROUPS
     }
 
 
