@@ -111,11 +111,10 @@ def test_tasks_queued_by_a_request_carry_its_request_id(
     from config.celery_app import app
     from tests.services.reconcile.items import body, item
     from tracking.models import CardOrder
-    from tracking.services.reconcile import orders_reconcile_now
+    from tracking.services.reconcile import orders_reconcile_now, reconcile_order_task
 
     assert post_notification(body(item("log-1", "CARD_PROD_REQUESTED"))).status_code == 204
     order = CardOrder.objects.get(card_id="log-1")
-    from tracking.tasks import reconcile_order_task
 
     # A queue of this test's own, so that no worker takes the message and nothing is left over.
     queue = f"test-{uuid.uuid4().hex[:12]}"

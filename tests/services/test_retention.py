@@ -193,7 +193,7 @@ def test_old_refused_call_tallies_go(settings):
 
 
 def test_the_beat_schedule_runs_prune_and_it_reports(settings):
-    from tracking.tasks import retention_prune_task
+    from tracking.services.retention import retention_prune_task
 
     assert settings.CELERY_BEAT_SCHEDULE["retention-prune"]["task"] == "tracking.retention_prune"
     lines = retention_prune_task()

@@ -45,14 +45,16 @@ from tracking.services.d1_asks import D1AskRefused
 from tracking.services.issuer_grants import issuer_choices
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
-    FIELDS,
     awaiting_first_event,
     orders_register,
+    state_summary,
+)
+from tracking.services.registration_conflicts import registrations_conflicting
+from tracking.services.registration_rows import (
+    FIELDS,
     registrable_issuers,
     registration_check,
-    registrations_conflicting,
     shown,
-    state_summary,
 )
 
 REGISTER_PERMISSION = "tracking.register_cardorder"
