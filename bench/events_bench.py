@@ -56,8 +56,8 @@ def item(card: str, step: str) -> dict:
 def ingest_batch(issuer, items, *, outbox: bool = True) -> float:
     from django.db import transaction
 
+    from tracking.intake import ingest
     from tracking.models import NotificationDelivery
-    from tracking.services import ingest
 
     # Ingest as it was before the outbox: its one call at each write point made a no-op.
     ingest.events_record = _events_record if outbox else (lambda *args, **kwargs: [])

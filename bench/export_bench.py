@@ -110,7 +110,7 @@ def export_once(file_format: str, rows: int) -> dict:
     from django.conf import settings
 
     from tracking.models import CardOrder
-    from tracking.services.export import orders_csv_lines, orders_xlsx_file
+    from tracking.selectors.export import orders_csv_lines, orders_xlsx_file
 
     queryset = CardOrder.objects.filter(issuer__issuer_id=ISSUER_ID).order_by("pk")
     pks = list(queryset.values_list("pk", flat=True)[rows - 1 : rows])

@@ -129,7 +129,7 @@ class Score:
 
 
 def backtest(orders: list[Order], *, test_days: int, window_days: int, min_count: int):
-    from tracking.services.predictions import History, predict
+    from tracking.insight.predictions import History, predict
 
     window = dt.timedelta(days=window_days)
     last = max(o.shipped_at for o in orders)

@@ -136,7 +136,8 @@ def service_rate(args) -> float:
     from django.db import transaction
 
     from tracking.services.audit import Actor
-    from tracking.services.registration import orders_register, registration_check
+    from tracking.services.registration import orders_register
+    from tracking.services.registration_rows import registration_check
 
     issuer = new_issuer("BS")
     size = settings.REGISTRATION_BULK_MAX
@@ -194,7 +195,7 @@ def silent_sweep(args) -> None:
     from django.utils import timezone
 
     from tracking.models import CardOrder
-    from tracking.services.order_queues import silent_q
+    from tracking.selectors.order_queues import silent_q
     from tracking.services.reconcile import orders_claim_for_reconcile, orders_due_for_reconcile
 
     if connection.vendor != "postgresql":

@@ -103,8 +103,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client, override_settings
 
+    from tracking.d1.clients import d1_client_create
     from tracking.models import Issuer
-    from tracking.services.d1_clients import d1_client_create
 
     call_command("migrate", verbosity=0)
     issuer = Issuer.objects.create(issuer_id=ISSUER, name="Bench")

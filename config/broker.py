@@ -13,7 +13,8 @@ into place, which is atomic on one filesystem.
 closes the connection it has just collected, and kombu's Redis channel then fails to restore
 the unacknowledged messages with `AttributeError: 'NoneType' object has no attribute
 'hostname'`, an "unrecoverable error" that ends the worker (the Redis-stopped drill of
-tests/ops/test_drills.py). The consumer here lets that one failure pass and reconnects as it
+tests/observability/test_drills.py). The consumer here lets that one failure pass and
+reconnects as it
 would after any other connection loss. The messages it could not restore come back after the
 broker's visibility timeout, and the sweep reclaims their orders once their claim expires.
 """

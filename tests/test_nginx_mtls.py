@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.fixtures import spec_examples as spec
+from tracking.d1.clients import d1_client_create
 from tracking.models import Issuer, NotificationDelivery
-from tracking.services.d1_clients import d1_client_create
 
 NGINX = os.environ.get("NGINX_BIN") or shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 ROOT = Path(__file__).resolve().parent.parent

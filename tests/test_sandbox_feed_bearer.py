@@ -13,8 +13,8 @@ import pytest
 
 from d1sandbox.testing import PROJECT_ROOT
 from tests.fixtures import spec_examples as spec
+from tracking.d1.clients import d1_client_create
 from tracking.models import CardOrder, Issuer, NotificationDelivery, RefusalTally
-from tracking.services.d1_clients import d1_client_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from tracking.d1_access import verified_client_subject
+from tracking.d1.access import verified_client_subject
 
 
 class D1ClientCertificateMiddleware:

@@ -8,7 +8,7 @@ DEBUG = False
 LOCAL_DIR.mkdir(exist_ok=True)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher",
-    "tracking.d1_access.D1ClientSecretHasher",
+    "tracking.d1.access.D1ClientSecretHasher",
 ]
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)

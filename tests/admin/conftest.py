@@ -11,7 +11,7 @@ from django.test import Client
 from tests.conftest import grant_every_issuer
 from tests.fixtures.backoffice import load_backoffice_orders
 from tests.fixtures.spec_examples import ISSUER_ID
-from tests.reconcile.conftest import d1, sandbox  # noqa: F401 (the D1 sandbox, for reconcile now)
+from tests.services.reconcile.conftest import d1, sandbox  # noqa: F401 (the D1 sandbox, for reconcile now)
 from tracking.models import Issuer
 
 

@@ -22,7 +22,7 @@ from tests.fixtures.backoffice import Card, load_backoffice_orders, post_items, 
 from tests.fixtures.browser import needs_chromium
 from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import CardOrder, OrderAcknowledgement
-from tracking.services.export import ORDER_COLUMNS
+from tracking.selectors.export import ORDER_COLUMNS
 
 PASSWORD = "boss-password-1"
 WIDTH, HEIGHT = 1366, 768

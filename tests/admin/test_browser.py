@@ -24,9 +24,9 @@ from d1sandbox.testing import PROJECT_ROOT
 from tests.fixtures.backoffice import PATH, Card, load_backoffice_orders, post_items
 from tests.fixtures.browser import needs_chromium
 from tests.fixtures.spec_examples import ISSUER_ID
+from tracking.insight.refresh import insight_refresh
 from tracking.models import CardOrder, Issuer, NotificationDelivery, OrderAcknowledgement
 from tracking.services.audit import Actor
-from tracking.services.insight import insight_refresh
 from tracking.services.reconcile import order_reconcile
 from tracking.services.registration import Registration, orders_register
 
@@ -416,11 +416,11 @@ def test_ask_d1_now_shows_the_answer_without_a_manual_reload(page, orders, issue
     The queue is the one part played here (the task is held instead of run at once); the call
     to D1 is the sandbox's real answer over HTTP.
     """
-    from tracking import tasks
+    from tracking.services import reconcile
 
     held: list[tuple] = []
     monkeypatch.setattr(
-        tasks.reconcile_order_task,
+        reconcile.reconcile_order_task,
         "delay_on_commit",
         lambda order_id, **kwargs: held.append((order_id, kwargs)),
     )

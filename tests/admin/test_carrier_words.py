@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tests.reconcile.items import item
+from tests.services.reconcile.items import item
 from tracking.models import CardOrder
 
 pytestmark = pytest.mark.django_db

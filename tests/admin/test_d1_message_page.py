@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.fixtures.backoffice import Card, post_items
-from tracking.data_care import PERSONAL_MASK
+from tracking.domain.masking import PERSONAL_MASK
 from tracking.models import CardOrder, NotificationDelivery
 
 pytestmark = pytest.mark.django_db

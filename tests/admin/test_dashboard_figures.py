@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from tests.fixtures.backoffice import PATH, Card, post_items, shipment
 from tracking.admin.dashboard import FINAL_TITLES
+from tracking.domain.rules import NON_TERMINAL_STATUSES
 from tracking.models import CardOrder, ReconcileAttempt
-from tracking.rules import NON_TERMINAL_STATUSES
-from tracking.services import order_queues
-from tracking.services.dashboard import FINAL_GROUPS
+from tracking.selectors import order_queues
+from tracking.selectors.dashboard import FINAL_GROUPS
 
 pytestmark = pytest.mark.django_db
 

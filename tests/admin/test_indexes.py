@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from tracking.models import CardOrder
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

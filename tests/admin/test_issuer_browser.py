@@ -11,10 +11,10 @@ from playwright.sync_api import expect
 from tests.admin.test_browser import WIDTH
 from tests.fixtures.browser import needs_chromium
 from tests.fixtures.spec_examples import ISSUER_ID
-from tests.reconcile.conftest import d1, sandbox  # noqa: F401 (fixtures)
-from tests.reconcile.items import item
+from tests.services.reconcile.conftest import d1, sandbox  # noqa: F401 (fixtures)
+from tests.services.reconcile.items import item
+from tracking.intake.ingest import ingest_operations
 from tracking.models import AuditEntry, CardOrder, Issuer, NotificationDelivery
-from tracking.services.ingest import ingest_operations
 
 PASSWORD = "issuer-side-password-1"
 

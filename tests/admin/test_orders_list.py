@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.fixtures.backoffice import Card, post_items
 from tracking.models import CardOrder, Issuer, OrderAcknowledgement
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 
 pytestmark = pytest.mark.django_db
 

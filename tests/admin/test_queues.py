@@ -8,7 +8,7 @@ import pytest
 from django.db.models import Q
 from django.utils.html import escape
 
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 
 pytestmark = pytest.mark.django_db
 

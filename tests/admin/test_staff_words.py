@@ -8,7 +8,7 @@ import re
 import pytest
 from django.utils import translation
 
-from tracking import labels
+from tracking.domain import labels
 from tracking.models import CardOrder
 from tracking.services.audit import Actor
 from tracking.services.registration import Registration, orders_register

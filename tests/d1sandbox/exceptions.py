@@ -7,7 +7,7 @@ from django.utils import timezone
 from d1sandbox.state import ORDER_OPERATIONS
 from d1sandbox.verify import VerifyReport
 from tracking.models import CardOrder
-from tracking.services.order_queues import QUEUES
+from tracking.selectors.order_queues import QUEUES
 
 SHOWN_FIELDS = (
     "production_status",

@@ -7,7 +7,8 @@ Three issuers, as D1 may serve them: one ships its cards, one orders without shi
 end SUCCESSFUL at CARD_PROD_DONE) and gets productionStatus as a bare operation object, one gets
 it as a list.
 
-Separate processes over real HTTP on PostgreSQL and Redis, started by tests/reconcile/portal.py:
+Separate processes over real HTTP on PostgreSQL and Redis, started by
+tests/services/reconcile/portal.py:
 gunicorn, a Celery worker and beat, the sandbox's `serve`, then `feed` and `verify` as commands.
 """
 
@@ -22,13 +23,13 @@ from d1sandbox.keys import key_pair_ensure
 from tests.conftest import grant_every_issuer
 from tests.d1sandbox.exceptions import assert_exceptions_are_the_real_problems
 from tests.fixtures.api_tokens import read_api_token
-from tests.reconcile.portal import (  # noqa: F401 (fixtures)
+from tests.services.reconcile.portal import (  # noqa: F401 (fixtures)
     portal_environment,
     portal_start,
     processes,
     redis_broker,
 )
-from tests.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
+from tests.services.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
 from tracking.models import Issuer
 from tracking.services.roles import OPERATORS, roles_ensure
 

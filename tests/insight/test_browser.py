@@ -20,7 +20,7 @@ from tests.admin.test_browser import (
 )
 from tests.fixtures.browser import needs_chromium
 from tests.fixtures.insight import SHOWCASE_FILE, load_insight_showcase
-from tracking.services.insight import insight_refresh
+from tracking.insight.refresh import insight_refresh
 
 pytestmark = [
     needs_chromium,

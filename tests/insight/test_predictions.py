@@ -9,9 +9,9 @@ from django.test import Client
 
 from tests.fixtures.backoffice import post_items
 from tests.fixtures.insight import DAY, HOUR, NOW, send_order
+from tracking.insight.predictions import Basis, History, predict
+from tracking.insight.refresh import insight_refresh
 from tracking.models import Issuer, OrderPrediction
-from tracking.services.insight import insight_refresh
-from tracking.services.predictions import Basis, History, predict
 
 pytestmark = pytest.mark.django_db
 DUE = dt.date(2026, 3, 10)
@@ -226,8 +226,8 @@ def test_refresh_writes_only_the_predictions_that_moved(history, issuer):
 def test_the_order_and_its_file_carry_the_predicted_dates(history, issuer):
     """The orders list sorts on the order's own copy of p50; the files list shows the latest
     p50 and p90 of the file's open orders. Both follow the predictions."""
+    from tracking.insight.production_files import file_forecast
     from tracking.models import CardOrder, ProductionFile
-    from tracking.services.production_files import file_forecast
 
     on_time = open_order(issuer, site="SITE-A")
     late = open_order(issuer, site="SITE-A", hours_ago=30)

@@ -6,9 +6,9 @@ import pytest
 from django.test import Client
 
 from tests.fixtures.insight import DAY, HOUR, NOW, path_steps, send_order
+from tracking.insight import production_files
+from tracking.insight.refresh import insight_refresh
 from tracking.models import ProductionFile
-from tracking.services import production_files
-from tracking.services.insight import insight_refresh
 
 pytestmark = pytest.mark.django_db
 FILE = "ORDERS_20260305_01.csv"

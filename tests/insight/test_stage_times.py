@@ -9,9 +9,9 @@ from django.test import Client
 from tests.conftest import make_staff
 from tests.fixtures.insight import DAY, HOUR, NOW, send_order
 from tracking.admin.insight import granted_heatmap
+from tracking.insight import stage_times
+from tracking.insight.refresh import insight_refresh
 from tracking.models import Issuer, StageSpan, StageStat
-from tracking.services import stage_times
-from tracking.services.insight import insight_refresh
 from tracking.services.roles import VIEWERS
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,9 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.tracking import streams
-from tests.tracking.test_rules import lifecycle
+from tests.domain.test_rules import lifecycle
+from tests.intake import streams
+from tracking.intake.ingest import ingest_operations
 from tracking.models import CardOrder, NotificationDelivery
 from tracking.outbound.changes import (
     DELIVERED,
@@ -20,7 +21,6 @@ from tracking.outbound.changes import (
     order_facts,
 )
 from tracking.outbound.models import OutboundEvent
-from tracking.services.ingest import ingest_operations
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +140,7 @@ def test_a_new_registered_order_is_registered_only():
 
 
 def test_a_rederive_that_changes_an_order_emits_its_change_marked_so(issuer):
-    from tracking.services.rederive import orders_rederive
+    from tracking.intake.rederive import orders_rederive
 
     _ingest(issuer, lifecycle()[:2])
     order = CardOrder.objects.get()
@@ -189,7 +189,7 @@ def test_a_registered_order_unknown_at_d1_for_too_long_is_an_exception_event(iss
     from django.utils import timezone
 
     from tracking.models import ReconcileOutcome
-    from tracking.services.reconcile import _not_found_update
+    from tracking.services.d1_answers import order_not_found_update
 
     now = timezone.now()
     order = CardOrder.objects.create(
@@ -199,9 +199,9 @@ def test_a_registered_order_unknown_at_d1_for_too_long_is_an_exception_event(iss
         registered_at=now - dt.timedelta(days=5),
         d1_not_found_since=now - settings.REGISTERED_NOT_FOUND_AFTER - dt.timedelta(hours=1),
     )
-    _not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)
+    order_not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)
     event = OutboundEvent.objects.get(order=order)
     assert event.type == "card_order.exception"
     assert event.payload["reason"] == order.exception_reason != ""
-    _not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)  # still: no event
+    order_not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)  # still: no event
     assert OutboundEvent.objects.filter(order=order).count() == 1

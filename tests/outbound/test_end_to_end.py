@@ -1,7 +1,8 @@
 """End to end: a fed sandbox run, and an outside receiver that verifies every signature with the
 library gets every change exactly once per `webhook-id`.
 
-Separate processes over real HTTP on PostgreSQL and Redis (tests/reconcile/portal.py): gunicorn,
+Separate processes over real HTTP on PostgreSQL and Redis
+(tests/services/reconcile/portal.py): gunicorn,
 a Celery worker and beat, the D1 sandbox feeding with copies, re-ordering and drops, and
 `python -m d1sandbox receiver`.
 """
@@ -20,13 +21,13 @@ from django.contrib.auth import get_user_model
 from d1sandbox.keys import key_pair_ensure
 from tests.conftest import grant_every_issuer
 from tests.fixtures.api_tokens import read_api_token
-from tests.reconcile.portal import (  # noqa: F401 (fixtures)
+from tests.services.reconcile.portal import (  # noqa: F401 (fixtures)
     portal_environment,
     portal_start,
     processes,
     redis_broker,
 )
-from tests.reconcile.sandbox import ROOT, Sandbox, sandbox_converge, sandbox_feed
+from tests.services.reconcile.sandbox import ROOT, Sandbox, sandbox_converge, sandbox_feed
 from tracking.models import CardOrder, Issuer
 from tracking.outbound.models import DeliveryStatus, EventDelivery, OutboundEvent
 from tracking.services.roles import OPERATORS, roles_ensure

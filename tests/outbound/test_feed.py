@@ -12,10 +12,10 @@ from rest_framework.test import APIClient
 
 from tests.conftest import is_postgres
 from tests.fixtures.api_tokens import read_api_client
+from tracking.intake.ingest import ingest_operations
 from tracking.models import Issuer, NotificationDelivery
 from tracking.outbound.feed import feed_page
 from tracking.outbound.models import OutboundEvent
-from tracking.services.ingest import ingest_operations
 
 
 def step(card: str, status: str = "CARD_PROD_REQUESTED") -> dict:

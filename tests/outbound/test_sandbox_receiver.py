@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from d1sandbox.receiver import EventReceiver, receiver_server
-from tests.tracking.test_rules import lifecycle
+from tests.domain.test_rules import lifecycle
 from tracking.outbound.delivery import deliveries_sweep
 from tracking.outbound.endpoints import endpoint_create
 from tracking.outbound.models import DeliveryStatus, EventDelivery, OutboundEvent

@@ -23,9 +23,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from tests.fixtures.backoffice import load_backoffice_orders
 from tests.fixtures.browser import needs_chromium
+from tracking.d1.clients import d1_client_create
+from tracking.insight import stage_times
 from tracking.models import CardOrder
-from tracking.services import stage_times
-from tracking.services.d1_clients import d1_client_create
 
 pytestmark = [
     needs_chromium,

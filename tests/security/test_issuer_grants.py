@@ -23,6 +23,7 @@ from tests.conftest import make_staff
 from tests.fixtures import spec_examples as spec
 from tests.fixtures.api_tokens import read_api_client, read_api_token
 from tracking.admin.dashboard import dashboard_reads
+from tracking.d1.clients import d1_client_create
 from tracking.models import (
     AuditEntry,
     CardOrder,
@@ -37,7 +38,6 @@ from tracking.outbound.models import EventEndpoint
 from tracking.services import roles
 from tracking.services.api_tokens import IssuersNotGranted, api_token_create
 from tracking.services.audit import Actor, audit_record
-from tracking.services.d1_clients import d1_client_create
 from tracking.services.order_actions import order_replay
 
 pytestmark = pytest.mark.django_db

@@ -14,12 +14,12 @@ from rest_framework.test import APIClient
 
 from tests.fixtures import spec_examples as spec
 from tests.fixtures.api_tokens import read_api_client
-from tracking.d1_access import D1ClientSecretHasher
-from tracking.d1_api import BODY_EXCERPT_CHARS, D1Config
+from tracking.d1.access import D1ClientSecretHasher
+from tracking.d1.client import BODY_EXCERPT_CHARS, D1Config
+from tracking.d1.clients import d1_client_create
 from tracking.models import AuditEntry, CardOrder, ReconcileAttempt
 from tracking.models import D1Client as D1ClientModel
 from tracking.services.audit import Actor
-from tracking.services.d1_clients import d1_client_create
 from tracking.services.order_actions import order_acknowledge
 from tracking.services.reconcile import order_reconcile
 
@@ -219,7 +219,7 @@ def d1_config(settings, tmp_path):
 
 
 def reconcile_card_000123() -> ReconcileAttempt:
-    from tracking import d1_api
+    from tracking.d1 import client as d1_api
 
     d1_api._clients.clear()  # a client of this test's settings, not one cached before
     order = CardOrder.objects.get(card_id="card-000123")
@@ -265,7 +265,7 @@ def test_a_token_answer_body_is_never_stored(loaded, d1_config, status, token_bo
 
 
 def test_d1_error_text_is_masked_by_the_client_itself():
-    from tracking.d1_api import D1Error
+    from tracking.d1.client import D1Error
 
     error = D1Error("D1 failed", status=500, body=f"pan {CARD_NUMBER} " + "y" * 10_000)
     assert CARD_NUMBER not in error.body

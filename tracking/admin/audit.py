@@ -10,8 +10,8 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
 from tracking.admin.security import GrantedHistoryMixin
+from tracking.d1.clients import d1_client_create, d1_client_deactivate
 from tracking.models import AuditEntry, D1Client
-from tracking.services.d1_clients import d1_client_create, d1_client_deactivate
 from tracking.services.issuer_grants import audit_visible_to, issuers_visible_to
 
 

@@ -11,12 +11,12 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from tracking import labels
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import EvidenceAdmin
 from tracking.admin.timeline import timeline_entries
-from tracking.data_care import PERSONAL_MASK, can_see_personal
+from tracking.domain import labels
+from tracking.domain.masking import PERSONAL_MASK, can_see_personal
 from tracking.models import (
     CardOrder,
     NotificationDelivery,

@@ -18,12 +18,12 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from tracking import labels
 from tracking.admin.filters import NONE
+from tracking.domain import labels
 from tracking.models import Issuer, NotificationDelivery
 from tracking.observability.alerts import Alert, alerts_current
-from tracking.services import order_queues
-from tracking.services.dashboard import (
+from tracking.selectors import order_queues
+from tracking.selectors.dashboard import (
     DAY,
     FINAL_GROUPS,
     WEEK,
@@ -101,7 +101,7 @@ def _chart_options(
 
 
 def _short_stage(status: str) -> str:
-    """CARD_PROD_ONGOING -> "Being personalised": the stage's label (tracking.labels)."""
+    """CARD_PROD_ONGOING -> "Being personalised": the stage's label (tracking.domain.labels)."""
     return labels.label_text("production_status", status)
 
 

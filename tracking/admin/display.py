@@ -15,12 +15,11 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
-from tracking import carrier_status, labels
-from tracking.carriers import carrier_name, tracking_url_for
-from tracking.data_care import personal_mask
-from tracking.labels import humanize_duration
-from tracking.models import CardOrder
-from tracking.rules import (
+from tracking.domain import carrier_status, labels
+from tracking.domain.carriers import carrier_name, tracking_url_for
+from tracking.domain.labels import humanize_duration
+from tracking.domain.masking import personal_mask
+from tracking.domain.rules import (
     CANCELLED_STATUSES,
     EXCEPTION_STATUSES,
     PRODUCTION_RANK,
@@ -28,7 +27,8 @@ from tracking.rules import (
     RULES_VERSION,
     SHIPPED_STATUS,
 )
-from tracking.services import order_queues
+from tracking.models import CardOrder
+from tracking.selectors import order_queues
 
 TONE_CLASSES = {
     "info": "bg-blue-100 text-blue-700 dark:bg-blue-500/20 dark:text-blue-400",
@@ -124,7 +124,7 @@ SHIPMENT_CLASS_TONES = {
 
 
 def shipment_tone(status: str) -> str:
-    """The tone of a carrier word, by its class (`tracking.carrier_status`)."""
+    """The tone of a carrier word, by its class (`tracking.domain.carrier_status`)."""
     return SHIPMENT_CLASS_TONES.get(carrier_status.carrier_status_class(status), "info")
 
 
@@ -176,7 +176,7 @@ def tracking_url(order: CardOrder) -> str:
     """The link to the carrier's tracking page for this order: the one place that decides it.
 
     The URL D1 sent (when it is http(s)), else the carrier's own page for the tracking number
-    (`tracking.carriers`), so every page and list links the same way.
+    (`tracking.domain.carriers`), so every page and list links the same way.
     """
     return safe_http_url(tracking_url_for(order.carrier, order.tracking_number, order.tracking_url))
 

@@ -21,10 +21,10 @@ from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
 
-from tracking import labels
-from tracking.carriers import CARRIERS
-from tracking.rules import PRODUCTION_RANK, ReconcileReason
-from tracking.services import order_queues
+from tracking.domain import labels
+from tracking.domain.carriers import CARRIERS
+from tracking.domain.rules import PRODUCTION_RANK, ReconcileReason
+from tracking.selectors import order_queues
 
 OTHER = "__other__"
 NONE = "__none__"
@@ -58,7 +58,7 @@ class ChoiceFilter(DropdownFilter):
 
 
 class LabelledChoiceFilter(ChoiceFilter):
-    """A drop-down of one column's codes, each shown with its label (`tracking.labels`).
+    """A drop-down of one column's codes, each shown with its label (`tracking.domain.labels`).
 
     The parameter is the column's name; `label_kind` names the labels' table.
     """
@@ -325,7 +325,7 @@ class OrderChangeFilter(ChoiceFilter):
     parameter_name = "change"
 
     def lookups(self, request, model_admin):
-        from tracking.services.card_operations import CHANGE_TYPES
+        from tracking.intake.card_operations import CHANGE_TYPES
 
         return [
             ("any", _("Any change result")),

@@ -24,17 +24,17 @@ from django.utils.translation import gettext_lazy as _
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import PortalModelAdmin
-from tracking.labels import humanize_duration
+from tracking.domain.labels import humanize_duration
+from tracking.insight import predictions, production_files, stage_times
+from tracking.insight.refresh import last_refresh
 from tracking.models import CardOrder, ProductionFile, StageSpan
-from tracking.services import predictions, production_files, stage_times
-from tracking.services.insight import last_refresh
+from tracking.selectors.order_queues import stage_threshold
 from tracking.services.issuer_grants import (
     issuers_granted,
     issuers_visible_to,
     sees_every_issuer,
     visible_to,
 )
-from tracking.services.order_queues import stage_threshold
 
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
 

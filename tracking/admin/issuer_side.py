@@ -35,23 +35,25 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin
+from tracking.domain.rules import CANCELLED_STATUSES
+from tracking.intake.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.models import CardOrder, D1AskJob, OrderChange, RegistrationConflict
-from tracking.rules import CANCELLED_STATUSES
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 from tracking.services.audit import Actor
-from tracking.services.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.services.d1_asks import D1AskRefused
 from tracking.services.issuer_grants import issuer_choices
 from tracking.services.look_up import LookUpInputError, card_look_up
 from tracking.services.registration import (
-    FIELDS,
     awaiting_first_event,
     orders_register,
+    state_summary,
+)
+from tracking.services.registration_conflicts import registrations_conflicting
+from tracking.services.registration_rows import (
+    FIELDS,
     registrable_issuers,
     registration_check,
-    registrations_conflicting,
     shown,
-    state_summary,
 )
 
 REGISTER_PERMISSION = "tracking.register_cardorder"

@@ -9,7 +9,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from tracking.admin import display as admin_display
 from tracking.admin.base import PortalModelAdmin
 from tracking.admin.security import GrantedHistoryMixin
-from tracking.d1_api import D1Config, D1Error
+from tracking.d1.client import D1Config, D1Error
 from tracking.models import (
     Issuer,
 )

@@ -9,7 +9,7 @@ from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 
 ORDERS_CHANGELIST = "admin:tracking_cardorder_changelist"
 

@@ -26,7 +26,6 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from tracking import labels
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin import insight as admin_insight_columns
@@ -40,7 +39,10 @@ from tracking.admin.security import (
     require_permission,
 )
 from tracking.admin.timeline import stage_spans, timeline_entries
-from tracking.data_care import PERSONAL_MASK, can_see_personal, personal_fields
+from tracking.domain import labels
+from tracking.domain.masking import PERSONAL_MASK, can_see_personal, personal_fields
+from tracking.domain.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
+from tracking.insight.delivery_predictions import carrier_updates, order_expected_delivery
 from tracking.models import (
     CardOrder,
     Issuer,
@@ -48,19 +50,18 @@ from tracking.models import (
     OrderAcknowledgement,
     ReconcileAttempt,
 )
-from tracking.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
-from tracking.services import order_actions, order_queues, order_search
-from tracking.services.audit import Actor, audit_actor
-from tracking.services.d1_asks import D1AskRefused
-from tracking.services.delivery_predictions import carrier_updates, order_expected_delivery
-from tracking.services.explanation import order_explanation
-from tracking.services.export import (
+from tracking.selectors import order_queues, order_search
+from tracking.selectors.explanation import order_explanation
+from tracking.selectors.export import (
     XLSX_CONTENT_TYPE,
     orders_csv_audited,
     orders_csv_lines,
     orders_xlsx_file,
     xlsx_blocks,
 )
+from tracking.services import order_actions
+from tracking.services.audit import Actor, audit_actor
+from tracking.services.d1_asks import D1AskRefused
 from tracking.services.issuer_grants import issuers_visible_to
 from tracking.services.reconcile import order_due_reason, orders_reconcile_now
 from tracking.services.registration import awaiting_first_event

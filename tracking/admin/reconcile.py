@@ -9,15 +9,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from tracking import labels
 from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import EvidenceAdmin
 from tracking.admin.security import operator_action
-from tracking.data_care import can_see_personal
+from tracking.domain import labels
+from tracking.domain.masking import can_see_personal
 from tracking.models import ReconcileAttempt
 from tracking.services.audit import Actor
-from tracking.services.d1_asks import D1AskRefused, d1_ask_job_start
+from tracking.services.d1_ask_jobs import d1_ask_job_start
+from tracking.services.d1_asks import D1AskRefused
 
 ATTEMPT_FIELDS = [
     "started_at",

@@ -3,7 +3,7 @@
 - `EvidenceAdminMixin`: events, deliveries and audit entries are evidence; nobody (superusers
   included) adds, changes or deletes them.
 - Personal fields (PERSONAL_FIELDS) are masked for viewers by the columns and pages that show
-  them (`tracking.admin.display`, `tracking.data_care.personal_mask`); the tests read those
+  them (`tracking.admin.display`, `tracking.domain.masking.personal_mask`); the tests read those
   very pages.
 - `OperatorPermissionsMixin` + `operator_action`: an admin action that only holders of the
   operator permission see and can run (the service it calls writes the audit entries).
@@ -28,7 +28,7 @@ from django.core.exceptions import FieldDoesNotExist, PermissionDenied, Validati
 from django.db.models.constants import LOOKUP_SEP
 from django.http import Http404
 
-from tracking.data_care import can_see_personal, personal_fields
+from tracking.domain.masking import can_see_personal, personal_fields
 from tracking.services import issuer_grants
 
 

@@ -17,10 +17,16 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from tracking.carriers import carrier_name
+from tracking.domain.carriers import carrier_name
+from tracking.domain.rules import (
+    TRACKED_OPERATIONS,
+    Outcome,
+    lacks_zone,
+    parse_time,
+    production_rank,
+)
 from tracking.models import CardOrder, OperationEvent
-from tracking.rules import TRACKED_OPERATIONS, Outcome, lacks_zone, parse_time, production_rank
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 What is checked, in order, and what is answered (each refusal is recorded by the view):
 1. an address that failed too often in the current window: 429 with Retry-After;
-2. the client certificate, when required or restricted (`tracking.d1_access`): 403;
+2. the client certificate, when required or restricted (`tracking.d1.access`): 403;
 3. the bearer token, when required or presented: missing 401, unknown/expired/inactive 401
    with `WWW-Authenticate: Bearer ... error="invalid_token"`, wrong scope 403;
 4. (permission) the token's issuer against the path's issuer: 403.
@@ -21,12 +21,12 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from tracking.api.token_memory import d1_token_check_remembered
-from tracking.d1_access import (
+from tracking.d1.access import (
     TokenCheck,
     client_address,
     client_subject_refusal,
 )
-from tracking.services.rate_limits import rate_limit_count, rate_limit_peek
+from tracking.infrastructure.rate_limits import rate_limit_count, rate_limit_peek
 
 FAILURE_SCOPE = "d1-auth-failures"
 MAX_TOKEN_LENGTH = 512

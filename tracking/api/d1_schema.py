@@ -1,7 +1,7 @@
 """The OpenAPI description of D1's notification body (SPEC §1.4), for readers and for fuzzing.
 
 Documentation only: the webhook never validates through these serializers. What is accepted
-is decided by `tracking.validation`, which is deliberately more forgiving (unknown fields and
+is decided by `tracking.domain.validation`, which is deliberately more forgiving (unknown fields and
 codes are kept). Field names are D1's own (camelCase), as they appear on the wire.
 """
 
@@ -11,7 +11,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import serializers
 
-from tracking.validation import (
+from tracking.domain.validation import (
     CARD_ID_MAX,
     CODE_MAX,
     LONG_TEXT_MAX,

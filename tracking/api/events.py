@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tracking.api.serializers import CardOrderSerializer
-from tracking.data_care import can_see_personal, personal_fields, personal_mask
+from tracking.domain.masking import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder
 from tracking.outbound.feed import BadCursor, FeedPosition, feed_page
 from tracking.outbound.models import OutboundEvent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from rest_framework.exceptions import PermissionDenied
 
-from tracking.data_care import can_see_personal, personal_fields
+from tracking.domain.masking import can_see_personal, personal_fields
 from tracking.models import CardOrder
 
 

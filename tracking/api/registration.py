@@ -23,14 +23,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from tracking.domain.validation import json_body_parse
 from tracking.services.audit import Actor
-from tracking.services.registration import (
-    Registered,
-    orders_register,
-    registrable_issuers,
-    registration_check,
-)
-from tracking.validation import json_body_parse
+from tracking.services.registration import Registered, orders_register
+from tracking.services.registration_rows import registrable_issuers, registration_check
 
 REGISTER_PERMISSION = "tracking.register_cardorder"
 

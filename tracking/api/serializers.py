@@ -5,11 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tracking import carrier_status
-from tracking.data_care import can_see_personal, personal_fields, personal_mask
+from tracking.domain import carrier_status
+from tracking.domain.masking import can_see_personal, personal_fields, personal_mask
+from tracking.insight.predictions import order_forecast
 from tracking.models import CardOrder, OperationEvent
-from tracking.services.explanation import order_explanation
-from tracking.services.predictions import order_forecast
+from tracking.selectors.explanation import order_explanation
 from tracking.services.registration import awaiting_first_event, state_summary
 
 
@@ -200,7 +200,8 @@ class CardOrderDetailSerializer(CardOrderSerializer):
 
     @extend_schema_field(ExplanationSerializer(many=True))
     def get_explanation(self, order: CardOrder) -> list[dict]:
-        """Which rule and event decided each field (`tracking.rules`, as the fold decided)."""
+        """Which rule and event decided each field (`tracking.domain.rules`, as the fold
+        decided)."""
         return [row.as_dict() for row in order_explanation(order)]
 
     @extend_schema_field(OperationEventSerializer(many=True))

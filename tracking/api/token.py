@@ -19,8 +19,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from oauth2_provider.views import TokenView
 
-from tracking.d1_access import GRANT_CLIENT_CREDENTIALS, client_address, client_subject_refusal
-from tracking.services.rate_limits import rate_limit_count
+from tracking.d1.access import GRANT_CLIENT_CREDENTIALS, client_address, client_subject_refusal
+from tracking.infrastructure.rate_limits import rate_limit_count
 
 logger = logging.getLogger(__name__)
 

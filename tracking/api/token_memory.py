@@ -13,7 +13,7 @@ import time
 
 from django.conf import settings
 
-from tracking.d1_access import TokenCheck, d1_token_check
+from tracking.d1.access import TokenCheck, d1_token_check
 
 MAX_ENTRIES = 256  # D1 holds a handful of live tokens; this only bounds a flood of new ones
 

@@ -2,7 +2,7 @@
 
 A thin DRF view: D1's credentials are checked by `tracking.api.d1_auth` (client certificate,
 bearer token bound to the issuer), then the view reads the transport (headers, the body however
-it was sent) and hands it to `tracking.services.deliveries.webhook_answer`, which owns every
+it was sent) and hands it to `tracking.intake.contract.webhook_answer`, which owns every
 check, what is stored and what is answered (status, D1's error shape, Retry-After). It is not
 wrapped in a transaction on purpose: a refusal must be recorded even when the ingest
 transaction rolls back.
@@ -27,10 +27,9 @@ from rest_framework.views import APIView
 
 from tracking.api.d1_auth import D1CallerAuthentication, D1CallerMayNotifyIssuer
 from tracking.api.d1_schema import NotificationBodySchema
-from tracking.d1_access import client_address
-from tracking.data_care import pan_mask_text
-from tracking.observability.logs import request_id_clean
-from tracking.services.deliveries import (
+from tracking.d1.access import client_address
+from tracking.domain.masking import pan_mask_text
+from tracking.intake.contract import (
     GATE_ERROR_CODES,
     Answer,
     Envelope,
@@ -38,6 +37,7 @@ from tracking.services.deliveries import (
     refuse_as,
     webhook_answer,
 )
+from tracking.observability.logs import request_id_clean
 
 D1_ERROR = inline_serializer(
     "D1Error", {"errorCode": serializers.CharField(), "error": serializers.CharField()}

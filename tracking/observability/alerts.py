@@ -30,7 +30,7 @@ from django.conf import settings
 from django.utils.functional import lazy
 from django.utils.translation import gettext, gettext_noop
 
-from tracking import labels
+from tracking.domain import labels
 from tracking.observability.state import OperationsState, operations_state
 
 WARNING = "warning"
@@ -254,7 +254,7 @@ def _refused_share(state: OperationsState) -> list[Alert]:
 
 
 def _orders_stuck(state: OperationsState) -> list[Alert]:
-    from tracking.services.order_queues import stage_threshold
+    from tracking.selectors.order_queues import stage_threshold
 
     alerts = []
     for stage, count in sorted(state.stuck_by_stage.items()):

@@ -11,7 +11,7 @@
 - Logs carry ids, codes and counts; nobody logs a payload. A request is logged as its method and
   path with its query keys but not their values (`request_line`), except paging and ordering;
   every line has its card numbers masked on the way out, whoever wrote it. A log line is text
-  (`tracking.data_care`): the portal's own paths carry row numbers and issuer ids, never card
+  (`tracking.domain.masking`): the portal's own paths carry row numbers and issuer ids, never card
   ids, but a numeric card id that passes Luhn, in a path or a message, shows its last four
   digits only. The lines that name a card also name its order (`order=`) and the correlation
   id, which find it whole.
@@ -54,7 +54,9 @@ def request_id_clean(value: str | None) -> str:
     """
     if not value or not REQUEST_ID_PATTERN.fullmatch(value):
         return ""
-    from tracking.data_care import pan_mask_text  # not at import: the settings import this module
+    from tracking.domain.masking import (
+        pan_mask_text,
+    )  # not at import: the settings import this module
 
     return value if pan_mask_text(value) == value else ""
 
@@ -76,7 +78,9 @@ def request_line(request) -> str:
     `?q=4111...&access_token=...&p=2` is logged `?q&access_token&p=2`: what was asked, never
     what was searched for or which credential came along.
     """
-    from tracking.data_care import pan_mask_text  # not at import: the settings import this module
+    from tracking.domain.masking import (
+        pan_mask_text,
+    )  # not at import: the settings import this module
 
     line = f"{request.method} {pan_mask_text(request.path)}"
     query = request.META.get("QUERY_STRING", "")
@@ -97,7 +101,7 @@ def request_line(request) -> str:
 
 def _card_numbers_masked(logger: Any, method_name: str, event_dict: dict) -> dict:
     """Mask card numbers in every text of a log line, whoever wrote it (a path, an error)."""
-    from tracking.data_care import pan_mask_text
+    from tracking.domain.masking import pan_mask_text
 
     for key, value in event_dict.items():
         if isinstance(value, str) and len(value) >= 13:

@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.db.models import Count, Min, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.utils import timezone
 
+from tracking.domain.rules import NON_TERMINAL_STATUSES, PRODUCTION_RANK, Outcome
 from tracking.models import (
     CardOrder,
     EventSource,
@@ -25,8 +26,7 @@ from tracking.models import (
     OperationEvent,
     RefusalTally,
 )
-from tracking.rules import NON_TERMINAL_STATUSES, PRODUCTION_RANK, Outcome
-from tracking.services import order_queues
+from tracking.selectors import order_queues
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
         state.issuer_last_notification[issuer_id] = last
         state.issuer_silence[issuer_id] = max((now - (last or created_at)).total_seconds(), 0.0)
 
-    from tracking.services.order_queues import silent_q
+    from tracking.selectors.order_queues import silent_q
 
     state.silent_orders_by_issuer = dict(
         CardOrder.objects.filter(silent_q(now=now))

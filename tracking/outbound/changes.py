@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracking import conditions
-from tracking.rules import (
+from tracking.domain import conditions
+from tracking.domain.rules import (
     CANCELLED_STATUSES,
     DELIVERED_SHIPMENT_CLASSES,
     EXCEPTION_STATUSES,
@@ -39,7 +39,7 @@ class OrderFacts:
 
     production_status: str = ""
     production_rank: int | None = None
-    # The class of the carrier's latest word (`tracking.rules.shipment_class`): a new carrier
+    # The class of the carrier's latest word (`tracking.domain.rules.shipment_class`): a new carrier
     # word of the same class is no event.
     carrier_class: str = ""
     failed: bool = False

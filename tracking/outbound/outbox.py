@@ -96,7 +96,7 @@ def silent_sweep(*, now=None, limit: int = 500) -> int:
     meanwhile is left alone. Returns how many events were written.
     """
     from tracking.models import CardOrder
-    from tracking.services.order_queues import silent_q
+    from tracking.selectors.order_queues import silent_q
 
     now = now or timezone.now()
     said = OutboundEvent.objects.filter(order=OuterRef("pk"), type=SILENT)

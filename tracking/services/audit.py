@@ -19,8 +19,8 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from tracking.d1_access import client_address
-from tracking.data_care import pan_mask_value
+from tracking.d1.access import client_address
+from tracking.domain.masking import pan_mask_value
 from tracking.models import AuditEntry
 
 logger = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from tracking import data_care
+from tracking.domain import masking as data_care
+from tracking.domain.rules import DERIVED_COLUMNS
+from tracking.intake.ingest import refresh_orders
 from tracking.models import CardOrder, OrderAcknowledgement
-from tracking.rules import DERIVED_COLUMNS
 from tracking.services.audit import Actor, audit_actor
-from tracking.services.ingest import refresh_orders
 
 logger = logging.getLogger(__name__)
 

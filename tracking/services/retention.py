@@ -16,7 +16,7 @@
 - audit entries older than RETENTION_AUDIT_DAYS, never by default.
 
 Each step works in batches, each batch its own transaction, so that ingest is never held up
-for long; running it twice is harmless.
+for long; running it twice is harmless. Beat runs it as `retention_prune_task` (at the end).
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from celery import shared_task
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from tracking.domain.rules import EventFacts, OrderState, Outcome, derive_order_state
 from tracking.models import (
     AuditEntry,
     CardOrder,
@@ -40,7 +42,6 @@ from tracking.models import (
     RefusalTally,
     zone_by_name,
 )
-from tracking.rules import EventFacts, OrderState, Outcome, derive_order_state
 
 logger = logging.getLogger(__name__)
 
@@ -227,3 +228,9 @@ def _redundant_events(order_ids: list[int]) -> dict[int, list[int]]:
                 removable.append(event.key)
         redundant[order_id] = removable
     return redundant
+
+
+@shared_task(name="tracking.retention_prune")
+def retention_prune_task() -> list[str]:
+    """Apply the retention policy (RETENTION_* settings); log and return what it removed."""
+    return retention_prune().lines()

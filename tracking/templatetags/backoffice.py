@@ -7,9 +7,9 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from tracking import labels
-from tracking.labels import humanize_duration
-from tracking.rules import parse_time
+from tracking.domain import labels
+from tracking.domain.labels import humanize_duration
+from tracking.domain.rules import parse_time
 
 register = template.Library()
 
@@ -86,7 +86,7 @@ def when_exact(value):
 
 @register.simple_tag
 def coded(kind, code, tone="neutral"):
-    """A code's plain-language label as a badge, its code beside it (tracking.labels)."""
+    """A code's plain-language label as a badge, its code beside it (tracking.domain.labels)."""
     return _display().coded_badge(kind, code or "", tone)
 
 

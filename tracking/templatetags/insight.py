@@ -6,7 +6,7 @@ import datetime as dt
 
 from django import template
 
-from tracking.labels import humanize_duration
+from tracking.domain.labels import humanize_duration
 
 register = template.Library()
 

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tracking.d1.clients import d1_client_create
 from tracking.models import Issuer
-from tracking.services.d1_clients import d1_client_create
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from tracking.services.insight import insight_refresh
+from tracking.insight.refresh import insight_refresh
 
 
 class Command(BaseCommand):

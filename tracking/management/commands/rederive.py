@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.models import Issuer
-from tracking.rules import RULES_VERSION
-from tracking.services.rederive import (
+from tracking.domain.rules import RULES_VERSION
+from tracking.intake.rederive import (
     RederiveReport,
     masked_identifiers_count,
     orders_rederive,
 )
+from tracking.models import Issuer
 
 
 class Command(BaseCommand):

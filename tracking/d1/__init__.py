@@ -1,0 +1,1 @@
+"""Talking with D1: our client for its on-demand API, and how D1 proves itself to us."""

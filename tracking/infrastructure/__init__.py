@@ -1,0 +1,1 @@
+"""Database and cache helpers with no knowledge of card orders."""

@@ -1,0 +1,1 @@
+"""Insight rollups: stage spans, production files, predictions, refreshed by beat."""

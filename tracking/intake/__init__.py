@@ -1,0 +1,1 @@
+"""D1's notifications in: the webhook's contract, ingest, and which order an item belongs to."""

@@ -1,0 +1,1 @@
+"""Reads only: queues, search, export, figures, explanations."""
