@@ -47,17 +47,17 @@ TABLES = ("tracking_cardorder", "tracking_operationevent")
 
 
 def load_sql() -> dict[str, str]:
-    """The admin benchmark's loader, widened to the columns the queues and indexes read.
+    """The benchmarks' loader (`bench/fill.py`), widened to the columns the queues and indexes read.
 
     Issuers are skewed (half of the orders for one issuer), exceptions carry the time they were
     flagged, shipped orders a carrier class, open ones a predicted ship date, and every event
     the D1 message that brought it (one message per issuer and minute).
     """
-    import admin_bench as base
+    import fill as base
 
     def replaced(text: str, old: str, new: str) -> str:
         if old not in text:
-            raise SystemExit(f"bench/admin_bench.py changed: {old!r} not found")
+            raise SystemExit(f"bench/fill.py changed: {old!r} not found")
         return text.replace(old, new)
 
     plan = replaced(
@@ -153,9 +153,9 @@ RARE_SQL = [
 
 def load(*, size: int) -> float:
     """Write the orders, events, D1 messages and rare states; rebuild indexes; analyze."""
-    from admin_bench import BIG_TABLES, drop_indexes, reset, step
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
+    from fill import BIG_TABLES, drop_indexes, reset, step
 
     reset()
     user, _ = get_user_model().objects.get_or_create(
@@ -244,13 +244,15 @@ def record_paths(size: int, only: list[str] = ()) -> list[Recorded]:
     from django.test import Client
     from django.utils import timezone
 
+    from tracking.insight import production_files
+    from tracking.intake.ingest import ingest_operations
     from tracking.models import CardOrder, Issuer, NotificationDelivery, OperationEvent
     from tracking.observability.state import operations_state
-    from tracking.services import order_queues, production_files, reconcile
+    from tracking.selectors import order_queues
+    from tracking.selectors.dashboard import dashboard_figures
+    from tracking.services import reconcile
     from tracking.services.api_tokens import api_token_create
     from tracking.services.audit import Actor
-    from tracking.services.dashboard import dashboard_figures
-    from tracking.services.ingest import ingest_operations
     from tracking.services.retention import retention_prune
 
     user = get_user_model().objects.get(username="bench")
@@ -759,8 +761,9 @@ def main() -> None:
     import django
 
     django.setup()
-    from admin_bench import ensure_database, events_count
+    from admin_bench import events_count
     from django.core.management import call_command
+    from fill import ensure_database
 
     from tracking.models import CardOrder
 
