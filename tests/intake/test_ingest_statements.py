@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.domain.test_rules import lifecycle
-from tracking.domain.rules import DERIVED_COLUMNS
+from tracking.domain.order_state import DERIVED_COLUMNS
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.intake.ingest import refresh_orders
 from tracking.models import CardOrder, NotificationDelivery, OperationEvent

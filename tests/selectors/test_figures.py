@@ -1,7 +1,7 @@
-"""The admin's dashboard and /metrics show the same open, stuck and finished figures.
+"""The admin's dashboard and /metrics show the same open, stuck and terminal figures.
 
 Both read `tracking.selectors.figures`; these tests seed orders of every status class and stage
-(the realistic back office, some stuck, some finished at a step that is not a final stage),
+(the realistic back office, some stuck, some ended by D1 at a step that is not a final stage),
 then compare every figure the two share, and the stuck alerts with them.
 """
 
@@ -15,11 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.admin.conftest import backoffice_data, bo_issuer, orders  # noqa: F401 (fixtures)
 from tests.admin.test_dashboard_figures import every_class  # noqa: F401 (fixture)
-from tracking.domain.rules import EXCEPTION_STATUSES
+from tracking.domain.statuses import FAILED_PRODUCTION_STATUSES
 from tracking.models import CardOrder
 from tracking.observability.alerts import alerts_current
 from tracking.selectors.dashboard import dashboard_figures
-from tracking.selectors.figures import FINISHED_CLASSES, stage_figures
+from tracking.selectors.figures import TERMINAL_GROUPS, stage_figures
 
 pytestmark = pytest.mark.django_db
 
@@ -70,24 +70,24 @@ def test_open_and_stuck_orders_per_stage_agree_on_the_dashboard_and_metrics(seed
     assert "none" in shown_open  # an order known only by a hold code
 
 
-def test_finished_orders_agree_on_the_dashboard_and_metrics(seeded, metrics):
+def test_terminal_orders_agree_on_the_dashboard_and_metrics(seeded, metrics):
     dashboard = dashboard_figures(now=timezone.now())
-    finished = metrics()["portal_orders_finished_24h"]
+    terminal = metrics()["portal_orders_finished_24h"]
 
-    # The classes of one status each are that status's gauge.
+    # The groups of one status each are that status's gauge.
     for name in ("shipped", "returned", "cancelled"):
-        (status,) = FINISHED_CLASSES[name]
-        assert dashboard.finished[name]["24h"] == finished.get(status, 0), name
-    # Failed: the exception statuses, and operations D1 ended FAILED at a normal step; what the
-    # four classes leave out is only what D1 ended SUCCESSFUL before shipping.
-    exceptions = sum(finished.get(status, 0) for status in EXCEPTION_STATUSES)
-    in_classes = sum(counts["24h"] for counts in dashboard.finished.values())
+        (status,) = TERMINAL_GROUPS[name]
+        assert dashboard.terminal[name]["24h"] == terminal.get(status, 0), name
+    # Failed: the failed production statuses, and operations D1 ended FAILED at a normal step;
+    # what the four groups leave out is only what D1 ended SUCCESSFUL before shipping.
+    exceptions = sum(terminal.get(status, 0) for status in FAILED_PRODUCTION_STATUSES)
+    in_groups = sum(counts["24h"] for counts in dashboard.terminal.values())
     ended_early = CardOrder.objects.filter(
         is_terminal=True, operation_status="SUCCESSFUL", production_status="CARD_PROD_DONE"
     ).count()
-    assert dashboard.finished["failed"]["24h"] >= exceptions
-    assert in_classes + ended_early == sum(finished.values())
-    assert dashboard.finished["failed"]["24h"] > 0 and dashboard.finished["shipped"]["7d"] > 0
+    assert dashboard.terminal["failed"]["24h"] >= exceptions
+    assert in_groups + ended_early == sum(terminal.values())
+    assert dashboard.terminal["failed"]["24h"] > 0 and dashboard.terminal["shipped"]["7d"] > 0
     # Every open order stands in a stage that both count.
     assert dashboard.open_orders == CardOrder.objects.filter(is_terminal=False).count()
 
@@ -109,4 +109,4 @@ def test_a_grant_narrows_every_figure_to_its_issuers(seeded):
     assert every_issuer == everybody
     none_granted = dashboard_figures(now=now, issuers=Issuer.objects.none())
     assert none_granted.open_orders == 0 and none_granted.total_stuck == 0
-    assert all(counts == {"24h": 0, "7d": 0} for counts in none_granted.finished.values())
+    assert all(counts == {"24h": 0, "7d": 0} for counts in none_granted.terminal.values())

@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.services.reconcile.items import body, item
-from tracking.domain.rules import EventFacts, derive_order_state
+from tracking.domain.fold import derive_order_state
+from tracking.domain.ordering import EventFacts
 from tracking.models import (
     AuditEntry,
     CardOrder,

@@ -21,9 +21,10 @@ from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
 
-from tracking.domain import labels
+from tracking.domain import conditions, labels
 from tracking.domain.carriers import CARRIERS
-from tracking.domain.rules import PRODUCTION_RANK, ReconcileReason
+from tracking.domain.flags import ReconcileReason
+from tracking.domain.statuses import PRODUCTION_RANK
 from tracking.selectors import figures, order_queues
 
 OTHER = "__other__"
@@ -153,7 +154,7 @@ class StageAgeFilter(ChoiceFilter):
 class StageEnteredFilter(ChoiceFilter):
     title = _("entered current stage")
     parameter_name = "entered"
-    WINDOWS = figures.FINISHED_WINDOWS
+    WINDOWS = figures.TERMINAL_WINDOWS
 
     def lookups(self, request, model_admin):
         return [("24h", _("In the last 24 hours")), ("7d", _("In the last 7 days"))]
@@ -162,7 +163,7 @@ class StageEnteredFilter(ChoiceFilter):
         window = self.WINDOWS.get(self.value() or "")
         if window is None:
             return queryset
-        # The dashboard's finished figures count by this rule: the list shows the same rows.
+        # The dashboard's terminal figures count by this rule: the list shows the same rows.
         return queryset.filter(figures.entered_since_q(timezone.now() - window))
 
 
@@ -294,7 +295,7 @@ class OrderChangeFilter(ChoiceFilter):
         if value.startswith("result:"):
             return queryset.filter(change_result=value.removeprefix("result:"))
         if value == "cancel_unconfirmed":
-            return queryset.filter(order_queues.cancel_unconfirmed_q())
+            return queryset.filter(conditions.cancel_unconfirmed_q())
         return queryset
 
 

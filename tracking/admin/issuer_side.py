@@ -30,7 +30,8 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin
 from tracking.admin.order_file import order_file_parse
-from tracking.domain.rules import CANCELLED_STATUSES
+from tracking.domain import conditions
+from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.intake.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.models import CardOrder, D1AskJob, OrderChange, RegistrationConflict
 from tracking.selectors import order_queues
@@ -114,7 +115,7 @@ def order_page_context(order: CardOrder, *, now) -> dict:
         "cancel_unconfirmed": bool(
             order.cancel_accepted_at and order.production_status not in CANCELLED_STATUSES
         ),
-        "returned": order_queues.is_returned(order),
+        "returned": conditions.is_returned(order),
     }
 
 

@@ -22,7 +22,7 @@ from tracking.admin.reconcile import attempt_http, attempt_outcome_badge
 from tracking.admin.timeline import stage_spans, timeline_entries
 from tracking.domain import labels
 from tracking.domain.masking import PERSONAL_MASK, can_see_personal
-from tracking.domain.rules import parse_time
+from tracking.domain.times import parse_time
 from tracking.models import CardOrder
 from tracking.selectors.order_page import OrderPage
 from tracking.services.reconcile import order_due_reason

@@ -51,7 +51,7 @@ class CardOrderDetailSerializer(CardOrderSerializer):
 
     @extend_schema_field(ExplanationSerializer(many=True))
     def get_explanation(self, order: CardOrder) -> list[dict]:
-        """Which rule and event decided each field (`tracking.domain.rules`, as the fold
+        """Which rule and event decided each field (`tracking.domain.fold`, as the fold
         decided)."""
         return [row.as_dict() for row in order_explanation(order)]
 

@@ -1,4 +1,4 @@
-"""The status classes of `tracking.domain.rules` as conditions over `CardOrder`'s own columns.
+"""The status classes of `tracking.domain.statuses` as conditions over `CardOrder`'s own columns.
 
 What an exception, a failure, a cancellation, a return, a delivery or an order awaiting
 delivery is, said once: the queues (`tracking.selectors.order_queues`) filter with these, and
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     AWAITING_DELIVERY_STATUS,
     CANCELLED_STATUSES,
     DELIVERED_SHIPMENT_CLASSES,
     DELIVERY_FAILED_SHIPMENT_CLASSES,
-    EXCEPTION_STATUSES,
     FAILED,
+    FAILED_PRODUCTION_STATUSES,
     NON_TERMINAL_STATUSES,
     PROBLEM_SHIPMENT_CLASSES,
     RETURNED_PRODUCTION_STATUSES,
@@ -47,16 +47,22 @@ def failed_q() -> Q:
 
     A cancellation is the issuer's decision, not a failure, whatever its operation status.
     """
-    return Q(production_status__in=sorted(EXCEPTION_STATUSES)) | (
+    return Q(production_status__in=sorted(FAILED_PRODUCTION_STATUSES)) | (
         Q(operation_status=FAILED) & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
+    )
+
+
+def is_failed(order) -> bool:
+    """The rule of `failed_q`, for one order already in memory."""
+    return order.production_status in FAILED_PRODUCTION_STATUSES or (
+        order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES
     )
 
 
 def is_exception(order) -> bool:
     """The rule of `exception_q`, for one order already in memory."""
     return bool(
-        order.production_status in EXCEPTION_STATUSES
-        or (order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES)
+        is_failed(order)
         or order.has_conflict
         or order.has_unknown_status
         or order.error_code

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tracking.domain.rules import TRACKED_OPERATIONS, parse_date, parse_time
+from tracking.domain.statuses import TRACKED_OPERATIONS
+from tracking.domain.times import parse_date, parse_time
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 ISSUER_ID_LENGTH = 10
@@ -353,7 +354,7 @@ def check_item(item: Any, *, unstorable: str = "") -> ItemCheck:
         ("error", LONG_TEXT_MAX),
         ("inputFileName", TEXT_MAX),
         ("issuerRequestId", TEXT_MAX),
-        # Read at the top level too when D1 puts them there (tracking.domain.rules._text).
+        # Read at the top level too when D1 puts them there (tracking.domain.ordering.item_text).
         ("productionSite", TEXT_MAX),
         ("trackingType", SHORT_CODE_MAX),
     ):

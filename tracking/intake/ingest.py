@@ -7,7 +7,7 @@ a batch of 50 items costs about as many queries as one item:
 2. lock the events already stored (the batch's and the locked orders'), insert the distinct new
    items as events (ON CONFLICT DO NOTHING on issuer + fingerprint), then add every repeated
    copy to `times_received`, copies inside the same POST included;
-3. re-derive each touched order from all its events (`tracking.domain.rules`) and save the
+3. re-derive each touched order from all its events (`tracking.domain.fold`) and save the
 state, the
    reconcile flag and what each event did.
 
@@ -16,7 +16,7 @@ the delivery row with the copy count or the orders' locks and upsert; the stored
 and read; after the fold, the new events (written once, with their outcomes), the copies, the
 orders' state and the delivery's counts. A POST made only of copies of stored items is one
 statement. Elsewhere (SQLite) each step is a statement of its own (`_ingest_portable`); both
-fold in Python with `tracking.domain.rules`, only the orders that got a new event.
+fold in Python with `tracking.domain.fold`, only the orders that got a new event.
 
 Lock order. Every path that writes card orders and events takes its row locks in one global
 order, so that two transactions never wait for each other in a cycle (PostgreSQL would abort
@@ -53,20 +53,12 @@ from django.db import connection
 from django.db.models import JSONNull, Q
 from django.utils import timezone
 
+from tracking.domain.flags import ReconcileReason, needs_reconcile_after, reconcile_reason_for
+from tracking.domain.fold import RULES_VERSION, Outcome, derive_order_state
 from tracking.domain.masking import free_text_mask, mask_item_text_fields
-from tracking.domain.rules import (
-    DERIVED_COLUMNS,
-    FOLDED_COLUMNS,
-    RULES_VERSION,
-    EventFacts,
-    OrderState,
-    Outcome,
-    ReconcileReason,
-    derive_order_state,
-    needs_reconcile_after,
-    parse_time,
-    reconcile_reason_for,
-)
+from tracking.domain.order_state import DERIVED_COLUMNS, FOLDED_COLUMNS, OrderState
+from tracking.domain.ordering import EventFacts
+from tracking.domain.times import parse_time
 from tracking.domain.validation import ItemCheck, check_item, item_storable
 from tracking.infrastructure.bulk import rows_insert_new, rows_update, rows_upsert
 from tracking.intake.card_operations import UPDATE_ORDER, cards_after_ingest
@@ -1028,7 +1020,7 @@ def _pg_finish(
 
 # ---------------------------------------------------------------------------- re-derivation
 
-# Every column a re-derivation writes: the derived ones (tracking.domain.rules) and its bookkeeping.
+# Every column a re-derivation writes: the derived ones (domain.order_state) and its bookkeeping.
 _WRITTEN_COLUMNS = [*DERIVED_COLUMNS, "rules_version", "updated_at"]
 
 
@@ -1066,7 +1058,7 @@ def orders_derive(
     outcomes: dict[int, tuple[str, bool]] | None = None,
     lock: bool = False,
 ) -> list[OperationEvent]:
-    """Re-derive `orders` in memory from their events (`tracking.domain.rules`); writes nothing.
+    """Re-derive `orders` in memory from their events (`tracking.domain.fold`); writes nothing.
 
     Sets every column of `_WRITTEN_COLUMNS` on the order objects and returns the events whose
     outcome changes (with `applied_at` = `now`), for the caller to save or only to compare.

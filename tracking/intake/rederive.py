@@ -1,6 +1,6 @@
 """Re-derive stored orders with the current rules: what a rule change changes, batch by batch.
 
-After a change to `tracking.domain.rules` (a new RULES_VERSION), the state stored on each order was
+After a change to `tracking.domain.fold` (a new RULES_VERSION), the state stored on each order was
 produced by the old rules. `orders_rederive` folds every order again from its stored events, in
 batches of ordered primary keys (constant memory, one short transaction per batch, each order
 locked while it is re-derived), and reports per field how many orders change, with examples.
@@ -19,7 +19,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tracking.domain.rules import DERIVED_COLUMNS, RULES_VERSION
+from tracking.domain.fold import RULES_VERSION
+from tracking.domain.order_state import DERIVED_COLUMNS
 from tracking.infrastructure.bulk import rows_update
 from tracking.intake.ingest import orders_derive
 from tracking.models import CardOrder, Issuer, OperationEvent

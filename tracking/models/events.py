@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from tracking.domain.rules import Outcome
+from tracking.domain.fold import Outcome
 from tracking.models.deliveries import EventSource, NotificationDelivery
 from tracking.models.issuers import Issuer
 from tracking.models.orders import CardOrder, translated

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from tracking.domain import conditions
-from tracking.domain.rules import ReconcileReason
+from tracking.domain.flags import ReconcileReason
 from tracking.models.issuers import Issuer
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def translated(choices: list[tuple[str, str]]) -> list[tuple[str, Promise]]:
 class CardOrder(models.Model):
     """One PRODUCE (or STANDALONE_TRACKING) operation for one card, with its derived state.
 
-    Every state column is re-derived from the order's events by `tracking.domain.rules`;
+    Every state column is re-derived from the order's events by `tracking.domain.fold`;
     nothing here is
     edited by hand.
     """
@@ -140,7 +140,7 @@ class CardOrder(models.Model):
     event_count = models.PositiveIntegerField(
         default=0, db_default=0, verbose_name=_("event count")
     )
-    # Which version of `tracking.domain.rules` derived this state (RULES_VERSION); older ones are
+    # Which version of `tracking.domain.fold` derived this state (RULES_VERSION); older ones are
     # brought up to date by `manage.py rederive`.
     rules_version = models.PositiveSmallIntegerField(
         default=1, db_default=1, verbose_name=_("rules version")

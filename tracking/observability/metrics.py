@@ -68,7 +68,8 @@ class DatabaseCollector(Collector):
         yield from _families(snapshot)
 
 
-_SNAPSHOT_KEY = "observability:metrics-snapshot"
+# Versioned: a snapshot cached by an older release (other keys) is never read by this one.
+_SNAPSHOT_KEY = "observability:metrics-snapshot:2"
 
 
 def state_snapshot() -> dict:
@@ -80,7 +81,7 @@ def state_snapshot() -> dict:
     return {
         "taken_at": time.time(),
         "orders_by_stage": state.orders_by_stage,
-        "finished_by_stage": state.finished_by_stage,
+        "terminal_by_stage": state.terminal_by_stage,
         "stuck_by_stage": state.stuck_by_stage,
         "needs_reconcile_by_reason": state.needs_reconcile_by_reason,
         "events_by_outcome": state.events_by_outcome,
@@ -107,7 +108,7 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
         "Card orders that ended in the last 24 hours (a final stage, or D1 ended it), by stage",
         labels=["production_status"],
     )
-    for stage, count in sorted(snapshot["finished_by_stage"].items()):
+    for stage, count in sorted(snapshot["terminal_by_stage"].items()):
         family.add_metric([label_value(stage) or "none"], count)
     yield family
 

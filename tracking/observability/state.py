@@ -2,7 +2,7 @@
 
 Every query here is bounded by an index and by open orders or a time window, never by the whole
 history, because `/metrics` runs them on every scrape (behind a short cache) and the admin
-dashboard on every visit. Open, stuck and finished orders per stage are read through
+dashboard on every visit. Open, stuck and terminal orders per stage are read through
 `tracking.selectors.figures`, the read the dashboard shows, so the two cannot disagree; items
 are counted over the last RECENT_WINDOW only.
 """
@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from tracking.domain.rules import Outcome
+from tracking.domain.fold import Outcome
 from tracking.models import (
     CardOrder,
     EventSource,
@@ -27,14 +27,14 @@ from tracking.models import (
     OperationEvent,
     RefusalTally,
 )
-from tracking.selectors.figures import FINISHED_WINDOWS, count_each, stage_figures
+from tracking.selectors.figures import TERMINAL_WINDOWS, count_each, stage_figures
 from tracking.selectors.order_queues import silent_q
 
 logger = logging.getLogger(__name__)
 
 SWEEP_LAST_SUCCESS_KEY = "observability:sweep-last-success"
-# Finished orders and stored items are counted over this window, not since the beginning.
-RECENT_WINDOW = FINISHED_WINDOWS["24h"]
+# Terminal orders and stored items are counted over this window, not since the beginning.
+RECENT_WINDOW = TERMINAL_WINDOWS["24h"]
 # Every outcome an item can have; "" while it waits to be applied.
 ITEM_OUTCOMES = (*(value for value, _ in Outcome.CHOICES), "")
 
@@ -44,9 +44,9 @@ class OperationsState:
     """A snapshot of the numbers operators watch, taken at `now`."""
 
     now: dt.datetime
-    # Open, finished (within RECENT_WINDOW) and stuck orders per stage (`figures.stage_figures`).
+    # Open, terminal (within RECENT_WINDOW) and stuck orders per stage (`figures.stage_figures`).
     orders_by_stage: dict[str, int] = field(default_factory=dict)
-    finished_by_stage: dict[str, int] = field(default_factory=dict)
+    terminal_by_stage: dict[str, int] = field(default_factory=dict)
     stuck_by_stage: dict[str, int] = field(default_factory=dict)
     needs_reconcile_by_reason: dict[str, int] = field(default_factory=dict)
     reconcile_failing_orders: int = 0
@@ -98,7 +98,7 @@ def sweep_last_success() -> dt.datetime | None:
 def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     """Read the operational numbers from the database (about ten indexed queries).
 
-    None of them reads the history: open orders per stage, finished orders and items of the
+    None of them reads the history: open orders per stage, terminal orders and items of the
     last RECENT_WINDOW, flagged and unapplied rows through partial indexes, deliveries of the
     last two alert windows, and each issuer's latest delivery.
     """
@@ -108,7 +108,7 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
 
     stages = stage_figures(now=now)
     state.orders_by_stage = stages.open_by_stage
-    state.finished_by_stage = stages.finished_by_stage
+    state.terminal_by_stage = stages.terminal_by_stage
     state.stuck_by_stage = stages.stuck_by_stage
     state.needs_reconcile_by_reason = dict(
         CardOrder.objects.filter(needs_reconcile=True)

@@ -1,10 +1,10 @@
 """The figures on the admin's front page, each with the filter that lists the rows behind it.
 
 A handful of aggregate queries that PostgreSQL answers from indexes alone: open and stuck
-orders per stage and what finished in the last 24 hours and 7 days, read through
+orders per stage and what became terminal in the last 24 hours and 7 days, read through
 `tracking.selectors.figures` (as /metrics reads them, so the two agree), the Exceptions
 queue, notifications per hour with their duplicate and out-of-order rates, and what
-reconciliation corrected. Finished orders are counted over a window, not since the
+reconciliation corrected. Terminal orders are counted over a window, not since the
 beginning, so the page costs the same with a million shipped orders as with a thousand.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
-from tracking.domain.rules import Outcome
+from tracking.domain.conditions import carrier_word_unknown_q
+from tracking.domain.fold import Outcome
 from tracking.models import (
     CardOrder,
     NotificationDelivery,
@@ -55,8 +56,8 @@ class DashboardFigures:
     now: dt.datetime
     # Open and stuck orders per stage (`figures.stage_figures`, the numbers /metrics shows).
     stages: list[StageCount] = field(default_factory=list)
-    # The finished classes (`figures.FINISHED_CLASSES`) -> {"24h": n, "7d": n}
-    finished: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The terminal groups (`figures.TERMINAL_GROUPS`) -> {"24h": n, "7d": n}
+    terminal: dict[str, dict[str, int]] = field(default_factory=dict)
     open_exceptions: int = 0
     needs_reconcile: int = 0
     silent_orders: int = 0  # registered, nothing from D1 beyond the threshold
@@ -82,11 +83,11 @@ class DashboardFigures:
 
     @property
     def failures(self) -> dict[str, int]:
-        return self.finished.get("failed", {})
+        return self.terminal.get("failed", {})
 
     @property
     def cancellations(self) -> dict[str, int]:
-        return self.finished.get("cancelled", {})
+        return self.terminal.get("cancelled", {})
 
     @property
     def last_24h(self) -> HourCount:
@@ -112,7 +113,7 @@ def dashboard_figures(*, now: dt.datetime, issuers: QuerySet | None = None) -> D
     granted = Q() if issuers is None else Q(issuer__in=issuers.values("pk"))
     figures = DashboardFigures(now=now)
     stages = stage_figures(now=now, granted=granted)
-    figures.stages, figures.finished = stages.stages, stages.finished_by_class
+    figures.stages, figures.terminal = stages.stages, stages.terminal_by_group
     orders = CardOrder.objects.filter(granted)
     figures.open_exceptions = orders.filter(order_queues.open_exception_q()).count()
     figures.needs_reconcile = orders.filter(needs_reconcile=True).count()
@@ -137,7 +138,7 @@ def _carrier_words_unknown(figures: DashboardFigures, *, granted: Q) -> None:
     """The carrier words not understood (class `unknown`), with how many orders show each."""
     figures.carrier_words_unknown = dict(
         CardOrder.objects.filter(granted)
-        .filter(order_queues.carrier_word_unknown_q())
+        .filter(carrier_word_unknown_q())
         .order_by()
         .values_list("shipment_status")
         .annotate(n=Count("pk"))

@@ -35,7 +35,8 @@ from tracking.domain import labels
 from tracking.domain.carriers import carrier_name
 from tracking.domain.labels import humanize_duration
 from tracking.domain.masking import personal_mask
-from tracking.domain.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
+from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
+from tracking.domain.times import parse_time
 from tracking.models import CardOrder, OperationEvent
 from tracking.selectors.order_queues import stage_threshold
 from tracking.services.audit import Actor, audit_actor

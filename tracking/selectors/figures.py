@@ -1,19 +1,20 @@
-"""Open, stuck and finished orders per stage: the one read the dashboard, /metrics and alerts share.
+"""Open, stuck and terminal orders per stage: one read for the dashboard, /metrics and alerts.
 
-The status classes are said once, here, with one name each:
+The status classes are said once, here, by the glossary's names (`docs/architecture.md`):
 
 - open: not terminal, counted per stage. A stage is a step of the path before its end, any
   stage with a configured threshold, or none yet (`NO_STATUS`: only unknown or hold codes).
 - stuck: open, not superseded, and in its stage longer than the stage's threshold (the Stuck
   queue's rule, `order_queues.stuck_in_stage_q`).
-- finished: terminal, i.e. in a final stage or ended by D1 (SUCCESSFUL or FAILED) at any step.
-  Finished orders are counted over a recent window, by when they finished: when they entered
-  their stage, or, with no stage known, when D1 last spoke. Every order is open or finished.
-- the finished classes the dashboard shows: shipped, returned, failed, cancelled
-  (`FINISHED_CLASSES`).
+- terminal: the operation is over (`is_terminal`): in a final stage, or ended by D1 (SUCCESSFUL
+  or FAILED) at any step. Terminal orders are counted over a recent window, by when they became
+  terminal: when they entered their stage, or, with no stage known, when D1 last spoke. Every
+  order is open or terminal.
+- the terminal groups the dashboard shows: shipped, returned, failed, cancelled
+  (`TERMINAL_GROUPS`).
 
 Everything is counted in one UNION ALL query (`count_each`), one index range per branch, so a
-scrape or a dashboard visit costs the same with a million finished orders as with a thousand.
+scrape or a dashboard visit costs the same with a million terminal orders as with a thousand.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Model, Q, QuerySet, Value
 
-from tracking.domain.rules import (
+from tracking.domain.conditions import cancelled_q, failed_q
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
-    EXCEPTION_STATUSES,
+    FAILED_PRODUCTION_STATUSES,
     PRODUCTION_RANK,
     RETURNED_PRODUCTION_STATUSES,
     SHIPPED_STATUS,
@@ -35,16 +37,16 @@ from tracking.selectors import order_queues
 
 DAY = dt.timedelta(hours=24)
 WEEK = dt.timedelta(days=7)
-# The windows finished orders are counted over, by name; /metrics reads the first.
-FINISHED_WINDOWS = {"24h": DAY, "7d": WEEK}
+# The windows terminal orders are counted over, by name; /metrics reads the first.
+TERMINAL_WINDOWS = {"24h": DAY, "7d": WEEK}
 NO_STATUS = ""  # orders whose only items carried unknown or hold codes
-# Where a finished order can stand: a final stage, or any step (or none) at which D1 ended it.
-FINISHED_AT_STATUSES = (*PRODUCTION_RANK, NO_STATUS)
-# The classes of finished orders the dashboard shows, with the statuses each lists.
-FINISHED_CLASSES = {
+# Where a terminal order can stand: a final stage, or any step (or none) at which D1 ended it.
+TERMINAL_AT_STATUSES = (*PRODUCTION_RANK, NO_STATUS)
+# The groups of terminal orders the dashboard shows, with the statuses each lists.
+TERMINAL_GROUPS = {
     "shipped": (SHIPPED_STATUS,),
     "returned": tuple(sorted(RETURNED_PRODUCTION_STATUSES)),
-    "failed": tuple(sorted(EXCEPTION_STATUSES)),
+    "failed": tuple(sorted(FAILED_PRODUCTION_STATUSES)),
     "cancelled": tuple(sorted(CANCELLED_STATUSES)),
 }
 
@@ -88,18 +90,18 @@ def entered_since_q(since: dt.datetime) -> Q:
     )
 
 
-def finished_since_q(since: dt.datetime) -> Q:
-    """Orders that finished at or after `since`."""
+def terminal_since_q(since: dt.datetime) -> Q:
+    """Orders that became terminal at or after `since`."""
     return Q(is_terminal=True) & entered_since_q(since)
 
 
-def finished_class_q(name: str) -> Q:
-    """The orders of one finished class; "failed" includes operations D1 ended as FAILED."""
+def terminal_group_q(name: str) -> Q:
+    """The orders of one terminal group; "failed" includes operations D1 ended as FAILED."""
     if name == "failed":
-        return order_queues.failed_q()
+        return failed_q()
     if name == "cancelled":
-        return order_queues.cancelled_q()
-    return Q(production_status__in=FINISHED_CLASSES[name])
+        return cancelled_q()
+    return Q(production_status__in=TERMINAL_GROUPS[name])
 
 
 @dataclass(frozen=True)
@@ -114,14 +116,14 @@ class StageCount:
 
 @dataclass
 class StageFigures:
-    """Open and stuck orders per stage now, and what finished recently, as of `now`."""
+    """Open and stuck orders per stage now, and what became terminal recently, as of `now`."""
 
     now: dt.datetime
     stages: list[StageCount] = field(default_factory=list)
-    # Finished within FINISHED_WINDOWS["24h"], by the stage they finished at.
-    finished_by_stage: dict[str, int] = field(default_factory=dict)
-    # Finished class ("shipped", ...) → {"24h": n, "7d": n}.
-    finished_by_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Terminal within TERMINAL_WINDOWS["24h"], by the stage they ended at.
+    terminal_by_stage: dict[str, int] = field(default_factory=dict)
+    # Terminal group ("shipped", ...) → {"24h": n, "7d": n}.
+    terminal_by_group: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def open_by_stage(self) -> dict[str, int]:
@@ -135,7 +137,7 @@ class StageFigures:
 
 
 def stage_figures(*, now: dt.datetime, granted: Q | None = None) -> StageFigures:
-    """Count open, stuck and finished orders as of `now`, in one query.
+    """Count open, stuck and terminal orders as of `now`, in one query.
 
     `granted` narrows every count to some issuers' orders (the dashboard of a user's grant);
     None counts every order. Stages without a threshold and with no order are left out.
@@ -150,17 +152,17 @@ def stage_figures(*, now: dt.datetime, granted: Q | None = None) -> StageFigures
             for status in thresholds
         },
         **{
-            f"finished:{status}": Q(production_status=status)
-            & finished_since_q(now - DAY)
+            f"terminal:{status}": Q(production_status=status)
+            & terminal_since_q(now - DAY)
             & granted
-            for status in FINISHED_AT_STATUSES
+            for status in TERMINAL_AT_STATUSES
         },
         **{
-            f"class:{name}:{window}": finished_class_q(name)
-            & finished_since_q(now - length)
+            f"group:{name}:{window}": terminal_group_q(name)
+            & terminal_since_q(now - length)
             & granted
-            for name in FINISHED_CLASSES
-            for window, length in FINISHED_WINDOWS.items()
+            for name in TERMINAL_GROUPS
+            for window, length in TERMINAL_WINDOWS.items()
         },
     }
     counts = count_each(CardOrder, conditions)
@@ -177,13 +179,13 @@ def stage_figures(*, now: dt.datetime, granted: Q | None = None) -> StageFigures
                 threshold=thresholds.get(status),
             )
         )
-    figures.finished_by_stage = {
-        status: counts[f"finished:{status}"]
-        for status in FINISHED_AT_STATUSES
-        if f"finished:{status}" in counts
+    figures.terminal_by_stage = {
+        status: counts[f"terminal:{status}"]
+        for status in TERMINAL_AT_STATUSES
+        if f"terminal:{status}" in counts
     }
-    figures.finished_by_class = {
-        name: {window: counts.get(f"class:{name}:{window}", 0) for window in FINISHED_WINDOWS}
-        for name in FINISHED_CLASSES
+    figures.terminal_by_group = {
+        name: {window: counts.get(f"group:{name}:{window}", 0) for window in TERMINAL_WINDOWS}
+        for name in TERMINAL_GROUPS
     }
     return figures

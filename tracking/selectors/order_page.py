@@ -13,7 +13,9 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from tracking.domain.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
+from tracking.domain import conditions
+from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
+from tracking.domain.times import parse_time
 from tracking.insight.delivery_predictions import carrier_updates, order_expected_delivery
 from tracking.models import CardOrder, OperationEvent, OrderAcknowledgement, ReconcileAttempt
 from tracking.selectors import order_queues
@@ -54,7 +56,7 @@ def order_page(order: CardOrder, *, now: dt.datetime, orders: QuerySet[CardOrder
     events = list(order.timeline()[: TIMELINE_LIMIT + 1])
     attempts = reconcile_attempts(order)
     acknowledgements = list(order.acknowledgements.select_related("user")[:ACKNOWLEDGEMENTS_SHOWN])
-    exception = order_queues.is_exception(order)
+    exception = conditions.is_exception(order)
     current = current_acknowledgement(order, acknowledgements) if exception else None
     return OrderPage(
         order=order,

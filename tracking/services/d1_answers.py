@@ -24,7 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from tracking.d1.asking import D1Answer
-from tracking.domain.rules import AWAITING_DELIVERY_STATUS, STATE_COLUMNS
+from tracking.domain.order_state import STATE_COLUMNS
+from tracking.domain.statuses import AWAITING_DELIVERY_STATUS
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.intake.ingest import (
     card_orders_lock,
@@ -41,17 +42,6 @@ from tracking.models import (
     ReconcileOutcome,
 )
 from tracking.outbound.outbox import events_record, facts_before
-
-
-class DueReason:
-    """Why D1 was asked, besides the flags set by ingest (conflict, unknown_status, gap)."""
-
-    STAGE_THRESHOLD = "stage_threshold"
-    PAST_DUE = "past_due"
-    AWAITING_DELIVERY = "awaiting_delivery"
-    SILENT = "silent"  # registered, and D1 has said nothing about it yet
-    CANCEL_UNCONFIRMED = "cancel_unconfirmed"  # an accepted CANCEL without CARD_PROD_CANCELED
-    LOOK_UP = "look_up"  # staff or a command looked the card up
 
 
 @dataclass

@@ -16,10 +16,11 @@ from django.db import transaction
 
 from tracking.d1.asking import production_status_ask
 from tracking.d1.client import CARD_ID_PATTERN
+from tracking.domain.flags import ReconcileReason
 from tracking.infrastructure.request_ids import request_id_current
 from tracking.models import CardOrder, Issuer, ReconcileTrigger
 from tracking.services.audit import Actor, audit_actor
-from tracking.services.d1_answers import DueReason, answer_apply, attempt_record
+from tracking.services.d1_answers import answer_apply, attempt_record
 from tracking.services.d1_asks import d1_ask_allow
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def card_look_up(
                 attempt_order=order,
                 applied=applied,
                 trigger=trigger,
-                reason=DueReason.LOOK_UP,
+                reason=ReconcileReason.LOOK_UP,
                 user_id=actor.user_id,
             )
             result.order_id = order.pk

@@ -26,14 +26,15 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from tracking.d1.asking import production_status_ask
-from tracking.domain.rules import CANCELLED_STATUSES
+from tracking.domain import conditions
+from tracking.domain.flags import ReconcileReason
+from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.infrastructure.request_ids import request_id_current
 from tracking.intake.ingest import refresh_orders
 from tracking.models import CardOrder, Issuer, OperationEvent, ReconcileTrigger
 from tracking.selectors import order_queues
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.d1_answers import (
-    DueReason,
     answer_apply,
     attempt_record,
     order_awaits_delivery,
@@ -168,7 +169,7 @@ def _past_due_q(now: datetime) -> Q:
 def _awaiting_delivery_q(now: datetime, *, max_age: timedelta | None) -> Q:
     """Shipped orders whose carrier has not reported delivery, quiet for the shipped interval."""
     # Carrier tracking only exists for a shipped card; a returned one expects nothing more.
-    awaiting = order_queues.awaiting_delivery_q() & Q(shipment__isnull=False)
+    awaiting = conditions.awaiting_delivery_q() & Q(shipment__isnull=False)
     quiet = Q(last_event_at__lte=now - settings.RECONCILE_SHIPPED_INTERVAL)
     if max_age is None:
         return awaiting
@@ -215,7 +216,7 @@ def orders_due_for_reconcile(
         | _stage_stale_q(now)
         | _past_due_q(now)
         | _awaiting_delivery_q(now, max_age=settings.RECONCILE_SHIPPED_MAX_AGE)
-        | order_queues.cancel_unconfirmed_q()
+        | conditions.cancel_unconfirmed_q()
     )
     if silent is None:
         due |= order_queues.silent_q(now=now)
@@ -237,20 +238,20 @@ def order_due_reason(*, order: CardOrder, now: datetime) -> str:
     if order.needs_reconcile and order.reconcile_reason:
         return order.reconcile_reason
     if order.registered_at is not None and not order.event_count:
-        return DueReason.SILENT
+        return ReconcileReason.SILENT
     if order.cancel_accepted_at is not None and order.production_status not in CANCELLED_STATUSES:
-        return DueReason.CANCEL_UNCONFIRMED
+        return ReconcileReason.CANCEL_UNCONFIRMED
     if not order.is_terminal:
         if order.due_date is not None and order.due_date < (
             (now - settings.RECONCILE_DUE_DATE_GRACE).date()
         ):
-            return DueReason.PAST_DUE
+            return ReconcileReason.PAST_DUE
         limit = order_queues.stage_threshold(order.production_status)
         entered = order.stage_entered_at or order.last_event_at
         if entered is not None and entered <= now - limit:
-            return DueReason.STAGE_THRESHOLD
+            return ReconcileReason.STAGE_THRESHOLD
     if order_awaits_delivery(order):
-        return DueReason.AWAITING_DELIVERY
+        return ReconcileReason.AWAITING_DELIVERY
     return ""
 
 

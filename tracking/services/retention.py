@@ -32,7 +32,9 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from tracking.domain.rules import EventFacts, OrderState, Outcome, derive_order_state
+from tracking.domain.fold import Outcome, derive_order_state
+from tracking.domain.order_state import OrderState
+from tracking.domain.ordering import EventFacts
 from tracking.models import (
     AuditEntry,
     CardOrder,
@@ -72,7 +74,7 @@ def retention_prune(*, now: dt.datetime | None = None, dry_run: bool = False) ->
     now = now or timezone.now()
     report = PruneReport(dry_run=dry_run)
     report.removed["deliveries"] = _prune_deliveries(now=now, dry_run=dry_run)
-    report.removed["events"], report.orders_compacted = _compact_finished_orders(
+    report.removed["events"], report.orders_compacted = _compact_terminal_orders(
         now=now, dry_run=dry_run
     )
     report.removed["reconcile attempts"] = _prune_by_age(
@@ -132,7 +134,7 @@ def _prune_by_age(model, column: str, days: int, now: dt.datetime, dry_run: bool
 # ---------------------------------------------------------------------------- events
 
 
-def finished_orders_to_compact(*, now: dt.datetime) -> models.QuerySet[CardOrder]:
+def terminal_orders_to_compact(*, now: dt.datetime) -> models.QuerySet[CardOrder]:
     """Orders in a final stage, with nothing to reconcile, whose last event is old enough."""
     cutoff = _cutoff(settings.RETENTION_FINISHED_ORDER_DAYS, now)
     if cutoff is None:
@@ -147,8 +149,8 @@ def comparable_state(state: OrderState) -> dict:
     return {k: v for k, v in state.__dict__.items() if k not in _NOT_COMPARED}
 
 
-def _compact_finished_orders(*, now: dt.datetime, dry_run: bool) -> tuple[int, int]:
-    orders = finished_orders_to_compact(now=now)
+def _compact_terminal_orders(*, now: dt.datetime, dry_run: bool) -> tuple[int, int]:
+    orders = terminal_orders_to_compact(now=now)
     candidates = (
         OperationEvent.objects.filter(outcome__in=REDUNDANT_OUTCOMES, order__in=orders)
         .order_by("order_id")

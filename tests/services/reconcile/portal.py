@@ -21,7 +21,7 @@ from django.db import connection
 
 from d1sandbox.testing import SandboxProcess
 from tests.services.reconcile.sandbox import ROOT, Sandbox
-from tracking.domain.rules import NON_TERMINAL_STATUSES
+from tracking.domain.statuses import NON_TERMINAL_STATUSES
 
 SHORT_CLOCKS = {
     "RECONCILE_STAGE_THRESHOLDS": json.dumps(dict.fromkeys(NON_TERMINAL_STATUSES, 3)),

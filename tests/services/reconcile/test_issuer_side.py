@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from tests.fixtures.spec_examples import ISSUER_ID
 from tests.services.reconcile.items import body, item
+from tracking.domain import conditions
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.models import AuditEntry, CardOrder, Issuer, ReconcileAttempt
 from tracking.observability.alerts import alerts_current
@@ -105,7 +106,7 @@ def test_d1s_404_for_longer_than_the_threshold_makes_an_exception(d1, issuer, se
     assert order.d1_not_found_since is not None
     assert order.exception_reason == ""
     assert order.reconcile_next_at is not None  # backs off like any other order
-    assert not order_queues.is_exception(order)
+    assert not conditions.is_exception(order)
 
     # D1 has still not heard of it an hour and more later.
     order.d1_not_found_since -= timedelta(hours=2)
