@@ -33,10 +33,10 @@ from tracking.intake.contract import (
     GATE_ERROR_CODES,
     Answer,
     Envelope,
-    refusal_tally,
     refuse_as,
     webhook_answer,
 )
+from tracking.intake.refusal_tally import refusal_tally
 from tracking.observability.logs import request_id_clean
 
 D1_ERROR = inline_serializer(
