@@ -56,7 +56,7 @@ def item(card: str, step: str) -> dict:
 def ingest_batch(issuer, items, *, outbox: bool = True) -> float:
     from django.db import transaction
 
-    from tracking.intake import ingest
+    from tracking.intake.ingest import steps as ingest
     from tracking.models import NotificationDelivery
 
     # Ingest as it was before the outbox: its one call at each write point made a no-op.

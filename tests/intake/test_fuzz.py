@@ -32,12 +32,12 @@ from tests.fixtures import spec_examples as spec
 from tests.fixtures.api_tokens import read_api_token
 from tests.services.reconcile.items import item as d1_item
 from tracking.d1.clients import d1_client_create
+from tracking.domain.d1_items import check_item
 from tracking.domain.masking import pan_mask_item
 from tracking.domain.validation import (
     CARD_ID_MAX,
     ID_PATTERN,
     OPERATION_ID_MAX,
-    check_item,
     item_storable,
     parse_envelope,
 )

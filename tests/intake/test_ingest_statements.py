@@ -1,8 +1,9 @@
 """Ingest's writes: the same state on every backend, in few statements on PostgreSQL.
 
-On PostgreSQL ingest merges its steps into data-modifying CTEs (`tracking/intake/ingest.py`);
-elsewhere it runs one statement per step. Both must leave what a re-derivation of the stored
-events leaves, which the first test checks on whichever backend the suite runs.
+On PostgreSQL ingest merges its steps into data-modifying CTEs
+(`tracking/intake/ingest/postgres.py`); elsewhere it runs one statement per step. Both must
+leave what a re-derivation of the stored events leaves, which the first test checks on
+whichever backend the suite runs.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tests.domain.test_time_order_cases import CASES
 from tracking.domain.fold import RULES_VERSION
 from tracking.domain.ordering import EventFacts
 from tracking.domain.statuses import shipment_rank
-from tracking.intake import ingest
+from tracking.intake.ingest import rederive as ingest_rederive
 from tracking.models import CardOrder, Issuer, OperationEvent
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def old_database(issuer, post_notification, monkeypatch):
     """The six cases, posted in the order listed, folded with the old tie-break."""
     with monkeypatch.context() as old:
         old.setattr(EventFacts, "latest_key", receipt_tie_break)
-        old.setattr(ingest, "RULES_VERSION", 1)
+        old.setattr(ingest_rederive, "RULES_VERSION", 1)
         for case in CASES.values():
             for item in case.items:
                 assert post_notification({"operations": [item]}).status_code == 204

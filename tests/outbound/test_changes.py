@@ -140,7 +140,7 @@ def test_a_new_registered_order_is_registered_only():
 
 
 def test_a_rederive_that_changes_an_order_emits_its_change_marked_so(issuer):
-    from tracking.intake.rederive import orders_rederive
+    from tracking.intake.ingest.rederive import orders_rederive
 
     _ingest(issuer, lifecycle()[:2])
     order = CardOrder.objects.get()

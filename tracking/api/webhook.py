@@ -34,10 +34,10 @@ from tracking.intake.contract import (
     GATE_ERROR_CODES,
     Answer,
     Envelope,
-    refusal_tally,
     refuse_as,
     webhook_answer,
 )
+from tracking.intake.refusal_tally import refusal_tally
 
 D1_ERROR = inline_serializer(
     "D1Error", {"errorCode": serializers.CharField(), "error": serializers.CharField()}

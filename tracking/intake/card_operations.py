@@ -18,11 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
 from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
+from tracking.domain.d1_items import details_of
 from tracking.domain.times import parse_time
+from tracking.intake.locking import orders_locked
 from tracking.models import CardOrder, Issuer, OrderChange, OrderChangeResult
 from tracking.outbound.outbox import superseded_record
 
@@ -79,7 +80,7 @@ def _first_text(source: Mapping[str, Any], names: Iterable[str]) -> str:
 def order_change_parse(item: Any) -> ParsedChange:
     """Read an UPDATE_ORDER item; anything unreadable gives an unknown, flagged shape."""
     item = item if isinstance(item, dict) else {}
-    details = item.get("details") if isinstance(item.get("details"), dict) else {}
+    details = details_of(item)
     change_type = _first_text(details, _TYPE_FIELDS) or _first_text(item, _TYPE_FIELDS)
     decision = _first_text(details, _DECISION_FIELDS).upper()
     result = _DECISIONS.get(decision)
@@ -154,16 +155,12 @@ def cards_after_ingest(
             end_time=parsed.end_time,
             created_at=now,
         )
-    cards = CardOrder.objects.filter(issuer=issuer, card_id__in=card_ids).order_by(
-        "card_id", "operation_id"
+    # Ingest locked every order of these cards before any event; an order added since by
+    # another transaction is left to that transaction rather than waited for after the events
+    # (`tracking.intake.locking`).
+    cards = orders_locked(
+        CardOrder.objects.filter(issuer=issuer, card_id__in=card_ids), skip_locked=True, no_key=True
     )
-    if connection.features.has_select_for_update_skip_locked:
-        # Ingest locked every order of these cards before any event; an order added since by
-        # another transaction is left to that transaction rather than waited for after the
-        # events (the lock order of `tracking.intake.ingest`).
-        cards = cards.select_for_update(
-            skip_locked=True, no_key=connection.features.has_select_for_no_key_update
-        )
     orders = list(cards.only(*_ORDER_FIELDS))
     by_card: dict[str, list[CardOrder]] = defaultdict(list)
     for order in orders:

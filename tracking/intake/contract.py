@@ -17,20 +17,18 @@ The HTTP contract lives here and nowhere else (the view reads the transport, cal
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from dataclasses import dataclass, replace
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
+from django.db import DatabaseError, transaction
 
-from tracking.domain.masking import free_text_mask, pan_mask_text
+from tracking.domain.masking import free_text_mask
 from tracking.domain.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
 from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.ingest import IngestBatch, IngestResult, ingest_operations, ingest_prepare
-from tracking.models import EventSource, Issuer, NotificationDelivery, RefusalTally
+from tracking.models import EventSource, Issuer, NotificationDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -187,15 +185,15 @@ def delivery_refuse(
     try:
         delivery = NotificationDelivery.objects.create(
             issuer=issuer,
-            issuer_id_in_path=_clean(envelope.issuer_id_in_path, 64),
+            issuer_id_in_path=text_clean(envelope.issuer_id_in_path, 64),
             correlation_id=envelope.correlation_id,
-            client_identity=_clean(envelope.client_identity, 255),
-            remote_addr=_clean(envelope.remote_addr, 64),
-            content_type=_clean(envelope.content_type, 255),
+            client_identity=text_clean(envelope.client_identity, 255),
+            remote_addr=text_clean(envelope.remote_addr, 64),
+            content_type=text_clean(envelope.content_type, 255),
             byte_size=envelope.byte_size,
             status_code=status,
             error_code=error_code,
-            error=_clean(error, 2000),
+            error=text_clean(error, 2000),
             body=kept_body(body, keep),
             body_truncated=len(body) > keep or envelope.byte_size > keep,
             **(extra or {}),
@@ -260,9 +258,9 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         issuer_id_in_path=issuer.issuer_id,
         source=EventSource.WEBHOOK,
         correlation_id=envelope.correlation_id,
-        client_identity=_clean(envelope.client_identity, 255),
-        remote_addr=_clean(envelope.remote_addr, 64),
-        content_type=_clean(envelope.content_type, 255),
+        client_identity=text_clean(envelope.client_identity, 255),
+        remote_addr=text_clean(envelope.remote_addr, 64),
+        content_type=text_clean(envelope.content_type, 255),
         byte_size=envelope.byte_size,
         item_count=len(operations),
         status_code=answer.status,
@@ -335,7 +333,8 @@ def accepted_body(batch: IngestBatch, keep: int) -> tuple[str, bool]:
     return encoded[:keep].decode("utf-8", errors="ignore"), True
 
 
-def _clean(text: str, max_len: int) -> str:
+def text_clean(text: str, max_len: int) -> str:
+    """`text` cut to `max_len`, as a text column can hold it (no NUL, no lone surrogate)."""
     # NUL and lone surrogates cannot be stored in a PostgreSQL text column (nor sent to it).
     text = text[:max_len]
     if "\x00" in text:
@@ -347,95 +346,7 @@ def _answer_for(result: IngestResult) -> Answer:
     if result.rejected_count and result.rejected_count == result.item_count:
         # Nothing in the body can ever be applied: D1 must not retry it. The items are kept.
         reasons = "; ".join(result.errors)
-        return Answer(400, "FIELD_INVALID_VALUE", _clean(f"No valid operation: {reasons}", 2000))
-    return Answer(204)
-
-
-# ---------------------------------------------------------------------------- refusal tallies
-
-
-def refusal_tally(*, envelope: Envelope, status: int, error_code: str, error: str) -> Answer:
-    """Count a refused call that keeps nothing it sent, and return the refusal to send.
-
-    Adds one to the `RefusalTally` row of the caller's source, this minute and this reason (one
-    INSERT ... ON CONFLICT DO UPDATE, so concurrent refusals never lose a count). Best effort
-    like `delivery_refuse`: the refusal is answered and logged even when it cannot be counted.
-    """
-    now = timezone.now()
-    values = {
-        "minute": now.replace(second=0, microsecond=0),
-        "source": refusal_source(envelope.remote_addr),
-        "status_code": status,
-        "error_code": error_code[:64],
-        "count": 1,
-        "first_at": now,
-        "last_at": now,
-        "issuer_id_in_path": _clean(envelope.issuer_id_in_path, 64),
-        "client_identity": _clean(envelope.client_identity, 255),
-        "correlation_id": envelope.correlation_id,
-        "error": _clean(pan_mask_text(error), 255),
-    }
-    latest = ["last_at", "issuer_id_in_path", "client_identity", "correlation_id", "error"]
-    try:
-        _tally_upsert(values, latest=latest)
-    except DatabaseError:
-        logger.exception(
-            "could not count refused call source=%s status=%s code=%s",
-            values["source"],
-            status,
-            error_code,
+        return Answer(
+            400, "FIELD_INVALID_VALUE", text_clean(f"No valid operation: {reasons}", 2000)
         )
-    logger.info(
-        "call refused issuer=%s status=%s code=%s source=%s correlation_id=%s",
-        envelope.issuer_id_in_path,
-        status,
-        error_code,
-        values["source"],
-        envelope.correlation_id,
-    )
-    delivery_answered.send(
-        sender=RefusalTally,
-        issuer_id=envelope.issuer_id_in_path,
-        status=status,
-        error_code=error_code,
-    )
-    return Answer(status, error_code, error)
-
-
-def refusal_source(address: str) -> str:
-    """Where refused calls are counted: the address, or its /64 for IPv6 (one site's block)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return _clean(address, 64)
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
-def _tally_upsert(values: dict, *, latest: list[str]) -> None:
-    # PostgreSQL and SQLite (3.24+) share this syntax; values are prepared as save() would.
-    meta = RefusalTally._meta
-    quote = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in values]
-    table = quote(meta.db_table)
-    columns = ", ".join(quote(f.column) for f in fields)
-    conflict = ", ".join(quote(meta.get_field(n).column) for n in meta.constraints[0].fields)
-    count = quote(meta.get_field("count").column)
-    updates = ", ".join(
-        [f"{count} = {table}.{count} + 1"]
-        + [
-            f"{quote(meta.get_field(n).column)} = excluded.{quote(meta.get_field(n).column)}"
-            for n in latest
-        ]
-    )
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    # Only quoted identifiers from the model's metadata are interpolated; values are parameters.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "  # noqa: S608
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return Answer(204)

@@ -28,11 +28,12 @@ from tracking.domain.order_state import STATE_COLUMNS
 from tracking.domain.statuses import AWAITING_DELIVERY_STATUS
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.intake.ingest import (
-    card_orders_lock,
+    delivery_counts_set,
     ingest_operations,
     ingest_prepare,
     refresh_orders,
 )
+from tracking.intake.locking import card_orders_lock
 from tracking.models import (
     CardOrder,
     EventSource,
@@ -222,9 +223,7 @@ def _on_demand_ingest(
     result = ingest_operations(
         issuer=issuer, operations=operations, source=EventSource.ON_DEMAND, delivery=delivery
     )
-    delivery.new_count = result.new_count
-    delivery.duplicate_count = result.duplicate_count
-    delivery.rejected_count = result.rejected_count
+    delivery_counts_set(delivery, result)
     if result.errors:
         delivery.error = "; ".join(result.errors)[:2000]
     delivery.save(update_fields=["new_count", "duplicate_count", "rejected_count", "error"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from tracking.domain.fold import RULES_VERSION
-from tracking.intake.rederive import (
+from tracking.intake.ingest.rederive import (
     RederiveReport,
     masked_identifiers_count,
     orders_rederive,
