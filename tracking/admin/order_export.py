@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -15,7 +16,6 @@ from tracking.domain.masking import can_see_personal, personal_fields
 from tracking.models import CardOrder
 from tracking.selectors.export import (
     XLSX_CONTENT_TYPE,
-    orders_csv_audited,
     orders_csv_lines,
     orders_xlsx_file,
     xlsx_blocks,
@@ -93,3 +93,25 @@ def export_file_name(params, *, now: dt.datetime) -> str:
         parts.append(f"{name}-{value}")
     slug = "-".join(slugify(part) for part in parts if slugify(part))[:150]
     return f"{slug}-{timezone.localtime(now):%Y%m%d-%H%M}.csv"
+
+
+def orders_csv_audited(lines: Iterable[str], *, actor: Actor, filters: dict) -> Iterator[str]:
+    """Pass the CSV lines through, then audit who exported, with which filters, how many rows.
+
+    Written when the stream ends, finished or cut off (`complete` says which), so the row
+    count is the one the reader got.
+    """
+    rows = -1  # the header line is not a row
+    complete = False
+    try:
+        for line in lines:
+            rows += 1
+            yield line
+        complete = True
+    finally:
+        audit_actor(
+            actor,
+            action="order.export",
+            targets=[None],
+            details={"filters": filters, "rows": max(rows, 0), "complete": complete},
+        )
