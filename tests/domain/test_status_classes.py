@@ -32,9 +32,7 @@ pytestmark = pytest.mark.django_db
 
 INDEXED_QUEUES = {
     "order_exception_recent": conditions.exception_q,
-    "order_awaiting_delivery": conditions.awaiting_delivery_q,
     "order_superseded_recent": conditions.superseded_q,
-    "order_cancel_unconfirmed": conditions.cancel_unconfirmed_q,
     "order_waiting_stage": conditions.waiting_q,
 }
 

@@ -77,8 +77,7 @@ def cancelled_q() -> Q:
 
 
 def awaiting_delivery_q() -> Q:
-    """Shipped orders whose carrier has not reported a final status (index
-    `order_awaiting_delivery`)."""
+    """Shipped orders whose carrier has not reported a final status."""
     return Q(production_status=AWAITING_DELIVERY_STATUS, shipment_final=False)
 
 
@@ -121,8 +120,7 @@ def carrier_word_unknown_q() -> Q:
 
 
 def cancel_unconfirmed_q() -> Q:
-    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED
-    (index `order_cancel_unconfirmed`)."""
+    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED."""
     return Q(cancel_accepted_at__isnull=False) & ~Q(
         production_status__in=sorted(CANCELLED_STATUSES)
     )

@@ -34,8 +34,14 @@ class CardOrder(models.Model):
     edited by hand.
     """
 
+    # No index of its own: every index that filters by issuer starts with it (index budget,
+    # docs/benchmarks.md), and one more would only slow each new order.
     issuer = models.ForeignKey(
-        Issuer, on_delete=models.PROTECT, related_name="orders", verbose_name=_("issuer")
+        Issuer,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        verbose_name=_("issuer"),
+        db_index=False,
     )
     card_id = models.CharField(max_length=48, verbose_name=_("card id"))
     operation_id = models.CharField(max_length=64, verbose_name=_("operation id"))
@@ -256,7 +262,6 @@ class CardOrder(models.Model):
             models.Index(fields=["operation_id"], name="order_operation_id"),
             models.Index(fields=["issuer_request_id"], name="order_issuer_request_id"),
             models.Index(fields=["tracking_number"], name="order_tracking_number"),
-            models.Index(fields=["input_file_name"], name="order_input_file_name"),
             # admin search: ids typed in another case still find their order (UPPER(x) = UPPER(y)).
             *[
                 models.Index(Upper(name), name=f"order_{short}_ci")
@@ -292,22 +297,12 @@ class CardOrder(models.Model):
                 name="order_exception_flagged",
                 condition=conditions.exception_q(),
             ),
-            # Reconciliation: the sweep looks only at open orders and shipped ones awaiting
-            # delivery, a small part of all orders once most have shipped.
-            models.Index(
-                fields=["stage_entered_at"], name="order_open", condition=Q(is_terminal=False)
-            ),
             # Stuck orders, stage by stage (the queue, the dashboard, the alert): a range of
             # each stage among the orders still waiting, read from the index alone.
             models.Index(
                 fields=["production_status", "stage_entered_at"],
                 name="order_waiting_stage",
                 condition=conditions.waiting_q(),
-            ),
-            models.Index(
-                fields=["last_event_at"],
-                name="order_awaiting_delivery",
-                condition=conditions.awaiting_delivery_q(),
             ),
             # Registered orders D1 has not spoken about yet: the silent queue and its sweep.
             models.Index(
@@ -319,11 +314,6 @@ class CardOrder(models.Model):
                 fields=["-updated_at"],
                 name="order_superseded_recent",
                 condition=conditions.superseded_q(),
-            ),
-            models.Index(
-                fields=["reconcile_next_at"],
-                name="order_cancel_unconfirmed",
-                condition=conditions.cancel_unconfirmed_q(),
             ),
         ]
         # trust: what operators may do beyond viewing, and who sees personal fields unmasked.
