@@ -44,7 +44,7 @@ class BareView(APIView):
 
 
 bare_view = BareView.as_view()
-bare_view.skips_staff_middleware = True  # served like the webhook (tracking.api.fast_path)
+bare_view.skips_staff_middleware = True  # served like the webhook (tracking.middleware.d1)
 
 urlpatterns = [
     path("notifications/bench/<str:issuer_id>/cards", bare_view, name="bench-bare"),

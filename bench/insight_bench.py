@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark of the insight pages and their rollup on PostgreSQL at 1,000,000 orders.
 
-Reuses `bench/admin_bench.py`'s loader (orders, events, deliveries written with set-based SQL),
+Reuses `bench/fill.py`'s loader (orders, events, deliveries written with set-based SQL),
 gathers 100,000 orders of one issuer into one file, then times: the rollup refresh (full, after
 1 % of the orders changed, and with nothing changed) and the pages (file page of the 100k-order
 file, files list, heat-map, a heat-map cell, the likely-late queue, the list sorted by predicted
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import admin_bench  # noqa: E402
+import fill  # noqa: E402
 
 BIG_FILE = "BIG_FILE_100K.csv"
 SECTION = "## Insight"
@@ -108,7 +109,7 @@ def pages(user) -> list[tuple[str, str]]:
 
     from tracking.models import Issuer
 
-    issuer = Issuer.objects.get(issuer_id=admin_bench.ISSUERS[1])
+    issuer = Issuer.objects.get(issuer_id=fill.ISSUERS[1])
     column = list_column(user, "predicted_ship")
     files = "/admin/tracking/productionfile/"
     return [
@@ -257,15 +258,15 @@ def main() -> None:
     django.setup()
     from tracking.models import CardOrder
 
-    name = admin_bench.use_database(base_url, args.size)
+    name = fill.use_database(base_url, args.size)
     if args.reuse and CardOrder.objects.count() == args.size:
         print(f"{name}: reusing {args.size:,} orders", flush=True)
-        load = admin_bench.recorded_load_seconds()
+        load = fill.recorded_load_seconds()
     else:
         print(f"{name}: loading {args.size:,} orders", flush=True)
-        admin_bench.reset()
-        load = admin_bench.load(start=1, stop=args.size)
-        admin_bench.record_load_seconds(load)
+        fill.reset()
+        load = fill.load(start=1, stop=args.size)
+        fill.record_load_seconds(load)
         print(f"  {gather_big_file(args.size):,} orders gathered into {BIG_FILE}", flush=True)
     if args.load_only:
         return

@@ -136,7 +136,8 @@ def service_rate(args) -> float:
     from django.db import transaction
 
     from tracking.services.audit import Actor
-    from tracking.services.registration import orders_register, registration_check
+    from tracking.services.registration import orders_register
+    from tracking.services.registration_rows import registration_check
 
     issuer = new_issuer("BS")
     size = settings.REGISTRATION_BULK_MAX

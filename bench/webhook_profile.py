@@ -131,7 +131,7 @@ def main() -> None:
     hook = f"/notifications/d1/v2/issuers/{ISSUER}/cards"
     bare = f"/notifications/bench/{ISSUER}/cards"
     without_fast_path = [
-        m for m in settings.MIDDLEWARE if m != "tracking.api.fast_path.WebhookFastPathMiddleware"
+        m for m in settings.MIDDLEWARE if m != "tracking.middleware.d1.WebhookFastPathMiddleware"
     ]
 
     from django.db import connection

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from tracking.api.token import D1TokenView
 from tracking.api.webhook import CardNotificationView
+from tracking.middleware.d1 import WEBHOOK_URL_NAME
 from tracking.observability.health import liveness, readiness
 from tracking.observability.views import metrics_view
 from tracking.staff_views import OTPVerifyView
@@ -19,7 +20,7 @@ urlpatterns = [
     path(
         "notifications/d1/v2/issuers/<str:issuer_id>/cards",
         CardNotificationView.as_view(),
-        name="d1-card-notifications",
+        name=WEBHOOK_URL_NAME,
     ),
     # trust: D1's token endpoint (SPEC §5.3) and the second step of a two-factor staff login.
     path("authz/d1/v1/oauth2/token", D1TokenView.as_view(), name="d1-token"),

@@ -416,11 +416,11 @@ def test_ask_d1_now_shows_the_answer_without_a_manual_reload(page, orders, issue
     The queue is the one part played here (the task is held instead of run at once); the call
     to D1 is the sandbox's real answer over HTTP.
     """
-    from tracking import tasks
+    from tracking.services import reconcile
 
     held: list[tuple] = []
     monkeypatch.setattr(
-        tasks.reconcile_order_task,
+        reconcile.reconcile_order_task,
         "delay_on_commit",
         lambda order_id, **kwargs: held.append((order_id, kwargs)),
     )

@@ -74,9 +74,9 @@ def test_open_orders_per_stage_and_stuck_per_stage(boss, orders):
 
 def test_final_stages_in_the_last_24_hours_and_7_days(boss, orders):
     figures = boss.get("/admin/").context["dashboard"]
-    assert figures.final["failed"] == {"24h": 1, "7d": 1}
-    assert figures.final["cancelled"] == {"24h": 0, "7d": 2}
-    assert figures.final["shipped"] == {"24h": 0, "7d": 3}
+    assert figures.terminal["failed"] == {"24h": 1, "7d": 1}
+    assert figures.terminal["cancelled"] == {"24h": 0, "7d": 2}
+    assert figures.terminal["shipped"] == {"24h": 0, "7d": 3}
 
 
 def test_notifications_per_hour_with_duplicate_and_out_of_order_rates(boss, orders):
@@ -104,7 +104,7 @@ def test_every_number_links_to_the_rows_behind_it(boss, orders):
     assert len(listed_cards(boss.get(links["stuck"]))) == figures.total_stuck
     assert len(listed_cards(boss.get(links["reconcile"]))) == figures.needs_reconcile
     assert len(listed_cards(boss.get(links["open"]))) == figures.open_orders
-    for row in response.context["final_rows"]:
+    for row in response.context["terminal_rows"]:
         for window in ("24h", "7d"):
             shown = listed_cards(boss.get(row["urls"][window]))
             assert len(shown) == row["counts"][window], (row["title"], window)

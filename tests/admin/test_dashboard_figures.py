@@ -14,11 +14,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from tests.fixtures.backoffice import PATH, Card, post_items, shipment
-from tracking.admin.dashboard import FINAL_TITLES
-from tracking.domain.rules import NON_TERMINAL_STATUSES
+from tracking.admin.dashboard import TERMINAL_TITLES
+from tracking.domain.statuses import NON_TERMINAL_STATUSES
 from tracking.models import CardOrder, ReconcileAttempt
 from tracking.selectors import order_queues
-from tracking.selectors.dashboard import FINAL_GROUPS
+from tracking.selectors.figures import TERMINAL_GROUPS
 
 pytestmark = pytest.mark.django_db
 
@@ -122,9 +122,9 @@ def _figures(boss) -> dict[str, tuple[int, str]]:
         found[f"stage:{status}"] = (row["stage"].orders, row["orders_url"])
         if row["stuck_url"]:
             found[f"stuck:{status}"] = (row["stage"].stuck, row["stuck_url"])
-    for row, group in zip(response.context["final_rows"], FINAL_TITLES, strict=True):
+    for row, group in zip(response.context["terminal_rows"], TERMINAL_TITLES, strict=True):
         for window in ("24h", "7d"):
-            found[f"final:{group}:{window}"] = (row["counts"][window], row["urls"][window])
+            found[f"terminal:{group}:{window}"] = (row["counts"][window], row["urls"][window])
     for row in response.context["queue_rows"]:
         found[f"queue:{row['queue'].key}"] = (row["count"], row["url"])
     for window in ("24h", "7d"):
@@ -163,7 +163,7 @@ FIGURES = [
     *(f"stage:{s}" for s in NON_TERMINAL_STATUSES),
     "stage:none",  # orders known only by a hold code
     *(f"stuck:{s}" for s in NON_TERMINAL_STATUSES),
-    *(f"final:{g}:{w}" for g in FINAL_GROUPS for w in ("24h", "7d")),
+    *(f"terminal:{g}:{w}" for g in TERMINAL_GROUPS for w in ("24h", "7d")),
     *(f"queue:{key}" for key in order_queues.QUEUES),
     "reconcile_changed:24h",
     "reconcile_changed:7d",

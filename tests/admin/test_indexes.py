@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+from tracking.domain import conditions
 from tracking.models import CardOrder
 from tracking.selectors import order_queues
 
@@ -34,8 +35,13 @@ def test_file_name_part_search_uses_the_trigram_index(orders):
 
 
 def test_the_exceptions_queue_uses_its_partial_index(orders):
-    queue = CardOrder.objects.filter(order_queues.exception_q()).order_by("-updated_at")[:50]
-    assert "order_exception_recent" in plan(queue)
+    queue = CardOrder.objects.filter(conditions.exception_q()).order_by("-updated_at")[:50]
+    chosen = plan(queue)
+    # Both partial indexes are built for exceptions (the queue's order, and triage's cursor); on
+    # a tiny table the planner's pick between the two is a coin toss of cost estimates.
+    exception_indexes = ("order_exception_recent", "order_exception_flagged")
+    assert any(name in chosen for name in exception_indexes), chosen
+    assert "Seq Scan" not in chosen, chosen
 
 
 def test_the_stuck_queue_uses_the_stage_index(orders):
@@ -45,7 +51,7 @@ def test_the_stuck_queue_uses_the_stage_index(orders):
     # An index on the stage entry time serves it (order_waiting_stage is made for it); on a tiny
     # table the planner's pick among them is a coin toss of cost estimates.
     chosen = plan(stuck)
-    stage_indexes = ("order_waiting_stage", "order_status_stage", "order_open")
+    stage_indexes = ("order_waiting_stage", "order_status_stage")
     assert any(name in chosen for name in stage_indexes), chosen
 
 

@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.fixtures.backoffice import Card, post_items
+from tracking.domain import conditions
 from tracking.models import CardOrder, Issuer, OrderAcknowledgement
-from tracking.selectors import order_queues
 
 pytestmark = pytest.mark.django_db
 
@@ -220,7 +220,7 @@ def test_viewers_see_the_list_with_tracking_numbers_masked(admin_client_as, orde
 
 
 def test_the_order_page_and_the_queue_agree_on_what_an_exception_is(orders):
-    queue = CardOrder.objects.filter(order_queues.exception_q())
+    queue = CardOrder.objects.filter(conditions.exception_q())
     in_queue = set(queue.values_list("pk", flat=True))
-    assert in_queue == {o.pk for o in CardOrder.objects.all() if order_queues.is_exception(o)}
+    assert in_queue == {o.pk for o in CardOrder.objects.all() if conditions.is_exception(o)}
     assert len(in_queue) >= 3

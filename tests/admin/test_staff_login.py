@@ -100,7 +100,14 @@ def test_a_user_without_a_device_is_told_what_to_do(otp_required, client, staff_
 
 def test_otp_is_off_by_default_outside_production(client, staff_user):
     log_in(client, "staff", "staff-password")
-    assert client.get("/admin/").status_code == 200
+
+    page = client.get("/admin/")
+
+    assert page.status_code == 200
+    # the dashboard itself, not the second step of a two-factor login
+    assert page.wsgi_request.path == "/admin/"
+    assert b"create_totp_device" not in page.content
+    assert page.context["user"].username == "staff"
 
 
 def test_create_totp_device_prints_the_key_once(staff_user, capsys):

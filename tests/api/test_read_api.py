@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from tests.fixtures import spec_examples as spec
+from tracking.models import CardOrder
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,13 @@ def test_anonymous_and_non_staff_users_are_refused(loaded):
 def test_staff_session_can_read(loaded, staff_user):
     client = APIClient()
     client.force_login(staff_user)
-    assert client.get("/api/v1/orders/").status_code == 200
+
+    answer = client.get("/api/v1/orders/")
+
+    assert answer.status_code == 200
+    listed = {order["card_id"] for order in answer.json()["results"]}
+    assert listed == set(CardOrder.objects.values_list("card_id", flat=True))
+    assert listed  # the notifications made orders, and staff see every one of them
 
 
 @pytest.mark.parametrize(

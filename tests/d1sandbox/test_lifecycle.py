@@ -13,13 +13,8 @@ from typing import Any
 
 import pytest
 
-from d1sandbox.lifecycle import (
-    CHANGE_TYPES,
-    KNOWN_DETAILS_STATUSES,
-    ON_HOLD_STATUS,
-    REATTEMPT_MESSAGE,
-    OrderRates,
-)
+from d1sandbox.lifecycle import KNOWN_DETAILS_STATUSES
+from d1sandbox.paths import CHANGE_TYPES, ON_HOLD_STATUS, REATTEMPT_MESSAGE, OrderRates
 from d1sandbox.planner import (
     DeliveryPlanner,
     DeliveryRates,

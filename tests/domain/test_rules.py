@@ -14,15 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.intake import streams
-from tracking.domain import rules
-from tracking.domain.rules import (
-    EventFacts,
-    Outcome,
-    ReconcileReason,
-    derive_order_state,
-    needs_reconcile_after,
-    reconcile_reason_for,
-)
+from tracking.domain.flags import ReconcileReason, needs_reconcile_after, reconcile_reason_for
+from tracking.domain.fold import Outcome, derive_order_state
+from tracking.domain.ordering import EventFacts
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 STEPS = [
@@ -389,7 +383,7 @@ def arrival_tie_break(self: EventFacts) -> tuple:
 
 def test_the_property_catches_a_rule_that_breaks_ties_by_arrival(monkeypatch):
     """The mutation check, kept as a test: with arrival breaking ties, some order differs."""
-    monkeypatch.setattr(rules.EventFacts, "latest_key", arrival_tie_break)
+    monkeypatch.setattr(EventFacts, "latest_key", arrival_tie_break)
     with pytest.raises(AssertionError):
         test_every_permutation_batching_and_duplication_gives_the_same_state()
 

@@ -11,15 +11,9 @@ import zoneinfo
 
 import pytest
 
-from tracking.domain.rules import (
-    EventFacts as Facts,
-)
-from tracking.domain.rules import (
-    ReconcileReason,
-    derive_order_state,
-    needs_reconcile_after,
-    reconcile_reason_for,
-)
+from tracking.domain.flags import ReconcileReason, needs_reconcile_after, reconcile_reason_for
+from tracking.domain.fold import derive_order_state
+from tracking.domain.ordering import EventFacts as Facts
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 START = "2026-03-02T09:00:00.000Z"

@@ -17,9 +17,9 @@ from django.utils import timezone
 from tracking.admin import display as admin_display
 from tracking.domain import conditions
 from tracking.domain.carrier_status import FINAL_CLASSES, carrier_status_class
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
-    EXCEPTION_STATUSES,
+    FAILED_PRODUCTION_STATUSES,
     FAILURE_STATUSES,
     NON_TERMINAL_STATUSES,
     PRODUCTION_RANK,
@@ -32,9 +32,7 @@ pytestmark = pytest.mark.django_db
 
 INDEXED_QUEUES = {
     "order_exception_recent": conditions.exception_q,
-    "order_awaiting_delivery": conditions.awaiting_delivery_q,
     "order_superseded_recent": conditions.superseded_q,
-    "order_cancel_unconfirmed": conditions.cancel_unconfirmed_q,
     "order_waiting_stage": conditions.waiting_q,
 }
 
@@ -131,12 +129,12 @@ def test_every_partial_index_selects_exactly_its_queue_on_this_database(issuer):
 
 def test_the_exception_rule_in_memory_matches_the_query(issuer):
     orders = orders_of_every_class(issuer)
-    queried = set(CardOrder.objects.filter(order_queues.exception_q()).values_list("pk", flat=True))
-    in_memory = {o.pk for o in orders if order_queues.is_exception(o)}
+    queried = set(CardOrder.objects.filter(conditions.exception_q()).values_list("pk", flat=True))
+    in_memory = {o.pk for o in orders if conditions.is_exception(o)}
     assert in_memory == queried
     # The classes, spelled out: a failure of production is an exception, a cancellation is not.
     for order in orders:
-        if order.production_status in EXCEPTION_STATUSES:
+        if order.production_status in FAILED_PRODUCTION_STATUSES:
             assert order.pk in queried
         if order.production_status in CANCELLED_STATUSES and not (
             order.has_conflict or order.error_code
@@ -144,12 +142,19 @@ def test_the_exception_rule_in_memory_matches_the_query(issuer):
             assert order.pk not in queried
 
 
+def test_the_failed_rule_in_memory_matches_the_query(issuer):
+    orders = orders_of_every_class(issuer)
+    queried = set(CardOrder.objects.filter(conditions.failed_q()).values_list("pk", flat=True))
+    assert {o.pk for o in orders if conditions.is_failed(o)} == queried
+    assert queried  # the classes include failed orders
+
+
 def test_the_colours_follow_the_status_classes():
-    for status in EXCEPTION_STATUSES:
+    for status in FAILED_PRODUCTION_STATUSES:
         assert admin_display.production_tone(status) == "danger"
     for status in CANCELLED_STATUSES:
         assert admin_display.production_tone(status) == "neutral"
-    assert FAILURE_STATUSES == EXCEPTION_STATUSES | CANCELLED_STATUSES
+    assert FAILURE_STATUSES == FAILED_PRODUCTION_STATUSES | CANCELLED_STATUSES
     for status in NON_TERMINAL_STATUSES:
         assert admin_display.production_tone(status) == "info"
 

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from tracking.domain import conditions
 from tracking.domain.carriers import tracking_url_for
 from tracking.intake.card_operations import order_change_parse
 from tracking.models import CardOrder, OperationEvent, OrderChange
@@ -51,7 +52,7 @@ def test_a_newer_operation_of_the_card_supersedes_the_older_unfinished_order(
     assert old.superseded_by_id == new.pk
     assert new.superseded_by_id is None
     assert old.pk not in orders_due_for_reconcile(now=timezone.now() + dt.timedelta(days=30))
-    assert old in CardOrder.objects.filter(order_queues.superseded_q())
+    assert old in CardOrder.objects.filter(conditions.superseded_q())
 
 
 def test_d1_times_decide_which_operation_is_newer_not_arrival(issuer, post_notification):
@@ -322,17 +323,17 @@ def test_after_shipment_queues(issuer, post_notification, settings):
     def queue(q) -> set[str]:
         return set(CardOrder.objects.filter(q).values_list("card_id", flat=True))
 
-    assert queue(order_queues.delivered_q()) == {"c-delivered"}
-    assert queue(order_queues.returned_q()) == {"c-returned"}
-    assert queue(order_queues.delivery_failed_q()) == {"c-failed"}
+    assert queue(conditions.delivered_q()) == {"c-delivered"}
+    assert queue(conditions.returned_q()) == {"c-returned"}
+    assert queue(conditions.delivery_failed_q()) == {"c-failed"}
     assert queue(order_queues.in_transit_long_q(now=now)) == set()
     later = now + dt.timedelta(days=4)
     assert queue(order_queues.in_transit_long_q(now=later)) == {"c-transit", "c-failed"}
     # A card returned to sender is an exception: it stopped polling, it must not stay quiet.
-    assert "c-returned" in queue(order_queues.exception_q())
-    assert "c-delivered" not in queue(order_queues.exception_q())
+    assert "c-returned" in queue(conditions.exception_q())
+    assert "c-delivered" not in queue(conditions.exception_q())
     returned = CardOrder.objects.get(card_id="c-returned")
-    assert order_queues.is_exception(returned)
+    assert conditions.is_exception(returned)
 
 
 def test_after_shipment_queues_in_the_admin(issuer, post_notification, client, staff_user):

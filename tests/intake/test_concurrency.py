@@ -12,7 +12,7 @@ from django.db.models import Sum
 
 from tests.domain.test_rules import lifecycle
 from tests.fixtures import spec_examples as spec
-from tracking.domain.rules import derive_order_state
+from tracking.domain.fold import derive_order_state
 from tracking.intake.ingest import item_fingerprint
 from tracking.intake.projector import fold_pending
 from tracking.models import CardOrder, EventCopy, Issuer, OperationEvent

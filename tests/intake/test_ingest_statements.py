@@ -8,15 +8,17 @@ whichever backend the suite runs.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 
 import pytest
+import time_machine
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.domain.test_rules import lifecycle
-from tracking.domain.rules import DERIVED_COLUMNS
+from tracking.domain.order_state import DERIVED_COLUMNS
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.intake.ingest import refresh_orders
 from tracking.intake.projector import fold_pending
@@ -97,6 +99,25 @@ def test_delivery_counts_are_what_the_post_did(issuer, post_notification):
         "CARD_PROD_REQUESTED": 3,
         "CARD_PROD_PERSONALIZED": 3,
     }
+
+
+def test_a_copy_is_counted_when_the_new_item_beside_it_changes_its_outcome(
+    issuer, post_notification
+):
+    requested, prepared = other_card("CARD_PROD_REQUESTED"), other_card("DATA_PREPARED")
+    post_notification({"operations": [requested]})
+    # A POST whose transaction began before the first one's but waited for the order's lock
+    # commits after it with an earlier receipt time: its new item arrived first, which makes
+    # the stored one stale, and the stored one is also a copy in that POST.
+    with time_machine.travel(timezone.now() - dt.timedelta(minutes=1)):
+        response = post_notification({"operations": [prepared, requested]})
+    assert response.status_code == 204, response.content
+    stored = OperationEvent.objects.get(production_status="CARD_PROD_REQUESTED")
+    assert (stored.times_received, stored.outcome) == (2, "stale")
+    before = stored_state()
+    with transaction.atomic():
+        refresh_orders(list(CardOrder.objects.all()))
+    assert stored_state() == before
 
 
 def ingest_statements(post_notification, items) -> list[str]:

@@ -12,8 +12,9 @@ from django.forms.models import model_to_dict
 from django.test import Client
 
 from tests.domain.test_time_order_cases import CASES
-from tracking.domain import rules
-from tracking.domain.rules import EventFacts, shipment_rank
+from tracking.domain.fold import RULES_VERSION
+from tracking.domain.ordering import EventFacts
+from tracking.domain.statuses import shipment_rank
 from tracking.intake.ingest import rederive as ingest_rederive
 from tracking.models import CardOrder, Issuer, OperationEvent
 
@@ -34,7 +35,7 @@ def receipt_tie_break(self: EventFacts) -> tuple:
 def old_database(issuer, post_notification, monkeypatch):
     """The six cases, posted in the order listed, folded with the old tie-break."""
     with monkeypatch.context() as old:
-        old.setattr(rules.EventFacts, "latest_key", receipt_tie_break)
+        old.setattr(EventFacts, "latest_key", receipt_tie_break)
         old.setattr(ingest_rederive, "RULES_VERSION", 1)
         for case in CASES.values():
             for item in case.items:
@@ -84,7 +85,7 @@ def test_a_real_run_writes_once_and_a_second_run_changes_nothing(old_database, o
     assert (failed["operation_status"], failed["error_code"]) == ("FAILED", "E_PERSO")
     assert order_state("card-case-2")["end_time"] == "2026-03-04T10:00:00Z"
     assert order_state("card-case-4")["shipment"]["status"] == "IN_TRANSIT"
-    assert {o.rules_version for o in CardOrder.objects.all()} == {rules.RULES_VERSION}
+    assert {o.rules_version for o in CardOrder.objects.all()} == {RULES_VERSION}
     after_first = snapshot()
 
     second = rederive()
@@ -135,7 +136,7 @@ def test_rederive_of_one_issuer_and_an_unknown_issuer(old_database):
 
 
 def test_outdated_only_touches_the_orders_stamped_by_older_rules(old_database):
-    CardOrder.objects.filter(card_id="card-case-1").update(rules_version=rules.RULES_VERSION)
+    CardOrder.objects.filter(card_id="card-case-1").update(rules_version=RULES_VERSION)
 
     report = rederive("--outdated", "--dry-run")
 
@@ -153,4 +154,4 @@ def test_the_order_page_shows_which_rules_derived_the_state(old_database):
 
     rederive()
 
-    assert f"v{rules.RULES_VERSION} (current)" in client.get(page).content.decode()
+    assert f"v{RULES_VERSION} (current)" in client.get(page).content.decode()

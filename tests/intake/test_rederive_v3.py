@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.services.reconcile.items import item
-from tracking.domain.rules import RULES_VERSION
+from tracking.domain.fold import RULES_VERSION
 from tracking.models import CardOrder
 from tracking.selectors import order_queues
 

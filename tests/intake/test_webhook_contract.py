@@ -148,7 +148,11 @@ def test_non_json_content_type_answers_415(issuer, post_notification):
 
 def test_json_with_charset_is_accepted(issuer, post_notification):
     response = post_notification(spec.E1, content_type="application/json; charset=utf-8")
+
     assert response.status_code == 204
+    assert NotificationDelivery.objects.get().status_code == 204
+    stored = OperationEvent.objects.get()
+    assert stored.card_id == spec.E1["operations"][0]["cardId"]
 
 
 def test_body_over_the_size_cap_answers_413(issuer, post_notification, settings):

@@ -63,8 +63,8 @@ def test_without_memory_a_revoked_token_is_refused_at_once(
     assert post_notification(spec.E2, **bearer).status_code == 401
 
 
-FAST_PATH = "tracking.api.fast_path.WebhookFastPathMiddleware"
-CERTIFICATE = "tracking.middleware.D1ClientCertificateMiddleware"
+FAST_PATH = "tracking.middleware.d1.WebhookFastPathMiddleware"
+CERTIFICATE = "tracking.middleware.d1.D1ClientCertificateMiddleware"
 
 
 @pytest.fixture

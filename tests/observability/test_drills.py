@@ -224,7 +224,7 @@ def test_gunicorn_worker_killed_mid_request(cluster, drill_env):
 
 def test_celery_worker_killed_in_the_middle_of_a_reconcile(cluster, drill_env, d1_sandbox):
     from config.celery_app import app
-    from tracking.tasks import reconcile_order_task
+    from tracking.services.reconcile import reconcile_order_task
 
     steps = [item("kill-2", "CARD_PROD_REQUESTED"), item("kill-2", "DATA_PREPARED")]
     d1_sandbox.truth_record(issuer_id=ISSUER_ID, items=steps)
@@ -348,7 +348,7 @@ def test_redis_lost_while_a_reconcile_is_in_flight_the_worker_lives_on(
     tmp_path, cluster, d1_sandbox
 ):
     from config.celery_app import app
-    from tracking.tasks import reconcile_order_task
+    from tracking.services.reconcile import reconcile_order_task
 
     Issuer.objects.create(issuer_id=ISSUER_ID, name="Drill Bank")
     redis = ThrowawayRedis(cluster)

@@ -9,11 +9,8 @@ import pytest
 import structlog
 
 from tests.fixtures import spec_examples as spec
-from tracking.observability.logs import (
-    REQUEST_ID_PATTERN,
-    logging_settings,
-    request_id_current,
-)
+from tracking.infrastructure.request_ids import REQUEST_ID_PATTERN, request_id_current
+from tracking.observability.logs import logging_settings
 from tracking.services.audit import Actor
 
 pytestmark = pytest.mark.django_db
@@ -111,11 +108,10 @@ def test_tasks_queued_by_a_request_carry_its_request_id(
     from config.celery_app import app
     from tests.services.reconcile.items import body, item
     from tracking.models import CardOrder
-    from tracking.services.reconcile import orders_reconcile_now
+    from tracking.services.reconcile import orders_reconcile_now, reconcile_order_task
 
     assert post_notification(body(item("log-1", "CARD_PROD_REQUESTED"))).status_code == 204
     order = CardOrder.objects.get(card_id="log-1")
-    from tracking.tasks import reconcile_order_task
 
     # A queue of this test's own, so that no worker takes the message and nothing is left over.
     queue = f"test-{uuid.uuid4().hex[:12]}"

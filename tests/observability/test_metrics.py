@@ -110,7 +110,7 @@ def test_reconcile_attempts_latency_and_sweep_age_are_exported(
 
     from tests.services.reconcile.items import body, item
     from tracking.observability.state import SWEEP_LAST_SUCCESS_KEY
-    from tracking.tasks import reconcile_order_task, reconcile_sweep_task
+    from tracking.services.reconcile import reconcile_order_task, reconcile_sweep_task
 
     cache.delete(SWEEP_LAST_SUCCESS_KEY)
 

@@ -189,7 +189,7 @@ def test_a_registered_order_unknown_at_d1_for_too_long_is_an_exception_event(iss
     from django.utils import timezone
 
     from tracking.models import ReconcileOutcome
-    from tracking.services.reconcile import _not_found_update
+    from tracking.services.d1_answers import order_not_found_update
 
     now = timezone.now()
     order = CardOrder.objects.create(
@@ -199,9 +199,9 @@ def test_a_registered_order_unknown_at_d1_for_too_long_is_an_exception_event(iss
         registered_at=now - dt.timedelta(days=5),
         d1_not_found_since=now - settings.REGISTERED_NOT_FOUND_AFTER - dt.timedelta(hours=1),
     )
-    _not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)
+    order_not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)
     event = OutboundEvent.objects.get(order=order)
     assert event.type == "card_order.exception"
     assert event.payload["reason"] == order.exception_reason != ""
-    _not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)  # still: no event
+    order_not_found_update(order, outcome=ReconcileOutcome.NOT_FOUND, now=now)  # still: no event
     assert OutboundEvent.objects.filter(order=order).count() == 1

@@ -150,9 +150,9 @@ def test_what_d1_sent_and_calls_to_d1_of_another_issuer_are_not_listed(
 def test_the_dashboard_counts_only_the_granted_issuer(two_issuers, scoped_operator):
     everything = get_user_model().objects.create_superuser("root", password="pw-root-12345")
     assert sum(stage.orders for stage in dashboard_reads(everything)[0].stages) == 0
-    assert dashboard_reads(everything)[0].final["shipped"]["24h"] == 2
+    assert dashboard_reads(everything)[0].terminal["shipped"]["24h"] == 2
     scoped, _, last = dashboard_reads(scoped_operator)
-    assert scoped.final["shipped"]["24h"] == 1
+    assert scoped.terminal["shipped"]["24h"] == 1
     # Each queue's count too: both orders wait for reconciliation, one of them ours.
     CardOrder.objects.update(needs_reconcile=True)
     assert dashboard_reads(everything)[0].queues["reconcile"] == 2

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 
 from tests.domain.test_rules import arrive, facts, item, shipped, timed
 from tests.intake import streams
-from tracking.domain.rules import Explanation, Rule, derive_order_state
+from tracking.domain.fold import derive_order_state
+from tracking.domain.order_state import Explanation, Rule
 
 
 def explained(items: list[dict]) -> dict[tuple[str, object], Explanation]:

@@ -216,8 +216,10 @@ def test_bad_input_answers_400_naming_the_field(integration, change, field):
 def test_an_inactive_issuer_cannot_register(integration, issuer):
     Issuer.objects.filter(pk=issuer.pk).update(is_active=False)
     answer = integration.post(URL, ORDER, format="json")
+
     assert answer.status_code == 400
-    assert "issuer_id" in answer.json()
+    assert answer.json()["issuer_id"] == [f"Unknown or inactive issuer {issuer.issuer_id}."]
+    assert CardOrder.objects.count() == 0
 
 
 def test_viewers_and_anonymous_callers_may_not_register(issuer):

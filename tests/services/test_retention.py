@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.services.reconcile.items import body, item
-from tracking.domain.rules import EventFacts, derive_order_state
+from tracking.domain.fold import derive_order_state
+from tracking.domain.ordering import EventFacts
 from tracking.models import (
     AuditEntry,
     CardOrder,
@@ -192,7 +193,7 @@ def test_old_refused_call_tallies_go(settings):
 
 
 def test_the_beat_schedule_runs_prune_and_it_reports(settings):
-    from tracking.tasks import retention_prune_task
+    from tracking.services.retention import retention_prune_task
 
     assert settings.CELERY_BEAT_SCHEDULE["retention-prune"]["task"] == "tracking.retention_prune"
     lines = retention_prune_task()

@@ -23,13 +23,8 @@ from tracking.domain import labels
 from tracking.models import Issuer, NotificationDelivery
 from tracking.observability.alerts import Alert, alerts_current
 from tracking.selectors import order_queues
-from tracking.selectors.dashboard import (
-    DAY,
-    FINAL_GROUPS,
-    WEEK,
-    DashboardFigures,
-    dashboard_figures,
-)
+from tracking.selectors.dashboard import DashboardFigures, dashboard_figures
+from tracking.selectors.figures import DAY, TERMINAL_GROUPS, WEEK
 from tracking.services.issuer_grants import ALL, issuers_granted
 
 PRIMARY = "#2563eb"
@@ -195,7 +190,7 @@ def _hour_links(figures: DashboardFigures) -> list[dict]:
     return rows
 
 
-FINAL_TITLES = {
+TERMINAL_TITLES = {
     "shipped": _("Shipped"),
     "failed": _("Failed in production"),
     "cancelled": _("Cancelled"),
@@ -203,12 +198,12 @@ FINAL_TITLES = {
 }
 
 
-def _final_url(group: str, window: str) -> str:
+def _terminal_url(group: str, window: str) -> str:
     if group == "failed":
         return orders_url(queue="failed", entered=window)
     if group == "cancelled":
         return orders_url(queue="cancelled", entered=window)
-    return orders_url(production_status=FINAL_GROUPS[group][0], entered=window)
+    return orders_url(production_status=TERMINAL_GROUPS[group][0], entered=window)
 
 
 def _alert_url(alert: Alert) -> str:
@@ -307,14 +302,14 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
         }
         for stage in figures.stages
     ]
-    final_rows = [
+    terminal_rows = [
         {
             "title": title,
-            "statuses": FINAL_GROUPS[group],
-            "counts": figures.final[group],
-            "urls": {window: _final_url(group, window) for window in ("24h", "7d")},
+            "statuses": TERMINAL_GROUPS[group],
+            "counts": figures.terminal[group],
+            "urls": {window: _terminal_url(group, window) for window in ("24h", "7d")},
         }
-        for group, title in FINAL_TITLES.items()
+        for group, title in TERMINAL_TITLES.items()
     ]
     queue_rows = [
         {"queue": queue, "count": figures.queues.get(key, 0), "url": orders_url(queue=key)}
@@ -326,7 +321,7 @@ def dashboard_callback(request: HttpRequest, context: dict) -> dict:
             "alerts": [{"alert": alert, "url": _alert_url(alert)} for alert in alerts],
             "dashboard": figures,
             "stage_rows": stage_rows,
-            "final_rows": final_rows,
+            "terminal_rows": terminal_rows,
             "hour_rows": list(reversed(_hour_links(figures))),
             "links": {
                 # Every queue's list, by its key (`order_queues.QUEUES`).

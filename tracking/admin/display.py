@@ -17,14 +17,14 @@ from django.utils.translation import gettext as _
 
 from tracking.domain import carrier_status, labels
 from tracking.domain.carriers import carrier_name, tracking_url_for
+from tracking.domain.fold import RULES_VERSION
 from tracking.domain.labels import humanize_duration
 from tracking.domain.masking import personal_mask
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
-    EXCEPTION_STATUSES,
+    FAILED_PRODUCTION_STATUSES,
     PRODUCTION_RANK,
     RETURNED_PRODUCTION_STATUSES,
-    RULES_VERSION,
     SHIPPED_STATUS,
 )
 from tracking.models import CardOrder
@@ -72,7 +72,7 @@ def badge(text: str, tone: str = "neutral", *, title: str = "", icon: str | None
 def production_tone(status: str) -> str:
     if not status:
         return "warning"
-    if status in EXCEPTION_STATUSES:
+    if status in FAILED_PRODUCTION_STATUSES:
         return "danger"
     if status in CANCELLED_STATUSES:
         return "neutral"

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import messages
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -21,10 +21,11 @@ from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
 from unfold.contrib.filters.forms import DropdownForm
 from unfold.widgets import INPUT_CLASSES, UnfoldAdminSelectWidget
 
-from tracking.domain import labels
+from tracking.domain import conditions, labels
 from tracking.domain.carriers import CARRIERS
-from tracking.domain.rules import PRODUCTION_RANK, ReconcileReason
-from tracking.selectors import order_queues
+from tracking.domain.flags import ReconcileReason
+from tracking.domain.statuses import PRODUCTION_RANK
+from tracking.selectors import figures, order_queues
 
 OTHER = "__other__"
 NONE = "__none__"
@@ -153,7 +154,7 @@ class StageAgeFilter(ChoiceFilter):
 class StageEnteredFilter(ChoiceFilter):
     title = _("entered current stage")
     parameter_name = "entered"
-    WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7)}
+    WINDOWS = figures.TERMINAL_WINDOWS
 
     def lookups(self, request, model_admin):
         return [("24h", _("In the last 24 hours")), ("7d", _("In the last 7 days"))]
@@ -162,7 +163,8 @@ class StageEnteredFilter(ChoiceFilter):
         window = self.WINDOWS.get(self.value() or "")
         if window is None:
             return queryset
-        return queryset.filter(stage_entered_at__gte=timezone.now() - window)
+        # The dashboard's terminal figures count by this rule: the list shows the same rows.
+        return queryset.filter(figures.entered_since_q(timezone.now() - window))
 
 
 class CarrierFilter(ChoiceFilter):
@@ -250,58 +252,6 @@ def known_production_sites(cache_key: str, seconds: int) -> list[str]:
     return sites
 
 
-class TextFilter(admin.SimpleListFilter):
-    """A free-text filter: a box in the filter panel, `lookup` applied to what was typed."""
-
-    template = "unfold/filters/filters_field.html"
-    label = ""  # the box's label
-    lookup = ""  # the queryset lookup the value is given to
-
-    def lookups(self, request, model_admin):
-        return ()
-
-    def has_output(self) -> bool:
-        return True
-
-    def choices(self, changelist) -> Iterator[dict]:
-        yield {"form": TextFilterForm(self.parameter_name, self.label, self.value())}
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        value = (self.value() or "").strip()
-        return queryset.filter(**{self.lookup: value}) if value else queryset
-
-
-class CardIdContainsFilter(TextFilter):
-    """Part of a card id, case-insensitive: the search's fallback when no id matched exactly.
-
-    A substring match scans every order, so it is offered, never done on its own.
-    """
-
-    title = _("card id contains")
-    parameter_name = "card_contains"
-    label = _("Card id contains")
-    lookup = "card_id__icontains"
-
-
-class InputFileFilter(TextFilter):
-    """The orders of one input file, by its exact name (the file page's "orders" link)."""
-
-    title = _("input file")
-    parameter_name = "input_file_name"
-    label = _("Input file (exact name)")
-    lookup = "input_file_name"
-
-
-class TextFilterForm(forms.Form):
-    def __init__(self, name: str, label: str, value: str | None) -> None:
-        super().__init__(data={name: value})
-        self.fields[name] = forms.CharField(
-            label=label,
-            required=False,
-            widget=forms.TextInput(attrs={"class": " ".join(INPUT_CLASSES)}),
-        )
-
-
 class ReconcileReasonFilter(ChoiceFilter):
     title = _("reconcile reason")
     parameter_name = "reconcile_reason"
@@ -345,7 +295,7 @@ class OrderChangeFilter(ChoiceFilter):
         if value.startswith("result:"):
             return queryset.filter(change_result=value.removeprefix("result:"))
         if value == "cancel_unconfirmed":
-            return queryset.filter(order_queues.cancel_unconfirmed_q())
+            return queryset.filter(conditions.cancel_unconfirmed_q())
         return queryset
 
 

@@ -25,6 +25,7 @@ from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import PortalModelAdmin
 from tracking.domain.labels import humanize_duration
+from tracking.domain.statuses import SHIPPED_STATUS
 from tracking.insight import predictions, production_files, stage_times
 from tracking.insight.refresh import last_refresh
 from tracking.models import CardOrder, ProductionFile, StageSpan
@@ -301,7 +302,7 @@ class ProductionFileAdmin(PortalModelAdmin):
             rows=rows,
             thresholds=[(s, humanize_duration(stage_threshold(s))) for s in found.stages],
             carriers=[
-                (cell, _cell_url(window=window, stage=stage_times.SHIPPED, carrier=cell.group))
+                (cell, _cell_url(window=window, stage=SHIPPED_STATUS, carrier=cell.group))
                 for cell in found.carriers
             ],
             shipment_threshold=humanize_duration(stage_times.shipment_threshold()),
@@ -315,7 +316,7 @@ class ProductionFileAdmin(PortalModelAdmin):
             raise PermissionDenied
         window = _window(request)
         stage = request.GET.get("stage", "")
-        if stage not in (*stage_times.PRODUCTION_STAGES, stage_times.SHIPPED):
+        if stage not in (*stage_times.PRODUCTION_STAGES, SHIPPED_STATUS):
             raise Http404("Unknown stage.")
         site = request.GET.get("site")
         carrier = request.GET.get("carrier")
@@ -376,7 +377,7 @@ def granted_heatmap(user, *, window_days: int, now: dt.datetime) -> stage_times.
             by_site.setdefault(cell.group, {})[cell.stage] = cell
     carriers = sorted(
         cells(
-            spans.filter(stage=stage_times.SHIPPED),
+            spans.filter(stage=SHIPPED_STATUS),
             ("stage", "carrier"),
             lambda stage: stage_times.shipment_threshold(),
         ),

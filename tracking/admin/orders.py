@@ -6,22 +6,17 @@ services (reconcile now, replay, acknowledge). Lists never count a whole table.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
-
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
@@ -30,50 +25,44 @@ from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin import insight as admin_insight_columns
 from tracking.admin import issuer_side as admin_issuer
+from tracking.admin import text_filters
 from tracking.admin.base import PortalModelAdmin
-from tracking.admin.events import order_events_context
-from tracking.admin.reconcile import attempt_http, attempt_outcome_badge, reconcile_now_action
+from tracking.admin.order_export import OrderExportMixin
+from tracking.admin.order_page import (
+    order_page_context,
+    pending_key,
+    reconcile_pending,
+)
+from tracking.admin.reconcile import reconcile_now_action
 from tracking.admin.security import (
     EvidenceAdminMixin,
     OperatorPermissionsMixin,
     require_permission,
 )
-from tracking.admin.timeline import stage_spans, timeline_entries
 from tracking.domain import labels
-from tracking.domain.masking import PERSONAL_MASK, can_see_personal, personal_fields
-from tracking.domain.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
-from tracking.insight.delivery_predictions import carrier_updates, order_expected_delivery
+from tracking.domain.masking import can_see_personal, personal_fields
 from tracking.models import (
     CardOrder,
     Issuer,
-    OperationEvent,
     OrderAcknowledgement,
     ReconcileAttempt,
 )
 from tracking.selectors import order_queues, order_search
-from tracking.selectors.explanation import order_explanation
-from tracking.selectors.export import (
-    XLSX_CONTENT_TYPE,
-    orders_csv_audited,
-    orders_csv_lines,
-    orders_xlsx_file,
-    xlsx_blocks,
-)
+from tracking.selectors.order_page import acknowledgement_covers, order_page, reconcile_attempts
+from tracking.selectors.order_representation import awaiting_first_event
 from tracking.services import order_actions
-from tracking.services.audit import Actor, audit_actor
+from tracking.services.audit import Actor
 from tracking.services.d1_asks import D1AskRefused
 from tracking.services.issuer_grants import issuers_visible_to
-from tracking.services.reconcile import order_due_reason, orders_reconcile_now
-from tracking.services.registration import awaiting_first_event
-
-TIMELINE_LIMIT = 500
-
+from tracking.services.reconcile import orders_reconcile_now
 
 # ---------------------------------------------------------------------------- orders
 
 
 @admin.register(CardOrder)
-class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAdmin):
+class CardOrderAdmin(
+    OrderExportMixin, OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAdmin
+):
     """Orders are derived state: viewed, never edited; operators act through services."""
 
     issuer_path = "issuer"
@@ -112,8 +101,8 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         admin_filters.OrderChangeFilter,
         admin_filters.HasErrorFilter,
         admin_filters.AssigneeFilter,
-        admin_filters.CardIdContainsFilter,
-        admin_filters.InputFileFilter,
+        text_filters.CardIdContainsFilter,
+        text_filters.InputFileFilter,
         ("first_event_at", admin_filters.DateRangeFilter),
         ("updated_at", admin_filters.DateRangeFilter),
         ("due_date", admin_filters.DateRangeFilter),
@@ -154,7 +143,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
                 "✓",
                 acknowledged,
             )
-            if acknowledged and _acknowledgement_covers(order, acknowledged_at)
+            if acknowledged and acknowledgement_covers(order, acknowledged_at)
             else ""
         )
         return format_html(
@@ -427,64 +416,6 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
             *super().get_urls(),
         ]
 
-    # ------------------------------------------------------------------ export
-
-    def export_view(self, request: HttpRequest):
-        """The current list (its filters, queue and search) as CSV, streamed."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
-        queryset = changelist.get_queryset(request)
-        masked = set() if can_see_personal(request.user) else set(personal_fields(CardOrder))
-        stuck = request.GET.get("queue") == "stuck" or request.GET.get("stage_age") == "stuck"
-        lines = orders_csv_lines(
-            queryset=queryset,
-            chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE,
-            masked=masked,
-            stuck=stuck,
-        )
-        lines = orders_csv_audited(
-            lines,
-            actor=Actor.of_request(request),
-            filters={key: request.GET.getlist(key) for key in sorted(request.GET)},
-        )
-        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = (
-            f'attachment; filename="{export_file_name(request.GET, now=timezone.now())}"'
-        )
-        return response
-
-    def export_xlsx_view(self, request: HttpRequest):
-        """The current list as an .xlsx workbook, written in constant memory, then streamed."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
-        queryset = changelist.get_queryset(request)
-        masked = set() if can_see_personal(request.user) else set(personal_fields(CardOrder))
-        stuck = request.GET.get("queue") == "stuck" or request.GET.get("stage_age") == "stuck"
-        file_path, rows = orders_xlsx_file(
-            queryset=queryset,
-            chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE,
-            masked=masked,
-            stuck=stuck,
-        )
-        audit_actor(
-            Actor.of_request(request),
-            action="order.export",
-            targets=[None],
-            details={
-                "filters": {key: request.GET.getlist(key) for key in sorted(request.GET)},
-                "rows": rows,
-                "complete": True,
-                "format": "xlsx",
-            },
-        )
-        response = StreamingHttpResponse(xlsx_blocks(file_path), content_type=XLSX_CONTENT_TYPE)
-        name = export_file_name(request.GET, now=timezone.now()).removesuffix(".csv") + ".xlsx"
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-        response["Content-Length"] = str(os.path.getsize(file_path))
-        return response
-
     # ------------------------------------------------------------------ the order page
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -495,76 +426,10 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         )
         if not self.has_view_permission(request, order):
             raise PermissionDenied
-        now = timezone.now()
-        personal = can_see_personal(request.user)
-        events = list(order.timeline()[: TIMELINE_LIMIT + 1])
-        attempts = _reconcile_attempts(order)
-        acknowledgements = list(order.acknowledgements.select_related("user")[:20])
-        exception = order_queues.is_exception(order)
-        current_ack = _current_acknowledgement(order, acknowledgements) if exception else None
-        reconcile_pending = _reconcile_pending(request, order, attempts)
+        page = order_page(order, now=timezone.now(), orders=self.get_queryset(request))
         context = {
             **self.admin_site.each_context(request),
-            "title": _("Card %(card_id)s") % {"card_id": order.card_id},
-            "reconcile_status_url": reverse(
-                "admin:tracking_cardorder_reconcile_status", args=[order.pk]
-            ),
-            "subtitle": _("Operation %(operation_id)s") % {"operation_id": order.operation_id},
-            "opts": self.opts,
-            "app_label": self.opts.app_label,
-            "original": order,
-            "order": order,
-            "now": now,
-            "production": admin_issuer.registered_badge(order)
-            if awaiting_first_event(order)
-            else admin_display.production_badge(order.production_status),
-            "operation_tone": admin_display.operation_tone(order.operation_status),
-            "shipment": admin_display.shipment_badge(order.shipment_status),
-            "carrier": admin_display.carrier_link(order, personal=personal),
-            "personal": personal,
-            "personal_mask": PERSONAL_MASK,
-            "stage_over": admin_display.over_threshold_badge(order, now=now),
-            "flags": admin_display.order_flags(order),
-            "rules_stamp": admin_display.rules_stamp(order),
-            "explanation": order_explanation(order),
-            "timeline": timeline_entries(events[:TIMELINE_LIMIT], zone=order.issuer.zone),
-            "timeline_truncated": len(events) > TIMELINE_LIMIT,
-            "stages": stage_spans(order, now=now),
-            "reconcile_attempts": [
-                {
-                    "attempt": attempt,
-                    "outcome": attempt_outcome_badge(attempt),
-                    "answer": admin_display.d1_answer(attempt.answer, personal=personal),
-                    "http": attempt_http(attempt),
-                    "trigger": labels.label_text("reconcile_trigger", attempt.trigger),
-                }
-                for attempt in attempts
-            ],
-            "operation_status_badge": admin_display.operation_badge(order.operation_status),
-            "attempt_count": len(attempts)
-            if len(attempts) < ATTEMPTS_SHOWN
-            else ReconcileAttempt.objects.filter(order=order).count(),
-            "reconcile_pending": reconcile_pending,
-            "reconcile_next": _reconcile_next(order, now=now),
-            "acknowledgements": acknowledgements,
-            "current_acknowledgement": current_ack,
-            "next_exception_url": _next_exception_url(order, self.get_queryset(request))
-            if current_ack
-            else "",
-            "exception": exception,
-            "expected_delivery": order_expected_delivery(order),
-            "carrier_updates": carrier_updates(order, events[:TIMELINE_LIMIT]),
-            "shipped_on": _shipped_on(order),
-            "delivered_on": _delivered_on(order),
-            "can_reconcile": self.has_reconcile_permission(request),
-            "can_replay": self.has_replay_permission(request),
-            "can_acknowledge": self.has_acknowledge_permission(request),
-            **admin_insight_columns.order_insight_context(order),
-            "shipment_json": json.dumps(order.shipment, indent=2, sort_keys=True)
-            if order.shipment
-            else "",
-            **admin_issuer.order_page_context(order, now=now),
-            **order_events_context(order),
+            **order_page_context(self, request, page),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name
@@ -578,10 +443,10 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         order = self.granted_object_or_404(request, object_id)
         if not self.has_view_permission(request, order):
             raise PermissionDenied
-        attempts = _reconcile_attempts(order)[:1]
+        attempts = reconcile_attempts(order)[:1]
         return JsonResponse(
             {
-                "pending": _reconcile_pending(request, order, attempts),
+                "pending": reconcile_pending(request, order, attempts),
                 "latest_attempt": attempts[0].pk if attempts else None,
             }
         )
@@ -607,7 +472,7 @@ class CardOrderAdmin(OperatorPermissionsMixin, EvidenceAdminMixin, PortalModelAd
         except D1AskRefused as exc:
             messages.error(request, str(exc))
             return self._back_to(order.pk)
-        request.session[_pending_key(order.pk)] = asked_at.isoformat()
+        request.session[pending_key(order.pk)] = asked_at.isoformat()
         # Queued when the block above committed; a worker that runs tasks at once (or the
         # tests, eager) has already answered, and then the outcome is worth saying.
         attempt = (
@@ -695,114 +560,4 @@ class BulkAcknowledgeForm(forms.Form):
         label=_("Note (kept on each order)"),
         widget=forms.Textarea(attrs={"rows": 3, "id": "bulk-acknowledge-note"}),
         strip=True,
-    )
-
-
-RECONCILE_PENDING_FOR = dt.timedelta(minutes=5)
-ATTEMPTS_SHOWN = 20
-
-
-def _pending_key(order_id: int) -> str:
-    return f"reconcile-asked:{order_id}"
-
-
-def _reconcile_pending(request, order: CardOrder, attempts: list) -> bool:
-    """This staff member asked D1 in the last minutes and no attempt has started since.
-
-    The time of the ask is kept in the session: no query, and only the asker's page waits.
-    """
-    asked = parse_time(request.session.get(_pending_key(order.pk), ""))
-    if asked is None or asked < timezone.now() - RECONCILE_PENDING_FOR:
-        return False
-    return not attempts or attempts[0].started_at < asked
-
-
-def _reconcile_next(order: CardOrder, *, now: dt.datetime) -> str:
-    """When the portal will next ask D1, in words; never a time already past."""
-    reason = order_due_reason(order=order, now=now)
-    if not reason:
-        return _("Not planned: nothing to ask D1 about")
-    why = labels.label("reconcile_reason", reason).text.lower()
-    if order.reconcile_next_at is None or order.reconcile_next_at <= now:
-        return _("At the next automatic check (%(why)s)") % {"why": why}
-    return format_html("{} ({})", admin_display.when(order.reconcile_next_at, now=now), why)
-
-
-def _acknowledgement_covers(order: CardOrder, acknowledged_at: dt.datetime | None) -> bool:
-    """An acknowledgement made then still covers the exception (see `_current_acknowledgement`)."""
-    if acknowledged_at is None:
-        return False
-    changed = order.exception_changed_at
-    return changed is None or acknowledged_at >= changed
-
-
-def _current_acknowledgement(order: CardOrder, acknowledgements: list):
-    """The acknowledgement that covers the exception as it is now, by the queue's own rule.
-
-    Only a change of the exception itself (`exception_changed_at`, see
-    `order_queues.acknowledged_q`) re-opens it; the next carrier update does not.
-    """
-    if not acknowledgements:
-        return None
-    latest = acknowledgements[0]
-    changed = order.exception_changed_at
-    if changed is not None and latest.created_at < changed:
-        return None
-    return latest
-
-
-def _next_exception_url(order: CardOrder, orders: QuerySet[CardOrder]) -> str:
-    """The next open exception after this one among `orders`, in the Exceptions list's order
-    (first flagged)."""
-    open_exceptions = orders.filter(order_queues.open_exception_q()).exclude(pk=order.pk)
-    flagged = order.exception_changed_at
-    if flagged is None:
-        following = open_exceptions.filter(exception_changed_at__isnull=True, pk__gt=order.pk)
-    else:
-        following = open_exceptions.filter(
-            Q(exception_changed_at__gt=flagged) | Q(exception_changed_at=flagged, pk__gt=order.pk)
-        )
-    ordering = order_queues.QUEUES["exceptions"].ordering or ("-updated_at", "-id")
-    next_pk = following.order_by(*ordering).values_list("pk", flat=True).first()
-    if next_pk is None:
-        next_pk = open_exceptions.order_by(*ordering).values_list("pk", flat=True).first()
-    return reverse("admin:tracking_cardorder_change", args=[next_pk]) if next_pk else ""
-
-
-def _shipped_on(order: CardOrder) -> dt.datetime | None:
-    """When the card was handed to the carrier (CARD_SHIPPED's first notification)."""
-    first_seen = (order.stage_first_seen or {}).get(SHIPPED_STATUS)
-    return parse_time(first_seen) if isinstance(first_seen, str) else None
-
-
-def _delivered_on(order: CardOrder) -> dt.datetime | None:
-    """When the carrier's delivery was first reported, if it was."""
-    if order.shipment_class not in DELIVERED_SHIPMENT_CLASSES:
-        return None
-    # The first event with the carrier's own delivered word (its class is the order's).
-    return (
-        OperationEvent.objects.filter(order=order, shipment_status=order.shipment_status)
-        .order_by("first_received_at")
-        .values_list("first_received_at", flat=True)
-        .first()
-    )
-
-
-def export_file_name(params, *, now: dt.datetime) -> str:
-    """card-orders-stuck-carrier-ups-20261130-0231.csv: the list, its filters, the time."""
-    queue = params.get("queue", "")
-    parts = ["card-orders", queue or "all"]
-    for name, value in sorted(params.items()):
-        if name in ("queue", "p", "o", "e") or not value:
-            continue
-        parts.append(f"{name}-{value}")
-    slug = "-".join(slugify(part) for part in parts if slugify(part))[:150]
-    return f"{slug}-{timezone.localtime(now):%Y%m%d-%H%M}.csv"
-
-
-def _reconcile_attempts(order: CardOrder) -> list:
-    return list(
-        ReconcileAttempt.objects.filter(order=order)
-        .select_related("requested_by")
-        .order_by("-started_at", "-pk")[:ATTEMPTS_SHOWN]
     )

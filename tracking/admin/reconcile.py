@@ -17,7 +17,8 @@ from tracking.domain import labels
 from tracking.domain.masking import can_see_personal
 from tracking.models import ReconcileAttempt
 from tracking.services.audit import Actor
-from tracking.services.d1_asks import D1AskRefused, d1_ask_job_start
+from tracking.services.d1_ask_jobs import d1_ask_job_start
+from tracking.services.d1_asks import D1AskRefused
 
 ATTEMPT_FIELDS = [
     "started_at",

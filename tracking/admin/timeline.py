@@ -18,13 +18,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from tracking.domain.carriers import carrier_name
-from tracking.domain.rules import (
-    TRACKED_OPERATIONS,
-    Outcome,
-    lacks_zone,
-    parse_time,
-    production_rank,
-)
+from tracking.domain.fold import Outcome
+from tracking.domain.statuses import TRACKED_OPERATIONS, production_rank
+from tracking.domain.times import lacks_zone, parse_time
 from tracking.models import CardOrder, OperationEvent
 from tracking.selectors import order_queues
 

@@ -19,11 +19,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tracking.api.serializers import CardOrderSerializer
 from tracking.domain.masking import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder
 from tracking.outbound.feed import BadCursor, FeedPosition, feed_page
 from tracking.outbound.models import OutboundEvent
+from tracking.selectors.order_representation import CardOrderSerializer
 from tracking.services.issuer_grants import visible_to
 
 

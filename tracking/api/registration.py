@@ -25,12 +25,8 @@ from rest_framework.response import Response
 
 from tracking.domain.validation import json_body_parse
 from tracking.services.audit import Actor
-from tracking.services.registration import (
-    Registered,
-    orders_register,
-    registrable_issuers,
-    registration_check,
-)
+from tracking.services.registration import Registered, orders_register
+from tracking.services.registration_rows import registrable_issuers, registration_check
 
 REGISTER_PERMISSION = "tracking.register_cardorder"
 

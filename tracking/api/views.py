@@ -8,8 +8,9 @@ from rest_framework.pagination import CursorPagination
 
 from tracking.api.filters import CardOrderFilter
 from tracking.api.registration import OrderRegistrationMixin
-from tracking.api.serializers import CardOrderDetailSerializer, CardOrderSerializer
+from tracking.api.serializers import CardOrderDetailSerializer
 from tracking.models import CardOrder
+from tracking.selectors.order_representation import CardOrderSerializer
 from tracking.services.issuer_grants import orders_visible_to
 
 

@@ -29,6 +29,7 @@ from tracking.api.d1_auth import D1CallerAuthentication, D1CallerMayNotifyIssuer
 from tracking.api.d1_schema import NotificationBodySchema
 from tracking.d1.access import client_address
 from tracking.domain.masking import pan_mask_text
+from tracking.infrastructure.request_ids import request_id_clean
 from tracking.intake.contract import (
     GATE_ERROR_CODES,
     Answer,
@@ -37,7 +38,6 @@ from tracking.intake.contract import (
     webhook_answer,
 )
 from tracking.intake.refusal_tally import refusal_tally
-from tracking.observability.logs import request_id_clean
 
 D1_ERROR = inline_serializer(
     "D1Error", {"errorCode": serializers.CharField(), "error": serializers.CharField()}

@@ -1,16 +1,18 @@
 """D1 clients: the OAuth applications D1 gets bearer tokens with, each bound to one issuer.
 
 The secret is generated here, returned once, and stored only as a hash (django-oauth-toolkit
-hashes `client_secret` on save). Changes are audited by `tracking.signals`.
+hashes `client_secret` on save). Changes are audited by `tracking.signals`. Beat deletes their
+expired and revoked tokens (`clear_expired_tokens_task`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from celery import shared_task
 from django.db import transaction
 from oauth2_provider.generators import generate_client_secret
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import clear_expired, get_application_model
 
 from tracking.models import D1Client, Issuer
 
@@ -56,3 +58,9 @@ def d1_client_deactivate(*, client: D1Client) -> int:
         client.tokens_revoked = 0
         client.save(update_fields=["is_active"])
     return client.tokens_revoked
+
+
+@shared_task(name="tracking.clear_expired_tokens")
+def clear_expired_tokens_task() -> None:
+    """Delete D1's expired and revoked OAuth tokens (django-oauth-toolkit's `cleartokens`)."""
+    clear_expired()

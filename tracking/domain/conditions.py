@@ -1,4 +1,4 @@
-"""The status classes of `tracking.domain.rules` as conditions over `CardOrder`'s own columns.
+"""The status classes of `tracking.domain.statuses` as conditions over `CardOrder`'s own columns.
 
 What an exception, a failure, a cancellation, a return, a delivery or an order awaiting
 delivery is, said once: the queues (`tracking.selectors.order_queues`) filter with these, and
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     AWAITING_DELIVERY_STATUS,
     CANCELLED_STATUSES,
     DELIVERED_SHIPMENT_CLASSES,
     DELIVERY_FAILED_SHIPMENT_CLASSES,
-    EXCEPTION_STATUSES,
     FAILED,
+    FAILED_PRODUCTION_STATUSES,
     NON_TERMINAL_STATUSES,
     PROBLEM_SHIPMENT_CLASSES,
     RETURNED_PRODUCTION_STATUSES,
@@ -47,16 +47,22 @@ def failed_q() -> Q:
 
     A cancellation is the issuer's decision, not a failure, whatever its operation status.
     """
-    return Q(production_status__in=sorted(EXCEPTION_STATUSES)) | (
+    return Q(production_status__in=sorted(FAILED_PRODUCTION_STATUSES)) | (
         Q(operation_status=FAILED) & ~Q(production_status__in=sorted(CANCELLED_STATUSES))
+    )
+
+
+def is_failed(order) -> bool:
+    """The rule of `failed_q`, for one order already in memory."""
+    return order.production_status in FAILED_PRODUCTION_STATUSES or (
+        order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES
     )
 
 
 def is_exception(order) -> bool:
     """The rule of `exception_q`, for one order already in memory."""
     return bool(
-        order.production_status in EXCEPTION_STATUSES
-        or (order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES)
+        is_failed(order)
         or order.has_conflict
         or order.has_unknown_status
         or order.error_code
@@ -71,8 +77,7 @@ def cancelled_q() -> Q:
 
 
 def awaiting_delivery_q() -> Q:
-    """Shipped orders whose carrier has not reported a final status (index
-    `order_awaiting_delivery`)."""
+    """Shipped orders whose carrier has not reported a final status."""
     return Q(production_status=AWAITING_DELIVERY_STATUS, shipment_final=False)
 
 
@@ -115,8 +120,7 @@ def carrier_word_unknown_q() -> Q:
 
 
 def cancel_unconfirmed_q() -> Q:
-    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED
-    (index `order_cancel_unconfirmed`)."""
+    """An accepted pull & change CANCEL that D1 has not confirmed with CARD_PROD_CANCELED."""
     return Q(cancel_accepted_at__isnull=False) & ~Q(
         production_status__in=sorted(CANCELLED_STATUSES)
     )

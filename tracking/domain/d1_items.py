@@ -12,7 +12,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from tracking.domain.rules import TRACKED_OPERATIONS, parse_date, parse_time
+from tracking.domain.statuses import TRACKED_OPERATIONS
+from tracking.domain.times import parse_date, parse_time
 from tracking.domain.validation import (
     CARD_ID_MAX,
     CODE_MAX,

@@ -1,6 +1,6 @@
 """Plain-language labels for every code staff meet: statuses, reasons, flags, sources, outcomes.
 
-One table beside the rules (`tracking/domain/rules.py`), so that the back office, its filters
+One table beside the rules (`tracking/domain/statuses.py`), so that the back office, its filters
 and the CSV
 export all say the same thing. Each code has a short label and a one-line explanation; the code
 itself stays visible as secondary text, because D1's documentation and support speak in codes.

@@ -25,7 +25,8 @@ from django.utils.translation import gettext as _
 
 from tracking.domain import carrier_status
 from tracking.domain.carriers import carrier_name
-from tracking.domain.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
+from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
+from tracking.domain.times import parse_time
 from tracking.models import CardOrder, OperationEvent
 
 D1_DELIVERY_DATE_KEYS = (

@@ -25,8 +25,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tracking.domain.rules import PRODUCE_PATH
-from tracking.insight.stage_times import ALL_SITES, PRODUCTION_STAGES, SHIPPED, percentile
+from tracking.domain.statuses import PRODUCE_PATH, SHIPPED_STATUS
+from tracking.insight.stage_times import ALL_SITES, PRODUCTION_STAGES, percentile
 from tracking.models import CardOrder, OrderPrediction, StageStat, StatKind
 
 BATCH = 2000
@@ -155,7 +155,7 @@ def predict(
     basis, here = found
     following = PRODUCE_PATH[PRODUCE_PATH.index(stage) + 1]
     rest = NOTHING_LEFT
-    if following != SHIPPED:
+    if following != SHIPPED_STATUS:
         after = history.lookup(issuer_id=issuer_id, site=site, stage=following)
         rest = after[1] if after else NOTHING_LEFT
     p50 = max(entered_at + _seconds(here.p50_s), now + _seconds(rest.p50_s))

@@ -17,7 +17,11 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 
 from tracking.domain.conditions import exception_q
-from tracking.domain.rules import CANCELLED_STATUSES, PRODUCTION_RANK, SHIPPED_STATUSES
+from tracking.domain.statuses import (
+    CANCELLED_STATUSES,
+    PRODUCTION_RANK,
+    SHIPPED_OR_RETURNED_STATUSES,
+)
 from tracking.insight.stage_times import PRODUCTION_STAGES
 from tracking.models import CardOrder, OrderPrediction, ProductionFile
 
@@ -78,7 +82,7 @@ class FileFigures:
         self.stage_counts[status] = self.stage_counts.get(status, 0) + count
         self.finished += finished
         self.exceptions += exceptions
-        if status in SHIPPED_STATUSES:
+        if status in SHIPPED_OR_RETURNED_STATUSES:
             self.shipped += count
         if status in CANCELLED_STATUSES:
             self.cancelled += count
@@ -309,7 +313,7 @@ def _files_refresh_sql(*, changed_since: dt.datetime | None, now: dt.datetime) -
     figures, figure_params = _figures_rows(
         orders, ("issuer_id", "input_file_name")
     ).query.sql_with_params()
-    params = [sorted(SHIPPED_STATUSES), sorted(CANCELLED_STATUSES), now]
+    params = [sorted(SHIPPED_OR_RETURNED_STATUSES), sorted(CANCELLED_STATUSES), now]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             _FILES_SQL.format(figures=figures),

@@ -1,11 +1,12 @@
 """The insight refresh: spans, stage statistics, production files, predictions, in that order.
 
-Run by beat every INSIGHT_REFRESH_INTERVAL (and by `manage.py insight_refresh`). Incremental:
-only orders updated since the last run (less an overlap for transactions that committed late)
-get their spans and files recomputed; statistics are recomputed whole from the compact span
-table; every open order is predicted again (a prediction moves with the clock, not only with
-its order), but only the predictions, order dates and file dates that changed are written.
-Idempotent: a second run, or two at once, writes the same rows.
+Run by beat every INSIGHT_REFRESH_INTERVAL (`insight_refresh_task`, at the end) and by
+`manage.py insight_refresh`. Incremental: only orders updated since the last run (less an
+overlap for transactions that committed late) get their spans and files recomputed; statistics
+are recomputed whole from the compact span table; every open order is predicted again (a
+prediction moves with the clock, not only with its order), but only the predictions, order dates
+and file dates that changed are written. Idempotent: a second run, or two at once, writes the
+same rows.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 
+from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
@@ -83,3 +85,9 @@ def insight_refresh(*, full: bool = False, now: dt.datetime | None = None) -> Re
 
 def last_refresh() -> RollupState | None:
     return RollupState.objects.filter(name=ROLLUP).first()
+
+
+@shared_task(name="tracking.insight_refresh")
+def insight_refresh_task() -> int:
+    """Refresh the stage statistics, predictions and production files (incremental)."""
+    return insight_refresh().orders

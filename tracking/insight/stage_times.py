@@ -23,11 +23,10 @@ from django.db import connection, transaction
 from django.db.models import Aggregate, Count, FloatField, Max, Min, QuerySet
 
 from tracking.domain.carrier_status import DELIVERED as DELIVERED_CLASS
-from tracking.domain.rules import PRODUCE_PATH, SHIPPED_STATUS
+from tracking.domain.statuses import PRODUCE_PATH, SHIPPED_STATUS
 from tracking.models import CardOrder, OperationEvent, StageSpan, StageStat, StatKind
 from tracking.selectors.order_queues import stage_threshold
 
-SHIPPED = SHIPPED_STATUS
 # The carrier's class of a delivery, whatever word it used (`tracking.domain.carrier_status`).
 DELIVERED = DELIVERED_CLASS
 # The stages an order spends time in before shipment, in path order (the heat-map's columns).
@@ -126,13 +125,13 @@ def order_spans(
         for s in PRODUCE_PATH
         if s in stage_first_seen
     }
-    shipped_at = seen.get(SHIPPED)
+    shipped_at = seen.get(SHIPPED_STATUS)
     spans = []
     for index, stage in enumerate(PRODUCE_PATH):
         entered = seen.get(stage)
         if entered is None:
             continue
-        if stage == SHIPPED:
+        if stage == SHIPPED_STATUS:
             if delivered_at is not None:
                 spans.append(Span(stage, entered, delivered_at, shipped_at))
             continue
@@ -180,7 +179,7 @@ def spans_refresh(*, changed_since: dt.datetime | None) -> int:
                         order_id=pk,
                         issuer_id=issuer_id,
                         production_site=site,
-                        carrier=carrier if span.stage == SHIPPED else "",
+                        carrier=carrier if span.stage == SHIPPED_STATUS else "",
                         stage=span.stage,
                         entered_at=span.entered_at,
                         left_at=span.left_at,
@@ -260,7 +259,7 @@ def _spans_refresh_sql(*, changed_since: dt.datetime | None) -> int:
     params = {
         "stages": list(PRODUCE_PATH),
         "following": [*PRODUCE_PATH[1:], ""],
-        "shipped": SHIPPED,
+        "shipped": SHIPPED_STATUS,
         "delivered": DELIVERED,
         "since": changed_since,
     }
@@ -360,7 +359,11 @@ def _stats_rows(*, now: dt.datetime, add) -> None:
         add(StatKind.STAGE, days, production, ("stage", "production_site"), "duration_s")
         add(StatKind.STAGE, days, production, ("stage",), "duration_s")
         add(
-            StatKind.SHIPMENT, days, ended.filter(stage=SHIPPED), ("stage", "carrier"), "duration_s"
+            StatKind.SHIPMENT,
+            days,
+            ended.filter(stage=SHIPPED_STATUS),
+            ("stage", "carrier"),
+            "duration_s",
         )
 
     days = settings.INSIGHT_PREDICTION_WINDOW_DAYS

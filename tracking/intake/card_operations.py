@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
 from tracking.domain.d1_items import details_of
-from tracking.domain.rules import parse_time
+from tracking.domain.times import parse_time
 from tracking.intake.locking import orders_locked
 from tracking.models import CardOrder, Issuer, OrderChange, OrderChangeResult
 from tracking.outbound.outbox import superseded_record

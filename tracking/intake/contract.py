@@ -27,11 +27,11 @@ from django.utils import timezone
 
 from tracking.domain.masking import free_text_mask
 from tracking.domain.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
+from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.ingest import IngestBatch, IngestResult, ingest_prepare
 from tracking.intake.ingest.store import ingest_store
 from tracking.intake.projector import projector_wake
 from tracking.models import EventSource, Issuer, NotificationDelivery
-from tracking.observability.signals import delivery_answered
 
 logger = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from tracking.infrastructure.metrics import fold_lag_observe
 from tracking.intake.card_operations import cards_after_ingest
 from tracking.intake.ingest.rederive import refresh_orders
 from tracking.intake.locking import for_update_clause, orders_locked, transaction_required
 from tracking.models import CardOrder, EventCopy, Issuer, OperationEvent
-from tracking.observability.signals import orders_folded
 
 QUEUED_KEY = "intake:fold-queued"
 
@@ -73,8 +73,8 @@ def fold_pending(*, batch: int | None = None, max_rounds: int = 1000) -> FoldRep
         report.add(done)
         if not done.orders and not copies:
             break
-    if report.lags:
-        orders_folded.send(sender=CardOrder, lags=report.lags)
+    for lag in report.lags:
+        fold_lag_observe(seconds=lag)
     return report
 
 

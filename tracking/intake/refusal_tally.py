@@ -9,9 +9,9 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from tracking.domain.masking import pan_mask_text
+from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.contract import Answer, Envelope, text_clean
 from tracking.models import RefusalTally
-from tracking.observability.signals import delivery_answered
 
 logger = logging.getLogger(__name__)
 

@@ -72,7 +72,9 @@ class BrokerReachable(HealthCheck):
     )
 
     def run(self) -> None:
-        from config.celery_app import app
+        # The project's Celery app (config.celery_app made it the current one at start-up):
+        # taken from Celery, not imported from the configuration above this package.
+        from celery import current_app as app
 
         seconds = self.timeout.total_seconds()
         try:

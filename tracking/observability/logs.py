@@ -3,11 +3,10 @@
 - `logging_settings()` builds Django's LOGGING: JSON lines in production (`LOG_FORMAT=json`),
   readable key=value lines in development (`LOG_FORMAT=console`). Plain `logging` loggers go
   through the same processors, so their lines carry the request id too.
-- The request id is D1's `x-correlation-id` when it is well formed (`^[A-Za-z0-9_-]{1,64}$`)
-  and holds no card number (`request_id_clean`), otherwise a fresh one; it is bound for the
-  request, answered in `X-Request-ID`, passed to the Celery tasks the request enqueues
-  (django-structlog puts it in the task headers), and offered to the D1 client through
-  `request_id_current()`.
+- The request id (`tracking.infrastructure.request_ids`) is D1's `x-correlation-id` when it is
+  clean, otherwise a fresh one; it is bound for the request, answered in `X-Request-ID`, passed
+  to the Celery tasks the request enqueues (django-structlog puts it in the task headers), and
+  offered to the D1 client through `request_id_current()`.
 - Logs carry ids, codes and counts; nobody logs a payload. A request is logged as its method and
   path with its query keys but not their values (`request_line`), except paging and ordering;
   every line has its card numbers masked on the way out, whoever wrote it. A log line is text
@@ -22,13 +21,11 @@ This module is imported by the settings, so it must not import Django models or 
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import structlog
 
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Query keys whose values are logged: paging and ordering, never a search, a filter or a token.
 QUERY_KEYS_LOGGED_WITH_VALUE = frozenset({"p", "page", "page_size", "o", "ordering", "format"})
 _SAFE_QUERY_VALUE = re.compile(r"^[A-Za-z0-9_.,-]{1,32}$")
@@ -40,36 +37,6 @@ _SHARED_PROCESSORS: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
-
-
-def request_id_new() -> str:
-    return uuid.uuid4().hex
-
-
-def request_id_clean(value: str | None) -> str:
-    """`value` when it may be logged and stored as a request id, else "".
-
-    The one check for every id a caller sends (`x-correlation-id`): D1's pattern, and no card
-    number in it (D1 says the id must not be derived from personal data; a caller may not care).
-    """
-    if not value or not REQUEST_ID_PATTERN.fullmatch(value):
-        return ""
-    from tracking.domain.masking import (
-        pan_mask_text,
-    )  # not at import: the settings import this module
-
-    return value if pan_mask_text(value) == value else ""
-
-
-def request_id_from_header(value: str | None) -> str:
-    """D1's correlation id when `request_id_clean` accepts it, else a new id."""
-    return request_id_clean(value) or request_id_new()
-
-
-def request_id_current() -> str | None:
-    """The request id bound to the current request or task, if any, for outgoing calls."""
-    value = structlog.contextvars.get_contextvars().get("request_id")
-    return (request_id_clean(value) or None) if isinstance(value, str) else None
 
 
 def request_line(request) -> str:

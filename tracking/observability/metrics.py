@@ -1,134 +1,37 @@
-"""Prometheus metrics: event counters on the hot paths and gauges read from the database.
+"""/metrics: the gauges read from the database at scrape time, and the exposition of every metric.
 
-Two kinds, so that the numbers are right however many gunicorn workers and Celery processes run:
+Two kinds of metrics, so that the numbers are right however many gunicorn workers and Celery
+processes run:
 
-- counters and histograms of things that happen (a POST answered, an item received, a D1 call
-  made) are incremented where they happen. With `PROMETHEUS_MULTIPROC_DIR` set, every process
-  writes them to its own memory-mapped file in that folder and `/metrics` sums the files of the
-  host (prometheus-client's multiprocess mode); an increment is a few microseconds.
+- counters and histograms of things that happen are `tracking.infrastructure.metrics`,
+  incremented where they happen and summed over the host's processes at scrape time.
 - gauges of the current state (open orders per stage, stuck orders, orders finished and items
   stored in the last 24 hours, the oldest unapplied item, time since an issuer's last
   notification, time since the last sweep, active alerts) are computed from the database when
-  `/metrics` is scraped, so every instance reports the same truth. None of them reads the whole
-  history (totals since the beginning are the counters' job), so a scrape costs the same at ten
-  million items as at a thousand. They are cached for `METRICS_DB_CACHE_SECONDS` in the shared
-  cache.
+  `/metrics` is scraped, so every instance reports the same truth. The order figures are
+  `tracking.selectors.figures`, the admin dashboard's. None of them reads the whole history
+  (totals since the beginning are the counters' job), so a scrape costs the same at ten million
+  items as at a thousand. They are cached for `METRICS_DB_CACHE_SECONDS` in the shared cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from django.conf import settings
 
-# prometheus-client picks its storage when it is first imported, so the folder must be known
-# before that import (the gunicorn config or the unit file usually sets it already).
-if getattr(settings, "PROMETHEUS_MULTIPROC_DIR", ""):
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", settings.PROMETHEUS_MULTIPROC_DIR)
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-else:  # set but empty means off; prometheus-client would otherwise take it as on
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+# First: it chooses prometheus-client's storage before the client is imported.
+from tracking.infrastructure.metrics import label_value, multiprocess_enabled
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+# isort: split
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
-
-LABEL_MAX = 40
-# Webhook answers are a few milliseconds; the tail (lock waits, a slow disk) is what matters.
-WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# From an event stored to its order folded (the projector); the target is under 1 s at p99.
-FOLD_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-D1_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-NOTIFICATIONS = Counter(
-    "portal_d1_notifications",
-    "POSTs from D1 to the webhook, by the status answered and the reason (errorCode) of a refusal",
-    ["status", "reason"],
-)
-NOTIFICATION_ITEMS = Counter(
-    "portal_d1_notification_items",
-    "Items received in parsed bodies: new (first copy stored, invalid ones included), "
-    "duplicate (a copy of a stored item), rejected (invalid, kept with its reason)",
-    ["outcome"],
-)
-WEBHOOK_DURATION = Histogram(
-    "portal_d1_webhook_duration_seconds",
-    "Time to answer D1's webhook POST, by status class",
-    ["status_class"],
-    buckets=WEBHOOK_BUCKETS,
-)
-FOLD_LAG = Histogram(
-    "portal_ingest_fold_lag_seconds",
-    "Time from an order's oldest stored-but-unfolded event to the projector folding the order",
-    buckets=FOLD_LAG_BUCKETS,
-)
-RECONCILE_ATTEMPTS = Counter(
-    "portal_reconcile_attempts",
-    "On-demand productionStatus calls made by reconciliation, by outcome",
-    ["outcome"],
-)
-D1_DURATION = Histogram(
-    "portal_d1_api_duration_seconds",
-    "Latency of D1's productionStatus during reconciliation, by outcome",
-    ["outcome"],
-    buckets=D1_BUCKETS,
-)
-
-
-def multiprocess_enabled() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-
-
-def _label(value: object) -> str:
-    return str(value or "")[:LABEL_MAX]
-
-
-def notification_observe(
-    *,
-    status: int,
-    error_code: str = "",
-    new_count: int = 0,
-    duplicate_count: int = 0,
-    rejected_count: int = 0,
-) -> None:
-    """Count one answered POST and its items (the webhook's hot path: no I/O beyond mmap)."""
-    NOTIFICATIONS.labels(str(status), _label(error_code) or "accepted").inc()
-    if new_count:
-        NOTIFICATION_ITEMS.labels("new").inc(new_count)
-    if duplicate_count:
-        NOTIFICATION_ITEMS.labels("duplicate").inc(duplicate_count)
-    if rejected_count:
-        NOTIFICATION_ITEMS.labels("rejected").inc(rejected_count)
-
-
-def webhook_duration_observe(*, status: int, seconds: float) -> None:
-    WEBHOOK_DURATION.labels(f"{status // 100}xx").observe(seconds)
-
-
-def fold_lag_observe(*, seconds: float) -> None:
-    FOLD_LAG.observe(max(seconds, 0.0))
-
-
-def reconcile_attempt_observe(*, outcome: str, seconds: float | None) -> None:
-    """Count one on-demand call of reconciliation and, when it reached D1, its latency."""
-    RECONCILE_ATTEMPTS.labels(_label(outcome) or "unknown").inc()
-    if seconds is not None:
-        D1_DURATION.labels(_label(outcome) or "unknown").observe(seconds)
 
 
 # ---------------------------------------------------------------------------- scrape-time gauges
@@ -165,7 +68,8 @@ class DatabaseCollector(Collector):
         yield from _families(snapshot)
 
 
-_SNAPSHOT_KEY = "observability:metrics-snapshot"
+# Versioned: a snapshot cached by an older release (other keys) is never read by this one.
+_SNAPSHOT_KEY = "observability:metrics-snapshot:2"
 
 
 def state_snapshot() -> dict:
@@ -177,7 +81,7 @@ def state_snapshot() -> dict:
     return {
         "taken_at": time.time(),
         "orders_by_stage": state.orders_by_stage,
-        "finished_by_stage": state.finished_by_stage,
+        "terminal_by_stage": state.terminal_by_stage,
         "stuck_by_stage": state.stuck_by_stage,
         "needs_reconcile_by_reason": state.needs_reconcile_by_reason,
         "events_by_outcome": state.events_by_outcome,
@@ -196,7 +100,7 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
         labels=["production_status"],
     )
     for stage, count in sorted(snapshot["orders_by_stage"].items()):
-        family.add_metric([_label(stage) or "none"], count)
+        family.add_metric([label_value(stage) or "none"], count)
     yield family
 
     family = GaugeMetricFamily(
@@ -204,8 +108,8 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
         "Card orders that ended in the last 24 hours (a final stage, or D1 ended it), by stage",
         labels=["production_status"],
     )
-    for stage, count in sorted(snapshot["finished_by_stage"].items()):
-        family.add_metric([_label(stage) or "none"], count)
+    for stage, count in sorted(snapshot["terminal_by_stage"].items()):
+        family.add_metric([label_value(stage) or "none"], count)
     yield family
 
     family = GaugeMetricFamily(
@@ -214,7 +118,7 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
         labels=["production_status"],
     )
     for stage, count in sorted(snapshot["stuck_by_stage"].items()):
-        family.add_metric([_label(stage) or "none"], count)
+        family.add_metric([label_value(stage) or "none"], count)
     yield family
 
     family = GaugeMetricFamily(
@@ -223,7 +127,7 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
         labels=["reason"],
     )
     for reason, count in sorted(snapshot["needs_reconcile_by_reason"].items()):
-        family.add_metric([_label(reason) or "none"], count)
+        family.add_metric([label_value(reason) or "none"], count)
     yield family
 
     family = GaugeMetricFamily(
@@ -232,7 +136,7 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
         labels=["outcome"],
     )
     for outcome, count in sorted(snapshot["events_by_outcome"].items()):
-        family.add_metric([_label(outcome) or "pending"], count)
+        family.add_metric([label_value(outcome) or "pending"], count)
     yield family
 
     yield GaugeMetricFamily(
@@ -269,7 +173,7 @@ def _families(snapshot: dict) -> Iterator[GaugeMetricFamily]:
         labels=["kind", "subject", "severity"],
     )
     for kind, subject, severity in snapshot["alerts"]:
-        family.add_metric([kind, _label(subject), severity], 1)
+        family.add_metric([kind, label_value(subject), severity], 1)
     yield family
     yield GaugeMetricFamily(
         "portal_snapshot_age_seconds",

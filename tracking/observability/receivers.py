@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import structlog
 
-from tracking.observability import metrics
-from tracking.observability.logs import request_id_from_header, request_id_new, request_line
-from tracking.observability.signals import delivery_answered, orders_folded
+from tracking.infrastructure import metrics
+from tracking.infrastructure.request_ids import request_id_from_header, request_id_new
+from tracking.infrastructure.signals import delivery_answered
+from tracking.observability.logs import request_line
 from tracking.observability.state import sweep_success_record
 
 
@@ -27,11 +28,6 @@ def on_delivery_answered(
         duplicate_count=duplicate_count,
         rejected_count=rejected_count,
     )
-
-
-def on_orders_folded(sender, *, lags: list[float], **kwargs) -> None:
-    for seconds in lags:
-        metrics.fold_lag_observe(seconds=seconds)
 
 
 def on_request_started(sender, *, request, logger, log_kwargs, **kwargs) -> None:
@@ -92,7 +88,6 @@ def receivers_connect() -> None:
     from django_structlog.celery import signals as structlog_celery_signals
 
     delivery_answered.connect(on_delivery_answered, dispatch_uid="observability-delivery")
-    orders_folded.connect(on_orders_folded, dispatch_uid="observability-fold-lag")
     structlog_signals.bind_extra_request_metadata.connect(
         on_request_started, dispatch_uid="observability-request-id"
     )

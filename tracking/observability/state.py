@@ -2,8 +2,9 @@
 
 Every query here is bounded by an index and by open orders or a time window, never by the whole
 history, because `/metrics` runs them on every scrape (behind a short cache) and the admin
-dashboard on every visit: orders are counted per open stage (one index range each), finished
-ones and items over the last RECENT_WINDOW only.
+dashboard on every visit. Open, stuck and terminal orders per stage are read through
+`tracking.selectors.figures`, the read the dashboard shows, so the two cannot disagree; items
+are counted over the last RECENT_WINDOW only.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Min, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from tracking.domain.rules import NON_TERMINAL_STATUSES, PRODUCTION_RANK, Outcome
+from tracking.domain.fold import Outcome
 from tracking.models import (
     CardOrder,
     EventSource,
@@ -26,18 +27,14 @@ from tracking.models import (
     OperationEvent,
     RefusalTally,
 )
-from tracking.selectors import order_queues
+from tracking.selectors.figures import TERMINAL_WINDOWS, count_each, stage_figures
+from tracking.selectors.order_queues import silent_q
 
 logger = logging.getLogger(__name__)
 
 SWEEP_LAST_SUCCESS_KEY = "observability:sweep-last-success"
-# Finished orders and stored items are counted over this window, not since the beginning.
-RECENT_WINDOW = dt.timedelta(hours=24)
-# What an open order's production_status can be: a step before the end, or none yet.
-OPEN_STATUSES = (*NON_TERMINAL_STATUSES, "")
-# Where a finished order can stand: a final stage, or any step (or none) at which D1 ended the
-# operation (SUCCESSFUL at CARD_PROD_DONE, FAILED mid-production); every order is open or finished.
-FINISHED_AT_STATUSES = (*PRODUCTION_RANK, "")
+# Terminal orders and stored items are counted over this window, not since the beginning.
+RECENT_WINDOW = TERMINAL_WINDOWS["24h"]
 # Every outcome an item can have; "" while it waits to be applied.
 ITEM_OUTCOMES = (*(value for value, _ in Outcome.CHOICES), "")
 
@@ -47,9 +44,9 @@ class OperationsState:
     """A snapshot of the numbers operators watch, taken at `now`."""
 
     now: dt.datetime
-    # Open orders (not in a final stage) per stage; final stages reached within RECENT_WINDOW.
+    # Open, terminal (within RECENT_WINDOW) and stuck orders per stage (`figures.stage_figures`).
     orders_by_stage: dict[str, int] = field(default_factory=dict)
-    finished_by_stage: dict[str, int] = field(default_factory=dict)
+    terminal_by_stage: dict[str, int] = field(default_factory=dict)
     stuck_by_stage: dict[str, int] = field(default_factory=dict)
     needs_reconcile_by_reason: dict[str, int] = field(default_factory=dict)
     reconcile_failing_orders: int = 0
@@ -98,30 +95,10 @@ def sweep_last_success() -> dt.datetime | None:
     return dt.datetime.fromtimestamp(stamp, tz=dt.UTC)
 
 
-def count_each(model: type[Model], conditions: dict[str, Q]) -> dict[str, int]:
-    """COUNT(*) of each labelled condition in one UNION ALL query: one index range per branch.
-
-    Counting `*` (not a column) lets PostgreSQL answer each branch from its index alone.
-    """
-    parts: list[QuerySet] = [
-        model.objects.filter(condition)
-        .order_by()
-        .annotate(label=Value(label))
-        .values("label")
-        .annotate(n=Count("*"))
-        .values_list("label", "n")
-        for label, condition in conditions.items()
-    ]
-    if not parts:
-        return {}
-    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    return {label: n for label, n in union.order_by() if n}
-
-
 def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     """Read the operational numbers from the database (about ten indexed queries).
 
-    None of them reads the history: open orders per stage, finished orders and items of the
+    None of them reads the history: open orders per stage, terminal orders and items of the
     last RECENT_WINDOW, flagged and unapplied rows through partial indexes, deliveries of the
     last two alert windows, and each issuer's latest delivery.
     """
@@ -129,35 +106,10 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     state = OperationsState(now=now)
     since = now - RECENT_WINDOW
 
-    # One query: a branch per open stage, per final stage (recent) and per stuck stage.
-    counts = count_each(
-        CardOrder,
-        {
-            **{
-                f"open:{status}": Q(production_status=status, is_terminal=False)
-                for status in OPEN_STATUSES
-            },
-            **{
-                f"finished:{status}": Q(production_status=status, is_terminal=True)
-                & (
-                    Q(stage_entered_at__gte=since)
-                    | Q(stage_entered_at__isnull=True, last_event_at__gte=since)
-                )
-                for status in FINISHED_AT_STATUSES
-            },
-            **{
-                f"stuck:{status}": order_queues.stuck_in_stage_q(status, now=now)
-                for status in order_queues.stage_thresholds()
-            },
-        },
-    )
-    for label, n in counts.items():
-        family, _, status = label.partition(":")
-        {
-            "open": state.orders_by_stage,
-            "finished": state.finished_by_stage,
-            "stuck": state.stuck_by_stage,
-        }[family][status] = n
+    stages = stage_figures(now=now)
+    state.orders_by_stage = stages.open_by_stage
+    state.terminal_by_stage = stages.terminal_by_stage
+    state.stuck_by_stage = stages.stuck_by_stage
     state.needs_reconcile_by_reason = dict(
         CardOrder.objects.filter(needs_reconcile=True)
         .order_by()
@@ -191,8 +143,6 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     ):
         state.issuer_last_notification[issuer_id] = last
         state.issuer_silence[issuer_id] = max((now - (last or created_at)).total_seconds(), 0.0)
-
-    from tracking.selectors.order_queues import silent_q
 
     state.silent_orders_by_issuer = dict(
         CardOrder.objects.filter(silent_q(now=now))

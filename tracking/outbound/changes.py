@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracking.domain import conditions
-from tracking.domain.rules import (
+from tracking.domain.statuses import (
     CANCELLED_STATUSES,
     DELIVERED_SHIPMENT_CLASSES,
-    EXCEPTION_STATUSES,
     FAILED,
+    FAILED_PRODUCTION_STATUSES,
     NON_TERMINAL_STATUSES,
     PROBLEM_SHIPMENT_CLASSES,
     SHIPPED_STATUS,
@@ -39,8 +39,8 @@ class OrderFacts:
 
     production_status: str = ""
     production_rank: int | None = None
-    # The class of the carrier's latest word (`tracking.domain.rules.shipment_class`): a new carrier
-    # word of the same class is no event.
+    # The class of the carrier's latest word (`tracking.domain.statuses.shipment_class`): a new
+    # carrier word of the same class is no event.
     carrier_class: str = ""
     failed: bool = False
     cancelled: bool = False
@@ -53,9 +53,7 @@ class OrderFacts:
 def order_facts(order, *, superseded: bool = False, silent: bool = False) -> OrderFacts:
     """The facts of `order` as it is in memory; `superseded` and `silent` are the caller's word
     (no fold changes them, so a write point that does not set them passes the default)."""
-    failed = order.production_status in EXCEPTION_STATUSES or (
-        order.operation_status == FAILED and order.production_status not in CANCELLED_STATUSES
-    )
+    failed = conditions.is_failed(order)
     exception = conditions.is_exception(order)
     return OrderFacts(
         production_status=order.production_status or "",
@@ -72,7 +70,7 @@ def order_facts(order, *, superseded: bool = False, silent: bool = False) -> Ord
 
 def exception_reason(order) -> str:
     """Why `order` is in Exceptions, in codes a machine can switch on (first reason wins)."""
-    if order.production_status in EXCEPTION_STATUSES:
+    if order.production_status in FAILED_PRODUCTION_STATUSES:
         return order.production_status
     if order.operation_status == FAILED:
         return "operation_failed"

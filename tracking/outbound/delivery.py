@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import certifi
 import urllib3
+from celery import shared_task
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import transaction
@@ -248,10 +249,17 @@ def _endpoint_failure(endpoint: EventEndpoint, *, now: dt.datetime, answer: Answ
             )
 
 
+@shared_task(
+    name="tracking.deliver_event",
+    time_limit=settings.EVENT_DELIVERY_TASK_TIME_LIMIT,
+    soft_time_limit=settings.EVENT_DELIVERY_TASK_TIME_LIMIT - 5,
+)
+def deliver_event_task(delivery_id: int) -> str | None:
+    return delivery_attempt(delivery_id)
+
+
 def deliveries_enqueue(delivery_ids: list[int]) -> None:
     """Queue one task per delivery (after the commit that wrote them)."""
-    from tracking.outbound.tasks import deliver_event_task
-
     for delivery_id in delivery_ids:
         try:
             deliver_event_task.delay(delivery_id)

@@ -9,13 +9,13 @@ message left behind.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
+from celery import shared_task
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -30,7 +30,9 @@ from tracking.outbound.changes import (
     change_events,
     order_facts,
 )
+from tracking.outbound.delivery import deliveries_enqueue, deliveries_sweep
 from tracking.outbound.models import DeliveryStatus, EventDelivery, EventEndpoint, OutboundEvent
+from tracking.selectors.order_representation import order_representations
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -120,17 +122,6 @@ def silent_sweep(*, now=None, limit: int = 500) -> int:
         return len(_events_write(changes, now=now)) if changes else 0
 
 
-@functools.cache
-def _order_serializer():
-    """The read API's order serializer, made once: building its fields is most of its cost.
-
-    Without a request in its context it masks nothing: the events go to the issuer's own
-    systems (the pull feed masks for its readers, `tracking.api.events`)."""
-    from tracking.api.serializers import CardOrderSerializer
-
-    return CardOrderSerializer()
-
-
 def _events_write(
     changes: Mapping[int, list[str]], *, rederive: bool = False, now=None
 ) -> list[OutboundEvent]:
@@ -153,8 +144,7 @@ def _events_write(
     )
     ordered = [orders[pk] for pk in sorted(orders)]
     # The read API's representation (its fields render dates and times as text already).
-    serializer = _order_serializer()
-    shown_all = [dict(serializer.to_representation(order)) for order in ordered]
+    shown_all = order_representations(ordered)
     events: list[OutboundEvent] = []
     for order, shown in zip(ordered, shown_all, strict=True):
         pk = order.pk
@@ -179,7 +169,7 @@ def _events_write(
     if connection.vendor == "postgresql":
         owed = _pg_insert(events, now=now)
         if settings.EVENT_DELIVERY_ON_COMMIT and owed:
-            transaction.on_commit(lambda: _enqueue(owed))
+            transaction.on_commit(lambda: deliveries_enqueue(owed))
     else:
         OutboundEvent.objects.bulk_create(events)
         deliveries_owe(events, now=now)
@@ -269,11 +259,12 @@ def deliveries_owe(
     EventDelivery.objects.bulk_create(owed)
     ids = [d.pk for d in owed if d.pk is not None]
     if settings.EVENT_DELIVERY_ON_COMMIT and ids:
-        transaction.on_commit(lambda: _enqueue(ids))
+        transaction.on_commit(lambda: deliveries_enqueue(ids))
     return owed
 
 
-def _enqueue(delivery_ids: list[int]) -> None:
-    from tracking.outbound.delivery import deliveries_enqueue
-
-    deliveries_enqueue(delivery_ids)
+@shared_task(name="tracking.events_sweep")
+def events_sweep_task() -> int:
+    """Silent orders' events, then every due delivery queued again."""
+    silent_sweep()
+    return deliveries_sweep()

@@ -1,10 +1,10 @@
 """The figures on the admin's front page, each with the filter that lists the rows behind it.
 
-A handful of aggregate queries that PostgreSQL answers from indexes alone: open orders per
-stage and those stuck beyond the stage's threshold (one index range per stage on
-`order_status_stage`), what reached a final stage in the last 24 hours and 7 days, the
-Exceptions queue, notifications per hour with their duplicate and out-of-order rates, and
-what reconciliation corrected. Final stages are counted over a window, not since the
+A handful of aggregate queries that PostgreSQL answers from indexes alone: open and stuck
+orders per stage and what became terminal in the last 24 hours and 7 days, read through
+`tracking.selectors.figures` (as /metrics reads them, so the two agree), the Exceptions
+queue, notifications per hour with their duplicate and out-of-order rates, and what
+reconciliation corrected. Terminal orders are counted over a window, not since the
 beginning, so the page costs the same with a million shipped orders as with a thousand.
 """
 
@@ -16,13 +16,8 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
-from tracking.domain.rules import (
-    CANCELLED_STATUSES,
-    EXCEPTION_STATUSES,
-    RETURNED_PRODUCTION_STATUSES,
-    SHIPPED_STATUS,
-    Outcome,
-)
+from tracking.domain.conditions import carrier_word_unknown_q
+from tracking.domain.fold import Outcome
 from tracking.models import (
     CardOrder,
     NotificationDelivery,
@@ -30,28 +25,8 @@ from tracking.models import (
     ReconcileAttempt,
     ReconcileOutcome,
 )
-from tracking.observability.state import count_each
 from tracking.selectors import order_queues
-
-DAY = dt.timedelta(hours=24)
-WEEK = dt.timedelta(days=7)
-NO_STATUS = ""  # orders whose only items carried unknown codes
-FINAL_GROUPS = {
-    "shipped": (SHIPPED_STATUS,),
-    "returned": tuple(sorted(RETURNED_PRODUCTION_STATUSES)),
-    "failed": tuple(sorted(EXCEPTION_STATUSES)),
-    "cancelled": tuple(sorted(CANCELLED_STATUSES)),
-}
-
-
-@dataclass(frozen=True)
-class StageCount:
-    """An open stage: how many orders are in it now, and how many for too long."""
-
-    status: str
-    orders: int
-    stuck: int | None  # None when the stage has no threshold (no known status yet)
-    threshold: dt.timedelta | None
+from tracking.selectors.figures import DAY, WEEK, StageCount, count_each, stage_figures
 
 
 @dataclass(frozen=True)
@@ -79,9 +54,10 @@ class HourCount:
 @dataclass
 class DashboardFigures:
     now: dt.datetime
+    # Open and stuck orders per stage (`figures.stage_figures`, the numbers /metrics shows).
     stages: list[StageCount] = field(default_factory=list)
-    # "shipped" / "returned" / "failed" / "cancelled" -> {"24h": n, "7d": n}
-    final: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The terminal groups (`figures.TERMINAL_GROUPS`) -> {"24h": n, "7d": n}
+    terminal: dict[str, dict[str, int]] = field(default_factory=dict)
     open_exceptions: int = 0
     needs_reconcile: int = 0
     silent_orders: int = 0  # registered, nothing from D1 beyond the threshold
@@ -107,11 +83,11 @@ class DashboardFigures:
 
     @property
     def failures(self) -> dict[str, int]:
-        return self.final.get("failed", {})
+        return self.terminal.get("failed", {})
 
     @property
     def cancellations(self) -> dict[str, int]:
-        return self.final.get("cancelled", {})
+        return self.terminal.get("cancelled", {})
 
     @property
     def last_24h(self) -> HourCount:
@@ -136,8 +112,8 @@ def dashboard_figures(*, now: dt.datetime, issuers: QuerySet | None = None) -> D
     """
     granted = Q() if issuers is None else Q(issuer__in=issuers.values("pk"))
     figures = DashboardFigures(now=now)
-    _stage_counts(figures, now=now, granted=granted)
-    _final_counts(figures, now=now, granted=granted)
+    stages = stage_figures(now=now, granted=granted)
+    figures.stages, figures.terminal = stages.stages, stages.terminal_by_group
     orders = CardOrder.objects.filter(granted)
     figures.open_exceptions = orders.filter(order_queues.open_exception_q()).count()
     figures.needs_reconcile = orders.filter(needs_reconcile=True).count()
@@ -162,55 +138,13 @@ def _carrier_words_unknown(figures: DashboardFigures, *, granted: Q) -> None:
     """The carrier words not understood (class `unknown`), with how many orders show each."""
     figures.carrier_words_unknown = dict(
         CardOrder.objects.filter(granted)
-        .filter(order_queues.carrier_word_unknown_q())
+        .filter(carrier_word_unknown_q())
         .order_by()
         .values_list("shipment_status")
         .annotate(n=Count("pk"))
         .order_by("-n", "shipment_status")
         .values_list("shipment_status", "n")
     )
-
-
-def _stage_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
-    thresholds = order_queues.stage_thresholds()
-    open_statuses = [*thresholds, NO_STATUS]
-    # Open means not terminal: an operation D1 ended (SUCCESSFUL or FAILED) at a step of the
-    # path is not counted in that step (the Open queue's rule).
-    in_stage = count_each(
-        CardOrder,
-        {s: Q(production_status=s, is_terminal=False) & granted for s in open_statuses},
-    )
-    # The Stuck queue's own rule, stage by stage.
-    stuck = count_each(
-        CardOrder, {s: order_queues.stuck_in_stage_q(s, now=now) & granted for s in thresholds}
-    )
-    for status in open_statuses:
-        if status == NO_STATUS and not in_stage.get(status):
-            continue
-        figures.stages.append(
-            StageCount(
-                status=status,
-                orders=in_stage.get(status, 0),
-                stuck=stuck.get(status, 0) if status in thresholds else None,
-                threshold=thresholds.get(status),
-            )
-        )
-
-
-def _final_counts(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:
-    conditions = {}
-    for group, statuses in FINAL_GROUPS.items():
-        for window, since in (("24h", now - DAY), ("7d", now - WEEK)):
-            # "failed" also counts operations D1 reported FAILED at a normal step.
-            reached = (
-                order_queues.failed_q() if group == "failed" else Q(production_status__in=statuses)
-            )
-            conditions[f"{group}:{window}"] = reached & Q(stage_entered_at__gte=since) & granted
-    counts = count_each(CardOrder, conditions)
-    figures.final = {
-        group: {window: counts.get(f"{group}:{window}", 0) for window in ("24h", "7d")}
-        for group in FINAL_GROUPS
-    }
 
 
 def _hourly_notifications(figures: DashboardFigures, *, now: dt.datetime, granted: Q) -> None:

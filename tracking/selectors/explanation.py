@@ -9,7 +9,9 @@ from typing import Any
 
 from django.utils.translation import gettext
 
-from tracking.domain.rules import EventFacts, Rule, derive_order_state
+from tracking.domain.fold import derive_order_state
+from tracking.domain.order_state import Rule
+from tracking.domain.ordering import EventFacts
 from tracking.models import CardOrder, OperationEvent
 
 

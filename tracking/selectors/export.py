@@ -23,7 +23,7 @@ import datetime as dt
 import os
 import re
 import tempfile
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 
 import xlsxwriter
 from django.db.models import Case, OuterRef, QuerySet, Subquery, When
@@ -35,10 +35,10 @@ from tracking.domain import labels
 from tracking.domain.carriers import carrier_name
 from tracking.domain.labels import humanize_duration
 from tracking.domain.masking import personal_mask
-from tracking.domain.rules import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS, parse_time
+from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
+from tracking.domain.times import parse_time
 from tracking.models import CardOrder, OperationEvent
 from tracking.selectors.order_queues import stage_threshold
-from tracking.services.audit import Actor, audit_actor
 
 # Spreadsheet tools read the file as UTF-8 only with a byte-order mark.
 BOM = "\ufeff"
@@ -329,25 +329,3 @@ def _stuck_cells(status: str, entered: dt.datetime | None, *, now: dt.datetime) 
         humanize_duration(limit),
         humanize_duration(over) if over.total_seconds() > 0 else "",
     ]
-
-
-def orders_csv_audited(lines: Iterable[str], *, actor: Actor, filters: dict) -> Iterator[str]:
-    """Pass the CSV lines through, then audit who exported, with which filters, how many rows.
-
-    Written when the stream ends, finished or cut off (`complete` says which), so the row
-    count is the one the reader got.
-    """
-    rows = -1  # the header line is not a row
-    complete = False
-    try:
-        for line in lines:
-            rows += 1
-            yield line
-        complete = True
-    finally:
-        audit_actor(
-            actor,
-            action="order.export",
-            targets=[None],
-            details={"filters": filters, "rows": max(rows, 0), "complete": complete},
-        )

@@ -18,27 +18,19 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-# The status classes as conditions, read here by the queues and through this module by the
-# pages, the dashboard and the export.
-from tracking.domain.conditions import awaiting_delivery_q as awaiting_delivery_q
-from tracking.domain.conditions import cancel_unconfirmed_q as cancel_unconfirmed_q
-from tracking.domain.conditions import cancelled_q as cancelled_q
-from tracking.domain.conditions import carrier_word_unknown_q as carrier_word_unknown_q
-from tracking.domain.conditions import delivered_q as delivered_q
-from tracking.domain.conditions import delivery_failed_q as delivery_failed_q
-from tracking.domain.conditions import exception_q as exception_q
-from tracking.domain.conditions import failed_q as failed_q
-from tracking.domain.conditions import is_exception as is_exception
-from tracking.domain.conditions import is_returned as is_returned
-from tracking.domain.conditions import likely_late_q as likely_late_q
-from tracking.domain.conditions import returned_q as returned_q
-from tracking.domain.conditions import superseded_q as superseded_q
-from tracking.domain.conditions import waiting_q
-from tracking.domain.rules import (
-    NON_TERMINAL_STATUSES,
-    SHIPPED_STATUS,
-    TERMINAL_STATUSES,
+from tracking.domain.conditions import (
+    cancelled_q,
+    carrier_word_unknown_q,
+    delivered_q,
+    delivery_failed_q,
+    exception_q,
+    failed_q,
+    likely_late_q,
+    returned_q,
+    superseded_q,
+    waiting_q,
 )
+from tracking.domain.statuses import NON_TERMINAL_STATUSES, SHIPPED_STATUS, TERMINAL_STATUSES
 
 
 def acknowledged_q() -> Q:
@@ -124,7 +116,7 @@ def is_stuck(order, *, now: dt.datetime) -> bool:
 # ---------------------------------------------------------------------------- the issuer's side
 
 
-def registered_waiting_q() -> Q:
+def awaiting_first_event_q() -> Q:
     """Registered orders D1 has not spoken about yet (index `order_awaiting_first_event`)."""
     return Q(event_count=0, superseded_by__isnull=True, registered_at__isnull=False)
 
@@ -155,7 +147,7 @@ def silent_q(*, now: dt.datetime) -> Q:
             condition |= Q(issuer_id=pk, registered_at__lt=now - silent_after(issuer_id))
         other = ~Q(issuer_id__in=sorted(pks.values()))
     condition |= other & Q(registered_at__lt=now - settings.REGISTERED_SILENT_AFTER)
-    return registered_waiting_q() & condition
+    return awaiting_first_event_q() & condition
 
 
 def is_silent(order, *, now: dt.datetime) -> bool:
@@ -333,7 +325,7 @@ QUEUES: dict[str, Queue] = {
             title=_("Registered orders without events"),
             label=_("Registered, no events yet"),
             description=_("Registered by the issuer; no notification or on-demand answer yet."),
-            condition=lambda now: registered_waiting_q(),
+            condition=lambda now: awaiting_first_event_q(),
         ),
         Queue(
             key="superseded",

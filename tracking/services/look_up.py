@@ -1,41 +1,27 @@
 """Look any card up at D1: productionStatus for an issuer and a cardId, whether known or not.
 
 The admin's "Look up at D1" and `manage.py reconcile --card ISSUER/CARD` call `card_look_up`:
-it asks D1, keeps the answer as an on-demand delivery, ingests it through the usual path (which
-creates the order when it is new, or joins a registered one), records a reconcile attempt on
-the order and an audit entry, and says which order to open.
+it asks D1 (`tracking.d1.asking`), applies the answer and records a reconcile attempt on the
+order it lands on as reconcile does (`tracking.services.d1_answers`: ingest creates the order
+when it is new, or joins a registered one), writes an audit entry, and says which order to open.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
-from tracking.d1.client import CARD_ID_PATTERN, D1CardNotFoundError, D1Error, d1_api_client_for
-from tracking.models import (
-    CardOrder,
-    Issuer,
-    ReconcileAttempt,
-    ReconcileOutcome,
-    ReconcileTrigger,
-)
-from tracking.observability.logs import request_id_current
+from tracking.d1.asking import production_status_ask
+from tracking.d1.client import CARD_ID_PATTERN
+from tracking.domain.flags import ReconcileReason
+from tracking.infrastructure.request_ids import request_id_current
+from tracking.models import CardOrder, Issuer, ReconcileTrigger
 from tracking.services.audit import Actor, audit_actor
+from tracking.services.d1_answers import answer_apply, attempt_record
 from tracking.services.d1_asks import d1_ask_allow
-from tracking.services.reconcile import (
-    DueReason,
-    _bookkeeping_update,
-    _error_text,
-    _not_found_update,
-    _on_demand_ingest,
-    _state_of,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -84,69 +70,34 @@ def card_look_up(
             f"{card_id!r} is not a D1 cardId (1 to 48 letters, digits, '-' or '_')."
         )
     d1_ask_allow(actor=actor, issuer_ids=[issuer_id])
-    correlation_id = request_id_current() or uuid.uuid4().hex
+    answer = production_status_ask(
+        issuer=issuer, card_id=card_id, correlation_id=request_id_current()
+    )
     result = LookUpResult(
         issuer_id=issuer_id,
         card_id=card_id,
-        outcome=ReconcileOutcome.UNCHANGED,
-        correlation_id=correlation_id,
+        outcome=answer.outcome,
+        http_status=answer.http_status,
+        error=answer.error,
+        operations=answer.items,
+        correlation_id=answer.correlation_id,
     )
-    started_at = timezone.now()
-    started = time.monotonic()
-    try:
-        result.operations = d1_api_client_for(issuer).get_production_status(
-            card_id, correlation_id=correlation_id
-        )
-        result.http_status = 200
-    except D1CardNotFoundError as exc:
-        result.http_status, result.error = exc.status, _error_text(exc)
-        result.outcome = ReconcileOutcome.NOT_FOUND
-    except D1Error as exc:
-        result.http_status, result.error = exc.status, _error_text(exc)
-        result.outcome = ReconcileOutcome.ERROR
-    latency_ms = round((time.monotonic() - started) * 1000)
-
     with transaction.atomic():
-        known_before = set(
-            CardOrder.objects.filter(issuer=issuer, card_id=card_id).values_list("id", flat=True)
-        )
-        delivery = None
-        before_state = None
-        if result.http_status == 200:
-            before_state = {
-                o.pk: _state_of(o) for o in CardOrder.objects.filter(pk__in=known_before)
-            }
-            delivery = _on_demand_ingest(
-                issuer=issuer, operations=result.operations, correlation_id=correlation_id
-            )
-        order = _answered_order(issuer=issuer, card_id=card_id, operations=result.operations)
+        applied = answer_apply(issuer=issuer, answer=answer)
+        order = _answered_order(issuer=issuer, card_id=card_id, operations=answer.items)
         if order is not None:
             order = CardOrder.objects.select_for_update().get(pk=order.pk)
-            result.order_id = order.pk
-            result.created = order.pk not in known_before
-            if result.http_status == 200 and (
-                result.created or before_state.get(order.pk) != _state_of(order)
-            ):
-                result.outcome = ReconcileOutcome.CHANGED
-            now = timezone.now()
-            _bookkeeping_update(order, outcome=result.outcome, now=now)
-            _not_found_update(order, outcome=result.outcome, now=now)
-            ReconcileAttempt.objects.create(
-                order=order,
-                started_at=started_at,
+            attempt = attempt_record(
+                asked=order,
+                attempt_order=order,
+                applied=applied,
                 trigger=trigger,
-                reason=DueReason.LOOK_UP,
-                requested_by_id=actor.user_id,
-                correlation_id=correlation_id,
-                http_status=result.http_status,
-                latency_ms=latency_ms,
-                outcome=result.outcome,
-                error=result.error,
-                items_received=len(result.operations),
-                status_before="" if result.created else order.production_status,
-                status_after=order.production_status,
-                delivery=delivery,
+                reason=ReconcileReason.LOOK_UP,
+                user_id=actor.user_id,
             )
+            result.order_id = order.pk
+            result.created = order.pk not in applied.orders_before
+            result.outcome = attempt.outcome
         audit_actor(
             actor,
             action="order.look_up",
@@ -166,7 +117,7 @@ def card_look_up(
         result.outcome,
         result.http_status,
         result.order_id,
-        correlation_id,
+        result.correlation_id,
     )
     return result
 

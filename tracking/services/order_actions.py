@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tracking.domain import masking as data_care
-from tracking.domain.rules import DERIVED_COLUMNS
+from tracking.domain.order_state import DERIVED_COLUMNS
 from tracking.intake.ingest import refresh_orders
 from tracking.models import CardOrder, OrderAcknowledgement
 from tracking.services.audit import Actor, audit_actor

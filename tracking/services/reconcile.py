@@ -1,67 +1,49 @@
 """Reconciliation: ask D1 for an order's truth, fold it in like a webhook, and find who needs it.
 
-- `order_reconcile` calls productionStatus for one order and feeds the answer through
-  `ingest_operations` (source on_demand), so dedup, ranking and flags are those of webhooks;
-  it records a ReconcileAttempt and backs off per order when D1 keeps saying the same.
+- `order_reconcile` asks productionStatus for one order (`tracking.d1.asking`) and applies the
+  answer and records the attempt as every on-demand ask does (`tracking.services.d1_answers`),
+  backing off per order when D1 keeps saying the same.
 - `orders_due_for_reconcile` says which orders need the truth now; `reconcile_sweep` claims
   them in batches (SKIP LOCKED on PostgreSQL, a conditional-update lease elsewhere), so that
   two sweeps never queue the same order, and queues one task per order after commit.
 - `events_apply_pending` is the safety net that re-applies stored events never applied.
+- The Celery tasks that run them (one order, the beat's sweep, the safety net) are at the end.
 
 The D1 call never runs inside a transaction: no row lock is held while D1 is slow.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from tracking.d1.client import D1CardNotFoundError, D1Error, d1_api_client_for
-from tracking.domain.rules import AWAITING_DELIVERY_STATUS, CANCELLED_STATUSES, STATE_COLUMNS
-from tracking.intake.card_operations import UNKNOWN_AT_D1
-from tracking.intake.ingest import ingest_operations, ingest_prepare, refresh_orders
-from tracking.intake.locking import card_orders_lock
-from tracking.models import (
-    CardOrder,
-    EventSource,
-    Issuer,
-    NotificationDelivery,
-    OperationEvent,
-    ReconcileAttempt,
-    ReconcileOutcome,
-    ReconcileTrigger,
-)
-from tracking.observability.logs import request_id_current
-from tracking.outbound.outbox import events_record, facts_before
+from tracking.d1.asking import production_status_ask
+from tracking.domain import conditions
+from tracking.domain.flags import ReconcileReason
+from tracking.domain.statuses import CANCELLED_STATUSES
+from tracking.infrastructure.request_ids import request_id_current
+from tracking.intake.ingest import refresh_orders
+from tracking.models import CardOrder, Issuer, OperationEvent, ReconcileTrigger
 from tracking.selectors import order_queues
 from tracking.services.audit import Actor, audit_actor
+from tracking.services.d1_answers import (
+    answer_apply,
+    attempt_record,
+    order_awaits_delivery,
+)
 from tracking.services.d1_asks import d1_ask_allow
 
 logger = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
-
-
-class DueReason:
-    """Why an order is due, besides the flags set by ingest (conflict, unknown_status, gap)."""
-
-    STAGE_THRESHOLD = "stage_threshold"
-    PAST_DUE = "past_due"
-    AWAITING_DELIVERY = "awaiting_delivery"
-    SILENT = "silent"  # registered, and D1 has said nothing about it yet
-    CANCEL_UNCONFIRMED = "cancel_unconfirmed"  # an accepted CANCEL without CARD_PROD_CANCELED
-    LOOK_UP = "look_up"  # staff or a command looked the card up
 
 
 @dataclass(frozen=True)
@@ -83,9 +65,6 @@ class SweepResult:
     results: list[ReconcileResult] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------- D1 client
-
-
 # ---------------------------------------------------------------------------- one order
 
 
@@ -98,8 +77,8 @@ def order_reconcile(
 ) -> ReconcileResult:
     """Ask D1 for the order's latest state and fold the answer in as on-demand events.
 
-    Writes a NotificationDelivery (source on_demand) and events through `ingest_operations`
-    when D1 answers, then one ReconcileAttempt, and the order's bookkeeping: clears
+    Writes a NotificationDelivery (source on_demand) and events through `answer_apply` when D1
+    answers, then the order's bookkeeping and one ReconcileAttempt (`attempt_record`): clears
     `needs_reconcile` once D1 has answered, sets `reconcile_next_at` (exponential backoff while
     D1 says the same, fails or does not know the card) and releases the sweep's claim.
     Skips (records nothing) when the order is gone or was reconciled after
@@ -125,242 +104,42 @@ def order_reconcile(
     issuer = order.issuer
     reason = order_due_reason(order=order, now=timezone.now())
     # The request or task that caused this call lends its id, so one id follows it to D1.
-    correlation_id = request_id_current() or uuid.uuid4().hex
-    started_at = timezone.now()
-    started = time.monotonic()
-    operations: list[dict[str, Any]] | None = None
-    http_status: int | None = None
-    error = ""
-    try:
-        operations = d1_api_client_for(issuer).get_production_status(
-            order.card_id, correlation_id=correlation_id
-        )
-        http_status = 200
-        outcome = ReconcileOutcome.UNCHANGED
-    except D1CardNotFoundError as exc:
-        http_status, error, outcome = exc.status, _error_text(exc), ReconcileOutcome.NOT_FOUND
-    except D1Error as exc:
-        http_status, error, outcome = exc.status, _error_text(exc), ReconcileOutcome.ERROR
-    latency_ms = round((time.monotonic() - started) * 1000)
-
+    answer = production_status_ask(
+        issuer=issuer, card_id=order.card_id, correlation_id=request_id_current()
+    )
     with transaction.atomic():
-        # Only the rows of the order's card are locked (no join), so reconciles of one issuer
-        # run side by side; all of them, in ingest's lock order, since D1's answer may hold
-        # the card's other operations too.
-        card_orders_lock(issuer=issuer, card_ids=[order.card_id])
+        applied = answer_apply(issuer=issuer, answer=answer)
         order = CardOrder.objects.select_for_update().get(pk=order_id)
         # Superseded while D1 was asked (the card's newer operation spoke meanwhile): D1 answers
         # about the card's newest operation, so the call is that order's attempt, and the
         # superseded one is swept no more.
         attempt_order = order
-        if trigger == ReconcileTrigger.SWEEP and order.superseded_by_id:
-            attempt_order = CardOrder.objects.get(pk=order.superseded_by_id)
-        before = _state_of(attempt_order)
-        status_before = attempt_order.production_status
-        delivery = None
-        if operations is not None:
-            delivery = _on_demand_ingest(
-                issuer=issuer, operations=operations, correlation_id=correlation_id
-            )
-            _answer_record(issuer=issuer, card_id=order.card_id, operations=operations)
-            order.refresh_from_db()
-            if attempt_order is not order:
-                attempt_order.refresh_from_db()
-            if _state_of(attempt_order) != before:
-                outcome = ReconcileOutcome.CHANGED
-        now = timezone.now()
-        _bookkeeping_update(order, outcome=outcome, now=now)
-        _not_found_update(order, outcome=outcome, now=now)
-        attempt = ReconcileAttempt.objects.create(
-            order=attempt_order,
-            started_at=started_at,
+        superseded_by_id = applied.orders_before[order.pk].superseded_by_id
+        if trigger == ReconcileTrigger.SWEEP and superseded_by_id:
+            attempt_order = CardOrder.objects.get(pk=superseded_by_id)
+        attempt = attempt_record(
+            asked=order,
+            attempt_order=attempt_order,
+            applied=applied,
             trigger=trigger,
             reason=reason,
-            requested_by_id=user_id,
-            correlation_id=correlation_id,
-            http_status=http_status,
-            latency_ms=latency_ms,
-            outcome=outcome,
-            error=error,
-            items_received=len(operations or []),
-            status_before=status_before,
-            status_after=attempt_order.production_status,
-            answer=answer_summary(operations, operation_id=attempt_order.operation_id),
-            delivery=delivery,
+            user_id=user_id,
         )
     logger.info(
         "reconciled order=%s card=%s outcome=%s http_status=%s latency_ms=%s correlation=%s",
         order.pk,
         order.card_id,
-        outcome,
-        http_status,
-        latency_ms,
-        correlation_id,
+        attempt.outcome,
+        answer.http_status,
+        answer.latency_ms,
+        answer.correlation_id,
     )
     return ReconcileResult(
         order_id=order.pk,
-        outcome=outcome,
+        outcome=attempt.outcome,
         attempt_id=attempt.pk,
-        http_status=http_status,
-        error=error,
-    )
-
-
-def answer_summary(operations: Sequence[Any] | None, *, operation_id: str) -> dict[str, Any]:
-    """What D1 said about this order in a productionStatus answer, for the attempt's record.
-
-    The item of the order's operation (else the last item): operation status, production
-    status, error and shipment. Empty when D1 gave no answer.
-    """
-    items = [op for op in operations or [] if isinstance(op, dict)]
-    if not items:
-        return {}
-    item = next((op for op in items if op.get("operationId") == operation_id), items[-1])
-    details = item.get("details") if isinstance(item.get("details"), dict) else {}
-    summary = {
-        "operationStatus": item.get("status"),
-        "productionStatus": details.get("status"),
-        "errorCode": item.get("errorCode"),
-        "error": item.get("error"),
-        "reason": details.get("reason"),
-        "shipment": details.get("shipment") if isinstance(details.get("shipment"), dict) else None,
-    }
-    return {key: value for key, value in summary.items() if value not in (None, "", {})}
-
-
-def _error_text(exc: D1Error) -> str:
-    text = str(exc)
-    if exc.body:
-        text = f"{text}: {exc.body}"
-    return text[:2000]
-
-
-def _state_of(order: CardOrder) -> tuple:
-    return tuple(getattr(order, name) for name in STATE_COLUMNS)
-
-
-def _on_demand_ingest(
-    *, issuer: Issuer, operations: Sequence[Any], correlation_id: str
-) -> NotificationDelivery:
-    """Store D1's answer like a delivery, so the timeline shows where each item came from."""
-    delivery = NotificationDelivery.objects.create(
-        issuer=issuer,
-        issuer_id_in_path=issuer.issuer_id,
-        source=EventSource.ON_DEMAND,
-        correlation_id=correlation_id,
-        content_type="application/json",
-        byte_size=len(json.dumps({"operations": list(operations)}).encode()),
-        item_count=len(operations),
-        status_code=200,
-    )
-    result = ingest_operations(
-        issuer=issuer, operations=operations, source=EventSource.ON_DEMAND, delivery=delivery
-    )
-    delivery.new_count = result.new_count
-    delivery.duplicate_count = result.duplicate_count
-    delivery.rejected_count = result.rejected_count
-    if result.errors:
-        delivery.error = "; ".join(result.errors)[:2000]
-    delivery.save(update_fields=["new_count", "duplicate_count", "rejected_count", "error"])
-    return delivery
-
-
-def _answer_record(*, issuer: Issuer, card_id: str, operations: Sequence[Any]) -> None:
-    """D1's on-demand answer is its current truth: the card's orders remember it and are folded
-    again, so that the holds and unknown codes it no longer holds close.
-
-    Writes `d1_answer` (when, and the fingerprints of the items it held) on every order of the
-    card that has events, then the derived state of those with an open unknown code (the only
-    thing the answer can end). Needed also when the answer only repeated stored items, which
-    ingest counts without folding. The caller holds the card's locks.
-    """
-    now = timezone.now()
-    answer = {"at": now.isoformat(), "fingerprints": sorted(ingest_prepare(operations).items)}
-    card_orders = CardOrder.objects.filter(issuer=issuer, card_id=card_id, event_count__gt=0)
-    card_orders.update(d1_answer=answer)
-    held = list(card_orders.filter(has_unknown_status=True).select_related("issuer").order_by("pk"))
-    if held:
-        refresh_orders(held, now=now)
-
-
-def _bookkeeping_update(order: CardOrder, *, outcome: str, now: datetime) -> None:
-    """Clear the flag once D1 has answered; set the next attempt; release the claim."""
-    if outcome in (ReconcileOutcome.CHANGED, ReconcileOutcome.UNCHANGED):
-        order.needs_reconcile = False
-        order.reconcile_reason = ""
-    # `reconcile_attempts` counts attempts in a row that changed nothing; anything new since
-    # the last attempt (a webhook) starts the count again.
-    something_new = (
-        order.last_event_at is not None
-        and order.last_reconciled_at is not None
-        and order.last_event_at > order.last_reconciled_at
-    )
-    if outcome == ReconcileOutcome.CHANGED or something_new:
-        order.reconcile_attempts = 0
-    if outcome != ReconcileOutcome.CHANGED:
-        order.reconcile_attempts += 1
-    delay = reconcile_backoff(attempts=order.reconcile_attempts)
-    if _awaits_delivery(order):
-        delay = max(delay, settings.RECONCILE_SHIPPED_INTERVAL)
-    order.reconcile_next_at = now + delay if delay else None
-    order.reconcile_claimed_until = None
-    order.last_reconciled_at = now
-    order.last_reconcile_outcome = outcome
-    order.save(
-        update_fields=[
-            "needs_reconcile",
-            "reconcile_reason",
-            "reconcile_attempts",
-            "reconcile_next_at",
-            "reconcile_claimed_until",
-            "last_reconciled_at",
-            "last_reconcile_outcome",
-        ]
-    )
-
-
-def _not_found_update(order: CardOrder, *, outcome: str, now: datetime) -> None:
-    """A registered order D1 keeps not knowing becomes an exception after a while.
-
-    D1 answering 404 for a card it never spoke about is expected for a short time (the order is
-    being loaded); past REGISTERED_NOT_FOUND_AFTER it is an exception ("unknown at D1"). Any
-    answer clears it.
-    """
-    if outcome == ReconcileOutcome.NOT_FOUND and not order.event_count:
-        since = order.d1_not_found_since or now
-        reason = order.exception_reason
-        if now - since >= settings.REGISTERED_NOT_FOUND_AFTER:
-            reason = UNKNOWN_AT_D1
-        fields = {"d1_not_found_since": since, "exception_reason": reason}
-    elif outcome in (ReconcileOutcome.CHANGED, ReconcileOutcome.UNCHANGED):
-        fields = {"d1_not_found_since": None}
-        if order.exception_reason == UNKNOWN_AT_D1:
-            fields["exception_reason"] = ""
-    else:
-        return
-    if any(getattr(order, name) != value for name, value in fields.items()):
-        before = facts_before([order])
-        for name, value in fields.items():
-            setattr(order, name, value)
-        order.save(update_fields=list(fields))
-        events_record([order], before=before, now=now)
-
-
-def reconcile_backoff(*, attempts: int) -> timedelta:
-    """The wait after `attempts` attempts in a row that changed nothing: base * 2^(n-1), capped."""
-    if attempts <= 0:
-        return timedelta(0)
-    base: timedelta = settings.RECONCILE_BACKOFF_BASE
-    cap: timedelta = settings.RECONCILE_BACKOFF_CAP
-    # Bounded exponent: 2**40 base-periods is past any sensible cap and never overflows.
-    return min(cap, base * (2 ** min(attempts - 1, 40)))
-
-
-def _awaits_delivery(order: CardOrder) -> bool:
-    return (
-        order.production_status == AWAITING_DELIVERY_STATUS
-        and bool(order.shipment)
-        and not order.shipment_final
+        http_status=answer.http_status,
+        error=answer.error,
     )
 
 
@@ -390,7 +169,7 @@ def _past_due_q(now: datetime) -> Q:
 def _awaiting_delivery_q(now: datetime, *, max_age: timedelta | None) -> Q:
     """Shipped orders whose carrier has not reported delivery, quiet for the shipped interval."""
     # Carrier tracking only exists for a shipped card; a returned one expects nothing more.
-    awaiting = order_queues.awaiting_delivery_q() & Q(shipment__isnull=False)
+    awaiting = conditions.awaiting_delivery_q() & Q(shipment__isnull=False)
     quiet = Q(last_event_at__lte=now - settings.RECONCILE_SHIPPED_INTERVAL)
     if max_age is None:
         return awaiting
@@ -437,7 +216,7 @@ def orders_due_for_reconcile(
         | _stage_stale_q(now)
         | _past_due_q(now)
         | _awaiting_delivery_q(now, max_age=settings.RECONCILE_SHIPPED_MAX_AGE)
-        | order_queues.cancel_unconfirmed_q()
+        | conditions.cancel_unconfirmed_q()
     )
     if silent is None:
         due |= order_queues.silent_q(now=now)
@@ -459,20 +238,20 @@ def order_due_reason(*, order: CardOrder, now: datetime) -> str:
     if order.needs_reconcile and order.reconcile_reason:
         return order.reconcile_reason
     if order.registered_at is not None and not order.event_count:
-        return DueReason.SILENT
+        return ReconcileReason.SILENT
     if order.cancel_accepted_at is not None and order.production_status not in CANCELLED_STATUSES:
-        return DueReason.CANCEL_UNCONFIRMED
+        return ReconcileReason.CANCEL_UNCONFIRMED
     if not order.is_terminal:
         if order.due_date is not None and order.due_date < (
             (now - settings.RECONCILE_DUE_DATE_GRACE).date()
         ):
-            return DueReason.PAST_DUE
+            return ReconcileReason.PAST_DUE
         limit = order_queues.stage_threshold(order.production_status)
         entered = order.stage_entered_at or order.last_event_at
         if entered is not None and entered <= now - limit:
-            return DueReason.STAGE_THRESHOLD
-    if _awaits_delivery(order):
-        return DueReason.AWAITING_DELIVERY
+            return ReconcileReason.STAGE_THRESHOLD
+    if order_awaits_delivery(order):
+        return ReconcileReason.AWAITING_DELIVERY
     return ""
 
 
@@ -530,8 +309,6 @@ def reconcile_sweep(
     Safe to run from two beats at once: claims keep the sweeps apart. With an `actor` (a person
     or a command asked, not the beat), each claimed order gets an `order.reconcile` entry.
     """
-    from tracking.tasks import reconcile_order_task
-
     max_orders = settings.RECONCILE_SWEEP_MAX_ORDERS if max_orders is None else max_orders
     batch_size = batch_size or settings.RECONCILE_SWEEP_BATCH
     result = SweepResult()
@@ -576,12 +353,10 @@ def orders_reconcile_now(
 
     Counts the asks against the actor's and the issuers' rate limits first (`d1_ask_allow`,
     raises D1AskRefused; commands are not counted); "Ask D1 now" on many orders is a job
-    instead (`tracking.services.d1_asks`). Writes one `order.reconcile` audit entry per order
+    instead (`tracking.services.d1_ask_jobs`). Writes one `order.reconcile` audit entry per order
     for `actor`, in its own transaction. Queued tasks are published once it commits and go
     through the same rate limit as the sweep's; returns the results when inline, else an empty list.
     """
-    from tracking.tasks import reconcile_order_task
-
     user_id = actor.user_id
     order_ids = list(order_ids)
     d1_ask_allow(
@@ -641,3 +416,37 @@ def events_apply_pending(*, older_than: timedelta | None = None, limit: int = 50
         refresh_orders(orders)
     logger.warning("re-applied pending events of %d orders", len(orders))
     return len(orders)
+
+
+# ---------------------------------------------------------------------------- Celery tasks
+# Thin callers of the services above, idempotent and safe to run twice. The names are those the
+# beat schedule and messages already queued use.
+
+
+@shared_task(name="tracking.reconcile_order", rate_limit=settings.RECONCILE_TASK_RATE_LIMIT)
+def reconcile_order_task(
+    order_id: int,
+    enqueued_at: str | None = None,
+    trigger: str = ReconcileTrigger.SWEEP,
+    user_id: int | None = None,
+) -> str:
+    """Reconcile one order; a copy of the task that runs after another did nothing."""
+    result = order_reconcile(
+        order_id=order_id,
+        trigger=trigger,
+        user_id=user_id,
+        unless_reconciled_since=datetime.fromisoformat(enqueued_at) if enqueued_at else None,
+    )
+    return result.outcome
+
+
+@shared_task(name="tracking.reconcile_sweep")
+def reconcile_sweep_task() -> int:
+    """Claim the orders that are due and queue one reconcile task for each."""
+    return len(reconcile_sweep().order_ids)
+
+
+@shared_task(name="tracking.apply_pending_events")
+def apply_pending_events_task() -> int:
+    """The safety net: re-apply stored events that were never applied."""
+    return events_apply_pending()

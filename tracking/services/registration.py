@@ -1,7 +1,9 @@
 """Registered orders: the issuer says which orders it placed before D1 says anything about them.
 
-- `registration_check` validates one row (API body, bulk list item or CSV line) and names every
-  field that is wrong, whatever the row holds (NUL, lone surrogates, nesting, numbers);
+- `registration_check` (`registration_rows`) validates one row (API body, bulk list item or CSV
+  line) and names every field that is wrong, whatever the row holds (NUL, lone surrogates,
+  nesting, numbers); `registrations_conflicting` (`registration_conflicts`) compares rows with
+  the stored orders without writing;
 - `orders_register` writes many rows set-based, idempotent on (issuer, card, operation):
   a new order is inserted with what the issuer said, an existing one only gains the registration
   where it had none, no column D1 filled is ever overwritten, and a row that disagrees with the
@@ -18,81 +20,28 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
-from tracking.domain.validation import nested_too_deep
-from tracking.models import ISSUER_ID_PATTERN as ISSUER_ID_REGEX
 from tracking.models import CardOrder, Issuer, RegistrationConflict
 from tracking.outbound.outbox import registered_record
 from tracking.services.audit import Actor, audit_actor
-from tracking.services.issuer_grants import active_issuers_granted
-
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-ISSUER_ID_PATTERN = re.compile(ISSUER_ID_REGEX)
-_NO_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
-CARD_ID_MAX = 48
-OPERATION_ID_MAX = 64
-ISSUER_ID_LENGTH = 10
-TEXT_MAX = 255
-# Due dates are ISO 8601 calendar dates (YYYY-MM-DD) within these years: 9999-12-31 is a
-# placeholder, not a date a card is due.
-DUE_DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-DUE_DATE_MIN = dt.date(2000, 1, 1)
-DUE_DATE_MAX = dt.date(2100, 12, 31)
-FIELDS = (
-    "issuer_id",
-    "card_id",
-    "operation_id",
-    "issuer_request_id",
-    "input_file_name",
-    "due_date",
+from tracking.services.registration_conflicts import (
+    CHUNK_ROWS,
+    NO_TIME,
+    disagreement,
+    orders_of_cards_without_operation,
+    stored_values,
 )
-# The issuer's values a later registration may not change once stored (a conflict instead).
-COMPARED_FIELDS = ("issuer_request_id", "input_file_name", "due_date")
-# Rows per INSERT statement: 8 parameters each stays far below SQLite's and PostgreSQL's caps.
-_CHUNK = 1000
+from tracking.services.registration_rows import TEXT_MAX, Registration, active_issuers
+
 # An audit entry lists the cards of a batch up to this many rows; beyond, a count and a digest.
 AUDIT_CARDS_MAX = 100
-
-
-@dataclass(frozen=True)
-class Registration:
-    """One order the issuer placed, as it registers it."""
-
-    issuer_id: str
-    card_id: str
-    operation_id: str = ""
-    issuer_request_id: str = ""
-    input_file_name: str = ""
-    due_date: dt.date | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.issuer_id, self.card_id, self.operation_id)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "operation_id_given": bool(self.operation_id),
-            "issuer_request_id": self.issuer_request_id,
-            "input_file_name": self.input_file_name,
-            "due_date": self.due_date.isoformat() if self.due_date else "",
-        }
-
-    def compared(self) -> dict[str, str]:
-        """The issuer's own values as text, by field ("" where it gave none)."""
-        return {
-            "issuer_request_id": self.issuer_request_id,
-            "input_file_name": self.input_file_name,
-            "due_date": self.due_date.isoformat() if self.due_date else "",
-        }
 
 
 @dataclass(frozen=True)
@@ -107,149 +56,6 @@ class Registered:
     order_id: int
     created: bool
     conflict: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-def shown(value: Any, limit: int = 60) -> str:
-    """`value` as safe, short text for a message: NUL and lone surrogates escaped, cut."""
-    text = value if isinstance(value, str) else repr(value)
-    text = text[: limit * 2]
-    text = "".join(
-        f"\\u{ord(char):04x}" if char == "\x00" or "\ud800" <= char <= "\udfff" else char
-        for char in text
-    )
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def unstorable_reason(value: str) -> str:
-    """Why a text cannot be stored in any column ("" when it can)."""
-    if nested_too_deep(value):
-        return "Nested too deeply: must be a string."
-    if "\x00" in value:
-        return "Holds a NUL character, which cannot be stored."
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "Holds an unpaired surrogate or bytes that are not UTF-8; cannot be stored."
-    return ""
-
-
-def due_date_parse(value: Any) -> tuple[dt.date | None, str]:
-    """An ISO 8601 calendar date (YYYY-MM-DD) within DUE_DATE_MIN..MAX, or the reason not."""
-    expected = "Must be a date, YYYY-MM-DD."
-    if not isinstance(value, str):
-        return None, expected  # 20260305 as a number is no date
-    value = value.strip()
-    if not DUE_DATE_PATTERN.fullmatch(value):
-        return None, expected  # week dates (2026-W10-4), ordinal dates, times, 20260305
-    try:
-        date = dt.date.fromisoformat(value)
-    except ValueError:
-        return None, "Not a calendar date."
-    if not DUE_DATE_MIN <= date <= DUE_DATE_MAX:
-        return None, f"Must lie between {DUE_DATE_MIN.year} and {DUE_DATE_MAX.year}."
-    return date, ""
-
-
-def registration_check(
-    data: Any, *, issuers: Mapping[str, Issuer] | None = None
-) -> tuple[Registration | None, dict[str, str]]:
-    """A valid Registration, or None and the problem of each field by name.
-
-    `issuers` (issuer_id → active Issuer) lets a caller check many rows with one query; without
-    it the issuer is looked up here. Unknown fields are refused too: a misspelt optional field
-    would otherwise be lost without a word. Never raises, whatever `data` holds.
-    """
-    if not isinstance(data, dict):
-        return None, {"non_field_errors": "each order must be a JSON object"}
-    errors: dict[str, str] = {}
-    unknown = sorted((shown(name, 40) for name in set(data) - set(FIELDS)), key=str)
-    if unknown:
-        listed = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
-        errors["non_field_errors"] = f"unknown field(s): {listed}"
-
-    def text(name: str, *, required: bool, max_len: int, pattern: re.Pattern | None = None) -> str:
-        value = data.get(name)
-        if value is None or value == "":
-            if required:
-                errors[name] = "This field is required."
-            return ""
-        if not isinstance(value, str) or nested_too_deep(value):
-            errors[name] = "Must be a string."
-            return ""
-        if problem := unstorable_reason(value):
-            errors[name] = problem
-            return ""
-        value = value.strip()
-        if len(value) > max_len:
-            errors[name] = f"Must be at most {max_len} characters."
-        elif pattern is not None and not pattern.fullmatch(value):
-            errors[name] = "Only letters, digits, '-' and '_' are allowed."
-        return value
-
-    issuer_id = text("issuer_id", required=True, max_len=ISSUER_ID_LENGTH)
-    if issuer_id and "issuer_id" not in errors and not ISSUER_ID_PATTERN.fullmatch(issuer_id):
-        errors["issuer_id"] = f"Must be exactly {ISSUER_ID_LENGTH} letters or digits."
-    card_id = text("card_id", required=True, max_len=CARD_ID_MAX, pattern=ID_PATTERN)
-    operation_id = text(
-        "operation_id", required=False, max_len=OPERATION_ID_MAX, pattern=ID_PATTERN
-    )
-    request_id = text("issuer_request_id", required=False, max_len=TEXT_MAX)
-    file_name = text("input_file_name", required=False, max_len=TEXT_MAX)
-    due_date = None
-    due_value = data.get("due_date")
-    if due_value not in (None, ""):
-        if isinstance(due_value, str) and (problem := unstorable_reason(due_value)):
-            errors["due_date"] = problem
-        else:
-            due_date, problem = due_date_parse(due_value)
-            if problem:
-                errors["due_date"] = problem
-    if issuer_id and "issuer_id" not in errors:
-        known = (
-            issuers
-            if issuers is not None
-            else {
-                i.issuer_id: i for i in Issuer.objects.filter(issuer_id=issuer_id, is_active=True)
-            }
-        )
-        if issuer_id not in known:
-            errors["issuer_id"] = f"Unknown or inactive issuer {issuer_id}."
-    if errors:
-        return None, errors
-    return (
-        Registration(
-            issuer_id=issuer_id,
-            card_id=card_id,
-            operation_id=operation_id,
-            issuer_request_id=request_id,
-            input_file_name=file_name,
-            due_date=due_date,
-        ),
-        {},
-    )
-
-
-def active_issuers(issuer_ids: Iterable[Any]) -> dict[str, Issuer]:
-    """The active issuers among `issuer_ids` (those of D1's format), by id, in one query."""
-    wanted = {
-        i.strip()
-        for i in issuer_ids
-        if isinstance(i, str) and ISSUER_ID_PATTERN.fullmatch(i.strip())
-    }
-    return {i.issuer_id: i for i in Issuer.objects.filter(issuer_id__in=wanted, is_active=True)}
-
-
-def registrable_issuers(
-    *, user: Any, issuer_ids: Iterable[Any], token: Any = None
-) -> dict[str, Issuer]:
-    """The active issuers among `issuer_ids` that `user` (through `token`, a read-API token,
-    if given) may register orders for, by id.
-
-    Every registration path (the API, the upload's preview and its confirmation) takes its
-    issuers from here: the user's issuer grant narrows them (`tracking.services.issuer_grants`);
-    an issuer left out is refused as unknown, the same words as one that does not exist.
-    """
-    return active_issuers_granted(user, issuer_ids, token=token)
 
 
 def registrations_digest(registrations: Sequence[Registration]) -> str:
@@ -292,15 +98,15 @@ def orders_register(
     repeated: dict[int, dict[str, tuple[str, str]]] = {}
     for index, registration in enumerate(registrations):
         first = unique.setdefault(registration.key, registration)
-        if first is not registration and (clash := _disagreement(first.compared(), registration)):
+        if first is not registration and (clash := disagreement(first.compared(), registration)):
             repeated[index] = clash
 
-    known = _orders_of_cards_without_operation(issuers, list(unique.values()))
-    stored = _stored_values(issuers, list(unique.values()), known)
+    known = orders_of_cards_without_operation(issuers, list(unique.values()))
+    stored = stored_values(issuers, list(unique.values()), known)
     clashes = {
         key: clash
         for key, r in unique.items()
-        if key in stored and (clash := _disagreement(stored[key][1], r))
+        if key in stored and (clash := disagreement(stored[key][1], r))
     }
     # In ingest's lock order (issuer, card, operation), so a registration and a delivery that
     # touch the same orders never wait for each other in a cycle.
@@ -310,8 +116,8 @@ def orders_register(
     )
     written: dict[tuple[str, str, str], tuple[int, bool]] = dict(known)
     written.update({key: (stored[key][0], False) for key in clashes})
-    for start in range(0, len(to_write), _CHUNK):
-        written.update(_upsert(issuers, to_write[start : start + _CHUNK], now=now))
+    for start in range(0, len(to_write), CHUNK_ROWS):
+        written.update(_upsert(issuers, to_write[start : start + CHUNK_ROWS], now=now))
     result, seen = [], set()
     for index, r in enumerate(registrations):
         order_id, created = written[r.key]
@@ -361,79 +167,6 @@ def orders_register(
     return result
 
 
-def registrations_conflicting(
-    registrations: Sequence[Registration],
-) -> dict[int, dict[str, tuple[str, str]]]:
-    """Which rows `orders_register` would refuse as conflicts, by index; writes nothing.
-
-    For a preview: the stored orders as they are now, and rows repeated with other values.
-    """
-    issuers = active_issuers(r.issuer_id for r in registrations)
-    unique: dict[tuple[str, str, str], Registration] = {}
-    found: dict[int, dict[str, tuple[str, str]]] = {}
-    for index, registration in enumerate(registrations):
-        first = unique.setdefault(registration.key, registration)
-        if first is not registration and (clash := _disagreement(first.compared(), registration)):
-            found[index] = clash
-    known = _orders_of_cards_without_operation(issuers, list(unique.values()))
-    stored = _stored_values(issuers, list(unique.values()), known)
-    for index, registration in enumerate(registrations):
-        if registration.key in stored and (
-            clash := _disagreement(stored[registration.key][1], registration)
-        ):
-            found.setdefault(index, clash)
-    return found
-
-
-def _disagreement(stored: Mapping[str, str], registration: Registration) -> dict:
-    """Each compared field where both sides hold a value and the values differ."""
-    given = registration.compared()
-    return {
-        name: (stored[name], given[name])
-        for name in COMPARED_FIELDS
-        if stored.get(name) and given[name] and stored[name] != given[name]
-    }
-
-
-def _stored_values(
-    issuers: Mapping[str, Issuer],
-    registrations: list[Registration],
-    known: Mapping[tuple[str, str, str], tuple[int, bool]],
-) -> dict[tuple[str, str, str], tuple[int, dict[str, str]]]:
-    """The stored order of each row that has one, with its compared values as text."""
-    by_pk = {issuer.pk: issuer.issuer_id for issuer in issuers.values()}
-    wanted = {r.key for r in registrations}
-    found: dict[tuple[str, str, str], tuple[int, dict[str, str]]] = {}
-
-    def values(issuer_request_id, input_file_name, due_date) -> dict[str, str]:
-        return {
-            "issuer_request_id": issuer_request_id or "",
-            "input_file_name": input_file_name or "",
-            "due_date": due_date.isoformat() if due_date else "",
-        }
-
-    columns = ("id", "issuer_id", "card_id", "operation_id")
-    compared = ("issuer_request_id", "input_file_name", "due_date")
-    for start in range(0, len(registrations), _CHUNK):
-        chunk = registrations[start : start + _CHUNK]
-        cards: dict[int, set[str]] = defaultdict(set)
-        for r in chunk:
-            cards[issuers[r.issuer_id].pk].add(r.card_id)
-        condition = Q()
-        for issuer_pk, card_ids in cards.items():
-            condition |= Q(issuer_id=issuer_pk, card_id__in=sorted(card_ids))
-        for row in CardOrder.objects.filter(condition).values_list(*columns, *compared):
-            order_id, issuer_pk, card_id, operation_id = row[:4]
-            key = (by_pk[issuer_pk], card_id, operation_id)
-            if key in wanted:
-                found[key] = (order_id, values(*row[4:]))
-    # Rows without operation_id that are an order D1 told about (found by card).
-    others = {order_id: key for key, (order_id, _) in known.items()}
-    for row in CardOrder.objects.filter(pk__in=sorted(others)).values_list("id", *compared):
-        found[others[row[0]]] = (row[0], values(*row[1:]))
-    return found
-
-
 def _conflicts_keep(
     result: Sequence[Registered], *, actor: Actor, source: str, now: dt.datetime
 ) -> None:
@@ -459,50 +192,6 @@ def _conflicts_keep(
             for name, (stored, given) in sorted(r.conflict.items())
         ]
     )
-
-
-def _orders_of_cards_without_operation(
-    issuers: Mapping[str, Issuer], registrations: list[Registration]
-) -> dict[tuple[str, str, str], tuple[int, bool]]:
-    """Rows without operation_id whose card D1 already told about: that existing order.
-
-    The card's operation D1 sent with the row's issuerRequestId, else its newest by D1's times.
-    """
-    cards: dict[int, set[str]] = defaultdict(set)
-    for r in registrations:
-        if not r.operation_id:
-            cards[issuers[r.issuer_id].pk].add(r.card_id)
-    if not cards:
-        return {}
-    condition = Q()
-    for issuer_pk, card_ids in cards.items():
-        condition |= Q(issuer_id=issuer_pk, card_id__in=sorted(card_ids))
-    newest: dict[tuple[int, str], tuple] = {}
-    by_request: dict[tuple[int, str, str], list[int]] = defaultdict(list)
-    rows = (
-        CardOrder.objects.filter(condition)
-        .exclude(operation_id="")
-        .values_list("issuer_id", "card_id", "id", "start_time", "issuer_request_id")
-    )
-    for issuer_pk, card_id, order_id, start, request_id in rows:
-        rank = (start or _NO_TIME, order_id)
-        if (issuer_pk, card_id) not in newest or rank > newest[(issuer_pk, card_id)][0]:
-            newest[(issuer_pk, card_id)] = (rank, order_id)
-        if request_id:
-            by_request[(issuer_pk, card_id, request_id)].append(order_id)
-    found = {}
-    for r in registrations:
-        if r.operation_id:
-            continue
-        card = (issuers[r.issuer_id].pk, r.card_id)
-        # by_request holds no "" key: a row without issuerRequestId finds nothing there.
-        # D1's correlation id names the operation when it is the card's only one with it.
-        same_request = by_request.get((*card, r.issuer_request_id), [])
-        if len(same_request) == 1:
-            found[r.key] = (same_request[0], False)
-        elif card in newest:
-            found[r.key] = (newest[card][1], False)
-    return found
 
 
 def _upsert(
@@ -613,7 +302,7 @@ def registered_orders_join(*, issuer: Issuer, words: Iterable[FirstWord]) -> int
     3. else by `cardId`: when the card's only waiting order was registered without an
        operationId, it takes the newest of the card's new operations by D1's start time, the
        operation a registration made after D1 spoke would have found
-       (`_orders_of_cards_without_operation`). Two waiting orders: which one D1 means is not
+       (`orders_of_cards_without_operation`). Two waiting orders: which one D1 means is not
        known, and neither joins.
     Several new operations of one card in one batch are matched alike. Writes the joined
     orders' operation_id; the caller holds the locks of every order of these cards. Returns
@@ -678,7 +367,7 @@ def _card_join(
     ((order_id, order),) = waiting.items()
     if order.operation_id:
         return pairs  # registered with an operationId: only that id or its request joins it
-    newest = max(new.values(), key=lambda w: (w.start_time or _NO_TIME, w.operation_id))
+    newest = max(new.values(), key=lambda w: (w.start_time or NO_TIME, w.operation_id))
     pairs.append((order_id, "", newest.operation_id))
     return pairs
 
@@ -702,26 +391,3 @@ def registration_fill(order: CardOrder) -> None:
     if order.due_date is None and registration.get("due_date"):
         with contextlib.suppress(TypeError, ValueError):
             order.due_date = dt.date.fromisoformat(registration["due_date"])
-
-
-def awaiting_first_event(order: CardOrder) -> bool:
-    """A registered order D1 has said nothing about yet."""
-    return order.registered_at is not None and not order.event_count
-
-
-def state_summary(order: CardOrder) -> str:
-    """The order's state in one sentence, plain about what the portal does not know yet."""
-    if order.superseded_by_id:
-        return f"Superseded by a newer operation of the same card (order {order.superseded_by_id})."
-    if awaiting_first_event(order):
-        since = order.registered_at.strftime("%Y-%m-%d %H:%M UTC")
-        text = f"Registered by the issuer on {since}; no events from D1 yet."
-        if order.d1_not_found_since is not None:
-            text += " D1 does not know the card yet (404)."
-        return text
-    if not order.production_status:
-        return "Only codes the portal does not know so far."
-    status = order.production_status
-    if order.shipment_status:
-        status += f", carrier: {order.shipment_status}"
-    return f"{status} (from D1)."

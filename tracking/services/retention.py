@@ -16,7 +16,7 @@
 - audit entries older than RETENTION_AUDIT_DAYS, never by default.
 
 Each step works in batches, each batch its own transaction, so that ingest is never held up
-for long; running it twice is harmless.
+for long; running it twice is harmless. Beat runs it as `retention_prune_task` (at the end).
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from celery import shared_task
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from tracking.domain.rules import EventFacts, OrderState, Outcome, derive_order_state
+from tracking.domain.fold import Outcome, derive_order_state
+from tracking.domain.order_state import OrderState
+from tracking.domain.ordering import EventFacts
 from tracking.models import (
     AuditEntry,
     CardOrder,
@@ -71,7 +74,7 @@ def retention_prune(*, now: dt.datetime | None = None, dry_run: bool = False) ->
     now = now or timezone.now()
     report = PruneReport(dry_run=dry_run)
     report.removed["deliveries"] = _prune_deliveries(now=now, dry_run=dry_run)
-    report.removed["events"], report.orders_compacted = _compact_finished_orders(
+    report.removed["events"], report.orders_compacted = _compact_terminal_orders(
         now=now, dry_run=dry_run
     )
     report.removed["reconcile attempts"] = _prune_by_age(
@@ -131,7 +134,7 @@ def _prune_by_age(model, column: str, days: int, now: dt.datetime, dry_run: bool
 # ---------------------------------------------------------------------------- events
 
 
-def finished_orders_to_compact(*, now: dt.datetime) -> models.QuerySet[CardOrder]:
+def terminal_orders_to_compact(*, now: dt.datetime) -> models.QuerySet[CardOrder]:
     """Orders in a final stage, with nothing to reconcile, whose last event is old enough."""
     cutoff = _cutoff(settings.RETENTION_FINISHED_ORDER_DAYS, now)
     if cutoff is None:
@@ -146,8 +149,8 @@ def comparable_state(state: OrderState) -> dict:
     return {k: v for k, v in state.__dict__.items() if k not in _NOT_COMPARED}
 
 
-def _compact_finished_orders(*, now: dt.datetime, dry_run: bool) -> tuple[int, int]:
-    orders = finished_orders_to_compact(now=now)
+def _compact_terminal_orders(*, now: dt.datetime, dry_run: bool) -> tuple[int, int]:
+    orders = terminal_orders_to_compact(now=now)
     candidates = (
         OperationEvent.objects.filter(outcome__in=REDUNDANT_OUTCOMES, order__in=orders)
         .order_by("order_id")
@@ -227,3 +230,9 @@ def _redundant_events(order_ids: list[int]) -> dict[int, list[int]]:
                 removable.append(event.key)
         redundant[order_id] = removable
     return redundant
+
+
+@shared_task(name="tracking.retention_prune")
+def retention_prune_task() -> list[str]:
+    """Apply the retention policy (RETENTION_* settings); log and return what it removed."""
+    return retention_prune().lines()

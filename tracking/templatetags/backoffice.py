@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy
 
 from tracking.domain import labels
 from tracking.domain.labels import humanize_duration
-from tracking.domain.rules import parse_time
+from tracking.domain.times import parse_time
 
 register = template.Library()
 

@@ -21,7 +21,7 @@ from django.db import connection
 
 from d1sandbox.testing import SandboxProcess
 from tests.services.reconcile.sandbox import ROOT, Sandbox
-from tracking.domain.rules import NON_TERMINAL_STATUSES
+from tracking.domain.statuses import NON_TERMINAL_STATUSES
 
 SHORT_CLOCKS = {
     "RECONCILE_STAGE_THRESHOLDS": json.dumps(dict.fromkeys(NON_TERMINAL_STATUSES, 3)),
@@ -36,7 +36,7 @@ SHORT_CLOCKS = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -119,7 +119,7 @@ def processes(tmp_path) -> Iterator[Processes]:
         print(f"----- {name} (last lines)\n{running.log_tail(name)}")
 
 
-def _wait_for_http(url: str, *, timeout: float, process: subprocess.Popen) -> None:
+def wait_for_http(url: str, *, timeout: float, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, f"{url}: the server exited early"
@@ -158,7 +158,7 @@ def portal_environment(
 def portal_start(*, processes: Processes, env: dict[str, str], tmp_path: Path) -> str:
     """Start gunicorn, one worker and one beat; the portal's base URL once it answers."""
     python = sys.executable
-    port = _free_port()
+    port = free_port()
     web = processes.start(
         "web",
         [
@@ -187,5 +187,5 @@ def portal_start(*, processes: Processes, env: dict[str, str], tmp_path: Path) -
         env,
     )
     url = f"http://127.0.0.1:{port}"
-    _wait_for_http(f"{url}/api/schema/", timeout=30, process=web)
+    wait_for_http(f"{url}/api/schema/", timeout=30, process=web)
     return url

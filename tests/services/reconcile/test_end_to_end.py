@@ -22,11 +22,11 @@ from tests.conftest import grant_every_issuer
 from tests.d1sandbox.exceptions import assert_exceptions_are_the_real_problems
 from tests.fixtures.api_tokens import read_api_token
 from tests.services.reconcile.portal import (  # noqa: F401 (fixtures)
-    _free_port,
-    _wait_for_http,
+    free_port,
     portal_environment,
     processes,
     redis_broker,
+    wait_for_http,
 )
 from tests.services.reconcile.sandbox import Sandbox, sandbox_converge, sandbox_feed, sandbox_verify
 from tracking.models import CardOrder, Issuer, ReconcileAttempt
@@ -63,7 +63,7 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
         state_path=state_path,
     )
 
-    web_port = _free_port()
+    web_port = free_port()
     portal_url = f"http://127.0.0.1:{web_port}"
     env = portal_environment(tmp_path=tmp_path, sandbox=sandbox, broker=redis_broker)
     python = sys.executable
@@ -108,7 +108,7 @@ def test_dropped_duplicated_and_reordered_notifications_end_in_the_truth(
             ],
             env,
         )
-    _wait_for_http(f"{portal_url}/api/schema/", timeout=30, process=web)
+    wait_for_http(f"{portal_url}/api/schema/", timeout=30, process=web)
 
     feed = sandbox_feed(
         portal_url=portal_url,

@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from tests.fixtures.spec_examples import ISSUER_ID
-from tests.services.reconcile.items import item
+from tests.services.reconcile.items import body, item
+from tracking.domain import conditions
 from tracking.intake.card_operations import UNKNOWN_AT_D1
 from tracking.models import AuditEntry, CardOrder, Issuer, ReconcileAttempt
 from tracking.observability.alerts import alerts_current
@@ -105,7 +106,7 @@ def test_d1s_404_for_longer_than_the_threshold_makes_an_exception(d1, issuer, se
     assert order.d1_not_found_since is not None
     assert order.exception_reason == ""
     assert order.reconcile_next_at is not None  # backs off like any other order
-    assert not order_queues.is_exception(order)
+    assert not conditions.is_exception(order)
 
     # D1 has still not heard of it an hour and more later.
     order.d1_not_found_since -= timedelta(hours=2)
@@ -204,6 +205,26 @@ def test_looking_up_a_card_the_portal_never_saw_creates_its_order(d1, issuer):
     audit = AuditEntry.objects.get(action="order.look_up")
     assert audit.target_id == str(order.pk)
     assert audit.details["card_id"] == "card-unseen"
+
+
+def test_looking_up_a_known_card_applies_and_records_the_answer_as_reconcile_does(
+    d1, issuer, post_notification
+):
+    steps = [
+        item("card-known", s) for s in ("CARD_PROD_REQUESTED", "DATA_PREPARED", "CARD_PROD_READY")
+    ]
+    d1.truth_record(issuer_id=ISSUER_ID, items=steps)
+    assert post_notification(body(*steps[:2])).status_code == 204
+
+    call_command("reconcile", card=f"{ISSUER_ID}/card-known", stdout=StringIO())
+
+    order = CardOrder.objects.get(card_id="card-known")
+    attempt = ReconcileAttempt.objects.get(order=order)
+    assert (attempt.reason, attempt.outcome) == ("look_up", "changed")
+    # What the order was before D1's answer, not after (both were the new status once).
+    assert (attempt.status_before, attempt.status_after) == ("DATA_PREPARED", "CARD_PROD_READY")
+    assert attempt.answer["productionStatus"] == "CARD_PROD_READY"
+    assert order.d1_answer["fingerprints"] and order.last_reconcile_outcome == "changed"
 
 
 def test_looking_up_a_card_d1_does_not_know_says_so_and_creates_nothing(d1, issuer):

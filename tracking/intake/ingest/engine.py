@@ -14,7 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tracking.domain.rules import EventFacts, Outcome
+from tracking.domain.fold import Outcome
+from tracking.domain.ordering import EventFacts
 from tracking.intake.ingest.prepare import IngestBatch, PreparedItem
 from tracking.models import CardOrder, Issuer, NotificationDelivery
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import JSONNull, Q
 
-from tracking.domain.rules import EventFacts
+from tracking.domain.ordering import EventFacts
 from tracking.infrastructure.bulk import rows_update, rows_upsert
 from tracking.intake.card_operations import UPDATE_ORDER
 from tracking.intake.ingest.engine import (

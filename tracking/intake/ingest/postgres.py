@@ -23,7 +23,7 @@ from typing import Any
 
 from django.db import connection
 
-from tracking.domain.rules import EventFacts
+from tracking.domain.ordering import EventFacts
 from tracking.intake.ingest.engine import (
     Begun,
     Finished,

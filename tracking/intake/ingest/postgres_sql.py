@@ -132,6 +132,9 @@ def finish_sql() -> str:
     event_values = ", ".join(_from_json(f, i) for i, f in enumerate(event_fields))
     applied = len(event_fields)
     # Only quoted names from the models' metadata are interpolated; values are parameters.
+    # A stored event's copies and its changed outcome are written by one UPDATE: the
+    # sub-statements share one snapshot, so a second UPDATE of the same row in the statement
+    # would be skipped (PostgreSQL applies only one), and a copy or an outcome would be lost.
     return f"""
 WITH ins AS (
   INSERT INTO {event} (issuer_id, delivery_id, source, first_received_at, last_received_at,
@@ -142,18 +145,27 @@ WITH ins AS (
   ON CONFLICT (issuer_id, fingerprint) DO NOTHING
   RETURNING id, fingerprint
 ),
-cnt AS (
-  UPDATE {event} SET times_received = {event}.times_received + (c->>1)::integer,
-    last_received_at = %(now)s
-  FROM jsonb_array_elements(%(copies)s::jsonb) AS c WHERE {event}.id = (c->>0)::bigint
+c AS MATERIALIZED (
+  SELECT (c->>0)::bigint AS id, (c->>1)::integer AS copies
+  FROM jsonb_array_elements(%(copies)s::jsonb) AS c
+),
+x AS MATERIALIZED (
+  SELECT (x->>0)::bigint AS id, x->>1 AS outcome
+  FROM jsonb_array_elements(%(outcomes)s::jsonb) AS x
+),
+e AS (
+  UPDATE {event} SET
+    times_received = {event}.times_received + COALESCE(cx.copies, 0),
+    last_received_at = CASE WHEN cx.copies IS NULL THEN {event}.last_received_at
+      ELSE %(now)s END,
+    outcome = COALESCE(cx.outcome, {event}.outcome),
+    applied_at = CASE WHEN cx.outcome IS NULL THEN {event}.applied_at ELSE %(now)s END
+  FROM (SELECT id, c.copies, x.outcome FROM c FULL JOIN x USING (id)) AS cx
+  WHERE {event}.id = cx.id
 ),
 o AS (
   UPDATE {order} SET {assignments}
   FROM jsonb_array_elements(%(orders)s::jsonb) AS r WHERE {order}.id = (r->>0)::bigint
-),
-e AS (
-  UPDATE {event} SET outcome = x->>1, applied_at = %(now)s
-  FROM jsonb_array_elements(%(outcomes)s::jsonb) AS x WHERE {event}.id = (x->>0)::bigint
 ),
 cards AS MATERIALIZED (
   SELECT card_id FROM jsonb_array_elements_text(%(cards)s::jsonb) AS card_id

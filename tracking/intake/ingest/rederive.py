@@ -20,17 +20,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tracking.domain.rules import (
-    DERIVED_COLUMNS,
-    FOLDED_COLUMNS,
-    RULES_VERSION,
-    EventFacts,
-    OrderState,
-    ReconcileReason,
-    derive_order_state,
-    needs_reconcile_after,
-    reconcile_reason_for,
-)
+from tracking.domain.flags import ReconcileReason, needs_reconcile_after, reconcile_reason_for
+from tracking.domain.fold import RULES_VERSION, derive_order_state
+from tracking.domain.order_state import DERIVED_COLUMNS, FOLDED_COLUMNS, OrderState
+from tracking.domain.ordering import EventFacts
 from tracking.infrastructure.bulk import rows_update
 from tracking.intake.locking import events_locked, orders_locked
 from tracking.models import CardOrder, Issuer, OperationEvent

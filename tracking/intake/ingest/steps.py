@@ -28,7 +28,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tracking.domain.d1_items import D1Payload
-from tracking.domain.rules import EventFacts
+from tracking.domain.ordering import EventFacts
 from tracking.intake.card_operations import UPDATE_ORDER, cards_after_ingest
 from tracking.intake.ingest.engine import Folded, IngestEngine
 from tracking.intake.ingest.portable import PortableEngine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.domain.rules import RULES_VERSION
+from tracking.domain.fold import RULES_VERSION
 from tracking.intake.ingest.rederive import (
     RederiveReport,
     masked_identifiers_count,

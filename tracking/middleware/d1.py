@@ -1,14 +1,55 @@
-"""The webhook's short way through the middleware: D1's POSTs skip what only staff pages use."""
+"""D1's requests: the webhook's latency, the proxy-verified certificate, the webhook's short way.
+
+The webhook's route is named here once (`WEBHOOK_URL_NAME`, under `WEBHOOK_PREFIX`): the URL
+configuration and every middleware that recognises the webhook read it.
+"""
 
 from __future__ import annotations
 
+import time
+
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
+
+from tracking.d1.access import verified_client_subject
+from tracking.infrastructure import metrics
 
 WEBHOOK_PREFIX = "/notifications/"
 WEBHOOK_URL_NAME = "d1-card-notifications"
 # A view under the prefix may take the short way too by carrying this attribute set to True.
 FAST_PATH_ATTRIBUTE = "skips_staff_middleware"
+
+
+class WebhookTimingMiddleware:
+    """Observe the wall time of every webhook request, refusals included, by status class."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name == WEBHOOK_URL_NAME:
+            metrics.webhook_duration_observe(
+                status=response.status_code, seconds=time.perf_counter() - started
+            )
+        return response
+
+
+class D1ClientCertificateMiddleware:
+    """Set `request.d1_client_identity` to the certificate subject a trusted proxy verified.
+
+    The header is ignored from any other address, so a caller cannot claim a certificate by
+    sending the header itself.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.d1_client_identity = verified_client_subject(request)
+        return self.get_response(request)
 
 
 class WebhookFastPathMiddleware:

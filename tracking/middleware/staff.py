@@ -1,4 +1,4 @@
-"""Request-wide: the proxy-verified D1 certificate, two-factor staff sessions, language and zone."""
+"""Staff pages: two-factor sessions, and each user's own language and time zone."""
 
 from __future__ import annotations
 
@@ -8,22 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from tracking.d1.access import verified_client_subject
-
-
-class D1ClientCertificateMiddleware:
-    """Set `request.d1_client_identity` to the certificate subject a trusted proxy verified.
-
-    The header is ignored from any other address, so a caller cannot claim a certificate by
-    sending the header itself.
-    """
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.d1_client_identity = verified_client_subject(request)
-        return self.get_response(request)
+from tracking.middleware.d1 import WEBHOOK_PREFIX
 
 
 class StaffOTPRequiredMiddleware:
@@ -51,7 +36,7 @@ class StaffOTPRequiredMiddleware:
         return redirect_to_login(request.get_full_path(), reverse("otp-verify"))
 
 
-_EXEMPT_PREFIXES = ("/notifications/", "/authz/", "/static/", "/healthz", "/readyz")
+_EXEMPT_PREFIXES = (WEBHOOK_PREFIX, "/authz/", "/static/", "/healthz", "/readyz")
 
 
 def _exempt_paths() -> set[str]:

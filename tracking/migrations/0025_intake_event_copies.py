@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0023_merge_i18n_backoffice'),
+        ('tracking', '0024_index_budget'),
     ]
 
     operations = [
