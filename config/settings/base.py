@@ -243,6 +243,8 @@ D1_KEEP_ACCEPTED_BODIES = env.bool("D1_KEEP_ACCEPTED_BODIES", default=True)
 INGEST_FOLD = env("INGEST_FOLD", default="celery")
 INGEST_FOLD_BATCH = env.int("INGEST_FOLD_BATCH", default=500)  # orders per transaction
 INGEST_FOLD_QUEUED_TTL = env.int("INGEST_FOLD_QUEUED_TTL", default=5)
+# Seconds a queued run waits before it starts: the deliveries of that time fold in one set.
+INGEST_FOLD_DELAY = env.float("INGEST_FOLD_DELAY", default=0.2)
 INGEST_FOLD_SWEEP_INTERVAL = env.float("INGEST_FOLD_SWEEP_INTERVAL", default=5.0)
 
 # ---------------------------------------------------------------------------- D1 on-demand API

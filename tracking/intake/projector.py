@@ -203,9 +203,10 @@ def projector_wake() -> None:
 
 
 def _task_queue() -> None:
-    # One task queued at a time: a storm of POSTs queues one, not one each.
+    # One task queued at a time: a storm of POSTs queues one, not one each. It starts after
+    # INGEST_FOLD_DELAY, so that what arrives meanwhile is folded in the same sets.
     if cache.add(QUEUED_KEY, 1, timeout=settings.INGEST_FOLD_QUEUED_TTL):
-        fold_pending_task.delay()
+        fold_pending_task.apply_async(countdown=settings.INGEST_FOLD_DELAY)
 
 
 @shared_task(name="tracking.intake.fold_pending")
