@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tracking.domain import stage_limits
 from tracking.domain.carriers import carrier_name
+from tracking.domain.d1_items import shipment_of
 from tracking.domain.fold import Outcome
 from tracking.domain.statuses import TRACKED_OPERATIONS, production_rank
 from tracking.domain.times import lacks_zone, parse_time
@@ -149,10 +150,7 @@ def _d1_times(event: OperationEvent, *, zone: dt.tzinfo) -> list[D1Time]:
 
 
 def _shipment_of(event: OperationEvent) -> dict:
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    details = payload.get("details")
-    shipment = details.get("shipment") if isinstance(details, dict) else None
-    return shipment if isinstance(shipment, dict) else {}
+    return shipment_of(event.payload)
 
 
 def _markers(event: OperationEvent) -> list[Marker]:
