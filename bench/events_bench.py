@@ -87,10 +87,10 @@ def main() -> int:
 
     from d1sandbox.receiver import EventReceiver, receiver_server
     from tracking.models import Issuer
+    from tracking.models.outbound import EventDelivery
     from tracking.outbound.delivery import deliveries_due, delivery_attempt
-    from tracking.outbound.endpoints import endpoint_create
-    from tracking.outbound.models import EventDelivery
     from tracking.services.audit import Actor
+    from tracking.services.event_endpoints import endpoint_create
 
     run = str(int(time.time()))[-6:]
     bare = Issuer.objects.create(issuer_id=f"BNOOB{run}"[:10], name="bench without outbox")

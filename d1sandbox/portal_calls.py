@@ -20,7 +20,7 @@ from d1sandbox.planner import Post
 from d1sandbox.state import ItemKey, StateStore
 
 if TYPE_CHECKING:
-    from d1sandbox.feed import FeedOptions
+    from d1sandbox.feed_options import FeedOptions
 
 # The feed's logger: what the calls say reads as the feed's own lines.
 logger = logging.getLogger("d1sandbox.feed")

@@ -17,7 +17,7 @@ TRACKING = ROOT / "tracking"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # pure rules and helpers that know no card order
     ("tracking.domain", "tracking.infrastructure"),
-    ("tracking.models", "tracking.outbound.models"),
+    ("tracking.models",),
     # reads, and calling D1
     ("tracking.selectors", "tracking.insight", "tracking.d1"),
     # writes: D1's notifications in, staff's and the issuer's changes, the events out

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tracking.outbound.endpoints import endpoint_create
 from tracking.services.audit import Actor
+from tracking.services.event_endpoints import endpoint_create
 
 
 @dataclass

@@ -8,11 +8,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from tracking.models.outbound import EventDelivery, EventEndpoint
 from tracking.outbound.addresses import AddressRefused, addresses_resolve
 from tracking.outbound.delivery import deliveries_sweep
-from tracking.outbound.endpoints import endpoint_create
-from tracking.outbound.models import EventDelivery, EventEndpoint
 from tracking.services.audit import Actor
+from tracking.services.event_endpoints import endpoint_create
 
 ACTOR = Actor.of_command("tests")
 

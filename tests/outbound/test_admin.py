@@ -12,8 +12,8 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import make_staff
 from tracking.models import AuditEntry, CardOrder
+from tracking.models.outbound import EventDelivery, EventEndpoint, OutboundEvent
 from tracking.outbound.delivery import deliveries_sweep
-from tracking.outbound.models import EventDelivery, EventEndpoint, OutboundEvent
 from tracking.services import roles
 
 pytestmark = pytest.mark.django_db

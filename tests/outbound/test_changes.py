@@ -11,6 +11,7 @@ from tests.domain.test_rules import lifecycle
 from tests.intake import streams
 from tracking.intake.ingest import ingest_operations
 from tracking.models import CardOrder, NotificationDelivery
+from tracking.models.outbound import OutboundEvent
 from tracking.outbound.changes import (
     DELIVERED,
     REGISTERED,
@@ -20,7 +21,6 @@ from tracking.outbound.changes import (
     change_events,
     order_facts,
 )
-from tracking.outbound.models import OutboundEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tracking.models import AuditEntry
-from tracking.outbound.models import EventEndpoint
+from tracking.models.outbound import EventEndpoint
 from tracking.outbound.secrets import secret_decrypt
 
 pytestmark = pytest.mark.django_db

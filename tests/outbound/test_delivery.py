@@ -12,11 +12,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.fixtures.spec_examples import ISSUER_ID
 from tracking.models import AuditEntry, Issuer
+from tracking.models.outbound import DeliveryStatus, EventDelivery, OutboundEvent
 from tracking.observability.alerts import alerts_current
 from tracking.outbound.delivery import deliveries_sweep
-from tracking.outbound.endpoints import endpoint_create, endpoint_secret_rotate, events_replay
-from tracking.outbound.models import DeliveryStatus, EventDelivery, OutboundEvent
 from tracking.services.audit import Actor
+from tracking.services.event_endpoints import endpoint_create, endpoint_secret_rotate, events_replay
 
 pytestmark = pytest.mark.django_db
 

@@ -29,7 +29,7 @@ from tests.services.reconcile.portal import (  # noqa: F401 (fixtures)
 )
 from tests.services.reconcile.sandbox import ROOT, Sandbox, sandbox_converge, sandbox_feed
 from tracking.models import CardOrder, Issuer
-from tracking.outbound.models import DeliveryStatus, EventDelivery, OutboundEvent
+from tracking.models.outbound import DeliveryStatus, EventDelivery, OutboundEvent
 from tracking.services.roles import OPERATORS, roles_ensure
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

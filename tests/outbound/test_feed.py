@@ -14,8 +14,8 @@ from tests.conftest import is_postgres
 from tests.fixtures.api_tokens import read_api_client
 from tracking.intake.ingest import ingest_operations
 from tracking.models import Issuer, NotificationDelivery
+from tracking.models.outbound import OutboundEvent
 from tracking.outbound.feed import feed_page
-from tracking.outbound.models import OutboundEvent
 
 
 def step(card: str, status: str = "CARD_PROD_REQUESTED") -> dict:

@@ -10,10 +10,10 @@ import pytest
 
 from d1sandbox.receiver import EventReceiver, receiver_server
 from tests.domain.test_rules import lifecycle
+from tracking.models.outbound import DeliveryStatus, EventDelivery, OutboundEvent
 from tracking.outbound.delivery import deliveries_sweep
-from tracking.outbound.endpoints import endpoint_create
-from tracking.outbound.models import DeliveryStatus, EventDelivery, OutboundEvent
 from tracking.services.audit import Actor
+from tracking.services.event_endpoints import endpoint_create
 
 pytestmark = pytest.mark.django_db
 

@@ -34,7 +34,7 @@ from tracking.models import (
     ReconcileAttempt,
     RefusalTally,
 )
-from tracking.outbound.models import EventEndpoint
+from tracking.models.outbound import EventEndpoint
 from tracking.services import roles
 from tracking.services.api_tokens import IssuersNotGranted, api_token_create
 from tracking.services.audit import Actor, audit_record

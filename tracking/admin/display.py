@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
-from tracking.domain import carrier_status, labels
+from tracking.domain import carrier_status, labels, stage_limits
 from tracking.domain.carriers import carrier_name, tracking_url_for
 from tracking.domain.fold import RULES_VERSION
 from tracking.domain.labels import humanize_duration
@@ -305,7 +305,7 @@ def over_threshold_badge(order: CardOrder, *, now: dt.datetime) -> str:
     """ "Over 1 h" when the order has been in its stage longer than the stage's time limit."""
     if not order_queues.is_stuck(order, now=now):
         return ""
-    threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
+    threshold = humanize_duration(stage_limits.stage_threshold(order.production_status))
     return badge(
         _("Over its %(limit)s limit") % {"limit": threshold},
         "danger",
@@ -325,7 +325,7 @@ def time_in_stage(order: CardOrder, *, now: dt.datetime) -> SafeString | str:
             _("final"),
         )
     if order_queues.is_stuck(order, now=now):
-        threshold = humanize_duration(order_queues.stage_threshold(order.production_status))
+        threshold = humanize_duration(stage_limits.stage_threshold(order.production_status))
         return format_html(
             '{}<span class="block">{}</span>',
             duration,

@@ -21,13 +21,7 @@ from django.utils.translation import gettext_lazy
 from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin, PortalModelAdmin
 from tracking.models import Issuer
-from tracking.outbound.addresses import AddressRefused, addresses_resolve
-from tracking.outbound.endpoints import (
-    endpoint_create,
-    endpoint_secret_rotate,
-    events_replay,
-)
-from tracking.outbound.models import (
+from tracking.models.outbound import (
     EVENT_TYPES,
     DeliveryAttempt,
     DeliveryStatus,
@@ -35,7 +29,13 @@ from tracking.outbound.models import (
     EventEndpoint,
     OutboundEvent,
 )
+from tracking.outbound.addresses import AddressRefused, addresses_resolve
 from tracking.services.audit import Actor, audit_actor
+from tracking.services.event_endpoints import (
+    endpoint_create,
+    endpoint_secret_rotate,
+    events_replay,
+)
 from tracking.services.issuer_grants import visible_to
 
 

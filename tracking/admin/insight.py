@@ -25,11 +25,11 @@ from tracking.admin import display as admin_display
 from tracking.admin import filters as admin_filters
 from tracking.admin.base import PortalModelAdmin
 from tracking.domain.labels import humanize_duration
+from tracking.domain.stage_limits import stage_threshold
 from tracking.domain.statuses import SHIPPED_STATUS
 from tracking.insight import predictions, production_files, stage_times
 from tracking.insight.refresh import last_refresh
 from tracking.models import CardOrder, ProductionFile, StageSpan
-from tracking.selectors.order_queues import stage_threshold
 from tracking.services.issuer_grants import (
     issuers_granted,
     issuers_visible_to,

@@ -31,6 +31,7 @@ from tracking.admin import display as admin_display
 from tracking.admin.base import EvidenceAdmin
 from tracking.admin.order_file import order_file_parse
 from tracking.domain import conditions
+from tracking.domain.d1_items import details_of, shipment_of
 from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.intake.card_operations import EXCEPTION_REASONS, card_orders
 from tracking.models import CardOrder, D1AskJob, OrderChange, RegistrationConflict
@@ -225,8 +226,7 @@ def _answer_sentence(result) -> str:
         }
     items = []
     for item in result.operations:
-        details = item.get("details") if isinstance(item.get("details"), dict) else {}
-        shipment = details.get("shipment") if isinstance(details.get("shipment"), dict) else {}
+        details, shipment = details_of(item), shipment_of(item)
         text = (
             f"{item.get('operation', '?')} {item.get('operationId', '?')}: "
             f"{item.get('status', '?')}, {details.get('status', 'no details.status')}"

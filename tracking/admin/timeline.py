@@ -17,12 +17,13 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from tracking.domain import stage_limits
 from tracking.domain.carriers import carrier_name
+from tracking.domain.d1_items import shipment_of
 from tracking.domain.fold import Outcome
 from tracking.domain.statuses import TRACKED_OPERATIONS, production_rank
 from tracking.domain.times import lacks_zone, parse_time
 from tracking.models import CardOrder, OperationEvent
-from tracking.selectors import order_queues
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,7 @@ def _d1_times(event: OperationEvent, *, zone: dt.tzinfo) -> list[D1Time]:
 
 
 def _shipment_of(event: OperationEvent) -> dict:
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    details = payload.get("details")
-    shipment = details.get("shipment") if isinstance(details, dict) else None
-    return shipment if isinstance(shipment, dict) else {}
+    return shipment_of(event.payload)
 
 
 def _markers(event: OperationEvent) -> list[Marker]:
@@ -231,7 +229,7 @@ def stage_spans(order: CardOrder, *, now: dt.datetime) -> list[StageSpan]:
         ),
         key=lambda pair: (pair[0], production_rank(pair[1]) or 0),
     )
-    thresholds = order_queues.stage_thresholds()
+    thresholds = stage_limits.stage_thresholds()
     spans = []
     for index, (entered_at, status) in enumerate(seen):
         is_current = status == order.production_status

@@ -21,8 +21,8 @@ from rest_framework.views import APIView
 
 from tracking.domain.masking import can_see_personal, personal_fields, personal_mask
 from tracking.models import CardOrder
+from tracking.models.outbound import OutboundEvent
 from tracking.outbound.feed import BadCursor, FeedPosition, feed_page
-from tracking.outbound.models import OutboundEvent
 from tracking.selectors.order_representation import CardOrderSerializer
 from tracking.services.issuer_grants import visible_to
 

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from tracking.models import CardOrder, OperationEvent
 from tracking.selectors.explanation import order_explanation
 from tracking.selectors.order_representation import CardOrderSerializer, PersonalFieldsMaskMixin
+from tracking.selectors.order_timeline import order_timeline
 
 
 class OperationEventSerializer(PersonalFieldsMaskMixin, serializers.ModelSerializer):
@@ -57,4 +58,4 @@ class CardOrderDetailSerializer(CardOrderSerializer):
 
     @extend_schema_field(OperationEventSerializer(many=True))
     def get_events(self, order: CardOrder) -> list[dict]:
-        return OperationEventSerializer(order.timeline(), many=True, context=self.context).data
+        return OperationEventSerializer(order_timeline(order), many=True, context=self.context).data

@@ -34,6 +34,11 @@ def details_of(payload: D1Payload) -> dict[str, Any]:
     return details if isinstance(details, dict) else {}
 
 
+def shipment_of(payload: D1Payload) -> dict[str, Any]:
+    """The item's `details.shipment` object; empty when there is none or it is not an object."""
+    return _shipment_of(details_of(payload))
+
+
 def text_of(source: Any, name: str, max_len: int) -> str:
     """`source[name]` when it is a string, cut to `max_len`; else empty."""
     value = source.get(name) if isinstance(source, dict) else None

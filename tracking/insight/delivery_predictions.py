@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 
 from tracking.domain import carrier_status
 from tracking.domain.carriers import carrier_name
+from tracking.domain.d1_items import shipment_of
 from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
 from tracking.domain.times import parse_time
 from tracking.models import CardOrder, OperationEvent
@@ -206,8 +207,7 @@ def carrier_updates(order: CardOrder, events: list[OperationEvent]) -> list[Carr
         if event.order_id != order.pk or not event.shipment_status:
             continue
         payload = event.payload if isinstance(event.payload, dict) else {}
-        details = payload.get("details") if isinstance(payload.get("details"), dict) else {}
-        shipment = details.get("shipment") if isinstance(details.get("shipment"), dict) else {}
+        shipment = shipment_of(payload)
         d1_time = parse_time(payload.get("endTime")) or parse_time(payload.get("startTime"))
         location = shipment.get("location") or shipment.get("city") or ""
         updates.append(

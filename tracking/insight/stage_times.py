@@ -23,9 +23,9 @@ from django.db import connection, transaction
 from django.db.models import Aggregate, Count, FloatField, Max, Min, QuerySet
 
 from tracking.domain.carrier_status import DELIVERED as DELIVERED_CLASS
+from tracking.domain.stage_limits import stage_threshold
 from tracking.domain.statuses import PRODUCE_PATH, SHIPPED_STATUS
 from tracking.models import CardOrder, OperationEvent, StageSpan, StageStat, StatKind
-from tracking.selectors.order_queues import stage_threshold
 
 # The carrier's class of a delivery, whatever word it used (`tracking.domain.carrier_status`).
 DELIVERED = DELIVERED_CLASS

@@ -46,6 +46,14 @@ from tracking.models.issuers import (  # noqa: F401
 # Card orders and their derived state.
 from tracking.models.orders import CardOrder, translated  # noqa: F401
 
+# Outbound events: endpoints, events, deliveries and their attempts.
+from tracking.models.outbound import (  # noqa: F401
+    DeliveryAttempt,
+    EventDelivery,
+    EventEndpoint,
+    OutboundEvent,
+)
+
 # Each on-demand call to D1 about one order.
 from tracking.models.reconcile import (  # noqa: F401
     ReconcileAttempt,
@@ -58,12 +66,4 @@ from tracking.models.staff import (  # noqa: F401
     OrderAcknowledgement,
     StaffPreference,
     validate_time_zone,
-)
-
-# Outbound events: endpoints, events, deliveries and their attempts.
-from tracking.outbound.models import (  # noqa: F401
-    DeliveryAttempt,
-    EventDelivery,
-    EventEndpoint,
-    OutboundEvent,
 )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.conf import settings
 from django.db import models
 from django.db.models import JSONField, Q, Value
@@ -16,9 +14,6 @@ from django.utils.translation import gettext_lazy as _
 from tracking.domain import conditions
 from tracking.domain.flags import ReconcileReason
 from tracking.models.issuers import Issuer
-
-if TYPE_CHECKING:
-    from tracking.models.events import OperationEvent
 
 
 def translated(choices: list[tuple[str, str]]) -> list[tuple[str, Promise]]:
@@ -327,17 +322,3 @@ class CardOrder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.card_id} / {self.operation_id}"
-
-    def timeline(self) -> models.QuerySet[OperationEvent]:
-        """The order's events and the card's other operations (UPDATE_ORDER, ...), as they came."""
-        # Imported here: the events module refers to CardOrder, so it is loaded after this one.
-        from tracking.models.events import OperationEvent
-
-        return (
-            OperationEvent.objects.filter(
-                Q(order=self)
-                | Q(order__isnull=True, issuer_id=self.issuer_id, card_id=self.card_id)
-            )
-            .select_related("change")
-            .order_by("first_received_at", "id")
-        )

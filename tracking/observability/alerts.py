@@ -254,7 +254,7 @@ def _refused_share(state: OperationsState) -> list[Alert]:
 
 
 def _orders_stuck(state: OperationsState) -> list[Alert]:
-    from tracking.selectors.order_queues import stage_threshold
+    from tracking.domain.stage_limits import stage_threshold
 
     alerts = []
     for stage, count in sorted(state.stuck_by_stage.items()):

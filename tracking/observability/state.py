@@ -186,7 +186,7 @@ def operations_state(*, now: dt.datetime | None = None) -> OperationsState:
     state.refused_in_previous_window = before["refused"] + tallied_before
 
     state.sweep_last_success = sweep_last_success()
-    from tracking.outbound.models import EventEndpoint
+    from tracking.models.outbound import EventEndpoint
 
     state.disabled_event_endpoints = list(
         EventEndpoint.objects.filter(enabled=False, disabled_at__isnull=False)

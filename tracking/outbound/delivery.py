@@ -29,14 +29,14 @@ from django.db.models import F
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from tracking.outbound.addresses import AddressRefused, addresses_resolve
-from tracking.outbound.models import (
+from tracking.models.outbound import (
     DeliveryAttempt,
     DeliveryStatus,
     EventDelivery,
     EventEndpoint,
     OutboundEvent,
 )
+from tracking.outbound.addresses import AddressRefused, addresses_resolve
 from tracking.outbound.secrets import secret_decrypt
 
 logger = logging.getLogger(__name__)

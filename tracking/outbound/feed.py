@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from tracking.outbound.models import OutboundEvent
+from tracking.models.outbound import OutboundEvent
 
 
 class BadCursor(ValueError):

@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 
+from tracking.models.outbound import DeliveryStatus, EventDelivery, EventEndpoint, OutboundEvent
 from tracking.outbound.changes import (
     EXCEPTION,
     FAILED_EVENT,
@@ -31,7 +32,6 @@ from tracking.outbound.changes import (
     order_facts,
 )
 from tracking.outbound.delivery import deliveries_enqueue, deliveries_sweep
-from tracking.outbound.models import DeliveryStatus, EventDelivery, EventEndpoint, OutboundEvent
 from tracking.selectors.order_representation import order_representations
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

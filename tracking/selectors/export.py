@@ -35,10 +35,10 @@ from tracking.domain import labels
 from tracking.domain.carriers import carrier_name
 from tracking.domain.labels import humanize_duration
 from tracking.domain.masking import personal_mask
+from tracking.domain.stage_limits import stage_threshold
 from tracking.domain.statuses import DELIVERED_SHIPMENT_CLASSES, SHIPPED_STATUS
 from tracking.domain.times import parse_time
 from tracking.models import CardOrder, OperationEvent
-from tracking.selectors.order_queues import stage_threshold
 
 # Spreadsheet tools read the file as UTF-8 only with a byte-order mark.
 BOM = "\ufeff"

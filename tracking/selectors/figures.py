@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Model, Q, QuerySet, Value
 
+from tracking.domain import stage_limits
 from tracking.domain.conditions import cancelled_q, failed_q
 from tracking.domain.statuses import (
     CANCELLED_STATUSES,
@@ -74,7 +75,7 @@ def count_each(model: type[Model], conditions: dict[str, Q]) -> dict[str, int]:
 
 def open_stages() -> list[str]:
     """Every stage an open order is counted in: the stages with a threshold, then none yet."""
-    return [*order_queues.stage_thresholds(), NO_STATUS]
+    return [*stage_limits.stage_thresholds(), NO_STATUS]
 
 
 def open_in_stage_q(status: str) -> Q:
@@ -143,7 +144,7 @@ def stage_figures(*, now: dt.datetime, granted: Q | None = None) -> StageFigures
     None counts every order. Stages without a threshold and with no order are left out.
     """
     granted = granted or Q()
-    thresholds = order_queues.stage_thresholds()
+    thresholds = stage_limits.stage_thresholds()
     stages = open_stages()
     conditions = {
         **{f"open:{status}": open_in_stage_q(status) & granted for status in stages},

@@ -21,6 +21,7 @@ from tracking.models import CardOrder, OperationEvent, OrderAcknowledgement, Rec
 from tracking.selectors import order_queues
 from tracking.selectors.explanation import order_explanation
 from tracking.selectors.order_representation import awaiting_first_event
+from tracking.selectors.order_timeline import order_timeline
 
 TIMELINE_LIMIT = 500
 ATTEMPTS_SHOWN = 20
@@ -53,7 +54,7 @@ class OrderPage:
 def order_page(order: CardOrder, *, now: dt.datetime, orders: QuerySet[CardOrder]) -> OrderPage:
     """Read the order page of `order`; `orders` are those the reader may open (their grant),
     among which the next open exception is looked for."""
-    events = list(order.timeline()[: TIMELINE_LIMIT + 1])
+    events = list(order_timeline(order)[: TIMELINE_LIMIT + 1])
     attempts = reconcile_attempts(order)
     acknowledgements = list(order.acknowledgements.select_related("user")[:ACKNOWLEDGEMENTS_SHOWN])
     exception = conditions.is_exception(order)

@@ -30,7 +30,8 @@ from tracking.domain.conditions import (
     superseded_q,
     waiting_q,
 )
-from tracking.domain.statuses import NON_TERMINAL_STATUSES, SHIPPED_STATUS, TERMINAL_STATUSES
+from tracking.domain.stage_limits import stage_threshold, stage_thresholds
+from tracking.domain.statuses import SHIPPED_STATUS
 
 
 def acknowledged_q() -> Q:
@@ -52,25 +53,6 @@ def acknowledged_q() -> Q:
 
 def open_exception_q() -> Q:
     return exception_q() & ~acknowledged_q()
-
-
-def stage_threshold(status: str) -> dt.timedelta:
-    """How long an order may stay in `status` before it counts as stuck.
-
-    RECONCILE_STAGE_THRESHOLDS gives a stage its own limit; any other stage (an unknown hold
-    code included) waits RECONCILE_DEFAULT_STAGE_THRESHOLD. Every page, alert and the sweep
-    read the limit here.
-    """
-    seconds = settings.RECONCILE_STAGE_THRESHOLDS.get(status)
-    if seconds is None:
-        return settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
-    return dt.timedelta(seconds=seconds)
-
-
-def stage_thresholds() -> dict[str, dt.timedelta]:
-    """The threshold of every stage an order can wait in (the path's and any configured)."""
-    statuses = dict.fromkeys([*NON_TERMINAL_STATUSES, *settings.RECONCILE_STAGE_THRESHOLDS])
-    return {s: stage_threshold(s) for s in statuses if s not in TERMINAL_STATUSES}
 
 
 def stuck_in_stage_q(status: str, *, now: dt.datetime) -> Q:

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from tracking.d1.asking import D1Answer
+from tracking.domain.d1_items import details_of
 from tracking.domain.order_state import STATE_COLUMNS
 from tracking.domain.statuses import AWAITING_DELIVERY_STATUS
 from tracking.intake.card_operations import UNKNOWN_AT_D1
@@ -143,7 +144,7 @@ def answer_summary(operations: Sequence[Any] | None, *, operation_id: str) -> di
     if not items:
         return {}
     item = next((op for op in items if op.get("operationId") == operation_id), items[-1])
-    details = item.get("details") if isinstance(item.get("details"), dict) else {}
+    details = details_of(item)
     summary = {
         "operationStatus": item.get("status"),
         "productionStatus": details.get("status"),

@@ -26,7 +26,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from tracking.d1.asking import production_status_ask
-from tracking.domain import conditions
+from tracking.domain import conditions, stage_limits
 from tracking.domain.flags import ReconcileReason
 from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.infrastructure.request_ids import request_id_current
@@ -153,7 +153,7 @@ def _stage_stale_q(now: datetime) -> Q:
     default threshold too: D1 is asked about it like any other.
     """
     default: timedelta = settings.RECONCILE_DEFAULT_STAGE_THRESHOLD
-    unranked = ~Q(production_status__in=list(order_queues.stage_thresholds())) & Q(
+    unranked = ~Q(production_status__in=list(stage_limits.stage_thresholds())) & Q(
         stage_entered_at__lte=now - default
     )
     no_stage = Q(stage_entered_at__isnull=True, last_event_at__lte=now - default)
@@ -246,7 +246,7 @@ def order_due_reason(*, order: CardOrder, now: datetime) -> str:
             (now - settings.RECONCILE_DUE_DATE_GRACE).date()
         ):
             return ReconcileReason.PAST_DUE
-        limit = order_queues.stage_threshold(order.production_status)
+        limit = stage_limits.stage_threshold(order.production_status)
         entered = order.stage_entered_at or order.last_event_at
         if entered is not None and entered <= now - limit:
             return ReconcileReason.STAGE_THRESHOLD

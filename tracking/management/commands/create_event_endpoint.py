@@ -3,10 +3,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from tracking.models import Issuer
+from tracking.models.outbound import EVENT_TYPES
 from tracking.outbound.addresses import AddressRefused
-from tracking.outbound.endpoints import UnknownEventType, endpoint_create
-from tracking.outbound.models import EVENT_TYPES
 from tracking.services.audit import Actor
+from tracking.services.event_endpoints import UnknownEventType, endpoint_create
 
 
 class Command(BaseCommand):

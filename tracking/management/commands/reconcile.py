@@ -7,6 +7,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from tracking.domain.d1_items import details_of
 from tracking.models import CardOrder, ReconcileTrigger
 from tracking.services.audit import Actor
 from tracking.services.reconcile import (
@@ -113,7 +114,7 @@ class Command(BaseCommand):
         if result.error:
             self.stdout.write(f"  {result.error}")
         for item in result.operations:
-            details = item.get("details") if isinstance(item.get("details"), dict) else {}
+            details = details_of(item)
             self.stdout.write(
                 f"  {item.get('operationId', '-')}\t{item.get('operation', '-')}\t"
                 f"{item.get('status', '-')}\t{details.get('status', '-')}"

@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from tracking.models import Issuer
+from tracking.models.outbound import EVENT_TYPES, EventDelivery, EventEndpoint, OutboundEvent
 from tracking.outbound.addresses import addresses_resolve
-from tracking.outbound.models import EVENT_TYPES, EventDelivery, EventEndpoint, OutboundEvent
 from tracking.outbound.outbox import deliveries_owe
 from tracking.outbound.secrets import secret_encrypt, secret_new
 from tracking.services.audit import Actor, audit_actor
