@@ -237,10 +237,12 @@ D1_REJECTED_BODY_KEEP_BYTES = env.int(
 # included. Off, an accepted message links only the orders of the items it brought first.
 D1_KEEP_ACCEPTED_BODIES = env.bool("D1_KEEP_ACCEPTED_BODIES", default=True)
 # The webhook stores; the projector folds (tracking/intake/projector.py). It is woken when a
-# delivery commits: "celery" queues its task (at most one queued at a time, for this many
-# seconds), "inline" folds in the request right after the commit (the test suite). A beat
-# sweep catches what a wake-up missed.
-INGEST_FOLD = env("INGEST_FOLD", default="celery")
+# delivery commits: "inline" folds in the request right after the commit, so the 204's order
+# reads folded; "celery" queues its task (at most one queued at a time, for this many seconds)
+# and answers sooner, but a flood of 50-item batches of new orders left the fold 22 s behind at
+# p99 on two cores (docs/benchmarks.md), over the 1 s promised to readers: inline stays the
+# default until the projector keeps up. A beat sweep catches what a wake-up missed.
+INGEST_FOLD = env("INGEST_FOLD", default="inline")
 INGEST_FOLD_BATCH = env.int("INGEST_FOLD_BATCH", default=500)  # orders per transaction
 INGEST_FOLD_QUEUED_TTL = env.int("INGEST_FOLD_QUEUED_TTL", default=5)
 # Seconds a queued run waits before it starts: the deliveries of that time fold in one set.
