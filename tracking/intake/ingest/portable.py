@@ -27,8 +27,8 @@ from tracking.intake.ingest.engine import (
 from tracking.intake.ingest.prepare import IngestBatch, PreparedItem
 from tracking.intake.ingest.rederive import WRITTEN_COLUMNS
 from tracking.intake.locking import card_orders_lock, events_locked, for_update_clause
+from tracking.intake.registered_orders import FirstWord, registered_orders_join
 from tracking.models import CardOrder, Issuer, NotificationDelivery, OperationEvent
-from tracking.services.registration import FirstWord, registered_orders_join
 
 # What ingest reads back of an order it upserts: what the re-derivation compares against.
 BOOKKEEPING_FIELDS = [

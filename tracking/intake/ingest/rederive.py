@@ -26,9 +26,9 @@ from tracking.domain.order_state import DERIVED_COLUMNS, FOLDED_COLUMNS, OrderSt
 from tracking.domain.ordering import EventFacts
 from tracking.infrastructure.bulk import rows_update
 from tracking.intake.locking import events_locked, orders_locked
+from tracking.intake.registered_orders import registration_fill
 from tracking.models import CardOrder, Issuer, OperationEvent
 from tracking.outbound.outbox import events_record, facts_before
-from tracking.services.registration import registration_fill
 
 # Every column a re-derivation writes: the derived ones (tracking.domain.rules) and its bookkeeping.
 WRITTEN_COLUMNS = [*DERIVED_COLUMNS, "rules_version", "updated_at"]
