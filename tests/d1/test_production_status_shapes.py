@@ -54,9 +54,9 @@ def requested(issuer, post_notification) -> CardOrder:
 
 
 def reconcile_with_answer(d1_config: D1Config, order: CardOrder, body: str) -> ReconcileAttempt:
-    from tracking.d1 import client as d1_api
+    from tracking.d1 import client as d1_client
 
-    d1_api._clients.clear()  # a client of this test's settings, not one cached before
+    d1_client._clients.clear()  # a client of this test's settings, not one cached before
     responses.post(d1_config.token_url, json={"access_token": "tok-1", "expires_in": 900})
     responses.get(
         f"{d1_config.api_base_url}/issuers/{spec.ISSUER_ID}/physicalCards/{CARD}/productionStatus",

@@ -219,9 +219,9 @@ def d1_config(settings, tmp_path):
 
 
 def reconcile_card_000123() -> ReconcileAttempt:
-    from tracking.d1 import client as d1_api
+    from tracking.d1 import client as d1_client
 
-    d1_api._clients.clear()  # a client of this test's settings, not one cached before
+    d1_client._clients.clear()  # a client of this test's settings, not one cached before
     order = CardOrder.objects.get(card_id="card-000123")
     order_reconcile(order_id=order.pk)
     return ReconcileAttempt.objects.filter(order=order).latest("pk")

@@ -18,6 +18,7 @@ from tracking.d1.asking import production_status_ask
 from tracking.d1.client import CARD_ID_PATTERN
 from tracking.domain.flags import ReconcileReason
 from tracking.infrastructure.request_ids import request_id_current
+from tracking.intake.locking import orders_locked
 from tracking.models import CardOrder, Issuer, ReconcileTrigger
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.d1_answers import answer_apply, attempt_record
@@ -86,7 +87,7 @@ def card_look_up(
         applied = answer_apply(issuer=issuer, answer=answer)
         order = _answered_order(issuer=issuer, card_id=card_id, operations=answer.items)
         if order is not None:
-            order = CardOrder.objects.select_for_update().get(pk=order.pk)
+            order = orders_locked(CardOrder.objects.filter(pk=order.pk)).get()
             attempt = attempt_record(
                 asked=order,
                 attempt_order=order,

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from tracking.domain import masking as data_care
+from tracking.domain import masking
 from tracking.domain.order_state import DERIVED_COLUMNS
 from tracking.intake.ingest import refresh_orders
+from tracking.intake.locking import orders_locked
 from tracking.models import CardOrder, OrderAcknowledgement
 from tracking.services.audit import Actor, audit_actor
 
@@ -37,7 +38,7 @@ def order_replay(*, order_id: int, actor: Actor) -> ReplayResult:
     for an unknown id.
     """
     with transaction.atomic():
-        order = CardOrder.objects.select_for_update().get(pk=order_id)
+        order = orders_locked(CardOrder.objects.filter(pk=order_id)).get()
         before = {name: getattr(order, name) for name in _REPORTED_FIELDS}
         refresh_orders([order], now=timezone.now())
         after = {name: getattr(order, name) for name in _REPORTED_FIELDS}
@@ -62,7 +63,7 @@ def order_acknowledge(*, order_id: int, actor: Actor, note: str) -> OrderAcknowl
     note = note.strip()
     if not note:
         raise ValueError("an acknowledgement needs a note")
-    note = data_care.free_text_mask(note)
+    note = masking.free_text_mask(note)
     with transaction.atomic():
         order = CardOrder.objects.only("pk", "card_id", "operation_id").get(pk=order_id)
         acknowledgement = OrderAcknowledgement.objects.create(
@@ -88,7 +89,7 @@ def orders_acknowledge(*, order_ids: list[int], actor: Actor, note: str) -> int:
     note = note.strip()
     if not note:
         raise ValueError("an acknowledgement needs a note")
-    note = data_care.free_text_mask(note)
+    note = masking.free_text_mask(note)
     with transaction.atomic():
         orders = list(
             CardOrder.objects.filter(pk__in=order_ids).only("pk", "card_id", "operation_id")
@@ -118,11 +119,13 @@ def orders_assign(*, order_ids: list[int], actor: Actor, assignee) -> int:
     """
     assignee_id = assignee.pk if assignee is not None else None
     with transaction.atomic():
+        # In the lock order, as every writer of card orders takes them (intake.locking).
         orders = list(
-            CardOrder.objects.select_for_update()
-            .filter(pk__in=order_ids)
-            .exclude(assignee_id=assignee_id)
-            .only("pk", "card_id", "operation_id", "assignee_id")
+            orders_locked(
+                CardOrder.objects.filter(pk__in=order_ids)
+                .exclude(assignee_id=assignee_id)
+                .only("pk", "issuer_id", "card_id", "operation_id", "assignee_id")
+            )
         )
         CardOrder.objects.filter(pk__in=[order.pk for order in orders]).update(
             assignee_id=assignee_id

@@ -31,6 +31,7 @@ from tracking.domain.flags import ReconcileReason
 from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.infrastructure.request_ids import request_id_current
 from tracking.intake.ingest import refresh_orders
+from tracking.intake.locking import orders_locked
 from tracking.models import CardOrder, Issuer, OperationEvent, ReconcileTrigger
 from tracking.selectors import order_queues
 from tracking.services.audit import Actor, audit_actor
@@ -109,7 +110,7 @@ def order_reconcile(
     )
     with transaction.atomic():
         applied = answer_apply(issuer=issuer, answer=answer)
-        order = CardOrder.objects.select_for_update().get(pk=order_id)
+        order = orders_locked(CardOrder.objects.filter(pk=order_id)).get()
         # Superseded while D1 was asked (the card's newer operation spoke meanwhile): D1 answers
         # about the card's newest operation, so the call is that order's attempt, and the
         # superseded one is swept no more.
@@ -408,11 +409,7 @@ def events_apply_pending(*, older_than: timedelta | None = None, limit: int = 50
     if not order_ids:
         return 0
     with transaction.atomic():
-        orders = list(
-            CardOrder.objects.select_for_update()
-            .filter(pk__in=order_ids)
-            .order_by("issuer_id", "card_id", "operation_id")
-        )
+        orders = list(orders_locked(CardOrder.objects.filter(pk__in=order_ids)))
         refresh_orders(orders)
     logger.warning("re-applied pending events of %d orders", len(orders))
     return len(orders)

@@ -35,6 +35,7 @@ from django.utils import timezone
 from tracking.domain.fold import Outcome, derive_order_state
 from tracking.domain.order_state import OrderState
 from tracking.domain.ordering import EventFacts
+from tracking.intake.locking import events_locked, orders_locked
 from tracking.models import (
     AuditEntry,
     CardOrder,
@@ -167,21 +168,13 @@ def _compact_terminal_orders(*, now: dt.datetime, dry_run: bool) -> tuple[int, i
         with transaction.atomic():
             # Locked like ingest locks them, and checked again: an item may have come since.
             locked = list(
-                orders.filter(pk__in=order_ids)
-                .order_by("issuer_id", "card_id", "operation_id")
-                .select_for_update()
-                .values_list("pk", flat=True)
+                orders_locked(orders.filter(pk__in=order_ids)).values_list("pk", flat=True)
             )
             redundant = _redundant_events(locked)
             ids = [event_id for events in redundant.values() for event_id in events]
             if ids and not dry_run:
                 # The events too, in fingerprint order, before they are deleted.
-                list(
-                    OperationEvent.objects.filter(pk__in=ids)
-                    .order_by("fingerprint")
-                    .select_for_update()
-                    .values_list("pk", flat=True)
-                )
+                list(events_locked(OperationEvent.objects.filter(pk__in=ids)))
                 OperationEvent.objects.filter(pk__in=ids).delete()
             removed += len(ids)
             compacted += sum(1 for events in redundant.values() if events)
