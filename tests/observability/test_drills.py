@@ -215,11 +215,21 @@ def test_gunicorn_worker_killed_mid_request(cluster, drill_env):
     assert set(cluster.children("web")).isdisjoint(worker_before)
     order.refresh_from_db()
     assert order.production_status == "DATA_PREPARED"
+    # One event: nothing doubled.
     prepared = OperationEvent.objects.get(card_id="kill-1", production_status="DATA_PREPARED")
-    assert prepared.times_received == 1 and prepared.applied_at is not None
-    # The killed request's transaction rolled back: not even its delivery row was kept.
-    assert NotificationDelivery.objects.filter(issuer__issuer_id=ISSUER_ID).count() == 2
-    report("gunicorn-worker-killed", answers=" ".join(answers), events=2, times_received=1)
+    deliveries = NotificationDelivery.objects.filter(issuer__issuer_id=ISSUER_ID).count()
+    # The killed request either rolled back, delivery row and all, or committed: the lock it
+    # waited on is taken by the foreign-key check at COMMIT (Django's are deferred), and a COMMIT
+    # the server has begun finishes without its client. Either way D1's retry found the item
+    # stored once, and each delivery that kept it is counted once.
+    assert deliveries in (2, 3), deliveries
+    assert prepared.times_received == deliveries - 1 and prepared.applied_at is not None
+    report(
+        "gunicorn-worker-killed",
+        answers=" ".join(answers),
+        events=2,
+        times_received=prepared.times_received,
+    )
 
 
 def test_celery_worker_killed_in_the_middle_of_a_reconcile(cluster, drill_env, d1_sandbox):
