@@ -159,3 +159,13 @@ order_item = st.one_of(
     _incomplete(),
 )
 order_items = st.lists(order_item, min_size=1, max_size=8)
+
+
+def batched(items: list, sizes: list[int]) -> list[list]:
+    """`items` cut into deliveries of the drawn `sizes`, in order (what is left is dropped)."""
+    deliveries, rest = [], list(items)
+    for size in sizes:
+        if rest:
+            deliveries.append(rest[:size])
+            rest = rest[size:]
+    return deliveries

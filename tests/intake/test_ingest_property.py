@@ -73,15 +73,6 @@ def test_any_arrival_of_a_subset_gives_the_state_of_the_sorted_set(issuer, data)
     assert final_state(issuer, deliveries) == final_state(issuer, [notifications])
 
 
-def _batched(items: list[dict], sizes: list[int]) -> list[list[dict]]:
-    deliveries, rest = [], list(items)
-    for size in sizes:
-        if rest:
-            deliveries.append(rest[:size])
-            rest = rest[size:]
-    return deliveries
-
-
 @settings(
     max_examples=100,
     deadline=None,
@@ -94,4 +85,4 @@ def test_random_times_in_any_arrival_and_batching_give_one_state(issuer, items, 
     arrival = data.draw(st.permutations(items + copies), label="arrival")
     sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)))
 
-    assert final_state(issuer, _batched(arrival, sizes)) == final_state(issuer, [items])
+    assert final_state(issuer, streams.batched(arrival, sizes)) == final_state(issuer, [items])

@@ -67,15 +67,6 @@ def fed(issuer, deliveries: list[list[dict]], *, stored: bool, fold_after: set[i
     return state
 
 
-def batched(items: list, sizes: list[int]) -> list[list]:
-    deliveries, rest = [], list(items)
-    for size in sizes:
-        if rest:
-            deliveries.append(rest[:size])
-            rest = rest[size:]
-    return deliveries
-
-
 @settings(
     max_examples=60,
     deadline=None,
@@ -86,7 +77,7 @@ def test_batched_projection_gives_the_state_of_the_fold_on_each_request(issuer, 
     copies = data.draw(st.lists(st.sampled_from(items), max_size=3), label="copies")
     arrival = data.draw(st.permutations(items + copies), label="arrival")
     sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)))
-    deliveries = batched(arrival, sizes)
+    deliveries = streams.batched(arrival, sizes)
     fold_after = data.draw(st.sets(st.integers(0, len(deliveries) - 1)), label="folds between")
 
     per_request = fed(issuer, deliveries, stored=False, fold_after=set())
@@ -106,7 +97,7 @@ def test_several_cards_in_one_delivery_are_projected_like_one_by_one(issuer, dat
     items = [{**i, "cardId": card} for card in cards for i in lifecycle()[:4]]
     arrival = data.draw(st.permutations(items), label="arrival")
     sizes = data.draw(st.lists(st.integers(1, 6), min_size=len(arrival), max_size=len(arrival)))
-    deliveries = batched(arrival, sizes)
+    deliveries = streams.batched(arrival, sizes)
     assert fed(issuer, deliveries, stored=True, fold_after=set()) == fed(
         issuer, deliveries, stored=False, fold_after=set()
     )

@@ -72,15 +72,6 @@ def run_batches(issuer, batches: list[list[dict]]) -> None:
         pass
 
 
-def _batched(items: list[dict], sizes: list[int]) -> list[list[dict]]:
-    batches, rest = [], list(items)
-    for size in sizes:
-        if rest:
-            batches.append(rest[:size])
-            rest = rest[size:]
-    return batches
-
-
 @settings(
     max_examples=40,
     deadline=None,
@@ -91,7 +82,7 @@ def test_each_batch_emits_exactly_the_events_of_its_change(issuer, items, data):
     copies = data.draw(st.lists(st.sampled_from(items), max_size=3), label="copies")
     arrival = data.draw(st.permutations(items + copies), label="arrival")
     sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)))
-    run_batches(issuer, _batched(arrival, sizes))
+    run_batches(issuer, streams.batched(arrival, sizes))
 
 
 @settings(
@@ -106,7 +97,7 @@ def test_a_lifecycle_in_any_order_ships_and_delivers_at_most_once(issuer, data):
     sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(arrival), max_size=len(arrival)))
     try:
         with transaction.atomic():
-            for batch in _batched(arrival, sizes):
+            for batch in streams.batched(arrival, sizes):
                 _ingest(issuer, batch)
             types = [e.type for e in _events()]
             raise Rollback
