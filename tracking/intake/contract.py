@@ -30,7 +30,7 @@ from tracking.domain.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeErr
 from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.ingest import IngestBatch, IngestResult, ingest_prepare
 from tracking.intake.ingest.store import ingest_store
-from tracking.intake.projector import projector_wake
+from tracking.intake.projector import FoldScope, projector_wake
 from tracking.models import EventSource, Issuer, NotificationDelivery
 
 logger = logging.getLogger(__name__)
@@ -283,8 +283,8 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         )
         return refuse_as("unavailable", envelope=envelope, body=body, issuer=issuer)
     result = stored.result
-    if stored.to_fold:
-        _projector_wake()
+    if stored.to_fold.order_ids or stored.to_fold.event_ids:
+        _projector_wake(stored.to_fold)
     logger.info(
         "delivery stored issuer=%s delivery=%s items=%s new=%s duplicate=%s rejected=%s "
         "correlation_id=%s",
@@ -308,10 +308,10 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
     return Answer(answer.status, answer.error_code, answer.error, delivery.pk)
 
 
-def _projector_wake() -> None:
+def _projector_wake(scope: FoldScope) -> None:
     """Wake the projector; a failure costs only the wake-up (the beat sweep folds later)."""
     try:
-        projector_wake()
+        projector_wake(scope)
     except Exception:
         logger.exception("projector wake-up failed; the sweep folds the stored items")
 
