@@ -26,10 +26,11 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from tracking.domain.masking import free_text_mask
-from tracking.domain.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
+from tracking.domain.validation import EnvelopeError, parse_envelope
 from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.ingest import IngestBatch, IngestResult, ingest_prepare
 from tracking.intake.ingest.store import ingest_store
+from tracking.intake.issuer_memory import active_issuer
 from tracking.intake.projector import FoldScope, projector_wake
 from tracking.models import EventSource, Issuer, NotificationDelivery
 
@@ -118,11 +119,7 @@ def webhook_answer(*, envelope: Envelope, issuer_id: str, body: bytes | None) ->
     None when a chunked body could not be read. The checks run in `REFUSALS`' order; a body
     that passes them all goes to `delivery_receive`.
     """
-    issuer = (
-        Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
-        if len(issuer_id) == ISSUER_ID_LENGTH and ID_PATTERN.fullmatch(issuer_id)
-        else None
-    )
+    issuer = active_issuer(issuer_id)
     if issuer is None:
         return refuse_as(
             "issuer_unknown", envelope=envelope, body=body, issuer=envelope.issuer_id_in_path
