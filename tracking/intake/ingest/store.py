@@ -92,13 +92,9 @@ def ingest_store(
         result.duplicate_count = batch.total - result.new_count
         delivery_counts_set(delivery, result)
         delivery.save(update_fields=["new_count", "duplicate_count"])
-    copies = [
-        EventCopy(event_id=stored[f], copies=item.copies, received_at=now)
-        for f, item in sorted(items.items())
-        if f in stored
-    ]
+    copies = [(stored[f], item.copies) for f, item in sorted(items.items()) if f in stored]
     if copies:
-        EventCopy.objects.bulk_create(copies)
+        _copies_append(copies, now=now)
     result.order_ids = {o.pk for o in orders.values()}
     foldable = any(items[f].is_foldable for f in new)
     return Stored(
@@ -106,7 +102,7 @@ def ingest_store(
         folded=False,
         to_fold=FoldScope(
             order_ids=frozenset(result.order_ids if foldable else ()),
-            event_ids=frozenset(copy.event_id for copy in copies),
+            event_ids=frozenset(event_id for event_id, _ in copies),
         ),
     )
 
@@ -142,6 +138,24 @@ def _looked_up(issuer: Issuer, items, keys) -> tuple[dict[str, int], list[tuple]
             else:
                 present.append((pk, first, second, bool(registered), count))
     return stored, present
+
+
+def _copies_append(copies: list[tuple[int, int]], *, now) -> None:
+    """Append one `EventCopy` row per (event id, copies): no lock, no UPDATE."""
+    quote = connection.ops.quote_name
+    stamp = EventCopy._meta.get_field("received_at").get_db_prep_save(now, connection)
+    if connection.vendor == "postgresql":  # one text for any count (see `_among`)
+        rows = "SELECT u.*, %s FROM unnest(%s::bigint[], %s::integer[]) AS u"
+        params: list = [stamp, *map(list, zip(*copies, strict=True))]
+    else:
+        rows = "VALUES " + ", ".join(["(%s, %s, %s)"] * len(copies))
+        params = [value for event_id, count in copies for value in (event_id, count, stamp)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(EventCopy._meta.db_table)} "
+            f"(event_id, copies, received_at) {rows}",
+            params,
+        )
 
 
 def _among(values) -> str:
