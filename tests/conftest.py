@@ -39,10 +39,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with empty rate-limit windows (and nothing else cached)."""
-    from tracking.api.token_memory import forget_all
+    from tracking.api import token_memory
+    from tracking.intake import issuer_memory
 
     cache.clear()
-    forget_all()
+    token_memory.forget_all()
+    issuer_memory.forget_all()
 
 
 @pytest.fixture(autouse=True)

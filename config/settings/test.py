@@ -16,6 +16,9 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # The projector folds right after each delivery commits, in the request: a test that posts and
 # then reads an order sees it folded.
 INGEST_FOLD = env("INGEST_FOLD", default="inline")
+# Each test makes its issuers afresh (and rolls them back): none is remembered between POSTs
+# unless a test asks.
+D1_ISSUER_CACHE_SECONDS = env.int("D1_ISSUER_CACHE_SECONDS", default=0)
 
 # observability: counters stay in the test process unless a test sets a folder; gauges are read
 # fresh on every scrape.

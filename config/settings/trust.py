@@ -22,6 +22,9 @@ D1_TOKEN_LIFETIME_SECONDS = env.int("D1_TOKEN_LIFETIME_SECONDS", default=900)
 # Each web process remembers a token it found valid for this long (0 = look up every POST): a
 # revoked or expired token is refused at most this many seconds later.
 D1_TOKEN_CHECK_CACHE_SECONDS = env.int("D1_TOKEN_CHECK_CACHE_SECONDS", default=5)
+# Each web process remembers an active issuer it served for this long (0 = look up every POST):
+# one switched off in another process is refused at most this many seconds later.
+D1_ISSUER_CACHE_SECONDS = env.int("D1_ISSUER_CACHE_SECONDS", default=5)
 D1_TOKEN_SCOPE = env("D1_TOKEN_SCOPE", default="notifications")
 # Named so that D1Client's link to the application migrates as a swappable dependency.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"

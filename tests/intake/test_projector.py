@@ -19,7 +19,7 @@ from tracking.intake import projector
 from tracking.intake.ingest import ingest_operations, ingest_prepare
 from tracking.intake.ingest.store import ingest_store
 from tracking.intake.locking import LockOutsideTransaction, orders_locked
-from tracking.intake.projector import fold_pending, order_events_waiting
+from tracking.intake.projector import FoldScope, fold_pending, order_events_waiting
 from tracking.models import CardOrder, EventCopy, NotificationDelivery, OperationEvent
 
 pytestmark = pytest.mark.django_db
@@ -113,8 +113,8 @@ def store(issuer, operations: list[dict]):
 def test_the_request_stores_and_the_projector_folds(issuer):
     steps = lifecycle()[:2]
     stored = store(issuer, steps)
-    assert not stored.folded and stored.to_fold
     order = CardOrder.objects.get()
+    assert not stored.folded and stored.to_fold.order_ids == {order.pk}
     assert order.event_count == 0 and order.production_status == ""
     assert order_events_waiting(order.pk) == 2
     report = fold_pending()
@@ -128,7 +128,9 @@ def test_a_copy_is_appended_and_counted_once_by_the_projector(issuer):
     store(issuer, lifecycle()[:1])
     fold_pending()
     stored = store(issuer, lifecycle()[:1] * 3)
-    assert stored.result.duplicate_count == 3 and stored.to_fold
+    event = OperationEvent.objects.get()
+    assert stored.result.duplicate_count == 3
+    assert stored.to_fold == FoldScope(event_ids=frozenset({event.pk}))
     assert EventCopy.objects.aggregate(n=Sum("copies"))["n"] == 3
     assert OperationEvent.objects.get().times_received == 1  # not counted yet
     assert order_events_waiting(CardOrder.objects.get().pk) == 1
@@ -235,3 +237,28 @@ def test_a_wake_up_at_commit_queues_one_task_that_folds(
         assert CardOrder.objects.get().event_count == 0  # stored, not folded yet
     assert len(callbacks) == 1
     assert CardOrder.objects.get().event_count == 2
+
+
+def test_an_inline_post_folds_what_it_stored_and_leaves_a_backlog_to_the_sweep(
+    issuer, post_notification, settings
+):
+    settings.INGEST_FOLD = "celery"  # a backlog: stored while folding was deferred
+    waiting = [{**i, "cardId": "card-waiting"} for i in lifecycle()[:2]]
+    # Its wake-up waits for a commit that never comes (the test's transaction).
+    assert post_notification({"operations": waiting}).status_code == 204
+    settings.INGEST_FOLD = "inline"
+    mine = [{**i, "cardId": "card-mine"} for i in lifecycle()[:3]]
+    assert post_notification({"operations": mine}).status_code == 204
+    assert post_notification({"operations": waiting[:1]}).status_code == 204  # a copy
+
+    orders = {o.card_id: o for o in CardOrder.objects.all()}
+    assert orders["card-mine"].event_count == 3
+    assert orders["card-mine"].production_status == mine[2]["details"]["status"]
+    # The backlog is not one POST's to fold, but its copy is counted at once.
+    assert orders["card-waiting"].event_count == 0
+    assert order_events_waiting(orders["card-waiting"].pk) == 2
+    counts = OperationEvent.objects.filter(order=orders["card-waiting"])
+    assert sorted(counts.values_list("times_received", flat=True)) == [1, 2]
+    assert fold_pending().orders == 1  # the sweep
+    orders["card-waiting"].refresh_from_db()
+    assert orders["card-waiting"].event_count == 2

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.d1.test_d1_access import token_for
 from tests.fixtures import spec_examples as spec
 from tracking.d1.clients import d1_client_create
+from tracking.models import Issuer
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +101,39 @@ def test_staff_pages_still_pass_through_every_middleware(db, fast_path):
     assert response.status_code == 200
     assert "csrftoken" in response.cookies
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_a_remembered_issuer_costs_no_lookup(issuer, post_notification, settings):
+    settings.D1_ISSUER_CACHE_SECONDS = 60
+    assert post_notification(spec.E1).status_code == 204
+
+    with CaptureQueriesContext(connection) as queries:
+        assert post_notification(spec.E2).status_code == 204
+
+    assert not [q for q in queries if '"tracking_issuer"."issuer_id" =' in q["sql"]]
+
+
+def test_an_issuer_switched_off_here_is_refused_at_once_even_when_remembered(
+    issuer, post_notification, settings
+):
+    settings.D1_ISSUER_CACHE_SECONDS = 60
+    assert post_notification(spec.E1).status_code == 204
+    issuer.is_active = False
+    issuer.save()
+
+    refused = post_notification(spec.E2)
+
+    assert refused.status_code == 404
+    assert refused.json()["errorCode"] == "ISSUER_NOT_FOUND"
+
+
+def test_an_issuer_switched_off_elsewhere_is_refused_within_the_remembered_seconds(
+    issuer, post_notification, settings
+):
+    settings.D1_ISSUER_CACHE_SECONDS = 1
+    assert post_notification(spec.E1).status_code == 204
+    Issuer.objects.filter(pk=issuer.pk).update(is_active=False)  # as another process would
+
+    assert post_notification(spec.E2).status_code == 204  # still remembered
+    time.sleep(1.1)
+    assert post_notification(spec.E3).status_code == 404

@@ -26,11 +26,12 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from tracking.domain.masking import free_text_mask
-from tracking.domain.validation import ID_PATTERN, ISSUER_ID_LENGTH, EnvelopeError, parse_envelope
+from tracking.domain.validation import EnvelopeError, parse_envelope
 from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.ingest import IngestBatch, IngestResult, ingest_prepare
 from tracking.intake.ingest.store import ingest_store
-from tracking.intake.projector import projector_wake
+from tracking.intake.issuer_memory import active_issuer
+from tracking.intake.projector import FoldScope, projector_wake
 from tracking.models import EventSource, Issuer, NotificationDelivery
 
 logger = logging.getLogger(__name__)
@@ -118,11 +119,7 @@ def webhook_answer(*, envelope: Envelope, issuer_id: str, body: bytes | None) ->
     None when a chunked body could not be read. The checks run in `REFUSALS`' order; a body
     that passes them all goes to `delivery_receive`.
     """
-    issuer = (
-        Issuer.objects.filter(issuer_id=issuer_id, is_active=True).first()
-        if len(issuer_id) == ISSUER_ID_LENGTH and ID_PATTERN.fullmatch(issuer_id)
-        else None
-    )
+    issuer = active_issuer(issuer_id)
     if issuer is None:
         return refuse_as(
             "issuer_unknown", envelope=envelope, body=body, issuer=envelope.issuer_id_in_path
@@ -283,8 +280,8 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         )
         return refuse_as("unavailable", envelope=envelope, body=body, issuer=issuer)
     result = stored.result
-    if stored.to_fold:
-        _projector_wake()
+    if stored.to_fold.order_ids or stored.to_fold.event_ids:
+        _projector_wake(stored.to_fold)
     logger.info(
         "delivery stored issuer=%s delivery=%s items=%s new=%s duplicate=%s rejected=%s "
         "correlation_id=%s",
@@ -308,10 +305,10 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
     return Answer(answer.status, answer.error_code, answer.error, delivery.pk)
 
 
-def _projector_wake() -> None:
+def _projector_wake(scope: FoldScope) -> None:
     """Wake the projector; a failure costs only the wake-up (the beat sweep folds later)."""
     try:
-        projector_wake()
+        projector_wake(scope)
     except Exception:
         logger.exception("projector wake-up failed; the sweep folds the stored items")
 

@@ -13,8 +13,10 @@ nothing counted twice.
 
 Woken at commit by the webhook (`projector_wake`), and swept by beat (`fold_pending_task`) for
 anything a wake-up missed. `INGEST_FOLD` says how a wake-up runs: `celery` (a task, queued at
-most once at a time), or `inline` (right after the request's commit, in the request: the test
-suite's deterministic mode).
+most once at a time), or `inline` (right after the request's commit, in the request, so that a
+reader sees the state at the answer). Inline, a request folds only what it stored (its
+`FoldScope`), waiting for an order another transaction holds rather than skipping it: a backlog
+left by others is the sweep's, never one POST's.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ class FoldReport:
         self.lags += other.lags
 
 
+@dataclass(frozen=True)
+class FoldScope:
+    """What one delivery left waiting: its orders with new events and its copied events."""
+
+    order_ids: frozenset[int] = frozenset()
+    event_ids: frozenset[int] = frozenset()
+
+
 def fold_pending(*, batch: int | None = None, max_rounds: int = 1000) -> FoldReport:
     """Count the waiting copies, then fold every order with waiting events, set by set.
 
@@ -78,21 +88,46 @@ def fold_pending(*, batch: int | None = None, max_rounds: int = 1000) -> FoldRep
     return report
 
 
-def fold_round(*, batch: int) -> FoldReport:
-    """One set: up to `batch` orders with waiting events locked and folded. In a transaction."""
+def fold_scope(scope: FoldScope) -> FoldReport:
+    """Fold what one delivery stored: its copies counted, its orders folded, in one set each.
+
+    Orders another transaction holds are waited for (in the lock order, so no cycle), not
+    skipped: when this returns, every order of the scope shows what the delivery brought.
+    """
+    report = FoldReport()
+    if scope.event_ids:
+        with transaction.atomic():
+            report.copies = copies_count(limit=None, event_ids=sorted(scope.event_ids))
+    if scope.order_ids:
+        with transaction.atomic():
+            report.add(fold_round(batch=len(scope.order_ids), order_ids=scope.order_ids))
+    for lag in report.lags:
+        fold_lag_observe(seconds=lag)
+    return report
+
+
+def fold_round(*, batch: int, order_ids: frozenset[int] | None = None) -> FoldReport:
+    """One set: up to `batch` orders with waiting events locked and folded. In a transaction.
+
+    Without `order_ids`, the orders waiting longest, skipping those another transaction holds;
+    with them, those of them that wait, waiting for their locks.
+    """
     transaction_required()
     now = timezone.now()
     waiting: dict[int, dt.datetime] = {}  # order id → its oldest waiting arrival
-    for order_id, last in (
-        OperationEvent.objects.filter(applied_at__isnull=True, order__isnull=False)
-        .order_by("first_received_at")
-        .values_list("order_id", "last_received_at")[: batch * 4]
-    ):
+    events = OperationEvent.objects.filter(applied_at__isnull=True, order__isnull=False)
+    if order_ids is not None:
+        events = events.filter(order_id__in=sorted(order_ids))
+    for order_id, last in events.order_by("first_received_at").values_list(
+        "order_id", "last_received_at"
+    )[: batch * 4]:
         waiting[order_id] = min(last, waiting.get(order_id, last))
     # Not joined to the issuer: the lock would take the issuer's row too.
     orders = list(
         orders_locked(
-            CardOrder.objects.filter(pk__in=list(waiting)[:batch]), skip_locked=True, no_key=True
+            CardOrder.objects.filter(pk__in=list(waiting)[:batch]),
+            skip_locked=order_ids is None,
+            no_key=True,
         )
     )
     if not orders:
@@ -129,22 +164,31 @@ def _cards_pass(orders: list[CardOrder], *, now) -> None:
         cards_after_ingest(issuer=issuer, card_ids=by_issuer[issuer.pk], now=now)
 
 
-def copies_count(*, limit: int) -> int:
+def copies_count(*, limit: int | None, event_ids: list[int] | None = None) -> int:
     """Count up to `limit` waiting copies into their events; how many copies were counted.
 
-    Takes no order's lock: the copy rows are deleted (each by one transaction only: a
-    concurrent projector skips or loses the rows this one takes), then their events updated,
-    locked in fingerprint order in the same statement (`tracking.intake.locking`).
+    `event_ids` keeps to the copies of those events (and `limit` may then be None). Takes no
+    order's lock: the copy rows are deleted (each by one transaction only: a concurrent
+    projector skips or loses the rows this one takes), then their events updated, locked in
+    fingerprint order in the same statement (`tracking.intake.locking`).
     """
     transaction_required()
     quote = connection.ops.quote_name
     table = quote(EventCopy._meta.db_table)
     skip = " SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    where, params = "", []
+    if event_ids is not None:
+        where = f" WHERE event_id IN ({', '.join(['%s'] * len(event_ids))})"
+        params += event_ids
+    cap = ""
+    if limit is not None:
+        cap = " LIMIT %s"
+        params.append(limit)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id "  # noqa: S608
-            f"LIMIT %s{for_update_clause()}{skip}) RETURNING event_id, copies, received_at",
-            [limit],
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}{where} "  # noqa: S608
+            f"ORDER BY id{cap}{for_update_clause()}{skip}) RETURNING event_id, copies, received_at",
+            params,
         )
         rows = cursor.fetchall()
     sums: dict[int, list] = {}
@@ -191,13 +235,13 @@ def _aware(value) -> dt.datetime:
 # ---------------------------------------------------------------------------- wake-ups
 
 
-def projector_wake() -> None:
+def projector_wake(scope: FoldScope) -> None:
     """Have the projector run once the current transaction commits (at once outside one).
 
-    `INGEST_FOLD = "inline"` folds here and now instead, in the caller's transaction if any.
+    `INGEST_FOLD = "inline"` folds `scope` here and now instead (the rest is the sweep's).
     """
     if settings.INGEST_FOLD == "inline":
-        fold_pending()
+        fold_scope(scope)
     else:
         transaction.on_commit(_task_queue)
 

@@ -27,6 +27,7 @@ from tracking.intake.ingest.portable import events_insert
 from tracking.intake.ingest.prepare import IngestBatch, IngestResult
 from tracking.intake.ingest.steps import delivery_counts_set, ingest_operations
 from tracking.intake.locking import transaction_required
+from tracking.intake.projector import FoldScope
 from tracking.models import CardOrder, EventCopy, EventSource, Issuer, NotificationDelivery
 from tracking.models import OperationEvent as Event
 
@@ -37,7 +38,7 @@ class Stored:
 
     result: IngestResult
     folded: bool  # True when it went through `ingest_operations` (the fold on the request)
-    to_fold: bool  # True when the projector has something to do (unfolded events or copies)
+    to_fold: FoldScope  # what the projector has to do: orders with new events, copied events
 
 
 def ingest_store(
@@ -66,7 +67,7 @@ def ingest_store(
         ingest_operations(
             issuer=issuer, operations=(), source=source, delivery=delivery, prepared=batch
         )
-        return Stored(result=result, folded=True, to_fold=False)
+        return Stored(result=result, folded=True, to_fold=FoldScope())
     # Written whole with the first statement: every unseen item new, unless a concurrent
     # delivery stored one meanwhile (then the counts are written again below).
     result.new_count = len(unseen)
@@ -97,9 +98,16 @@ def ingest_store(
     ]
     if copies:
         EventCopy.objects.bulk_create(copies)
-    foldable = any(items[f].is_foldable for f in new)
     result.order_ids = {o.pk for o in orders.values()}
-    return Stored(result=result, folded=False, to_fold=bool(copies) or foldable)
+    foldable = any(items[f].is_foldable for f in new)
+    return Stored(
+        result=result,
+        folded=False,
+        to_fold=FoldScope(
+            order_ids=frozenset(result.order_ids if foldable else ()),
+            event_ids=frozenset(copy.event_id for copy in copies),
+        ),
+    )
 
 
 class OrderRef(NamedTuple):
