@@ -21,6 +21,7 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import Q
 
+from tracking.infrastructure.bulk import row_insert
 from tracking.intake.card_operations import UPDATE_ORDER
 from tracking.intake.ingest.engine import OrderKey
 from tracking.intake.ingest.portable import events_insert
@@ -73,7 +74,7 @@ def ingest_store(
     result.new_count = len(unseen)
     result.duplicate_count = batch.total - result.new_count
     delivery_counts_set(delivery, result)
-    delivery.save()
+    row_insert(delivery)
     orders = _orders_ensure(issuer, keys, present, now=now) if keys else {}
     new = events_insert(
         issuer=issuer,
@@ -122,17 +123,15 @@ def _looked_up(issuer: Issuer, items, keys) -> tuple[dict[str, int], list[tuple]
     quote = connection.ops.quote_name
     event, order = (quote(m._meta.db_table) for m in (Event, CardOrder))
     cards = sorted({card_id for card_id, _ in keys})
-    marks = ", ".join(["%s"] * len(items))
     sql = f"SELECT 0, id, fingerprint, NULL, NULL, NULL FROM {event} "  # noqa: S608
-    sql += f"WHERE issuer_id = %s AND fingerprint IN ({marks})"
-    params = [issuer.pk, *items]
+    sql += f"WHERE issuer_id = %s AND fingerprint {_among(items)}"
+    params = [issuer.pk, *_listed(items)]
     if cards:
         sql += (
             " UNION ALL SELECT 1, id, card_id, operation_id, registered_at IS NOT NULL, "  # noqa: S608
-            f"event_count FROM {order} WHERE issuer_id = %s "
-            f"AND card_id IN ({', '.join(['%s'] * len(cards))})"
+            f"event_count FROM {order} WHERE issuer_id = %s AND card_id {_among(cards)}"
         )
-        params += [issuer.pk, *cards]
+        params += [issuer.pk, *_listed(cards)]
     stored: dict[str, int] = {}
     present: list[tuple] = []
     with connection.cursor() as cursor:
@@ -143,6 +142,22 @@ def _looked_up(issuer: Issuer, items, keys) -> tuple[dict[str, int], list[tuple]
             else:
                 present.append((pk, first, second, bool(registered), count))
     return stored, present
+
+
+def _among(values) -> str:
+    """`IN (...)` for `values`; on PostgreSQL `= ANY(array)`, one statement text for any count.
+
+    The driver rewrites the placeholders of a long statement text on every call, and the
+    server plans each new text afresh: a list of values as one array costs neither.
+    """
+    if connection.vendor == "postgresql":
+        return "= ANY(%s::text[])"
+    return f"IN ({', '.join(['%s'] * len(values))})"
+
+
+def _listed(values) -> list:
+    """The parameters of `_among(values)`."""
+    return [list(values)] if connection.vendor == "postgresql" else list(values)
 
 
 def _stored_events(issuer: Issuer, fingerprints: list[str]) -> dict[str, int]:
@@ -191,16 +206,21 @@ def _orders_ensure(issuer: Issuer, keys, present: list[tuple], *, now) -> dict[O
     if missing:
         quote = connection.ops.quote_name
         stamp = CardOrder._meta.get_field("created_at").get_db_prep_save(now, connection)
-        params: list = []
-        for card_id, operation_id in missing:
-            params += [issuer.pk, card_id, operation_id, keys[(card_id, operation_id)]]
-            params += [stamp, stamp]
         columns = "issuer_id, card_id, operation_id, operation, created_at, updated_at"
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(missing))
+        if connection.vendor == "postgresql":  # one text for any count (see `_among`)
+            rows = "SELECT %s, u.*, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS u"
+            params: list = [issuer.pk, stamp, stamp, *map(list, zip(*missing, strict=True))]
+            params.append([keys[key] for key in missing])
+        else:
+            rows = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(missing))
+            params = []
+            for card_id, operation_id in missing:
+                params += [issuer.pk, card_id, operation_id, keys[(card_id, operation_id)]]
+                params += [stamp, stamp]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {quote(CardOrder._meta.db_table)} ({columns}) "  # noqa: S608
-                f"VALUES {values} ON CONFLICT (issuer_id, card_id, operation_id) DO NOTHING "
+                f"INSERT INTO {quote(CardOrder._meta.db_table)} ({columns}) {rows} "
+                "ON CONFLICT (issuer_id, card_id, operation_id) DO NOTHING "
                 "RETURNING id, card_id, operation_id",
                 params,
             )
