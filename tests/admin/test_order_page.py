@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from tests.fixtures.backoffice import PATH, Card, post_items, shipment
 from tracking.models import AuditEntry, CardOrder, OrderAcknowledgement, ReconcileAttempt
@@ -34,8 +36,9 @@ def test_the_page_costs_a_bounded_number_of_queries(boss, orders, bo_issuer):
     with CaptureQueriesContext(connection) as large:
         assert boss.get(page_url(orders, "stale")).status_code == 200
     # ...including the card's other orders and its pull & change results (two queries), and
-    # the events sent to the issuer with their deliveries' counts (one)
-    assert len(large) == len(small) <= 11, [q["sql"] for q in large.captured_queries]
+    # the events sent to the issuer with their deliveries' counts (one), and D1's items waiting
+    # to be folded (two counts)
+    assert len(large) == len(small) <= 13, [q["sql"] for q in large.captured_queries]
 
 
 def test_both_lanes_and_the_stale_marker(boss, orders):
@@ -290,3 +293,46 @@ def test_the_expected_delivery_sent_by_d1_is_shown(boss, orders, bo_issuer):
     post_items(bo_issuer, [latest], order.updated_at)
     html = boss.get(page_url(orders, "shipped")).content.decode()
     assert 'id="expected-delivery" data-source="d1" data-expected="2026-12-24"' in html
+
+
+def test_items_waiting_to_be_applied_are_said_until_the_projector_folds_them(
+    boss, bo_issuer, settings
+):
+    from tracking.intake.projector import fold_pending
+
+    # The webhook only stores; the projector is not woken here (its wake-up waits for a commit).
+    settings.INGEST_FOLD = "celery"
+    card = Card("card-waiting-1", "op-waiting-1", "BATCH_20261120_EU_0001.csv", "req-waiting-1")
+    now = timezone.now()
+    post_items(bo_issuer, [card.item("CARD_PROD_REQUESTED"), card.item("DATA_PREPARED")], now)
+    order = CardOrder.objects.get(card_id="card-waiting-1")
+    url = f"/admin/tracking/cardorder/{order.pk}/change/"
+
+    def notice(**headers) -> str:
+        html = boss.get(url, **headers).content.decode()
+        found = re.search(r'id="events-waiting">.*?<p>(.*?)</p>', html, re.S)
+        return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip() if found else ""
+
+    assert notice() == (
+        "2 items from D1 are waiting to be applied. "
+        "This page shows the order without them until then."
+    )
+    # D1 sends one of them again: the copy waits to be counted too.
+    post_items(bo_issuer, [card.item("DATA_PREPARED")], now + dt.timedelta(seconds=5))
+    assert notice().startswith("3 items from D1 are waiting to be applied.")
+    assert notice(HTTP_ACCEPT_LANGUAGE="ja").startswith("D1から届いた 3 件がまだ反映待ちです。")
+
+    fold_pending()
+    assert notice() == notice(HTTP_ACCEPT_LANGUAGE="ja") == ""
+    html = boss.get(url).content.decode()
+    assert "DATA_PREPARED" in html and "Received 2 times" in html
+
+
+def test_one_item_waiting_is_said_in_the_singular(boss, bo_issuer, orders, settings):
+    settings.INGEST_FOLD = "celery"
+    order = CardOrder.objects.get(pk=orders["stale"])
+    assert "events-waiting" not in boss.get(page_url(orders, "stale")).content.decode()
+    card = Card(order.card_id, order.operation_id, order.input_file_name, "x")
+    post_items(bo_issuer, [card.item("CARD_PROD_DONE")], timezone.now())
+    html = boss.get(page_url(orders, "stale")).content.decode()
+    assert "1 item from D1 is waiting to be applied." in html

@@ -1,7 +1,7 @@
 """The order page rendered: the read model of `tracking.selectors.order_page` in badges and links.
 
-Also whether "Ask D1 now" still waits for its answer (kept in the asker's session) and when the
-portal will ask D1 next, in words.
+Also whether "Ask D1 now" still waits for its answer (kept in the asker's session), when the
+portal will ask D1 next, in words, and how many of D1's items wait to be folded into the order.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tracking.admin.timeline import stage_spans, timeline_entries
 from tracking.domain import labels
 from tracking.domain.masking import PERSONAL_MASK, can_see_personal
 from tracking.domain.times import parse_time
+from tracking.intake.projector import order_events_waiting
 from tracking.models import CardOrder
 from tracking.selectors.order_page import OrderPage
 from tracking.services.reconcile import order_due_reason
@@ -57,6 +58,9 @@ def order_page_context(model_admin, request, page: OrderPage) -> dict:
         "flags": admin_display.order_flags(order),
         "rules_stamp": admin_display.rules_stamp(order),
         "explanation": page.explanation,
+        # D1's items stored but not folded yet (the projector folds them in seconds): the page
+        # shows the order without them until then.
+        "events_waiting": order_events_waiting(order.pk),
         "timeline": timeline_entries(page.events, zone=order.issuer.zone),
         "timeline_truncated": page.timeline_truncated,
         "stages": stage_spans(order, now=now),

@@ -6,8 +6,8 @@
 - `orders_due_for_reconcile` says which orders need the truth now; `reconcile_sweep` claims
   them in batches (SKIP LOCKED on PostgreSQL, a conditional-update lease elsewhere), so that
   two sweeps never queue the same order, and queues one task per order after commit.
-- `events_apply_pending` is the safety net that re-applies stored events never applied.
-- The Celery tasks that run them (one order, the beat's sweep, the safety net) are at the end.
+- The Celery tasks that run them (one order, the beat's sweep) are at the end, with the
+  projector's sweep under its former name (`tracking.apply_pending_events`).
 
 The D1 call never runs inside a transaction: no row lock is held while D1 is slow.
 """
@@ -30,9 +30,9 @@ from tracking.domain import conditions, stage_limits
 from tracking.domain.flags import ReconcileReason
 from tracking.domain.statuses import CANCELLED_STATUSES
 from tracking.infrastructure.request_ids import request_id_current
-from tracking.intake.ingest import refresh_orders
 from tracking.intake.locking import orders_locked
-from tracking.models import CardOrder, Issuer, OperationEvent, ReconcileTrigger
+from tracking.intake.projector import fold_pending
+from tracking.models import CardOrder, Issuer, ReconcileTrigger
 from tracking.selectors import order_queues
 from tracking.services.audit import Actor, audit_actor
 from tracking.services.d1_answers import (
@@ -388,33 +388,6 @@ def orders_reconcile_now(
     return []
 
 
-# ---------------------------------------------------------------------------- safety net
-
-
-def events_apply_pending(*, older_than: timedelta | None = None, limit: int = 500) -> int:
-    """Re-derive the orders of events stored but never applied; returns how many orders.
-
-    Such events exist only after a crash between storing and applying; the orders are locked
-    in the same order ingest locks them, so a concurrent delivery waits instead of deadlocking.
-    """
-    older_than = settings.RECONCILE_PENDING_EVENTS_AGE if older_than is None else older_than
-    cutoff = timezone.now() - older_than
-    order_ids = list(
-        OperationEvent.objects.filter(
-            applied_at__isnull=True, order__isnull=False, first_received_at__lte=cutoff
-        )
-        .values_list("order_id", flat=True)
-        .distinct()[:limit]
-    )
-    if not order_ids:
-        return 0
-    with transaction.atomic():
-        orders = list(orders_locked(CardOrder.objects.filter(pk__in=order_ids)))
-        refresh_orders(orders)
-    logger.warning("re-applied pending events of %d orders", len(orders))
-    return len(orders)
-
-
 # ---------------------------------------------------------------------------- Celery tasks
 # Thin callers of the services above, idempotent and safe to run twice. The names are those the
 # beat schedule and messages already queued use.
@@ -445,5 +418,9 @@ def reconcile_sweep_task() -> int:
 
 @shared_task(name="tracking.apply_pending_events")
 def apply_pending_events_task() -> int:
-    """The safety net: re-apply stored events that were never applied."""
-    return events_apply_pending()
+    """The projector's sweep under its former name, for messages and schedules that still use it.
+
+    Stored events wait to be folded by design now: the projector folds them
+    (`tracking.intake.projector`, its own sweep `tracking.intake.fold_pending`).
+    """
+    return fold_pending().orders
