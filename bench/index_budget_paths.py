@@ -51,6 +51,7 @@ def record_paths(size: int, only: list[str] = ()) -> list[Recorded]:
 
     from tracking.insight import production_files
     from tracking.intake.ingest import ingest_operations
+    from tracking.intake.projector import fold_pending
     from tracking.models import CardOrder, Issuer, NotificationDelivery, OperationEvent
     from tracking.observability.state import operations_state
     from tracking.selectors import order_queues
@@ -190,8 +191,8 @@ def record_paths(size: int, only: list[str] = ()) -> list[Recorded]:
         ),
         ("reconcile sweep: open orders", lambda: list(reconcile.orders_open_for_reconcile()[:100])),
         (
-            "safety net: unapplied events",
-            lambda: rolled_back(lambda: reconcile.events_apply_pending(older_than=dt.timedelta(0))),
+            "projector sweep: orders with events waiting",
+            lambda: rolled_back(fold_pending),
         ),
         (
             "retention prune (dry run)",

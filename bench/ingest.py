@@ -10,17 +10,21 @@ Measured, not asserted. One run:
 4. the same webhook runs on a server without the middleware fast path and the token memory
    (WEBHOOK_FAST_PATH=false, D1_TOKEN_CHECK_CACHE_SECONDS=0): the figures before them; or,
    with --before-tree DIR, on a server of the code checked out in DIR, same settings;
-5. production latency at 4 connections, and a storm of copies of one stored item;
-6. pgbench inserting one comparable row per transaction, same connections, same time;
+5. a storm of copies of one stored item, and the webhook paced at a steady peak rate
+   (`--peak-single`, `--peak-batched` items/s) rather than flat out;
+6. the same webhook runs with INGEST_FOLD=inline (each POST folds what it stored right after
+   its commit, in the request: the default);
+7. pgbench inserting one comparable row per transaction, same connections, same time;
 then prints items per second, p50/p99 latency, non-2xx answers and the ratios.
 
-The webhook stores and a Celery worker folds (the projector, `tracking/intake/projector.py`),
-as in production: the worker runs beside gunicorn on a Redis broker (`BENCH_BROKER_URL`). After
-each webhook run the bench waits until nothing is left to fold, then reads the fold lag of the
-run's events from the database (stored → folded: p50 and p99).
+Except in the inline runs the webhook stores and a Celery worker folds (the projector,
+`tracking/intake/projector.py`, INGEST_FOLD=celery): the worker runs beside gunicorn on a Redis
+broker (`BENCH_BROKER_URL`). After each webhook run the bench waits until nothing is left to
+fold, then reads the fold lag of the run's events from the database (stored → folded: p50 and
+p99).
 
 Usage: .venv/bin/python bench/ingest.py [--duration 10] [--connections 8] [--workers 4]
-       [--before-tree DIR]
+       [--before-tree DIR] [--peak-single 400] [--peak-batched 2000]
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres), Redis, wrk and pgbench (Debian packages).
 """
 
@@ -59,8 +63,17 @@ def psql(sql: str, db: str = "postgres") -> None:
 
 
 def run_wrk(
-    url: str, *, batch: int, duration: int, connections: int, token: str, mode: str = "new"
+    url: str,
+    *,
+    batch: int,
+    duration: int,
+    connections: int,
+    token: str,
+    mode: str = "new",
+    items_per_s: float = 0,
 ) -> dict:
+    """One wrk run; `items_per_s` paces it to about that rate (0: as fast as answered)."""
+    pause_ms = int(connections * batch * 1000 / items_per_s) if items_per_s else 0
     out = subprocess.run(
         [
             "wrk",
@@ -79,6 +92,7 @@ def run_wrk(
             secrets.token_hex(4),
             token,
             mode,
+            str(pause_ms),
         ],
         capture_output=True,
         text=True,
@@ -251,6 +265,12 @@ def main() -> None:
         "'before' runs serve it with today's settings, instead of today's code without the "
         "middleware fast path and the token memory",
     )
+    parser.add_argument(
+        "--peak-single", type=int, default=400, help="items/s of the paced single-item run"
+    )
+    parser.add_argument(
+        "--peak-batched", type=int, default=2000, help="items/s of the paced 50-item run"
+    )
     args = parser.parse_args()
 
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -335,12 +355,25 @@ def main() -> None:
             for batch in (1, 50):
                 runs[f"bare view, {batch}"] = measured(server.url(bare_path), batch=batch, **wrk)
                 runs[f"webhook, {batch}"] = measured(server.url(hook_path), batch=batch, **wrk)
-            four = {**wrk, "connections": 4}
-            for batch in (1, 50):
-                runs[f"webhook at 4 connections, {batch}"] = measured(
-                    server.url(hook_path), batch=batch, **four
-                )
             runs["storm of copies, 1"] = measured(
+                server.url(hook_path), batch=1, **wrk, mode="copies"
+            )
+            # At a steady peak rather than flat out: the fold lag readers see in use.
+            for batch, rate in ((1, args.peak_single), (50, args.peak_batched)):
+                runs[f"webhook at {rate:,} items/s, {batch}"] = measured(
+                    server.url(hook_path), batch=batch, **wrk, items_per_s=rate
+                )
+        finally:
+            server.stop()
+        # The default: each POST folds what it stored right after its commit, in the request.
+        server = Server(env={**env, "INGEST_FOLD": "inline"}, log=log, **server_args)
+        try:
+            run_wrk(server.url(hook_path), batch=1, **{**wrk, "duration": 3})  # warm-up
+            for batch in (1, 50):
+                runs[f"webhook inline, {batch}"] = measured(
+                    server.url(hook_path), batch=batch, **wrk
+                )
+            runs["storm of copies inline, 1"] = measured(
                 server.url(hook_path), batch=1, **wrk, mode="copies"
             )
         finally:

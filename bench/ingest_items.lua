@@ -4,6 +4,8 @@
 -- stored item (the storm of copies).
 -- With a bearer token (third argument) the requests look as they do behind the mTLS proxy in
 -- production: the token, and the verified certificate subject the proxy forwards.
+-- A fifth argument paces each connection: that many milliseconds before each request (a steady
+-- rate, as at a peak, rather than as fast as the server answers).
 local threads = {}
 
 function setup(thread)
@@ -16,11 +18,16 @@ function init(args)
   nonce = args[2] or "run"
   counter = 0
   copies = args[4] == "copies"
+  pause = tonumber(args[5]) or 0
   headers = {["Content-Type"] = "application/json"}
   if args[3] then
     headers["Authorization"] = "Bearer " .. args[3]
     headers["X-SSL-Client-S-DN"] = "CN=bench-d1-client"
   end
+end
+
+function delay()
+  return pause
 end
 
 function request()

@@ -374,12 +374,6 @@ D1_ASK_RATE_PER_ISSUER = env.int("D1_ASK_RATE_PER_ISSUER", default=60)
 # D1_BULK_ASK_PER_SECOND (keep it under D1's rate limit and RECONCILE_TASK_RATE_LIMIT's share).
 D1_BULK_ASK_MAX = env.int("D1_BULK_ASK_MAX", default=500)
 D1_BULK_ASK_PER_SECOND = env.float("D1_BULK_ASK_PER_SECOND", default=2.0)
-# Safety net: stored events never applied (a crash between store and apply) are re-applied
-# once they are this old; the job runs at this interval.
-RECONCILE_PENDING_EVENTS_AGE = timedelta(
-    seconds=env.int("RECONCILE_PENDING_EVENTS_AGE", default=10)
-)
-RECONCILE_PENDING_EVENTS_INTERVAL = env.float("RECONCILE_PENDING_EVENTS_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE.update(
     {
         # `expires`: a tick that no worker took before the next one is dropped, not piled up.
@@ -392,11 +386,6 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "tracking.intake.fold_pending",
             "schedule": INGEST_FOLD_SWEEP_INTERVAL,
             "options": {"expires": INGEST_FOLD_SWEEP_INTERVAL},
-        },
-        "apply-pending-events": {
-            "task": "tracking.apply_pending_events",
-            "schedule": RECONCILE_PENDING_EVENTS_INTERVAL,
-            "options": {"expires": RECONCILE_PENDING_EVENTS_INTERVAL},
         },
         "clear-expired-tokens": {
             "task": "tracking.clear_expired_tokens",

@@ -152,8 +152,7 @@ def _copies_append(copies: list[tuple[int, int]], *, now) -> None:
         params = [value for event_id, count in copies for value in (event_id, count, stamp)]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(EventCopy._meta.db_table)} "
-            f"(event_id, copies, received_at) {rows}",
+            f"INSERT INTO {quote(EventCopy._meta.db_table)} (event_id, copies, received_at) {rows}",
             params,
         )
 
