@@ -175,3 +175,59 @@ def test_a_card_number_in_the_issuer_path_is_masked_where_stored_and_logged(
     assert PAN not in delivery.error
     assert PAN not in json.dumps(log_lines)
     assert "************1111" in json.dumps(log_lines)
+
+
+def test_a_webhook_posts_lines_are_written_after_its_answer_with_its_request_id(
+    issuer, post_notification
+):
+    from tracking.observability.logs import AfterResponseHandler
+
+    written = JsonLines()
+    deferred = AfterResponseHandler(written)
+    logger = logging.getLogger("tracking.intake.contract")
+    sent: list[int] = []
+
+    def answered(sender, **kwargs):  # the view has answered: nothing is written yet
+        sent.append(len(written.lines))
+
+    from tracking.infrastructure.signals import delivery_answered
+
+    delivery_answered.connect(answered, dispatch_uid="test-answered")
+    logger.addHandler(deferred)
+    try:
+        response = post_notification(spec.E1, HTTP_X_CORRELATION_ID="corr-after-1")
+    finally:
+        logger.removeHandler(deferred)
+        delivery_answered.disconnect(dispatch_uid="test-answered")
+
+    assert response.status_code == 204
+    assert sent == [0]
+    stored = [line for line in written.lines if line["event"].startswith("delivery stored")]
+    assert len(stored) == 1
+    assert stored[0]["request_id"] == "corr-after-1" == response["X-Request-ID"]
+
+
+def test_an_error_line_is_written_at_once_inside_a_request():
+    from django.core.signals import request_finished, request_started
+
+    from tracking.observability.logs import AfterResponseHandler
+
+    written = JsonLines()
+    deferred = AfterResponseHandler(written)
+    logger = logging.getLogger("tests.after-response")
+    logger.addHandler(deferred)
+    logger.setLevel(logging.INFO)
+    try:
+        request_started.send(sender=None)
+        logger.info("kept until the answer is sent")
+        assert written.lines == []
+        logger.error("written at once")
+        assert [line["event"] for line in written.lines] == [
+            "kept until the answer is sent",
+            "written at once",
+        ]
+        request_finished.send(sender=None)
+        logger.info("outside a request")
+        assert written.lines[-1]["event"] == "outside a request"
+    finally:
+        logger.removeHandler(deferred)

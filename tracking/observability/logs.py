@@ -20,7 +20,10 @@ This module is imported by the settings, so it must not import Django models or 
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import re
+import threading
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -37,6 +40,99 @@ _SHARED_PROCESSORS: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+def _bound_at_emit(logger: Any, method_name: str, event_dict: dict) -> dict:
+    """The context bound when the line was logged (see `AfterResponseHandler`)."""
+    record = event_dict.get("_record")
+    context = getattr(record, "bound_context", None)
+    if context is None:
+        return structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+    for key, value in context.items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _stamped_at_emit(logger: Any, method_name: str, event_dict: dict) -> dict:
+    """The time the line was logged, not the time it is written."""
+    record = event_dict.get("_record")
+    if record is None:
+        return _STAMPER(logger, method_name, event_dict)
+    moment = dt.datetime.fromtimestamp(record.created, tz=dt.UTC)
+    event_dict["timestamp"] = moment.isoformat().replace("+00:00", "Z")
+    return event_dict
+
+
+_STAMPER = structlog.processors.TimeStamper(fmt="iso", utc=True)
+# Lines from plain `logging` loggers are rendered where they are written: their context and time
+# are the ones they were logged with.
+_FOREIGN_PRE_CHAIN: list[Any] = [
+    _bound_at_emit,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    _stamped_at_emit,
+]
+
+
+class AfterResponseHandler(logging.Handler):
+    """Writes a request's log lines after its answer is sent, so rendering them is off its path.
+
+    During a request (between Django's `request_started` and `request_finished`, which the
+    server sends once the response is written) each line is kept with the context bound when it
+    was logged; the request's end writes them to `target`. A line at ERROR or above is written
+    at once with those before it: a process that dies then loses none of them. Outside a request
+    (workers, commands) every line is written at once.
+    """
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.target = target
+        from django.core.signals import request_finished, request_started
+
+        request_started.connect(_request_begins, weak=False, dispatch_uid="logs-after-response")
+        request_finished.connect(_request_ends, weak=False, dispatch_uid="logs-after-response")
+        _HANDLERS.append(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kept = getattr(_REQUEST, "kept", None)
+        if kept is None:
+            self.target.handle(record)
+            return
+        record.bound_context = structlog.contextvars.get_contextvars()
+        kept.append((self, record))
+        if record.levelno >= logging.ERROR or len(kept) >= _KEPT_MAX:
+            _flush()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        self.target.setFormatter(fmt)
+
+
+_REQUEST = threading.local()
+_HANDLERS: list[AfterResponseHandler] = []
+_KEPT_MAX = 200  # a request that logs more writes as it goes
+
+
+def _request_begins(**kwargs) -> None:
+    _REQUEST.kept = []
+
+
+def _request_ends(**kwargs) -> None:
+    _flush()
+    _REQUEST.kept = None
+
+
+def _flush() -> None:
+    kept = getattr(_REQUEST, "kept", None)
+    if not kept:
+        return
+    _REQUEST.kept = []
+    for handler, record in kept:
+        handler.target.handle(record)
+
+
+def after_response_handler() -> AfterResponseHandler:
+    """`AfterResponseHandler` around a StreamHandler (a factory for `LOGGING`'s "()" key)."""
+    return AfterResponseHandler(logging.StreamHandler())
 
 
 def request_line(request) -> str:
@@ -114,10 +210,15 @@ def logging_settings(*, log_format: str, level: str) -> dict:
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     *renderer,
                 ],
-                "foreign_pre_chain": _SHARED_PROCESSORS,
+                "foreign_pre_chain": _FOREIGN_PRE_CHAIN,
             },
         },
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+        "handlers": {
+            "console": {
+                "()": after_response_handler,
+                "formatter": "structured",
+            }
+        },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.db.backends": {"level": "WARNING"},
