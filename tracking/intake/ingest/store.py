@@ -15,6 +15,7 @@ the item belongs to, so it cannot wait).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -145,8 +146,8 @@ def _copies_append(copies: list[tuple[int, int]], *, now) -> None:
     quote = connection.ops.quote_name
     stamp = EventCopy._meta.get_field("received_at").get_db_prep_save(now, connection)
     if connection.vendor == "postgresql":  # one text for any count (see `_among`)
-        rows = "SELECT u.*, %s FROM unnest(%s::bigint[], %s::integer[]) AS u"
-        params: list = [stamp, *map(list, zip(*copies, strict=True))]
+        rows = "SELECT (r->>0)::bigint, (r->>1)::integer, %s FROM jsonb_array_elements(%s::jsonb) r"
+        params: list = [stamp, json.dumps(copies)]
     else:
         rows = "VALUES " + ", ".join(["(%s, %s, %s)"] * len(copies))
         params = [value for event_id, count in copies for value in (event_id, count, stamp)]
@@ -158,19 +159,20 @@ def _copies_append(copies: list[tuple[int, int]], *, now) -> None:
 
 
 def _among(values) -> str:
-    """`IN (...)` for `values`; on PostgreSQL `= ANY(array)`, one statement text for any count.
+    """`IN (...)` for `values`; on PostgreSQL one statement text for any count.
 
     The driver rewrites the placeholders of a long statement text on every call, and the
-    server plans each new text afresh: a list of values as one array costs neither.
+    server plans each new text afresh: the values travel as one JSON list instead (encoded in C;
+    with client-side binding an array parameter is dumped element by element in Python).
     """
     if connection.vendor == "postgresql":
-        return "= ANY(%s::text[])"
+        return "= ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"
     return f"IN ({', '.join(['%s'] * len(values))})"
 
 
 def _listed(values) -> list:
     """The parameters of `_among(values)`."""
-    return [list(values)] if connection.vendor == "postgresql" else list(values)
+    return [json.dumps(list(values))] if connection.vendor == "postgresql" else list(values)
 
 
 def _stored_events(issuer: Issuer, fingerprints: list[str]) -> dict[str, int]:
@@ -221,9 +223,9 @@ def _orders_ensure(issuer: Issuer, keys, present: list[tuple], *, now) -> dict[O
         stamp = CardOrder._meta.get_field("created_at").get_db_prep_save(now, connection)
         columns = "issuer_id, card_id, operation_id, operation, created_at, updated_at"
         if connection.vendor == "postgresql":  # one text for any count (see `_among`)
-            rows = "SELECT %s, u.*, %s, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS u"
-            params: list = [issuer.pk, stamp, stamp, *map(list, zip(*missing, strict=True))]
-            params.append([keys[key] for key in missing])
+            rows = "SELECT %s, r->>0, r->>1, r->>2, %s, %s FROM jsonb_array_elements(%s::jsonb) r"
+            listed = json.dumps([[*key, keys[key]] for key in missing])
+            params: list = [issuer.pk, stamp, stamp, listed]
         else:
             rows = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(missing))
             params = []
