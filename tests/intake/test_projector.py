@@ -262,3 +262,17 @@ def test_an_inline_post_folds_what_it_stored_and_leaves_a_backlog_to_the_sweep(
     assert fold_pending().orders == 1  # the sweep
     orders["card-waiting"].refresh_from_db()
     assert orders["card-waiting"].event_count == 2
+
+
+def test_a_set_counts_its_orders_copies_before_folding_so_the_last_message_includes_them(issuer):
+    store(issuer, lifecycle()[:1])
+    store(issuer, lifecycle()[:1])  # a copy, later
+    copied_at = EventCopy.objects.get().received_at
+
+    with transaction.atomic():
+        report = projector.fold_round(batch=10)  # a set on its own, without the sweep's count
+
+    order = CardOrder.objects.get()
+    assert report.orders == 1 and report.copies == 1
+    assert OperationEvent.objects.get().times_received == 2
+    assert order.last_event_at == copied_at

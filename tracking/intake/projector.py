@@ -79,9 +79,9 @@ def fold_pending(*, batch: int | None = None, max_rounds: int = 1000) -> FoldRep
             copies = copies_count(limit=batch * 20)
         with transaction.atomic():
             done = fold_round(batch=batch)
-        done.copies = copies
+        done.copies += copies
         report.add(done)
-        if not done.orders and not copies:
+        if not done.orders and not done.copies:
             break
     for lag in report.lags:
         fold_lag_observe(seconds=lag)
@@ -132,12 +132,15 @@ def fold_round(*, batch: int, order_ids: frozenset[int] | None = None) -> FoldRe
     )
     if not orders:
         return FoldReport(rounds=1)
+    # Their waiting copies first (events after orders: the lock order), so that the fold's
+    # "last message" includes every arrival so far.
+    copies = copies_count(limit=None, order_ids=[o.pk for o in orders])
     _card_mates_lock(orders)
     first = {o.pk for o in orders if o.event_count == 0}
     refresh_orders(orders, now=now)
     _cards_pass([o for o in orders if o.pk in first and o.event_count], now=now)
     lags = [(now - waiting[o.pk]).total_seconds() for o in orders]
-    return FoldReport(orders=len(orders), rounds=1, lags=lags)
+    return FoldReport(orders=len(orders), copies=copies, rounds=1, lags=lags)
 
 
 def _card_mates_lock(orders: list[CardOrder]) -> None:
@@ -164,10 +167,13 @@ def _cards_pass(orders: list[CardOrder], *, now) -> None:
         cards_after_ingest(issuer=issuer, card_ids=by_issuer[issuer.pk], now=now)
 
 
-def copies_count(*, limit: int | None, event_ids: list[int] | None = None) -> int:
+def copies_count(
+    *, limit: int | None, event_ids: list[int] | None = None, order_ids: list[int] | None = None
+) -> int:
     """Count up to `limit` waiting copies into their events; how many copies were counted.
 
-    `event_ids` keeps to the copies of those events (and `limit` may then be None). Takes no
+    `event_ids` keeps to the copies of those events, `order_ids` to those of these orders'
+    events (and `limit` may then be None). Takes no
     order's lock: the copy rows are deleted (each by one transaction only: a concurrent
     projector skips or loses the rows this one takes), then their events updated, locked in
     fingerprint order in the same statement (`tracking.intake.locking`).
@@ -180,6 +186,13 @@ def copies_count(*, limit: int | None, event_ids: list[int] | None = None) -> in
     if event_ids is not None:
         where = f" WHERE event_id IN ({', '.join(['%s'] * len(event_ids))})"
         params += event_ids
+    elif order_ids is not None:
+        event = quote(OperationEvent._meta.db_table)
+        where = (
+            f" WHERE event_id IN (SELECT id FROM {event} "  # noqa: S608
+            f"WHERE order_id IN ({', '.join(['%s'] * len(order_ids))}))"
+        )
+        params += order_ids
     cap = ""
     if limit is not None:
         cap = " LIMIT %s"
