@@ -249,16 +249,16 @@ def test_an_inline_post_folds_what_it_stored_and_leaves_a_backlog_to_the_sweep(
     settings.INGEST_FOLD = "inline"
     mine = [{**i, "cardId": "card-mine"} for i in lifecycle()[:3]]
     assert post_notification({"operations": mine}).status_code == 204
-    assert post_notification({"operations": waiting[:1]}).status_code == 204  # a copy
+    assert post_notification({"operations": mine[:1]}).status_code == 204  # a copy
 
     orders = {o.card_id: o for o in CardOrder.objects.all()}
     assert orders["card-mine"].event_count == 3
     assert orders["card-mine"].production_status == mine[2]["details"]["status"]
-    # The backlog is not one POST's to fold, but its copy is counted at once.
+    counts = OperationEvent.objects.filter(order=orders["card-mine"])
+    assert sorted(counts.values_list("times_received", flat=True)) == [1, 1, 2]  # counted at once
+    # The backlog of other orders is not one POST's to fold.
     assert orders["card-waiting"].event_count == 0
     assert order_events_waiting(orders["card-waiting"].pk) == 2
-    counts = OperationEvent.objects.filter(order=orders["card-waiting"])
-    assert sorted(counts.values_list("times_received", flat=True)) == [1, 2]
     assert fold_pending().orders == 1  # the sweep
     orders["card-waiting"].refresh_from_db()
     assert orders["card-waiting"].event_count == 2
@@ -276,3 +276,18 @@ def test_a_set_counts_its_orders_copies_before_folding_so_the_last_message_inclu
     assert report.orders == 1 and report.copies == 1
     assert OperationEvent.objects.get().times_received == 2
     assert order.last_event_at == copied_at
+
+
+def test_a_retry_folds_the_order_its_first_delivery_stored_but_died_before_folding(
+    issuer, post_notification
+):
+    steps = lifecycle()[:2]
+    store(issuer, steps)  # committed, then the process died before its fold
+    order = CardOrder.objects.get()
+    assert order.event_count == 0
+
+    assert post_notification({"operations": steps[1:]}).status_code == 204  # D1's retry
+
+    order.refresh_from_db()
+    assert order.event_count == 2 and order.production_status == steps[1]["details"]["status"]
+    assert order_events_waiting(order.pk) == 0

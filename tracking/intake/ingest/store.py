@@ -60,7 +60,7 @@ def ingest_store(
     """
     transaction_required()
     items, result = batch.items, batch.result
-    stored, present = _looked_up(issuer, items, batch.order_keys())
+    stored, present, unfolded = _looked_up(issuer, items, batch.order_keys())
     unseen = {f: item for f, item in items.items() if f not in stored}
     keys = _order_keys(unseen)
     cards = {card_id for card_id, _ in keys}
@@ -102,7 +102,7 @@ def ingest_store(
         result=result,
         folded=False,
         to_fold=FoldScope(
-            order_ids=frozenset(result.order_ids if foldable else ()),
+            order_ids=frozenset(result.order_ids if foldable else ()) | unfolded,
             event_ids=frozenset(event_id for event_id, _ in copies),
         ),
     )
@@ -114,13 +114,14 @@ class OrderRef(NamedTuple):
     pk: int
 
 
-def _looked_up(issuer: Issuer, items, keys) -> tuple[dict[str, int], list[tuple]]:
-    """One unlocked look: which items are stored (fingerprint → event id), and every order of
-    the batch's cards as (id, card, operation, registered, event count)."""
+def _looked_up(issuer: Issuer, items, keys) -> tuple[dict[str, int], list[tuple], set[int]]:
+    """One unlocked look: which items are stored (fingerprint → event id), every order of the
+    batch's cards as (id, card, operation, registered, event count), and the orders of stored
+    items that still wait to be folded (a delivery that died between its commit and its fold)."""
     quote = connection.ops.quote_name
     event, order = (quote(m._meta.db_table) for m in (Event, CardOrder))
     cards = sorted({card_id for card_id, _ in keys})
-    sql = f"SELECT 0, id, fingerprint, NULL, NULL, NULL FROM {event} "  # noqa: S608
+    sql = f"SELECT 0, id, fingerprint, NULL, applied_at IS NULL, order_id FROM {event} "  # noqa: S608
     sql += f"WHERE issuer_id = %s AND fingerprint {_among(items)}"
     params = [issuer.pk, *_listed(items)]
     if cards:
@@ -131,14 +132,17 @@ def _looked_up(issuer: Issuer, items, keys) -> tuple[dict[str, int], list[tuple]
         params += [issuer.pk, *_listed(cards)]
     stored: dict[str, int] = {}
     present: list[tuple] = []
+    unfolded: set[int] = set()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for kind, pk, first, second, registered, count in cursor.fetchall():
+        for kind, pk, first, second, flag, number in cursor.fetchall():
             if kind == 0:
                 stored[first] = pk
+                if flag and number is not None:  # unfolded, of an order
+                    unfolded.add(number)
             else:
-                present.append((pk, first, second, bool(registered), count))
-    return stored, present
+                present.append((pk, first, second, bool(flag), number))
+    return stored, present, unfolded
 
 
 def _copies_append(copies: list[tuple[int, int]], *, now) -> None:
