@@ -9,6 +9,7 @@ memory, the CPU its PostgreSQL backend spent on them, then the functions that ta
 a webhook POST (cProfile).
 
 Usage: .venv/bin/python bench/webhook_profile.py [--requests 200] [--now-only] [--db NAME]
+       [--drop-indexes LIKE]
 (`--now-only` measures the bare view and the webhook as it ships, without the "before" rows.)
 """
 
@@ -60,6 +61,12 @@ def main() -> None:
     )
     parser.add_argument("--profile-batch", type=int, default=1, help="items per profiled POST")
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile list")
+    parser.add_argument(
+        "--drop-indexes",
+        metavar="LIKE",
+        help="drop the card orders' and events' indexes whose names match this SQL LIKE pattern "
+        "(unique ones kept) after migrating: what those indexes cost a POST",
+    )
     args = parser.parse_args()
     db = args.db
 
@@ -109,6 +116,21 @@ def main() -> None:
     from tracking.models import Issuer
 
     call_command("migrate", verbosity=0)
+    if args.drop_indexes:
+        from django.db import connection as setup_connection
+
+        with setup_connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT i.indexname FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname "
+                "JOIN pg_index x ON x.indexrelid = c.oid WHERE i.tablename IN "
+                "('tracking_cardorder', 'tracking_operationevent') AND NOT x.indisunique "
+                "AND i.indexname LIKE %s",
+                [args.drop_indexes],
+            )
+            dropped = [name for (name,) in cursor.fetchall()]
+            for name in dropped:
+                cursor.execute(f'DROP INDEX "{name}"')
+        print(f"dropped {len(dropped)} indexes: {', '.join(sorted(dropped))}", file=sys.__stdout__)
     issuer = Issuer.objects.create(issuer_id=ISSUER, name="Bench")
     credentials = d1_client_create(issuer=issuer)
     pair = f"{credentials.client_id}:{credentials.client_secret}".encode()

@@ -162,13 +162,18 @@ def row_insert(obj: models.Model) -> None:
     Without signals and without the SQL compiler, whose cost is most of a `save()` of a wide
     row on a hot path; values are prepared by each field exactly as `save()` prepares them.
     """
-    fields, sql = _insert_parts(type(obj), connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    sql, values = row_insert_statement(obj)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         (obj.pk,) = cursor.fetchone()
     obj._state.adding = False
     obj._state.db = connection.alias
+
+
+def row_insert_statement(obj: models.Model) -> tuple[str, list]:
+    """The INSERT of `row_insert` (RETURNING the id) and its values, to run inside another."""
+    fields, sql = _insert_parts(type(obj), connection.vendor)
+    return sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
 
 
 @functools.cache

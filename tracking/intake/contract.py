@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.utils import timezone
 
 from tracking.domain.masking import free_text_mask
@@ -226,8 +226,8 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
     """Parse a body that passed the transport checks, store and apply it, and say what to answer.
 
     Writes one NotificationDelivery and, through `ingest_store`, the events (and new orders' rows),
-    all in one transaction. Returns 204 only after that transaction has committed; the orders
-    are folded by the projector, woken once it has.
+    all or nothing. Returns 204 only after they are committed; the orders are folded by the
+    projector, woken once they are.
     """
     try:
         operations = parse_envelope(body, max_operations=settings.D1_WEBHOOK_MAX_OPERATIONS)
@@ -270,8 +270,7 @@ def delivery_receive(*, envelope: Envelope, issuer: Issuer, body: bytes) -> Answ
         body_truncated=truncated,
     )
     try:
-        with transaction.atomic():
-            stored = ingest_store(issuer=issuer, batch=batch, delivery=delivery, now=timezone.now())
+        stored = ingest_store(issuer=issuer, batch=batch, delivery=delivery, now=timezone.now())
     except DatabaseError:
         logger.exception(
             "delivery not stored issuer=%s correlation_id=%s",
