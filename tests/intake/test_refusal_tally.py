@@ -121,3 +121,22 @@ def test_the_refused_share_alert_counts_tallied_calls(issuer, settings):
     alert = next(a for a in alerts_current(now=now) if a.kind == "refused_share")
 
     assert "33%" in alert.message and "INVALID_TOKEN 10" in alert.message
+
+
+def test_a_refusal_is_counted_after_its_answer_is_sent(bearer_required, issuer, post_notification):
+    from tracking.infrastructure.signals import delivery_answered
+
+    counted_when_answered: list[int] = []
+
+    def answered(sender, **kwargs):  # the answer is decided: the count has not run yet
+        counted_when_answered.append(RefusalTally.objects.count())
+
+    delivery_answered.connect(answered, dispatch_uid="test-refusal-answered")
+    try:
+        response = post_notification(spec.E1, HTTP_AUTHORIZATION="Bearer guess")
+    finally:
+        delivery_answered.disconnect(dispatch_uid="test-refusal-answered")
+
+    assert response.status_code == 401
+    assert counted_when_answered == [0]
+    assert RefusalTally.objects.get().count == 1  # counted once the response was sent

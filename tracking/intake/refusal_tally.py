@@ -9,6 +9,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from tracking.domain.masking import pan_mask_text
+from tracking.infrastructure.after_response import after_response
 from tracking.infrastructure.signals import delivery_answered
 from tracking.intake.contract import Answer, Envelope, text_clean
 from tracking.models import RefusalTally
@@ -20,7 +21,8 @@ def refusal_tally(*, envelope: Envelope, status: int, error_code: str, error: st
     """Count a refused call that keeps nothing it sent, and return the refusal to send.
 
     Adds one to the `RefusalTally` row of the caller's source, this minute and this reason (one
-    INSERT ... ON CONFLICT DO UPDATE, so concurrent refusals never lose a count). Best effort
+    INSERT ... ON CONFLICT DO UPDATE, so concurrent refusals never lose a count), once the
+    answer is sent. Best effort
     like `delivery_refuse`: the refusal is answered and logged even when it cannot be counted.
     """
     now = timezone.now()
@@ -38,15 +40,19 @@ def refusal_tally(*, envelope: Envelope, status: int, error_code: str, error: st
         "error": text_clean(pan_mask_text(error), 255),
     }
     latest = ["last_at", "issuer_id_in_path", "client_identity", "correlation_id", "error"]
-    try:
-        _tally_upsert(values, latest=latest)
-    except DatabaseError:
-        logger.exception(
-            "could not count refused call source=%s status=%s code=%s",
-            values["source"],
-            status,
-            error_code,
-        )
+
+    def count() -> None:
+        try:
+            _tally_upsert(values, latest=latest)
+        except DatabaseError:
+            logger.exception(
+                "could not count refused call source=%s status=%s code=%s",
+                values["source"],
+                status,
+                error_code,
+            )
+
+    after_response(count)  # the count decides nothing about the answer
     logger.info(
         "call refused issuer=%s status=%s code=%s source=%s correlation_id=%s",
         envelope.issuer_id_in_path,

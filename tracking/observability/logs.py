@@ -21,13 +21,15 @@ This module is imported by the settings, so it must not import Django models or 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
-import threading
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import structlog
+
+from tracking.infrastructure.after_response import after_response, queued_count, run_queued
 
 # Query keys whose values are logged: paging and ordering, never a search, a filter or a token.
 QUERY_KEYS_LOGGED_WITH_VALUE = frozenset({"p", "page", "page_size", "o", "ordering", "format"})
@@ -77,57 +79,27 @@ _FOREIGN_PRE_CHAIN: list[Any] = [
 class AfterResponseHandler(logging.Handler):
     """Writes a request's log lines after its answer is sent, so rendering them is off its path.
 
-    During a request (between Django's `request_started` and `request_finished`, which the
-    server sends once the response is written) each line is kept with the context bound when it
-    was logged; the request's end writes them to `target`. A line at ERROR or above is written
-    at once with those before it: a process that dies then loses none of them. Outside a request
-    (workers, commands) every line is written at once.
+    Each line is kept with the context bound when it was logged and written to `target` once
+    the response is sent (`tracking.infrastructure.after_response`); outside a request (workers,
+    commands) at once. A line at ERROR or above is written at once with everything before it:
+    a process that dies then loses none of them.
     """
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__()
         self.target = target
-        from django.core.signals import request_finished, request_started
-
-        request_started.connect(_request_begins, weak=False, dispatch_uid="logs-after-response")
-        request_finished.connect(_request_ends, weak=False, dispatch_uid="logs-after-response")
-        _HANDLERS.append(self)
 
     def emit(self, record: logging.LogRecord) -> None:
-        kept = getattr(_REQUEST, "kept", None)
-        if kept is None:
-            self.target.handle(record)
-            return
         record.bound_context = structlog.contextvars.get_contextvars()
-        kept.append((self, record))
-        if record.levelno >= logging.ERROR or len(kept) >= _KEPT_MAX:
-            _flush()
+        after_response(functools.partial(self.target.handle, record))
+        if record.levelno >= logging.ERROR or queued_count() >= _KEPT_MAX:
+            run_queued()
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         self.target.setFormatter(fmt)
 
 
-_REQUEST = threading.local()
-_HANDLERS: list[AfterResponseHandler] = []
 _KEPT_MAX = 200  # a request that logs more writes as it goes
-
-
-def _request_begins(**kwargs) -> None:
-    _REQUEST.kept = []
-
-
-def _request_ends(**kwargs) -> None:
-    _flush()
-    _REQUEST.kept = None
-
-
-def _flush() -> None:
-    kept = getattr(_REQUEST, "kept", None)
-    if not kept:
-        return
-    _REQUEST.kept = []
-    for handler, record in kept:
-        handler.target.handle(record)
 
 
 def after_response_handler() -> AfterResponseHandler:
