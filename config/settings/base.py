@@ -516,7 +516,11 @@ LOG_FORMAT = env("LOG_FORMAT", default="console")
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = logging_settings(log_format=LOG_FORMAT, level=LOG_LEVEL)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
-DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = env.bool("LOG_CLIENT_IP", default=True)
+# The client address is bound by `tracking.observability.receivers` as the rate limits see it
+# (a forwarded header only from D1_TRUSTED_PROXIES), not by django-structlog, which would
+# believe any X-Forwarded-For.
+LOG_CLIENT_IP = env.bool("LOG_CLIENT_IP", default=True)
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # /readyz: the oldest stored-but-unapplied item may wait this long (seconds) before the

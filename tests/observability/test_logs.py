@@ -231,3 +231,17 @@ def test_an_error_line_is_written_at_once_inside_a_request():
         assert written.lines[-1]["event"] == "outside a request"
     finally:
         logger.removeHandler(deferred)
+
+
+def test_the_logged_address_is_the_callers_unless_a_trusted_proxy_forwards_one(
+    issuer, post_notification, log_lines, settings
+):
+    settings.D1_TRUSTED_PROXIES = ["10.0.0.1/32"]
+    post_notification(spec.E1, REMOTE_ADDR="192.0.2.10", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    forged = {line.get("ip") for line in log_lines}
+    log_lines.clear()
+    post_notification(spec.E2, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    forwarded = {line.get("ip") for line in log_lines}
+
+    assert forged == {"192.0.2.10"}  # a header anyone can send is not believed
+    assert forwarded == {"198.51.100.7"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import structlog
+from django.conf import settings
 
+from tracking.d1.access import client_address
 from tracking.infrastructure import metrics
 from tracking.infrastructure.request_ids import request_id_from_header, request_id_new
 from tracking.infrastructure.signals import delivery_answered
@@ -31,7 +33,8 @@ def on_delivery_answered(
 
 
 def on_request_started(sender, *, request, logger, log_kwargs, **kwargs) -> None:
-    """Make D1's x-correlation-id the request id when it is clean; log the request's line.
+    """Make D1's x-correlation-id the request id when it is clean; log the request's line and
+    the client's address as the rate limits see it (`LOG_CLIENT_IP`).
 
     django-structlog made a uuid and would log the full path with its query string; the line
     logged instead is `request_line`'s (query keys without their values).
@@ -39,6 +42,8 @@ def on_request_started(sender, *, request, logger, log_kwargs, **kwargs) -> None
     request_id = request_id_from_header(request.headers.get("x-correlation-id"))
     request.request_id = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    if settings.LOG_CLIENT_IP:
+        structlog.contextvars.bind_contextvars(ip=client_address(request))
     log_kwargs["request"] = request_line(request)
 
 
