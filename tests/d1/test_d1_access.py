@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import time
 
 import pytest
 from django.core.management import call_command
@@ -313,6 +314,38 @@ def test_failed_authentications_are_rate_limited_per_address(
         spec.E1, HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="192.0.2.7"
     )
     assert other_address.status_code == 204
+
+
+def test_an_address_with_clean_posts_is_still_stopped_as_soon_as_it_fails_too_often(
+    bearer_required, settings, credentials, post_notification
+):
+    settings.D1_AUTH_FAILURE_LIMIT = 3
+    good = {"HTTP_AUTHORIZATION": f"Bearer {token_for(credentials)}"}
+    assert post_notification(spec.E1, **good).status_code == 204  # remembered as clean
+    statuses = [
+        post_notification(spec.E1, HTTP_AUTHORIZATION="Bearer guess").status_code for _ in range(3)
+    ]
+
+    assert statuses == [401, 401, 401]
+    assert post_notification(spec.E2, **good).status_code == 429
+
+
+def test_failures_counted_by_another_process_stop_an_address_within_a_second(
+    bearer_required, settings, credentials, post_notification
+):
+    from tracking.api.d1_auth import CLEAN_ADDRESS_SECONDS, FAILURE_SCOPE
+    from tracking.infrastructure.rate_limits import rate_limit_count
+
+    settings.D1_AUTH_FAILURE_LIMIT = 3
+    good = {"HTTP_AUTHORIZATION": f"Bearer {token_for(credentials)}"}
+    assert post_notification(spec.E1, **good).status_code == 204
+    for _ in range(3):  # as another web process counts them, in the shared cache
+        rate_limit_count(
+            scope=FAILURE_SCOPE, subject="127.0.0.1", window=settings.D1_RATE_LIMIT_WINDOW_SECONDS
+        )
+
+    time.sleep(CLEAN_ADDRESS_SECONDS + 0.1)
+    assert post_notification(spec.E2, **good).status_code == 429
 
 
 # ---------------------------------------------------------------------------- client certificates
