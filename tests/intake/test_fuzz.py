@@ -71,11 +71,22 @@ def openapi():
 
 @pytest.fixture
 def wsgi_app():
-    """The real WSGI stack, inside the test's transaction (as Django's test client does)."""
+    """The real WSGI stack, inside the test's transaction (as Django's test client does), its
+    response closed once read, as a WSGI server closes it once sent (work queued for after the
+    answer runs then)."""
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
+    handler = WSGIHandler()
+
+    def served(environ, start_response):
+        response = handler(environ, start_response)
+        try:
+            return [b"".join(response)]
+        finally:
+            response.close()
+
     try:
-        yield WSGIHandler()
+        yield served
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)

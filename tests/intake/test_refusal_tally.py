@@ -140,3 +140,19 @@ def test_a_refusal_is_counted_after_its_answer_is_sent(bearer_required, issuer, 
     assert response.status_code == 401
     assert counted_when_answered == [0]
     assert RefusalTally.objects.get().count == 1  # counted once the response was sent
+
+
+def test_a_refusal_is_counted_even_when_the_server_never_signals_the_end_of_its_request(
+    bearer_required, issuer
+):
+    from django.core.signals import request_finished, request_started
+
+    from tracking.infrastructure.after_response import after_response
+
+    counted: list[str] = []
+    request_started.send(sender=None)
+    after_response(lambda: counted.append("first request's tally"))
+    # No request_finished: the next request on this thread begins.
+    request_started.send(sender=None)
+    assert counted == ["first request's tally"]
+    request_finished.send(sender=None)

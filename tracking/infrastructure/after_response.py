@@ -50,6 +50,7 @@ def run_queued() -> None:
 
 
 def _request_begins(**kwargs) -> None:
+    run_queued()  # a previous request whose end the server never signalled loses nothing
     _REQUEST.queued = []
 
 
