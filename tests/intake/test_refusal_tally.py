@@ -142,7 +142,7 @@ def test_a_refusal_is_counted_after_its_answer_is_sent(bearer_required, issuer, 
     assert RefusalTally.objects.get().count == 1  # counted once the response was sent
 
 
-def test_a_refusal_is_counted_even_when_the_server_never_signals_the_end_of_its_request(
+def test_work_queued_for_after_the_answer_survives_a_request_whose_end_is_never_signalled(
     bearer_required, issuer
 ):
     from django.core.signals import request_finished, request_started
