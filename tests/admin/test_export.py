@@ -226,3 +226,22 @@ def test_xlsx_masks_personal_fields_for_viewers(admin_client_as, orders):
     headers = rows[0]
     numbers = {row[headers.index("Tracking number")] for row in rows[1:]}
     assert "1Z999AA10123456784" not in numbers
+
+
+@pytest.mark.parametrize(
+    ("word", "cell"),
+    [
+        ("InTransit_003", "In transit (InTransit_003)"),
+        ("out for delivery", "Out for delivery (out for delivery)"),
+        ("IN_TRANSIT", "In transit (IN_TRANSIT)"),
+        ("HeldByTheMoon", "Not understood (HeldByTheMoon)"),
+    ],
+)
+def test_the_carrier_status_is_exported_as_its_class_with_the_carriers_word(
+    boss, orders, word, cell
+):
+    CardOrder.objects.filter(tracking_number="1Z999AA10123456784").update(shipment_status=word)
+
+    rows = exported(boss.get(EXPORT, {"q": "1Z999AA10123456784"}))
+
+    assert rows[0]["Carrier status"] == cell

@@ -31,7 +31,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from tracking.domain import labels
+from tracking.domain import carrier_status, labels
 from tracking.domain.carriers import carrier_name
 from tracking.domain.labels import humanize_duration
 from tracking.domain.masking import personal_mask
@@ -92,7 +92,6 @@ _LABELLED = {
     "Operation": "operation",
     "Operation status": "operation_status",
     "Production status": "production_status",
-    "Carrier status": "shipment_status",
     "Why ask D1": "reconcile_reason",
 }
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -122,9 +121,14 @@ def _cell(value) -> str:
 
 
 def _presented(header: str, value):
-    """A code as staff read it: its label (unknown codes kept), a carrier's name."""
+    """A code as staff read it: its label (unknown codes kept), a carrier's name, the class of
+    a carrier's status."""
     if header == "Carrier":
         return carrier_name(value) if value else ""
+    if header == "Carrier status":
+        # As the order page shows it: the class in staff's words, the carrier's own word beside.
+        klass = carrier_status.carrier_status_class(value)
+        return f"{carrier_status.class_label(klass)} ({value})" if klass else ""
     kind = _LABELLED.get(header)
     if kind and value:
         return labels.label_text(kind, value)
