@@ -92,3 +92,22 @@ def test_the_orders_list_reads_as_words_not_markup(boss, orders, language):
     assert '">' not in text and "&lt;" not in text
     operation_status = "Operation status" if language == "en" else "オペレーションの状態"
     assert re.search(rf'title="{operation_status}">[^<]+</span>', response.content.decode())
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_every_reason_to_ask_d1_has_words_in_both_languages(language):
+    from tracking.domain.flags import ReconcileReason
+
+    reasons = [
+        value
+        for name, value in vars(ReconcileReason).items()
+        if name.isupper() and isinstance(value, str)
+    ]
+    with translation.override(language):
+        found = {reason: labels.label("reconcile_reason", reason) for reason in reasons}
+        words = {reason: str(label.text) for reason, label in found.items()}
+
+    assert all(label.known for label in found.values()), words
+    if language == "ja":
+        assert words[ReconcileReason.SILENT] == "D1 からの通知なし"
+        assert words[ReconcileReason.LOOK_UP] == "照会"

@@ -129,6 +129,15 @@ LABELS: dict[str, dict[str, tuple[Promise, Promise]]] = {
             _("Awaiting delivery"),
             _("Shipped, and the carrier has not yet reported delivery."),
         ),
+        "silent": (
+            _("D1 silent"),
+            _("A registered order D1 has said nothing about yet."),
+        ),
+        "cancel_unconfirmed": (
+            _("Cancel not confirmed"),
+            _("D1 accepted a cancel but has not reported the card cancelled."),
+        ),
+        "look_up": (_("Looked up"), _("Staff or a command asked D1 about this card.")),
         "": (_("No particular reason"), _("Asked by staff or a command.")),
     },
     # Where an event came from.
