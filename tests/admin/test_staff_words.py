@@ -111,3 +111,12 @@ def test_every_reason_to_ask_d1_has_words_in_both_languages(language):
     if language == "ja":
         assert words[ReconcileReason.SILENT] == "D1 からの通知なし"
         assert words[ReconcileReason.LOOK_UP] == "照会"
+
+
+def test_the_carrier_words_queue_speaks_japanese(boss, orders):
+    response = boss.get(ORDERS, {"queue": "carrier_word_unknown"}, HTTP_ACCEPT_LANGUAGE="ja")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "解釈できない配送ステータス" in page
+    assert "Carrier word" not in page and "not understood" not in page

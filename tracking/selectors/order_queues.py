@@ -371,11 +371,13 @@ QUEUES: dict[str, Queue] = {
         ),
         Queue(
             key="carrier_word_unknown",
-            title="Carrier words not understood",
-            label="Carrier word not understood",
+            title=_("Carrier words not understood"),
+            label=_("Carrier word not understood"),
             description=(
-                "The carrier's latest status is a word the portal does not know; it is shown as "
-                "sent and is not an exception by itself."
+                _(
+                    "The carrier's latest status is a word the portal does not know; it is shown "
+                    "as sent and is not an exception by itself."
+                )
             ),
             condition=lambda now: carrier_word_unknown_q(),
         ),
