@@ -291,3 +291,17 @@ def test_a_retry_folds_the_order_its_first_delivery_stored_but_died_before_foldi
     order.refresh_from_db()
     assert order.event_count == 2 and order.production_status == steps[1]["details"]["status"]
     assert order_events_waiting(order.pk) == 0
+
+
+def test_a_post_folds_each_of_its_orders_however_many_events_another_one_has(issuer):
+    many = [{**i, "cardId": "card-many"} for i in lifecycle()[:9]]
+    store(issuer, many)  # stored first: its nine events sort before the other's one
+    store(issuer, [{**lifecycle()[0], "cardId": "card-one"}])
+    orders = {o.card_id: o for o in CardOrder.objects.all()}
+
+    projector.fold_scope(FoldScope(order_ids=frozenset(o.pk for o in orders.values())))
+
+    assert {o.card_id: o.event_count for o in CardOrder.objects.all()} == {
+        "card-many": 9,
+        "card-one": 1,
+    }

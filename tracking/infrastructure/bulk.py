@@ -165,7 +165,12 @@ def row_insert(obj: models.Model) -> None:
     sql, values = row_insert_statement(obj)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        (obj.pk,) = cursor.fetchone()
+        row_inserted(obj, cursor.fetchone()[0])
+
+
+def row_inserted(obj: models.Model, pk) -> None:
+    """Mark `obj` as the row its INSERT (of `row_insert_statement`) wrote with id `pk`."""
+    obj.pk = pk
     obj._state.adding = False
     obj._state.db = connection.alias
 

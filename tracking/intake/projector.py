@@ -83,9 +83,7 @@ def fold_pending(*, batch: int | None = None, max_rounds: int = 1000) -> FoldRep
         report.add(done)
         if not done.orders and not done.copies:
             break
-    for lag in report.lags:
-        fold_lag_observe(seconds=lag)
-    return report
+    return _lags_observed(report)
 
 
 def fold_scope(scope: FoldScope) -> FoldReport:
@@ -101,6 +99,11 @@ def fold_scope(scope: FoldScope) -> FoldReport:
     if scope.order_ids:
         with transaction.atomic():
             report.add(fold_round(batch=len(scope.order_ids), order_ids=scope.order_ids))
+    return _lags_observed(report)
+
+
+def _lags_observed(report: FoldReport) -> FoldReport:
+    """`report`, each folded order's lag counted on /metrics."""
     for lag in report.lags:
         fold_lag_observe(seconds=lag)
     return report
@@ -118,9 +121,12 @@ def fold_round(*, batch: int, order_ids: frozenset[int] | None = None) -> FoldRe
     events = OperationEvent.objects.filter(applied_at__isnull=True, order__isnull=False)
     if order_ids is not None:
         events = events.filter(order_id__in=sorted(order_ids))
-    for order_id, last in events.order_by("first_received_at").values_list(
+    waiting_events = events.order_by("first_received_at").values_list(
         "order_id", "last_received_at"
-    )[: batch * 4]:
+    )
+    if order_ids is None:  # enough events to name `batch` orders, most of the time
+        waiting_events = waiting_events[: batch * 4]
+    for order_id, last in waiting_events:
         waiting[order_id] = min(last, waiting.get(order_id, last))
     # Not joined to the issuer: the lock would take the issuer's row too.
     orders = list(

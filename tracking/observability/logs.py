@@ -56,16 +56,12 @@ def _bound_at_emit(logger: Any, method_name: str, event_dict: dict) -> dict:
 
 
 def _stamped_at_emit(logger: Any, method_name: str, event_dict: dict) -> dict:
-    """The time the line was logged, not the time it is written."""
-    record = event_dict.get("_record")
-    if record is None:
-        return _STAMPER(logger, method_name, event_dict)
-    moment = dt.datetime.fromtimestamp(record.created, tz=dt.UTC)
+    """The time the line was logged (its record's), not the time it is written."""
+    moment = dt.datetime.fromtimestamp(event_dict["_record"].created, tz=dt.UTC)
     event_dict["timestamp"] = moment.isoformat().replace("+00:00", "Z")
     return event_dict
 
 
-_STAMPER = structlog.processors.TimeStamper(fmt="iso", utc=True)
 # Lines from plain `logging` loggers are rendered where they are written: their context and time
 # are the ones they were logged with.
 _FOREIGN_PRE_CHAIN: list[Any] = [

@@ -22,7 +22,7 @@ from typing import NamedTuple
 from django.db import connection, transaction
 from django.db.models import Q
 
-from tracking.infrastructure.bulk import row_insert, row_insert_statement
+from tracking.infrastructure.bulk import row_insert, row_insert_statement, row_inserted
 from tracking.intake.card_operations import UPDATE_ORDER
 from tracking.intake.ingest.engine import OrderKey
 from tracking.intake.ingest.portable import events_insert
@@ -166,23 +166,24 @@ def _delivery_with_copies_insert(
 ) -> None:
     """INSERT the delivery and one `EventCopy` per (event id, copies), in one statement."""
     insert, values = row_insert_statement(delivery)
-    stamp = EventCopy._meta.get_field("received_at").get_db_prep_save(now, connection)
-    copy = connection.ops.quote_name(EventCopy._meta.db_table)
-    sql = (
-        f"WITH d AS ({insert}), c AS (INSERT INTO {copy} (event_id, copies, received_at) "  # noqa: S608
-        "SELECT (r->>0)::bigint, (r->>1)::integer, %s FROM jsonb_array_elements(%s::jsonb) r) "
-        "SELECT id FROM d"
-    )
+    copies_insert, params = _copies_insert(copies, now=now)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, stamp, json.dumps(copies)])
-        (delivery.pk,) = cursor.fetchone()
-    delivery._state.adding = False
-    delivery._state.db = connection.alias
+        cursor.execute(
+            f"WITH d AS ({insert}), c AS ({copies_insert}) SELECT id FROM d", [*values, *params]
+        )
+        row_inserted(delivery, cursor.fetchone()[0])
 
 
 def _copies_append(copies: list[tuple[int, int]], *, now) -> None:
     """Append one `EventCopy` row per (event id, copies): no lock, no UPDATE."""
-    quote = connection.ops.quote_name
+    sql, params = _copies_insert(copies, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _copies_insert(copies: list[tuple[int, int]], *, now) -> tuple[str, list]:
+    """The INSERT of one `EventCopy` row per (event id, copies), and its parameters."""
+    table = connection.ops.quote_name(EventCopy._meta.db_table)
     stamp = EventCopy._meta.get_field("received_at").get_db_prep_save(now, connection)
     if connection.vendor == "postgresql":  # one text for any count (see `_among`)
         rows = "SELECT (r->>0)::bigint, (r->>1)::integer, %s FROM jsonb_array_elements(%s::jsonb) r"
@@ -190,11 +191,7 @@ def _copies_append(copies: list[tuple[int, int]], *, now) -> None:
     else:
         rows = "VALUES " + ", ".join(["(%s, %s, %s)"] * len(copies))
         params = [value for event_id, count in copies for value in (event_id, count, stamp)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(EventCopy._meta.db_table)} (event_id, copies, received_at) {rows}",
-            params,
-        )
+    return f"INSERT INTO {table} (event_id, copies, received_at) {rows}", params
 
 
 def _among(values) -> str:
