@@ -168,9 +168,9 @@ def _delivery_with_copies_insert(
     insert, values = row_insert_statement(delivery)
     copies_insert, params = _copies_insert(copies, now=now)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH d AS ({insert}), c AS ({copies_insert}) SELECT id FROM d", [*values, *params]
-        )
+        # Only the two statements built from the models' metadata are interpolated.
+        sql = f"WITH d AS ({insert}), c AS ({copies_insert}) SELECT id FROM d"  # noqa: S608
+        cursor.execute(sql, [*values, *params])
         row_inserted(delivery, cursor.fetchone()[0])
 
 
