@@ -26,20 +26,23 @@ from tracking.services.audit import Actor, audit_actor
 class OrderExportMixin:
     """The orders admin's export views (their URLs are the admin's `get_urls`)."""
 
-    def export_view(self, request: HttpRequest):
-        """The current list (its filters, queue and search) as CSV, streamed."""
+    def _export_scope(self, request: HttpRequest) -> dict:
+        """What either export writes: the list's rows as filtered, what this reader may see,
+        and whether the Stuck columns come along. Refuses a reader who may not view orders."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
-        queryset = changelist.get_queryset(request)
-        masked = set() if can_see_personal(request.user) else set(personal_fields(CardOrder))
+        queryset = self.get_changelist_instance(request).get_queryset(request)
         stuck = request.GET.get("queue") == "stuck" or request.GET.get("stage_age") == "stuck"
-        lines = orders_csv_lines(
-            queryset=queryset,
-            chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE,
-            masked=masked,
-            stuck=stuck,
-        )
+        return {
+            "queryset": queryset,
+            "chunk_size": settings.ADMIN_EXPORT_CHUNK_SIZE,
+            "masked": set() if can_see_personal(request.user) else set(personal_fields(CardOrder)),
+            "stuck": stuck,
+        }
+
+    def export_view(self, request: HttpRequest):
+        """The current list (its filters, queue and search) as CSV, streamed."""
+        lines = orders_csv_lines(**self._export_scope(request))
         lines = orders_csv_audited(
             lines,
             actor=Actor.of_request(request),
@@ -53,18 +56,7 @@ class OrderExportMixin:
 
     def export_xlsx_view(self, request: HttpRequest):
         """The current list as an .xlsx workbook, written in constant memory, then streamed."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
-        queryset = changelist.get_queryset(request)
-        masked = set() if can_see_personal(request.user) else set(personal_fields(CardOrder))
-        stuck = request.GET.get("queue") == "stuck" or request.GET.get("stage_age") == "stuck"
-        file_path, rows = orders_xlsx_file(
-            queryset=queryset,
-            chunk_size=settings.ADMIN_EXPORT_CHUNK_SIZE,
-            masked=masked,
-            stuck=stuck,
-        )
+        file_path, rows = orders_xlsx_file(**self._export_scope(request))
         audit_actor(
             Actor.of_request(request),
             action="order.export",
