@@ -90,22 +90,34 @@ def drill_env(tmp_path, d1_sandbox, redis_url):
 # ---------------------------------------------------------------------------- PostgreSQL away
 
 
+def portal_on_throwaway_postgres(
+    postgres: ThrowawayPostgres, *, cluster, tmp_path, d1_sandbox, redis_url, **settings
+) -> tuple[str, dict]:
+    """A migrated portal database with the drill's issuer on `postgres` (which a drill may stop),
+    and the environment of portal processes on it: its URL and that environment."""
+    with psycopg.connect(postgres.url, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE portal")
+    database_url = postgres.url.rsplit("/", 1)[0] + "/portal"
+    env = portal_env(
+        database_url=database_url,
+        broker_url=redis_url,
+        cache_url=f"filecache://{tmp_path / 'cache'}",
+        folder=tmp_path,
+        **sandbox_env(d1_sandbox),
+        **settings,
+    )
+    cluster.manage(env, "migrate", "--no-input", "-v", "0")
+    cluster.manage(env, "create_issuer", ISSUER_ID, "--name", "Drill Bank")
+    return database_url, env
+
+
 def test_postgres_stopped_while_d1_posts(tmp_path, cluster, d1_sandbox, redis_url):
     orders = 30
     postgres = ThrowawayPostgres()
     try:
-        with psycopg.connect(postgres.url, autocommit=True) as admin:
-            admin.execute("CREATE DATABASE portal")
-        database_url = postgres.url.rsplit("/", 1)[0] + "/portal"
-        env = portal_env(
-            database_url=database_url,
-            broker_url=redis_url,
-            cache_url=f"filecache://{tmp_path / 'cache'}",
-            folder=tmp_path,
-            **sandbox_env(d1_sandbox),
+        database_url, env = portal_on_throwaway_postgres(
+            postgres, cluster=cluster, tmp_path=tmp_path, d1_sandbox=d1_sandbox, redis_url=redis_url
         )
-        cluster.manage(env, "migrate", "--no-input", "-v", "0")
-        cluster.manage(env, "create_issuer", ISSUER_ID, "--name", "Drill Bank")
         cluster.manage(
             env, "ensure_staff_user", "verifier", "--password", "drill-only-pass", "--superuser"
         )

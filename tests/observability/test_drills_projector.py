@@ -21,7 +21,12 @@ from tests.observability.cluster import (
     wait_until,
 )
 from tests.observability.conftest import sandbox_env
-from tests.observability.test_drills import ISSUER_ID, post_like_d1, report
+from tests.observability.test_drills import (
+    ISSUER_ID,
+    portal_on_throwaway_postgres,
+    post_like_d1,
+    report,
+)
 from tests.services.reconcile.items import body, item
 from tracking.models import Issuer
 
@@ -137,19 +142,14 @@ def last_message_behind(database_url: str) -> tuple[int, int]:
 def test_postgres_stopped_while_events_wait_to_be_folded(tmp_path, cluster, d1_sandbox, redis_url):
     postgres = ThrowawayPostgres()
     try:
-        with psycopg.connect(postgres.url, autocommit=True) as admin:
-            admin.execute("CREATE DATABASE portal")
-        database_url = postgres.url.rsplit("/", 1)[0] + "/portal"
-        env = portal_env(
-            database_url=database_url,
-            broker_url=redis_url,
-            cache_url=f"filecache://{tmp_path / 'cache'}",
-            folder=tmp_path,
-            **sandbox_env(d1_sandbox),
+        database_url, env = portal_on_throwaway_postgres(
+            postgres,
+            cluster=cluster,
+            tmp_path=tmp_path,
+            d1_sandbox=d1_sandbox,
+            redis_url=redis_url,
             **PROJECTOR_ONLY,
         )
-        cluster.manage(env, "migrate", "--no-input", "-v", "0")
-        cluster.manage(env, "create_issuer", ISSUER_ID, "--name", "Drill Bank")
         web = cluster.web("web", env, workers=2, threads=2)
         url = f"{web}/notifications/d1/v2/issuers/{ISSUER_ID}/cards"
         steps = backlog_deliveries("wait", 40, per_body=5)
