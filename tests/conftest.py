@@ -39,13 +39,14 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with empty rate-limit windows (and nothing else cached)."""
-    from tracking.api import d1_auth, token_memory
+    from tracking.api import token_memory
+    from tracking.infrastructure.rate_limits import rate_limits_forget
     from tracking.intake import issuer_memory
 
     cache.clear()
     token_memory.forget_all()
     issuer_memory.forget_all()
-    d1_auth.forget_clean_addresses()
+    rate_limits_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ With nothing required and no Authorization header (the embedded default) it cost
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -43,39 +42,17 @@ class D1Caller:
     subject: str = ""
 
 
-# Addresses this process found without a failure in the last second: D1's own traffic is not
-# looked up in the shared cache on every POST. A failure counted here forgets its address at
-# once; one counted by another process is seen at most a second later.
+# A failure-free address is not looked up in the shared cache again for this long: D1's own
+# traffic costs no cache round trip per POST (see `rate_limit_peek`).
 CLEAN_ADDRESS_SECONDS = 1.0
-_clean_until: dict[str, float] = {}
 
 
 def _count_failure(request) -> None:
-    address = client_address(request._request)
-    _clean_until.pop(address, None)
     rate_limit_count(
-        scope=FAILURE_SCOPE, subject=address, window=settings.D1_RATE_LIMIT_WINDOW_SECONDS
+        scope=FAILURE_SCOPE,
+        subject=client_address(request._request),
+        window=settings.D1_RATE_LIMIT_WINDOW_SECONDS,
     )
-
-
-def forget_clean_addresses() -> None:
-    """Look every address up again (tests)."""
-    _clean_until.clear()
-
-
-def _failures_peek(address: str):
-    """The address's failures in the current window (0 when it was clean a moment ago)."""
-    now = time.monotonic()
-    if _clean_until.get(address, 0.0) > now:
-        return None
-    failures = rate_limit_peek(
-        scope=FAILURE_SCOPE, subject=address, window=settings.D1_RATE_LIMIT_WINDOW_SECONDS
-    )
-    if failures.hits == 0:
-        if len(_clean_until) >= 1024:
-            _clean_until.clear()
-        _clean_until[address] = now + CLEAN_ADDRESS_SECONDS
-    return failures
 
 
 def _quote(value: str) -> str:
@@ -97,8 +74,13 @@ class D1CallerAuthentication(BaseAuthentication):
         ):
             return None
 
-        failures = _failures_peek(client_address(http))
-        if failures is not None and failures.hits >= settings.D1_AUTH_FAILURE_LIMIT:
+        failures = rate_limit_peek(
+            scope=FAILURE_SCOPE,
+            subject=client_address(http),
+            window=settings.D1_RATE_LIMIT_WINDOW_SECONDS,
+            clean_for=CLEAN_ADDRESS_SECONDS,
+        )
+        if failures.hits >= settings.D1_AUTH_FAILURE_LIMIT:
             raise exceptions.Throttled(
                 wait=failures.retry_after,
                 detail="Too many failed authentications from this address.",

@@ -32,8 +32,14 @@ def _window(scope: str, subject: str, window: int) -> tuple[str, int]:
     return f"rate:{scope}:{subject}:{index}", retry_after
 
 
+# (scope, subject) → until when this process may take it as hit-free without asking the cache.
+_clean_until: dict[tuple[str, str], float] = {}
+_CLEAN_MAX = 1024
+
+
 def rate_limit_count(*, scope: str, subject: str, window: int) -> WindowCount:
     """Count one hit for `subject` in the current window; return the window's total."""
+    _clean_until.pop((scope, subject), None)
     key, retry_after = _window(scope, subject, window)
     try:
         if cache.add(key, 1, timeout=window + 1):
@@ -47,11 +53,31 @@ def rate_limit_count(*, scope: str, subject: str, window: int) -> WindowCount:
         return WindowCount(0, retry_after)
 
 
-def rate_limit_peek(*, scope: str, subject: str, window: int) -> WindowCount:
-    """The current window's total for `subject`, without counting a hit."""
+def rate_limit_peek(
+    *, scope: str, subject: str, window: int, clean_for: float = 0.0
+) -> WindowCount:
+    """The current window's total for `subject`, without counting a hit.
+
+    With `clean_for`, a subject found without hits is taken as still without them for that many
+    seconds, without asking the cache: a hit counted in this process forgets it at once, one
+    counted by another process is seen at most `clean_for` seconds later.
+    """
     key, retry_after = _window(scope, subject, window)
+    now = time.monotonic()
+    if _clean_until.get((scope, subject), 0.0) > now:
+        return WindowCount(0, retry_after)
     try:
-        return WindowCount(int(cache.get(key, 0)), retry_after)
+        hits = int(cache.get(key, 0))
     except Exception:
         logger.warning("rate limit cache unavailable scope=%s", scope, exc_info=True)
         return WindowCount(0, retry_after)
+    if clean_for > 0 and hits == 0:
+        if len(_clean_until) >= _CLEAN_MAX:
+            _clean_until.clear()
+        _clean_until[(scope, subject)] = now + clean_for
+    return WindowCount(hits, retry_after)
+
+
+def rate_limits_forget() -> None:
+    """Ask the cache again for every subject (tests)."""
+    _clean_until.clear()
