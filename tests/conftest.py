@@ -39,14 +39,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with empty rate-limit windows (and nothing else cached)."""
-    from tracking.api import token_memory
-    from tracking.infrastructure.rate_limits import rate_limits_forget
-    from tracking.intake import issuer_memory
+    from tracking.infrastructure.short_memory import short_memories_clear
 
     cache.clear()
-    token_memory.forget_all()
-    issuer_memory.forget_all()
-    rate_limits_forget()
+    short_memories_clear()
 
 
 @pytest.fixture(autouse=True)

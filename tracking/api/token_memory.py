@@ -9,40 +9,25 @@ at once and a wrong one is looked up (and counted as a failure) every time.
 from __future__ import annotations
 
 import hashlib
-import time
 
 from django.conf import settings
 
 from tracking.d1.access import TokenCheck, d1_token_check
+from tracking.infrastructure.short_memory import ShortMemory
 
-MAX_ENTRIES = 256  # D1 holds a handful of live tokens; this only bounds a flood of new ones
-
-_valid: dict[str, tuple[float, TokenCheck]] = {}
+# D1 holds a handful of live tokens; the bound only stops a flood of new ones growing it.
+_valid = ShortMemory(max_entries=256)
 
 
 def d1_token_check_remembered(*, token: str) -> TokenCheck:
     """`d1_token_check`, answered from memory for a token found valid in the last seconds."""
-    ttl = settings.D1_TOKEN_CHECK_CACHE_SECONDS
-    if ttl <= 0:
-        return d1_token_check(token=token)
     key = hashlib.sha256(token.encode("utf-8", errors="replace")).digest()
-    now = time.monotonic()
     remembered = _valid.get(key)
-    if remembered is not None and remembered[0] > now:
-        return remembered[1]
+    if remembered is not None:
+        return remembered
     check = d1_token_check(token=token)
-    if not check.is_valid:
-        _valid.pop(key, None)
-        return check
-    if len(_valid) >= MAX_ENTRIES:
-        for stale in [k for k, (until, _) in list(_valid.items()) if until <= now]:
-            _valid.pop(stale, None)
-        if len(_valid) >= MAX_ENTRIES:
-            _valid.clear()
-    _valid[key] = (now + ttl, check)
+    if check.is_valid:
+        _valid.remember(key, check, seconds=settings.D1_TOKEN_CHECK_CACHE_SECONDS)
+    else:
+        _valid.forget(key)
     return check
-
-
-def forget_all() -> None:
-    """Drop every remembered token (tests; a revocation that must apply at once)."""
-    _valid.clear()

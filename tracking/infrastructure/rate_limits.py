@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from tracking.infrastructure.short_memory import ShortMemory
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,14 +34,13 @@ def _window(scope: str, subject: str, window: int) -> tuple[str, int]:
     return f"rate:{scope}:{subject}:{index}", retry_after
 
 
-# (scope, subject) → until when this process may take it as hit-free without asking the cache.
-_clean_until: dict[tuple[str, str], float] = {}
-_CLEAN_MAX = 1024
+# (scope, subject) this process found hit-free a moment ago, not asked again meanwhile.
+_clean = ShortMemory(max_entries=1024)
 
 
 def rate_limit_count(*, scope: str, subject: str, window: int) -> WindowCount:
     """Count one hit for `subject` in the current window; return the window's total."""
-    _clean_until.pop((scope, subject), None)
+    _clean.forget((scope, subject))
     key, retry_after = _window(scope, subject, window)
     try:
         if cache.add(key, 1, timeout=window + 1):
@@ -63,21 +64,13 @@ def rate_limit_peek(
     counted by another process is seen at most `clean_for` seconds later.
     """
     key, retry_after = _window(scope, subject, window)
-    now = time.monotonic()
-    if _clean_until.get((scope, subject), 0.0) > now:
+    if _clean.get((scope, subject)):
         return WindowCount(0, retry_after)
     try:
         hits = int(cache.get(key, 0))
     except Exception:
         logger.warning("rate limit cache unavailable scope=%s", scope, exc_info=True)
         return WindowCount(0, retry_after)
-    if clean_for > 0 and hits == 0:
-        if len(_clean_until) >= _CLEAN_MAX:
-            _clean_until.clear()
-        _clean_until[(scope, subject)] = now + clean_for
+    if hits == 0:
+        _clean.remember((scope, subject), True, seconds=clean_for)
     return WindowCount(hits, retry_after)
-
-
-def rate_limits_forget() -> None:
-    """Ask the cache again for every subject (tests)."""
-    _clean_until.clear()
